@@ -1,0 +1,42 @@
+"""vigil's shared data contract: readings, batches, the metric catalog, wire codecs, topics.
+
+Every other package depends on this one; it depends on none of them.
+"""
+
+from contract.alert import AlertEvent, AlertTransition, Severity, decode_alert
+from contract.catalog import METRICS, DeviceKind, MetricSpec, metric_spec
+from contract.codec import (
+    MAX_PAYLOAD_BYTES,
+    WIRE_VERSION,
+    DecodedBatch,
+    RejectedReading,
+    decode_batch,
+    encode_batch,
+)
+from contract.equipment import EquipmentMessage, decode_equipment_message
+from contract.errors import ContractError
+from contract.reading import Batch, Reading, check_reading, reading_problem
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "METRICS",
+    "WIRE_VERSION",
+    "AlertEvent",
+    "AlertTransition",
+    "Batch",
+    "ContractError",
+    "DecodedBatch",
+    "DeviceKind",
+    "EquipmentMessage",
+    "MetricSpec",
+    "Reading",
+    "RejectedReading",
+    "Severity",
+    "check_reading",
+    "decode_alert",
+    "decode_batch",
+    "decode_equipment_message",
+    "encode_batch",
+    "metric_spec",
+    "reading_problem",
+]

@@ -1,0 +1,54 @@
+"""The metric catalog: every quantity vigil carries, with its unit and physically valid range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DeviceKind(StrEnum):
+    """What sort of device produced a reading."""
+
+    PATCH = "patch"
+    ULTRASOUND = "ultrasound"
+    ENDOSCOPE = "endoscope"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric: its unit and the range a working sensor can physically report."""
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    integral: bool = False
+    description: str = ""
+
+
+# Ranges are physical limits of the sensors, not clinical alarm limits (those live in rules/).
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec("wound_ph", "pH", 0.0, 14.0, description="wound-bed pH"),
+        MetricSpec("wound_temp", "degC", 0.0, 50.0, description="wound-bed temperature"),
+        MetricSpec("skin_temp", "degC", 0.0, 50.0, description="peri-wound skin temperature"),
+        MetricSpec("exudate", "%", 0.0, 100.0, description="dressing exudate saturation"),
+        MetricSpec("battery", "%", 0.0, 100.0, description="battery state of charge"),
+        MetricSpec("rssi", "dBm", -127.0, 20.0, integral=True, description="received signal"),
+        MetricSpec("mains_voltage", "V", 0.0, 300.0, description="mains supply voltage (RMS)"),
+        MetricSpec("ng_voltage", "V", 0.0, 50.0, description="neutral-to-ground voltage (RMS)"),
+        MetricSpec("probe_health", "%", 0.0, 100.0, description="probe self-test health score"),
+        MetricSpec("error_code", "code", 0.0, 65535.0, integral=True,
+                   description="equipment error code; 0 means no error"),
+        MetricSpec("usage_hours", "h", 0.0, 1_000_000.0, description="cumulative hours in use"),
+    )
+}
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The catalog entry for ``name``; KeyError names the unknown metric."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}") from None

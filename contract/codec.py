@@ -1,0 +1,116 @@
+"""Wire codec for batches: versioned, columnar JSON so that big batches parse fast.
+
+Version 1 layout::
+
+    {"v": 1, "gateway_id": "gw-1", "batch_seq": 7,
+     "device_id": [...], "metric": [...], "value": [...], "unit": [...],
+     "ts_us": [...], "seq": [...]}
+
+Whole-payload problems (too big, not JSON, wrong schema, unknown version) raise ContractError.
+Individual readings that break the catalog are returned as rejects so the rest still lands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.errors import ContractError
+from contract.reading import Batch, Reading, reading_problem
+
+WIRE_VERSION = 1
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+MAX_READINGS_PER_BATCH = 50_000
+
+_COLUMNS = ("device_id", "metric", "value", "unit", "ts_us", "seq")
+
+
+class _WireBatchV1(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: Literal[1]
+    gateway_id: Annotated[str, Field(min_length=1, max_length=128)]
+    batch_seq: Annotated[int, Field(ge=0)]
+    device_id: list[str]
+    metric: list[str]
+    value: list[float]
+    unit: list[str]
+    ts_us: list[int]
+    seq: list[int]
+
+    @model_validator(mode="after")
+    def _columns_align(self) -> Self:
+        lengths = {name: len(getattr(self, name)) for name in _COLUMNS}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"columns differ in length: {lengths}")
+        if lengths["value"] > MAX_READINGS_PER_BATCH:
+            raise ValueError(f"{lengths['value']} readings exceed {MAX_READINGS_PER_BATCH}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedReading:
+    """A reading that failed the catalog, kept with its position and reason."""
+
+    index: int
+    reason: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A decoded payload: the valid readings as a Batch, and what was rejected."""
+
+    batch: Batch
+    rejected: tuple[RejectedReading, ...]
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Serialise ``batch`` in the current wire version."""
+    readings = batch.readings
+    doc = {
+        "v": WIRE_VERSION,
+        "gateway_id": batch.gateway_id,
+        "batch_seq": batch.batch_seq,
+        "device_id": [r.device_id for r in readings],
+        "metric": [r.metric for r in readings],
+        "value": [float(r.value) for r in readings],
+        "unit": [r.unit for r in readings],
+        "ts_us": [r.ts_us for r in readings],
+        "seq": [r.seq for r in readings],
+    }
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode_batch(payload: bytes) -> DecodedBatch:
+    """Parse and validate a wire payload; raise ContractError if it is unusable as a whole."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        wire = _WireBatchV1.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ContractError(_describe(exc)) from None
+    readings: list[Reading] = []
+    rejected: list[RejectedReading] = []
+    for i, fields in enumerate(
+        zip(wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq, strict=True)
+    ):
+        problem = reading_problem(*fields)
+        if problem is None:
+            readings.append(Reading(*fields))
+        else:
+            rejected.append(RejectedReading(i, problem, dict(zip(_COLUMNS, fields, strict=True))))
+    return DecodedBatch(Batch(wire.gateway_id, wire.batch_seq, tuple(readings)), tuple(rejected))
+
+
+def _describe(exc: ValidationError) -> str:
+    """A short reason naming the first failing fields, for dead letters and logs."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,33 @@
+"""MQTT topic names shared by the simulator, gateway, ingest and rules."""
+
+from __future__ import annotations
+
+UPLINK_PREFIX = "vigil/v1/gateways"
+EQUIPMENT_PREFIX = "site"
+ALERTS_PREFIX = "vigil/v1/alerts"
+
+
+def batch_topic(gateway_id: str) -> str:
+    """Where a gateway publishes its batches upstream."""
+    return f"{UPLINK_PREFIX}/{gateway_id}/batches"
+
+
+def batch_subscription(shared_group: str | None = None) -> str:
+    """What ingest subscribes to; a group name makes it an MQTT v5 shared subscription."""
+    topic = f"{UPLINK_PREFIX}/+/batches"
+    return f"$share/{shared_group}/{topic}" if shared_group else topic
+
+
+def equipment_topic(site: str, device_id: str) -> str:
+    """Where one piece of equipment publishes telemetry on its site broker."""
+    return f"{EQUIPMENT_PREFIX}/{site}/equipment/{device_id}/telemetry"
+
+
+def equipment_subscription(site: str) -> str:
+    """What a gateway subscribes to on its site broker to bridge all equipment."""
+    return f"{EQUIPMENT_PREFIX}/{site}/equipment/+/telemetry"
+
+
+def alert_topic(device_id: str) -> str:
+    """Where alerts about one device are published."""
+    return f"{ALERTS_PREFIX}/{device_id}"
