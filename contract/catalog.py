@@ -35,6 +35,8 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec("skin_temp", "degC", 0.0, 50.0, description="peri-wound skin temperature"),
         MetricSpec("exudate", "%", 0.0, 100.0, description="dressing exudate saturation"),
         MetricSpec("battery", "%", 0.0, 100.0, description="battery state of charge"),
+        MetricSpec("status_flags", "flags", 0.0, 255.0, integral=True,
+                   description="patch status bits: 1 off skin, 2 sensor fault, 4 low battery"),
         MetricSpec("rssi", "dBm", -127.0, 20.0, integral=True, description="received signal"),
         MetricSpec("mains_voltage", "V", 0.0, 300.0, description="mains supply voltage (RMS)"),
         MetricSpec("ng_voltage", "V", 0.0, 50.0, description="neutral-to-ground voltage (RMS)"),

@@ -1,0 +1,48 @@
+"""The gateway's counters, exported to Prometheus and readable in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass
+class GatewayCounters:
+    """One registry per gateway instance, so several gateways can share a process (tests)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.readings_in = Counter(
+            "vigil_gateway_readings_in", "Readings accepted into the outbox", ["source"], registry=r
+        )
+        self.readings_rejected = Counter(
+            "vigil_gateway_readings_rejected", "Inputs rejected before the outbox", ["reason"],
+            registry=r,
+        )
+        self.batches_sent = Counter(
+            "vigil_gateway_batches_acked", "Batches the broker acknowledged", registry=r
+        )
+        self.readings_sent = Counter(
+            "vigil_gateway_readings_acked", "Readings in acknowledged batches", registry=r
+        )
+        self.resent_batches = Counter(
+            "vigil_gateway_batches_resent", "Batches sent again after an outage", registry=r
+        )
+        self.uplink_reconnects = Counter(
+            "vigil_gateway_uplink_reconnects", "Uplink connection attempts after a loss", registry=r
+        )
+        self.dropped_readings = Counter(
+            "vigil_gateway_outbox_dropped", "Oldest readings dropped by the outbox bound",
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "vigil_gateway_outbox_pending", "Readings waiting in the outbox", registry=r
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a metric sample, e.g. ``value('vigil_gateway_batches_acked_total')``."""
+        result = self.registry.get_sample_value(name, labels or None)
+        return float(result or 0.0)

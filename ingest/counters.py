@@ -1,0 +1,33 @@
+"""Ingest counters, exported to Prometheus and readable in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+@dataclass
+class IngestCounters:
+    """One registry per worker, so several workers can share a process (tests, demo)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.messages = Counter("vigil_ingest_messages", "MQTT messages received", registry=r)
+        self.batches_new = Counter("vigil_ingest_batches_new", "Batches stored", registry=r)
+        self.batches_duplicate = Counter(
+            "vigil_ingest_batches_duplicate", "Redelivered batches skipped", registry=r
+        )
+        self.readings_stored = Counter(
+            "vigil_ingest_readings_stored", "Readings written to storage", registry=r
+        )
+        self.dead_letters = Counter(
+            "vigil_ingest_dead_letters", "Payloads or readings sent to dead letters", ["kind"],
+            registry=r,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of one sample, e.g. ``value('vigil_ingest_readings_stored_total')``."""
+        return float(self.registry.get_sample_value(name, labels or None) or 0.0)

@@ -1,0 +1,138 @@
+"""The ingest worker: broker → validate → storage, acknowledging only what is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from contract import Batch, ContractError, decode_batch
+from contract.topics import batch_subscription
+from ingest.counters import IngestCounters
+from ingest.mqtt_ack import ack, enable_manual_ack
+from ingest.storage.base import DeadLetter, ReadingStore
+
+log = logging.getLogger(__name__)
+
+# Called with what was just committed, e.g. to feed the rule engine in process.
+StoredHook = Callable[[Sequence[Batch]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """Broker connection and write batching for one worker."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "vigil-ingest-1"
+    shared_group: str | None = None  # set → MQTT v5 shared subscription $share/<group>/…
+    mqtt_v5: bool = True
+    session_expiry_s: int = 24 * 3600
+    max_messages_per_write: int = 32
+    reconnect_backoff_s: float = 0.5
+
+
+class IngestWorker:
+    """Consumes batches with QoS 1 in a persistent session and stores them idempotently."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        store: ReadingStore,
+        counters: IngestCounters | None = None,
+        on_stored: StoredHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.counters = counters or IngestCounters()
+        self.on_stored = on_stored
+        self.subscribed = asyncio.Event()
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        if s.mqtt_v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = s.session_expiry_s
+            return aiomqtt.Client(
+                s.host, s.port, identifier=s.client_id,
+                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            )
+        return aiomqtt.Client(s.host, s.port, identifier=s.client_id, clean_session=False)
+
+    async def run(self) -> None:
+        """Consume forever, reconnecting after broker outages."""
+        while True:
+            try:
+                async with self._client() as client:
+                    enable_manual_ack(client)
+                    await client.subscribe(batch_subscription(self.settings.shared_group), qos=1)
+                    self.subscribed.set()
+                    await self._consume(client)
+            except aiomqtt.MqttError as exc:
+                self.subscribed.clear()
+                log.warning("ingest lost the broker (%s); reconnecting", exc)
+                await asyncio.sleep(self.settings.reconnect_backoff_s)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(
+            maxsize=4 * self.settings.max_messages_per_write
+        )
+
+        async def receive() -> None:
+            async for message in client.messages:
+                await queue.put(message)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(receive())
+            while True:
+                messages = [await queue.get()]
+                # Whatever queued up meanwhile goes into the same transaction.
+                while len(messages) < self.settings.max_messages_per_write and not queue.empty():
+                    messages.append(queue.get_nowait())
+                await self.handle(messages)
+                for message in messages:
+                    ack(client, message)
+
+    async def handle(self, messages: Sequence[aiomqtt.Message]) -> None:
+        """Decode, store and dead-letter one group of messages in one write."""
+        batches: list[Batch] = []
+        letters: list[DeadLetter] = []
+        now_us = time.time_ns() // 1000
+        for message in messages:
+            payload = message.payload if isinstance(message.payload, bytes) else \
+                str(message.payload).encode()
+            topic = str(message.topic)
+            try:
+                decoded = decode_batch(payload)
+            except ContractError as exc:
+                letters.append(DeadLetter(now_us, topic, str(exc), payload, None, None))
+                self.counters.dead_letters.labels(kind="payload").inc()
+                continue
+            batches.append(decoded.batch)
+            for reject in decoded.rejected:
+                letters.append(DeadLetter(
+                    now_us, topic, f"reading {reject.index}: {reject.reason}",
+                    json.dumps(reject.fields).encode(), decoded.batch.gateway_id,
+                    decoded.batch.batch_seq,
+                ))
+                self.counters.dead_letters.labels(kind="reading").inc()
+        self.counters.messages.inc(len(messages))
+        await asyncio.to_thread(self._write, batches, letters)
+        if self.on_stored is not None and batches:
+            await self.on_stored(batches)
+
+    def _write(self, batches: Sequence[Batch], letters: Sequence[DeadLetter]) -> None:
+        if letters:
+            self.store.store_dead_letters(letters)
+        if batches:
+            outcome = self.store.store_batches(batches)
+            self.counters.batches_new.inc(outcome.batches_new)
+            self.counters.batches_duplicate.inc(outcome.batches_duplicate)
+            self.counters.readings_stored.inc(outcome.readings_inserted)
