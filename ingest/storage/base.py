@@ -1,0 +1,166 @@
+"""The storage seam: what every reading store does, and the values it takes and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self
+
+from contract import AlertEvent, Batch, Reading
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A payload ingest could not use, kept with why so that it can be inspected or replayed."""
+
+    received_at_us: int
+    source: str
+    reason: str
+    payload: bytes
+    gateway_id: str | None = None
+    batch_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What one ``store_batches`` call did.
+
+    ``readings_duplicate`` counts readings of newly stored batches that were already stored
+    (through another batch, or twice in this call); readings of duplicate batches are not
+    counted there, only the batch in ``batches_duplicate``.
+    """
+
+    readings_inserted: int = 0
+    batches_new: int = 0
+    batches_duplicate: int = 0
+    readings_duplicate: int = 0
+
+
+class Bucket(NamedTuple):
+    """Min, avg, max and number of samples of one metric in one epoch-aligned time bucket."""
+
+    bucket_start_us: int
+    min: float
+    avg: float
+    max: float
+    samples: int
+
+
+class ReadingStore(Protocol):
+    """Durable, idempotent storage for readings, dead letters and alert events.
+
+    Synchronous: one instance per worker thread, called from async code via asyncio.to_thread.
+    Time ranges are half-open: ``since_us`` inclusive, ``until_us`` exclusive.
+    """
+
+    def migrate(self) -> None:
+        """Create the schema if it is missing; safe to call any number of times."""
+        ...
+
+    def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
+        """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
+        ...
+
+    def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Append dead letters."""
+        ...
+
+    def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
+        """Store alert events, ignoring ones already stored; return how many were new."""
+        ...
+
+    def fetch_readings(
+        self,
+        *,
+        device_id: str | None = None,
+        metric: str | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Stored readings matching every given filter, ordered by timestamp then seq."""
+        ...
+
+    def bucketed(
+        self, device_id: str, metric: str, bucket_seconds: int, since_us: int, until_us: int
+    ) -> list[Bucket]:
+        """Min, avg, max and count of one device's metric per epoch-aligned bucket, in order."""
+        ...
+
+    def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
+        """Stored alert events, optionally for one device, ordered by time."""
+        ...
+
+    def reading_count(self) -> int:
+        """How many readings are stored."""
+        ...
+
+    def reading_checksum(self) -> tuple[int, float]:
+        """Count and sum of values of all stored readings, for reconciliation."""
+        ...
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are stored."""
+        ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; the store is unusable afterwards."""
+        ...
+
+    def __enter__(self) -> Self:
+        """Use the store as a context manager that closes it on exit."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        ...
+
+
+class StoreContext:
+    """Mixin giving a store with ``close()`` context-manager support."""
+
+    def close(self) -> None:
+        """Release resources; overridden by each backend."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Return the store itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+
+def check_bucket_seconds(bucket_seconds: int) -> None:
+    """Raise ValueError unless the bucket width is a positive whole number of seconds."""
+    if bucket_seconds <= 0:
+        raise ValueError(f"bucket_seconds must be positive, got {bucket_seconds}")
+
+
+def datetime_from_us(ts_us: int) -> datetime:
+    """An aware UTC datetime exactly ``ts_us`` microseconds after the epoch (no float rounding)."""
+    return EPOCH + timedelta(microseconds=ts_us)
+
+
+def us_from_datetime(at: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly."""
+    return (at - EPOCH) // timedelta(microseconds=1)

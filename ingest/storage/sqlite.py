@@ -1,0 +1,272 @@
+"""SQLite backend: one file in WAL mode, for a single gateway host, tests and demos."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from ingest.storage.base import Bucket, DeadLetter, StoreContext, StoreOutcome, check_bucket_seconds
+from ingest.storage.claims import claim_order, reading_total
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS readings (
+        ts_us INTEGER NOT NULL,
+        device_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        gateway_id TEXT NOT NULL,
+        batch_seq INTEGER NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (device_id, metric, seq, ts_us)",
+    "CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts_us)",
+    """
+    CREATE TABLE IF NOT EXISTS ingested_batches (
+        gateway_id TEXT NOT NULL,
+        batch_seq INTEGER NOT NULL,
+        reading_count INTEGER NOT NULL,
+        ingested_at_us INTEGER NOT NULL,
+        PRIMARY KEY (gateway_id, batch_seq)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY,
+        received_at_us INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        gateway_id TEXT,
+        batch_seq INTEGER
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS alerts (
+        device_id TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        transition TEXT NOT NULL,
+        at_us INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        PRIMARY KEY (device_id, rule_id, transition, at_us)
+    ) WITHOUT ROWID
+    """,
+)
+
+_CLAIM = """
+    INSERT OR IGNORE INTO ingested_batches (gateway_id, batch_seq, reading_count, ingested_at_us)
+    VALUES (?, ?, ?, ?)
+"""
+_INSERT_READING = """
+    INSERT OR IGNORE INTO readings
+        (ts_us, device_id, metric, value, unit, seq, gateway_id, batch_seq)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_INSERT_DEAD_LETTER = """
+    INSERT INTO dead_letters (received_at_us, source, reason, payload, gateway_id, batch_seq)
+    VALUES (?, ?, ?, ?, ?, ?)
+"""
+_INSERT_ALERT = """
+    INSERT OR IGNORE INTO alerts
+        (device_id, rule_id, severity, transition, at_us, message, evidence)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+_BUCKETED = """
+    SELECT (ts_us / :width) * :width AS bucket, min(value), avg(value), max(value), count(*)
+    FROM readings
+    WHERE device_id = :device_id AND metric = :metric AND ts_us >= :since AND ts_us < :until
+    GROUP BY bucket ORDER BY bucket
+"""
+# Each optional filter is a fixed fragment; only their values come from the caller.
+_FILTERS = {
+    "device_id": "device_id = :device_id",
+    "metric": "metric = :metric",
+    "since_us": "ts_us >= :since_us",
+    "until_us": "ts_us < :until_us",
+}
+
+
+class SQLiteStore(StoreContext):
+    """A ReadingStore on one SQLite database file (or ``:memory:``)."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
+        if path != ":memory:":
+            # Settings point at paths like var/vigil.db on hosts where var/ may not exist yet.
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode (isolation_level=None) so transactions are exactly our BEGIN/COMMIT.
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+        )
+        # asyncio.to_thread may run successive calls on different pool threads.
+        self._lock = threading.Lock()
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    def migrate(self) -> None:
+        """Create the schema if it is missing; safe to call any number of times."""
+        with self._lock, _immediate(self._conn):
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+
+    def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
+        """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
+        ordered = claim_order(batches)
+        now_us = time.time_ns() // 1000
+        # The IMMEDIATE transaction takes the write lock up front, so a concurrent writer waits
+        # for our commit and then sees our batches as already claimed.
+        with self._lock, _immediate(self._conn):
+            claimed = [
+                b
+                for b in ordered
+                if self._conn.execute(
+                    _CLAIM, (b.gateway_id, b.batch_seq, len(b.readings), now_us)
+                ).rowcount
+                == 1
+            ]
+            cursor = self._conn.executemany(
+                _INSERT_READING,
+                (
+                    (r.ts_us, r.device_id, r.metric, r.value, r.unit, r.seq, b.gateway_id,
+                     b.batch_seq)
+                    for b in claimed
+                    for r in b.readings
+                ),
+            )
+            inserted = max(cursor.rowcount, 0)
+        return StoreOutcome(
+            readings_inserted=inserted,
+            batches_new=len(claimed),
+            batches_duplicate=len(batches) - len(claimed),
+            readings_duplicate=reading_total(claimed) - inserted,
+        )
+
+    def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Append dead letters."""
+        params = [
+            (d.received_at_us, d.source, d.reason, d.payload, d.gateway_id, d.batch_seq)
+            for d in letters
+        ]
+        with self._lock, _immediate(self._conn):
+            self._conn.executemany(_INSERT_DEAD_LETTER, params)
+
+    def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
+        """Store alert events, ignoring ones already stored; return how many were new."""
+        params = [
+            (
+                e.device_id, e.rule_id, int(e.severity), e.transition.value, e.at_us,
+                e.message, json.dumps(e.evidence),
+            )
+            for e in events
+        ]
+        with self._lock, _immediate(self._conn):
+            return max(self._conn.executemany(_INSERT_ALERT, params).rowcount, 0)
+
+    def fetch_readings(
+        self,
+        *,
+        device_id: str | None = None,
+        metric: str | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Stored readings matching every given filter, ordered by timestamp then seq."""
+        params: dict[str, object] = {
+            "device_id": device_id, "metric": metric, "since_us": since_us, "until_us": until_us,
+        }
+        where = [_FILTERS[name] for name, value in params.items() if value is not None]
+        query = "SELECT device_id, metric, value, unit, ts_us, seq FROM readings"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY ts_us, seq, device_id, metric"
+        if limit is not None:
+            query += " LIMIT :limit"
+            params["limit"] = limit
+        with self._lock:
+            return [Reading(*row) for row in self._conn.execute(query, params)]
+
+    def bucketed(
+        self, device_id: str, metric: str, bucket_seconds: int, since_us: int, until_us: int
+    ) -> list[Bucket]:
+        """Min, avg, max and count of one device's metric per epoch-aligned bucket, in order."""
+        check_bucket_seconds(bucket_seconds)
+        params = {
+            "width": bucket_seconds * 1_000_000, "device_id": device_id, "metric": metric,
+            "since": since_us, "until": until_us,
+        }
+        with self._lock:
+            return [Bucket(*row) for row in self._conn.execute(_BUCKETED, params)]
+
+    def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
+        """Stored alert events, optionally for one device, ordered by time."""
+        query = (
+            "SELECT device_id, rule_id, severity, transition, at_us, message, evidence FROM alerts"
+            " WHERE (:device_id IS NULL OR device_id = :device_id)"
+            " ORDER BY at_us, device_id, rule_id, transition"
+        )
+        with self._lock:
+            rows = self._conn.execute(query, {"device_id": device_id}).fetchall()
+        return [
+            AlertEvent(
+                device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
+                at_us=at, message=m, evidence=json.loads(ev),
+            )
+            for d, r, s, t, at, m, ev in rows
+        ]
+
+    def reading_count(self) -> int:
+        """How many readings are stored."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    def reading_checksum(self) -> tuple[int, float]:
+        """Count and sum of values of all stored readings, for reconciliation."""
+        with self._lock:
+            count, total = self._conn.execute(
+                "SELECT count(*), coalesce(sum(value), 0.0) FROM readings"
+            ).fetchone()
+        return int(count), float(total)
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are stored."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        query = (
+            "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq"
+            " FROM dead_letters ORDER BY received_at_us DESC, id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(query, (limit,)).fetchall()
+        return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
+
+    def close(self) -> None:
+        """Release the connection; the store is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

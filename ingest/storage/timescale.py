@@ -1,0 +1,287 @@
+"""TimescaleDB backend: readings in a hypertable, written by binary COPY in one transaction."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from ingest.storage import timescale_schema
+from ingest.storage.base import (
+    Bucket,
+    DeadLetter,
+    StoreContext,
+    StoreOutcome,
+    check_bucket_seconds,
+    datetime_from_us,
+)
+from ingest.storage.claims import claim_order, reading_total
+
+READING_COLUMNS = "ts, device_id, metric, value, unit, seq, gateway_id, batch_seq"
+READING_TYPES = ["timestamptz", "text", "text", "float8", "text", "int8", "text", "int8"]
+
+_CLAIM = """
+    INSERT INTO ingested_batches (gateway_id, batch_seq, reading_count)
+    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::integer[])
+    ON CONFLICT DO NOTHING
+    RETURNING gateway_id, batch_seq
+"""
+_COPY_READINGS = f"COPY readings ({READING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS readings_staging (LIKE readings) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGING = f"COPY readings_staging ({READING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_MERGE_STAGING = f"""
+    INSERT INTO readings ({READING_COLUMNS})
+    SELECT {READING_COLUMNS} FROM readings_staging
+    ON CONFLICT DO NOTHING
+"""
+_INSERT_DEAD_LETTER = """
+    INSERT INTO dead_letters (received_at, source, reason, payload, gateway_id, batch_seq)
+    VALUES (%s, %s, %s, %s, %s, %s)
+"""
+_INSERT_ALERTS = """
+    INSERT INTO alerts (device_id, rule_id, severity, transition, at, message, evidence)
+    SELECT d, r, s, t, a, m, e::jsonb
+    FROM unnest(%s::text[], %s::text[], %s::smallint[], %s::text[], %s::timestamptz[],
+                %s::text[], %s::text[]) AS u(d, r, s, t, a, m, e)
+    ON CONFLICT DO NOTHING
+"""
+_US = "(extract(epoch FROM {}) * 1000000)::bigint"
+_BUCKETED = f"""
+    SELECT {_US.format("b")}, min(value), avg(value), max(value), count(*)
+    FROM (
+        SELECT time_bucket(%(width)s, ts, origin => '1970-01-01 00:00:00+00'::timestamptz) AS b,
+               value
+        FROM readings
+        WHERE device_id = %(device_id)s AND metric = %(metric)s
+          AND ts >= %(since)s AND ts < %(until)s
+    ) AS bucketed
+    GROUP BY b ORDER BY b
+"""
+_SELECT_READINGS = f"SELECT device_id, metric, value, unit, {_US.format('ts')}, seq FROM readings"
+# Each optional filter is a fixed fragment; only their values come from the caller.
+_FILTERS = {
+    "device_id": sql.SQL("device_id = %(device_id)s"),
+    "metric": sql.SQL("metric = %(metric)s"),
+    "since_us": sql.SQL("ts >= %(since_us)s"),
+    "until_us": sql.SQL("ts < %(until_us)s"),
+}
+_SELECT_ALERTS = f"""
+    SELECT device_id, rule_id, severity, transition, {_US.format("at")}, message, evidence
+    FROM alerts
+    WHERE (%(device_id)s::text IS NULL OR device_id = %(device_id)s)
+    ORDER BY at, device_id, rule_id, transition
+"""
+_SELECT_DEAD_LETTERS = f"""
+    SELECT {_US.format("received_at")}, source, reason, payload, gateway_id, batch_seq
+    FROM dead_letters ORDER BY received_at DESC, id DESC LIMIT %s
+"""
+# Two writers whose batches share readings can still deadlock on the unique index; the loser's
+# transaction is rolled back whole, so retrying it is safe.
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_ATTEMPTS = 5
+
+
+class TimescaleStore(StoreContext):
+    """A ReadingStore on PostgreSQL with TimescaleDB, over one connection of its own."""
+
+    def __init__(self, conninfo: str) -> None:
+        # Autocommit so every transaction is an explicit conn.transaction() block.
+        self._conn: psycopg.Connection[TupleRow] = psycopg.connect(conninfo, autocommit=True)
+        # asyncio.to_thread may run successive calls on different pool threads.
+        self._lock = threading.Lock()
+        self.features: frozenset[str] = frozenset()
+
+    def migrate(self) -> None:
+        """Create the schema if it is missing; safe to call any number of times."""
+        with self._lock:
+            self.features = timescale_schema.migrate(self._conn)
+
+    def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
+        """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
+        ordered = claim_order(batches)
+        attempt = 1
+        with self._lock:
+            while True:
+                try:
+                    return self._store(ordered, len(batches))
+                except _RETRYABLE:
+                    if attempt == _ATTEMPTS:
+                        raise
+                    time.sleep(0.01 * attempt)
+                    attempt += 1
+
+    def _store(self, ordered: list[Batch], offered: int) -> StoreOutcome:
+        """One attempt at the write transaction."""
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            # A concurrent writer claiming the same batch blocks on its primary key until we
+            # commit, then sees the conflict and skips it: exactly one copy either way.
+            cur.execute(
+                _CLAIM,
+                (
+                    [b.gateway_id for b in ordered],
+                    [b.batch_seq for b in ordered],
+                    [len(b.readings) for b in ordered],
+                ),
+            )
+            claimed_keys = set(cur.fetchall())
+            claimed = [b for b in ordered if (b.gateway_id, b.batch_seq) in claimed_keys]
+            offered_readings = reading_total(claimed)
+            inserted = self._insert_readings(cur, claimed) if offered_readings else 0
+        return StoreOutcome(
+            readings_inserted=inserted,
+            batches_new=len(claimed),
+            batches_duplicate=offered - len(claimed),
+            readings_duplicate=offered_readings - inserted,
+        )
+
+    def _insert_readings(self, cur: psycopg.Cursor[TupleRow], claimed: list[Batch]) -> int:
+        """COPY readings straight into the hypertable, or merge via staging if some exist."""
+        try:
+            with self._conn.transaction():
+                copy_readings(cur, _COPY_READINGS, claimed)
+            return reading_total(claimed)
+        except psycopg.errors.UniqueViolation:
+            # The savepoint is rolled back. Some readings were stored before through another
+            # batch, or repeat within this call; both are rare, so we do not pre-check for them.
+            pass
+        cur.execute(_STAGING)
+        copy_readings(cur, _COPY_STAGING, claimed)
+        cur.execute(_MERGE_STAGING)  # staging empties itself on commit (ON COMMIT DELETE ROWS)
+        return cur.rowcount
+
+    def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Append dead letters."""
+        params = [
+            (datetime_from_us(d.received_at_us), d.source, d.reason, d.payload, d.gateway_id,
+             d.batch_seq)
+            for d in letters
+        ]
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany(_INSERT_DEAD_LETTER, params)
+
+    def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
+        """Store alert events, ignoring ones already stored; return how many were new."""
+        columns = (
+            [e.device_id for e in events],
+            [e.rule_id for e in events],
+            [int(e.severity) for e in events],
+            [e.transition.value for e in events],
+            [datetime_from_us(e.at_us) for e in events],
+            [e.message for e in events],
+            [json.dumps(e.evidence) for e in events],
+        )
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute(_INSERT_ALERTS, columns)
+            return cur.rowcount
+
+    def fetch_readings(
+        self,
+        *,
+        device_id: str | None = None,
+        metric: str | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Stored readings matching every given filter, ordered by timestamp then seq."""
+        params: dict[str, object] = {
+            "device_id": device_id,
+            "metric": metric,
+            "since_us": None if since_us is None else datetime_from_us(since_us),
+            "until_us": None if until_us is None else datetime_from_us(until_us),
+        }
+        where = [_FILTERS[name] for name, value in params.items() if value is not None]
+        query: sql.Composable = sql.SQL(_SELECT_READINGS)
+        if where:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+        query += sql.SQL(" ORDER BY ts, seq, device_id, metric")
+        if limit is not None:
+            query += sql.SQL(" LIMIT %(limit)s")
+            params["limit"] = limit
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        return [Reading(*row) for row in rows]
+
+    def bucketed(
+        self, device_id: str, metric: str, bucket_seconds: int, since_us: int, until_us: int
+    ) -> list[Bucket]:
+        """Min, avg, max and count of one device's metric per epoch-aligned bucket, in order."""
+        check_bucket_seconds(bucket_seconds)
+        params = {
+            "width": datetime_from_us(bucket_seconds * 1_000_000) - datetime_from_us(0),
+            "device_id": device_id,
+            "metric": metric,
+            "since": datetime_from_us(since_us),
+            "until": datetime_from_us(until_us),
+        }
+        with self._lock:
+            rows = self._conn.execute(_BUCKETED, params).fetchall()
+        return [Bucket(*row) for row in rows]
+
+    def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
+        """Stored alert events, optionally for one device, ordered by time."""
+        with self._lock:
+            rows = self._conn.execute(_SELECT_ALERTS, {"device_id": device_id}).fetchall()
+        return [
+            AlertEvent(
+                device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
+                at_us=at, message=m, evidence=ev,
+            )
+            for d, r, s, t, at, m, ev in rows
+        ]
+
+    def reading_count(self) -> int:
+        """How many readings are stored."""
+        return self._scalar("SELECT count(*) FROM readings")
+
+    def reading_checksum(self) -> tuple[int, float]:
+        """Count and sum of values of all stored readings, for reconciliation."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT count(*), coalesce(sum(value), 0.0) FROM readings"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1])
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are stored."""
+        return self._scalar("SELECT count(*) FROM dead_letters")
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        with self._lock:
+            rows = self._conn.execute(_SELECT_DEAD_LETTERS, (limit,)).fetchall()
+        return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
+
+    def close(self) -> None:
+        """Release the connection; the store is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def _scalar(self, query: str) -> int:
+        """The single integer a fixed query returns."""
+        with self._lock:
+            row = self._conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def copy_readings(cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch]) -> None:
+    """Binary-COPY every reading of ``batches``, tagged with its batch, using ``statement``."""
+    with cur.copy(statement) as copy:
+        copy.set_types(READING_TYPES)
+        for b in batches:
+            gateway_id, batch_seq = b.gateway_id, b.batch_seq
+            for r in b.readings:
+                copy.write_row(
+                    (datetime_from_us(r.ts_us), r.device_id, r.metric, r.value, r.unit, r.seq,
+                     gateway_id, batch_seq)
+                )

@@ -1,0 +1,284 @@
+"""The storage contract: every ReadingStore backend must pass all of these."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from ingest.storage import DeadLetter, ReadingStore, StoreOutcome
+from tests.storage.conftest import OpenStore
+from tests.storage.factories import MINUTE_US, T0_US, batch, batches, reading
+
+
+def expected_checksum(readings: Sequence[Reading]) -> tuple[int, float]:
+    """Count and value sum of distinct readings."""
+    unique = {r.key: r for r in readings}
+    return len(unique), math.fsum(r.value for r in unique.values())
+
+
+def assert_checksum(store: ReadingStore, readings: Sequence[Reading]) -> None:
+    """The store holds exactly ``readings`` by count and value sum."""
+    count, total = store.reading_checksum()
+    want_count, want_total = expected_checksum(readings)
+    assert count == want_count
+    assert total == pytest.approx(want_total, rel=1e-12)
+
+
+def all_readings(batch_list: Sequence[Batch]) -> list[Reading]:
+    """Every reading of every batch."""
+    return [r for b in batch_list for r in b.readings]
+
+
+def test_empty_store(store: ReadingStore) -> None:
+    assert store.reading_count() == 0
+    assert store.reading_checksum() == (0, 0.0)
+    assert store.fetch_readings() == []
+    assert store.dead_letter_count() == 0
+    assert store.fetch_alert_events() == []
+
+
+def test_counts_and_checksum(store: ReadingStore) -> None:
+    stored = batches(5, 200)
+    outcome = store.store_batches(stored)
+    assert outcome == StoreOutcome(readings_inserted=1000, batches_new=5)
+    assert store.reading_count() == 1000
+    assert_checksum(store, all_readings(stored))
+
+
+def test_empty_call_and_empty_batch(store: ReadingStore) -> None:
+    assert store.store_batches([]) == StoreOutcome()
+    assert store.store_batches([batch(0, [])]) == StoreOutcome(batches_new=1)
+    assert store.store_batches([batch(0, [])]) == StoreOutcome(batches_duplicate=1)
+
+
+def test_redelivered_batch_is_skipped(store: ReadingStore) -> None:
+    stored = batches(3, 100)
+    store.store_batches(stored)
+    again = store.store_batches(stored)
+    assert again == StoreOutcome(batches_duplicate=3)
+    assert_checksum(store, all_readings(stored))
+
+
+def test_redelivered_batch_with_changed_content_is_still_skipped(store: ReadingStore) -> None:
+    store.store_batches([batch(7, [reading(1)])])
+    outcome = store.store_batches([batch(7, [reading(1), reading(2)])])
+    assert outcome == StoreOutcome(batches_duplicate=1)
+    assert store.reading_count() == 1
+
+
+def test_same_batch_twice_in_one_call(store: ReadingStore) -> None:
+    [only] = batches(1, 50)
+    outcome = store.store_batches([only, only])
+    assert outcome == StoreOutcome(readings_inserted=50, batches_new=1, batches_duplicate=1)
+    assert store.reading_count() == 50
+
+
+def test_same_reading_in_another_batch_is_not_duplicated(store: ReadingStore) -> None:
+    store.store_batches([batch(0, [reading(1), reading(2)])])
+    outcome = store.store_batches([batch(0, [reading(1)], gateway_id="gw-2")])
+    assert outcome == StoreOutcome(batches_new=1, readings_duplicate=1)
+    assert_checksum(store, [reading(1), reading(2)])
+
+
+def test_partially_overlapping_batches(store: ReadingStore) -> None:
+    first = batch(0, [reading(i) for i in range(0, 600)])
+    second = batch(1, [reading(i) for i in range(400, 1000)])
+    store.store_batches([first])
+    outcome = store.store_batches([second])
+    assert outcome == StoreOutcome(readings_inserted=400, batches_new=1, readings_duplicate=200)
+    assert_checksum(store, [reading(i) for i in range(1000)])
+    # The fallback path must leave the store able to take the fast path again.
+    third = batch(2, [reading(i) for i in range(1000, 1100)])
+    assert store.store_batches([third]).readings_inserted == 100
+    assert store.reading_count() == 1100
+
+
+def test_overlap_within_one_call_and_with_stored(store: ReadingStore) -> None:
+    store.store_batches([batch(0, [reading(0), reading(1)])])
+    outcome = store.store_batches(
+        [
+            batch(1, [reading(1), reading(2), reading(2)]),
+            batch(2, [reading(2), reading(3)]),
+            batch(0, [reading(9)]),
+        ]
+    )
+    assert outcome == StoreOutcome(
+        readings_inserted=2, batches_new=2, batches_duplicate=1, readings_duplicate=3
+    )
+    assert_checksum(store, [reading(i) for i in range(4)])
+
+
+def test_readings_keep_their_batch_of_origin(store: ReadingStore) -> None:
+    store.store_batches([batch(3, [reading(0)], gateway_id="gw-9")])
+    [back] = store.fetch_readings()
+    assert back == reading(0)
+
+
+@pytest.mark.parametrize("overlap", ["same_batches", "same_readings_other_batches"])
+def test_concurrent_writers_store_exactly_one_copy(
+    open_migrated: OpenStore, overlap: str
+) -> None:
+    workers = [open_migrated(), open_migrated()]
+    rounds = [batches(4, 250, gateway_id=f"gw-round-{n}", start=n * 1000) for n in range(5)]
+    outcomes: list[list[StoreOutcome]] = [[], []]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run(index: int) -> None:
+        try:
+            for work in rounds:
+                if overlap == "same_readings_other_batches":
+                    # Same readings under different batch ids, one worker in reverse order.
+                    work = [Batch(f"{b.gateway_id}-{index}", b.batch_seq, b.readings) for b in work]
+                    if index:
+                        work = list(reversed(work))
+                barrier.wait(timeout=30)
+                outcomes[index].append(workers[index].store_batches(work))
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    expected = all_readings([b for work in rounds for b in work])
+    assert_checksum(workers[0], expected)
+    inserted = sum(o.readings_inserted for per in outcomes for o in per)
+    assert inserted == len(expected)
+    if overlap == "same_batches":
+        assert sum(o.batches_new for per in outcomes for o in per) == 20
+        assert sum(o.batches_duplicate for per in outcomes for o in per) == 20
+    else:
+        assert sum(o.readings_duplicate for per in outcomes for o in per) == len(expected)
+
+
+def test_dead_letters_round_trip(store: ReadingStore) -> None:
+    letters = [
+        DeadLetter(T0_US + i, "vigil/v1/gateways/gw-1/batches", f"bad {i}", bytes([i, 0, 255]),
+                   "gw-1" if i % 2 else None, i if i % 2 else None)
+        for i in range(5)
+    ]
+    store.store_dead_letters(letters)
+    store.store_dead_letters([])
+    assert store.dead_letter_count() == 5
+    assert store.dead_letters() == list(reversed(letters))
+    assert store.dead_letters(limit=2) == [letters[4], letters[3]]
+
+
+def test_alert_events_are_idempotent(store: ReadingStore) -> None:
+    raised = AlertEvent(
+        device_id="patch-1", rule_id="temp-high", severity=Severity.CRITICAL,
+        transition=AlertTransition.RAISED, at_us=T0_US, message="wound too warm",
+        evidence={"threshold": 38.5, "window": [{"ts_us": T0_US, "value": 39.1}], "n": 3},
+    )
+    cleared = raised.model_copy(
+        update={"transition": AlertTransition.CLEARED, "at_us": T0_US + MINUTE_US, "evidence": {}}
+    )
+    other = raised.model_copy(update={"device_id": "patch-2", "at_us": T0_US + 1})
+    assert store.store_alert_events([raised, cleared, other]) == 3
+    assert store.store_alert_events([raised, cleared]) == 0
+    assert store.store_alert_events([]) == 0
+    assert store.fetch_alert_events() == [raised, other, cleared]
+    assert store.fetch_alert_events("patch-1") == [raised, cleared]
+    assert store.fetch_alert_events("nobody") == []
+
+
+def test_fetch_readings_filters_and_orders(store: ReadingStore) -> None:
+    # Stored out of order and across days (several hypertable chunks).
+    day = 24 * 60
+    wanted = [reading(i * 500) for i in range(10)]
+    noise = [reading(i, device_id="patch-2") for i in range(5)] + [
+        reading(i, metric="wound_ph") for i in range(5)
+    ]
+    store.store_batches([batch(0, list(reversed(wanted)) + noise)])
+    assert store.fetch_readings(device_id="patch-1", metric="wound_temp") == wanted
+    assert len(store.fetch_readings()) == 20
+    assert store.fetch_readings(device_id="patch-2") == noise[:5]
+    assert store.fetch_readings(metric="wound_ph") == noise[5:]
+    window = store.fetch_readings(
+        device_id="patch-1", metric="wound_temp",
+        since_us=wanted[2].ts_us, until_us=wanted[5].ts_us,
+    )
+    assert window == wanted[2:5]
+    assert store.fetch_readings(device_id="patch-1", metric="wound_temp", limit=3) == wanted[:3]
+    assert store.fetch_readings(since_us=T0_US + 2 * day * MINUTE_US) == [
+        r for r in wanted if r.ts_us >= T0_US + 2 * day * MINUTE_US
+    ]
+
+
+def test_fetch_orders_by_time_then_seq(store: ReadingStore) -> None:
+    same_time = [Reading("patch-1", "battery", 50.0 + s, "%", T0_US, s) for s in (3, 1, 2)]
+    store.store_batches([batch(0, same_time)])
+    assert [r.seq for r in store.fetch_readings()] == [1, 2, 3]
+
+
+def test_bucketed(store: ReadingStore) -> None:
+    readings = [reading(i) for i in range(120)]  # one per minute for two hours
+    other_device = [reading(i, device_id="x") for i in range(9)]
+    store.store_batches([batch(0, readings), batch(1, other_device)])
+    buckets = store.bucketed("patch-1", "wound_temp", 3600, T0_US, T0_US + 2 * 3600 * 1_000_000)
+    assert [b.bucket_start_us for b in buckets] == [T0_US, T0_US + 3600 * 1_000_000]
+    for got, hour in zip(buckets, (readings[:60], readings[60:]), strict=True):
+        values = [r.value for r in hour]
+        _, low, avg, high, samples = got
+        assert (low, high, samples) == (min(values), max(values), 60)
+        assert avg == pytest.approx(math.fsum(values) / 60)
+    # Buckets align to the epoch, not to the query window, and the window is half-open.
+    partial = store.bucketed("patch-1", "wound_temp", 600, T0_US + 5 * MINUTE_US,
+                             T0_US + 20 * MINUTE_US)
+    assert [(b.bucket_start_us, b.samples) for b in partial] == [
+        (T0_US, 5), (T0_US + 10 * MINUTE_US, 10)
+    ]
+    assert store.bucketed("nobody", "wound_temp", 60, T0_US, T0_US + 3600 * 1_000_000) == []
+    with pytest.raises(ValueError):
+        store.bucketed("patch-1", "wound_temp", 0, T0_US, T0_US + 1)
+
+
+def test_migrate_twice_is_harmless(store: ReadingStore, open_migrated: OpenStore) -> None:
+    stored = batches(2, 100)
+    store.store_batches(stored)
+    store.migrate()
+    store.migrate()
+    again = open_migrated()
+    assert_checksum(again, all_readings(stored))
+    assert again.store_batches(stored) == StoreOutcome(batches_duplicate=2)
+
+
+def test_concurrent_migrations(open_migrated: OpenStore, store_url: str) -> None:
+    from ingest.storage import open_store
+
+    stores = [open_store(store_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def run(s: ReadingStore) -> None:
+        try:
+            s.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in stores:
+        s.close()
+    assert not errors, errors
+
+
+def test_context_manager_closes(store_url: str) -> None:
+    from ingest.storage import open_store
+
+    with open_store(store_url) as store:
+        store.migrate()
+        store.store_batches(batches(1, 10))
+        assert store.reading_count() == 10
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own closed error
+        store.reading_count()

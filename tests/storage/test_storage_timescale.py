@@ -1,0 +1,82 @@
+"""TimescaleDB specifics beyond the shared contract: hypertable layout, licence, atomicity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from contract import Reading
+from ingest.storage import StoreOutcome
+from ingest.storage.timescale import TimescaleStore
+from tests.storage.factories import T0_US, batch, batches, reading
+
+DAY_US = 86_400_000_000
+
+
+@pytest.fixture
+def store(timescale_dsn: str) -> Iterator[TimescaleStore]:
+    """A migrated TimescaleStore on a fresh database."""
+    with TimescaleStore(timescale_dsn) as opened:
+        opened.migrate()
+        yield opened
+
+
+def test_readings_is_a_hypertable_with_daily_chunks(
+    store: TimescaleStore, timescale_dsn: str
+) -> None:
+    with psycopg.connect(timescale_dsn) as conn:
+        row = conn.execute(
+            "SELECT column_name, time_interval FROM timescaledb_information.dimensions"
+            " WHERE hypertable_name = 'readings'"
+        ).fetchone()
+    assert row == ("ts", timedelta(days=1))
+
+
+def test_readings_land_in_one_chunk_per_day(store: TimescaleStore, timescale_dsn: str) -> None:
+    days = [Reading("patch-1", "battery", 50.0, "%", T0_US + d * DAY_US, d) for d in range(3)]
+    store.store_batches([batch(0, days)])
+    with psycopg.connect(timescale_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM show_chunks('readings')").fetchone()
+    assert row == (3,)
+
+
+def test_unique_key_is_enforced_by_the_database(store: TimescaleStore, timescale_dsn: str) -> None:
+    store.store_batches([batch(0, [reading(1)])])
+    with psycopg.connect(timescale_dsn) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(
+            "INSERT INTO readings (ts, device_id, metric, value, unit, seq, gateway_id, batch_seq)"
+            " SELECT ts, device_id, metric, value, unit, seq, 'other', 9 FROM readings"
+        )
+
+
+def test_apache_build_skips_compression_and_continuous_aggregate(
+    store: TimescaleStore, timescale_dsn: str
+) -> None:
+    with psycopg.connect(timescale_dsn) as conn:
+        license_row = conn.execute("SHOW timescaledb.license").fetchone()
+        views = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.continuous_aggregates"
+        ).fetchone()
+    assert license_row is not None
+    if license_row[0] == "timescale":
+        pytest.skip("this server has the community licence")
+    assert store.features == frozenset()
+    assert views == (0,)
+
+
+def test_a_failing_call_stores_nothing_and_the_store_recovers(store: TimescaleStore) -> None:
+    good = batches(2, 50)
+    poisoned = batch(9, [reading(5000), Reading("bad\x00id", "battery", 1.0, "%", T0_US, 1)])
+    with pytest.raises(psycopg.DataError):
+        store.store_batches([*good, poisoned])
+    assert store.reading_count() == 0
+    assert store.store_batches(good) == StoreOutcome(readings_inserted=100, batches_new=2)
+
+
+def test_microsecond_timestamps_round_trip_exactly(store: TimescaleStore) -> None:
+    odd = [Reading("patch-1", "battery", 1.0, "%", 1_767_225_600_123_457 + i, i) for i in range(3)]
+    store.store_batches([batch(0, odd)])
+    assert store.fetch_readings() == odd
