@@ -1,0 +1,87 @@
+"""What BLE acquisition accepted and refused, exported to Prometheus and readable in tests."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+
+class RejectReason(StrEnum):
+    """Why bytes from the air never became readings."""
+
+    UNKNOWN_DEVICE = "unknown_device"  # looks like a patch, but is not on the allowlist
+    # AES-CCM cannot tell a spoofer from a patch sealing with a key we do not hold (re-keyed,
+    # mis-provisioned) or from tampered bytes: all three fail the MIC and land here.
+    AUTH_FAILED = "auth_failed"
+    REPLAYED = "replayed"  # authentic, but its counter is not above the last accepted one
+    MALFORMED = "malformed"  # wrong length/version, or authentic but out of range
+
+
+@dataclass
+class BleCounters:
+    """One registry per acquisition, so several can share a process (tests, benchmarks)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self._rejected = Counter(
+            "vigil_ble_rejected", "Frames and adverts refused, by reason", ["reason"], registry=r
+        )
+        self._accepted = Counter(
+            "vigil_ble_accepted", "Authentic new frames and adverts", ["channel"], registry=r
+        )
+        self.readings = Counter("vigil_ble_readings", "Readings handed to the sink", registry=r)
+        self.held_back = Counter(
+            "vigil_ble_values_held_back", "Authentic values not turned into readings", registry=r
+        )
+        self.duplicate_adverts = Counter(
+            "vigil_ble_duplicate_adverts", "Repeats of the last advert (normal)", registry=r
+        )
+        self.connects = Counter("vigil_ble_connects", "Connections established", registry=r)
+        self.drops = Counter("vigil_ble_drops", "Connections lost or ended", registry=r)
+        self.link_failures = Counter(
+            "vigil_ble_link_failures", "Connection attempts or links that failed", registry=r
+        )
+        self.gone = Counter("vigil_ble_patches_gone", "Patches declared silent", registry=r)
+        self.outbox_overflow = Counter(
+            "vigil_ble_outbox_overflow", "Readings dropped: the sink fell behind", registry=r
+        )
+        self.connected = Gauge(
+            "vigil_ble_slots_in_use",
+            "Connection slots in use (connecting or connected)",
+            registry=r,
+        )
+        self._seen: dict[tuple[str, RejectReason], int] = {}
+
+    def reject(self, address: str, reason: RejectReason, detail: str = "") -> None:
+        """Count a refusal and log it, at powers of two per device and reason (no log floods)."""
+        self._rejected.labels(reason.value).inc()
+        if len(self._seen) > 10_000:  # rotating private addresses would grow this forever
+            self._seen.clear()
+        n = self._seen.get((address, reason), 0) + 1
+        self._seen[(address, reason)] = n
+        if n & (n - 1) == 0:
+            log.warning("BLE %s from %s (%d so far): %s", reason.value, address, n, detail)
+
+    def accept(self, channel: str) -> None:
+        """Count an authentic, new frame (``notify``) or advert (``advert``)."""
+        self._accepted.labels(channel).inc()
+
+    def rejected(self, reason: RejectReason) -> int:
+        """How many refusals for ``reason`` so far."""
+        return int(self.value("vigil_ble_rejected_total", reason=reason.value))
+
+    def accepted(self, channel: str) -> int:
+        """How many authentic new frames or adverts on ``channel`` so far."""
+        return int(self.value("vigil_ble_accepted_total", channel=channel))
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample, e.g. ``value('vigil_ble_readings_total')``."""
+        result = self.registry.get_sample_value(name, labels or None)
+        return float(result or 0.0)

@@ -1,0 +1,135 @@
+"""The one place bytes from the air become trusted readings: allowlist, MIC, replay, catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from contract.ble.bthome import decode_bthome_adv
+from contract.ble.errors import BleAuthError, BleDecodeError
+from contract.ble.frame import decode_patch_frame
+from contract.ble.readings import PatchReadings, advert_readings, frame_readings
+from contract.ble.replay import ReplayGuard, ReplayReason
+from contract.catalog import METRICS
+from contract.reading import Reading
+from gateway.ble.allowlist import PairedPatch
+from gateway.ble.counters import BleCounters, RejectReason
+from gateway.ble.presence import Presence
+
+_STATUS = METRICS["status_flags"]
+
+
+class PatchIntake:
+    """Authenticate, replay-check and convert what paired patches send; count what is refused.
+
+    Notifications and adverts share one replay guard per patch: the patch numbers each
+    measurement once, whichever way it goes out.
+    """
+
+    def __init__(
+        self,
+        patches: Mapping[str, PairedPatch],
+        counters: BleCounters,
+        presence: Presence,
+        *,
+        clock: Callable[[], float],
+        now_us: Callable[[], int],
+    ) -> None:
+        self._patches = patches
+        self._counters = counters
+        self._presence = presence
+        self._clock = clock
+        self._now_us = now_us
+        self._guard = ReplayGuard()
+        self._last_advert: dict[str, bytes] = {}
+
+    def notification(self, address: str, data: bytes) -> list[Reading] | None:
+        """Readings of one measurement-characteristic notification; None if refused."""
+        patch = self._patch(address)
+        if patch is None:
+            return None
+        try:
+            frame = decode_patch_frame(data, patch.key, patch.mac)
+        except BleAuthError as exc:
+            self._counters.reject(patch.address, RejectReason.AUTH_FAILED, str(exc))
+            return None
+        except BleDecodeError as exc:
+            self._counters.reject(patch.address, RejectReason.MALFORMED, str(exc))
+            return None
+        if not self._fresh(patch, frame.counter, replay_is_duplicate=False):
+            return None
+        self._counters.accept("notify")
+        ts_us = self._now_us()
+        converted = frame_readings(frame, device_id=patch.device_id, ts_us=ts_us)
+        readings = self._keep(converted)
+        if not any(r.metric == _STATUS.name for r in readings):
+            # The status byte is a reading of its own: rules alert on "off skin".
+            status = float(int(frame.status))
+            readings.append(
+                Reading(patch.device_id, _STATUS.name, status, _STATUS.unit, ts_us, frame.counter)
+            )
+        return readings
+
+    def advert(self, address: str, service_data: bytes) -> list[Reading] | None:
+        """Readings of one BTHome advert ([] for a repeat of the last one); None if refused."""
+        patch = self._patch(address)
+        if patch is None:
+            return None
+        data = bytes(service_data)
+        if self._last_advert.get(patch.address) == data:
+            # Advertisers repeat a payload until the next measurement; skip the AES work.
+            self._counters.duplicate_adverts.inc()
+            return []
+        try:
+            advert = decode_bthome_adv(data, mac=patch.mac, key=patch.key)
+        except BleAuthError as exc:
+            self._counters.reject(patch.address, RejectReason.AUTH_FAILED, str(exc))
+            return None
+        except BleDecodeError as exc:
+            self._counters.reject(patch.address, RejectReason.MALFORMED, str(exc))
+            return None
+        if advert.counter is None:  # cannot happen with a key (plain adverts fail as downgrades)
+            return None
+        fresh = self._fresh(patch, advert.counter, replay_is_duplicate=True)
+        if fresh is None:
+            return []
+        if not fresh:
+            return None
+        self._last_advert[patch.address] = data
+        self._counters.accept("advert")
+        return self._keep(advert_readings(advert, device_id=patch.device_id, ts_us=self._now_us()))
+
+    def knows(self, address: str) -> bool:
+        """Whether ``address`` is on the allowlist."""
+        return address.upper() in self._patches
+
+    def forget(self, address: str) -> None:
+        """Drop a patch's replay history (after re-pairing: its counter restarts)."""
+        self._guard.forget(address.upper())
+        self._last_advert.pop(address.upper(), None)
+
+    def _patch(self, address: str) -> PairedPatch | None:
+        patch = self._patches.get(address.upper())
+        if patch is None:
+            self._counters.reject(address.upper(), RejectReason.UNKNOWN_DEVICE, "not paired")
+        return patch
+
+    def _fresh(self, patch: PairedPatch, counter: int, *, replay_is_duplicate: bool) -> bool | None:
+        """True if new, None for a harmless repeat, False for a refused replay."""
+        why = self._guard.accept(patch.address, counter)
+        if why is None:
+            self._presence.seen(patch.address, self._clock())
+            return True
+        if why is ReplayReason.REPLAYED and replay_is_duplicate:
+            # The same measurement heard again (e.g. after a scanner restart): not an attack.
+            self._counters.duplicate_adverts.inc()
+            return None
+        last = self._guard.last(patch.address)
+        self._counters.reject(
+            patch.address, RejectReason.REPLAYED, f"{why.value}: counter {counter} <= {last}"
+        )
+        return False
+
+    def _keep(self, converted: PatchReadings) -> list[Reading]:
+        if converted.rejected:
+            self._counters.held_back.inc(len(converted.rejected))
+        return list(converted.readings)

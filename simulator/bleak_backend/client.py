@@ -1,0 +1,145 @@
+"""``VirtualBleakClient``: a bleak client backend whose peer is a patch on a VirtualRadio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from bleak.args import SizedBuffer
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient, NotifyCallback
+from bleak.backends.descriptor import BleakGATTDescriptor
+from bleak.backends.device import BLEDevice
+from bleak.exc import BleakError
+
+from simulator.bleak_backend.gatt_table import ATT_MTU
+from simulator.bleak_backend.radio import DeviceHandle, Link, VirtualRadio
+
+
+class VirtualBleakClient(BaseBleakClient):
+    """Connects to a virtual patch; the radio comes from the BLEDevice a virtual scan returned,
+    from ``radio=``, or from ``bind(radio)``."""
+
+    radio: ClassVar[VirtualRadio | None] = None
+
+    def __init__(
+        self,
+        address_or_ble_device: BLEDevice | str,
+        *,
+        disconnected_callback: Callable[[], None] | None = None,
+        timeout: float = 10.0,
+        radio: VirtualRadio | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
+        )
+        details = getattr(address_or_ble_device, "details", None)
+        chosen = radio or (details.radio if isinstance(details, DeviceHandle) else type(self).radio)
+        if chosen is None:
+            raise TypeError("VirtualBleakClient needs a radio: scan it, pass radio= or bind()")
+        self._radio: VirtualRadio = chosen
+        self.address = self.address.upper()
+        self._link: Link | None = None
+
+    @classmethod
+    def bind(cls, radio: VirtualRadio) -> type[VirtualBleakClient]:
+        """A subclass tied to ``radio``, to hand to ``BleakClient(backend=...)``."""
+        return type(cls.__name__, (cls,), {"radio": radio})
+
+    @property
+    def name(self) -> str:
+        """The patch's advertised name."""
+        patch = self._radio.patches.get(self.address)
+        return f"vigil {patch.device_id}" if patch else self.address.replace(":", "-")
+
+    @property
+    def mtu_size(self) -> int:
+        """The negotiated ATT MTU."""
+        return ATT_MTU
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the link is up."""
+        return self._link is not None and self._radio.links.get(self.address) is self._link
+
+    async def connect(self, pair: bool, **kwargs: Any) -> None:
+        """Connect; an absent or busy patch times out as a real controller's attempt would."""
+        timeout = float(kwargs.get("timeout", self._timeout))
+        patch = self._radio.reachable(self.address)
+        if patch is None:
+            await asyncio.sleep(min(timeout, self._radio.connect_timeout_s))
+            raise TimeoutError(f"{self.address}: no connectable patch answered")
+        if self._radio.connect_latency_s:
+            await asyncio.sleep(self._radio.connect_latency_s)
+        self._link = self._radio.connect(self, patch)
+        self.services = self._link.services
+
+    async def disconnect(self) -> None:
+        """Disconnect at our request: the disconnected callback does not fire."""
+        self._radio.disconnect(self)
+        self._link = None
+
+    async def pair(self, *args: Any, **kwargs: Any) -> None:
+        """Patches are bonded at provisioning; nothing to do."""
+
+    async def unpair(self) -> None:
+        """Nothing to undo; see ``pair``."""
+
+    def on_link_lost(self) -> None:
+        """Called by the radio when the link drops under us."""
+        self._link = None
+        if self._disconnected_callback is not None:
+            self._disconnected_callback()
+
+    def _live_link(self) -> Link:
+        if not self.is_connected or self._link is None:
+            raise BleakError(f"{self.address}: not connected")
+        return self._link
+
+    async def read_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
+        """Read a characteristic's value from the patch."""
+        link = self._live_link()
+        value = link.patch.read(characteristic.uuid.lower())
+        if value is None or "read" not in characteristic.properties:
+            raise BleakError(f"{characteristic.uuid}: read not permitted")
+        return bytearray(value)
+
+    async def read_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
+        """Read a CCCD: whether notifications are on."""
+        link = self._live_link()
+        on = descriptor.characteristic_uuid.lower() in link.subscriptions
+        return bytearray(b"\x01\x00" if on else b"\x00\x00")
+
+    async def write_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, data: SizedBuffer, response: bool
+    ) -> None:
+        """The patch has no writable characteristics."""
+        self._live_link()
+        raise BleakError(f"{characteristic.uuid}: write not permitted")
+
+    async def write_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, data: SizedBuffer
+    ) -> None:
+        """Writing a CCCD directly is refused; use start_notify, as bleak recommends."""
+        self._live_link()
+        raise BleakError(f"descriptor {descriptor.handle}: write through start_notify instead")
+
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
+    ) -> None:
+        """Subscribe to notifications or indications of ``characteristic``."""
+        link = self._live_link()
+        if not {"notify", "indicate"} & set(characteristic.properties):
+            raise BleakError(f"{characteristic.uuid}: neither notifies nor indicates")
+        link.subscriptions[characteristic.uuid.lower()] = callback
+
+    async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
+        """Unsubscribe from ``characteristic``."""
+        link = self._live_link()
+        link.subscriptions.pop(characteristic.uuid.lower(), None)
