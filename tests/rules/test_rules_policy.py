@@ -1,0 +1,131 @@
+"""The late/duplicate reading policy, columnar input and snapshot/restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rules import AlertBook, RuleEngine, columns_from_readings
+from rules.columns import METRIC_NAMES, Columns
+from tests.rules.harness import each, r, rules_from, run, summary
+
+RULES = rules_from("""
+rules:
+  - {id: t, kind: sustained, severity: warning, source: s, scope: {metric: exudate},
+     raise: {above: 10, for: 2m}, clear: {below: 5}}
+""")
+
+
+def test_late_and_duplicate_readings_are_dropped_and_counted() -> None:
+    engine = RuleEngine(RULES)
+    engine.process_readings([r("d", "exudate", 5, 20), r("d", "exudate", 3, 20),
+                             r("d", "exudate", 5, 99)])  # in-batch: sorted; repeat of 5 dropped
+    engine.process_readings([r("d", "exudate", 4, 20), r("d", "exudate", 5, 20),
+                             r("d", "exudate", 6, 20)])
+    assert (engine.stats.accepted, engine.stats.dropped_late,
+            engine.stats.dropped_duplicate) == (3, 1, 2)
+
+
+def test_in_batch_order_does_not_matter() -> None:
+    readings = [r("d", "exudate", m, 20) for m in range(5)]
+    assert summary(run(RULES, [readings[::-1]])) == summary(run(RULES, [readings]))
+    assert summary(run(RULES, [readings])) == [(2, "d", "t", "raised")]
+
+
+def test_late_reading_cannot_rewrite_history() -> None:
+    steps = [[r("d", "exudate", 0, 20)], [r("d", "exudate", 3, 1)], [r("d", "exudate", 2, 20)],
+             [r("d", "exudate", 4, 20)]]
+    assert summary(run(RULES, steps)) == []
+
+
+def test_columns_from_readings_interns_devices() -> None:
+    engine = RuleEngine(RULES)
+    cols = columns_from_readings([r("x", "exudate", 0, 1), r("y", "battery", 1, 2),
+                                  r("x", "exudate", 2, 3)], engine.devices)
+    assert cols.device.tolist() == [0, 1, 0]
+    assert [METRIC_NAMES[m] for m in cols.metric.tolist()] == ["exudate", "battery", "exudate"]
+    assert len(cols) == 3
+    assert engine.process(cols) == []
+
+
+def test_process_accepts_prebuilt_columns() -> None:
+    engine = RuleEngine(RULES)
+    dev = np.array([engine.devices.intern("d")] * 3, dtype=np.intp)
+    metric = np.full(3, METRIC_NAMES.index("exudate"), dtype=np.intp)
+    ts = np.array([r("d", "exudate", m, 0).ts_us for m in range(3)], dtype=np.int64)
+    events = engine.process(Columns(dev, metric, np.full(3, 20.0), ts))
+    assert [(e.device_id, e.transition.value) for e in events] == [("d", "raised")]
+
+
+def test_unknown_metric_is_rejected() -> None:
+    engine = RuleEngine(RULES)
+    bad = r("d", "exudate", 0, 1).__class__("d", "nope", 1.0, "x", 5, 0)
+    with pytest.raises(ValueError, match="unknown metric"):
+        engine.columns([bad])
+
+
+@pytest.mark.parametrize("cut", range(1, 9))
+def test_restart_mid_stream_gives_the_same_alerts(cut: int) -> None:
+    steps = each([r("d", "exudate", m, v) for m, v in
+                  enumerate([20, 20, 20, 1, 20, 20, 20, 20, 2])])
+    plain = RuleEngine(RULES)
+    expected = [e for s in steps for e in plain.process_readings(s)]
+    engine = RuleEngine(RULES)
+    got = [e for s in steps[:cut] for e in engine.process_readings(s)]
+    engine = RuleEngine.restore(RULES, None, engine.snapshot())
+    got += [e for s in steps[cut:] for e in engine.process_readings(s)]
+    assert got == expected
+    assert engine.stats == plain.stats
+
+
+def test_restore_with_a_changed_rule_starts_that_rule_afresh() -> None:
+    engine = RuleEngine(RULES)
+    engine.process_readings([r("d", "exudate", m, 20) for m in range(3)])
+    assert engine.active("t") == ["d"]
+    changed = rules_from("""
+rules:
+  - {id: t, kind: sustained, severity: warning, source: s, scope: {metric: exudate},
+     raise: {above: 11, for: 2m}, clear: {below: 5}}
+""")
+    restored = RuleEngine.restore(changed, None, engine.snapshot())
+    assert restored.active("t") == []
+    assert RuleEngine.restore(RULES, None, engine.snapshot()).active("t") == ["d"]
+
+
+def test_alert_book_lifecycle() -> None:
+    book = AlertBook()
+    engine = RuleEngine(RULES)
+    raised = engine.process_readings([r("d", "exudate", m, 20) for m in range(3)])
+    assert book.apply(raised) == raised
+    assert book.apply(raised) == []  # one active alert per (device, rule)
+    alert = book.get("d", "t")
+    assert alert is not None and not alert.acknowledged
+    assert alert.evidence["window"]
+    ack = book.acknowledge("d", "t", at_us=raised[0].at_us + 1, by="nurse-7")
+    assert ack.transition.value == "acknowledged"
+    acked = book.get("d", "t")
+    assert acked is not None and acked.acknowledged_by == "nurse-7"
+    with pytest.raises(ValueError, match="already acknowledged"):
+        book.acknowledge("d", "t", at_us=raised[0].at_us + 2)
+    cleared = engine.process_readings([r("d", "exudate", 5, 1)])
+    assert book.apply(cleared) == cleared
+    assert len(book) == 0 and book.active() == []
+    with pytest.raises(KeyError):
+        book.acknowledge("d", "t", at_us=raised[0].at_us + 3)
+
+
+def test_restore_survives_a_catalog_reorder(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = RuleEngine(RULES)
+    engine.process_readings([r("d", "exudate", m, 20) for m in range(3)])
+    blob = engine.snapshot()
+    import rules.engine as engine_module
+
+    names = ("battery", *(n for n in METRIC_NAMES if n != "battery"))
+    monkeypatch.setattr(engine_module, "METRIC_CODES", {n: i for i, n in enumerate(names)})
+    restored = RuleEngine.restore(RULES, None, blob)
+    assert restored.active("t") == ["d"]
+    cleared = restored.process(Columns(
+        np.array([restored.devices.intern("d")], dtype=np.intp),
+        np.array([names.index("exudate")], dtype=np.intp),
+        np.array([1.0]), np.array([r("d", "exudate", 5, 1).ts_us], dtype=np.int64)))
+    assert [e.transition.value for e in cleared] == ["cleared"]
