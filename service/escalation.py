@@ -1,0 +1,68 @@
+"""Escalation: an urgent ticket not accepted in time goes to a supervisor and is re-dispatched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.dispatch import Assignment, NoEngineer, dispatch
+from service.lifecycle import Dispatch, transition
+from service.model import Device, Engineer, Site, Ticket, TicketState, Tier
+from service.sla import Clock, SlaConfig
+
+_UNACCEPTED = frozenset({TicketState.OPEN, TicketState.DISPATCHED})
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """What escalating did: the updated ticket, whom to notify and the re-dispatch outcome."""
+
+    ticket: Ticket
+    supervisor_id: str | None  # None: nobody held the ticket, notify the service desk
+    lapsed_assignee: str | None
+    outcome: Assignment | NoEngineer
+
+
+def escalation_due_at(ticket: Ticket, config: SlaConfig) -> datetime | None:
+    """When an unaccepted urgent ticket escalates; None when it cannot.
+
+    The first escalation is due when the respond window from opening (or from the upgrade to
+    urgent) runs out; each escalation restarts the window, so the re-dispatched engineer gets the
+    full respond time and an unstaffed ticket escalates once per window, not on every tick.
+    """
+    if ticket.tier is not Tier.URGENT or ticket.state not in _UNACCEPTED:
+        return None
+    anchor = max([ticket.opened_at, ticket.tier_since, *ticket.escalated_at])
+    return config.add(ticket.tier, anchor, config.target(ticket.tier, Clock.RESPOND))
+
+
+def escalations_due(tickets: Iterable[Ticket], now: datetime, config: SlaConfig) -> list[Ticket]:
+    """Tickets whose escalation is due at ``now``, earliest first."""
+    due = []
+    for ticket in tickets:
+        at = escalation_due_at(ticket, config)
+        if at is not None and at <= now:
+            due.append((at, ticket.id, ticket))
+    return [ticket for _, _, ticket in sorted(due, key=lambda d: (d[0], d[1]))]
+
+
+def escalate(
+    ticket: Ticket,
+    at: datetime,
+    device: Device,
+    site: Site,
+    engineers: Iterable[Engineer],
+    tickets: Iterable[Ticket],
+) -> Escalation:
+    """Escalate ``ticket`` at ``at``: name the supervisor and re-dispatch to someone new."""
+    staff = {e.id: e for e in engineers}
+    lapsed = ticket.assignee
+    supervisor = staff[lapsed].supervisor if lapsed in staff else None
+    exclude = {*ticket.previous_assignees, *([lapsed] if lapsed else [])}
+    outcome = dispatch(ticket, device, site, staff.values(), tickets, exclude=exclude)
+    updated = ticket.model_copy(update={"escalated_at": (*ticket.escalated_at, at)})
+    if isinstance(outcome, Assignment):
+        reason = f"escalated after {lapsed or 'no one'} did not accept; {outcome.reason}"
+        updated = transition(updated, Dispatch(outcome.engineer_id, reason), at)
+    return Escalation(updated, supervisor, lapsed, outcome)

@@ -1,0 +1,109 @@
+"""Scheduled work: preventive maintenance and warranty-expiry tasks due at ``now``; pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from contract import DeviceKind
+from service.model import Device, Ticket, TicketKind, TicketState, Tier, new_ticket
+
+PREVENTIVE_RULE = "schedule:preventive"
+WARRANTY_RULE_PREFIX = "schedule:warranty-expiry:"
+
+
+class ScheduleConfig(BaseModel):
+    """How often devices are inspected and how early warranty expiry is flagged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inspection_interval: timedelta = timedelta(days=90)
+    warranty_notice: timedelta = timedelta(days=30)
+    # Past this, an expired warranty is old news (e.g. when importing an installed base).
+    warranty_grace: timedelta = timedelta(days=30)
+    # Disposable dressings are replaced, not maintained.
+    inspected_kinds: frozenset[DeviceKind] = frozenset(
+        {DeviceKind.ULTRASOUND, DeviceKind.ENDOSCOPE}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledTask:
+    """A ticket to open: for which device, under which rule id, and why."""
+
+    kind: TicketKind
+    device_id: str
+    rule_id: str
+    due: date
+    reason: str
+
+
+def last_inspection(device: Device, tickets: Iterable[Ticket]) -> date:
+    """The latest of the recorded inspection, the install date and resolved preventive tickets."""
+    done = [
+        resolved.date()
+        for t in tickets
+        if t.device_id == device.id and t.kind is TicketKind.PREVENTIVE
+        if (resolved := t.entered(TicketState.RESOLVED)) is not None
+    ]
+    return max(
+        [device.installed_on, *([device.last_inspection] if device.last_inspection else []), *done]
+    )
+
+
+def due_tasks(
+    devices: Iterable[Device], tickets: Iterable[Ticket], now: datetime, config: ScheduleConfig
+) -> list[ScheduledTask]:
+    """Tasks to open at ``now``; never one already covered by an existing ticket."""
+    tickets = list(tickets)
+    today = now.date()
+    open_preventive = {t.device_id for t in tickets if t.is_open and t.rule_id == PREVENTIVE_RULE}
+    existing_rules = {(t.device_id, t.rule_id) for t in tickets}
+    tasks: list[ScheduledTask] = []
+    for device in sorted(devices, key=lambda d: d.id):
+        if device.kind in config.inspected_kinds and device.id not in open_preventive:
+            last = last_inspection(device, tickets)
+            due = last + config.inspection_interval
+            if today > due:
+                tasks.append(
+                    ScheduledTask(
+                        TicketKind.PREVENTIVE,
+                        device.id,
+                        PREVENTIVE_RULE,
+                        due,
+                        f"last inspection {last.isoformat()} is {(today - last).days} days ago",
+                    )
+                )
+        if device.warranty_end is not None:
+            rule = f"{WARRANTY_RULE_PREFIX}{device.warranty_end.isoformat()}"
+            notice = device.warranty_end - config.warranty_notice
+            late = device.warranty_end + config.warranty_grace
+            if notice <= today <= late and (device.id, rule) not in existing_rules:
+                left = (device.warranty_end - today).days
+                tasks.append(
+                    ScheduledTask(
+                        TicketKind.WARRANTY,
+                        device.id,
+                        rule,
+                        notice,
+                        f"warranty ends {device.warranty_end.isoformat()} "
+                        + (f"in {left} days" if left >= 0 else f"{-left} days ago"),
+                    )
+                )
+    return tasks
+
+
+def ticket_for(task: ScheduledTask, ticket_id: str, at: datetime) -> Ticket:
+    """The general-tier ticket that carries out ``task``."""
+    return new_ticket(
+        ticket_id,
+        task.device_id,
+        Tier.GENERAL,
+        at,
+        rule_id=task.rule_id,
+        kind=task.kind,
+        title=task.reason,
+    )

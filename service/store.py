@@ -1,0 +1,321 @@
+"""Persistence: a small repository protocol and its SQLite implementation (stdlib sqlite3).
+
+Domain objects are stored as JSON documents next to the columns queries filter on, so a
+PostgreSQL implementation (jsonb) can sit behind the same protocol with the same SQL shape.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from service import audit
+from service.audit import AuditEntry
+from service.model import Delivery, Device, Engineer, Patient, Site, Ticket, TicketState
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ServiceStore(Protocol):
+    """What the service backbone needs from storage."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """Group the calls inside into one transaction."""
+        ...
+
+    def put_site(self, site: Site) -> None:
+        """Insert or replace a site."""
+        ...
+
+    def site(self, site_id: str) -> Site | None:
+        """One site, or None."""
+        ...
+
+    def sites(self) -> list[Site]:
+        """All sites by id."""
+        ...
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace a device."""
+        ...
+
+    def device(self, device_id: str) -> Device | None:
+        """One device, or None."""
+        ...
+
+    def devices(self, site_id: str | None = None) -> list[Device]:
+        """Devices by id, optionally of one site."""
+        ...
+
+    def put_patient(self, patient: Patient) -> None:
+        """Insert or replace a patient."""
+        ...
+
+    def patient(self, patient_id: str) -> Patient | None:
+        """One patient, or None."""
+        ...
+
+    def put_engineer(self, engineer: Engineer) -> None:
+        """Insert or replace an engineer."""
+        ...
+
+    def engineer(self, engineer_id: str) -> Engineer | None:
+        """One engineer, or None."""
+        ...
+
+    def engineers(self, region: str | None = None) -> list[Engineer]:
+        """Engineers by id, optionally of one region."""
+        ...
+
+    def put_ticket(self, ticket: Ticket) -> None:
+        """Insert or replace a ticket."""
+        ...
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        """One ticket, or None."""
+        ...
+
+    def tickets(
+        self,
+        states: Iterable[TicketState] | None = None,
+        device_ids: Iterable[str] | None = None,
+    ) -> list[Ticket]:
+        """Tickets by id, optionally filtered by state and device."""
+        ...
+
+    def append_audit(
+        self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
+    ) -> AuditEntry:
+        """Chain and store one audit entry atomically; return it."""
+        ...
+
+    def audit_log(self) -> list[AuditEntry]:
+        """Every audit entry in sequence order."""
+        ...
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Keep one notification delivery attempt."""
+        ...
+
+    def deliveries(self, event_id: str | None = None) -> list[Delivery]:
+        """Delivery attempts in the order recorded, optionally of one event."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sites (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, site_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
+CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS engineers (
+    id TEXT PRIMARY KEY, region TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
+CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    subject TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+-- The audit log is append-only in the database too, not just by convention.
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS deliveries (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+"""
+
+
+class SqliteStore:
+    """ServiceStore on one SQLite database; safe to share between threads."""
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        # Autocommit mode: transactions are opened explicitly by atomic().
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        if str(path) != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One write transaction around everything inside; nested calls join the outer one."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self.atomic():
+            self._db.execute(sql, params)
+
+    def _one(self, model: type[M], table: str, key: str) -> M | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT doc FROM {table} WHERE id = ?", (key,)).fetchone()
+        return None if row is None else model.model_validate_json(row[0])
+
+    def _many(self, model: type[M], sql: str, params: tuple[Any, ...] = ()) -> list[M]:
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [model.model_validate_json(r[0]) for r in rows]
+
+    def put_site(self, site: Site) -> None:
+        """Insert or replace a site."""
+        self._write("INSERT OR REPLACE INTO sites VALUES (?, ?)", (site.id, site.model_dump_json()))
+
+    def site(self, site_id: str) -> Site | None:
+        """One site, or None."""
+        return self._one(Site, "sites", site_id)
+
+    def sites(self) -> list[Site]:
+        """All sites by id."""
+        return self._many(Site, "SELECT doc FROM sites ORDER BY id")
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace a device."""
+        self._write(
+            "INSERT OR REPLACE INTO devices VALUES (?, ?, ?)",
+            (device.id, device.site_id, device.model_dump_json()),
+        )
+
+    def device(self, device_id: str) -> Device | None:
+        """One device, or None."""
+        return self._one(Device, "devices", device_id)
+
+    def devices(self, site_id: str | None = None) -> list[Device]:
+        """Devices by id, optionally of one site."""
+        if site_id is None:
+            return self._many(Device, "SELECT doc FROM devices ORDER BY id")
+        return self._many(
+            Device, "SELECT doc FROM devices WHERE site_id = ? ORDER BY id", (site_id,)
+        )
+
+    def put_patient(self, patient: Patient) -> None:
+        """Insert or replace a patient."""
+        self._write(
+            "INSERT OR REPLACE INTO patients VALUES (?, ?)", (patient.id, patient.model_dump_json())
+        )
+
+    def patient(self, patient_id: str) -> Patient | None:
+        """One patient, or None."""
+        return self._one(Patient, "patients", patient_id)
+
+    def put_engineer(self, engineer: Engineer) -> None:
+        """Insert or replace an engineer."""
+        self._write(
+            "INSERT OR REPLACE INTO engineers VALUES (?, ?, ?)",
+            (engineer.id, engineer.region, engineer.model_dump_json()),
+        )
+
+    def engineer(self, engineer_id: str) -> Engineer | None:
+        """One engineer, or None."""
+        return self._one(Engineer, "engineers", engineer_id)
+
+    def engineers(self, region: str | None = None) -> list[Engineer]:
+        """Engineers by id, optionally of one region."""
+        if region is None:
+            return self._many(Engineer, "SELECT doc FROM engineers ORDER BY id")
+        return self._many(
+            Engineer, "SELECT doc FROM engineers WHERE region = ? ORDER BY id", (region,)
+        )
+
+    def put_ticket(self, ticket: Ticket) -> None:
+        """Insert or replace a ticket."""
+        self._write(
+            "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?)",
+            (ticket.id, ticket.device_id, str(ticket.state), ticket.model_dump_json()),
+        )
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        """One ticket, or None."""
+        return self._one(Ticket, "tickets", ticket_id)
+
+    def tickets(
+        self,
+        states: Iterable[TicketState] | None = None,
+        device_ids: Iterable[str] | None = None,
+    ) -> list[Ticket]:
+        """Tickets by id, optionally filtered by state and device."""
+        clauses: list[str] = []
+        params: list[str] = []
+        for column, values in (("state", states), ("device_id", device_ids)):
+            if values is not None:
+                chosen = [str(v) for v in values]
+                clauses.append(f"{column} IN ({', '.join('?' * len(chosen))})")
+                params.extend(chosen)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._many(Ticket, f"SELECT doc FROM tickets{where} ORDER BY id", tuple(params))
+
+    def append_audit(
+        self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
+    ) -> AuditEntry:
+        """Chain and store one audit entry atomically; return it."""
+        with self.atomic():
+            row = self._db.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            entry = audit.append(
+                None if row is None else _entry(row), at, actor, action, subject, data
+            )
+            self._db.execute(
+                "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.seq,
+                    entry.at.isoformat(),
+                    entry.actor,
+                    entry.action,
+                    entry.subject,
+                    json.dumps(dict(entry.data)),
+                    entry.prev_hash,
+                    entry.hash,
+                ),
+            )
+        return entry
+
+    def audit_log(self) -> list[AuditEntry]:
+        """Every audit entry in sequence order."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
+        return [_entry(r) for r in rows]
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Keep one notification delivery attempt."""
+        self._write(
+            "INSERT INTO deliveries (event_id, doc) VALUES (?, ?)",
+            (delivery.event_id, delivery.model_dump_json()),
+        )
+
+    def deliveries(self, event_id: str | None = None) -> list[Delivery]:
+        """Delivery attempts in the order recorded, optionally of one event."""
+        if event_id is None:
+            return self._many(Delivery, "SELECT doc FROM deliveries ORDER BY n")
+        return self._many(
+            Delivery, "SELECT doc FROM deliveries WHERE event_id = ? ORDER BY n", (event_id,)
+        )
+
+
+def _entry(row: tuple[Any, ...]) -> AuditEntry:
+    seq, at, actor, action, subject, data, prev_hash, digest = row
+    return AuditEntry(
+        seq, datetime.fromisoformat(at), actor, action, subject, json.loads(data), prev_hash, digest
+    )

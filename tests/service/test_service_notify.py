@@ -1,0 +1,139 @@
+"""Signed webhooks: signature, retries with backoff and a record of every attempt."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from service.model import Delivery
+from service.notify import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    HttpSender,
+    RetryPolicy,
+    Webhook,
+    deliver,
+    sign,
+    verify_signature,
+)
+from service.store import SqliteStore
+
+SECRET = b"s3cret"
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def test_signature_round_trip_and_replay_window() -> None:
+    header = sign(SECRET, int(NOW.timestamp()), b"{}")
+    stamp = int(NOW.timestamp())
+    assert verify_signature(SECRET, stamp, b"{}", header, NOW)
+    assert not verify_signature(SECRET, stamp, b"{ }", header, NOW)
+    assert not verify_signature(b"other", stamp, b"{}", header, NOW)
+    assert not verify_signature(SECRET, stamp, b"{}", header, NOW + timedelta(minutes=6))
+
+
+def test_backoff_grows_and_caps() -> None:
+    policy = RetryPolicy(base=1, factor=2, cap=5)
+    assert [policy.delay(n) for n in range(1, 6)] == [1, 2, 4, 5, 5]
+
+
+class Scripted:
+    """A fake sender answering with scripted statuses (an exception class means raise it)."""
+
+    def __init__(self, *answers: int | type[Exception]) -> None:
+        self.answers = list(answers)
+        self.calls: list[Mapping[str, str]] = []
+
+    async def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        self.calls.append(headers)
+        answer = self.answers.pop(0)
+        if isinstance(answer, int):
+            return answer
+        raise answer("refused")
+
+
+async def run(
+    sender: Scripted, policy: RetryPolicy | None = None
+) -> tuple[bool, list[Delivery], list[float]]:
+    recorded: list[Delivery] = []
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    ok = await deliver(
+        Webhook("http://hook", SECRET), "ev1", "ticket.opened", {"id": "t1"},
+        send=sender, record=recorded.append, clock=lambda: NOW, sleep=sleep,
+        policy=policy or RetryPolicy(),
+    )  # fmt: skip
+    return ok, recorded, slept
+
+
+async def test_retries_transient_failures_then_succeeds() -> None:
+    ok, recorded, slept = await run(Scripted(ConnectionRefusedError, 503, 200))
+    assert ok
+    assert [(d.attempt, d.status, d.ok) for d in recorded] == [
+        (1, None, False),
+        (2, 503, False),
+        (3, 200, True),
+    ]
+    assert "ConnectionRefusedError" in recorded[0].error
+    assert slept == [1.0, 2.0]
+
+
+async def test_permanent_failure_stops_at_once() -> None:
+    ok, recorded, slept = await run(Scripted(400))
+    assert not ok and len(recorded) == 1 and slept == []
+
+
+async def test_gives_up_after_the_last_attempt() -> None:
+    ok, recorded, slept = await run(Scripted(500, 500, 500), RetryPolicy(attempts=3))
+    assert not ok and len(recorded) == 3 and slept == [1.0, 2.0]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    statuses: ClassVar[list[int]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(type(self).statuses.pop(0))
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    _Hook.statuses = [502, 204]
+    _Hook.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_real_http_delivery_is_signed_and_recorded(receiver: str) -> None:
+    store = SqliteStore()
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    async with HttpSender(timeout=5) as send:
+        ok = await deliver(
+            Webhook(receiver, SECRET), "ev9", "ticket.escalated", {"ticket": "t1"},
+            send=send, record=store.record_delivery, sleep=no_wait,
+        )  # fmt: skip
+    assert ok
+    assert [(d.attempt, d.status) for d in store.deliveries("ev9")] == [(1, 502), (2, 204)]
+    headers, body = _Hook.received[-1]
+    stamp = int(headers[TIMESTAMP_HEADER])
+    assert verify_signature(SECRET, stamp, body, headers[SIGNATURE_HEADER], datetime.now(UTC))
