@@ -1,4 +1,4 @@
-"""The `vigil` command line."""
+"""The `vigil` command line: the composition root that wires every component together."""
 
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.settings import VigilSettings
+from vigil.commands import gateway, ingest, sim
 
 app = typer.Typer(help="vigil: telemetry gateway and remote-service backbone.",
                   no_args_is_help=True)
-sim_app = typer.Typer(help="The device simulator.", no_args_is_help=True)
-gateway_app = typer.Typer(help="The edge gateway.", no_args_is_help=True)
-ingest_app = typer.Typer(help="The ingest worker.", no_args_is_help=True)
-app.add_typer(sim_app, name="sim")
-app.add_typer(gateway_app, name="gateway")
-app.add_typer(ingest_app, name="ingest")
+app.add_typer(sim.app, name="sim")
+app.add_typer(gateway.app, name="gateway")
+app.add_typer(ingest.app, name="ingest")
 
 console = Console()
 
@@ -51,61 +48,3 @@ def demo(
     console.print(summary_table(result))
     if result.stored != result.produced:
         raise typer.Exit(1)
-
-
-@sim_app.command("run")
-def sim_run() -> None:
-    """Publish the equipment fleet's telemetry to the site broker (patches need a gateway)."""
-    from simulator.fleet import Fleet, FleetSpec
-    from simulator.runner import SimulatedFleet
-
-    settings = VigilSettings()
-    s = settings.simulator
-    fleet = Fleet(FleetSpec(seed=s.seed, patches=0, equipment=s.equipment, tick_s=s.tick_s,
-                            site=settings.gateway.site))
-    source = SimulatedFleet(fleet, s.ticks, s.tick_wall_s,
-                            site_broker=(settings.site_broker.host, settings.site_broker.port))
-
-    async def discard(_: object) -> None:
-        return None
-
-    asyncio.run(source.run(discard))
-    console.print(f"published {fleet.tally.readings:,} equipment readings")
-
-
-@gateway_app.command("run")
-def gateway_run(
-    simulate_patches: Annotated[
-        int, typer.Option(help="Also read this many simulated patches.")
-    ] = 0,
-) -> None:
-    """Run the gateway until interrupted."""
-    from gateway.app import Gateway
-    from simulator.fleet import Fleet, FleetSpec
-    from simulator.runner import SimulatedFleet
-
-    settings = VigilSettings()
-    sources = []
-    if simulate_patches:
-        s = settings.simulator
-        fleet = Fleet(FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0,
-                                tick_s=s.tick_s))
-        sources.append(SimulatedFleet(fleet, s.ticks, s.tick_wall_s))
-
-    async def main() -> None:
-        async with Gateway(settings.gateway_settings(), sources):
-            await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-@ingest_app.command("run")
-def ingest_run() -> None:
-    """Run one ingest worker until interrupted."""
-    from ingest.storage import open_store
-    from ingest.worker import IngestWorker
-
-    settings = VigilSettings()
-    store = open_store(settings.ingest.storage_url)
-    store.migrate()
-    asyncio.run(IngestWorker(settings.ingest_settings(), store).run())

@@ -1,0 +1,1 @@
+"""One module per `vigil` sub-command group; each owns its typer app."""
