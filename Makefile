@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` (embedded default, no servers) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test services lint bench clean
+
+demo: $(STAMP)
+	$(BIN)/vigil demo
+
+test: services $(STAMP)
+	$(BIN)/pytest
+
+# Mosquitto, PostgreSQL 15 and TimescaleDB for the tests' private instances (idempotent).
+services:
+	./scripts/install-test-services.sh
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: services $(STAMP)
+	$(BIN)/python -m bench.bench_pipeline
+	$(BIN)/python -m bench.bench_storage
+	$(BIN)/python -m bench.bench_rules
+
+clean:
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
