@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contract.catalog import METRICS
 from contract.errors import ContractError
 from contract.reading import Batch, Reading, reading_problem
 
@@ -95,9 +96,18 @@ def decode_batch(payload: bytes) -> DecodedBatch:
         raise ContractError(_describe(exc)) from None
     readings: list[Reading] = []
     rejected: list[RejectedReading] = []
-    for i, fields in enumerate(
-        zip(wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq, strict=True)
-    ):
+    columns = zip(wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq,
+                  strict=True)
+    for i, fields in enumerate(columns):
+        device_id, metric, value, unit, ts_us, seq = fields
+        spec = METRICS.get(metric)
+        # Fast path for the common, valid reading; anything doubtful (NaN fails the range
+        # comparison too) gets the full check and its reason.
+        if (spec is not None and unit == spec.unit and spec.low <= value <= spec.high
+                and device_id and ts_us > 0 and seq >= 0
+                and (not spec.integral or value.is_integer())):
+            readings.append(Reading(*fields))
+            continue
         problem = reading_problem(*fields)
         if problem is None:
             readings.append(Reading(*fields))

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import UTC, datetime
 
 from contract.catalog import METRICS
 from contract.errors import ContractError
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One measured value of one metric of one device.
 
     ``seq`` is the device's own monotonically increasing counter; together with the device id,
     metric and timestamp it identifies the reading, which is what makes storage idempotent.
+    A NamedTuple rather than a frozen dataclass: it is built millions of times a second on the
+    ingest path, and costs a quarter as much to construct.
     """
 
     device_id: str
