@@ -6,16 +6,29 @@ persistence; ``now`` still comes from the caller.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from contract import AlertEvent
 from service.dispatch import Assignment, NoEngineer, dispatch
 from service.escalation import Escalation, escalate, escalations_due
-from service.intake import open_or_append
+from service.intake import alert_time, open_or_append
 from service.lifecycle import Dispatch, Event, transition
-from service.model import OPEN_STATES, Ticket, TicketKind, Tier, new_ticket
+from service.model import (
+    OPEN_STATES,
+    Device,
+    Engineer,
+    Patient,
+    Site,
+    Ticket,
+    TicketKind,
+    Tier,
+    new_ticket,
+)
 from service.schedules import ScheduleConfig, due_tasks, ticket_for
 from service.sla import Breach, SlaConfig, breaches_between
 from service.store import ServiceStore
@@ -69,6 +82,67 @@ def handle_alert(
         action = "opened" if result.created else "evidence_added"
         ticket = save(store, result.ticket, "alerts", action, at, {"rule": alert.rule_id})
         return auto_dispatch(store, ticket, at) if result.created else ticket
+
+
+def alert_ticket_id(alert: AlertEvent) -> str:
+    """The id a ticket opened by ``alert`` gets: derived from the alert, so replays map to it."""
+    key = f"{alert.device_id}\x1f{alert.rule_id}\x1f{alert.at_us}".encode()
+    return "T-" + hashlib.sha256(key).hexdigest()[:16]
+
+
+def already_handled(store: ServiceStore, alert: AlertEvent) -> bool:
+    """True when ``alert`` is already on a ticket (an MQTT redelivery after a crash)."""
+    at = alert_time(alert)
+    return any(
+        t.rule_id == alert.rule_id
+        and any(e.at == at and e.transition == alert.transition for e in t.evidence)
+        for t in store.tickets(device_ids=[alert.device_id])
+    )
+
+
+def intake_alert(
+    store: ServiceStore, alert: AlertEvent, at: datetime, config: SlaConfig
+) -> tuple[Ticket | None, bool]:
+    """``handle_alert`` made idempotent: (ticket or None, whether it was opened just now)."""
+    with store.atomic():
+        if already_handled(store, alert):
+            return None, False
+        new_id = alert_ticket_id(alert)
+        ticket = handle_alert(store, alert, new_id, at, config)
+        return ticket, ticket is not None and ticket.id == new_id
+
+
+def put_installed(
+    store: ServiceStore, item: Site | Device | Patient | Engineer, actor: str, at: datetime
+) -> None:
+    """Insert or replace a site, device, patient or engineer, with its audit entry."""
+    kind = type(item).__name__.lower()
+    with store.atomic():
+        before = _current(store, item)
+        match item:
+            case Site():
+                store.put_site(item)
+            case Device():
+                store.put_device(item)
+            case Patient():
+                store.put_patient(item)
+            case Engineer():
+                store.put_engineer(item)
+        store.append_audit(at, actor, f"{kind}_{'replaced' if before else 'created'}", item.id,
+                           {"doc": item.model_dump(mode="json")})  # fmt: skip
+
+
+def _current(store: ServiceStore, item: BaseModel) -> BaseModel | None:
+    match item:
+        case Site(id=key):
+            return store.site(key)
+        case Device(id=key):
+            return store.device(key)
+        case Patient(id=key):
+            return store.patient(key)
+        case Engineer(id=key):
+            return store.engineer(key)
+    return None
 
 
 def open_ticket(

@@ -63,6 +63,7 @@ class Resolve:
 
     fault: str
     resolution: str = ""
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +141,10 @@ def transition(ticket: Ticket, event: Event, at: datetime) -> Ticket:
             assert ticket.paused_from is not None  # set by every Pause
             target = ticket.paused_from
             update["paused_from"] = None
-        case Resolve(fault=fault, resolution=resolution):
+        case Resolve(fault=fault, resolution=resolution, parts=parts):
             if not fault:
                 raise TransitionError(f"ticket {ticket.id}: Resolve needs a fault type")
-            update |= {"fault": fault, "resolution": resolution}
+            update |= {"fault": fault, "resolution": resolution, "parts": parts}
         case SignOff(signer=signer, report=report):
             if not signer:
                 raise TransitionError(f"ticket {ticket.id}: SignOff needs a signer")

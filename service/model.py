@@ -172,6 +172,7 @@ class Ticket(_Frozen):
     escalated_at: tuple[UtcDatetime, ...] = ()
     fault: str | None = None
     resolution: str = ""
+    parts: tuple[str, ...] = ()  # part numbers used by the fix, for the device file
     signature: Signature | None = None
     satisfaction: Annotated[int, Field(ge=1, le=5)] | None = None
 

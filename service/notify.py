@@ -19,6 +19,7 @@ import httpx
 
 from service.model import Delivery
 
+NOTIFICATIONS_PREFIX = "vigil/v1/notifications"
 SIGNATURE_HEADER = "X-Vigil-Signature"
 TIMESTAMP_HEADER = "X-Vigil-Timestamp"
 EVENT_HEADER = "X-Vigil-Event"
@@ -52,6 +53,11 @@ class Sender(Protocol):
     def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> Awaitable[int]:
         """Send one request."""
         ...
+
+
+def notification_topic(role: str, subject: str) -> str:
+    """The MQTT topic notifications for one recipient go to, e.g. ``…/engineer/e1``."""
+    return f"{NOTIFICATIONS_PREFIX}/{role}/{subject}"
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

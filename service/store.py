@@ -1,5 +1,8 @@
 """Persistence: a small repository protocol and its SQLite implementation (stdlib sqlite3).
 
+``service.store_postgres.PostgresStore`` is the PostgreSQL implementation; ``open_service_store``
+picks one from a URL.
+
 Domain objects are stored as JSON documents next to the columns queries filter on, so a
 PostgreSQL implementation (jsonb) can sit behind the same protocol with the same SQL shape.
 """
@@ -29,6 +32,10 @@ class ServiceStore(Protocol):
 
     def atomic(self) -> AbstractContextManager[None]:
         """Group the calls inside into one transaction."""
+        ...
+
+    def close(self) -> None:
+        """Release the database; the store is unusable afterwards."""
         ...
 
     def put_site(self, site: Site) -> None:
@@ -319,3 +326,20 @@ def _entry(row: tuple[Any, ...]) -> AuditEntry:
     return AuditEntry(
         seq, datetime.fromisoformat(at), actor, action, subject, json.loads(data), prev_hash, digest
     )
+
+
+def open_service_store(url: str) -> ServiceStore:
+    """Open the store ``url`` names (``sqlite:///path`` or ``postgresql://…`` / a libpq DSN)."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if not path:
+            raise ValueError(f"no database path in {url!r}")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteStore(path)
+    if url.startswith(("postgresql://", "postgres://")) or ("=" in url and "://" not in url):
+        # Imported here so a SQLite-only deployment never loads libpq.
+        from service.store_postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ValueError(f"unsupported service store URL {url!r}: use sqlite:///… or postgresql://…")

@@ -10,13 +10,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.commands import gateway, ingest, sim
+from vigil.commands import audit, gateway, ingest, rules, service, sim
 
 app = typer.Typer(help="vigil: telemetry gateway and remote-service backbone.",
                   no_args_is_help=True)
 app.add_typer(sim.app, name="sim")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(rules.app, name="rules")
+app.add_typer(service.app, name="service")
+app.add_typer(audit.app, name="audit")
 
 console = Console()
 

@@ -1,4 +1,4 @@
-"""Repository contract: every ServiceStore implementation must pass these (SQLite today)."""
+"""Repository contract: every ServiceStore implementation (SQLite, PostgreSQL) must pass these."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from service.audit import verify
 from service.lifecycle import Dispatch
 from service.model import Delivery, Location, Patient, TicketState
-from service.store import ServiceStore, SqliteStore
+from service.store import ServiceStore, SqliteStore, open_service_store
+from service.store_postgres import PostgresStore
 from tests.service.factories import T0, device, engineer, site, ticket, walk
 
 
-@pytest.fixture(params=["memory", "file"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStore]:
-    db = SqliteStore(":memory:" if request.param == "memory" else tmp_path / "service.db")
+@pytest.fixture(params=["memory", "file", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceStore]:
+    db: ServiceStore
+    if request.param == "postgres":
+        # A fresh database on the session's real PostgreSQL server.
+        db = PostgresStore(request.getfixturevalue("timescale_dsn"))
+    else:
+        db = SqliteStore(":memory:" if request.param == "memory" else tmp_path / "service.db")
     yield db
     db.close()
 
@@ -76,7 +83,7 @@ def test_audit_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
     raw.close()
 
 
-def test_concurrent_audit_appends_keep_one_chain(store: SqliteStore) -> None:
+def test_concurrent_audit_appends_keep_one_chain(store: ServiceStore) -> None:
     def work(n: int) -> None:
         for i in range(20):
             store.append_audit(T0, f"w{n}", "x", "t", {"i": i})
@@ -90,7 +97,7 @@ def test_concurrent_audit_appends_keep_one_chain(store: SqliteStore) -> None:
     assert len(entries) == 80 and verify(entries).ok
 
 
-def test_atomic_rolls_back_everything(store: SqliteStore) -> None:
+def test_atomic_rolls_back_everything(store: ServiceStore) -> None:
     with pytest.raises(RuntimeError), store.atomic():
         store.put_ticket(ticket("a"))
         store.append_audit(T0, "e1", "open", "a", {})
@@ -116,3 +123,52 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     again = SqliteStore(path)
     assert again.ticket("a") == ticket("a")
     again.close()
+
+
+def test_postgres_audit_rows_cannot_be_changed(timescale_dsn: str) -> None:
+    db = PostgresStore(timescale_dsn)
+    db.append_audit(T0, "e1", "x", "t1", {})
+    db.close()
+    with psycopg.connect(timescale_dsn, autocommit=True) as raw:
+        for statement in (
+            "UPDATE service_audit_log SET actor = 'mallory'",
+            "DELETE FROM service_audit_log",
+            "TRUNCATE service_audit_log",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                raw.execute(statement)  # type: ignore[arg-type]
+
+
+def test_postgres_data_survives_reopening(timescale_dsn: str) -> None:
+    db = PostgresStore(timescale_dsn)
+    db.put_ticket(ticket("a"))
+    db.append_audit(T0, "e1", "x", "a", {"note": "ünïcode", "n": 1.5})
+    db.close()
+    again = open_service_store(f"postgresql://{_url_of(timescale_dsn)}")
+    assert again.ticket("a") == ticket("a")
+    assert verify(again.audit_log()).ok
+    again.close()
+
+
+def test_two_processes_worth_of_connections_keep_one_chain(timescale_dsn: str) -> None:
+    stores = [PostgresStore(timescale_dsn) for _ in range(3)]
+
+    def work(db: PostgresStore, n: int) -> None:
+        for i in range(15):
+            db.append_audit(T0, f"w{n}", "x", "t", {"i": i})
+
+    threads = [threading.Thread(target=work, args=(db, n)) for n, db in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = stores[0].audit_log()
+    assert len(entries) == 45 and verify(entries).ok
+    for db in stores:
+        db.close()
+
+
+def _url_of(dsn: str) -> str:
+    """``user@host:port/dbname`` from the fixture's keyword DSN."""
+    kv = dict(part.split("=", 1) for part in dsn.split())
+    return f"{kv['user']}@{kv['host']}:{kv['port']}/{kv['dbname']}"

@@ -1,0 +1,161 @@
+"""End to end on real servers: infected patch → gateway → Mosquitto → ingest (TimescaleDB) → rules
+→ alert on MQTT → service worker → ticket dispatched to the right engineer → signed webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gateway.app import Gateway, GatewaySettings
+from gateway.uplink import UplinkSettings
+from ingest.storage.timescale import TimescaleStore
+from ingest.worker import IngestSettings, IngestWorker
+from rules import RuleEngine, load_pack
+from service.model import Engineer, Tier
+from service.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from service.store_postgres import PostgresStore
+from service.worker import Endpoint, NotifyConfig, ServiceWorker, WorkerSettings
+from simulator.faults import Fault, FaultKind
+from simulator.fleet import Fleet, FleetSpec
+from simulator.runner import SimulatedFleet
+from tests.servers import PrivateMosquitto, PrivatePostgres
+from tests.service.live import fresh_database
+from vigil.demo import DEMO_TICK_S, AlertPublisher, seed_service
+
+SECRET = "e2e-shared-secret"
+INFECTED = "patch-0003"
+
+
+class Receiver(ThreadingHTTPServer):
+    """A real webhook endpoint that keeps every request it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
+    with fresh_database(postgres_server) as name:
+        yield name
+
+
+@pytest.mark.services
+async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
+    mosquitto: PrivateMosquitto, dsn: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    infection = Fault(INFECTED, FaultKind.INFECTION, start_s=2 * 3600)
+    fleet = Fleet(FleetSpec(patches=6, equipment=0, tick_s=DEMO_TICK_S, faults=(infection,)))
+    service = PostgresStore(dsn)
+    seed_service(service, fleet)
+    # A skilled engineer in the wrong region, and one who is full: neither may get the ticket.
+    service.put_engineer(Engineer(id="eng-aaa", name="Full", region="north",
+                                  skills=frozenset({"patch"}), capacity=0))  # fmt: skip
+    readings = TimescaleStore(dsn)
+    readings.migrate()
+    hook = Endpoint(url=receiver.url, secret=SECRET)
+    notify = NotifyConfig(service_team=(hook,), engineers={"eng-ana": (hook,), "eng-ben": (hook,)},
+                          patients={"pt-0003": (hook,)}, attempts=3, backoff_s=0.1)  # fmt: skip
+    host, port = "127.0.0.1", mosquitto.port
+    opened = asyncio.Event()
+    worker = ServiceWorker(
+        WorkerSettings(host=host, port=port, client_id="e2e-service", tick_s=3600, notify=notify),
+        service,
+        on_ticket=lambda t, _: opened.set() if t.rule_id == "dressing.infection_signs" else None,
+    )
+    engineer_topic: list[bytes] = []
+    async with aiomqtt.Client(host, port, identifier="e2e-rules") as rules_client, \
+            aiomqtt.Client(host, port, identifier="e2e-listener") as listener:  # fmt: skip
+        await listener.subscribe("vigil/v1/notifications/engineer/#", qos=1)
+
+        async def listen() -> None:
+            async for message in listener.messages:
+                assert isinstance(message.payload, bytes)
+                engineer_topic.append(message.payload)
+
+        publisher = AlertPublisher(RuleEngine(load_pack("dressings")), rules_client, readings)
+        ingest = IngestWorker(IngestSettings(host=host, port=port, client_id="e2e-ingest"),
+                              readings, on_stored=publisher)  # fmt: skip
+        tasks = [asyncio.create_task(c) for c in (ingest.run(), worker.run(), listen())]
+        await asyncio.wait_for(ingest.subscribed.wait(), 10)
+        await asyncio.wait_for(worker.subscribed.wait(), 10)
+        gateway = Gateway(GatewaySettings(gateway_id="e2e-gw", outbox_path=tmp_path / "ob.db",
+                                          uplink=UplinkSettings(host=host, port=port)))  # fmt: skip
+        gateway.sources.insert(0, SimulatedFleet(fleet, 170))
+        async with gateway:
+            await gateway.sources_done()
+            await gateway.drained()
+        await asyncio.wait_for(opened.wait(), 30)
+        await worker.drain()
+        await asyncio.sleep(0.5)  # the listener's last QoS 1 message
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert readings.reading_count() == fleet.tally.readings
+    urgent = next(t for t in service.tickets(device_ids=[INFECTED])
+                  if t.rule_id == "dressing.infection_signs")  # fmt: skip
+    assert urgent.tier is Tier.URGENT and urgent.state == "dispatched"
+    assert urgent.assignee in {"eng-ana", "eng-ben"}  # north, skilled in patches, not full
+    assert "region north, skilled in patch" in urgent.dispatch_reason
+    assert [e.rule_id for e in readings.fetch_alert_events(INFECTED)][-1] == (
+        "dressing.infection_signs"
+    )
+    # Webhooks: signed, fresh, and for the right people.
+    mine = [(h, b) for h, b in receiver.received if json.loads(b)["ticket_id"] == urgent.id]
+    assert len(mine) == 3  # service team, the engineer, the patient's carer
+    for headers, body in mine:
+        assert verify_signature(SECRET.encode(), int(headers[TIMESTAMP_HEADER]), body,
+                                headers[SIGNATURE_HEADER], datetime.now(UTC))  # fmt: skip
+        assert not verify_signature(b"wrong", int(headers[TIMESTAMP_HEADER]), body,
+                                    headers[SIGNATURE_HEADER], datetime.now(UTC))  # fmt: skip
+    carer = [json.loads(b) for _, b in mine if "message" in json.loads(b)]
+    assert carer and "assignee" not in carer[0]
+    # Every delivery recorded: three webhooks plus four MQTT topics for this ticket.
+    recorded = [d for d in service.deliveries() if d.event_id.startswith(urgent.id)]
+    assert all(d.ok for d in recorded) and len(recorded) == 7
+    assert any(json.loads(p)["ticket_id"] == urgent.id for p in engineer_topic)
+    # A redelivered alert changes nothing (at-least-once in, exactly-once effect).
+    again = readings.fetch_alert_events(INFECTED)[-1]
+    before = service.tickets()
+    assert await worker.handle_alert(again) is None
+    assert service.tickets() == before
+    readings.close()
+    service.close()

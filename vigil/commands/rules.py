@@ -1,0 +1,153 @@
+"""`vigil rules …`: check rule files, replay stored history through the rules, run the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contract import AlertEvent, Reading
+
+if TYPE_CHECKING:
+    from rules.model import AnyRule
+    from rules.registry import Registry
+
+app = typer.Typer(help="Alert rules: check, replay, run.", no_args_is_help=True)
+console = Console()
+
+PackOption = Annotated[
+    list[str] | None,
+    typer.Option("--pack", help="A shipped rule pack (dressings, equipment); repeatable."),
+]
+RulesOption = Annotated[
+    list[Path] | None, typer.Option("--rules", help="A YAML rule file; repeatable.")
+]
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option(help="YAML/JSON device registry: {device: {kind, model, site, reference}}."),
+]
+REPLAY_CHUNK = 20_000
+
+
+@app.command("check")
+def rules_check(
+    files: Annotated[list[Path], typer.Argument(help="Rule files to validate.")],
+) -> None:
+    """Validate rule files; print every problem (file, rule, field) and exit 1 if any."""
+    from rules import check_rule_file
+
+    problems = [line for path in files for line in check_rule_file(path)]
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{len(files)} rule file(s) OK")
+
+
+@app.command("replay")
+def rules_replay(
+    storage_url: Annotated[str, typer.Option(help="sqlite:///… or postgresql://…")],
+    since: Annotated[datetime | None, typer.Option(help="From this time (UTC if naive).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time (UTC if naive).")] = None,
+    pack: PackOption = None,
+    rule_file: RulesOption = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Run the rules over stored readings and print the alerts they raise and clear."""
+    from ingest.storage import open_store
+
+    rules = _rules(pack, rule_file)
+    store = open_store(storage_url)
+    with store:
+        readings = store.fetch_readings(since_us=_us(since), until_us=_us(until))
+    events = replay(rules, _registry(registry), readings)
+    console.print(alert_table(events, title=f"{len(events)} alert events from "
+                                               f"{len(readings):,} stored readings"))
+
+
+@app.command("run")
+def rules_run(
+    pack: PackOption = None,
+    rule_file: RulesOption = None,
+    registry: RegistryOption = None,
+    client_id: Annotated[str, typer.Option(help="MQTT client id.")] = "vigil-rules-1",
+    snapshot: Annotated[Path, typer.Option(help="Engine state file.")] = Path(
+        "var/rules-engine.snap"),
+) -> None:
+    """Run the broker-fed rules worker until interrupted (broker and storage from settings)."""
+    from ingest.storage import open_store
+    from rules.runtime import RuleRuntime, RuntimeSettings
+    from rules.worker import RulesWorker, RulesWorkerSettings
+    from vigil.settings import VigilSettings
+
+    settings = VigilSettings()
+    rules = _rules(pack, rule_file)
+    store = open_store(settings.ingest.storage_url)
+    store.migrate()
+    worker_settings = RulesWorkerSettings(host=settings.uplink_broker.host,
+                                          port=settings.uplink_broker.port, client_id=client_id)
+
+    async def main() -> None:
+        async with RuleRuntime(rules, _registry(registry), store, None,
+                               RuntimeSettings(snapshot_path=snapshot)) as runtime:
+            await RulesWorker(worker_settings, runtime).run()
+
+    with store:
+        asyncio.run(main())
+
+
+def replay(rules: list[AnyRule], registry: Registry | None, readings: list[Reading]
+           ) -> list[AlertEvent]:
+    """Evaluate readings in time order, ticking silence rules at the newest reading so far."""
+    from rules import RuleEngine
+
+    engine = RuleEngine(rules, registry)
+    events: list[AlertEvent] = []
+    for start in range(0, len(readings), REPLAY_CHUNK):
+        chunk = readings[start : start + REPLAY_CHUNK]
+        events += engine.process_readings(chunk)
+        events += engine.tick(max(r.ts_us for r in chunk))
+    return events
+
+
+def alert_table(events: list[AlertEvent], title: str) -> Table:
+    """Alert events as a rich table."""
+    table = Table(title=title)
+    for name in ("time (UTC)", "device", "rule", "severity", "transition", "message"):
+        table.add_column(name)
+    for e in events:
+        at = datetime.fromtimestamp(e.at_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(at, e.device_id, e.rule_id, e.severity.name.lower(), e.transition.value,
+                      e.message)
+    return table
+
+
+def _rules(packs: list[str] | None, files: list[Path] | None) -> list[AnyRule]:
+    from rules import RuleFileError, load_pack, load_rule_file
+
+    chosen = list(packs or ([] if files else ["dressings", "equipment"]))
+    try:
+        rules: list[AnyRule] = [r for name in chosen for r in load_pack(name)]
+        rules += [r for path in files or [] for r in load_rule_file(path)]
+    except (KeyError, RuleFileError) as exc:
+        console.print(str(exc).strip("'\""), markup=False)
+        raise typer.Exit(2) from None
+    return rules
+
+
+def _registry(path: Path | None) -> Registry:
+    from rules.registry import load_registry
+
+    return load_registry(path) if path is not None else {}
+
+
+def _us(at: datetime | None) -> int | None:
+    if at is None:
+        return None
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1_000_000)
