@@ -46,6 +46,10 @@ class AlertBook:
         return sorted(self._active.values(), key=lambda a: (a.raised_at_us, a.device_id,
                                                             a.rule_id))
 
+    def restore(self, alert: ActiveAlert) -> None:
+        """Put back an alert saved from an earlier run (see ``RuleRuntime`` snapshots)."""
+        self._active[(alert.device_id, alert.rule_id)] = alert
+
     def apply(self, events: Iterable[AlertEvent]) -> list[AlertEvent]:
         """Fold events into the book; returns those that changed it (repeats are dropped)."""
         changed = []

@@ -3,16 +3,22 @@
 State is struct-of-arrays. Series (device, metric) get dense indices; per series the engine keeps
 the last accepted timestamp/value and a ring buffer of the last ``window_capacity`` readings.
 Per (rule, series) it keeps the active flag, the raise/clear sustain starts and, for baseline
-rules, the baseline buffer and median. A batch is sorted by (series, ts), filtered by the
+rules, the baseline buffer and median. A batch is ordered by (series, ts), filtered by the
 late/duplicate policy and then evaluated in *rounds*: round k holds the k-th accepted reading of
 every series in the batch, so each round is one vectorized step over all series and the Python
-loop runs over rounds and rules, never over readings.
+loop runs over rounds, metrics and rules, never over readings.
+
+Hot-path choices (see docs/rules.md, Benchmark): a round is grouped by metric once so each rule
+touches only readings of its metric; window rules keep running counts and sums over the ring
+instead of rescanning it; a value rule does its full hysteresis step only on readings that pass
+its raise test or whose (rule, series) is not at rest; series whose rules need no evidence window
+skip ring maintenance; rule kinds that can change nothing (composites, silence clears) are
+skipped by active-alert counts.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +44,7 @@ from rules.model import (
     ZScoreRule,
 )
 from rules.registry import DeviceInfo, Registry, device_matches
-from rules.signals import EMPTY_TS, count_in_window, rate_per_hour, row_median, test, zscore
+from rules.signals import EMPTY_TS, disjoint, rate_of, row_median, test, zscore_of
 from rules.state import Arrays
 
 SNAPSHOT_VERSION = 1
@@ -47,6 +53,9 @@ RAISED, CLEARED = AlertTransition.RAISED, AlertTransition.CLEARED
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 Idx = NDArray[np.intp]
+Bool = NDArray[np.bool_]
+WindowRule = RepeatingRule | RateRule | ZScoreRule
+_WINDOW_KINDS = (RepeatingRule, RateRule, ZScoreRule)
 
 
 @dataclass
@@ -74,6 +83,7 @@ class RuleEngine:
         self._signal = [r for r in self.rules if isinstance(r, SIGNAL_KINDS)]
         self._silence = [r for r in self.rules if isinstance(r, SilenceRule)]
         self._composite = [r for r in self.rules if isinstance(r, CompositeRule)]
+        self._by_id = {r.id: r for r in self.rules}
         for rule in self._signal:
             if isinstance(rule, RepeatingRule) and rule.raise_.test[1] > window_capacity:
                 raise ValueError(f"rule {rule.id!r}: count above window capacity "
@@ -81,6 +91,17 @@ class RuleEngine:
         self._by_metric: list[list[SignalRule]] = [[] for _ in range(_M)]
         for rule in self._signal:
             self._by_metric[METRIC_CODES[rule.metric]].append(rule)
+        self._rule_metrics = [m for m in range(_M) if self._by_metric[m]]
+        # With disjoint raise/clear tests the clear timer only matters while active (the raising
+        # reading fails the clear test and resets it), so at-rest series can be skipped.
+        self._track_clear = {r.id: not disjoint(r.raise_, r.clear) for r in self._signal}
+        # Evidence is the ring from the sustain start; with no durations and disjoint tests that
+        # is always just the current reading, so such metrics need no ring.
+        self._ring_metric = np.zeros(_M, dtype=np.bool_)
+        for rule in self._signal:
+            if (isinstance(rule, _WINDOW_KINDS) or rule.raise_.for_us or rule.clear.for_us
+                    or self._track_clear[rule.id]):
+                self._ring_metric[METRIC_CODES[rule.metric]] = True
         self._n_dev = 0
         self._n_series = 0
         self._dev = Arrays()
@@ -100,10 +121,11 @@ class RuleEngine:
         self._series.add("ring_val", np.float64, 0.0, width=window_capacity)
         self._series.add("ring_head", np.intp, 0)
         self._state: dict[str, Arrays] = {r.id: self._new_state(r) for r in self.rules}
+        # Derived per (rule, series) state, rebuilt from the snapshot state on restore.
+        self._derived: dict[str, Arrays] = {r.id: self._new_derived(r) for r in self._signal}
+        self._n_active: dict[str, int] = {r.id: 0 for r in self.rules}
         self._ref_pending: dict[str, dict[int, tuple[str, int]]] = {
             r.id: {} for r in self._signal if isinstance(r, DeltaReferenceRule)}
-        self._ref_val: F64 = np.empty(0)
-        self._ref_ts: I64 = np.empty(0, dtype=np.int64)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -121,50 +143,31 @@ class RuleEngine:
             return []
         self._sync_devices()
         series = self._series_index(cols.device, cols.metric)
-        order = _series_time_order(series, cols.ts_us, self._n_series)
-        s_sorted = series[order]
-        t_sorted = cols.ts_us[order]
-        last = self._series["last_ts"][s_sorted]
-        late = t_sorted < last
-        repeat = np.zeros(len(order), dtype=np.bool_)
-        repeat[1:] = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])
-        dup = ~late & ((t_sorted == last) | repeat)
-        keep = ~(late | dup)
-        self.stats.dropped_late += int(np.count_nonzero(late))
-        self.stats.dropped_duplicate += int(np.count_nonzero(dup))
-        s = s_sorted[keep]
-        t = t_sorted[keep]
-        v = cols.value[order[keep]].astype(np.float64, copy=False)
-        self.stats.accepted += len(s)
-        if len(s) == 0:
-            return []
-        if self._ref_pending:
-            n = self._n_series
-            self._ref_val = self._series["last_val"][:n].copy()
-            self._ref_ts = self._series["last_ts"][:n].copy()
-        first = np.ones(len(s), dtype=np.bool_)
-        first[1:] = s[1:] != s[:-1]
+        value = cols.value.astype(np.float64, copy=False)
         events: list[AlertEvent] = []
-        self._clear_series_silence(s[first], t[first], events)
-        if first.all():
-            self._round(s, t, v, events)
+        if _each_once(series, self._n_series):
+            s, t, v, codes = self._accept_unique(series, cols.ts_us, value, cols.metric)
+            if len(s) == 0:
+                return []
+            self._clear_series_silence(s, t, events)
+            self._rounds(s, t, v, codes, None, events)
+            s_end, t_end, v_end = s, t, v
         else:
-            positions = np.arange(len(s))
-            rank = positions - np.maximum.accumulate(np.where(first, positions, 0))
-            by_rank = np.argsort(rank, kind="stable")
-            bounds = np.concatenate(([0], np.cumsum(np.bincount(rank))))
-            for lo, hi in itertools.pairwise(bounds.tolist()):
-                rows = by_rank[lo:hi]
-                self._round(s[rows], t[rows], v[rows], events)
-        dev = self._series["dev"][s]
-        dev_first = np.full(self._n_dev, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(dev_first, dev, t)
-        dev_last = np.zeros(self._n_dev, dtype=np.int64)
-        np.maximum.at(dev_last, dev, t)
-        self._clear_device_silence(dev_first, events)
-        last_ts = self._dev["last_ts"][: self._n_dev]
-        np.maximum(last_ts, dev_last, out=last_ts)
-        self._composites(dev_last, events)
+            order = _series_time_order(series, cols.ts_us)
+            s, t, v, codes, rank = self._accept_sorted(series[order], cols.ts_us[order],
+                                                       value[order], cols.metric[order])
+            if len(s) == 0:
+                return []
+            first = rank == 0
+            self._clear_series_silence(s[first], t[first], events)
+            self._rounds(s, t, v, codes, rank, events)
+            end = np.ones(len(s), dtype=np.bool_)
+            end[:-1] = s[1:] != s[:-1]
+            s_end, t_end, v_end = s[end], t[end], v[end]
+        # Updated only now: delta_reference compares against values as of the previous batch.
+        self._series["last_ts"][s_end] = t_end
+        self._series["last_val"][s_end] = v_end
+        self._device_bookkeeping(s, t, events)
         events.sort(key=event_order)
         return events
 
@@ -188,6 +191,7 @@ class RuleEngine:
                 ids = dev
             fire = np.flatnonzero(scope & ~active[:n] & (last > 0) & (now_us - last >= rule.after))
             active[fire] = True
+            self._n_active[rule.id] += len(fire)
             for i in fire.tolist():
                 device_id = self.devices.ids[int(ids[i])]
                 events.append(silence_event(rule, device_id, RAISED, now_us, int(last[i])))
@@ -208,6 +212,8 @@ class RuleEngine:
             "stats": np.array(list(asdict(self.stats).values()), dtype=np.int64),
             "device_ids": np.array(self.devices.ids[: self._n_dev], dtype=np.str_),
             "metric_names": np.array(METRIC_NAMES, dtype=np.str_),
+            "ring_metrics": np.array([METRIC_NAMES[m] for m in np.flatnonzero(
+                self._ring_metric).tolist()] or [""], dtype=np.str_),
         }
         arrays.update(self._dev.dump("dev:", self._n_dev))
         arrays.update(self._series.dump("series:", self._n_series))
@@ -235,8 +241,13 @@ class RuleEngine:
             engine._sync_devices()
             engine._dev.load("dev:", data, n_dev)
             engine._series.load("series:", data, n_series)
+            engine._ensure_series(n_series)
             engine._n_series = n_series
             engine._remap_metrics([str(m) for m in data["metric_names"].tolist()])
+            # Older snapshots kept every ring; otherwise only the metrics listed had one.
+            kept = ({str(m) for m in data["ring_metrics"].tolist()} if "ring_metrics" in data
+                    else set(METRIC_NAMES))
+            engine._drop_stale_rings(kept)
             for rule in engine.rules:
                 key = f"rule:{rule.id}:fingerprint"
                 size = n_dev if _device_level(rule) else n_series
@@ -244,7 +255,9 @@ class RuleEngine:
                 state.ensure(size)
                 if key in data and str(data[key]) == rule.model_dump_json():
                     state.load(f"rule:{rule.id}:", data, size)
+                engine._n_active[rule.id] = int(np.count_nonzero(state["active"][:size]))
             engine._on_new_series(np.arange(n_series))
+            engine._rebuild_derived(np.arange(n_series))
         return engine
 
     def _remap_metrics(self, saved_names: list[str]) -> None:
@@ -257,6 +270,16 @@ class RuleEngine:
         metric = self._series["metric"]
         metric[:n] = codes[metric[:n]]
         self._table["series"][self._series["dev"][:n], metric[:n]] = np.arange(n)
+
+    def _drop_stale_rings(self, kept: set[str]) -> None:
+        """Empty the rings of series whose metric had no ring when the snapshot was taken."""
+        n = self._n_series
+        stale = np.array([name not in kept for name in METRIC_NAMES], dtype=np.bool_)
+        rows = np.flatnonzero(stale[self._series["metric"][:n]] & self._ring_metric[
+            self._series["metric"][:n]])
+        self._series["ring_ts"][rows] = EMPTY_TS
+        self._series["ring_val"][rows] = 0.0
+        self._series["ring_head"][rows] = 0
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -275,6 +298,24 @@ class RuleEngine:
         if isinstance(rule, DeltaReferenceRule):
             state.add("ref_series", np.intp, -1)
         return state
+
+    def _new_derived(self, rule: SignalRule) -> Arrays:
+        derived = Arrays()
+        derived.add("busy", np.bool_, False)  # active, or a sustain timer running
+        if isinstance(rule, _WINDOW_KINDS):
+            derived.add("n", np.intp, 0)  # ring readings still inside the window
+            derived.add("sum", np.float64, 0.0)  # repeating: matches; zscore: sum of values
+        if isinstance(rule, ZScoreRule):
+            derived.add("sumsq", np.float64, 0.0)
+        return derived
+
+    def _ensure_series(self, size: int) -> None:
+        self._series.ensure(size)
+        for rule in self.rules:
+            if not _device_level(rule):
+                self._state[rule.id].ensure(size)
+        for derived in self._derived.values():
+            derived.ensure(size)
 
     def _sync_devices(self) -> None:
         """Take in devices interned since the last call: registry scope masks, array sizes."""
@@ -304,25 +345,24 @@ class RuleEngine:
 
     def _series_index(self, dev: Idx, metric: Idx) -> Idx:
         """Series indices for (device, metric) pairs, creating series seen for the first time."""
-        table = self._table["series"]
-        index: Idx = table[dev, metric]
+        flat = self._table["series"].reshape(-1)
+        key = dev * _M + metric
+        index: Idx = flat[key]
         missing = index < 0
         if not missing.any():
             return index
-        keys = np.unique(dev[missing] * _M + metric[missing])
+        keys = np.unique(key[missing])
         first = self._n_series
         ids = np.arange(first, first + len(keys), dtype=np.intp)
         size = first + len(keys)
-        self._series.ensure(size)
-        for rule in self.rules:
-            if not _device_level(rule):
-                self._state[rule.id].ensure(size)
-        table[keys // _M, keys % _M] = ids
+        self._ensure_series(size)
+        flat = self._table["series"].reshape(-1)
+        flat[keys] = ids
         self._series["dev"][ids] = keys // _M
         self._series["metric"][ids] = keys % _M
         self._n_series = size
         self._on_new_series(ids)
-        result: Idx = table[dev, metric]
+        result: Idx = flat[key]
         return result
 
     def _on_new_series(self, ids: Idx) -> None:
@@ -348,43 +388,142 @@ class RuleEngine:
                     ref_series[s] = found
                     del pending[s]
 
+    def _rebuild_derived(self, ids: Idx) -> None:
+        """Recompute busy flags and window counts/sums of ``ids`` from state and rings."""
+        cap = self.window_capacity
+        ser = self._series
+        for rule in self._signal:
+            st = self._state[rule.id]
+            busy = st["active"][ids] | (st["raise_since"][ids] >= 0)
+            if self._track_clear[rule.id]:
+                busy |= st["clear_since"][ids] >= 0
+            derived = self._derived[rule.id]
+            derived["busy"][ids] = busy
+            if not isinstance(rule, _WINDOW_KINDS):
+                continue
+            rows = ids[ser["metric"][ids] == METRIC_CODES[rule.metric]]
+            filled = np.count_nonzero(ser["ring_ts"][rows] != EMPTY_TS, axis=1)
+            # What the window state holds right after a reading: at most cap - 1 readings for
+            # z-score and repeating (the next push evicts one), all ring readings for rate.
+            n = filled if isinstance(rule, RateRule) else np.minimum(filled, cap - 1)
+            derived["n"][rows] = n
+            if isinstance(rule, RateRule):
+                continue
+            newest = ser["ring_head"][rows] - 1
+            total = np.zeros(len(rows))
+            total_sq = np.zeros(len(rows))
+            for back in range(cap - 1, -1, -1):  # oldest first, as a plain sum would add them
+                use = n > back
+                val = ser["ring_val"][rows, (newest - back) % cap]
+                if isinstance(rule, RepeatingRule):
+                    total += use & test(rule.match, val)
+                else:
+                    total += np.where(use, val, 0.0)
+                    total_sq += np.where(use, val * val, 0.0)
+            derived["sum"][rows] = total
+            if isinstance(rule, ZScoreRule):
+                derived["sumsq"][rows] = total_sq
+
+    # ---- the reading policy -----------------------------------------------------------------
+
+    def _accept_unique(self, s: Idx, t: I64, v: F64, codes: Idx
+                       ) -> tuple[Idx, I64, F64, Idx]:
+        """Policy for a batch with at most one reading per series."""
+        last = self._series["last_ts"][s]
+        keep = t > last
+        n_keep = int(np.count_nonzero(keep))
+        if n_keep < len(s):
+            n_late = int(np.count_nonzero(t < last))
+            self.stats.dropped_late += n_late
+            self.stats.dropped_duplicate += len(s) - n_keep - n_late
+            s, t, v, codes = s[keep], t[keep], v[keep], codes[keep]
+        self.stats.accepted += n_keep
+        return s, t, v, codes
+
+    def _accept_sorted(self, s: Idx, t: I64, v: F64, codes: Idx
+                       ) -> tuple[Idx, I64, F64, Idx, Idx]:
+        """Policy for a batch ordered by (series, ts); also each reading's rank in its series."""
+        last = self._series["last_ts"][s]
+        late = t < last
+        repeat = np.zeros(len(s), dtype=np.bool_)
+        repeat[1:] = (s[1:] == s[:-1]) & (t[1:] == t[:-1])
+        dup = ~late & ((t == last) | repeat)
+        keep = ~(late | dup)
+        self.stats.dropped_late += int(np.count_nonzero(late))
+        self.stats.dropped_duplicate += int(np.count_nonzero(dup))
+        s, t, v, codes = s[keep], t[keep], v[keep], codes[keep]
+        self.stats.accepted += len(s)
+        first = np.ones(len(s), dtype=np.bool_)
+        first[1:] = s[1:] != s[:-1]
+        positions = np.arange(len(s))
+        rank: Idx = positions - np.maximum.accumulate(np.where(first, positions, 0))
+        return s, t, v, codes, rank
+
     # ---- evaluation -------------------------------------------------------------------------
 
-    def _round(self, s: Idx, t: I64, v: F64, events: list[AlertEvent]) -> None:
-        """One vectorized step: at most one reading per series."""
-        ser = self._series
-        head = ser["ring_head"][s]
-        slot = s * self.window_capacity + head  # flat indices scatter faster than 2-D ones
-        ser["ring_ts"].reshape(-1)[slot] = t
-        ser["ring_val"].reshape(-1)[slot] = v
-        ser["ring_head"][s] = (head + 1) % self.window_capacity
-        ser["last_ts"][s] = t
-        ser["last_val"][s] = v
-        codes = ser["metric"][s]
-        by_metric = np.argsort(codes, kind="stable")  # int8 keys: a radix sort
-        bounds = np.searchsorted(codes[by_metric], np.arange(_M + 1))
-        for code in range(_M):
-            lo, hi = int(bounds[code]), int(bounds[code + 1])
-            if lo == hi or not self._by_metric[code]:
-                continue
-            rows = by_metric[lo:hi]
-            ss, tt, vv = s[rows], t[rows], v[rows]
-            for rule in self._by_metric[code]:
-                if rule.id in self._filtered:
-                    ok = self._scope[rule.id][ser["dev"][ss]]
-                    self._evaluate(rule, ss[ok], tt[ok], vv[ok], events)
-                else:
-                    self._evaluate(rule, ss, tt, vv, events)
+    def _rounds(self, s: Idx, t: I64, v: F64, codes: Idx, rank: Idx | None,
+                events: list[AlertEvent]) -> None:
+        """Group readings by (round, metric) with one sort and evaluate each group in order."""
+        if not self._rule_metrics:
+            return
+        key = codes if rank is None else rank * _M + codes
+        # Unstable is fine (one reading per series per round) and several times faster here.
+        perm = np.argsort(key)
+        bounds = np.zeros(int(key.max()) + 2, dtype=np.intp)
+        np.cumsum(np.bincount(key), out=bounds[1:])
+        s, t, v = s[perm], t[perm], v[perm]
+        n_rounds = (len(bounds) - 2) // _M + 1
+        for r in range(n_rounds):
+            for code in self._rule_metrics:
+                g = r * _M + code
+                if g + 1 >= len(bounds):
+                    break
+                lo, hi = int(bounds[g]), int(bounds[g + 1])
+                if lo < hi:
+                    self._group(code, s[lo:hi], t[lo:hi], v[lo:hi], events)
 
-    def _evaluate(self, rule: SignalRule, s: Idx, t: I64, v: F64, events: list[AlertEvent]) -> None:
+    def _group(self, code: int, s: Idx, t: I64, v: F64, events: list[AlertEvent]) -> None:
+        """One metric's readings of one round: push them on the ring, step each rule."""
+        head: Idx | None = None
+        if self._ring_metric[code]:
+            ser = self._series
+            cap = self.window_capacity
+            head = ser["ring_head"][s]
+            slot = s * cap + head  # flat indices scatter faster than 2-D ones
+            ser["ring_ts"].reshape(-1)[slot] = t
+            ser["ring_val"].reshape(-1)[slot] = v
+            nxt = head + 1
+            nxt[nxt == cap] = 0
+            ser["ring_head"][s] = nxt
+        dev: Idx | None = None
+        for rule in self._by_metric[code]:
+            if rule.id in self._filtered:
+                if dev is None:
+                    dev = self._series["dev"][s]
+                ok = self._scope[rule.id][dev]
+                self._evaluate(rule, s[ok], t[ok], v[ok], None if head is None else head[ok],
+                               events)
+            else:
+                self._evaluate(rule, s, t, v, head, events)
+
+    def _evaluate(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None,
+                  events: list[AlertEvent]) -> None:
         """Compute the rule's signal for these readings and step its hysteresis."""
         if len(s) == 0:
             return
         self.stats.evaluations += len(s)
-        signal = self._signal_of(rule, s, t, v)
-        state = self._state[rule.id]
+        signal = self._signal_of(rule, s, t, v, head)
+        derived = self._derived[rule.id]
         r_on = test(rule.raise_, signal)
+        work = r_on | derived["busy"][s]
+        if self._track_clear[rule.id]:
+            work |= test(rule.clear, signal)
+        rows = np.flatnonzero(work)
+        if len(rows) == 0:
+            return  # at rest and not raising: nothing can change
+        s, t, signal, r_on = s[rows], t[rows], signal[rows], r_on[rows]
         c_on = test(rule.clear, signal)
+        state = self._state[rule.id]
         r_since = _since(state["raise_since"], s, t, r_on)
         c_since = _since(state["clear_since"], s, t, c_on)
         r_held = r_on & (t - r_since >= rule.raise_.for_us)
@@ -392,40 +531,137 @@ class RuleEngine:
         was = state["active"][s]
         now = np.where(was, ~c_held, r_held)
         state["active"][s] = now
+        busy = now | (r_since >= 0)
+        if self._track_clear[rule.id]:
+            busy |= c_since >= 0
+        derived["busy"][s] = busy
         changed = np.flatnonzero(was != now)
         for i in changed.tolist():
             since = int(r_since[i]) if now[i] else int(c_since[i])
-            self._emit(rule, int(s[i]), int(t[i]), float(signal[i]), since, bool(now[i]), events)
+            self._n_active[rule.id] += 1 if now[i] else -1
+            self._emit(rule, int(s[i]), int(t[i]), float(v[rows[i]]), float(signal[i]), since,
+                       bool(now[i]), events)
 
-    def _signal_of(self, rule: SignalRule, s: Idx, t: I64, v: F64) -> F64:
-        if isinstance(rule, RepeatingRule):
-            return count_in_window(rule.match, self._series["ring_ts"][s],
-                                   self._series["ring_val"][s], t, rule.within)
-        if isinstance(rule, RateRule):
-            return rate_per_hour(self._series["ring_ts"][s], self._series["ring_val"][s], t, v,
-                                 rule.window, rule.min_span)
-        if isinstance(rule, ZScoreRule):
-            return zscore(self._series["ring_ts"][s], self._series["ring_val"][s], t, v,
-                          rule.window, rule.min_count)
+    def _signal_of(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
+        if isinstance(rule, _WINDOW_KINDS):
+            assert head is not None  # window rules always have a ring
+            return self._window_signal(rule, s, t, v, head)
         if isinstance(rule, DeltaBaselineRule):
             return self._baseline_delta(rule, s, t, v)
         if isinstance(rule, DeltaReferenceRule):
+            ser = self._series
             ref = self._state[rule.id]["ref_series"][s]
             has = ref >= 0
             ref_c = np.where(has, ref, 0)
-            ref_ts = self._ref_ts[ref_c] if len(self._ref_ts) else np.zeros_like(t)
+            ref_ts = ser["last_ts"][ref_c]  # not yet updated: as of the previous batch
             ok = has & (ref_ts > 0) & (np.abs(t - ref_ts) <= rule.max_age)
-            ref_val = self._ref_val[ref_c] if len(self._ref_val) else np.zeros_like(v)
-            return np.where(ok, v - ref_val, np.nan)
+            return np.where(ok, v - ser["last_val"][ref_c], np.nan)
         return v
+
+    def _window_signal(self, rule: WindowRule, s: Idx, t: I64, v: F64, head: Idx) -> F64:
+        """Window signals from running counts over the ring (``head`` = this reading's slot).
+
+        The window of a series is its last ``n`` ring readings; each new reading joins it, the
+        oldest leave when they fall out of the time window or are about to be overwritten.
+        """
+        cap = self.window_capacity
+        d = self._derived[rule.id]
+        ring_ts = self._series["ring_ts"].reshape(-1)
+        ring_val = self._series["ring_val"].reshape(-1)
+        base = s * cap
+        n = d["n"][s]
+        total = d["sum"][s]
+        zscore = isinstance(rule, ZScoreRule)
+        total_sq = d["sumsq"][s] if zscore else total
+        if not zscore:  # repeating and rate windows include the current reading
+            n += 1
+            n[n > cap] = cap  # rate keeps no sums, so the push simply evicted the oldest
+            if isinstance(rule, RepeatingRule):
+                total += test(rule.match, v)
+        span = rule.within if isinstance(rule, RepeatingRule) else rule.window
+        limit = t - span
+        # z-score's window is the readings before this one, so its oldest is n back, not n - 1;
+        # the current reading itself never leaves (t > t - span)
+        back = 0 if zscore else 1
+        keep_min = 1 - back
+        rows = np.flatnonzero(n > keep_min)
+        while len(rows):
+            tail = base[rows] + (head[rows] - n[rows] + back) % cap
+            out = ring_ts[tail] <= limit[rows]
+            if not out.any():
+                break
+            rows, tail = rows[out], tail[out]
+            n[rows] -= 1
+            if isinstance(rule, RepeatingRule):
+                total[rows] -= test(rule.match, ring_val[tail])
+            elif zscore:
+                old = ring_val[tail]
+                total[rows] -= old
+                total_sq[rows] -= old * old
+            rows = rows[n[rows] > keep_min]
+        if isinstance(rule, ZScoreRule):
+            empty = n == 0
+            total[empty] = 0.0  # an empty window restarts its sums exactly
+            total_sq[empty] = 0.0
+            signal = zscore_of(v, n, total, total_sq, rule.min_count)
+            n += 1
+            total += v
+            total_sq += v * v
+        elif isinstance(rule, RateRule):
+            oldest = base + (head - n + 1) % cap
+            signal = rate_of(v, t, ring_val[oldest], ring_ts[oldest], rule.min_span)
+        else:
+            signal = total.astype(np.float64)
+        if not isinstance(rule, RateRule):
+            # The next push overwrites the oldest of a full ring: let it leave while readable.
+            full = np.flatnonzero(n == cap)
+            if len(full):
+                old = ring_val[base[full] + (head[full] + 1) % cap]
+                n[full] -= 1
+                if isinstance(rule, RepeatingRule):
+                    total[full] -= test(rule.match, old)
+                else:
+                    total[full] -= old
+                    total_sq[full] -= old * old
+            if zscore:
+                self._rebase(s, n, head, total, total_sq)
+                d["sumsq"][s] = total_sq
+            d["sum"][s] = total
+        d["n"][s] = n
+        return signal
+
+    def _rebase(self, s: Idx, n: Idx, head: Idx, total: F64, total_sq: F64) -> None:
+        """Re-sum z-score windows from the ring once per ring turn, so rounding cannot drift.
+
+        Staggered by series so that a fleet in lock step does not re-sum all at once.
+        """
+        cap = self.window_capacity
+        rows = np.flatnonzero(head == s % cap)
+        if len(rows) == 0:
+            return
+        ring_val = self._series["ring_val"].reshape(-1)
+        base = s[rows] * cap
+        nn = n[rows]
+        acc = np.zeros(len(rows))
+        acc_sq = np.zeros(len(rows))
+        for k in range(cap - 1, -1, -1):  # oldest first, the order a plain sum adds them in
+            val = ring_val[base + (head[rows] - k) % cap]
+            use = nn > k
+            acc += np.where(use, val, 0.0)
+            acc_sq += np.where(use, val * val, 0.0)
+        total[rows] = acc
+        total_sq[rows] = acc_sq
 
     def _baseline_delta(self, rule: DeltaBaselineRule, s: Idx, t: I64, v: F64) -> F64:
         """Value minus the median of the series' first ``baseline``; NaN while it is learnt."""
         st = self._state[rule.id]
+        ready = st["base_ready"][s]
+        if ready.all():
+            done: F64 = v - st["base_value"][s]
+            return done
         start = st["base_start"][s]
         start = np.where(start < 0, t, start)
         st["base_start"][s] = start
-        ready = st["base_ready"][s]
         learning = ~ready & (t < start + rule.baseline)
         count = st["base_n"][s]
         take = learning & (count < rule.baseline_samples)
@@ -439,23 +675,26 @@ class RuleEngine:
         delta: F64 = np.where(ready | closing, v - st["base_value"][s], np.nan)
         return delta
 
-    def _emit(self, rule: SignalRule, s: int, t: int, signal: float, since: int, raised: bool,
-              events: list[AlertEvent]) -> None:
+    def _emit(self, rule: SignalRule, s: int, t: int, value: float, signal: float, since: int,
+              raised: bool, events: list[AlertEvent]) -> None:
         """Build one event with the ring-buffer window as evidence."""
         ser = self._series
-        order = (int(ser["ring_head"][s]) + np.arange(self.window_capacity)) % (
-            self.window_capacity)
-        ts = ser["ring_ts"][s, order]
-        vals = ser["ring_val"][s, order]
-        keep = (ts >= window_start(rule, t, since)) & (ts <= t)
-        window = list(zip(ts[keep].tolist(), vals[keep].tolist(), strict=True))
+        if self._ring_metric[METRIC_CODES[rule.metric]]:
+            order = (int(ser["ring_head"][s]) + np.arange(self.window_capacity)) % (
+                self.window_capacity)
+            ts = ser["ring_ts"][s, order]
+            vals = ser["ring_val"][s, order]
+            keep = (ts >= window_start(rule, t, since)) & (ts <= t)
+            window = list(zip(ts[keep].tolist(), vals[keep].tolist(), strict=True))
+        else:
+            window = [(t, value)]  # no durations: the run starts at this reading
         extra: dict[str, Any] = {}
         if isinstance(rule, DeltaBaselineRule):
             extra["baseline"] = float(self._state[rule.id]["base_value"][s])
         if isinstance(rule, DeltaReferenceRule):
             ref = int(self._state[rule.id]["ref_series"][s])
             extra["reference_device"] = self.devices.ids[int(ser["dev"][ref])]
-            extra["reference_value"] = float(self._ref_val[ref])
+            extra["reference_value"] = float(ser["last_val"][ref])
         device_id = self.devices.ids[int(ser["dev"][s])]
         events.append(signal_event(rule, device_id, RAISED if raised else CLEARED, t, signal,
                                    window, extra))
@@ -463,16 +702,35 @@ class RuleEngine:
     def _clear_series_silence(self, s: Idx, t: I64, events: list[AlertEvent]) -> None:
         """A series' first accepted reading in a batch ends its silence alerts."""
         for rule in self._silence:
-            if rule.scope.metric is None:
+            if rule.scope.metric is None or not self._n_active[rule.id]:
                 continue
             active = self._state[rule.id]["active"]
             hit = np.flatnonzero(active[s])
             active[s[hit]] = False
+            self._n_active[rule.id] -= len(hit)
             for i in hit.tolist():
                 si = int(s[i])
                 device_id = self.devices.ids[int(self._series["dev"][si])]
                 last = int(self._series["last_ts"][si])
                 events.append(silence_event(rule, device_id, CLEARED, int(t[i]), last))
+
+    def _device_bookkeeping(self, s: Idx, t: I64, events: list[AlertEvent]) -> None:
+        """Device-wide silence and composites: skipped when the active counts rule them out."""
+        device_silence = [r for r in self._silence if r.scope.metric is None]
+        composites = any(self._composite_may_change(r) for r in self._composite)
+        if not device_silence and not composites:
+            return
+        dev = self._series["dev"][s]
+        if any(self._n_active[r.id] for r in device_silence):
+            dev_first = np.full(self._n_dev, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(dev_first, dev, t)
+            self._clear_device_silence(dev_first, events)
+        if device_silence:
+            np.maximum.at(self._dev["last_ts"], dev, t)
+        if composites:
+            dev_last = np.zeros(self._n_dev, dtype=np.int64)
+            np.maximum.at(dev_last, dev, t)
+            self._composites(dev_last, events)
 
     def _clear_device_silence(self, dev_first: I64, events: list[AlertEvent]) -> None:
         """A device's first accepted reading in a batch ends its device-wide silence alerts."""
@@ -482,6 +740,7 @@ class RuleEngine:
             active = self._state[rule.id]["active"][: self._n_dev]
             hit = np.flatnonzero(active & (dev_first < np.iinfo(np.int64).max))
             active[hit] = False
+            self._n_active[rule.id] -= len(hit)
             for d in hit.tolist():
                 last = int(self._dev["last_ts"][d])
                 events.append(silence_event(rule, self.devices.ids[d], CLEARED,
@@ -490,16 +749,23 @@ class RuleEngine:
     def _device_active(self, rule_id: str) -> NDArray[np.bool_]:
         """Per device: is the rule active on any of its series."""
         active = self._state[rule_id]["active"]
-        rule = next(r for r in self.rules if r.id == rule_id)
-        if _device_level(rule):
+        if _device_level(self._by_id[rule_id]):
             return active[: self._n_dev].copy()
         out = np.zeros(self._n_dev, dtype=np.bool_)
         out[self._series["dev"][: self._n_series][active[: self._n_series]]] = True
         return out
 
+    def _composite_may_change(self, rule: CompositeRule) -> bool:
+        """Whether the composite is active anywhere or its components could raise it."""
+        counts = [self._n_active[c] > 0 for c in rule.components]
+        could_raise = all(counts) if rule.all_of is not None else any(counts)
+        return could_raise or self._n_active[rule.id] > 0
+
     def _composites(self, at_us: I64, events: list[AlertEvent]) -> None:
         """Step composite rules on devices with an ``at_us`` (> 0) in dependency order."""
         for rule in self._composite:
+            if not self._composite_may_change(rule):
+                continue
             parts = np.vstack([self._device_active(c) for c in rule.components])
             every: NDArray[np.bool_] = np.all(parts, axis=0)
             some: NDArray[np.bool_] = np.any(parts, axis=0)
@@ -512,6 +778,8 @@ class RuleEngine:
             clear = was & off[idx]
             active[idx[raise_]] = True
             active[idx[clear]] = False
+            self._n_active[rule.id] += int(np.count_nonzero(raise_)) - int(
+                np.count_nonzero(clear))
             for d in idx[raise_ | clear].tolist():
                 names = [c for c, p in zip(rule.components, parts[:, d], strict=True) if p]
                 events.append(composite_event(rule, self.devices.ids[d],
@@ -519,13 +787,26 @@ class RuleEngine:
                                               int(at_us[d]), names))
 
 
-def _series_time_order(series: Idx, ts: I64, n_series: int) -> Idx:
-    """A stable order by (series, ts), skipping the full sort in the common cases."""
-    if len(series) <= 1 or np.bincount(series, minlength=n_series).max() <= 1:
-        return np.arange(len(series))  # one reading per series: nothing to order
-    if np.all(ts[1:] >= ts[:-1]):
-        return np.argsort(series, kind="stable")  # already in time order
-    order: Idx = np.lexsort((ts, series))
+def _each_once(series: Idx, n_series: int) -> bool:
+    """Whether no series appears twice; cheap when the batch is in series order."""
+    if len(series) <= 1 or bool(np.all(series[1:] > series[:-1])):
+        return True
+    return bool(np.bincount(series, minlength=n_series).max() <= 1)
+
+
+def _series_time_order(series: Idx, ts: I64) -> Idx:
+    """A stable order by (series, ts), skipping the full sort when each series is in order."""
+    n = len(series)
+    bits = max(1, n.bit_length())
+    if int(series.max()) < (1 << (62 - bits)):
+        # series and position packed into one unique key: a fast unstable sort is stable
+        order: Idx = np.argsort((series << bits) | np.arange(n))
+    else:  # pragma: no cover - beyond 2**40 series
+        order = np.argsort(series, kind="stable")
+    s, t = series[order], ts[order]
+    if bool(np.all((s[1:] != s[:-1]) | (t[1:] >= t[:-1]))):
+        return order
+    order = np.lexsort((ts, series))
     return order
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from rules.model import Scope
 
@@ -31,3 +34,17 @@ def device_matches(scope: Scope, info: DeviceInfo | None) -> bool:
         if wanted is not None and have not in wanted:
             return False
     return True
+
+
+def load_registry(path: str | Path) -> dict[str, DeviceInfo]:
+    """A device registry from YAML/JSON: ``{device_id: {kind, model, site, reference}}``."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping of device id to attributes")
+    registry: dict[str, DeviceInfo] = {}
+    for device_id, attrs in doc.items():
+        if not isinstance(attrs, dict) or set(attrs) - {"kind", "model", "site", "reference"}:
+            raise ValueError(f"{path}: device {device_id!r}: attributes are kind, model, site, "
+                             "reference")
+        registry[str(device_id)] = DeviceInfo(**{k: str(v) for k, v in attrs.items()})
+    return registry

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from numpy.typing import NDArray
 
 from rules.model import Condition
 
 EMPTY_TS = np.iinfo(np.int64).min  # ring slot never written
-_FAR = np.iinfo(np.int64).max
 _US_PER_HOUR = 3.6e9
 
 F64 = NDArray[np.float64]
@@ -32,42 +33,35 @@ def test(cond: Condition, signal: F64) -> Bool:
     return (signal >= a) & (signal <= b)
 
 
-def count_in_window(cond: Condition, ring_ts: I64, ring_val: F64, now: I64, span: int) -> F64:
-    """Readings in the ring newer than ``now - span`` that pass ``cond``, per row."""
-    inside = ring_ts > (now - span)[:, None]
-    counts: F64 = np.count_nonzero(inside & test(cond, ring_val), axis=1).astype(np.float64)
-    return counts
+def disjoint(a: Condition, b: Condition) -> bool:
+    """Whether no value passes both conditions.
+
+    Each condition is a union of intervals with endpoints among the thresholds, so their
+    intersection, if not empty, holds a threshold, a midpoint between two or a point beyond.
+    """
+    ends = sorted({a.test[1], a.test[2], b.test[1], b.test[2]})
+    probes = [*ends, ends[0] - 1.0, ends[-1] + 1.0]
+    probes += [(lo + hi) / 2 for lo, hi in itertools.pairwise(ends)]
+    values = np.array(probes)
+    return not bool(np.any(test(a, values) & test(b, values)))
 
 
-def rate_per_hour(
-    ring_ts: I64, ring_val: F64, now: I64, value: F64, span: int, min_span: int
-) -> F64:
-    """Change per hour from the oldest ring reading inside the window to the current one."""
-    inside = ring_ts > (now - span)[:, None]
-    masked = np.where(inside, ring_ts, _FAR)
-    oldest = np.argmin(masked, axis=1)
-    rows = np.arange(ring_ts.shape[0])
-    t_old = ring_ts[rows, oldest]
-    v_old = ring_val[rows, oldest]
+def zscore_of(value: F64, n: I64, total: F64, total_sq: F64, min_count: int) -> F64:
+    """The value's z-score from the count, sum and sum of squares of the earlier readings."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / n
+        var = total_sq / n - mean * mean
+        std = np.sqrt(np.maximum(var, 0.0))
+        z = (value - mean) / std
+    return np.where((n >= min_count) & (std > 0), z, np.nan)
+
+
+def rate_of(value: F64, now: I64, v_old: F64, t_old: I64, min_span: int) -> F64:
+    """Change per hour from (t_old, v_old) to (now, value); NaN below ``min_span``."""
     dt = now - t_old
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = (value - v_old) / (dt / _US_PER_HOUR)
     return np.where((dt > 0) & (dt >= min_span), rate, np.nan)
-
-
-def zscore(ring_ts: I64, ring_val: F64, now: I64, value: F64, span: int, min_count: int) -> F64:
-    """The value's z-score against earlier ring readings inside the window (population std)."""
-    # 0 < age < span as one unsigned compare; never-written slots wrap to huge ages
-    age = (now[:, None] - ring_ts - 1).view(np.uint64)
-    prior = age < np.uint64(span - 1)
-    n = np.count_nonzero(prior, axis=1).astype(np.float64)
-    kept = ring_val * prior  # unused ring slots hold 0.0, so no NaN leaks in
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = kept.sum(axis=1) / n
-        var = np.einsum("ij,ij->i", kept, kept) / n - mean * mean
-        std = np.sqrt(np.maximum(var, 0.0))
-        z = (value - mean) / std
-    return np.where((n >= min_count) & (std > 0), z, np.nan)
 
 
 def row_median(buf: F64, count: I64) -> F64:

@@ -1,0 +1,232 @@
+"""Run the rule engine on stored batches: keep the alert book, store and publish alert events.
+
+``RuleRuntime.on_stored`` has the signature of the ingest worker's ``on_stored`` hook, so the same
+runtime serves the in-process wiring and the broker-fed rules worker (``rules.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+import aiomqtt
+
+from contract import AlertEvent, Batch, Reading, Severity
+from contract.topics import alert_topic
+from rules.alerts import ActiveAlert, AlertBook
+from rules.engine import RuleEngine
+from rules.model import AnyRule
+from rules.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class AlertStore(Protocol):
+    """The part of ``ingest.storage.ReadingStore`` the runtime needs."""
+
+    def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
+        """Store alert events, ignoring ones already stored; return how many were new."""
+        ...
+
+
+class Publisher(Protocol):
+    """The part of ``aiomqtt.Client`` the runtime needs."""
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Publish one message."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """How often the runtime ticks and snapshots, and where the snapshot lives."""
+
+    snapshot_path: Path | None = None
+    snapshot_every_s: float = 60.0
+    tick_every_s: float = 15.0
+    # Ticks use the newest reading seen instead of the wall clock: for replays and simulations
+    # whose time is not now. A whole fleet going quiet is then invisible, and readings that
+    # arrive skewed (one path running ahead of another) can look like silence.
+    data_clock: bool = False
+
+
+@dataclass
+class RuntimeCounters:
+    """What the runtime has done since it started."""
+
+    batches: int = 0
+    readings: int = 0
+    events: int = 0
+    published: int = 0
+    publish_failures: int = 0
+    snapshots: int = 0
+
+
+def wall_clock_us() -> int:
+    """Microseconds since the epoch now."""
+    return time.time_ns() // 1000
+
+
+class RuleRuntime:
+    """Engine + AlertBook + alert storage + alert publishing, as one async context manager.
+
+    ``async with RuleRuntime(rules, registry, store, client, settings) as runtime:`` then hand
+    ``runtime.on_stored`` to an ``IngestWorker`` (or let ``RulesWorker`` feed it).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[AnyRule],
+        registry: Registry | None,
+        store: AlertStore | None,
+        publisher: Publisher | None,
+        settings: RuntimeSettings | None = None,
+    ) -> None:
+        self.rules = list(rules)
+        self.registry: Registry = registry or {}
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings or RuntimeSettings()
+        self.counters = RuntimeCounters()
+        self.recent: deque[AlertEvent] = deque(maxlen=1000)  # last delivered, for status views
+        self.engine = self._load_engine()
+        # The book travels with the engine state: a clear after a restart must find its raise.
+        self.book = self._load_book()
+        self._newest_us = 0
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _load_engine(self) -> RuleEngine:
+        path = self.settings.snapshot_path
+        if path is not None and path.exists():
+            try:
+                engine = RuleEngine.restore(self.rules, self.registry, path.read_bytes())
+            except (ValueError, OSError, KeyError) as exc:
+                log.error("rules snapshot %s unusable (%s); starting fresh", path, exc)
+            else:
+                log.info("rules state restored from %s", path)
+                return engine
+        return RuleEngine(self.rules, self.registry)
+
+    def _load_book(self) -> AlertBook:
+        book = AlertBook()
+        path = self.settings.snapshot_path
+        if path is None or not _book_path(path).exists() or not self.engine.stats.accepted:
+            return book
+        try:
+            rows = json.loads(_book_path(path).read_text(encoding="utf-8"))
+            for row in rows:
+                row["severity"] = Severity(row["severity"])
+                book.restore(ActiveAlert(**row))
+        except (ValueError, TypeError, KeyError, OSError) as exc:
+            log.error("alert book %s unusable (%s); starting empty", _book_path(path), exc)
+            return AlertBook()
+        return book
+
+    async def __aenter__(self) -> Self:
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="rules-tick"))
+        if self.settings.snapshot_path is not None:
+            self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="rules-snap"))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.snapshot()
+
+    async def on_stored(self, batches: Sequence[Batch]) -> None:
+        """The ingest hook: evaluate the committed batches, then store and publish alerts."""
+        readings: list[Reading] = [r for batch in batches for r in batch.readings]
+        async with self._lock:
+            events = self.engine.process_readings(readings) if readings else []
+            if readings:
+                self._newest_us = max(self._newest_us, max(r.ts_us for r in readings))
+            await self._deliver(events)
+            # Counted once delivered, so "all readings seen" also means "their alerts are out".
+            self.counters.batches += len(batches)
+            self.counters.readings += len(readings)
+
+    async def tick(self, now_us: int | None = None) -> list[AlertEvent]:
+        """Evaluate silence rules and composites at ``now_us`` (default: the runtime's clock)."""
+        async with self._lock:
+            if now_us is None:
+                now_us = self._newest_us if self.settings.data_clock else wall_clock_us()
+            if now_us <= 0:
+                return []
+            events = self.engine.tick(now_us)
+            return await self._deliver(events)
+
+    async def snapshot(self) -> None:
+        """Write the engine state to the snapshot file (atomically), if one is configured."""
+        path = self.settings.snapshot_path
+        if path is None:
+            return
+        async with self._lock:
+            blob = self.engine.snapshot()
+            book = json.dumps([asdict(alert) for alert in self.book.active()]).encode()
+        await asyncio.to_thread(_write_atomically, _book_path(path), book)
+        await asyncio.to_thread(_write_atomically, path, blob)
+        self.counters.snapshots += 1
+
+    async def _deliver(self, events: Sequence[AlertEvent]) -> list[AlertEvent]:
+        """Fold into the book, store (durable first), then publish with QoS 1."""
+        changed = self.book.apply(events)
+        if not changed:
+            return []
+        self.counters.events += len(changed)
+        self.recent.extend(changed)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.store_alert_events, changed)
+        if self.publisher is not None:
+            for event in changed:
+                try:
+                    await self.publisher.publish(alert_topic(event.device_id), event.encode(),
+                                                 qos=1)
+                    self.counters.published += 1
+                except aiomqtt.MqttError as exc:  # stored already; keep evaluating
+                    self.counters.publish_failures += 1
+                    log.warning("alert %s on %s not published: %s", event.rule_id,
+                                event.device_id, exc)
+        return changed
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_every_s)
+            await self.tick()
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.snapshot_every_s)
+            await self.snapshot()
+
+
+def _book_path(path: Path) -> Path:
+    return path.with_name(path.name + ".book.json")
+
+
+def _write_atomically(path: Path, blob: bytes) -> None:
+    """Replace ``path`` with ``blob`` so a crash never leaves half a snapshot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(blob)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
