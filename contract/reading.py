@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from contract.catalog import METRICS
 from contract.errors import ContractError
