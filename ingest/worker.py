@@ -75,9 +75,10 @@ class IngestWorker:
                     await client.subscribe(batch_subscription(self.settings.shared_group), qos=1)
                     self.subscribed.set()
                     await self._consume(client)
-            except aiomqtt.MqttError as exc:
+            except* aiomqtt.MqttError as group:
+                # Raised bare by connect/subscribe, or wrapped by the consume task group.
                 self.subscribed.clear()
-                log.warning("ingest lost the broker (%s); reconnecting", exc)
+                log.warning("ingest lost the broker (%s); reconnecting", group.exceptions[0])
                 await asyncio.sleep(self.settings.reconnect_backoff_s)
 
     async def _consume(self, client: aiomqtt.Client) -> None:

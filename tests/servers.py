@@ -6,6 +6,7 @@ machine's own services on 1883 or 5432.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -60,6 +61,11 @@ class PrivateMosquitto:
 
     def start(self) -> None:
         """Start (or restart) the broker on the same port and wait until it listens."""
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to its own user, which must own the work dir
+            # or it cannot write its persistence file (sessions would not survive a restart).
+            with contextlib.suppress(LookupError):
+                shutil.chown(self.dir, "mosquitto")
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
