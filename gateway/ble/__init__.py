@@ -10,6 +10,7 @@ from gateway.ble.allowlist import PairedPatch, allowlist
 from gateway.ble.config import BleConfig
 from gateway.ble.counters import BleCounters, RejectReason
 from gateway.ble.intake import PatchIntake
+from gateway.ble.marks import ReplayMarks
 from gateway.ble.presence import Presence
 from gateway.ble.slots import ConnectionSlots
 
@@ -23,5 +24,6 @@ __all__ = [
     "PatchIntake",
     "Presence",
     "RejectReason",
+    "ReplayMarks",
     "allowlist",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bleak import BleakScanner
@@ -21,6 +21,7 @@ from gateway.ble.config import BleConfig
 from gateway.ble.counters import BleCounters, RejectReason
 from gateway.ble.intake import PatchIntake
 from gateway.ble.link import hold_link
+from gateway.ble.marks import ReplayMarks
 from gateway.ble.presence import Presence
 from gateway.ble.slots import ConnectionSlots
 from gateway.source import ReadingSink
@@ -78,6 +79,14 @@ class BleAcquisition:
         self._failures: dict[str, int] = {}
         self._bad_frames: dict[str, int] = {}
         self._tasks: asyncio.TaskGroup | None = None
+        self._handover: asyncio.Future[None] | None = None
+        self._in_flight = 0
+        self._address_of = {p.device_id: p.address for p in self.patches.values()}
+        self.scanning = False
+        self.marks: ReplayMarks | None = None
+        if self.config.replay_marks_path is not None:
+            self.marks = ReplayMarks(self.config.replay_marks_path)
+            self._intake.resume(self.marks.load())
 
     @property
     def gone(self) -> frozenset[str]:
@@ -89,8 +98,13 @@ class BleAcquisition:
         """Addresses with a link task running (connecting or connected)."""
         return frozenset(self._links)
 
+    @property
+    def pending(self) -> int:
+        """Readings decoded but not yet taken by the sink."""
+        return self._queued + self._in_flight
+
     async def run(self, sink: ReadingSink) -> None:
-        """Scan, link and deliver into ``sink`` until cancelled."""
+        """Scan, link and deliver into ``sink`` until cancelled; on cancel, hand over the rest."""
         scanner = BleakScanner(self._on_advert, backend=self.config.scanner_backend)
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -98,15 +112,45 @@ class BleAcquisition:
                 tasks.create_task(self._deliver(sink))
                 tasks.create_task(self._watch_silence())
                 try:
-                    async with scanner:
-                        await asyncio.Event().wait()  # the scanner works through callbacks
+                    await self._scan(scanner)
                 finally:
                     self._tasks = None
+                    self.scanning = False
         except ExceptionGroup as group:
             # Link failures are handled inside; what escapes is the sink's, so raise it as is.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
+        except asyncio.CancelledError:
+            # Patches do not resend what they notified or advertised, so readings decoded but
+            # still queued exist nowhere else: give them to the sink before going.
+            await self._flush(sink)
+            raise
+        finally:
+            if self.marks is not None:
+                self.marks.close()
+
+    async def _scan(self, scanner: BleakScanner) -> None:
+        window = self.config.scan_window_s
+        if window is None or window >= self.config.scan_every_s:
+            async with scanner:
+                self.scanning = True
+                await asyncio.Event().wait()  # the scanner works through callbacks
+            return
+        try:
+            while True:
+                # Polled on the acquisition clock, so simulated time drives the cycle in tests.
+                due = self._clock() % self.config.scan_every_s < window
+                if due and not self.scanning:
+                    await scanner.start()
+                    self.scanning = True
+                elif not due and self.scanning:
+                    await scanner.stop()
+                    self.scanning = False
+                await asyncio.sleep(self.config.wall_poll_s)
+        finally:
+            if self.scanning:
+                await scanner.stop()
 
     # -- adverts ---------------------------------------------------------------------------------
 
@@ -221,12 +265,43 @@ class BleAcquisition:
 
     async def _deliver(self, sink: ReadingSink) -> None:
         while True:
-            batch = await self._outbox.get()
-            while len(batch) < self.config.batch_readings and not self._outbox.empty():
-                batch.extend(self._outbox.get_nowait())
-            self._queued -= len(batch)
-            await sink(batch)
-            self.counters.readings.inc(len(batch))
+            batch = self._next_batch(await self._outbox.get())
+            self._handover = asyncio.ensure_future(self._hand_over(sink, batch))
+            # Shielded: a cancel must not abandon a batch half-way into the sink; _flush waits.
+            await asyncio.shield(self._handover)
+
+    def _next_batch(self, first: list[Reading]) -> list[Reading]:
+        batch = first
+        while len(batch) < self.config.batch_readings and not self._outbox.empty():
+            batch.extend(self._outbox.get_nowait())
+        self._queued -= len(batch)
+        self._in_flight = len(batch)
+        return batch
+
+    async def _hand_over(self, sink: ReadingSink, batch: Sequence[Reading]) -> None:
+        await sink(batch)
+        self._in_flight = 0
+        self.counters.readings.inc(len(batch))
+        if self.marks is not None:
+            # After the sink: a mark never claims readings that are not in the outbox.
+            marks: dict[str, int] = {}
+            for r in batch:
+                address = self._address_of[r.device_id]
+                marks[address] = max(marks.get(address, 0), r.seq)
+            await asyncio.to_thread(self.marks.raise_to, marks)
+
+    async def _flush(self, sink: ReadingSink) -> None:
+        """Finish the hand-over under way and deliver what is queued, within the flush timeout."""
+        try:
+            async with asyncio.timeout(self.config.flush_timeout_s):
+                if self._handover is not None and not self._handover.done():
+                    await self._handover
+                while not self._outbox.empty():
+                    await self._hand_over(sink, self._next_batch(self._outbox.get_nowait()))
+        except Exception as exc:  # the gateway is stopping anyway: count and say what is lost
+            lost = self.pending
+            self.counters.unflushed.inc(lost)
+            log.error("BLE acquisition stopped with %d readings not delivered (%r)", lost, exc)
 
     async def _watch_silence(self) -> None:
         while True:

@@ -52,6 +52,9 @@ class BleCounters:
         self.outbox_overflow = Counter(
             "vigil_ble_outbox_overflow", "Readings dropped: the sink fell behind", registry=r
         )
+        self.unflushed = Counter(
+            "vigil_ble_unflushed", "Readings lost at stop: the sink did not take them", registry=r
+        )
         self.connected = Gauge(
             "vigil_ble_slots_in_use",
             "Connection slots in use (connecting or connected)",

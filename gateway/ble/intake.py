@@ -102,6 +102,12 @@ class PatchIntake:
         """Whether ``address`` is on the allowlist."""
         return address.upper() in self._patches
 
+    def resume(self, marks: Mapping[str, int]) -> None:
+        """Start from the last counters accepted before a restart (unpaired addresses skipped)."""
+        for address, counter in marks.items():
+            if address.upper() in self._patches:
+                self._guard.accept(address.upper(), counter)
+
     def forget(self, address: str) -> None:
         """Drop a patch's replay history (after re-pairing: its counter restarts)."""
         self._guard.forget(address.upper())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bleak.backends.scanner import AdvertisementData
 
@@ -31,6 +31,9 @@ class Emission:
     authentic: bool = True  # sealed with the provisioned key and not corrupted
     notified: bool = False
     advertised: bool = False
+    air_key: bytes = field(default=b"", repr=False)  # what frame and advert were sealed with
+    corrupted: bool = False  # its notified frame had a byte flipped (its advert did not)
+    adverts: int = 0  # how often its advert went out to a listening scanner
 
 
 class VirtualPatch:
@@ -66,11 +69,13 @@ class VirtualPatch:
             firmware_revision="1.4.2",
         )
         self.counter = 0
+        self.adverts_sent = 0  # adverts that went out to a listening scanner, data or not
         self.emissions: deque[Emission] = deque(maxlen=history)
         self._sent: deque[bytes] = deque(maxlen=8)  # recent frames, for replay scenarios
         self._advert: AdvertisementData | None = None
         self._corrupt = 0
         self._replay = 0
+        self._rebooted = False
 
     @property
     def device_id(self) -> str:
@@ -92,6 +97,9 @@ class VirtualPatch:
             status |= PatchFlags.SENSOR_FAULT
         if sample.battery < LOW_BATTERY_PCT:
             status |= PatchFlags.LOW_BATTERY
+        if self._rebooted:
+            status |= PatchFlags.REBOOTED
+            self._rebooted = False
         frame = PatchFrame(
             counter=self.counter,
             wound_ph=None if sample.sensor_fault else sample.wound_ph,
@@ -101,7 +109,10 @@ class VirtualPatch:
             battery=round(sample.battery),
             status=status,
         )
-        emission = Emission(self.counter, ts_us, sample, frame, authentic=self.air_key == self.key)
+        emission = Emission(
+            self.counter, ts_us, sample, frame, authentic=self.air_key == self.key,
+            air_key=self.air_key,
+        )
         self.emissions.append(emission)
         self._advert = self._build_advert(emission)
         return emission
@@ -117,6 +128,7 @@ class VirtualPatch:
         if self._corrupt:
             self._corrupt -= 1
             emission.authentic = False
+            emission.corrupted = True
             data = data[:-1] + bytes([data[-1] ^ 0x5A])  # a flipped MIC byte
         emission.notified = True
         out.append(data)
@@ -126,10 +138,12 @@ class VirtualPatch:
         """The advert the patch would send now, or None when it is not advertising."""
         if not (self.present and self.advertising):
             return None
+        self.adverts_sent += 1
         if self._advert is None:
             return self._discovery_advert({})
         if self.emissions:
             self.emissions[-1].advertised = True
+            self.emissions[-1].adverts += 1
         return self._advert
 
     def current_advert(self) -> AdvertisementData | None:
@@ -183,6 +197,13 @@ class VirtualPatch:
     def replay_next(self, frames: int = 1) -> None:
         """Before each of the next ``frames`` frames, re-send the previous one verbatim."""
         self._replay += frames
+
+    def reboot(self, *, persisted: bool = True) -> None:
+        """Power-cycle: resume at the flash mark + 256 as the profile asks (or, with a firmware
+        bug, at 0), and flag the next frame REBOOTED."""
+        mark = self.counter // 256 * 256  # the last multiple of 256 written to flash
+        self.counter = mark + 256 - 1 if persisted else 0  # measure() adds one before use
+        self._rebooted = True
 
     def impersonate(self, key: bytes | None = None) -> None:
         """From now on seal with ``key`` (random by default): a spoofer or a re-keyed patch."""

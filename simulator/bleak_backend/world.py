@@ -27,9 +27,11 @@ def populate(
     connectable: int | None = None,
     measure_every_s: float = 1.0,
     advert_every_s: float = 1.0,
+    history: int = 10_000,
 ) -> list[VirtualPatch]:
     """Put ``spec.patches`` patches on ``radio``; the first ``connectable`` (all by default)
-    accept connections, the rest only advertise (BTHome). Same seed, same patches."""
+    accept connections, the rest only advertise (BTHome); each remembers its last ``history``
+    measurements for tests to compare with. Same seed, same patches."""
     fleet = Fleet(replace(spec, equipment=0))
     limit = spec.patches if connectable is None else connectable
     patches = [
@@ -41,6 +43,7 @@ def populate(
             measure_every_s=measure_every_s,
             advert_every_s=advert_every_s,
             rssi=-55 - (i % 40),
+            history=history,
         )
         for i, model in enumerate(fleet.patches)
     ]
