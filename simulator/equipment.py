@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract import DeviceKind
-from simulator.faults import Fault, FaultKind
+from simulator.faults import Fault, FaultKind, active_fault
 
 NOMINAL_MAINS_V = 230.0
 
@@ -43,10 +43,7 @@ class EquipmentModel:
         self.duty_cycle = float(self.rng.uniform(0.3, 0.7))
 
     def _fault(self, kind: FaultKind, t_s: float) -> Fault | None:
-        for fault in self.faults:
-            if fault.kind == kind and fault.active(t_s):
-                return fault
-        return None
+        return active_fault(self.faults, kind, t_s)
 
     def silent(self, t_s: float) -> bool:
         """Whether the equipment sends nothing at ``t_s``."""

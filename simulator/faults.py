@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,3 +38,11 @@ class Fault:
     def elapsed(self, t_s: float) -> float:
         """Seconds since the fault began (0 before it does)."""
         return max(0.0, t_s - self.start_s)
+
+
+def active_fault(faults: Sequence[Fault], kind: FaultKind, t_s: float) -> Fault | None:
+    """The first fault of ``kind`` in effect at ``t_s``, if any."""
+    for fault in faults:
+        if fault.kind == kind and fault.active(t_s):
+            return fault
+    return None

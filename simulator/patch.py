@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.faults import Fault, FaultKind
+from simulator.faults import Fault, FaultKind, active_fault
 
 AMBIENT_C = 23.0
 
@@ -44,10 +44,7 @@ class PatchModel:
         self.battery_start = float(self.rng.uniform(92.0, 100.0))
 
     def _fault(self, kind: FaultKind, t_s: float) -> Fault | None:
-        for fault in self.faults:
-            if fault.kind == kind and fault.active(t_s):
-                return fault
-        return None
+        return active_fault(self.faults, kind, t_s)
 
     def silent(self, t_s: float) -> bool:
         """Whether the patch sends nothing at ``t_s``."""
