@@ -1,10 +1,11 @@
-"""MQTT topic names shared by the simulator, gateway, ingest and rules."""
+"""MQTT topic names shared by the simulator, gateway, ingest, rules and service."""
 
 from __future__ import annotations
 
 UPLINK_PREFIX = "vigil/v1/gateways"
 EQUIPMENT_PREFIX = "site"
 ALERTS_PREFIX = "vigil/v1/alerts"
+NOTIFICATIONS_PREFIX = "vigil/v1/notifications"
 
 
 def batch_topic(gateway_id: str) -> str:
@@ -31,3 +32,13 @@ def equipment_subscription(site: str) -> str:
 def alert_topic(device_id: str) -> str:
     """Where alerts about one device are published."""
     return f"{ALERTS_PREFIX}/{device_id}"
+
+
+def alert_subscription() -> str:
+    """What the service worker subscribes to: alerts about every device."""
+    return f"{ALERTS_PREFIX}/+"
+
+
+def notification_topic(role: str, subject: str) -> str:
+    """Where notifications for one recipient go, e.g. ``…/engineer/e1``."""
+    return f"{NOTIFICATIONS_PREFIX}/{role}/{subject}"

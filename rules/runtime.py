@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -151,6 +151,11 @@ class RuleRuntime:
         self._tasks.clear()
         await self.snapshot()
 
+    @property
+    def newest_us(self) -> int:
+        """Timestamp of the newest reading evaluated so far (0 before the first)."""
+        return self._newest_us
+
     async def on_stored(self, batches: Sequence[Batch]) -> None:
         """The ingest hook: evaluate the committed batches, then store and publish alerts."""
         readings: list[Reading] = [r for batch in batches for r in batch.readings]
@@ -215,6 +220,28 @@ class RuleRuntime:
         while True:
             await asyncio.sleep(self.settings.snapshot_every_s)
             await self.snapshot()
+
+
+async def publish_through(
+    runtime: RuleRuntime, connect: Callable[[], aiomqtt.Client], backoff_s: float = 0.5
+) -> None:
+    """Keep ``runtime.publisher`` a connected client made by ``connect``, until cancelled.
+
+    For the in-process runtime, which has no consuming connection of its own to publish on.
+    Alerts raised while disconnected are stored and counted as publish failures.
+    """
+    while True:
+        try:
+            async with connect() as client:
+                runtime.publisher = client
+                # Nothing is subscribed: the iteration only ends by raising on disconnect.
+                async for _ in client.messages:
+                    pass
+        except aiomqtt.MqttError as exc:
+            log.warning("rules publisher lost the broker (%s); reconnecting", exc)
+        finally:
+            runtime.publisher = None
+        await asyncio.sleep(backoff_s)
 
 
 def _book_path(path: Path) -> Path:

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 import httpx
 
+# Re-exported: the topic helpers moved to contract.topics and older imports still name them here.
+from contract.topics import NOTIFICATIONS_PREFIX as NOTIFICATIONS_PREFIX
+from contract.topics import notification_topic as notification_topic
 from service.model import Delivery
 
-NOTIFICATIONS_PREFIX = "vigil/v1/notifications"
 SIGNATURE_HEADER = "X-Vigil-Signature"
 TIMESTAMP_HEADER = "X-Vigil-Timestamp"
 EVENT_HEADER = "X-Vigil-Event"
@@ -53,11 +55,6 @@ class Sender(Protocol):
     def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> Awaitable[int]:
         """Send one request."""
         ...
-
-
-def notification_topic(role: str, subject: str) -> str:
-    """The MQTT topic notifications for one recipient go to, e.g. ``…/engineer/e1``."""
-    return f"{NOTIFICATIONS_PREFIX}/{role}/{subject}"
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

@@ -25,20 +25,20 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict
 
 from contract import AlertEvent, ContractError, decode_alert
-from contract.topics import ALERTS_PREFIX
+from contract.topics import alert_subscription, notification_topic
 from ingest.mqtt_ack import ack, enable_manual_ack
 from service import desk
 from service.audit import canonical_json
 from service.escalation import Escalation
 from service.model import Delivery, Device, Ticket
-from service.notify import HttpSender, RetryPolicy, Sender, Webhook, deliver, notification_topic
+from service.notify import HttpSender, RetryPolicy, Sender, Webhook, deliver
 from service.schedules import ScheduleConfig
 from service.sla import Breach, SlaConfig, sla_status
 from service.store import ServiceStore
 
 log = logging.getLogger(__name__)
 
-ALERT_SUBSCRIPTION = f"{ALERTS_PREFIX}/+"
+ALERT_SUBSCRIPTION = alert_subscription()
 
 
 class Endpoint(BaseModel):

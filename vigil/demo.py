@@ -1,7 +1,8 @@
 """`make demo`: the whole data path on the embedded default, no servers to install.
 
 simulated fleet → gateway (outbox, batches) → embedded MQTT broker → ingest → SQLite
-→ rules → alerts on MQTT → service worker → ticket dispatched to the right engineer.
+→ rules (RuleRuntime, in process) → alerts on MQTT → service worker → ticket dispatched to the
+right engineer.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ from datetime import date, datetime
 from pathlib import Path
 
 import aiomqtt
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from contract import AlertEvent, Batch, DeviceKind
-from contract.topics import alert_topic, batch_topic
+from contract import DeviceKind
+from contract.topics import batch_topic
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
 from ingest.storage import open_store
-from ingest.storage.base import ReadingStore, datetime_from_us
+from ingest.storage.base import datetime_from_us
 from ingest.worker import IngestSettings, IngestWorker
-from rules import AlertBook, RuleEngine, load_pack
+from rules import load_pack
+from rules.runtime import RuleRuntime, RuntimeSettings
 from service.model import Device, Engineer, Patient, Site, Ticket
 from service.sla import SlaConfig, sla_status
 from service.store import ServiceStore, SqliteStore
@@ -69,6 +73,7 @@ def demo_faults() -> tuple[Fault, ...]:
 # at 2 h is both alkaline for 6 h and warmer than the patch's own 24 h baseline before the end.
 DEMO_TICK_S = 600.0
 DEMO_REGION = "north"
+DEMO_RULES_TICK_WALL_S = 0.5
 
 
 def demo_installed_base(fleet: Fleet, site: str) -> tuple[Site, list[Device], list[Patient],
@@ -113,37 +118,6 @@ def seed_service(store: ServiceStore, fleet: Fleet) -> None:
             store.put_engineer(engineer)
 
 
-class AlertPublisher:
-    """Runs the rule engine on what ingest stored and publishes the alerts (QoS 1).
-
-    A stand-in for ``rules/runtime.py`` until it lands: same topic, same QoS, same storage.
-    """
-
-    def __init__(self, engine: RuleEngine, client: aiomqtt.Client, store: ReadingStore) -> None:
-        self.engine = engine
-        self.client = client
-        self.store = store
-        self.book = AlertBook()
-        self.published = 0
-        self.last_at_us = 0
-
-    async def __call__(self, batches: Sequence[Batch]) -> None:
-        """The ingest worker's ``on_stored`` hook."""
-        readings = [r for b in batches for r in b.readings]
-        events = self.book.apply(self.engine.process_readings(readings))
-        if not events:
-            return
-        await asyncio.to_thread(self.store.store_alert_events, events)
-        for event in events:
-            self.last_at_us = max(self.last_at_us, event.at_us)
-            await self.publish(event)
-
-    async def publish(self, event: AlertEvent) -> None:
-        """Publish one alert event on its device's alert topic."""
-        await self.client.publish(alert_topic(event.device_id), event.encode(), qos=1)
-        self.published += 1
-
-
 async def run_demo(
     *, patches: int = 50, equipment: int = 5, ticks: int = 360, seed: int = 7,
     port: int = 18830, workdir: Path | None = None, console: Console | None = None,
@@ -165,19 +139,24 @@ async def run_demo(
         rules_client = await stack.enter_async_context(
             aiomqtt.Client(broker.host, broker.port, identifier="demo-rules")
         )
-        publisher = AlertPublisher(RuleEngine(load_pack("dressings")), rules_client, store)
-        # The desk runs on simulated time: "now" is the instant of the latest alert.
+        # Simulated time runs ~50,000× faster than the wall clock, so silence rules tick on the
+        # newest reading seen rather than on "now".
+        runtime = await stack.enter_async_context(RuleRuntime(
+            load_pack("dressings"), None, store, rules_client,
+            RuntimeSettings(tick_every_s=DEMO_RULES_TICK_WALL_S, data_clock=True),
+        ))  # fmt: skip
+        # The desk runs on simulated time too: "now" is the newest reading the rules have seen.
         worker = ServiceWorker(
             WorkerSettings(host=broker.host, port=broker.port, client_id="demo-service",
                            mqtt_v5=False, tick_s=3600.0),
-            service, clock=lambda: datetime_from_us(max(publisher.last_at_us, 1)),
+            service, clock=lambda: datetime_from_us(max(runtime.newest_us, 1)),
             on_ticket=lambda ticket, _: tickets.append(ticket),
         )  # fmt: skip
         worker_task = asyncio.create_task(worker.run())
         stack.callback(worker_task.cancel)
         ingest = IngestWorker(
             IngestSettings(host=broker.host, port=broker.port, mqtt_v5=False), store,
-            on_stored=publisher,
+            on_stored=runtime.on_stored,
         )
         ingest_task = asyncio.create_task(ingest.run())
         stack.callback(ingest_task.cancel)
@@ -196,7 +175,9 @@ async def run_demo(
         async with gateway:
             await _publish_malformed(broker.host, broker.port)
             await _follow(console, simulation, ingest, ticks, gateway)
-        await _until(lambda: worker.alerts_received >= publisher.published, 10.0)
+        await _until(lambda: runtime.counters.readings >= fleet.tally.readings, 10.0)
+        await runtime.tick()  # the silence check at the end of the simulated period
+        await _until(lambda: worker.alerts_received >= runtime.counters.published, 10.0)
         await worker.drain()
         for task in (ingest_task, worker_task):
             task.cancel()
@@ -205,14 +186,14 @@ async def run_demo(
     seconds = time.perf_counter() - started
     # Show each ticket as it stands now (dispatched), not as it was when first opened.
     tickets = [t for t in (service.ticket(x.id) for x in tickets) if t is not None]
-    console.print(ticket_table(tickets, service, SlaConfig()))
+    console.print(ticket_report(tickets, service, SlaConfig()))
     service.close()
     count, value_sum = store.reading_checksum()
     result = DemoResult(
         devices=patches + equipment, produced=fleet.tally.readings, stored=count,
         value_sum_produced=fleet.tally.value_sum, value_sum_stored=value_sum,
         dead_letters=store.dead_letter_count(), seconds=seconds, db_path=db_path,
-        alerts=publisher.published, tickets=tickets, service_db=service_db,
+        alerts=runtime.counters.published, tickets=tickets, service_db=service_db,
     )
     store.close()
     return result
@@ -226,25 +207,39 @@ async def _until(done: Callable[[], bool], seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def ticket_table(tickets: Sequence[Ticket], store: ServiceStore, sla: SlaConfig) -> Table:
-    """The tickets the demo's alerts opened, with who was sent and why."""
-    table = Table(title="service desk — tickets opened by alerts (simulated time, UTC)")
-    for column in ("ticket", "device", "rule", "tier", "engineer", "dispatch reason",
-                   "respond by", "resolve by"):  # fmt: skip
-        table.add_column(column, overflow="fold")
+def ticket_report(tickets: Sequence[Ticket], store: ServiceStore, sla: SlaConfig) -> Group:
+    """The tickets the demo's alerts opened, then who was sent to each and why.
+
+    Narrow enough for an 80-column terminal: the long dispatch reasons go below the table,
+    numbered like its rows, instead of in a column wrapped a word per line.
+    """
+    table = Table(title="service desk — tickets opened by alerts (simulated time, UTC)",
+                  box=box.SIMPLE_HEAD)
+    for column in ("#", "device", "rule", "tier", "engineer", "respond by"):
+        table.add_column(column, justify="right" if column == "#" else "left",
+                         overflow="fold", no_wrap=column != "rule")
+    why = Table.grid(padding=(0, 1))
+    why.add_column(justify="right", no_wrap=True)
+    why.add_column(overflow="fold")
     infected = {f.device_id for f in demo_faults() if f.kind is FaultKind.INFECTION}
     # The infected patch's tickets first: they are what the demo is about.
-    for ticket in sorted(tickets, key=lambda t: (t.device_id not in infected, t.opened_at)):
+    for n, ticket in enumerate(sorted(tickets, key=lambda t: (t.device_id not in infected,
+                                                              t.opened_at)), start=1):
         status = sla_status(ticket, ticket.last_change, sla)
         engineer = store.engineer(ticket.assignee) if ticket.assignee else None
+        # A pack's rules share its prefix; the rest of the id is what tells them apart.
+        rule = (ticket.rule_id or "-").split(".", 1)[-1]
+        style = "bold" if ticket.device_id in infected else ""
         table.add_row(
-            ticket.id[:10], ticket.device_id, (ticket.rule_id or "-").removeprefix("dressing."),
-            str(ticket.tier),
-            engineer.name if engineer else "— not dispatched —", ticket.dispatch_reason or "-",
-            _when(status.respond.deadline), _when(status.resolve.deadline),
-            style="bold" if ticket.device_id in infected else None,
+            str(n), ticket.device_id, rule, str(ticket.tier),
+            engineer.name.split(" (")[0] if engineer else "—", _when(status.respond.deadline),
+            style=style,
         )  # fmt: skip
-    return table
+        reason = Text(f"{ticket.id}, resolve by {_when(status.resolve.deadline)} → ")
+        reason.append(engineer.name if engineer else "not dispatched", style="bold")
+        reason.append(f": {ticket.dispatch_reason}" if ticket.dispatch_reason else "")
+        why.add_row(Text(f"{n}.", style=style), reason)
+    return Group(table, Text("Who was sent, and why:", style="italic"), why, Text())
 
 
 def _when(at: datetime | None) -> str:
@@ -278,7 +273,7 @@ async def _follow(
 
 def summary_table(result: DemoResult) -> Table:
     """The demo's closing summary."""
-    table = Table(title="vigil demo — embedded default (SQLite + in-process broker)")
+    table = Table(title="vigil demo — SQLite + in-process broker")
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("devices", f"{result.devices}")

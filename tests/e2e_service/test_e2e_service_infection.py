@@ -20,7 +20,8 @@ from gateway.app import Gateway, GatewaySettings
 from gateway.uplink import UplinkSettings
 from ingest.storage.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
-from rules import RuleEngine, load_pack
+from rules import load_pack
+from rules.runtime import RuleRuntime
 from service.model import Engineer, Tier
 from service.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from service.store_postgres import PostgresStore
@@ -30,7 +31,7 @@ from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.servers import PrivateMosquitto, PrivatePostgres
 from tests.service.live import fresh_database
-from vigil.demo import DEMO_TICK_S, AlertPublisher, seed_service
+from vigil.demo import DEMO_TICK_S, seed_service
 
 SECRET = "e2e-shared-secret"
 INFECTED = "patch-0003"
@@ -110,9 +111,9 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
                 assert isinstance(message.payload, bytes)
                 engineer_topic.append(message.payload)
 
-        publisher = AlertPublisher(RuleEngine(load_pack("dressings")), rules_client, readings)
+        runtime = RuleRuntime(load_pack("dressings"), None, readings, rules_client)
         ingest = IngestWorker(IngestSettings(host=host, port=port, client_id="e2e-ingest"),
-                              readings, on_stored=publisher)  # fmt: skip
+                              readings, on_stored=runtime.on_stored)  # fmt: skip
         tasks = [asyncio.create_task(c) for c in (ingest.run(), worker.run(), listen())]
         await asyncio.wait_for(ingest.subscribed.wait(), 10)
         await asyncio.wait_for(worker.subscribed.wait(), 10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,20 +16,24 @@ from contract import AlertEvent, Reading
 if TYPE_CHECKING:
     from rules.model import AnyRule
     from rules.registry import Registry
+    from vigil.settings import VigilSettings
 
 app = typer.Typer(help="Alert rules: check, replay, run.", no_args_is_help=True)
 console = Console()
 
 PackOption = Annotated[
     list[str] | None,
-    typer.Option("--pack", help="A shipped rule pack (dressings, equipment); repeatable."),
+    typer.Option("--pack", help="A shipped rule pack (dressings, equipment); repeatable "
+                                "[default: rules.packs].")
 ]
 RulesOption = Annotated[
-    list[Path] | None, typer.Option("--rules", help="A YAML rule file; repeatable.")
+    list[Path] | None,
+    typer.Option("--rules", help="A YAML rule file; repeatable [default: rules.rule_files]."),
 ]
 RegistryOption = Annotated[
     Path | None,
-    typer.Option(help="YAML/JSON device registry: {device: {kind, model, site, reference}}."),
+    typer.Option(help="YAML/JSON device registry: {device: {kind, model, site, reference}} "
+                      "[default: rules.registry_file]."),
 ]
 REPLAY_CHUNK = 20_000
 
@@ -61,11 +65,11 @@ def rules_replay(
     """Run the rules over stored readings and print the alerts they raise and clear."""
     from ingest.storage import open_store
 
-    rules = _rules(pack, rule_file)
+    rules = load_rules(pack, rule_file)
     store = open_store(storage_url)
     with store:
         readings = store.fetch_readings(since_us=_us(since), until_us=_us(until))
-    events = replay(rules, _registry(registry), readings)
+    events = replay(rules, registry_from(registry), readings)
     console.print(alert_table(events, title=f"{len(events)} alert events from "
                                                f"{len(readings):,} stored readings"))
 
@@ -75,30 +79,38 @@ def rules_run(
     pack: PackOption = None,
     rule_file: RulesOption = None,
     registry: RegistryOption = None,
-    client_id: Annotated[str, typer.Option(help="MQTT client id.")] = "vigil-rules-1",
-    snapshot: Annotated[Path, typer.Option(help="Engine state file.")] = Path(
-        "var/rules-engine.snap"),
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id [default: rules.client_id].")
+    ] = None,
+    snapshot: Annotated[
+        Path | None, typer.Option(help="Engine state file [default: rules.snapshot_path].")
+    ] = None,
 ) -> None:
     """Run the broker-fed rules worker until interrupted (broker and storage from settings)."""
     from ingest.storage import open_store
-    from rules.runtime import RuleRuntime, RuntimeSettings
-    from rules.worker import RulesWorker, RulesWorkerSettings
+    from rules.runtime import RuleRuntime
+    from rules.worker import RulesWorker
     from vigil.settings import VigilSettings
+    from vigil.stopping import run_until_stopped
 
     settings = VigilSettings()
-    rules = _rules(pack, rule_file)
+    rules = load_rules(pack, rule_file, settings)
+    devices = registry_from(registry or settings.rules.registry_file)
+    runtime_settings = settings.runtime_settings()
+    if snapshot is not None:
+        runtime_settings = dataclasses.replace(runtime_settings, snapshot_path=snapshot)
+    worker_settings = settings.rules_worker_settings()
+    if client_id is not None:
+        worker_settings = dataclasses.replace(worker_settings, client_id=client_id)
     store = open_store(settings.ingest.storage_url)
     store.migrate()
-    worker_settings = RulesWorkerSettings(host=settings.uplink_broker.host,
-                                          port=settings.uplink_broker.port, client_id=client_id)
 
     async def main() -> None:
-        async with RuleRuntime(rules, _registry(registry), store, None,
-                               RuntimeSettings(snapshot_path=snapshot)) as runtime:
+        async with RuleRuntime(rules, devices, store, None, runtime_settings) as runtime:
             await RulesWorker(worker_settings, runtime).run()
 
     with store:
-        asyncio.run(main())
+        run_until_stopped(main())
 
 
 def replay(rules: list[AnyRule], registry: Registry | None, readings: list[Reading]
@@ -127,9 +139,13 @@ def alert_table(events: list[AlertEvent], title: str) -> Table:
     return table
 
 
-def _rules(packs: list[str] | None, files: list[Path] | None) -> list[AnyRule]:
+def load_rules(packs: list[str] | None, files: list[Path] | None,
+               settings: VigilSettings | None = None) -> list[AnyRule]:
+    """The rules named on the command line, else those of ``settings``; exit 2 on a bad one."""
     from rules import RuleFileError, load_pack, load_rule_file
 
+    if not packs and not files and settings is not None:
+        packs, files = settings.rules.packs, settings.rules.rule_files
     chosen = list(packs or ([] if files else ["dressings", "equipment"]))
     try:
         rules: list[AnyRule] = [r for name in chosen for r in load_pack(name)]
@@ -140,7 +156,8 @@ def _rules(packs: list[str] | None, files: list[Path] | None) -> list[AnyRule]:
     return rules
 
 
-def _registry(path: Path | None) -> Registry:
+def registry_from(path: Path | None) -> Registry:
+    """The device registry in ``path``, or an empty one."""
     from rules.registry import load_registry
 
     return load_registry(path) if path is not None else {}

@@ -1,8 +1,7 @@
-"""`vigil service …`: the alert → ticket worker and the REST API."""
+"""`vigil service …`: the alert → ticket worker and the REST API ([service] settings)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -10,65 +9,90 @@ from typing import Annotated
 
 import typer
 
+from vigil.settings import VigilSettings
+
 app = typer.Typer(help="The service backbone: ticket worker and REST API.", no_args_is_help=True)
 
 StoreUrl = Annotated[
-    str,
-    typer.Option("--store-url", envvar="VIGIL_SERVICE_STORE_URL",
-                 help="sqlite:///path or postgresql://… (a libpq DSN works too)."),
+    str | None,
+    typer.Option("--store-url", help="sqlite:///path or postgresql://… (a libpq DSN works too) "
+                                     "[default: service.store_url]."),
 ]  # fmt: skip
 
 
 @app.command("run")
 def service_run(
-    store_url: StoreUrl = "sqlite:///var/service.db",
-    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
-    client_id: Annotated[str, typer.Option(help="MQTT client id (persistent session).")] = (
-        "vigil-service-1"
-    ),
-    mqtt_v5: Annotated[bool, typer.Option(help="MQTT 5 (off for 3.1.1 brokers).")] = True,
-    tick_s: Annotated[float, typer.Option(help="Seconds between escalation/SLA/schedule runs.")] = (
-        60.0
-    ),
+    store_url: StoreUrl = None,
+    host: Annotated[
+        str | None, typer.Option(help="MQTT broker host [default: uplink_broker.host].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="MQTT broker port [default: uplink_broker.port].")
+    ] = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id [default: service.client_id].")
+    ] = None,
+    mqtt_v5: Annotated[
+        bool | None, typer.Option(help="MQTT 5, off for 3.1.1 brokers [default: service.mqtt_v5].")
+    ] = None,
+    tick_s: Annotated[
+        float | None,
+        typer.Option(help="Seconds between escalation/SLA/schedule runs "
+                          "[default: service.tick_interval_s]."),
+    ] = None,
     notify: Annotated[
-        Path | None, typer.Option(help="JSON file of webhook endpoints (NotifyConfig).")
+        Path | None,
+        typer.Option(help="JSON file of webhook endpoints (NotifyConfig) "
+                          "[default: service.notify_file]."),
     ] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
     from service.store import open_service_store
-    from service.worker import NotifyConfig, ServiceWorker, WorkerSettings
+    from service.worker import ServiceWorker
+    from vigil.stopping import run_until_stopped
 
-    config = NotifyConfig.model_validate_json(notify.read_text()) if notify else NotifyConfig()
-    settings = WorkerSettings(host=host, port=port, client_id=client_id, mqtt_v5=mqtt_v5,
-                              tick_s=tick_s, notify=config)  # fmt: skip
-    store = open_service_store(store_url)
+    vigil = VigilSettings()
+    s, broker = vigil.service, vigil.uplink_broker
+    broker.host = host or broker.host
+    broker.port = port or broker.port
+    s.client_id = client_id or s.client_id
+    s.mqtt_v5 = s.mqtt_v5 if mqtt_v5 is None else mqtt_v5
+    s.tick_interval_s = tick_s or s.tick_interval_s
+    s.notify_file = notify or s.notify_file
+    store = open_service_store(store_url or s.store_url)
     try:
-        asyncio.run(ServiceWorker(settings, store).run())
-    except KeyboardInterrupt:
-        pass
+        run_until_stopped(ServiceWorker(vigil.service_worker_settings(), store).run())
     finally:
         store.close()
 
 
 @app.command("api")
 def service_api(
-    store_url: StoreUrl = "sqlite:///var/service.db",
+    store_url: StoreUrl = None,
     tokens: Annotated[
-        Path, typer.Option(help='JSON file: token → {"role": …, "subject": …}.')
-    ] = Path("var/service-tokens.json"),
-    readings_url: Annotated[
-        str | None, typer.Option(envvar="VIGIL_READINGS_URL", help="ReadingStore URL.")
+        Path | None,
+        typer.Option(help='JSON file: token → {"role": …, "subject": …} '
+                          "[default: service.tokens_file]."),
     ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    readings_url: Annotated[
+        str | None, typer.Option(help="ReadingStore URL [default: service.readings_url].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: service.api_host].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on [default: service.api_port].")
+    ] = None,
 ) -> None:
     """Serve the REST API with uvicorn."""
     import uvicorn
 
+    s = VigilSettings().service
+    tokens_file = tokens or s.tokens_file
     # The factory reads the environment, so `vigil service api` and `uvicorn --factory` agree.
-    os.environ["VIGIL_SERVICE_STORE_URL"] = store_url
-    os.environ["VIGIL_SERVICE_TOKENS"] = json.dumps(json.loads(tokens.read_text()))
-    if readings_url:
-        os.environ["VIGIL_READINGS_URL"] = readings_url
-    uvicorn.run("service.api:app_from_env", factory=True, host=host, port=port)
+    os.environ["VIGIL_SERVICE_STORE_URL"] = store_url or s.store_url
+    os.environ["VIGIL_SERVICE_TOKENS"] = json.dumps(json.loads(tokens_file.read_text()))
+    if readings := readings_url or s.readings_url:
+        os.environ["VIGIL_READINGS_URL"] = readings
+    uvicorn.run("service.api:app_from_env", factory=True, host=host or s.api_host,
+                port=port or s.api_port)
