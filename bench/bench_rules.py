@@ -4,7 +4,10 @@
 mains_voltage, ng_voltage, probe_health, error_code) with the dressing and equipment packs.
 Prints reading-rule evaluations per second for both and their ratio. Single-threaded.
 
-    .venv/bin/python bench/bench_rules.py [--series 100000] [--batches 20] [--depth 1]
+    .venv/bin/python bench/bench_rules.py [--series 100000] [--batches 20] [--depth 1] [--stagger]
+
+``--stagger`` first gives each series 0-31 earlier readings so that the ring heads of the series
+differ (as in a fleet whose devices report at different rates) instead of moving in lock step.
 """
 
 from __future__ import annotations
@@ -82,15 +85,31 @@ def batches(n_series: int, n_batches: int, depth: int, seed: int = 1
     return devices, metrics, registry, out
 
 
-def run_engine(n_series: int, n_batches: int, depth: int) -> tuple[float, int, int]:
+def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
+    """One batch of 0-31 readings per series at each metric's level, before ``T0``."""
+    rng = np.random.default_rng(seed)
+    count = rng.integers(0, 32, len(metrics))
+    series = np.repeat(np.arange(len(metrics)), count)
+    back = np.arange(len(series)) - np.repeat(np.cumsum(count) - count, count)
+    ts = T0 - (count[series] - back) * STEP_US
+    level = np.array([LEVELS[m][0] for m in metrics])
+    return series, level[series], ts
+
+
+def run_engine(n_series: int, n_batches: int, depth: int, stagger: bool = False
+               ) -> tuple[float, int, int]:
     """Evaluations per second of RuleEngine.process on pre-interned columns."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
+    if stagger:
+        data.insert(0, staggered(metrics))
     rules = load_pack("dressings") + load_pack("equipment")
     engine = RuleEngine(rules, registry)
     table: DeviceTable = engine.devices
     dev_idx = table.intern_many(devices)
     met_idx = np.array([METRIC_CODES[m] for m in metrics], dtype=np.intp)
     cols = [Columns(dev_idx[s], met_idx[s], v, t) for s, v, t in data]
+    if stagger:
+        engine.process(cols.pop(0))
     for c in cols[:2]:  # warm-up: series creation and baselines start
         engine.process(c)
     before = engine.stats.evaluations
@@ -129,11 +148,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--depth", type=int, default=1, help="readings per series per batch")
     parser.add_argument("--reference-series", type=int, default=2_000)
+    parser.add_argument("--stagger", action="store_true",
+                        help="ring heads differ between series (not in lock step)")
     args = parser.parse_args()
-    rate, evaluations, events = run_engine(args.series, args.batches, args.depth)
+    rate, evaluations, events = run_engine(args.series, args.batches, args.depth, args.stagger)
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
     print(f"series={args.series} batches={args.batches} depth={args.depth} "
-          f"readings/batch={args.series * args.depth}")
+          f"readings/batch={args.series * args.depth} stagger={args.stagger}")
     print(f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
           f"({evaluations} evaluations, {events} events)")
     print(f"reference: {ref_rate / 1e6:8.3f} M reading-rule evaluations/s "

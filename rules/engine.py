@@ -13,13 +13,17 @@ touches only readings of its metric; window rules keep running counts and sums o
 instead of rescanning it; a value rule does its full hysteresis step only on readings that pass
 its raise test or whose (rule, series) is not at rest; series whose rules need no evidence window
 skip ring maintenance; rule kinds that can change nothing (composites, silence clears) are
-skipped by active-alert counts.
+skipped by active-alert counts. A batch made of a few runs of increasing series, each series in
+time order (e.g. several readings per series appended round after round), is evaluated run by
+run without sorting. Rings are slot-major (``state.Ring``); metrics without window rules push
+only readings inside a sustain run, the only ones their evidence can show.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,9 +49,13 @@ from rules.model import (
 )
 from rules.registry import DeviceInfo, Registry, device_matches
 from rules.signals import EMPTY_TS, disjoint, rate_of, row_median, test, zscore_of
-from rules.state import Arrays
+from rules.state import Arrays, Ring
 
-SNAPSHOT_VERSION = 1
+# 2: rings of metrics without window rules hold only readings inside a sustain run
+# ("full_ring_metrics" lists the others); version 1 snapshots still load.
+SNAPSHOT_VERSION = 2
+_MAX_RUNS = 64  # beyond this many runs of increasing series a batch is sorted instead
+_NEVER = np.iinfo(np.int64).min
 _M = len(METRIC_NAMES)
 RAISED, CLEARED = AlertTransition.RAISED, AlertTransition.CLEARED
 I64 = NDArray[np.int64]
@@ -102,6 +110,14 @@ class RuleEngine:
             if (isinstance(rule, _WINDOW_KINDS) or rule.raise_.for_us or rule.clear.for_us
                     or self._track_clear[rule.id]):
                 self._ring_metric[METRIC_CODES[rule.metric]] = True
+        # Window rules read every recent reading from the ring. Other rules only read it for
+        # evidence: the readings from the start of a sustain run that is still going. Those are
+        # exactly readings at which some rule of the metric was not at rest (see ``_group``),
+        # so such metrics push only those and at-rest series leave the ring alone.
+        self._full_ring = np.zeros(_M, dtype=np.bool_)
+        for rule in self._signal:
+            if isinstance(rule, _WINDOW_KINDS):
+                self._full_ring[METRIC_CODES[rule.metric]] = True
         self._n_dev = 0
         self._n_series = 0
         self._dev = Arrays()
@@ -117,9 +133,10 @@ class RuleEngine:
         self._series.add("metric", np.int8, 0)
         self._series.add("last_ts", np.int64, 0)
         self._series.add("last_val", np.float64, np.nan)
-        self._series.add("ring_ts", np.int64, EMPTY_TS, width=window_capacity)
-        self._series.add("ring_val", np.float64, 0.0, width=window_capacity)
         self._series.add("ring_head", np.intp, 0)
+        self._ring = Ring(window_capacity)
+        self._scratch = Arrays()  # per-batch working space, never snapshotted
+        self._scratch.add("seen_ts", np.int64, _NEVER)  # previous reading in the batch
         self._state: dict[str, Arrays] = {r.id: self._new_state(r) for r in self.rules}
         # Derived per (rule, series) state, rebuilt from the snapshot state on restore.
         self._derived: dict[str, Arrays] = {r.id: self._new_derived(r) for r in self._signal}
@@ -145,7 +162,12 @@ class RuleEngine:
         series = self._series_index(cols.device, cols.metric)
         value = cols.value.astype(np.float64, copy=False)
         events: list[AlertEvent] = []
-        if _each_once(series, self._n_series):
+        starts = _run_starts(series)
+        if 1 < len(starts) <= _MAX_RUNS:
+            runs = self._accept_runs(series, cols.ts_us, value, cols.metric, starts)
+            if runs is not None:
+                return self._process_runs(runs, events)
+        if len(starts) == 1 or _each_once(series, self._n_series):
             s, t, v, codes = self._accept_unique(series, cols.ts_us, value, cols.metric)
             if len(s) == 0:
                 return []
@@ -167,7 +189,25 @@ class RuleEngine:
         # Updated only now: delta_reference compares against values as of the previous batch.
         self._series["last_ts"][s_end] = t_end
         self._series["last_val"][s_end] = v_end
-        self._device_bookkeeping(s, t, events)
+        self._device_bookkeeping(lambda: (s, t), events)
+        events.sort(key=event_order)
+        return events
+
+    def _process_runs(self, runs: list[_Run], events: list[AlertEvent]) -> list[AlertEvent]:
+        """Evaluate a batch that is a few runs of increasing series, each series in time order.
+
+        Rule state is per series, so each run is a round by itself: no sort, no ranks.
+        """
+        for run in runs:
+            if len(run.s):
+                self._clear_series_silence(run.s[run.first], run.t[run.first], events)
+                self._rounds(run.s, run.t, run.v, run.codes, None, events)
+        # Updated only now: delta_reference compares against values as of the previous batch.
+        for run in runs:  # later runs hold later readings of a series
+            self._series["last_ts"][run.s] = run.t
+            self._series["last_val"][run.s] = run.v
+        self._device_bookkeeping(lambda: (np.concatenate([run.s for run in runs]),
+                                          np.concatenate([run.t for run in runs])), events)
         events.sort(key=event_order)
         return events
 
@@ -212,11 +252,12 @@ class RuleEngine:
             "stats": np.array(list(asdict(self.stats).values()), dtype=np.int64),
             "device_ids": np.array(self.devices.ids[: self._n_dev], dtype=np.str_),
             "metric_names": np.array(METRIC_NAMES, dtype=np.str_),
-            "ring_metrics": np.array([METRIC_NAMES[m] for m in np.flatnonzero(
-                self._ring_metric).tolist()] or [""], dtype=np.str_),
+            "ring_metrics": _names(self._ring_metric),
+            "full_ring_metrics": _names(self._full_ring),
         }
         arrays.update(self._dev.dump("dev:", self._n_dev))
         arrays.update(self._series.dump("series:", self._n_series))
+        arrays.update(self._ring.dump("series:", self._n_series))
         for rule in self.rules:
             size = self._n_dev if _device_level(rule) else self._n_series
             arrays[f"rule:{rule.id}:fingerprint"] = np.array(rule.model_dump_json())
@@ -232,7 +273,7 @@ class RuleEngine:
         """An engine continuing from ``snapshot()``; rules changed since start afresh."""
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             version, capacity, n_dev, n_series = (int(x) for x in data["meta"])
-            if version != SNAPSHOT_VERSION:
+            if version not in (1, SNAPSHOT_VERSION):
                 raise ValueError(f"snapshot version {version} is not {SNAPSHOT_VERSION}")
             engine = cls(rules, registry, window_capacity=capacity)
             engine.stats = EngineStats(*(int(x) for x in data["stats"]))
@@ -241,13 +282,17 @@ class RuleEngine:
             engine._sync_devices()
             engine._dev.load("dev:", data, n_dev)
             engine._series.load("series:", data, n_series)
+            engine._ring.load("series:", data, n_series)
             engine._ensure_series(n_series)
             engine._n_series = n_series
             engine._remap_metrics([str(m) for m in data["metric_names"].tolist()])
             # Older snapshots kept every ring; otherwise only the metrics listed had one.
             kept = ({str(m) for m in data["ring_metrics"].tolist()} if "ring_metrics" in data
                     else set(METRIC_NAMES))
-            engine._drop_stale_rings(kept)
+            # Version 1 rings held every reading; later only the listed metrics' rings do.
+            full = ({str(m) for m in data["full_ring_metrics"].tolist()}
+                    if "full_ring_metrics" in data else kept)
+            engine._drop_stale_rings(kept, full)
             for rule in engine.rules:
                 key = f"rule:{rule.id}:fingerprint"
                 size = n_dev if _device_level(rule) else n_series
@@ -271,14 +316,14 @@ class RuleEngine:
         metric[:n] = codes[metric[:n]]
         self._table["series"][self._series["dev"][:n], metric[:n]] = np.arange(n)
 
-    def _drop_stale_rings(self, kept: set[str]) -> None:
-        """Empty the rings of series whose metric had no ring when the snapshot was taken."""
+    def _drop_stale_rings(self, kept: set[str], full: set[str]) -> None:
+        """Empty rings that cannot serve now: no ring then, or a partial one now read in full."""
         n = self._n_series
-        stale = np.array([name not in kept for name in METRIC_NAMES], dtype=np.bool_)
+        stale = np.array([name not in (full if self._full_ring[code] else kept)
+                          for code, name in enumerate(METRIC_NAMES)], dtype=np.bool_)
         rows = np.flatnonzero(stale[self._series["metric"][:n]] & self._ring_metric[
             self._series["metric"][:n]])
-        self._series["ring_ts"][rows] = EMPTY_TS
-        self._series["ring_val"][rows] = 0.0
+        self._ring.clear(rows)
         self._series["ring_head"][rows] = 0
 
     # ---- setup ------------------------------------------------------------------------------
@@ -311,6 +356,8 @@ class RuleEngine:
 
     def _ensure_series(self, size: int) -> None:
         self._series.ensure(size)
+        self._ring.ensure(size)
+        self._scratch.ensure(size)
         for rule in self.rules:
             if not _device_level(rule):
                 self._state[rule.id].ensure(size)
@@ -346,11 +393,12 @@ class RuleEngine:
     def _series_index(self, dev: Idx, metric: Idx) -> Idx:
         """Series indices for (device, metric) pairs, creating series seen for the first time."""
         flat = self._table["series"].reshape(-1)
-        key = dev * _M + metric
+        key = dev * _M
+        key += metric
         index: Idx = flat[key]
-        missing = index < 0
-        if not missing.any():
+        if len(index) == 0 or int(index.min()) >= 0:
             return index
+        missing = index < 0
         keys = np.unique(key[missing])
         first = self._n_series
         ids = np.arange(first, first + len(keys), dtype=np.intp)
@@ -402,7 +450,8 @@ class RuleEngine:
             if not isinstance(rule, _WINDOW_KINDS):
                 continue
             rows = ids[ser["metric"][ids] == METRIC_CODES[rule.metric]]
-            filled = np.count_nonzero(ser["ring_ts"][rows] != EMPTY_TS, axis=1)
+            ring_ts, ring_val = self._ring.rows(rows)
+            filled = np.count_nonzero(ring_ts != EMPTY_TS, axis=1)
             # What the window state holds right after a reading: at most cap - 1 readings for
             # z-score and repeating (the next push evicts one), all ring readings for rate.
             n = filled if isinstance(rule, RateRule) else np.minimum(filled, cap - 1)
@@ -414,7 +463,7 @@ class RuleEngine:
             total_sq = np.zeros(len(rows))
             for back in range(cap - 1, -1, -1):  # oldest first, as a plain sum would add them
                 use = n > back
-                val = ser["ring_val"][rows, (newest - back) % cap]
+                val = ring_val[np.arange(len(rows)), (newest - back) % cap]
                 if isinstance(rule, RepeatingRule):
                     total += use & test(rule.match, val)
                 else:
@@ -439,6 +488,45 @@ class RuleEngine:
             s, t, v, codes = s[keep], t[keep], v[keep], codes[keep]
         self.stats.accepted += n_keep
         return s, t, v, codes
+
+    def _accept_runs(self, s: Idx, t: I64, v: F64, codes: Idx, starts: Idx
+                     ) -> list[_Run] | None:
+        """Policy for a batch of runs of increasing series; None if a series goes back in time.
+
+        When every series' readings are in time order along the batch, comparing each reading
+        with the larger of the stored last timestamp and the series' previous reading in the
+        batch is the policy of the sorted order: an earlier reading that was dropped is never
+        later than what it was compared with.
+        """
+        seen = self._scratch["seen_ts"]
+        stored = self._series["last_ts"]
+        bounds = [*starts.tolist(), len(s)]
+        runs: list[_Run] = []
+        ok = True
+        for lo, hi in itertools.pairwise(bounds):
+            rs, rt = s[lo:hi], t[lo:hi]
+            prev = seen[rs]
+            if bool(np.any(rt < prev)):
+                ok = False
+                break
+            seen[rs] = rt
+            last = stored[rs]
+            keep = rt > np.maximum(prev, last)
+            # a series had an accepted reading earlier in the batch iff its previous one is newer
+            # than the stored timestamp (the first such reading was accepted)
+            runs.append(_Run(rs, rt, v[lo:hi], codes[lo:hi], keep, prev <= last))
+        seen[s] = _NEVER
+        if not ok:
+            return None
+        for run in runs:
+            n_keep = int(np.count_nonzero(run.keep))
+            if n_keep < len(run.s):
+                n_late = int(np.count_nonzero(run.t < stored[run.s]))
+                self.stats.dropped_late += n_late
+                self.stats.dropped_duplicate += len(run.s) - n_keep - n_late
+                run.select(run.keep)
+            self.stats.accepted += n_keep
+        return runs
 
     def _accept_sorted(self, s: Idx, t: I64, v: F64, codes: Idx
                        ) -> tuple[Idx, I64, F64, Idx, Idx]:
@@ -484,44 +572,91 @@ class RuleEngine:
 
     def _group(self, code: int, s: Idx, t: I64, v: F64, events: list[AlertEvent]) -> None:
         """One metric's readings of one round: push them on the ring, step each rule."""
-        head: Idx | None = None
+        if self._full_ring[code]:
+            head = self._push(s, t, v)
+            for rule, sel in self._scoped(code, s):
+                if sel is None:
+                    work = self._prepare(rule, s, t, v, head)
+                    if work is not None:
+                        self._step(rule, s, t, v, *work, events)
+                else:
+                    ss = s[sel]
+                    work = self._prepare(rule, ss, t[sel], v[sel], head[sel])
+                    if work is not None:
+                        self._step(rule, ss, t[sel], v[sel], *work, events)
+            return
+        # Evidence-only ring: push the readings some rule is not at rest at, before any event
+        # reads the ring. Every reading of a sustain run still going is such a reading.
+        todo: list[tuple[SignalRule, Idx, F64, Idx, Bool]] = []
+        for rule, sel in self._scoped(code, s):
+            if sel is None:
+                work = self._prepare(rule, s, t, v, None)
+                if work is not None:
+                    todo.append((rule, work[0], work[1], work[0], work[2]))
+            else:
+                work = self._prepare(rule, s[sel], t[sel], v[sel], None)
+                if work is not None:
+                    todo.append((rule, sel[work[0]], work[1], work[0], work[2]))
+        if not todo:
+            return
         if self._ring_metric[code]:
-            ser = self._series
-            cap = self.window_capacity
-            head = ser["ring_head"][s]
-            slot = s * cap + head  # flat indices scatter faster than 2-D ones
-            ser["ring_ts"].reshape(-1)[slot] = t
-            ser["ring_val"].reshape(-1)[slot] = v
-            nxt = head + 1
-            nxt[nxt == cap] = 0
-            ser["ring_head"][s] = nxt
+            pushed = todo[0][1] if len(todo) == 1 else np.unique(
+                np.concatenate([item[1] for item in todo]))
+            self._push(s[pushed], t[pushed], v[pushed])
+        for rule, rows, signal, _, r_on in todo:
+            self._step(rule, s[rows], t[rows], v[rows], np.arange(len(rows)), signal, r_on,
+                       events)
+
+    def _scoped(self, code: int, s: Idx) -> list[tuple[SignalRule, Idx | None]]:
+        """The metric's rules with the readings in their scope (None: all of them)."""
+        out: list[tuple[SignalRule, Idx | None]] = []
         dev: Idx | None = None
         for rule in self._by_metric[code]:
             if rule.id in self._filtered:
                 if dev is None:
                     dev = self._series["dev"][s]
-                ok = self._scope[rule.id][dev]
-                self._evaluate(rule, s[ok], t[ok], v[ok], None if head is None else head[ok],
-                               events)
+                out.append((rule, np.flatnonzero(self._scope[rule.id][dev])))
             else:
-                self._evaluate(rule, s, t, v, head, events)
+                out.append((rule, None))
+        return out
 
-    def _evaluate(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None,
-                  events: list[AlertEvent]) -> None:
-        """Compute the rule's signal for these readings and step its hysteresis."""
+    def _push(self, s: Idx, t: I64, v: F64) -> Idx:
+        """Write readings into their series' rings; returns the slots written."""
+        head: Idx = self._series["ring_head"][s]
+        slot = head * self._ring.capacity
+        slot += s  # flat indices scatter faster than 2-D ones
+        ring_ts, ring_val = self._ring.flat()
+        ring_ts[slot] = t
+        ring_val[slot] = v
+        nxt = head + 1
+        nxt[nxt == self.window_capacity] = 0
+        self._series["ring_head"][s] = nxt
+        return head
+
+    def _prepare(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None
+                 ) -> tuple[Idx, F64, Bool] | None:
+        """The rule's signal; the readings whose step can change something, None if none.
+
+        Returns (rows, signal at rows, raise test at rows).
+        """
         if len(s) == 0:
-            return
+            return None
         self.stats.evaluations += len(s)
         signal = self._signal_of(rule, s, t, v, head)
-        derived = self._derived[rule.id]
         r_on = test(rule.raise_, signal)
-        work = r_on | derived["busy"][s]
+        work = r_on | self._derived[rule.id]["busy"][s]
         if self._track_clear[rule.id]:
             work |= test(rule.clear, signal)
         rows = np.flatnonzero(work)
         if len(rows) == 0:
-            return  # at rest and not raising: nothing can change
-        s, t, signal, r_on = s[rows], t[rows], signal[rows], r_on[rows]
+            return None  # at rest and not raising: nothing can change
+        return rows, signal[rows], r_on[rows]
+
+    def _step(self, rule: SignalRule, s: Idx, t: I64, v: F64, rows: Idx, signal: F64,
+              r_on: Bool, events: list[AlertEvent]) -> None:
+        """Step the hysteresis of the readings ``rows`` (with their signal and raise test)."""
+        s, t = s[rows], t[rows]
+        derived = self._derived[rule.id]
         c_on = test(rule.clear, signal)
         state = self._state[rule.id]
         r_since = _since(state["raise_since"], s, t, r_on)
@@ -566,9 +701,8 @@ class RuleEngine:
         """
         cap = self.window_capacity
         d = self._derived[rule.id]
-        ring_ts = self._series["ring_ts"].reshape(-1)
-        ring_val = self._series["ring_val"].reshape(-1)
-        base = s * cap
+        ring_ts, ring_val = self._ring.flat()
+        stride = self._ring.capacity
         n = d["n"][s]
         total = d["sum"][s]
         zscore = isinstance(rule, ZScoreRule)
@@ -586,7 +720,7 @@ class RuleEngine:
         keep_min = 1 - back
         rows = np.flatnonzero(n > keep_min)
         while len(rows):
-            tail = base[rows] + (head[rows] - n[rows] + back) % cap
+            tail = (head[rows] - n[rows] + back) % cap * stride + s[rows]
             out = ring_ts[tail] <= limit[rows]
             if not out.any():
                 break
@@ -608,7 +742,7 @@ class RuleEngine:
             total += v
             total_sq += v * v
         elif isinstance(rule, RateRule):
-            oldest = base + (head - n + 1) % cap
+            oldest = (head - n + 1) % cap * stride + s
             signal = rate_of(v, t, ring_val[oldest], ring_ts[oldest], rule.min_span)
         else:
             signal = total.astype(np.float64)
@@ -616,7 +750,7 @@ class RuleEngine:
             # The next push overwrites the oldest of a full ring: let it leave while readable.
             full = np.flatnonzero(n == cap)
             if len(full):
-                old = ring_val[base[full] + (head[full] + 1) % cap]
+                old = ring_val[(head[full] + 1) % cap * stride + s[full]]
                 n[full] -= 1
                 if isinstance(rule, RepeatingRule):
                     total[full] -= test(rule.match, old)
@@ -639,18 +773,16 @@ class RuleEngine:
         rows = np.flatnonzero(head == s % cap)
         if len(rows) == 0:
             return
-        ring_val = self._series["ring_val"].reshape(-1)
-        base = s[rows] * cap
+        _, ring_val = self._ring.flat()
+        stride = self._ring.capacity
+        sr = s[rows]
         nn = n[rows]
-        acc = np.zeros(len(rows))
-        acc_sq = np.zeros(len(rows))
-        for k in range(cap - 1, -1, -1):  # oldest first, the order a plain sum adds them in
-            val = ring_val[base + (head[rows] - k) % cap]
-            use = nn > k
-            acc += np.where(use, val, 0.0)
-            acc_sq += np.where(use, val * val, 0.0)
-        total[rows] = acc
-        total_sq[rows] = acc_sq
+        back = np.arange(cap - 1, -1, -1)  # oldest first, the order a plain sum adds them in
+        slots = (head[rows, None] - back) % cap * stride + sr[:, None]
+        val = np.where(nn[:, None] > back, ring_val[slots], 0.0)
+        # cumsum adds left to right, one element at a time, like the reference's sum()
+        total[rows] = np.cumsum(val, axis=1)[:, -1]
+        total_sq[rows] = np.cumsum(val * val, axis=1)[:, -1]
 
     def _baseline_delta(self, rule: DeltaBaselineRule, s: Idx, t: I64, v: F64) -> F64:
         """Value minus the median of the series' first ``baseline``; NaN while it is learnt."""
@@ -665,7 +797,7 @@ class RuleEngine:
         learning = ~ready & (t < start + rule.baseline)
         count = st["base_n"][s]
         take = learning & (count < rule.baseline_samples)
-        st["base_buf"][s[take], count[take]] = v[take]
+        st["base_buf"].reshape(-1)[s[take] * rule.baseline_samples + count[take]] = v[take]
         st["base_n"][s[take]] = count[take] + 1
         closing = ~ready & ~learning
         if closing.any():
@@ -682,8 +814,8 @@ class RuleEngine:
         if self._ring_metric[METRIC_CODES[rule.metric]]:
             order = (int(ser["ring_head"][s]) + np.arange(self.window_capacity)) % (
                 self.window_capacity)
-            ts = ser["ring_ts"][s, order]
-            vals = ser["ring_val"][s, order]
+            ts = self._ring.ts[order, s]
+            vals = self._ring.val[order, s]
             keep = (ts >= window_start(rule, t, since)) & (ts <= t)
             window = list(zip(ts[keep].tolist(), vals[keep].tolist(), strict=True))
         else:
@@ -714,12 +846,14 @@ class RuleEngine:
                 last = int(self._series["last_ts"][si])
                 events.append(silence_event(rule, device_id, CLEARED, int(t[i]), last))
 
-    def _device_bookkeeping(self, s: Idx, t: I64, events: list[AlertEvent]) -> None:
+    def _device_bookkeeping(self, accepted: Callable[[], tuple[Idx, I64]],
+                            events: list[AlertEvent]) -> None:
         """Device-wide silence and composites: skipped when the active counts rule them out."""
         device_silence = [r for r in self._silence if r.scope.metric is None]
         composites = any(self._composite_may_change(r) for r in self._composite)
         if not device_silence and not composites:
             return
+        s, t = accepted()
         dev = self._series["dev"][s]
         if any(self._n_active[r.id] for r in device_silence):
             dev_first = np.full(self._n_dev, np.iinfo(np.int64).max, dtype=np.int64)
@@ -787,6 +921,32 @@ class RuleEngine:
                                               int(at_us[d]), names))
 
 
+@dataclass
+class _Run:
+    """A stretch of a batch with strictly increasing series, after the policy."""
+
+    s: Idx
+    t: I64
+    v: F64
+    codes: Idx
+    keep: Bool  # accepted by the policy
+    first: Bool  # no earlier accepted reading of the series in the batch
+
+    def select(self, keep: Bool) -> None:
+        """Keep only the accepted readings."""
+        self.s, self.t, self.v = self.s[keep], self.t[keep], self.v[keep]
+        self.codes, self.first = self.codes[keep], self.first[keep]
+
+
+def _run_starts(series: Idx) -> Idx:
+    """Where each run of strictly increasing series starts (always 0 first)."""
+    breaks = np.flatnonzero(series[1:] <= series[:-1])
+    starts: Idx = np.empty(len(breaks) + 1, dtype=np.intp)
+    starts[0] = 0
+    np.add(breaks, 1, out=starts[1:])
+    return starts
+
+
 def _each_once(series: Idx, n_series: int) -> bool:
     """Whether no series appears twice; cheap when the batch is in series order."""
     if len(series) <= 1 or bool(np.all(series[1:] > series[:-1])):
@@ -816,6 +976,12 @@ def _since(since_arr: I64, s: Idx, t: I64, on: NDArray[np.bool_]) -> I64:
     since = np.where(on, np.where(since < 0, t, since), -1)
     since_arr[s] = since
     return since
+
+
+def _names(codes: Bool) -> NDArray[np.str_]:
+    """Metric names of a per-code mask, for snapshots (never empty: savez needs a dtype)."""
+    return np.array([METRIC_NAMES[m] for m in np.flatnonzero(codes).tolist()] or [""],
+                    dtype=np.str_)
 
 
 def _is_signal(rule: AnyRule) -> bool:
