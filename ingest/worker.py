@@ -10,13 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from contract import Batch, ContractError, decode_batch
 from contract.topics import batch_subscription
 from ingest.counters import IngestCounters
-from ingest.mqtt_ack import ack, enable_manual_ack
+from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
 from ingest.storage.base import DeadLetter, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -57,14 +55,8 @@ class IngestWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        if s.mqtt_v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = s.session_expiry_s
-            return aiomqtt.Client(
-                s.host, s.port, identifier=s.client_id,
-                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-            )
-        return aiomqtt.Client(s.host, s.port, identifier=s.client_id, clean_session=False)
+        return persistent_client(s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5,
+                                 session_expiry_s=s.session_expiry_s)
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker outages."""

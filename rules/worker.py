@@ -12,12 +12,10 @@ import logging
 from dataclasses import dataclass
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from contract import ContractError, decode_batch
 from contract.topics import batch_subscription
-from ingest.mqtt_ack import ack, enable_manual_ack
+from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
 from rules.runtime import RuleRuntime
 
 log = logging.getLogger(__name__)
@@ -50,11 +48,8 @@ class RulesWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.session_expiry_s
-        return aiomqtt.Client(s.host, s.port, identifier=s.client_id,
-                              protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-                              properties=props)
+        return persistent_client(s.host, s.port, s.client_id,
+                                 session_expiry_s=s.session_expiry_s)
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker outages."""

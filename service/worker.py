@@ -20,13 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict
 
 from contract import AlertEvent, ContractError, decode_alert
 from contract.topics import alert_subscription, notification_topic
-from ingest.mqtt_ack import ack, enable_manual_ack
+from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
 from service import desk
 from service.audit import canonical_json
 from service.escalation import Escalation
@@ -203,14 +201,8 @@ class ServiceWorker:
 
     def _mqtt(self) -> aiomqtt.Client:
         s = self.settings
-        if s.mqtt_v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = s.session_expiry_s
-            return aiomqtt.Client(
-                s.host, s.port, identifier=s.client_id,
-                protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-            )  # fmt: skip
-        return aiomqtt.Client(s.host, s.port, identifier=s.client_id, clean_session=False)
+        return persistent_client(s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5,
+                                 session_expiry_s=s.session_expiry_s)
 
     async def run(self) -> None:
         """Consume alerts and run the periodic jobs until cancelled."""
