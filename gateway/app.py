@@ -29,6 +29,7 @@ class GatewaySettings:
     gateway_id: str = "gw-1"
     outbox_path: Path = Path("var/gateway-outbox.db")
     outbox_max_readings: int = 10_000_000
+    outbox_max_bytes: int | None = None  # also bound the outbox's live database pages
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     site_broker: SiteBrokerSettings | None = None  # None: no equipment to bridge
 
@@ -49,7 +50,7 @@ class Gateway:
         self.counters = counters or GatewayCounters()
         settings.outbox_path.parent.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(settings.outbox_path, settings.gateway_id,
-                             settings.outbox_max_readings)
+                             settings.outbox_max_readings, settings.outbox_max_bytes)
         self.uplink = Uplink(self.outbox, settings.uplink, self.counters)
         self.sources: list[ReadingSource] = list(sources)
         self.bridge: EquipmentBridge | None = None
@@ -71,9 +72,16 @@ class Gateway:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in [*self._source_tasks, *self._tasks]:
+        tasks = [*self._source_tasks, *self._tasks]
+        for task in tasks:
             task.cancel()
-        for task in [*self._source_tasks, *self._tasks]:
+        for task in tasks:
+            # Cancel again until it takes: on Python 3.11 asyncio.wait_for (inside aiomqtt)
+            # can lose a cancel that races its inner future (CPython gh-86296), and the outbox
+            # must not close under a still-running uplink.
+            while not task.done():
+                await asyncio.wait({task}, timeout=1.0)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.outbox.close()
@@ -100,6 +108,7 @@ class Gateway:
         if dropped:
             self.counters.dropped_readings.inc(dropped)
             log.error("outbox bound reached: dropped the %d oldest readings", dropped)
+            await self.uplink.check_alarm()  # raised as an alert upstream, never silent
         self.uplink.wake()
 
     async def sources_done(self) -> None:

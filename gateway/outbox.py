@@ -5,6 +5,13 @@ readings and its identity (batch_seq and the reading-id range) is committed befo
 published, so a resend after a crash or outage carries the same batch_seq and the same
 readings, which is what lets ingest deduplicate. A batch leaves the outbox only when the broker
 acknowledged it (PUBACK).
+
+The outbox is bounded (``max_readings`` and, optionally, ``max_bytes`` of live database pages).
+When a write would exceed the bound, the OLDEST readings go, and they are counted durably. An
+open batch that would lose some of its readings is dropped whole: shrinking it would give an
+already-published batch_seq different content, and ingest, which keeps the first copy of a
+batch_seq, could then never receive the rest. The outbox also queues alert events so that
+they reach the broker through the same outage-proof path as readings.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received_at_us INTEGER NOT NULL,
     source TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alarms (
+    rule_id TEXT PRIMARY KEY, active INTEGER NOT NULL, mark INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts_out (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL
+);
 """
+_COLUMNS = "device_id, metric, value, unit, ts_us, seq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,15 @@ class OutboxStats:
     pending_readings: int
     open_batches: int
     dropped_readings: int
+    bound_readings: int = 0  # the reading bound currently in force (max_bytes may lower it)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """A gateway-level alarm: whether it is raised, and the drop count it last saw."""
+
+    active: bool
+    mark: int
 
 
 class OutboxFull(Exception):
@@ -53,9 +76,13 @@ class OutboxFull(Exception):
 class Outbox:
     """Durable FIFO of readings grouped into stable batches; thread-safe."""
 
-    def __init__(self, path: Path | str, gateway_id: str, max_readings: int = 10_000_000) -> None:
+    def __init__(
+        self, path: Path | str, gateway_id: str, max_readings: int = 10_000_000,
+        max_bytes: int | None = None,
+    ) -> None:
         self.gateway_id = gateway_id
         self.max_readings = max_readings
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         # WAL + synchronous=NORMAL survives a process crash (SIGKILL) without fsync per write;
@@ -63,6 +90,10 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # count(*) scans the table; one scan here, then the count is kept in step with every
+        # committed write, so a multi-million backlog does not cost a scan per append.
+        self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+        self._bound = max_readings
 
     def close(self) -> None:
         """Close the database; everything committed stays on disk."""
@@ -73,36 +104,57 @@ class Outbox:
         """Durably add readings; returns how many old readings the bound forced out."""
         if not readings:
             return 0
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO pending (device_id, metric, value, unit, ts_us, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings],
-            )
-            return self._enforce_bound()
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    f"INSERT INTO pending ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings],
+                )
+                pending = self._pending + len(readings)
+                dropped = self._enforce_bound(pending)
+            self._pending = pending - dropped
+            return dropped
 
-    def _enforce_bound(self) -> int:
-        count = self._count()
-        excess = count - self.max_readings
+    def _bound_now(self, pending: int) -> int:
+        """max_readings, lowered to what max_bytes holds at the current bytes per reading."""
+        if self.max_bytes is None or pending == 0:
+            return self.max_readings
+        # Live pages only: freed pages are reused before the file grows, so they cost no disk.
+        pages, free, size = (
+            int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("page_count", "freelist_count", "page_size")
+        )
+        used = (pages - free) * size
+        if used <= self.max_bytes:
+            return self.max_readings
+        return min(self.max_readings, max(1, self.max_bytes * pending // used))
+
+    def _enforce_bound(self, pending: int) -> int:
+        """Drop the oldest readings (and any batch they belonged to) to fit the bound."""
+        self._bound = self._bound_now(pending)
+        excess = pending - self._bound
         if excess <= 0:
             return 0
-        # Drop the oldest readings and any batch they belonged to; counted, never silent.
-        cutoff = self._db.execute(
+        cutoff = int(self._db.execute(
             "SELECT id FROM pending ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
+        ).fetchone()[0])
+        # An open batch straddling the cutoff goes whole (see the module docstring).
+        straddling = self._db.execute(
+            "SELECT max(last_id) FROM batches WHERE first_id <= ?", (cutoff,)
         ).fetchone()[0]
-        self._db.execute("DELETE FROM pending WHERE id <= ?", (cutoff,))
+        if straddling is not None:
+            cutoff = max(cutoff, int(straddling))
+        dropped = int(self._db.execute(
+            "DELETE FROM pending WHERE id <= ?", (cutoff,)
+        ).rowcount)
         self._db.execute("DELETE FROM batches WHERE first_id <= ?", (cutoff,))
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-            (excess,),
+            (dropped,),
         )
-        return excess
-
-    def _count(self) -> int:
-        row = self._db.execute("SELECT count(*) FROM pending").fetchone()
-        return int(row[0])
+        return dropped
 
     def open_batches(self) -> list[Batch]:
         """Batches cut but not yet acknowledged, oldest first: what to resend after a restart."""
@@ -119,33 +171,39 @@ class Outbox:
             # Watermarks, not max() over open batches: acks arrive out of order, and an acked
             # batch's seq or ids must never be handed out again.
             after = self._meta("batched_through")
-            last_seq = self._meta("last_batch_seq")
-            ids = self._db.execute(
-                "SELECT id FROM pending WHERE id > ? ORDER BY id LIMIT ?", (after, max_readings)
+            # One query for identity and content: draining a big backlog is bound by this read.
+            rows = self._db.execute(
+                f"SELECT id, {_COLUMNS} FROM pending WHERE id > ? ORDER BY id LIMIT ?",
+                (after, max_readings),
             ).fetchall()
-            if not ids:
+            if not rows:
                 return None
-            seq = last_seq + 1
-            first, last = ids[0][0], ids[-1][0]
+            seq = self._meta("last_batch_seq") + 1
+            first, last = rows[0][0], rows[-1][0]
             self._db.execute(
                 "INSERT INTO batches (batch_seq, first_id, last_id) VALUES (?, ?, ?)",
                 (seq, first, last),
             )
             self._set_meta("last_batch_seq", seq)
             self._set_meta("batched_through", last)
-            return self._load(seq, first, last)
+            return Batch(self.gateway_id, seq, tuple(Reading(*row[1:]) for row in rows))
 
-    def acknowledge(self, batch_seq: int) -> None:
-        """The broker has the batch: forget it and its readings."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
-                "SELECT first_id, last_id FROM batches WHERE batch_seq = ?", (batch_seq,)
-            ).fetchone()
-            if row is None:
-                return  # already acknowledged, or dropped by the bound
-            self._db.execute("DELETE FROM pending WHERE id BETWEEN ? AND ?", row)
-            self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+    def acknowledge(self, batch_seq: int) -> int:
+        """The broker has the batch: forget it; returns how many readings left the outbox."""
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute(
+                    "SELECT first_id, last_id FROM batches WHERE batch_seq = ?", (batch_seq,)
+                ).fetchone()
+                if row is None:
+                    return 0  # already acknowledged, or dropped by the bound
+                removed = int(self._db.execute(
+                    "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
+                ).rowcount)
+                self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+            self._pending -= removed
+            return removed
 
     def dead_letter(self, received_at_us: int, source: str, reason: str, payload: bytes) -> None:
         """Keep an input the gateway could not use, with the reason, for later inspection."""
@@ -165,10 +223,41 @@ class Outbox:
             return [(str(a), str(b), bytes(c)) for a, b, c in rows]
 
     def stats(self) -> OutboxStats:
-        """Current backlog and drop count."""
+        """Current backlog, drop count and the bound in force."""
         with self._lock:
             batches = self._db.execute("SELECT count(*) FROM batches").fetchone()[0]
-            return OutboxStats(self._count(), int(batches), self._meta("dropped"))
+            return OutboxStats(self._pending, int(batches), self._meta("dropped"), self._bound)
+
+    def alarm(self, rule_id: str) -> AlarmState:
+        """The stored state of a gateway-level alarm (inactive, mark 0 if never raised)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT active, mark FROM alarms WHERE rule_id = ?", (rule_id,)
+            ).fetchone()
+            return AlarmState(bool(row[0]), int(row[1])) if row else AlarmState(False, 0)
+
+    def queue_alert(self, rule_id: str, state: AlarmState, payload: bytes) -> None:
+        """Record an alarm transition and queue its event for the uplink, in one commit."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO alarms (rule_id, active, mark) VALUES (?, ?, ?)"
+                " ON CONFLICT (rule_id) DO UPDATE SET active = excluded.active,"
+                " mark = excluded.mark",
+                (rule_id, int(state.active), state.mark),
+            )
+            self._db.execute("INSERT INTO alerts_out (payload) VALUES (?)", (payload,))
+
+    def queued_alerts(self) -> list[tuple[int, bytes]]:
+        """(id, payload) of alert events not yet acknowledged by the broker, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, payload FROM alerts_out ORDER BY id").fetchall()
+            return [(int(i), bytes(p)) for i, p in rows]
+
+    def alert_sent(self, alert_id: int) -> None:
+        """The broker has the alert event: forget it."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM alerts_out WHERE id = ?", (alert_id,))
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -183,8 +272,7 @@ class Outbox:
 
     def _load(self, batch_seq: int, first_id: int, last_id: int) -> Batch:
         rows = self._db.execute(
-            "SELECT device_id, metric, value, unit, ts_us, seq FROM pending"
-            " WHERE id BETWEEN ? AND ? ORDER BY id",
+            f"SELECT {_COLUMNS} FROM pending WHERE id BETWEEN ? AND ? ORDER BY id",
             (first_id, last_id),
         ).fetchall()
         return Batch(self.gateway_id, batch_seq, tuple(Reading(*row) for row in rows))

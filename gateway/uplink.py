@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import aiomqtt
 
 from contract import Batch, encode_batch
-from contract.topics import batch_topic
+from contract.topics import alert_topic, batch_topic
 from gateway.counters import GatewayCounters
 from gateway.outbox import Outbox
+from gateway.overflow_alert import OverflowAlarm
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,17 @@ class Uplink:
         self.new_data = asyncio.Event()
         self.connected = asyncio.Event()
         self.topic = batch_topic(outbox.gateway_id)
+        self.alarm = OverflowAlarm(outbox)
+        self.alerts_queued = asyncio.Event()
 
     def wake(self) -> None:
         """Tell the uplink that readings were appended."""
         self.new_data.set()
+
+    async def check_alarm(self) -> None:
+        """Queue an overflow alert transition if one is due, and have it published."""
+        if await asyncio.to_thread(self.alarm.check) is not None:
+            self.alerts_queued.set()
 
     async def run(self) -> None:
         """Forward forever; every connection failure leads to a backoff and a resend."""
@@ -81,6 +89,10 @@ class Uplink:
     async def _pump(self, client: aiomqtt.Client) -> None:
         slots = asyncio.Semaphore(self.settings.max_inflight)
         async with asyncio.TaskGroup() as group:
+            # Drops committed just before a crash still raise their alert after the restart.
+            await self.check_alarm()
+            self.alerts_queued.set()
+            group.create_task(self._publish_alerts(client))
             # Whatever was cut before the outage goes first, with its original batch_seq.
             for batch in await asyncio.to_thread(self.outbox.open_batches):
                 await slots.acquire()
@@ -108,5 +120,18 @@ class Uplink:
             await asyncio.to_thread(self.outbox.acknowledge, batch.batch_seq)
             self.counters.batches_sent.inc()
             self.counters.readings_sent.inc(len(batch.readings))
+            if self.alarm.active:
+                await self.check_alarm()  # the backlog shrank: maybe below the clear level
         finally:
             slots.release()
+
+    async def _publish_alerts(self, client: aiomqtt.Client) -> None:
+        """Publish queued alert events in order, each forgotten only on its PUBACK."""
+        topic = alert_topic(self.outbox.gateway_id)
+        while True:
+            await self.alerts_queued.wait()
+            self.alerts_queued.clear()
+            for alert_id, payload in await asyncio.to_thread(self.outbox.queued_alerts):
+                await client.publish(topic, payload, qos=1)
+                await asyncio.to_thread(self.outbox.alert_sent, alert_id)
+                log.info("alert event %d published on %s", alert_id, topic)

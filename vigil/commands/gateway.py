@@ -3,40 +3,104 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import dataclasses
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from vigil.settings import VigilSettings
 
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
 app = typer.Typer(help="The edge gateway.", no_args_is_help=True)
 console = Console()
+log = logging.getLogger(__name__)
 
 
 @app.command("run")
 def gateway_run(
+    gateway_id: Annotated[
+        str | None, typer.Option(help="Gateway id (env VIGIL_GATEWAY__ID).")
+    ] = None,
+    outbox_path: Annotated[
+        Path | None, typer.Option(help="Outbox file (env VIGIL_GATEWAY__OUTBOX_PATH).")
+    ] = None,
+    uplink_host: Annotated[
+        str | None, typer.Option(help="Uplink broker host (env VIGIL_UPLINK_BROKER__HOST).")
+    ] = None,
+    uplink_port: Annotated[
+        int | None, typer.Option(help="Uplink broker port (env VIGIL_UPLINK_BROKER__PORT).")
+    ] = None,
+    site_host: Annotated[
+        str | None, typer.Option(help="Site broker host (env VIGIL_SITE_BROKER__HOST).")
+    ] = None,
+    site_port: Annotated[
+        int | None, typer.Option(help="Site broker port (env VIGIL_SITE_BROKER__PORT).")
+    ] = None,
+    bridge: Annotated[
+        bool | None,
+        typer.Option(help="Bridge site equipment (env VIGIL_GATEWAY__BRIDGE_EQUIPMENT)."),
+    ] = None,
+    outbox_max_bytes: Annotated[
+        int | None, typer.Option(help="Also bound the outbox's live database bytes.")
+    ] = None,
     simulate_patches: Annotated[
         int, typer.Option(help="Also read this many simulated patches.")
     ] = 0,
+    ticks: Annotated[
+        int | None, typer.Option(help="Simulated samples per patch (env VIGIL_SIMULATOR__TICKS).")
+    ] = None,
+    tick_wall_s: Annotated[
+        float | None,
+        typer.Option(help="Wall seconds between ticks (env VIGIL_SIMULATOR__TICK_WALL_S)."),
+    ] = None,
+    exit_when_drained: Annotated[
+        bool, typer.Option(help="Exit once the simulation is done and the outbox is empty.")
+    ] = False,
 ) -> None:
-    """Run the gateway until interrupted."""
+    """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
     from gateway.app import Gateway
+    from gateway.source import ReadingSource
     from simulator.fleet import Fleet, FleetSpec
     from simulator.runner import SimulatedFleet
 
-    settings = VigilSettings()
-    sources = []
+    vigil = VigilSettings()
+    g = vigil.gateway
+    g.id = gateway_id or g.id
+    g.outbox_path = outbox_path or g.outbox_path
+    g.bridge_equipment = g.bridge_equipment if bridge is None else bridge
+    vigil.uplink_broker.host = uplink_host or vigil.uplink_broker.host
+    vigil.uplink_broker.port = uplink_port or vigil.uplink_broker.port
+    vigil.site_broker.host = site_host or vigil.site_broker.host
+    vigil.site_broker.port = site_port or vigil.site_broker.port
+    settings = dataclasses.replace(vigil.gateway_settings(), outbox_max_bytes=outbox_max_bytes)
+
+    sources: list[ReadingSource] = []
     if simulate_patches:
-        s = settings.simulator
+        s = vigil.simulator
         fleet = Fleet(FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0,
                                 tick_s=s.tick_s))
-        sources.append(SimulatedFleet(fleet, s.ticks, s.tick_wall_s))
+        sources.append(SimulatedFleet(fleet, ticks if ticks is not None else s.ticks,
+                                      tick_wall_s if tick_wall_s is not None else s.tick_wall_s))
+
+    from vigil.stopping import run_until_stopped
 
     async def main() -> None:
-        async with Gateway(settings.gateway_settings(), sources):
-            await asyncio.Event().wait()
+        async with Gateway(settings, sources) as gateway:
+            if exit_when_drained:
+                await _until_drained(gateway)
+            else:
+                await asyncio.Event().wait()
+        log.info("gateway %s stopped", settings.gateway_id)
 
-    asyncio.run(main())
+    run_until_stopped(main())
 
 
+async def _until_drained(gateway: Gateway) -> None:
+    """Wait for every finite source to finish and the outbox to empty."""
+    await gateway.sources_done()
+    await gateway.drained()
