@@ -15,6 +15,7 @@ from vigil.settings import VigilSettings
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.profiles import GatewayProfile
 
 app = typer.Typer(help="The edge gateway.", no_args_is_help=True)
 console = Console()
@@ -61,6 +62,17 @@ def gateway_run(
     exit_when_drained: Annotated[
         bool, typer.Option(help="Exit once the simulation is done and the outbox is empty.")
     ] = False,
+    keys: Annotated[
+        Path | None,
+        typer.Option(help="Key store of paired patches: read them over BLE (BlueZ)."),
+    ] = None,
+    patient: Annotated[
+        str | None,
+        typer.Option(help="With --keys: run as this patient's home-care kit, not a ward."),
+    ] = None,
+    state_dir: Annotated[
+        Path, typer.Option(help="With --keys: where the outbox and replay marks live.")
+    ] = Path("var/gateway"),
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
     from gateway.app import Gateway
@@ -80,6 +92,13 @@ def gateway_run(
     settings = dataclasses.replace(vigil.gateway_settings(), outbox_max_bytes=outbox_max_bytes)
 
     sources: list[ReadingSource] = []
+    if keys is not None:
+        profile = _profile(vigil, keys, patient, state_dir)
+        # The profile's outbox sizing, links and batching replace the generic settings.
+        settings = profile.settings
+        sources.append(profile.acquisition())
+        console.print(f"{profile.kind} gateway {settings.gateway_id}: "
+                      f"{len(profile.paired)} paired patches")
     if simulate_patches:
         s = vigil.simulator
         fleet = Fleet(FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0,
@@ -104,3 +123,49 @@ async def _until_drained(gateway: Gateway) -> None:
     """Wait for every finite source to finish and the outbox to empty."""
     await gateway.sources_done()
     await gateway.drained()
+
+
+@app.command("profile")
+def gateway_profile(
+    keys: Annotated[Path, typer.Option(help="Key store of paired patches.")],
+    patient: Annotated[
+        str | None, typer.Option(help="Plan this patient's home-care kit instead of a ward.")
+    ] = None,
+    state_dir: Annotated[Path, typer.Option(help="Where the outbox would live.")] = Path(
+        "var/gateway"
+    ),
+) -> None:
+    """Show what a ward gateway or home kit would run with: patches, links, outbox sizing."""
+    profile = _profile(VigilSettings(), keys, patient, state_dir)
+    console.print(f"profile: {profile.kind}, gateway {profile.settings.gateway_id}")
+    console.print(f"paired patches: {', '.join(p.device_id for p in profile.paired)}")
+    console.print(f"connection slots: {profile.ble.max_connections}")
+    console.print(f"outbox bound: {profile.settings.outbox_max_readings:,} readings")
+    if profile.sizing is not None:
+        console.print(profile.sizing.explain())
+
+
+def _profile(
+    vigil: VigilSettings, keys: Path, patient: str | None, state_dir: Path
+) -> GatewayProfile:
+    """The ward or home-kit profile for these keys, with a clear exit on a bad key store."""
+    from gateway.equipment_bridge import SiteBrokerSettings
+    from gateway.keystore import KeyStoreError, load_keystore
+    from gateway.profiles import home_kit_profile, ward_profile
+
+    try:
+        store = load_keystore(keys)
+        if patient is not None:
+            return home_kit_profile(
+                store, patient, gateway_id=vigil.gateway.id, state_dir=state_dir,
+                uplink_host=vigil.uplink_broker.host, uplink_port=vigil.uplink_broker.port,
+            )
+        uplink = vigil.gateway_settings().uplink
+        site = SiteBrokerSettings(vigil.site_broker.host, vigil.site_broker.port,
+                                  vigil.gateway.site) if vigil.gateway.bridge_equipment else None
+        return ward_profile(store, gateway_id=vigil.gateway.id, state_dir=state_dir,
+                            uplink=uplink, site_broker=site)
+    except KeyStoreError as exc:
+        # Unwrapped and unmarked-up: the message carries a path and a command to copy.
+        console.print(f"key store: {exc}", style="red", soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
