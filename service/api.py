@@ -487,8 +487,10 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id} not found")
         start, end = half_year(day or clock().date())
         log = store.audit_log()
+        # Without a reading store there is no alert history: the report says so, not "zero".
+        alerts = alerts_of(None) if readings is not None else None
         return hospital_report(site, store.devices(site_id=site_id), store.tickets(), start, end,
-                               sla, log[-1].hash if log else "")  # fmt: skip
+                               sla, log[-1].hash if log else "", alerts=alerts)  # fmt: skip
 
     @app.get("/audit/verify")
     def audit_verify(who: Caller) -> dict[str, Any]:
