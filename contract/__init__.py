@@ -13,17 +13,25 @@ from contract.codec import (
     decode_batch,
     encode_batch,
 )
+from contract.confirm import (
+    CONFIRM_VERSION,
+    Confirmation,
+    decode_confirmation,
+    encode_confirmation,
+)
 from contract.equipment import EquipmentMessage, decode_equipment_message
 from contract.errors import ContractError
 from contract.reading import Batch, Reading, check_reading, reading_problem
 
 __all__ = [
+    "CONFIRM_VERSION",
     "MAX_PAYLOAD_BYTES",
     "METRICS",
     "WIRE_VERSION",
     "AlertEvent",
     "AlertTransition",
     "Batch",
+    "Confirmation",
     "ContractError",
     "DecodedBatch",
     "DeviceKind",
@@ -35,8 +43,10 @@ __all__ = [
     "check_reading",
     "decode_alert",
     "decode_batch",
+    "decode_confirmation",
     "decode_equipment_message",
     "encode_batch",
+    "encode_confirmation",
     "metric_spec",
     "reading_problem",
 ]

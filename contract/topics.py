@@ -13,6 +13,11 @@ def batch_topic(gateway_id: str) -> str:
     return f"{UPLINK_PREFIX}/{gateway_id}/batches"
 
 
+def confirm_topic(gateway_id: str) -> str:
+    """Where ingest confirms a gateway's batches as stored; the gateway subscribes to it."""
+    return f"{UPLINK_PREFIX}/{gateway_id}/confirms"
+
+
 def batch_subscription(shared_group: str | None = None) -> str:
     """What ingest subscribes to; a group name makes it an MQTT v5 shared subscription."""
     topic = f"{UPLINK_PREFIX}/+/batches"

@@ -119,7 +119,11 @@ class Gateway:
             await asyncio.gather(*finite)
 
     async def drained(self, poll_s: float = 0.05) -> None:
-        """Wait until the outbox is empty: everything produced so far was acknowledged."""
+        """Wait until the outbox is empty: ingest confirmed storing everything produced so far.
+
+        (With ``require_confirmation`` off: the broker acknowledged it.) Unconfirmed readings
+        stay pending, so with ingest down this waits until it is back.
+        """
         while True:
             for task in self._tasks:
                 if task.done() and not task.cancelled() and task.exception():

@@ -29,7 +29,22 @@ class GatewayCounters:
             "vigil_gateway_readings_acked", "Readings in acknowledged batches", registry=r
         )
         self.resent_batches = Counter(
-            "vigil_gateway_batches_resent", "Batches sent again after an outage", registry=r
+            "vigil_gateway_batches_resent", "Batches sent again after a (re)connect", registry=r
+        )
+        self.resent_on_timeout = Counter(
+            "vigil_gateway_batches_resent_on_timeout",
+            "Published batches sent again because ingest's confirmation was late", registry=r,
+        )
+        self.confirmations_received = Counter(
+            "vigil_gateway_confirmations", "Confirmation messages received from ingest",
+            registry=r,
+        )
+        self.confirmations_rejected = Counter(
+            "vigil_gateway_confirmations_rejected",
+            "Confirmation messages ignored as malformed or for another gateway", registry=r,
+        )
+        self.readings_confirmed = Counter(
+            "vigil_gateway_readings_confirmed", "Readings ingest confirmed as stored", registry=r
         )
         self.uplink_reconnects = Counter(
             "vigil_gateway_uplink_reconnects", "Uplink connection attempts after a loss", registry=r

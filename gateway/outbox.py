@@ -3,8 +3,12 @@
 Readings are appended before anything is sent. A batch is cut from the oldest unbatched
 readings and its identity (batch_seq and the reading-id range) is committed before it is
 published, so a resend after a crash or outage carries the same batch_seq and the same
-readings, which is what lets ingest deduplicate. A batch leaves the outbox only when the broker
-acknowledged it (PUBACK).
+readings, which is what lets ingest deduplicate.
+
+A batch leaves the outbox only when ingest confirms it stored it (``confirm``). The broker's
+PUBACK only marks it published (``published_at_us``): Mosquitto acknowledges before it persists,
+so a broker crash can lose what it acknowledged, and the batch must still be here to resend.
+(``acknowledge`` removes a batch on PUBACK, for deployments whose ingest does not confirm.)
 
 The outbox is bounded (``max_readings`` and, optionally, ``max_bytes`` of live database pages).
 When a write would exceed the bound, the OLDEST readings go, and they are counted durably. An
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +36,12 @@ CREATE TABLE IF NOT EXISTS pending (
     device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
     unit TEXT NOT NULL, ts_us INTEGER NOT NULL, seq INTEGER NOT NULL
 );
+-- published_at_us: NULL until the broker first acknowledged the batch; the batch stays until
+-- ingest confirms it stored it.
 CREATE TABLE IF NOT EXISTS batches (
     batch_seq INTEGER PRIMARY KEY,
-    first_id INTEGER NOT NULL, last_id INTEGER NOT NULL
+    first_id INTEGER NOT NULL, last_id INTEGER NOT NULL,
+    published_at_us INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -55,10 +62,19 @@ _COLUMNS = "device_id, metric, value, unit, ts_us, seq"
 class OutboxStats:
     """How much is waiting, and how much the disk bound forced us to drop."""
 
-    pending_readings: int
-    open_batches: int
+    pending_readings: int  # includes readings of batches published but not yet confirmed
+    open_batches: int  # cut and not yet confirmed
     dropped_readings: int
     bound_readings: int = 0  # the reading bound currently in force (max_bytes may lower it)
+    published_batches: int = 0  # of the open batches, those the broker has acknowledged
+
+
+@dataclass(frozen=True, slots=True)
+class OpenBatch:
+    """A batch cut and not yet confirmed, and when the broker acknowledged it (None: never)."""
+
+    batch_seq: int
+    published_at_us: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +106,11 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         # count(*) scans the table; one scan here, then the count is kept in step with every
         # committed write, so a multi-million backlog does not cost a scan per append.
         self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+        self._open = int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
         self._bound = max_readings
 
     def close(self) -> None:
@@ -112,8 +130,9 @@ class Outbox:
                     [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings],
                 )
                 pending = self._pending + len(readings)
-                dropped = self._enforce_bound(pending)
+                dropped, batches_dropped = self._enforce_bound(pending)
             self._pending = pending - dropped
+            self._open -= batches_dropped
             return dropped
 
     def _bound_now(self, pending: int) -> int:
@@ -130,12 +149,15 @@ class Outbox:
             return self.max_readings
         return min(self.max_readings, max(1, self.max_bytes * pending // used))
 
-    def _enforce_bound(self, pending: int) -> int:
-        """Drop the oldest readings (and any batch they belonged to) to fit the bound."""
+    def _enforce_bound(self, pending: int) -> tuple[int, int]:
+        """Drop the oldest readings (and any batch they belonged to) to fit the bound.
+
+        Returns (readings dropped, batches dropped).
+        """
         self._bound = self._bound_now(pending)
         excess = pending - self._bound
         if excess <= 0:
-            return 0
+            return 0, 0
         cutoff = int(self._db.execute(
             "SELECT id FROM pending ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
         ).fetchone()[0])
@@ -148,21 +170,44 @@ class Outbox:
         dropped = int(self._db.execute(
             "DELETE FROM pending WHERE id <= ?", (cutoff,)
         ).rowcount)
-        self._db.execute("DELETE FROM batches WHERE first_id <= ?", (cutoff,))
+        # Published-but-unconfirmed batches go too: unconfirmed, they count as not delivered.
+        batches = int(self._db.execute(
+            "DELETE FROM batches WHERE first_id <= ?", (cutoff,)
+        ).rowcount)
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
             (dropped,),
         )
-        return dropped
+        return dropped, batches
 
     def open_batches(self) -> list[Batch]:
-        """Batches cut but not yet acknowledged, oldest first: what to resend after a restart."""
+        """Batches cut but not yet confirmed, oldest first, with their readings."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT batch_seq, first_id, last_id FROM batches ORDER BY batch_seq"
             ).fetchall()
             return [self._load(seq, first, last) for seq, first, last in rows]
+
+    def open_batch_states(self) -> list[OpenBatch]:
+        """Batches cut but not yet confirmed, oldest first: what to resend after a reconnect."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT batch_seq, published_at_us FROM batches ORDER BY batch_seq"
+            ).fetchall()
+            return [OpenBatch(int(seq), None if at is None else int(at)) for seq, at in rows]
+
+    def open_batch_count(self) -> int:
+        """How many batches are cut and not yet confirmed (no query: kept in step)."""
+        return self._open
+
+    def batch(self, batch_seq: int) -> Batch | None:
+        """One open batch with its readings, exactly as cut; None once confirmed or dropped."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT first_id, last_id FROM batches WHERE batch_seq = ?", (batch_seq,)
+            ).fetchone()
+            return None if row is None else self._load(batch_seq, int(row[0]), int(row[1]))
 
     def next_batch(self, max_readings: int) -> Batch | None:
         """Cut a new batch from the oldest unbatched readings, or None if there are none."""
@@ -186,24 +231,48 @@ class Outbox:
             )
             self._set_meta("last_batch_seq", seq)
             self._set_meta("batched_through", last)
+            self._open += 1
             return Batch(self.gateway_id, seq, tuple(Reading(*row[1:]) for row in rows))
 
-    def acknowledge(self, batch_seq: int) -> int:
-        """The broker has the batch: forget it; returns how many readings left the outbox."""
+    def mark_published(self, batch_seq: int, at_us: int) -> bool:
+        """The broker acknowledged the batch; False if it is no longer open (already confirmed).
+
+        The first acknowledgement's time is kept: a resend does not make a batch younger.
+        """
+        with self._lock, self._db:
+            return self._db.execute(
+                "UPDATE batches SET published_at_us = coalesce(published_at_us, ?)"
+                " WHERE batch_seq = ?", (at_us, batch_seq),
+            ).rowcount == 1
+
+    def confirm(self, batch_seqs: Iterable[int]) -> int:
+        """Ingest stored these batches: forget them; returns how many readings left the outbox.
+
+        Unknown seqs (confirmed before, dropped by the bound, never cut) are ignored: ingest
+        confirms every copy it receives, and copies can outlive their batch.
+        """
+        removed = batches = 0
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute(
-                    "SELECT first_id, last_id FROM batches WHERE batch_seq = ?", (batch_seq,)
-                ).fetchone()
-                if row is None:
-                    return 0  # already acknowledged, or dropped by the bound
-                removed = int(self._db.execute(
-                    "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
-                ).rowcount)
-                self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+                for batch_seq in batch_seqs:
+                    row = self._db.execute(
+                        "SELECT first_id, last_id FROM batches WHERE batch_seq = ?", (batch_seq,)
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    removed += int(self._db.execute(
+                        "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
+                    ).rowcount)
+                    self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+                    batches += 1
             self._pending -= removed
+            self._open -= batches
             return removed
+
+    def acknowledge(self, batch_seq: int) -> int:
+        """Forget a batch on the broker's PUBACK (no confirming ingest); readings removed."""
+        return self.confirm((batch_seq,))
 
     def dead_letter(self, received_at_us: int, source: str, reason: str, payload: bytes) -> None:
         """Keep an input the gateway could not use, with the reason, for later inspection."""
@@ -225,8 +294,11 @@ class Outbox:
     def stats(self) -> OutboxStats:
         """Current backlog, drop count and the bound in force."""
         with self._lock:
-            batches = self._db.execute("SELECT count(*) FROM batches").fetchone()[0]
-            return OutboxStats(self._pending, int(batches), self._meta("dropped"), self._bound)
+            batches, published = self._db.execute(
+                "SELECT count(*), count(published_at_us) FROM batches"
+            ).fetchone()
+            return OutboxStats(self._pending, int(batches), self._meta("dropped"), self._bound,
+                               int(published))
 
     def alarm(self, rule_id: str) -> AlarmState:
         """The stored state of a gateway-level alarm (inactive, mark 0 if never raised)."""
@@ -276,3 +348,11 @@ class Outbox:
             (first_id, last_id),
         ).fetchall()
         return Batch(self.gateway_id, batch_seq, tuple(Reading(*row) for row in rows))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an outbox file written by an older gateway up to the current schema."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(batches)")}
+    if "published_at_us" not in columns:
+        # Its open batches were never confirmed by ingest: NULL makes them all resend.
+        db.execute("ALTER TABLE batches ADD COLUMN published_at_us INTEGER")

@@ -23,6 +23,14 @@ class IngestCounters:
         self.readings_stored = Counter(
             "vigil_ingest_readings_stored", "Readings written to storage", registry=r
         )
+        self.confirmations_sent = Counter(
+            "vigil_ingest_confirmations_sent", "Confirmation messages published to gateways",
+            registry=r,
+        )
+        self.batches_confirmed = Counter(
+            "vigil_ingest_batches_confirmed", "Batch_seqs confirmed to gateways as stored",
+            registry=r,
+        )
         self.dead_letters = Counter(
             "vigil_ingest_dead_letters", "Payloads or readings sent to dead letters", ["kind"],
             registry=r,

@@ -1,4 +1,11 @@
-"""The ingest worker: broker → validate → storage, acknowledging only what is committed."""
+"""The ingest worker: broker → validate → storage, acknowledging only what is committed.
+
+After each commit it confirms the stored batch_seqs to their gateways (QoS 1, on
+``confirm_topic``), duplicates and fully dead-lettered batches included: a gateway forgets a
+batch only on that confirmation, never on the broker's PUBACK, which can precede the broker's
+own persistence. A confirmation lost with a broker is harmless: the gateway resends the batch,
+storage deduplicates it, and it is confirmed again.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,9 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from contract import Batch, ContractError, decode_batch
-from contract.topics import batch_subscription
+from contract import Batch, Confirmation, ContractError, decode_batch, encode_confirmation
+from contract.confirm import split_confirmation
+from contract.topics import batch_subscription, confirm_topic
 from ingest.counters import IngestCounters
 from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
 from ingest.storage.base import DeadLetter, ReadingStore
@@ -35,6 +43,7 @@ class IngestSettings:
     session_expiry_s: int = 24 * 3600
     max_messages_per_write: int = 32
     reconnect_backoff_s: float = 0.5
+    confirm: bool = True  # publish delivery confirmations for gateways to forget their batches
 
 
 class IngestWorker:
@@ -89,12 +98,27 @@ class IngestWorker:
                 # Whatever queued up meanwhile goes into the same transaction.
                 while len(messages) < self.settings.max_messages_per_write and not queue.empty():
                     messages.append(queue.get_nowait())
-                await self.handle(messages)
+                confirmations = await self.handle(messages)
+                # Awaited before the acks: unacked, a lost confirmation's batches are
+                # redelivered and confirmed again (the gateway would also resend them).
+                await self.confirm(client, confirmations)
                 for message in messages:
                     ack(client, message)
 
-    async def handle(self, messages: Sequence[aiomqtt.Message]) -> None:
-        """Decode, store and dead-letter one group of messages in one write."""
+    async def confirm(self, client: aiomqtt.Client, confirmations: Sequence[Confirmation]) -> None:
+        """Publish committed batch_seqs to each gateway's confirm topic, QoS 1."""
+        if not self.settings.confirm or not confirmations:
+            return
+        pieces = [p for c in confirmations for p in split_confirmation(c)]
+        await asyncio.gather(*(
+            client.publish(confirm_topic(p.gateway_id), encode_confirmation(p), qos=1)
+            for p in pieces
+        ))
+        self.counters.confirmations_sent.inc(len(pieces))
+        self.counters.batches_confirmed.inc(sum(len(p.batch_seqs) for p in pieces))
+
+    async def handle(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
+        """Decode, store and dead-letter one group of messages in one write; what to confirm."""
         batches: list[Batch] = []
         letters: list[DeadLetter] = []
         now_us = time.time_ns() // 1000
@@ -120,6 +144,12 @@ class IngestWorker:
         await asyncio.to_thread(self._write, batches, letters)
         if self.on_stored is not None and batches:
             await self.on_stored(batches)
+        # Committed now: new, already stored, or every reading dead-lettered, all are final.
+        # A payload that did not decode names no batch: there is nothing to confirm.
+        seqs: dict[str, list[int]] = {}
+        for batch in batches:
+            seqs.setdefault(batch.gateway_id, []).append(batch.batch_seq)
+        return [Confirmation.of(gateway, batch_seqs) for gateway, batch_seqs in seqs.items()]
 
     def _write(self, batches: Sequence[Batch], letters: Sequence[DeadLetter]) -> None:
         if letters:

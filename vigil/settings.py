@@ -60,6 +60,12 @@ class GatewayConfig(Section):
     """Seconds to wait for a small batch to fill."""
     max_inflight: int = 8
     """Unacknowledged uplink batches at most."""
+    require_confirmation: bool = True
+    """Keep a batch until ingest confirms it stored it (false: forget it on the broker's PUBACK)."""
+    confirm_timeout_s: float = 30.0
+    """Resend a published batch whose confirmation is this late; doubles while none arrive."""
+    max_unconfirmed: int = 64
+    """Batches published and not yet confirmed, at most (back-pressure)."""
     site: str = "site-a"
     """Site whose equipment topics the gateway bridges."""
     bridge_equipment: bool = True
@@ -77,6 +83,8 @@ class IngestConfig(Section):
     """MQTT 5; off for 3.1.1 brokers."""
     max_messages_per_write: int = 32
     """Messages committed in one transaction at most."""
+    confirm: bool = True
+    """Publish a confirmation to each gateway for the batches it committed."""
     storage_url: str = "sqlite:///var/vigil.db"
     """Readings and alerts: sqlite:///path or postgresql://…"""
 
@@ -192,7 +200,8 @@ class VigilSettings(BaseSettings):
             uplink=UplinkSettings(
                 host=self.uplink_broker.host, port=self.uplink_broker.port,
                 batch_max_readings=g.batch_max_readings, linger_s=g.linger_s,
-                max_inflight=g.max_inflight,
+                max_inflight=g.max_inflight, require_confirmation=g.require_confirmation,
+                confirm_timeout_s=g.confirm_timeout_s, max_unconfirmed=g.max_unconfirmed,
             ),
             site_broker=SiteBrokerSettings(
                 host=self.site_broker.host, port=self.site_broker.port, site=g.site
@@ -205,7 +214,7 @@ class VigilSettings(BaseSettings):
         return IngestSettings(
             host=self.uplink_broker.host, port=self.uplink_broker.port, client_id=i.client_id,
             shared_group=i.shared_group, mqtt_v5=i.mqtt_v5,
-            max_messages_per_write=i.max_messages_per_write,
+            max_messages_per_write=i.max_messages_per_write, confirm=i.confirm,
         )
 
     def runtime_settings(self) -> RuntimeSettings:

@@ -33,14 +33,18 @@ class Ingesters:
 
 @contextlib.asynccontextmanager
 async def ingesters(
-    dsn: str, port: int, count: int = 1, shared_group: str | None = None
+    dsn: str, port: int, count: int = 1, shared_group: str | None = None, confirm: bool = True
 ) -> AsyncIterator[Ingesters]:
-    """Start ``count`` ingest workers, each with its own TimescaleDB connection."""
+    """Start ``count`` ingest workers, each with its own TimescaleDB connection.
+
+    ``confirm=False`` plays an ingest older than delivery confirmations.
+    """
     stores = [TimescaleStore(dsn) for _ in range(count)]
     stores[0].migrate()
     workers = [
         IngestWorker(
-            IngestSettings(port=port, client_id=f"ingest-{i}", shared_group=shared_group),
+            IngestSettings(port=port, client_id=f"ingest-{i}", shared_group=shared_group,
+                           confirm=confirm),
             store,
         )
         for i, store in enumerate(stores)
@@ -62,7 +66,7 @@ async def ingesters(
 async def run_fleet_through_gateway(
     fleet: Fleet, ticks: int, port: int, outbox: Path, gateway_id: str = "gw-e2e"
 ) -> Gateway:
-    """Simulate ``ticks`` of the fleet through a real gateway and wait until all is acked."""
+    """Simulate ``ticks`` of the fleet through a real gateway and wait until all is confirmed."""
     settings = GatewaySettings(
         gateway_id=gateway_id, outbox_path=outbox,
         uplink=UplinkSettings(port=port, batch_max_readings=1_000),

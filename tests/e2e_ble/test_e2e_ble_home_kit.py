@@ -120,8 +120,9 @@ async def test_two_weeks_offline_then_everything_arrives_exactly_once(
         assert not gateway.uplink.connected.is_set()
 
         mosquitto.start()
-        await asyncio.wait_for(gateway.drained(), 120.0)
         async with ingesting(mosquitto, timescale_dsn, client_id="ingest-kit") as store:
+            # Drained now means confirmed as stored, so ingest must be back first.
+            await asyncio.wait_for(gateway.drained(), 120.0)
             await wait_stored(store, len(expected), timeout_s=120.0)
             stored = await asyncio.to_thread(store.fetch_readings)
 

@@ -140,7 +140,7 @@ def appended_total(outbox_path: Path) -> int:
 
 
 def open_batches(outbox_path: Path) -> int:
-    """Batches cut and not yet acknowledged, read straight from the file."""
+    """Batches cut and not yet confirmed by ingest, read straight from the file."""
     with contextlib.closing(sqlite3.connect(outbox_path, timeout=5)) as db:
         return int(db.execute("SELECT count(*) FROM batches").fetchone()[0])
 

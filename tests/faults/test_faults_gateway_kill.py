@@ -62,7 +62,7 @@ async def test_gateway_sigkill_mid_drain_then_restart_only_drains(
         try:
             await _wait_for(lambda: appended_total(outbox) == expected.count)
             await _wait_for(lambda: reconcile(timescale_dsn).count > 0)
-            # Aim the kill at a moment with a batch cut but not yet acknowledged.
+            # Aim the kill at a moment with a batch cut but not yet confirmed.
             await _poll(lambda: open_batches(outbox) > 0, 2.0)
         finally:
             first.send_signal(signal.SIGKILL)
@@ -70,7 +70,7 @@ async def test_gateway_sigkill_mid_drain_then_restart_only_drains(
         stored_at_kill = reconcile(timescale_dsn).count
         cut_at_kill = open_batches(outbox)
         assert stored_at_kill < expected.count, "drained before the kill: nothing tested"
-        # Usually 1-2 batches were in flight; an ack may land between the check and the kill.
+        # Usually 1-2 batches were open; a confirmation may land between the check and the kill.
 
         second = start_gateway(tmp_path, outbox, mosquitto.port, "--exit-when-drained")
         assert await asyncio.to_thread(second.wait, 120) == 0

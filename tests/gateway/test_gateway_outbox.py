@@ -1,4 +1,4 @@
-"""The outbox on a real SQLite file: batch identity, acks, restarts, the bound."""
+"""The outbox on a real SQLite file: batch identity, publish/confirm states, restarts, the bound."""
 
 from __future__ import annotations
 
@@ -149,3 +149,95 @@ def test_max_bytes_lowers_the_bound(outbox: Outbox) -> None:
 def test_dead_letters_are_kept(outbox: Outbox) -> None:
     outbox.dead_letter(1, "patch-9", "bad value", b"raw")
     assert outbox.dead_letters() == [("patch-9", "bad value", b"raw")]
+
+
+def test_published_batch_stays_until_confirmed_and_survives_reopen(path: Path) -> None:
+    first = Outbox(path, "gw-test")
+    first.append(readings(0, 6))
+    one, two = first.next_batch(3), first.next_batch(3)
+    assert one is not None and two is not None
+    assert first.mark_published(1, 111) is True
+    assert first.mark_published(1, 999) is True  # a resend's PUBACK keeps the first time
+    stats = first.stats()
+    # Acknowledged by the broker is not delivered: its readings still count as pending.
+    assert (stats.pending_readings, stats.open_batches, stats.published_batches) == (6, 2, 1)
+    first.close()  # as after a crash
+
+    again = Outbox(path, "gw-test")
+    try:
+        states = again.open_batch_states()
+        assert [(s.batch_seq, s.published_at_us) for s in states] == [(1, 111), (2, None)]
+        assert again.batch(1) == one and again.batch(2) == two
+        assert again.open_batch_count() == 2
+        assert again.confirm([1]) == 3
+        assert again.batch(1) is None
+        assert again.mark_published(1, 222) is False  # a late PUBACK after the confirmation
+        assert [s.batch_seq for s in again.open_batch_states()] == [2]
+        stats = again.stats()
+        assert (stats.pending_readings, stats.open_batches, stats.published_batches) == (3, 1, 0)
+    finally:
+        again.close()
+
+
+def test_unknown_or_repeated_confirmations_are_harmless(outbox: Outbox) -> None:
+    outbox.append(readings(0, 9))
+    cut = [outbox.next_batch(3) for _ in range(3)]
+    assert all(cut)
+    assert outbox.confirm([]) == 0
+    assert outbox.confirm([0, 4, 17, 2**40]) == 0  # never cut
+    assert outbox.stats().pending_readings == 9
+    # Several at once, out of order, one of them twice: each batch leaves once.
+    assert outbox.confirm([3, 1, 3]) == 6
+    assert outbox.confirm([1, 3]) == 0  # ingest confirms every copy it gets
+    assert [b.batch_seq for b in outbox.open_batches()] == [2]
+    assert (outbox.stats().pending_readings, outbox.open_batch_count()) == (3, 1)
+    outbox.append(readings(9, 1))
+    nxt = outbox.next_batch(10)
+    assert nxt is not None and nxt.batch_seq == 4  # confirmed seqs are never reused
+
+
+def test_bound_drops_published_unconfirmed_batches_and_counts_them(outbox: Outbox) -> None:
+    outbox.max_readings = 6
+    outbox.append(readings(0, 6))
+    batch = outbox.next_batch(3)
+    assert batch is not None and outbox.mark_published(batch.batch_seq, 1)
+    assert outbox.append(readings(6, 2)) == 3  # unconfirmed is not delivered: it goes, counted
+    assert outbox.open_batch_count() == 0
+    assert outbox.confirm([batch.batch_seq]) == 0  # its confirmation may still come: harmless
+    stats = outbox.stats()
+    assert (stats.pending_readings, stats.dropped_readings, stats.open_batches) == (5, 3, 0)
+
+
+def test_outbox_of_an_older_gateway_is_migrated(path: Path) -> None:
+    # The schema before confirmations: batches had no published_at_us column.
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE pending (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
+                unit TEXT NOT NULL, ts_us INTEGER NOT NULL, seq INTEGER NOT NULL);
+            CREATE TABLE batches (batch_seq INTEGER PRIMARY KEY,
+                                  first_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        """)
+        db.executemany(
+            "INSERT INTO pending (device_id, metric, value, unit, ts_us, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings(0, 5)],
+        )
+        db.execute("INSERT INTO batches VALUES (7, 1, 3)")
+        db.executemany("INSERT INTO meta VALUES (?, ?)",
+                       [("last_batch_seq", 7), ("batched_through", 3)])
+    box = Outbox(path, "gw-test")
+    try:
+        # Its open batch was only PUBACKed, never confirmed: unpublished, so it is resent.
+        assert [(s.batch_seq, s.published_at_us) for s in box.open_batch_states()] == [(7, None)]
+        open_batch = box.batch(7)
+        assert open_batch is not None and seqs(open_batch) == [0, 1, 2]
+        assert box.mark_published(7, 5)
+        rest = box.next_batch(10)
+        assert rest is not None and (rest.batch_seq, seqs(rest)) == (8, [3, 4])
+        assert box.confirm([7, 8]) == 5
+    finally:
+        box.close()
+    Outbox(path, "gw-test").close()  # migrating twice is a no-op

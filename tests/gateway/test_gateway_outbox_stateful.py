@@ -1,4 +1,4 @@
-"""Random append/cut/ack/reopen sequences against the outbox's bookkeeping invariants."""
+"""Random append/cut/publish/confirm/reopen sequences against the outbox's invariants."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ BOUND = 12
 
 
 class OutboxMachine(RuleBasedStateMachine):
-    """Every appended reading is acked exactly once, still pending, or counted as dropped."""
+    """Every appended reading is confirmed exactly once, still pending, or counted as dropped.
+
+    ``acked`` holds readings that left through ``confirm`` or ``acknowledge`` (the PUBACK mode):
+    both remove a batch; ``publish`` only marks it, and the mark must survive a reopen.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,7 +34,9 @@ class OutboxMachine(RuleBasedStateMachine):
         self.acked: list[int] = []  # seqs of readings in acknowledged batches, with repeats
         self.cut: dict[int, Batch] = {}  # every batch ever cut, by batch_seq
         self.unacked: list[int] = []  # batch_seqs cut and not yet acknowledged by us
+        self.published: dict[int, int] = {}  # batch_seq → first published_at_us we set
         self.last_seq = 0
+        self.clock_us = 0
 
     def teardown(self) -> None:
         """Close and remove the file."""
@@ -72,6 +78,31 @@ class OutboxMachine(RuleBasedStateMachine):
         assert removed in (0, len(batch.readings))
         if removed:
             self.acked.extend(r.seq for r in batch.readings)
+
+    @precondition(lambda self: bool(self.unacked))
+    @rule(pick=st.integers(min_value=0, max_value=1_000))
+    def publish(self, pick: int) -> None:
+        """A PUBACK in confirm mode: the batch stays, marked with the first PUBACK's time."""
+        seq = self.unacked[pick % len(self.unacked)]
+        still_open = self.outbox.batch(seq) is not None
+        self.clock_us += 1
+        assert self.outbox.mark_published(seq, self.clock_us) is still_open
+        if still_open:
+            self.published.setdefault(seq, self.clock_us)
+
+    @rule(picks=st.lists(st.integers(min_value=0, max_value=1_000), max_size=4),
+          strays=st.lists(st.integers(min_value=0, max_value=80), max_size=3))
+    def confirm(self, picks: list[int], strays: list[int]) -> None:
+        """Ingest confirms some open batches, in any order, plus unknown or old seqs."""
+        chosen = {self.unacked[p % len(self.unacked)] for p in picks} if self.unacked else set()
+        stray = {s for s in strays if s not in self.unacked}
+        in_outbox = [seq for seq in chosen if self.outbox.batch(seq) is not None]
+        removed = self.outbox.confirm([*chosen, *stray, *chosen])  # repeats within one message
+        assert removed == sum(len(self.cut[seq].readings) for seq in in_outbox)
+        for seq in chosen:
+            self.unacked.remove(seq)
+        for seq in in_outbox:
+            self.acked.extend(r.seq for r in self.cut[seq].readings)
 
     @rule(seq=st.integers(min_value=0, max_value=60))
     def stray_ack(self, seq: int) -> None:
@@ -128,6 +159,16 @@ class OutboxMachine(RuleBasedStateMachine):
         for batch in self.outbox.open_batches():
             assert batch.batch_seq in self.unacked
             assert batch == self.cut[batch.batch_seq]
+
+    @invariant()
+    def published_marks_are_kept(self) -> None:
+        """Open batches carry the first PUBACK time we gave them (or none); counts agree."""
+        states = self.outbox.open_batch_states()
+        for state in states:
+            assert state.published_at_us == self.published.get(state.batch_seq)
+        stats = self.outbox.stats()
+        assert self.outbox.open_batch_count() == stats.open_batches == len(states)
+        assert stats.published_batches == sum(s.published_at_us is not None for s in states)
 
 
 OutboxMachine.TestCase.settings = settings(

@@ -13,6 +13,7 @@ from gateway.app import Gateway, GatewaySettings
 from gateway.outbox import Outbox
 from gateway.overflow_alert import RULE_ID, OverflowAlarm
 from gateway.uplink import UplinkSettings
+from tests.gateway.confirming_ingest import sqlite_ingest
 from tests.servers import PrivateMosquitto
 
 T0_US = 1_767_225_600_000_000
@@ -98,8 +99,10 @@ async def test_overflow_during_outage_is_published_after_reconnect(
     mosquitto.stop()  # the uplink is down from the start
     settings = GatewaySettings(
         gateway_id="gw-o", outbox_path=tmp_path / "outbox.db", outbox_max_readings=BOUND,
+        # A batch published before ingest subscribed is resent after the short timeout.
         uplink=UplinkSettings(port=mosquitto.port, batch_max_readings=10,
-                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5),
+                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5,
+                              confirm_timeout_s=1.0),
     )
     async with Gateway(settings) as gateway:
         await gateway.accept(readings(0, 70))
@@ -109,8 +112,11 @@ async def test_overflow_during_outage_is_published_after_reconnect(
         assert gateway.counters.value("vigil_gateway_outbox_dropped_total") == 40
         assert len(gateway.outbox.queued_alerts()) == 1  # waiting for the uplink, durably
         mosquitto.start()
-        events = await asyncio.wait_for(_collect_alerts(mosquitto.port, "gw-o", 2), 30)
-        await asyncio.wait_for(gateway.drained(), 30)
+        # Cleared only as ingest confirms what it stored: unconfirmed readings still count.
+        async with sqlite_ingest(mosquitto.port, tmp_path / "ingest.db") as ingest:
+            events = await asyncio.wait_for(_collect_alerts(mosquitto.port, "gw-o", 2), 30)
+            await asyncio.wait_for(gateway.drained(), 30)
+            assert ingest.store.reading_count() == BOUND
     assert [e.transition for e in events] == [AlertTransition.RAISED, AlertTransition.CLEARED]
     assert all(e.device_id == "gw-o" and e.rule_id == RULE_ID for e in events)
     assert events[0].evidence["dropped"] == 40 and events[0].evidence["bound"] == BOUND

@@ -1,0 +1,58 @@
+"""A gateway facing an ingest that does not confirm (an older version): loud, bounded, no loss."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from contract.topics import confirm_topic
+from gateway.app import Gateway, GatewaySettings
+from gateway.uplink import UplinkSettings
+from simulator.fleet import Fleet, FleetSpec
+from tests.e2e.pipeline import checksum, duplicate_keys, ingesters, wait_until_stored
+from tests.servers import PrivateMosquitto
+
+pytestmark = pytest.mark.services
+
+
+async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
+    mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.uplink")
+    fleet = Fleet(FleetSpec(seed=4, patches=20, equipment=0))
+    readings = [r for tick in range(10) for r in fleet.patch_readings(tick)]
+    uplink = UplinkSettings(port=mosquitto.port, batch_max_readings=100, linger_s=0.01,
+                            confirm_timeout_s=0.5, max_unconfirmed=8)
+    settings = GatewaySettings(gateway_id="gw-legacy", outbox_path=tmp_path / "outbox.db",
+                               uplink=uplink)
+    async with ingesters(timescale_dsn, mosquitto.port, confirm=False) as group:
+        async with Gateway(settings) as gateway:
+            await gateway.accept(readings)
+            await asyncio.sleep(3.0)
+            stats = gateway.outbox.stats()
+            # Stored, but never confirmed: nothing is forgotten, and no more than 8 batches
+            # (of 12) went out: the broker is not flooded.
+            assert (stats.open_batches, stats.pending_readings) == (8, len(readings))
+            assert group.stored() == 800
+            # Resent after 0.5, 1.5 s (then 3.5 s): backing off, not spinning.
+            resent = gateway.counters.value("vigil_gateway_batches_resent_on_timeout_total")
+            assert 8 <= resent <= 16, resent
+        warning = next(r.getMessage() for r in caplog.records
+                       if "no confirmation" in r.getMessage())
+        assert confirm_topic("gw-legacy") in warning and "require_confirmation" in warning
+
+        # The documented way out: run this gateway on broker PUBACKs.
+        puback = replace(settings, uplink=replace(uplink, require_confirmation=False))
+        async with Gateway(puback) as gateway:
+            await asyncio.wait_for(gateway.drained(), 30)
+        await wait_until_stored(group, len(readings))
+        await asyncio.sleep(0.3)  # a duplicate would land now
+    count, value_sum = checksum(timescale_dsn)
+    assert count == len(readings) == fleet.tally.readings
+    assert value_sum == pytest.approx(fleet.tally.value_sum, rel=1e-12)
+    assert duplicate_keys(timescale_dsn) == 0
