@@ -737,7 +737,7 @@ class RuleEngine:
             empty = n == 0
             total[empty] = 0.0  # an empty window restarts its sums exactly
             total_sq[empty] = 0.0
-            signal = zscore_of(v, n, total, total_sq, rule.min_count)
+            signal = zscore_of(v, n, total, total_sq, rule.min_count, rule.min_std)
             n += 1
             total += v
             total_sq += v * v

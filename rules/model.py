@@ -179,6 +179,9 @@ class ZScoreRule(_SignalRule):
     kind: Literal["zscore"]
     window: Duration
     min_count: Annotated[int, Field(ge=2)] = 5
+    # The sensor's noise floor: a window that happens to be flat (a few readings at the sensor's
+    # resolution) must not turn the next ordinary reading into a "six sigma" jump.
+    min_std: Annotated[float, Field(ge=0)] = 0.0
 
     @model_validator(mode="after")
     def _positive_window(self) -> Self:

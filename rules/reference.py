@@ -211,7 +211,7 @@ class ReferenceEngine:
                 return math.nan
             mean = sum(prior) / len(prior)
             var = sum(v * v for v in prior) / len(prior) - mean * mean
-            std = math.sqrt(max(var, 0.0))
+            std = max(math.sqrt(max(var, 0.0)), rule.min_std)
             return (value - mean) / std if std > 0 else math.nan
         if isinstance(rule, DeltaBaselineRule):
             if st.base_start < 0:

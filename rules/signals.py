@@ -46,12 +46,14 @@ def disjoint(a: Condition, b: Condition) -> bool:
     return not bool(np.any(test(a, values) & test(b, values)))
 
 
-def zscore_of(value: F64, n: I64, total: F64, total_sq: F64, min_count: int) -> F64:
+def zscore_of(
+    value: F64, n: I64, total: F64, total_sq: F64, min_count: int, min_std: float = 0.0
+) -> F64:
     """The value's z-score from the count, sum and sum of squares of the earlier readings."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / n
         var = total_sq / n - mean * mean
-        std = np.sqrt(np.maximum(var, 0.0))
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), min_std)
         z = (value - mean) / std
     return np.where((n >= min_count) & (std > 0), z, np.nan)
 

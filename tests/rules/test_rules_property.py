@@ -23,6 +23,9 @@ rules:
      window: 10m, min_span: 2m, raise: {above: 6}, clear: {below: 1, for: 1m}}
   - {id: z, kind: zscore, severity: info, source: t, scope: {metric: skin_temp},
      window: 10m, min_count: 3, raise: {outside: [-2, 2]}, clear: {inside: [-1, 1]}}
+  - {id: z_floor, kind: zscore, severity: info, source: t, scope: {metric: wound_temp},
+     window: 10m, min_count: 3, min_std: 0.5, raise: {outside: [-2, 2]},
+     clear: {inside: [-1, 1]}}
   - {id: base, kind: delta_baseline, severity: warning, source: t, scope: {metric: wound_temp},
      baseline: 5m, baseline_samples: 3, raise: {above: 1.5, for: 1m}, clear: {below: 0.5}}
   - {id: ref, kind: delta_reference, severity: warning, source: t, scope: {metric: skin_temp},
