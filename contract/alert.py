@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contract.errors import ContractError
+from contract.errors import invalid
 
 
 class Severity(IntEnum):
@@ -52,4 +52,4 @@ def decode_alert(payload: bytes) -> AlertEvent:
     try:
         return AlertEvent.model_validate_json(payload)
     except ValidationError as exc:
-        raise ContractError(f"alert event: {exc.errors()[0]['msg']}") from None
+        raise invalid("alert event", exc) from None

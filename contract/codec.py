@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contract.catalog import METRICS
-from contract.errors import ContractError
+from contract.errors import ContractError, invalid
 from contract.reading import Batch, Reading, reading_problem
 
 WIRE_VERSION = 1
@@ -93,7 +93,7 @@ def decode_batch(payload: bytes) -> DecodedBatch:
     try:
         wire = _WireBatchV1.model_validate_json(payload)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise invalid("batch", exc) from None
     readings: list[Reading] = []
     rejected: list[RejectedReading] = []
     columns = zip(wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq,
@@ -114,13 +114,3 @@ def decode_batch(payload: bytes) -> DecodedBatch:
         else:
             rejected.append(RejectedReading(i, problem, dict(zip(_COLUMNS, fields, strict=True))))
     return DecodedBatch(Batch(wire.gateway_id, wire.batch_seq, tuple(readings)), tuple(rejected))
-
-
-def _describe(exc: ValidationError) -> str:
-    """A short reason naming the first failing fields, for dead letters and logs."""
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contract.errors import ContractError
+from contract.errors import ContractError, invalid
 
 CONFIRM_VERSION = 1
 # Ingest confirms at most one write's worth of batches per message; this leaves ample room.
@@ -67,9 +67,7 @@ def decode_confirmation(payload: bytes) -> Confirmation:
     try:
         wire = _WireConfirmationV1.model_validate_json(payload)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        raise ContractError(f"confirmation: {where}: {err['msg']}") from None
+        raise invalid("confirmation", exc) from None
     return Confirmation.of(wire.gateway_id, wire.batch_seqs)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.catalog import DeviceKind
-from contract.errors import ContractError
+from contract.errors import invalid
 
 
 class EquipmentMessage(BaseModel):
@@ -31,6 +31,4 @@ def decode_equipment_message(payload: bytes) -> EquipmentMessage:
     try:
         return EquipmentMessage.model_validate_json(payload, strict=False)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise ContractError(f"equipment message {where}: {first['msg']}") from None
+        raise invalid("equipment message", exc) from None
