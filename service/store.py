@@ -9,7 +9,6 @@ PostgreSQL implementation (jsonb) can sit behind the same protocol with the same
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -282,20 +281,11 @@ class SqliteStore:
         with self.atomic():
             row = self._db.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
             entry = audit.append(
-                None if row is None else _entry(row), at, actor, action, subject, data
+                None if row is None else audit.from_row(row), at, actor, action, subject, data
             )
             self._db.execute(
                 "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.at.isoformat(),
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    json.dumps(dict(entry.data)),
-                    entry.prev_hash,
-                    entry.hash,
-                ),
+                audit.to_row(entry),
             )
         return entry
 
@@ -303,7 +293,7 @@ class SqliteStore:
         """Every audit entry in sequence order."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
-        return [_entry(r) for r in rows]
+        return [audit.from_row(r) for r in rows]
 
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
@@ -319,13 +309,6 @@ class SqliteStore:
         return self._many(
             Delivery, "SELECT doc FROM deliveries WHERE event_id = ? ORDER BY n", (event_id,)
         )
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    seq, at, actor, action, subject, data, prev_hash, digest = row
-    return AuditEntry(
-        seq, datetime.fromisoformat(at), actor, action, subject, json.loads(data), prev_hash, digest
-    )
 
 
 def open_service_store(url: str) -> ServiceStore:

@@ -7,7 +7,6 @@ audit chain stays single because ``append_audit`` takes a transaction-scoped adv
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -232,20 +231,11 @@ class PostgresStore:
                 "SELECT * FROM service_audit_log ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             entry = audit.append(
-                None if row is None else _entry(row), at, actor, action, subject, data
+                None if row is None else audit.from_row(row), at, actor, action, subject, data
             )
             self._conn.execute(
                 "INSERT INTO service_audit_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    entry.seq,
-                    entry.at.isoformat(),
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    json.dumps(dict(entry.data)),
-                    entry.prev_hash,
-                    entry.hash,
-                ),
+                audit.to_row(entry),
             )
         return entry
 
@@ -253,7 +243,7 @@ class PostgresStore:
         """Every audit entry in sequence order."""
         with self._lock:
             rows = self._conn.execute("SELECT * FROM service_audit_log ORDER BY seq").fetchall()
-        return [_entry(r) for r in rows]
+        return [audit.from_row(r) for r in rows]
 
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
@@ -275,11 +265,3 @@ class PostgresStore:
                     (event_id,),
                 ).fetchall()
         return [Delivery.model_validate_json(r[0]) for r in rows]
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    seq, at, actor, action, subject, data, prev_hash, digest = row
-    return AuditEntry(
-        int(seq), datetime.fromisoformat(at), actor, action, subject, json.loads(data),
-        prev_hash, digest,
-    )  # fmt: skip
