@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 @dataclass
@@ -33,6 +33,23 @@ class IngestCounters:
         )
         self.dead_letters = Counter(
             "vigil_ingest_dead_letters", "Payloads or readings sent to dead letters", ["kind"],
+            registry=r,
+        )
+
+        self.storage_outages = Counter(
+            "vigil_ingest_storage_outages", "Times storage became unreachable", registry=r
+        )
+        self.storage_retries = Counter(
+            "vigil_ingest_storage_retries", "Writes retried after storage was unreachable",
+            registry=r,
+        )
+        self.storage_unavailable = Gauge(
+            "vigil_ingest_storage_unavailable",
+            "1 while storage is unreachable and ingest holds its messages unacked", registry=r,
+        )
+        self.hook_storage_failures = Counter(
+            "vigil_ingest_hook_storage_failures",
+            "on_stored hooks that failed on unreachable storage after the readings committed",
             registry=r,
         )
 

@@ -5,6 +5,14 @@ After each commit it confirms the stored batch_seqs to their gateways (QoS 1, on
 batch only on that confirmation, never on the broker's PUBACK, which can precede the broker's
 own persistence. A confirmation lost with a broker is harmless: the gateway resends the batch,
 storage deduplicates it, and it is confirmed again.
+
+Storage outages (``StorageUnavailable``: PostgreSQL restarting, failing over, unreachable) are
+waited out in place: the worker keeps its MQTT connection and the group of messages in hand,
+acks none of them, and retries the same write with exponential backoff (``storage_backoff_s``
+doubling up to ``storage_backoff_max_s``) until it commits. It takes no new group meanwhile;
+the broker stops sending once its in-flight window of unacked messages is full and queues the
+rest in the persistent session. Should the broker connection drop during the outage, ``run``
+reconnects as after any broker loss and the broker redelivers the unacked messages.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiomqtt
 
@@ -23,12 +32,13 @@ from contract.confirm import split_confirmation
 from contract.topics import batch_subscription, confirm_topic
 from ingest.counters import IngestCounters
 from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
-from ingest.storage.base import DeadLetter, ReadingStore
+from ingest.storage.base import DeadLetter, ReadingStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 # Called with what was just committed, e.g. to feed the rule engine in process.
 StoredHook = Callable[[Sequence[Batch]], Awaitable[None]]
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,8 @@ class IngestSettings:
     max_messages_per_write: int = 32
     reconnect_backoff_s: float = 0.5
     confirm: bool = True  # publish delivery confirmations for gateways to forget their batches
+    storage_backoff_s: float = 0.2  # first wait before retrying a write storage could not take
+    storage_backoff_max_s: float = 10.0  # the wait doubles per retry up to this
 
 
 class IngestWorker:
@@ -61,6 +73,7 @@ class IngestWorker:
         self.counters = counters or IngestCounters()
         self.on_stored = on_stored
         self.subscribed = asyncio.Event()
+        self._outage_since: float | None = None  # monotonic time storage became unreachable
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -118,7 +131,34 @@ class IngestWorker:
         self.counters.batches_confirmed.inc(sum(len(p.batch_seqs) for p in pieces))
 
     async def handle(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
-        """Decode, store and dead-letter one group of messages in one write; what to confirm."""
+        """Decode, store and dead-letter one group, waiting out storage outages; what to confirm."""
+        batches, letters = self._decode(messages)
+        if letters:
+            # A connection lost during this COMMIT may leave it stored; the retry then appends
+            # the letters twice, as a redelivery after a crash would: harmless for diagnostics.
+            await self._until_stored(lambda: self.store.store_dead_letters(letters))
+        if batches:
+            outcome = await self._until_stored(lambda: self.store.store_batches(batches))
+            self.counters.batches_new.inc(outcome.batches_new)
+            self.counters.batches_duplicate.inc(outcome.batches_duplicate)
+            self.counters.readings_stored.inc(outcome.readings_inserted)
+        if self.on_stored is not None and batches:
+            try:
+                await self.on_stored(batches)
+            except StorageUnavailable as exc:
+                # The readings are committed and must be confirmed and acked regardless;
+                # holding them for the hook would re-feed it batches it has already seen.
+                self.counters.hook_storage_failures.inc()
+                log.warning("on_stored hook failed on unreachable storage: %s", exc)
+        # Committed now: new, already stored, or every reading dead-lettered, all are final.
+        # A payload that did not decode names no batch: there is nothing to confirm.
+        seqs: dict[str, list[int]] = {}
+        for batch in batches:
+            seqs.setdefault(batch.gateway_id, []).append(batch.batch_seq)
+        return [Confirmation.of(gateway, batch_seqs) for gateway, batch_seqs in seqs.items()]
+
+    def _decode(self, messages: Sequence[aiomqtt.Message]) -> tuple[list[Batch], list[DeadLetter]]:
+        """The batches in ``messages`` and dead letters for what is unusable, counted once."""
         batches: list[Batch] = []
         letters: list[DeadLetter] = []
         now_us = time.time_ns() // 1000
@@ -141,21 +181,32 @@ class IngestWorker:
                 ))
                 self.counters.dead_letters.labels(kind="reading").inc()
         self.counters.messages.inc(len(messages))
-        await asyncio.to_thread(self._write, batches, letters)
-        if self.on_stored is not None and batches:
-            await self.on_stored(batches)
-        # Committed now: new, already stored, or every reading dead-lettered, all are final.
-        # A payload that did not decode names no batch: there is nothing to confirm.
-        seqs: dict[str, list[int]] = {}
-        for batch in batches:
-            seqs.setdefault(batch.gateway_id, []).append(batch.batch_seq)
-        return [Confirmation.of(gateway, batch_seqs) for gateway, batch_seqs in seqs.items()]
+        return batches, letters
 
-    def _write(self, batches: Sequence[Batch], letters: Sequence[DeadLetter]) -> None:
-        if letters:
-            self.store.store_dead_letters(letters)
-        if batches:
-            outcome = self.store.store_batches(batches)
-            self.counters.batches_new.inc(outcome.batches_new)
-            self.counters.batches_duplicate.inc(outcome.batches_duplicate)
-            self.counters.readings_stored.inc(outcome.readings_inserted)
+    async def _until_stored(self, write: Callable[[], R]) -> R:
+        """Run ``write`` in a thread until storage takes it, backing off while it is unreachable."""
+        s = self.settings
+        delay = s.storage_backoff_s
+        while True:
+            try:
+                result = await asyncio.to_thread(write)
+            except StorageUnavailable as exc:
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    self.counters.storage_outages.inc()
+                    self.counters.storage_unavailable.set(1)
+                    log.warning("storage unreachable (%s); holding messages unacked, "
+                                "retrying in %.1fs", exc, delay)
+                else:
+                    log.warning("storage still unreachable after %.1fs (%s); retrying in %.1fs",
+                                time.monotonic() - self._outage_since, exc, delay)
+                self.counters.storage_retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, s.storage_backoff_max_s)
+                continue
+            if self._outage_since is not None:
+                log.warning("storage reachable again after %.1fs",
+                            time.monotonic() - self._outage_since)
+                self._outage_since = None
+                self.counters.storage_unavailable.set(0)
+            return result

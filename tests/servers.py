@@ -91,7 +91,10 @@ class PrivateMosquitto:
 class PrivatePostgres:
     """A PostgreSQL 15 cluster with TimescaleDB preloaded, run as the postgres user."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # durable=True keeps synchronous_commit on: a commit ingest confirmed must survive
+        # kill(), which skips the WAL writer's flush that asynchronous commit relies on.
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
         self.port = free_port()
         self.data = self.dir / "data"
@@ -101,6 +104,11 @@ class PrivatePostgres:
     def dsn(self) -> str:
         """A libpq connection string for the ``vigil`` database."""
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=vigil"
+
+    @property
+    def running(self) -> bool:
+        """Whether the cluster's postmaster is up (its pid file exists)."""
+        return (self.data / "postmaster.pid").exists()
 
     def _as_postgres(self, *cmd: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -125,6 +133,8 @@ class PrivatePostgres:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=100 -c shared_buffers=256MB"
         )
+        if self.durable:
+            options += " -c synchronous_commit=on"  # the later setting wins
         self._as_postgres(
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
             "-l", str(self.dir / "postgres.log"), "-w", "start",
@@ -145,6 +155,13 @@ class PrivatePostgres:
         """Stop the cluster quickly."""
         if (self.data / "postmaster.pid").exists():
             self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+
+    def kill(self) -> None:
+        """Stop the cluster abruptly (``-m immediate``): every connection drops, no checkpoint."""
+        if (self.data / "postmaster.pid").exists():
+            self._as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"
+            )
 
     def cleanup(self) -> None:
         """Stop and remove everything."""

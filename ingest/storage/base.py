@@ -13,6 +13,15 @@ from contract import AlertEvent, Batch, Reading
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class StorageUnavailable(Exception):
+    """The database cannot be reached right now; the same call may succeed later.
+
+    Raised instead of the driver's error for lost connections, a server that is down or
+    restarting, and (SQLite) a write lock not obtained within the busy timeout. Any other
+    exception from a store is a bug or bad data, and retrying it will not help.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A payload ingest could not use, kept with why so that it can be inspected or replayed."""
@@ -54,6 +63,7 @@ class ReadingStore(Protocol):
     """Durable, idempotent storage for readings, dead letters and alert events.
 
     Synchronous: one instance per worker thread, called from async code via asyncio.to_thread.
+    Any call may raise ``StorageUnavailable`` during an outage; a later call reconnects.
     Time ranges are half-open: ``since_us`` inclusive, ``until_us`` exclusive.
     """
 

@@ -11,7 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from ingest.storage.base import Bucket, DeadLetter, StoreContext, StoreOutcome, check_bucket_seconds
+from ingest.storage.base import (
+    Bucket,
+    DeadLetter,
+    StorageUnavailable,
+    StoreContext,
+    StoreOutcome,
+    check_bucket_seconds,
+)
 from ingest.storage.claims import claim_order, reading_total
 
 _SCHEMA = (
@@ -262,11 +269,21 @@ class SQLiteStore(StoreContext):
 
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception; busy is StorageUnavailable."""
     try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            # A COMMIT that failed (busy) leaves the transaction open; one rolled back by SQLite
+            # itself does not, and a second ROLLBACK would raise.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as exc:
+        # Another process held the write lock for longer than the busy timeout: nothing of
+        # ours was written, and the same call can succeed once that writer is done.
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            raise StorageUnavailable(f"SQLite database is locked: {exc}") from exc
         raise
-    conn.execute("COMMIT")

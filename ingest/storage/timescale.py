@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
@@ -16,12 +20,15 @@ from ingest.storage import timescale_schema
 from ingest.storage.base import (
     Bucket,
     DeadLetter,
+    StorageUnavailable,
     StoreContext,
     StoreOutcome,
     check_bucket_seconds,
     datetime_from_us,
 )
 from ingest.storage.claims import claim_order, reading_total
+
+log = logging.getLogger(__name__)
 
 READING_COLUMNS = "ts, device_id, metric, value, unit, seq, gateway_id, batch_seq"
 READING_TYPES = ["timestamptz", "text", "text", "float8", "text", "int8", "text", "int8"]
@@ -87,40 +94,72 @@ _SELECT_DEAD_LETTERS = f"""
 # transaction is rolled back whole, so retrying it is safe.
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _ATTEMPTS = 5
+# SQLSTATEs that say the server or our session went away, not that the statement was wrong:
+# class 08 (connection exception), 57P (shutdown, crash, still starting up), and 25006: after a
+# failover the connection may sit on a demoted, now read-only server.
+_LOST_SQLSTATES = ("08", "57P", "25006")
+# Without these a query on a half-open TCP connection (a partition, no RST) waits forever and a
+# connect to an unreachable host for minutes; a conninfo that sets them wins.
+_CONNECTION_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+T = TypeVar("T")
+Work = Callable[[psycopg.Connection[TupleRow]], T]
 
 
 class TimescaleStore(StoreContext):
-    """A ReadingStore on PostgreSQL with TimescaleDB, over one connection of its own."""
+    """A ReadingStore on PostgreSQL with TimescaleDB, over one connection of its own.
+
+    A lost connection (server restart, failover, network) is reopened on the next call; a call
+    that cannot reach the server raises ``StorageUnavailable``. Migrations are not re-run.
+    """
 
     def __init__(self, conninfo: str) -> None:
-        # Autocommit so every transaction is an explicit conn.transaction() block.
-        self._conn: psycopg.Connection[TupleRow] = psycopg.connect(conninfo, autocommit=True)
+        given = conninfo_to_dict(conninfo)
+        self._conninfo = make_conninfo(
+            conninfo, **{k: v for k, v in _CONNECTION_DEFAULTS.items() if k not in given}
+        )
         # asyncio.to_thread may run successive calls on different pool threads.
         self._lock = threading.Lock()
+        self._closed = False
         self.features: frozenset[str] = frozenset()
+        # Connect now so that a wrong conninfo shows at startup, not on the first batch.
+        self._conn: psycopg.Connection[TupleRow] | None = self._connect()
 
     def migrate(self) -> None:
         """Create the schema if it is missing; safe to call any number of times."""
-        with self._lock:
-            self.features = timescale_schema.migrate(self._conn)
+        self.features = self._run(timescale_schema.migrate)
 
     def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
         """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
         ordered = claim_order(batches)
-        attempt = 1
-        with self._lock:
+
+        def store(conn: psycopg.Connection[TupleRow]) -> StoreOutcome:
+            attempt = 1
             while True:
                 try:
-                    return self._store(ordered, len(batches))
+                    return self._store(conn, ordered, len(batches))
                 except _RETRYABLE:
                     if attempt == _ATTEMPTS:
                         raise
                     time.sleep(0.01 * attempt)
                     attempt += 1
 
-    def _store(self, ordered: list[Batch], offered: int) -> StoreOutcome:
+        # Safe to repeat after a lost connection, even one lost during COMMIT: the batch claims
+        # make a committed batch a duplicate the second time.
+        return self._run(store)
+
+    def _store(
+        self, conn: psycopg.Connection[TupleRow], ordered: list[Batch], offered: int
+    ) -> StoreOutcome:
         """One attempt at the write transaction."""
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with conn.transaction(), conn.cursor() as cur:
             # A concurrent writer claiming the same batch blocks on its primary key until we
             # commit, then sees the conflict and skips it: exactly one copy either way.
             cur.execute(
@@ -134,28 +173,13 @@ class TimescaleStore(StoreContext):
             claimed_keys = set(cur.fetchall())
             claimed = [b for b in ordered if (b.gateway_id, b.batch_seq) in claimed_keys]
             offered_readings = reading_total(claimed)
-            inserted = self._insert_readings(cur, claimed) if offered_readings else 0
+            inserted = _insert_readings(conn, cur, claimed) if offered_readings else 0
         return StoreOutcome(
             readings_inserted=inserted,
             batches_new=len(claimed),
             batches_duplicate=offered - len(claimed),
             readings_duplicate=offered_readings - inserted,
         )
-
-    def _insert_readings(self, cur: psycopg.Cursor[TupleRow], claimed: list[Batch]) -> int:
-        """COPY readings straight into the hypertable, or merge via staging if some exist."""
-        try:
-            with self._conn.transaction():
-                copy_readings(cur, _COPY_READINGS, claimed)
-            return reading_total(claimed)
-        except psycopg.errors.UniqueViolation:
-            # The savepoint is rolled back. Some readings were stored before through another
-            # batch, or repeat within this call; both are rare, so we do not pre-check for them.
-            pass
-        cur.execute(_STAGING)
-        copy_readings(cur, _COPY_STAGING, claimed)
-        cur.execute(_MERGE_STAGING)  # staging empties itself on commit (ON COMMIT DELETE ROWS)
-        return cur.rowcount
 
     def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Append dead letters."""
@@ -164,8 +188,14 @@ class TimescaleStore(StoreContext):
              d.batch_seq)
             for d in letters
         ]
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(_INSERT_DEAD_LETTER, params)
+
+        def store(conn: psycopg.Connection[TupleRow]) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(_INSERT_DEAD_LETTER, params)
+
+        # Appends are not idempotent: a connection lost during COMMIT leaves it unknown whether
+        # they are stored, so that is the caller's call, not a silent second copy.
+        self._run(store, retry=False)
 
     def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
         """Store alert events, ignoring ones already stored; return how many were new."""
@@ -178,9 +208,13 @@ class TimescaleStore(StoreContext):
             [e.message for e in events],
             [json.dumps(e.evidence) for e in events],
         )
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute(_INSERT_ALERTS, columns)
-            return cur.rowcount
+
+        def store(conn: psycopg.Connection[TupleRow]) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(_INSERT_ALERTS, columns)
+                return cur.rowcount
+
+        return self._run(store)
 
     def fetch_readings(
         self,
@@ -206,8 +240,7 @@ class TimescaleStore(StoreContext):
         if limit is not None:
             query += sql.SQL(" LIMIT %(limit)s")
             params["limit"] = limit
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
+        rows = self._run(lambda conn: conn.execute(query, params).fetchall())
         return [Reading(*row) for row in rows]
 
     def bucketed(
@@ -222,14 +255,14 @@ class TimescaleStore(StoreContext):
             "since": datetime_from_us(since_us),
             "until": datetime_from_us(until_us),
         }
-        with self._lock:
-            rows = self._conn.execute(_BUCKETED, params).fetchall()
+        rows = self._run(lambda conn: conn.execute(_BUCKETED, params).fetchall())
         return [Bucket(*row) for row in rows]
 
     def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
         """Stored alert events, optionally for one device, ordered by time."""
-        with self._lock:
-            rows = self._conn.execute(_SELECT_ALERTS, {"device_id": device_id}).fetchall()
+        rows = self._run(
+            lambda conn: conn.execute(_SELECT_ALERTS, {"device_id": device_id}).fetchall()
+        )
         return [
             AlertEvent(
                 device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
@@ -244,10 +277,11 @@ class TimescaleStore(StoreContext):
 
     def reading_checksum(self) -> tuple[int, float]:
         """Count and sum of values of all stored readings, for reconciliation."""
-        with self._lock:
-            row = self._conn.execute(
+        row = self._run(
+            lambda conn: conn.execute(
                 "SELECT count(*), coalesce(sum(value), 0.0) FROM readings"
             ).fetchone()
+        )
         assert row is not None
         return int(row[0]), float(row[1])
 
@@ -257,21 +291,93 @@ class TimescaleStore(StoreContext):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent ``limit`` dead letters, newest first."""
-        with self._lock:
-            rows = self._conn.execute(_SELECT_DEAD_LETTERS, (limit,)).fetchall()
+        rows = self._run(lambda conn: conn.execute(_SELECT_DEAD_LETTERS, (limit,)).fetchall())
         return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
         with self._lock:
-            self._conn.close()
+            self._closed = True
+            self._drop()
 
-    def _scalar(self, query: str) -> int:
+    def _scalar(self, query: LiteralString) -> int:
         """The single integer a fixed query returns."""
-        with self._lock:
-            row = self._conn.execute(query).fetchone()
+        row = self._run(lambda conn: conn.execute(query).fetchone())
         assert row is not None
         return int(row[0])
+
+    def _run(self, work: Work[T], *, retry: bool = True) -> T:
+        """``work`` on a live connection, under the lock; a lost server is StorageUnavailable.
+
+        With ``retry``, work that fails on a connection opened by an earlier call, because that
+        connection is gone, runs once more on a new one: an idle connection may have died long
+        ago (restart, failover), which says nothing about the server now.
+        """
+        with self._lock:
+            second_chance = retry
+            while True:
+                reopened = self._conn is None or self._conn.closed
+                conn = self._live()
+                try:
+                    return work(conn)
+                except psycopg.Error as exc:
+                    if not _lost(conn, exc):
+                        raise
+                    self._drop()
+                    if reopened or not second_chance:
+                        raise StorageUnavailable(f"lost PostgreSQL: {exc}") from exc
+                    log.info("PostgreSQL connection found lost (%s); reconnecting", exc)
+                    second_chance = False
+
+    def _live(self) -> psycopg.Connection[TupleRow]:
+        """The open connection, reopened first if it was lost; call with the lock held."""
+        if self._closed:
+            raise RuntimeError("TimescaleStore is closed")
+        if self._conn is None or self._conn.closed:
+            self._drop()
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        """A new autocommit connection, or StorageUnavailable."""
+        try:
+            # Autocommit so every transaction is an explicit conn.transaction() block.
+            return psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            # libpq reports every connection failure alike (refused, starting up, too many
+            # clients, even a wrong role): the caller retries and logs why.
+            raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def _drop(self) -> None:
+        """Close and forget the connection, however broken it is."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+
+def _lost(conn: psycopg.Connection[TupleRow], exc: psycopg.Error) -> bool:
+    """Whether ``exc`` means the connection or server went away rather than a failed statement."""
+    return conn.closed or (exc.sqlstate or "").startswith(_LOST_SQLSTATES)
+
+
+def _insert_readings(
+    conn: psycopg.Connection[TupleRow], cur: psycopg.Cursor[TupleRow], claimed: list[Batch]
+) -> int:
+    """COPY readings straight into the hypertable, or merge via staging if some exist."""
+    try:
+        with conn.transaction():
+            copy_readings(cur, _COPY_READINGS, claimed)
+        return reading_total(claimed)
+    except psycopg.errors.UniqueViolation:
+        # The savepoint is rolled back. Some readings were stored before through another
+        # batch, or repeat within this call; both are rare, so we do not pre-check for them.
+        pass
+    # The temp table belongs to the session: created again on a reopened connection.
+    cur.execute(_STAGING)
+    copy_readings(cur, _COPY_STAGING, claimed)
+    cur.execute(_MERGE_STAGING)  # staging empties itself on commit (ON COMMIT DELETE ROWS)
+    return cur.rowcount
 
 
 def copy_readings(cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch]) -> None:
