@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+import logging
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import aiomqtt
 import typer
@@ -12,8 +14,12 @@ from rich.console import Console
 
 from vigil.settings import VigilSettings
 
+if TYPE_CHECKING:
+    from ingest.storage import ReadingStore
+
 app = typer.Typer(help="The ingest worker.", no_args_is_help=True)
 console = Console()
+log = logging.getLogger(__name__)
 
 
 @app.command("run")
@@ -25,7 +31,6 @@ def ingest_run(
     ] = True,
 ) -> None:
     """Run one ingest worker until interrupted."""
-    from ingest.storage import open_store
     from ingest.worker import IngestWorker
     from rules.runtime import RuleRuntime, publish_through
     from vigil.commands.rules import load_rules, registry_from
@@ -34,8 +39,7 @@ def ingest_run(
     settings = VigilSettings()
     chosen = load_rules(None, None, settings) if rules else []
     registry = registry_from(settings.rules.registry_file) if rules else {}
-    store = open_store(settings.ingest.storage_url)
-    store.migrate()
+    store = _open_when_reachable(settings.ingest.storage_url)
     ingest = settings.ingest_settings()
 
     def publisher() -> aiomqtt.Client:
@@ -60,3 +64,19 @@ def ingest_run(
 
     with store:
         run_until_stopped(main())
+
+
+def _open_when_reachable(url: str, backoff_max_s: float = 30.0) -> ReadingStore:
+    """Open and migrate the store, waiting out a database that is not up yet (e.g. at boot)."""
+    from ingest.storage import StorageUnavailable, open_store
+
+    backoff = 0.5
+    while True:
+        try:
+            store = open_store(url)
+            store.migrate()
+            return store
+        except StorageUnavailable as exc:
+            log.warning("storage not reachable (%s); retrying in %.1fs", exc, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, backoff_max_s)
