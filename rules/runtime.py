@@ -2,6 +2,11 @@
 
 ``RuleRuntime.on_stored`` has the signature of the ingest worker's ``on_stored`` hook, so the same
 runtime serves the in-process wiring and the broker-fed rules worker (``rules.worker``).
+
+The alerts table is the publish outbox: an event is stored first, published with QoS 1, and
+marked published after its PUBACK. Whatever a crash, an outage or a failed publish left
+unpublished goes out, oldest first, on start, after every (re)connection of the publisher and
+periodically. Delivery is at least once: consumers recognise a repeated event.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import aiomqtt
 
 from contract import AlertEvent, Batch, Reading, Severity
 from contract.topics import alert_topic
+from ingest.storage.base import StorageUnavailable
 from rules.alerts import ActiveAlert, AlertBook
 from rules.engine import RuleEngine
 from rules.model import AnyRule
@@ -36,6 +42,14 @@ class AlertStore(Protocol):
 
     def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
         """Store alert events, ignoring ones already stored; return how many were new."""
+        ...
+
+    def unpublished_alert_events(self, limit: int = 1000) -> list[AlertEvent]:
+        """Up to ``limit`` stored alert events not yet marked published, oldest first."""
+        ...
+
+    def mark_alerts_published(self, events: Sequence[AlertEvent]) -> None:
+        """Mark stored alert events published (by key); repeats and unknown events are no-ops."""
         ...
 
 
@@ -58,6 +72,9 @@ class RuntimeSettings:
     # whose time is not now. A whole fleet going quiet is then invisible, and readings that
     # arrive skewed (one path running ahead of another) can look like silence.
     data_clock: bool = False
+    # While stored alerts may be unpublished, retry them this often (besides on reconnection).
+    outbox_every_s: float = 5.0
+    outbox_page: int = 500
 
 
 @dataclass
@@ -68,7 +85,9 @@ class RuntimeCounters:
     readings: int = 0
     events: int = 0
     published: int = 0
+    published_late: int = 0  # of ``published``: sent from the outbox while a backlog was pending
     publish_failures: int = 0
+    mark_failures: int = 0  # PUBACKed but not marked published: they will go out again
     snapshots: int = 0
 
 
@@ -95,6 +114,11 @@ class RuleRuntime:
         self.rules = list(rules)
         self.registry: Registry = registry or {}
         self.store = store
+        # Whether the store may hold events not yet published: true at start, since an earlier
+        # process may have stored alerts and died before their PUBACK.
+        self._unpublished = store is not None
+        self._outbox_kick = asyncio.Event()
+        self._publisher: Publisher | None = None
         self.publisher = publisher
         self.settings = settings or RuntimeSettings()
         self.counters = RuntimeCounters()
@@ -133,8 +157,22 @@ class RuleRuntime:
             return AlertBook()
         return book
 
+    @property
+    def publisher(self) -> Publisher | None:
+        """The connected client alerts are published on, or None while there is none."""
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, client: Publisher | None) -> None:
+        self._publisher = client
+        if client is not None:
+            # A (re)connection: publish what is still pending before it waits for the next retry.
+            self._outbox_kick.set()
+
     async def __aenter__(self) -> Self:
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="rules-tick"))
+        if self.store is not None:
+            self._tasks.append(asyncio.create_task(self._outbox_loop(), name="rules-outbox"))
         if self.settings.snapshot_path is not None:
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="rules-snap"))
         return self
@@ -178,6 +216,11 @@ class RuleRuntime:
             events = self.engine.tick(now_us)
             return await self._deliver(events)
 
+    async def publish_pending(self) -> int:
+        """Publish stored alert events not yet published, oldest first; return how many went."""
+        async with self._lock:
+            return await self._flush_outbox()
+
     async def snapshot(self) -> None:
         """Write the engine state to the snapshot file (atomically), if one is configured."""
         path = self.settings.snapshot_path
@@ -199,22 +242,93 @@ class RuleRuntime:
         self.recent.extend(changed)
         if self.store is not None:
             await asyncio.to_thread(self.store.store_alert_events, changed)
-        if self.publisher is not None:
-            for event in changed:
-                try:
-                    await self.publisher.publish(alert_topic(event.device_id), event.encode(),
-                                                 qos=1)
-                    self.counters.published += 1
-                except aiomqtt.MqttError as exc:  # stored already; keep evaluating
-                    self.counters.publish_failures += 1
-                    log.warning("alert %s on %s not published: %s", event.rule_id,
-                                event.device_id, exc)
+        if self._unpublished:
+            # Older events are still pending: they go first, and these with them.
+            await self._flush_outbox()
+        else:
+            await self._publish(changed)
         return changed
+
+    async def _publish(self, events: Sequence[AlertEvent], *, late: bool = False) -> bool:
+        """Publish in order, marking each published after its PUBACK; False if any is left.
+
+        Call with the lock held. With a store, the first failure stops the run: the outbox
+        retries from there, in order. Without one, a failed event is lost, as it always was.
+        """
+        # Held locally: a worker losing the broker sets ``self.publisher`` to None meanwhile.
+        publisher = self.publisher
+        if publisher is None:
+            self._unpublished = self.store is not None
+            return not events
+        for event in events:
+            try:
+                await publisher.publish(alert_topic(event.device_id), event.encode(), qos=1)
+            except aiomqtt.MqttError as exc:
+                self.counters.publish_failures += 1
+                log.warning("alert %s on %s not published: %s", event.rule_id, event.device_id,
+                            exc)
+                if self.store is None:
+                    continue
+                self._unpublished = True
+                return False
+            self.counters.published += 1
+            self.counters.published_late += int(late)
+            if self.store is not None and not await self._mark_published(event):
+                return False
+        return True
+
+    async def _mark_published(self, event: AlertEvent) -> bool:
+        """Record the PUBACK of ``event``; on a storage outage it stays pending (a duplicate)."""
+        assert self.store is not None
+        try:
+            await asyncio.to_thread(self.store.mark_alerts_published, [event])
+        except StorageUnavailable as exc:
+            self.counters.mark_failures += 1
+            self._unpublished = True
+            log.warning("alert %s on %s published but not marked (%s); it will repeat",
+                        event.rule_id, event.device_id, exc)
+            return False
+        return True
+
+    async def _flush_outbox(self) -> int:
+        """Publish pending stored events, oldest first, page by page; call with the lock held."""
+        if self.store is None or self.publisher is None:
+            return 0
+        page = self.settings.outbox_page
+        sent = self.counters.published
+        previous: list[AlertEvent] = []
+        while True:
+            try:
+                pending = await asyncio.to_thread(self.store.unpublished_alert_events, page)
+            except StorageUnavailable as exc:
+                log.warning("unpublished alerts not readable (%s); retrying later", exc)
+                self._unpublished = True
+                break
+            if pending and pending == previous:
+                # Published but not marked, yet no error: a store that cannot mark. Do not spin.
+                log.error("alert outbox does not drain; %d events stay pending", len(pending))
+                self._unpublished = True
+                break
+            self._unpublished = False
+            if pending and not await self._publish(pending, late=True):
+                break
+            if len(pending) < page:
+                break
+            previous = pending
+        return self.counters.published - sent
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_every_s)
             await self.tick()
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_kick.wait(), self.settings.outbox_every_s)
+            self._outbox_kick.clear()
+            if self._unpublished and self.publisher is not None:
+                await self.publish_pending()
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -228,7 +342,7 @@ async def publish_through(
     """Keep ``runtime.publisher`` a connected client made by ``connect``, until cancelled.
 
     For the in-process runtime, which has no consuming connection of its own to publish on.
-    Alerts raised while disconnected are stored and counted as publish failures.
+    Alerts raised while disconnected are stored and published once it is connected again.
     """
     while True:
         try:

@@ -36,8 +36,9 @@ class RulesWorkerSettings:
 class RulesWorker:
     """Consumes batches with QoS 1 in a persistent session and feeds them to a RuleRuntime.
 
-    A batch is acknowledged after its alerts are stored and published, so a crash in between
-    means redelivery; the engine then drops the repeated readings as duplicates.
+    A batch is acknowledged after its alerts are stored and their publication attempted, so a
+    crash in between means redelivery; the engine then drops the repeated readings as
+    duplicates, and the runtime's outbox publishes the stored alerts still unpublished.
     """
 
     def __init__(self, settings: RulesWorkerSettings, runtime: RuleRuntime) -> None:
@@ -57,7 +58,8 @@ class RulesWorker:
             try:
                 async with self._client() as client:
                     enable_manual_ack(client)
-                    # The same connection publishes the alerts.
+                    # The same connection publishes the alerts; setting it also sends those
+                    # left unpublished by an outage or an earlier process.
                     self.runtime.publisher = client
                     await client.subscribe(batch_subscription(self.settings.shared_group), qos=1)
                     self.subscribed.set()

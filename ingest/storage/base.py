@@ -62,6 +62,9 @@ class Bucket(NamedTuple):
 class ReadingStore(Protocol):
     """Durable, idempotent storage for readings, dead letters and alert events.
 
+    Alert events double as the rules' publish outbox: stored unpublished, marked once the broker
+    has acknowledged them, so a crash or outage in between leaves them to be published again.
+
     Synchronous: one instance per worker thread, called from async code via asyncio.to_thread.
     Any call may raise ``StorageUnavailable`` during an outage; a later call reconnects.
     Time ranges are half-open: ``since_us`` inclusive, ``until_us`` exclusive.
@@ -81,6 +84,14 @@ class ReadingStore(Protocol):
 
     def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
         """Store alert events, ignoring ones already stored; return how many were new."""
+        ...
+
+    def unpublished_alert_events(self, limit: int = 1000) -> list[AlertEvent]:
+        """Up to ``limit`` stored alert events not yet marked published, oldest first."""
+        ...
+
+    def mark_alerts_published(self, events: Sequence[AlertEvent]) -> None:
+        """Mark stored alert events published (by key); repeats and unknown events are no-ops."""
         ...
 
     def fetch_readings(

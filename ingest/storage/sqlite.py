@@ -65,10 +65,30 @@ _SCHEMA = (
         at_us INTEGER NOT NULL,
         message TEXT NOT NULL,
         evidence TEXT NOT NULL,
+        published_at INTEGER,
         PRIMARY KEY (device_id, rule_id, transition, at_us)
     ) WITHOUT ROWID
     """,
 )
+# Alerts tables made before the outbox lack published_at (µs since the epoch, NULL until the
+# broker acknowledged the event). Their rows were published, or given up on, by the code of the
+# time: they are marked published so that an upgrade does not replay the whole alert history.
+_ADD_PUBLISHED_AT = "ALTER TABLE alerts ADD COLUMN published_at INTEGER"
+_BACKFILL_PUBLISHED_AT = "UPDATE alerts SET published_at = ?"
+_UNPUBLISHED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS alerts_unpublished ON alerts (at_us) WHERE published_at IS NULL"
+)
+_SELECT_UNPUBLISHED = """
+    SELECT device_id, rule_id, severity, transition, at_us, message, evidence FROM alerts
+    WHERE published_at IS NULL
+    ORDER BY at_us, device_id, rule_id, transition
+    LIMIT ?
+"""
+# The first acknowledgement's time is kept; a repeat publication changes nothing.
+_MARK_PUBLISHED = """
+    UPDATE alerts SET published_at = ?
+    WHERE device_id = ? AND rule_id = ? AND transition = ? AND at_us = ? AND published_at IS NULL
+"""
 
 _CLAIM = """
     INSERT OR IGNORE INTO ingested_batches (gateway_id, batch_seq, reading_count, ingested_at_us)
@@ -126,6 +146,11 @@ class SQLiteStore(StoreContext):
         with self._lock, _immediate(self._conn):
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(alerts)")}
+            if "published_at" not in columns:
+                self._conn.execute(_ADD_PUBLISHED_AT)
+                self._conn.execute(_BACKFILL_PUBLISHED_AT, (time.time_ns() // 1000,))
+            self._conn.execute(_UNPUBLISHED_INDEX)
 
     def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
         """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
@@ -180,6 +205,21 @@ class SQLiteStore(StoreContext):
         with self._lock, _immediate(self._conn):
             return max(self._conn.executemany(_INSERT_ALERT, params).rowcount, 0)
 
+    def unpublished_alert_events(self, limit: int = 1000) -> list[AlertEvent]:
+        """Up to ``limit`` stored alert events not yet marked published, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(_SELECT_UNPUBLISHED, (limit,)).fetchall()
+        return _alert_events(rows)
+
+    def mark_alerts_published(self, events: Sequence[AlertEvent]) -> None:
+        """Mark stored alert events published (by key); repeats and unknown events are no-ops."""
+        if not events:
+            return
+        now_us = time.time_ns() // 1000
+        params = [(now_us, e.device_id, e.rule_id, e.transition.value, e.at_us) for e in events]
+        with self._lock, _immediate(self._conn):
+            self._conn.executemany(_MARK_PUBLISHED, params)
+
     def fetch_readings(
         self,
         *,
@@ -225,13 +265,7 @@ class SQLiteStore(StoreContext):
         )
         with self._lock:
             rows = self._conn.execute(query, {"device_id": device_id}).fetchall()
-        return [
-            AlertEvent(
-                device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
-                at_us=at, message=m, evidence=json.loads(ev),
-            )
-            for d, r, s, t, at, m, ev in rows
-        ]
+        return _alert_events(rows)
 
     def reading_count(self) -> int:
         """How many readings are stored."""
@@ -265,6 +299,17 @@ class SQLiteStore(StoreContext):
         """Release the connection; the store is unusable afterwards."""
         with self._lock:
             self._conn.close()
+
+
+def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> list[AlertEvent]:
+    """Alert events from rows of the alerts table's event columns, in table order."""
+    return [
+        AlertEvent(
+            device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
+            at_us=at, message=m, evidence=json.loads(ev),
+        )
+        for d, r, s, t, at, m, ev in rows
+    ]
 
 
 @contextmanager

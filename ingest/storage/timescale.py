@@ -86,6 +86,20 @@ _SELECT_ALERTS = f"""
     WHERE (%(device_id)s::text IS NULL OR device_id = %(device_id)s)
     ORDER BY at, device_id, rule_id, transition
 """
+_SELECT_UNPUBLISHED = f"""
+    SELECT device_id, rule_id, severity, transition, {_US.format("at")}, message, evidence
+    FROM alerts
+    WHERE published_at IS NULL
+    ORDER BY at, device_id, rule_id, transition
+    LIMIT %s
+"""
+# The first acknowledgement's time is kept; a repeat publication changes nothing.
+_MARK_PUBLISHED = """
+    UPDATE alerts SET published_at = now()
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(d, r, t, a)
+    WHERE alerts.device_id = u.d AND alerts.rule_id = u.r AND alerts.transition = u.t
+      AND alerts.at = u.a AND alerts.published_at IS NULL
+"""
 _SELECT_DEAD_LETTERS = f"""
     SELECT {_US.format("received_at")}, source, reason, payload, gateway_id, batch_seq
     FROM dead_letters ORDER BY received_at DESC, id DESC LIMIT %s
@@ -216,6 +230,29 @@ class TimescaleStore(StoreContext):
 
         return self._run(store)
 
+    def unpublished_alert_events(self, limit: int = 1000) -> list[AlertEvent]:
+        """Up to ``limit`` stored alert events not yet marked published, oldest first."""
+        rows = self._run(lambda conn: conn.execute(_SELECT_UNPUBLISHED, (limit,)).fetchall())
+        return _alert_events(rows)
+
+    def mark_alerts_published(self, events: Sequence[AlertEvent]) -> None:
+        """Mark stored alert events published (by key); repeats and unknown events are no-ops."""
+        if not events:
+            return
+        columns = (
+            [e.device_id for e in events],
+            [e.rule_id for e in events],
+            [e.transition.value for e in events],
+            [datetime_from_us(e.at_us) for e in events],
+        )
+
+        def mark(conn: psycopg.Connection[TupleRow]) -> None:
+            with conn.transaction():
+                conn.execute(_MARK_PUBLISHED, columns)
+
+        # Safe to repeat after a lost connection: marking is idempotent.
+        self._run(mark)
+
     def fetch_readings(
         self,
         *,
@@ -263,13 +300,7 @@ class TimescaleStore(StoreContext):
         rows = self._run(
             lambda conn: conn.execute(_SELECT_ALERTS, {"device_id": device_id}).fetchall()
         )
-        return [
-            AlertEvent(
-                device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
-                at_us=at, message=m, evidence=ev,
-            )
-            for d, r, s, t, at, m, ev in rows
-        ]
+        return _alert_events(rows)
 
     def reading_count(self) -> int:
         """How many readings are stored."""
@@ -359,6 +390,17 @@ class TimescaleStore(StoreContext):
 def _lost(conn: psycopg.Connection[TupleRow], exc: psycopg.Error) -> bool:
     """Whether ``exc`` means the connection or server went away rather than a failed statement."""
     return conn.closed or (exc.sqlstate or "").startswith(_LOST_SQLSTATES)
+
+
+def _alert_events(rows: Sequence[TupleRow]) -> list[AlertEvent]:
+    """Alert events from rows of the alerts table's event columns, in table order."""
+    return [
+        AlertEvent(
+            device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
+            at_us=at, message=m, evidence=ev,
+        )
+        for d, r, s, t, at, m, ev in rows
+    ]
 
 
 def _insert_readings(

@@ -60,9 +60,25 @@ _TABLES = (
         at timestamptz NOT NULL,
         message text NOT NULL,
         evidence jsonb NOT NULL,
+        published_at timestamptz,
         PRIMARY KEY (device_id, rule_id, transition, at)
     )
     """,
+)
+# Alerts tables made before the outbox lack published_at (NULL until the broker acknowledged
+# the event). Their rows were published, or given up on, by the code of the time: they are
+# marked published so that an upgrade does not replay the whole alert history.
+_HAS_PUBLISHED_AT = """
+    SELECT 1 FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = 'alerts'
+      AND column_name = 'published_at'
+"""
+_ADD_PUBLISHED_AT = (
+    "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS published_at timestamptz",
+    "UPDATE alerts SET published_at = now() WHERE published_at IS NULL",
+)
+_UNPUBLISHED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS alerts_unpublished ON alerts (at) WHERE published_at IS NULL"
 )
 
 _COMPRESSION_ENABLED = """
@@ -107,6 +123,10 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> frozenset[str]:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK_KEY,))
         for statement in _TABLES:
             conn.execute(statement)
+        if conn.execute(_HAS_PUBLISHED_AT).fetchone() is None:
+            for statement in _ADD_PUBLISHED_AT:
+                conn.execute(statement)
+        conn.execute(_UNPUBLISHED_INDEX)
     license_row = conn.execute("SHOW timescaledb.license").fetchone()
     license_name = str(license_row[0]) if license_row else "apache"
     if license_name != "timescale":

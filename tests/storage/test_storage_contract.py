@@ -190,6 +190,72 @@ def test_alert_events_are_idempotent(store: ReadingStore) -> None:
     assert store.fetch_alert_events("nobody") == []
 
 
+def alert(device_id: str, at_us: int, transition: AlertTransition = AlertTransition.RAISED,
+          rule_id: str = "temp-high") -> AlertEvent:
+    """An alert event of ``rule_id`` on ``device_id`` at ``at_us``."""
+    return AlertEvent(
+        device_id=device_id, rule_id=rule_id, severity=Severity.WARNING, transition=transition,
+        at_us=at_us, message="m", evidence={"n": 1},
+    )
+
+
+def test_stored_alerts_are_unpublished_oldest_first(store: ReadingStore) -> None:
+    late = alert("patch-1", T0_US + 2 * MINUTE_US)
+    early = alert("patch-2", T0_US)
+    middle = alert("patch-1", T0_US + MINUTE_US, rule_id="ph-high")
+    assert store.unpublished_alert_events() == []
+    store.store_alert_events([late, early])
+    store.store_alert_events([middle])
+    assert store.unpublished_alert_events() == [early, middle, late]
+    assert store.unpublished_alert_events(limit=2) == [early, middle]
+
+
+def test_marking_alerts_published_is_idempotent(store: ReadingStore) -> None:
+    raised = alert("patch-1", T0_US)
+    cleared = alert("patch-1", T0_US + MINUTE_US, AlertTransition.CLEARED)
+    other = alert("patch-2", T0_US + 1)
+    store.store_alert_events([raised, cleared, other])
+    store.mark_alerts_published([other])
+    assert store.unpublished_alert_events() == [raised, cleared]
+    store.mark_alerts_published([other, raised])
+    store.mark_alerts_published([raised])
+    assert store.unpublished_alert_events() == [cleared]
+    # Storing a published event again is a duplicate: it does not become unpublished.
+    assert store.store_alert_events([raised, other]) == 0
+    assert store.unpublished_alert_events() == [cleared]
+    store.mark_alerts_published([cleared])
+    assert store.unpublished_alert_events() == []
+    # Publication is bookkeeping only: every event is still stored, in time order.
+    assert store.fetch_alert_events() == [raised, other, cleared]
+
+
+def test_marking_unknown_or_no_alerts_is_harmless(store: ReadingStore) -> None:
+    stored = alert("patch-1", T0_US)
+    store.store_alert_events([stored])
+    store.mark_alerts_published([])
+    # Same device and rule as a stored event, but not its key: nothing is marked.
+    store.mark_alerts_published([
+        alert("patch-1", T0_US + 1),
+        alert("patch-1", T0_US, AlertTransition.CLEARED),
+        alert("nobody", T0_US),
+    ])
+    assert store.unpublished_alert_events() == [stored]
+    assert store.fetch_alert_events() == [stored]
+
+
+def test_unpublished_alerts_are_shared_across_connections(
+    store: ReadingStore, open_migrated: OpenStore
+) -> None:
+    # A restarted process (another connection) finds what the first left unpublished.
+    first, second = alert("patch-1", T0_US), alert("patch-1", T0_US + 1, rule_id="ph-high")
+    store.store_alert_events([first, second])
+    store.mark_alerts_published([first])
+    again = open_migrated()
+    assert again.unpublished_alert_events() == [second]
+    again.mark_alerts_published([second])
+    assert store.unpublished_alert_events() == []
+
+
 def test_fetch_readings_filters_and_orders(store: ReadingStore) -> None:
     # Stored out of order and across days (several hypertable chunks).
     day = 24 * 60
@@ -249,6 +315,14 @@ def test_migrate_twice_is_harmless(store: ReadingStore, open_migrated: OpenStore
     again = open_migrated()
     assert_checksum(again, all_readings(stored))
     assert again.store_batches(stored) == StoreOutcome(batches_duplicate=2)
+
+
+def test_migrate_keeps_publication_state(store: ReadingStore) -> None:
+    done, pending = alert("patch-1", T0_US), alert("patch-1", T0_US + 1, rule_id="ph-high")
+    store.store_alert_events([done, pending])
+    store.mark_alerts_published([done])
+    store.migrate()
+    assert store.unpublished_alert_events() == [pending]
 
 
 def test_concurrent_migrations(open_migrated: OpenStore, store_url: str) -> None:
