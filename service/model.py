@@ -237,3 +237,39 @@ class Delivery(_Frozen):
     status: int | None = None
     ok: bool = False
     error: str = ""
+
+
+class Channel(StrEnum):
+    """How a pending notification travels."""
+
+    WEBHOOK = "webhook"
+    MQTT = "mqtt"
+
+
+class OutboxStatus(StrEnum):
+    """``pending`` until delivered (``done``) or given up after the last retry (``failed``)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class OutboxItem(_Frozen):
+    """One notification to one target (webhook URL or MQTT topic), written with the change.
+
+    ``key`` is ``event_id|channel|target``, so each target is delivered (and retried) on its own.
+    """
+
+    key: NonEmpty
+    event_id: NonEmpty
+    channel: Channel
+    target: NonEmpty
+    role: NonEmpty
+    subject: NonEmpty
+    event: NonEmpty
+    payload: dict[str, Any]
+    created_at: UtcDatetime
+    next_at: UtcDatetime
+    attempts: Annotated[int, Field(ge=0)] = 0
+    status: OutboxStatus = OutboxStatus.PENDING
+    last_error: str = ""

@@ -77,6 +77,50 @@ def _retryable(status: int) -> bool:
     return status >= 500 or status in (408, 429)
 
 
+EVENT_ID_HEADER = "X-Vigil-Event-Id"
+
+
+async def attempt(
+    webhook: Webhook,
+    event_id: str,
+    event: str,
+    payload: Mapping[str, Any],
+    number: int,
+    *,
+    send: Sender,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Delivery:
+    """POST ``payload`` once as attempt ``number``; the Delivery says how it went."""
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    at = clock()
+    stamp = int(at.timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(webhook.secret, stamp, body),
+        TIMESTAMP_HEADER: str(stamp),
+        EVENT_HEADER: event,
+        # Delivery is at least once: receivers drop an event id they have already seen.
+        EVENT_ID_HEADER: event_id,
+        "X-Vigil-Delivery": f"{event_id}/{number}",
+    }
+    status: int | None = None
+    error = ""
+    try:
+        status = await send(webhook.url, body, headers)
+    except (httpx.HTTPError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    ok = status is not None and 200 <= status < 300
+    if status is not None and not ok:
+        error = f"HTTP {status}"
+    return Delivery(event_id=event_id, url=webhook.url, attempt=number, at=at,
+                    status=status, ok=ok, error=error)  # fmt: skip
+
+
+def worth_retrying(delivery: Delivery) -> bool:
+    """True when a failed attempt may succeed later (transport error, 5xx, 408, 429)."""
+    return not delivery.ok and (delivery.status is None or _retryable(delivery.status))
+
+
 async def deliver(
     webhook: Webhook,
     event_id: str,
@@ -90,34 +134,15 @@ async def deliver(
     policy: RetryPolicy = RetryPolicy(),
 ) -> bool:
     """POST ``payload`` until a 2xx or a permanent failure; record every attempt; True if done."""
-    body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    for attempt in range(1, policy.attempts + 1):
-        at = clock()
-        stamp = int(at.timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(webhook.secret, stamp, body),
-            TIMESTAMP_HEADER: str(stamp),
-            EVENT_HEADER: event,
-            "X-Vigil-Delivery": f"{event_id}/{attempt}",
-        }
-        status: int | None = None
-        error = ""
-        try:
-            status = await send(webhook.url, body, headers)
-        except (httpx.HTTPError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        ok = status is not None and 200 <= status < 300
-        if status is not None and not ok:
-            error = f"HTTP {status}"
-        record(Delivery(event_id=event_id, url=webhook.url, attempt=attempt, at=at,
-                        status=status, ok=ok, error=error))  # fmt: skip
-        if ok:
+    for number in range(1, policy.attempts + 1):
+        delivery = await attempt(webhook, event_id, event, payload, number, send=send, clock=clock)
+        record(delivery)
+        if delivery.ok:
             return True
-        if status is not None and not _retryable(status):
+        if not worth_retrying(delivery):
             return False
-        if attempt < policy.attempts:
-            await sleep(policy.delay(attempt))
+        if number < policy.attempts:
+            await sleep(policy.delay(number))
     return False
 
 

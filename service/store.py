@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -21,7 +21,17 @@ from pydantic import BaseModel
 
 from service import audit
 from service.audit import AuditEntry
-from service.model import Delivery, Device, Engineer, Patient, Site, Ticket, TicketState
+from service.model import (
+    Delivery,
+    Device,
+    Engineer,
+    OutboxItem,
+    OutboxStatus,
+    Patient,
+    Site,
+    Ticket,
+    TicketState,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -115,6 +125,30 @@ class ServiceStore(Protocol):
         """Delivery attempts in the order recorded, optionally of one event."""
         ...
 
+    def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
+        """Add pending notifications to the outbox; a key already there is left as it is."""
+        ...
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Replace an outbox item (attempts, status, next try) by its key."""
+        ...
+
+    def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
+        """Pending outbox items, earliest next try first."""
+        ...
+
+    def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
+        """Every outbox item (any status) by key, optionally of one event."""
+        ...
+
+    def cursor(self, name: str) -> datetime | None:
+        """A persisted position (e.g. the last breach-scan instant), or None if never set."""
+        ...
+
+    def set_cursor(self, name: str, at: datetime) -> None:
+        """Persist a position; call inside ``atomic()`` with what it covers."""
+        ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sites (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -139,6 +173,13 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log
 CREATE TABLE IF NOT EXISTS deliveries (
     n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+-- The transactional outbox: written with the ticket change, emptied by the worker's sender.
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, event_id TEXT NOT NULL, status TEXT NOT NULL,
+    next_at REAL NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, next_at);
+CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, at TEXT NOT NULL);
 """
 
 
@@ -309,6 +350,55 @@ class SqliteStore:
         return self._many(
             Delivery, "SELECT doc FROM deliveries WHERE event_id = ? ORDER BY n", (event_id,)
         )
+
+    def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
+        """Add pending notifications to the outbox; a key already there is left as it is."""
+        with self.atomic():
+            for item in items:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)", _outbox_row(item)
+                )
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Replace an outbox item (attempts, status, next try) by its key."""
+        self._write("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", _outbox_row(item))
+
+    def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
+        """Pending outbox items, earliest next try first."""
+        return self._many(
+            OutboxItem,
+            "SELECT doc FROM outbox WHERE status = ? ORDER BY next_at, key LIMIT ?",
+            (str(OutboxStatus.PENDING), limit),
+        )
+
+    def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
+        """Every outbox item (any status) by key, optionally of one event."""
+        if event_id is None:
+            return self._many(OutboxItem, "SELECT doc FROM outbox ORDER BY key")
+        return self._many(
+            OutboxItem, "SELECT doc FROM outbox WHERE event_id = ? ORDER BY key", (event_id,)
+        )
+
+    def cursor(self, name: str) -> datetime | None:
+        """A persisted position (e.g. the last breach-scan instant), or None if never set."""
+        with self._lock:
+            row = self._db.execute("SELECT at FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    def set_cursor(self, name: str, at: datetime) -> None:
+        """Persist a position; call inside ``atomic()`` with what it covers."""
+        self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, _utc_text(at)))
+
+
+def _outbox_row(item: OutboxItem) -> tuple[str, str, str, float, str]:
+    return (item.key, item.event_id, str(item.status), item.next_at.timestamp(),
+            item.model_dump_json())  # fmt: skip
+
+
+def _utc_text(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("cursor instants must be aware")
+    return at.astimezone(UTC).isoformat()
 
 
 def open_service_store(url: str) -> ServiceStore:

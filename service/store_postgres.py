@@ -20,7 +20,18 @@ from pydantic import BaseModel
 
 from service import audit
 from service.audit import AuditEntry
-from service.model import Delivery, Device, Engineer, Patient, Site, Ticket, TicketState
+from service.model import (
+    Delivery,
+    Device,
+    Engineer,
+    OutboxItem,
+    OutboxStatus,
+    Patient,
+    Site,
+    Ticket,
+    TicketState,
+)
+from service.store import _outbox_row, _utc_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,6 +70,14 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS service_deliveries (
         n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS service_deliveries_event ON service_deliveries (event_id)",
+    # The transactional outbox: written with the ticket change, emptied by the worker's sender.
+    """CREATE TABLE IF NOT EXISTS service_outbox (
+        key text PRIMARY KEY, event_id text NOT NULL, status text NOT NULL,
+        next_at double precision NOT NULL, doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_outbox_pending ON service_outbox (status, next_at)",
+    "CREATE INDEX IF NOT EXISTS service_outbox_event ON service_outbox (event_id)",
+    """CREATE TABLE IF NOT EXISTS service_cursors (
+        name text PRIMARY KEY, at text NOT NULL)""",
 )
 
 _NO_FILTER = sql.SQL("")
@@ -265,3 +284,61 @@ class PostgresStore:
                     (event_id,),
                 ).fetchall()
         return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
+        """Add pending notifications to the outbox; a key already there is left as it is."""
+        with self.atomic():
+            for item in items:
+                self._conn.execute(
+                    "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    _outbox_row(item),
+                )
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Replace an outbox item (attempts, status, next try) by its key."""
+        self._write(
+            "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
+            " SET status = EXCLUDED.status, next_at = EXCLUDED.next_at, doc = EXCLUDED.doc",
+            _outbox_row(item),
+        )
+
+    def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
+        """Pending outbox items, earliest next try first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT doc::text FROM service_outbox WHERE status = %s"
+                " ORDER BY next_at, key LIMIT %s",
+                (str(OutboxStatus.PENDING), limit),
+            ).fetchall()
+        return [OutboxItem.model_validate_json(r[0]) for r in rows]
+
+    def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
+        """Every outbox item (any status) by key, optionally of one event."""
+        with self._lock:
+            if event_id is None:
+                rows = self._conn.execute(
+                    "SELECT doc::text FROM service_outbox ORDER BY key"
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT doc::text FROM service_outbox WHERE event_id = %s ORDER BY key",
+                    (event_id,),
+                ).fetchall()
+        return [OutboxItem.model_validate_json(r[0]) for r in rows]
+
+    def cursor(self, name: str) -> datetime | None:
+        """A persisted position (e.g. the last breach-scan instant), or None if never set."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT at FROM service_cursors WHERE name = %s", (name,)
+            ).fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    def set_cursor(self, name: str, at: datetime) -> None:
+        """Persist a position; call inside ``atomic()`` with what it covers."""
+        self._write(
+            "INSERT INTO service_cursors VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET at = EXCLUDED.at",
+            (name, _utc_text(at)),
+        )

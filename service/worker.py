@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
@@ -28,8 +29,8 @@ from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
 from service import desk
 from service.audit import canonical_json
 from service.escalation import Escalation
-from service.model import Delivery, Device, Ticket
-from service.notify import HttpSender, RetryPolicy, Sender, Webhook, deliver
+from service.model import Channel, Delivery, Device, OutboxItem, OutboxStatus, Ticket
+from service.notify import HttpSender, RetryPolicy, Sender, Webhook, attempt, worth_retrying
 from service.schedules import ScheduleConfig
 from service.sla import Breach, SlaConfig, sla_status
 from service.store import ServiceStore
@@ -37,6 +38,7 @@ from service.store import ServiceStore
 log = logging.getLogger(__name__)
 
 ALERT_SUBSCRIPTION = alert_subscription()
+BREACH_CURSOR = "breach_scan"  # the store cursor: breaches are reported up to this instant
 
 
 class Endpoint(BaseModel):
@@ -77,11 +79,13 @@ class Notification:
     subject: str
     event: str
     payload: Mapping[str, Any]
+    occurrence: str = ""  # which time this event happened to the ticket (escalations repeat)
 
     @property
     def event_id(self) -> str:
-        """Unique per ticket, event and recipient; the key deliveries are recorded under."""
-        return f"{self.payload.get('ticket_id', '-')}:{self.event}:{self.role}:{self.subject}"
+        """Unique per ticket, event, occurrence and recipient; receivers dedupe on it."""
+        base = f"{self.payload.get('ticket_id', '-')}:{self.event}:{self.role}:{self.subject}"
+        return f"{base}:{self.occurrence}" if self.occurrence else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,7 @@ class WorkerSettings:
     session_expiry_s: int = 24 * 3600
     reconnect_backoff_s: float = 0.5
     tick_s: float = 60.0
+    outbox_poll_s: float = 1.0  # how often the sender looks for due notifications unprompted
     sla: SlaConfig = field(default_factory=SlaConfig)
     schedules: ScheduleConfig = field(default_factory=ScheduleConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
@@ -124,19 +129,20 @@ def ticket_notifications(
 ) -> list[Notification]:
     """Who hears about ``ticket``: the team, its engineer, its hospital and its patient."""
     full = ticket_summary(ticket, device, now, sla)
-    notes = [Notification("service", "team", event, full)]
+    when = ticket.last_change.isoformat()
+    notes = [Notification("service", "team", event, full, when)]
     if ticket.assignee:
-        notes.append(Notification("engineer", ticket.assignee, event, full))
+        notes.append(Notification("engineer", ticket.assignee, event, full, when))
     if device is not None:
         brief = {k: full[k] for k in ("ticket_id", "device_id", "state", "title", "assignee")}
-        notes.append(Notification("hospital", device.site_id, event, brief))
+        notes.append(Notification("hospital", device.site_id, event, brief, when))
         if device.patient:
             # Patients and carers get what they need to act on, nothing about other people.
             notes.append(Notification("patient", device.patient, event, {
                 "ticket_id": ticket.id, "device_id": ticket.device_id, "state": str(ticket.state),
                 "message": "A service engineer has been assigned to your kit."
                 if ticket.assignee else "Your kit needs attention; the service team is informed.",
-            }))  # fmt: skip
+            }, when))  # fmt: skip
     return notes
 
 
@@ -147,11 +153,16 @@ def escalation_notifications(
     full = ticket_summary(result.ticket, device, now, sla) | {
         "lapsed_assignee": result.lapsed_assignee, "outcome": result.outcome.reason,
     }  # fmt: skip
-    notes = [Notification("service", "team", "ticket.escalated", full)]
+    when = now.isoformat()
+    notes = [Notification("service", "team", "ticket.escalated", full, when)]
     if result.supervisor_id:
-        notes.append(Notification("engineer", result.supervisor_id, "ticket.escalated", full))
+        notes.append(
+            Notification("engineer", result.supervisor_id, "ticket.escalated", full, when)
+        )
     if result.ticket.assignee and result.ticket.assignee != result.lapsed_assignee:
-        notes.append(Notification("engineer", result.ticket.assignee, "ticket.dispatched", full))
+        notes.append(
+            Notification("engineer", result.ticket.assignee, "ticket.dispatched", full, when)
+        )
     return notes
 
 
@@ -160,12 +171,29 @@ def breach_notification(breach: Breach) -> Notification:
     return Notification("service", "team", "sla.breached", {
         "ticket_id": breach.ticket_id, "clock": str(breach.clock), "tier": str(breach.tier),
         "at": breach.at.isoformat(),
-    })  # fmt: skip
+    }, f"{breach.clock}:{breach.at.isoformat()}")  # fmt: skip
 
 
 def mqtt_body(note: Notification) -> bytes:
     """The MQTT body of a notification: canonical JSON of the payload plus the event name."""
     return canonical_json({"event": note.event, **note.payload})
+
+
+def outbox_items(
+    notes: Iterable[Notification], config: NotifyConfig, now: datetime
+) -> list[OutboxItem]:
+    """The outbox rows for ``notes``: one per MQTT topic and one per configured webhook."""
+    items: list[OutboxItem] = []
+    for note in notes:
+        targets = [(Channel.MQTT, notification_topic(note.role, note.subject))]
+        targets += [(Channel.WEBHOOK, e.url) for e in config.endpoints(note.role, note.subject)]
+        for channel, target in targets:
+            items.append(OutboxItem(
+                key=f"{note.event_id}|{channel}|{target}", event_id=note.event_id,
+                channel=channel, target=target, role=note.role, subject=note.subject,
+                event=note.event, payload=dict(note.payload), created_at=now, next_at=now,
+            ))  # fmt: skip
+    return items
 
 
 def wall_clock() -> datetime:
@@ -174,7 +202,12 @@ def wall_clock() -> datetime:
 
 
 class ServiceWorker:
-    """``await ServiceWorker(settings, store).run()``: alerts in, tickets and notifications out."""
+    """``await ServiceWorker(settings, store).run()``: alerts in, tickets and notifications out.
+
+    Notifications go through the store's outbox: they are written in the transaction that
+    changes the ticket, and a sender loop delivers them (at least once, same event id on every
+    try), so a crash between the commit and the send delays a notification but never loses it.
+    """
 
     def __init__(
         self,
@@ -196,8 +229,14 @@ class ServiceWorker:
         self.alerts_rejected = 0
         self.tickets_opened = 0
         self._client: aiomqtt.Client | None = None
-        self._pending: set[asyncio.Task[None]] = set()
-        self._last_breach_scan: datetime | None = None
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy of every notification, webhook or MQTT."""
+        c = self.settings.notify
+        return RetryPolicy(c.attempts, c.backoff_s, 2.0, c.backoff_cap_s)
 
     def _mqtt(self) -> aiomqtt.Client:
         s = self.settings
@@ -205,10 +244,15 @@ class ServiceWorker:
                                  session_expiry_s=s.session_expiry_s)
 
     async def run(self) -> None:
-        """Consume alerts and run the periodic jobs until cancelled."""
+        """Catch up, then take alerts, send notifications and run periodic jobs until cancelled."""
         async with contextlib.AsyncExitStack() as stack:
             if self.sender is None:
                 self.sender = await stack.enter_async_context(HttpSender())
+            stack.callback(self._cancel_inflight)
+            # Pending notifications of an earlier run go out first; breaches of the downtime too.
+            sender = asyncio.create_task(self._send_forever())
+            stack.callback(sender.cancel)
+            await self.scan_breaches()
             ticker = asyncio.create_task(self._tick_forever())
             stack.callback(ticker.cancel)
             while True:
@@ -218,6 +262,7 @@ class ServiceWorker:
                         await client.subscribe(ALERT_SUBSCRIPTION, qos=1)
                         self._client = client
                         self.subscribed.set()
+                        self._wake.set()  # MQTT notifications held while disconnected
                         async for message in client.messages:
                             await self._on_message(message)
                             ack(client, message)
@@ -226,6 +271,8 @@ class ServiceWorker:
                     self.subscribed.clear()
                     log.warning("service worker lost the broker (%s); reconnecting", exc)
                     await asyncio.sleep(self.settings.reconnect_backoff_s)
+                finally:
+                    self._client = None
 
     async def _on_message(self, message: aiomqtt.Message) -> None:
         received = time.perf_counter()
@@ -242,13 +289,11 @@ class ServiceWorker:
         await self.handle_alert(alert, received)
 
     async def handle_alert(self, alert: AlertEvent, received: float | None = None) -> Ticket | None:
-        """Open (or extend) the ticket for ``alert`` and notify; None when nothing changed."""
+        """Open (or extend) the ticket for ``alert`` and queue its notifications; None if no-op."""
         received = time.perf_counter() if received is None else received
         now = self.clock()
         try:
-            ticket, created = await asyncio.to_thread(
-                desk.intake_alert, self.store, alert, now, self.settings.sla
-            )
+            ticket, created = await asyncio.to_thread(self._intake, alert, now)
         except Exception:
             # A poison message must not wedge the queue: it is logged and acknowledged.
             log.exception("alert %s/%s could not be turned into a ticket", alert.device_id,
@@ -260,30 +305,64 @@ class ServiceWorker:
         self.tickets_opened += 1
         if self.on_ticket is not None:
             self.on_ticket(ticket, time.perf_counter() - received)
-        device = await asyncio.to_thread(self.store.device, ticket.device_id)
-        event = "ticket.dispatched" if ticket.assignee else "ticket.opened"
-        self.notify(ticket_notifications(ticket, device, event, now, self.settings.sla))
+        self._wake.set()
         return ticket
+
+    def _intake(self, alert: AlertEvent, now: datetime) -> tuple[Ticket | None, bool]:
+        # The ticket, its audit entries and its notifications commit together or not at all.
+        with self.store.atomic():
+            ticket, created = desk.intake_alert(self.store, alert, now, self.settings.sla)
+            if ticket is not None and created:
+                self._enqueue(self._opened_notes(ticket, now), now)
+            return ticket, created
+
+    def _opened_notes(self, ticket: Ticket, now: datetime) -> list[Notification]:
+        device = self.store.device(ticket.device_id)
+        event = "ticket.dispatched" if ticket.assignee else "ticket.opened"
+        return ticket_notifications(ticket, device, event, now, self.settings.sla)
+
+    def _enqueue(self, notes: Iterable[Notification], now: datetime) -> None:
+        self.store.enqueue_notifications(outbox_items(notes, self.settings.notify, now))
 
     async def tick(self, now: datetime | None = None) -> None:
         """Run escalations, breach detection and schedules once, at ``now``."""
         now = now or self.clock()
+        await asyncio.to_thread(self._escalate, now)
+        await self.scan_breaches(now)
+        await asyncio.to_thread(self._schedule, now)
+        self._wake.set()
+
+    def _escalate(self, now: datetime) -> None:
         sla, store = self.settings.sla, self.store
-        escalated = await asyncio.to_thread(desk.run_escalations, store, now, sla)
-        for result in escalated:
-            device = await asyncio.to_thread(store.device, result.ticket.device_id)
-            self.notify(escalation_notifications(result, device, now, sla))
-        since = self._last_breach_scan or now
-        breaches = await asyncio.to_thread(desk.breaches, store, since, now, sla)
-        self._last_breach_scan = now
-        self.notify(breach_notification(b) for b in breaches)
-        opened = await asyncio.to_thread(
-            desk.run_schedules, store, now, self.settings.schedules, lambda: uuid.uuid4().hex
-        )
-        for ticket in opened:
-            device = await asyncio.to_thread(store.device, ticket.device_id)
-            event = "ticket.dispatched" if ticket.assignee else "ticket.opened"
-            self.notify(ticket_notifications(ticket, device, event, now, sla))
+        with store.atomic():
+            for result in desk.run_escalations(store, now, sla):
+                device = store.device(result.ticket.device_id)
+                self._enqueue(escalation_notifications(result, device, now, sla), now)
+
+    def _schedule(self, now: datetime) -> None:
+        store = self.store
+        with store.atomic():
+            new_id = lambda: uuid.uuid4().hex  # noqa: E731
+            for ticket in desk.run_schedules(store, now, self.settings.schedules, new_id):
+                self._enqueue(self._opened_notes(ticket, now), now)
+
+    async def scan_breaches(self, now: datetime | None = None) -> list[Breach]:
+        """Report breaches since the persisted scan position (downtime included) up to ``now``."""
+        found = await asyncio.to_thread(self._scan_breaches, now or self.clock())
+        self._wake.set()
+        return found
+
+    def _scan_breaches(self, now: datetime) -> list[Breach]:
+        store = self.store
+        with store.atomic():
+            since = store.cursor(BREACH_CURSOR)
+            if since is not None and since >= now:
+                return []  # a clock that went back: never report a window twice
+            # The first run ever has nothing to catch up on: it starts the scan here.
+            found = [] if since is None else desk.breaches(store, since, now, self.settings.sla)
+            self._enqueue((breach_notification(b) for b in found), now)
+            store.set_cursor(BREACH_CURSOR, now)
+        return found
 
     async def _tick_forever(self) -> None:
         while True:
@@ -293,44 +372,109 @@ class ServiceWorker:
             except Exception:
                 log.exception("periodic service jobs failed; retrying next tick")
 
-    def notify(self, notes: Iterable[Notification]) -> None:
-        """Send each notification in the background (webhooks retry; alerts keep flowing)."""
-        for note in notes:
-            task = asyncio.create_task(self._send(note))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
     async def drain(self) -> None:
-        """Wait until every notification sent so far is delivered or given up."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Wait until the outbox has nothing pending (needs ``run()`` going, and MQTT up)."""
+        while True:
+            self._wake.set()
+            pending = await asyncio.to_thread(self.store.pending_notifications, 1)
+            if not pending and not self._inflight:
+                return
+            await asyncio.sleep(0.02)
 
-    async def _send(self, note: Notification) -> None:
-        await self._publish(note)
-        config = self.settings.notify
-        policy = RetryPolicy(config.attempts, config.backoff_s, 2.0, config.backoff_cap_s)
+    def _cancel_inflight(self) -> None:
+        for task in self._inflight.values():
+            task.cancel()
+
+    async def _send_forever(self) -> None:
+        poll = self.settings.outbox_poll_s
+        while True:
+            self._wake.clear()
+            try:
+                items = await asyncio.to_thread(self.store.pending_notifications, 500)
+            except Exception:
+                log.exception("could not read the notification outbox; retrying")
+                items = []
+            now = wall_clock()
+            wait = poll
+            for item in items:
+                if item.key in self._inflight:
+                    continue
+                if item.channel is Channel.MQTT and self._client is None:
+                    continue  # held until the broker is back (the connect wakes this loop)
+                if item.next_at > now:
+                    wait = min(wait, (item.next_at - now).total_seconds())
+                    continue
+                task = asyncio.create_task(self._attempt(item))
+                self._inflight[item.key] = task
+                task.add_done_callback(functools.partial(self._done, item.key))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
+
+    def _done(self, key: str, _: object) -> None:
+        self._inflight.pop(key, None)
+        self._wake.set()
+
+    async def _attempt(self, item: OutboxItem) -> None:
+        """One delivery attempt of one outbox item; record it and move the item on."""
+        number = item.attempts + 1
+        try:
+            if item.channel is Channel.MQTT:
+                delivery = await self._publish(item, number)
+            else:
+                delivery = await self._post(item, number)
+        except Exception as exc:  # a bug here must not kill the sender loop
+            log.exception("notification %s failed unexpectedly", item.key)
+            delivery = Delivery(event_id=item.event_id, url=item.target, attempt=number,
+                                at=wall_clock(), error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        policy = self.policy
+        if delivery.ok:
+            status, next_at = OutboxStatus.DONE, item.next_at
+        elif worth_retrying(delivery) and number < policy.attempts:
+            status, next_at = OutboxStatus.PENDING, wall_clock() + _seconds(policy.delay(number))
+        else:
+            status, next_at = OutboxStatus.FAILED, item.next_at
+            log.warning("gave up on notification %s after %d attempts: %s", item.key, number,
+                        delivery.error)  # fmt: skip
+        moved = item.model_copy(update={"attempts": number, "status": status, "next_at": next_at,
+                                        "last_error": delivery.error})  # fmt: skip
+        await asyncio.to_thread(self._settle, delivery, moved)
+
+    def _settle(self, delivery: Delivery, item: OutboxItem) -> None:
+        with self.store.atomic():
+            self.store.record_delivery(delivery)
+            self.store.update_notification(item)
+
+    async def _post(self, item: OutboxItem, number: int) -> Delivery:
+        endpoint = next(
+            (e for e in self.settings.notify.endpoints(item.role, item.subject)
+             if e.url == item.target), None,
+        )  # fmt: skip
+        if endpoint is None:
+            # The endpoint was removed from the configuration since: say so, do not guess.
+            return Delivery(event_id=item.event_id, url=item.target, attempt=number,
+                            at=wall_clock(), status=None, ok=False,
+                            error="PermanentError: endpoint no longer configured")  # fmt: skip
         assert self.sender is not None  # set by run(), or given
-        for endpoint in config.endpoints(note.role, note.subject):
-            # Signatures carry real time whatever clock the desk runs on: receivers check it.
-            await deliver(
-                Webhook(endpoint.url, endpoint.secret.encode()), note.event_id, note.event,
-                note.payload, send=self.sender, record=self.store.record_delivery,
-                clock=wall_clock, policy=policy,
-            )  # fmt: skip
+        # Signatures carry real time whatever clock the desk runs on: receivers check it.
+        return await attempt(
+            Webhook(endpoint.url, endpoint.secret.encode()), item.event_id, item.event,
+            item.payload, number, send=self.sender, clock=wall_clock,
+        )  # fmt: skip
 
-    async def _publish(self, note: Notification) -> None:
-        topic = notification_topic(note.role, note.subject)
+    async def _publish(self, item: OutboxItem, number: int) -> Delivery:
         s = self.settings
-        body = mqtt_body(note)
-        status, error = None, ""
+        body = mqtt_body(Notification(item.role, item.subject, item.event, item.payload))
+        at, error = wall_clock(), ""
         client = self._client
         try:
             if client is None:
                 raise aiomqtt.MqttError("not connected")
-            await client.publish(topic, body, qos=1)
+            await client.publish(item.target, body, qos=1)  # returns once the broker PUBACKs
         except aiomqtt.MqttError as exc:
             error = f"MqttError: {exc}"
-        self.store.record_delivery(Delivery(
-            event_id=note.event_id, url=f"mqtt://{s.host}:{s.port}/{topic}", attempt=1,
-            at=wall_clock(), status=status, ok=not error, error=error,
-        ))  # fmt: skip
+        return Delivery(event_id=item.event_id, url=f"mqtt://{s.host}:{s.port}/{item.target}",
+                        attempt=number, at=at, ok=not error, error=error)  # fmt: skip
+
+
+def _seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -13,7 +13,15 @@ import pytest
 
 from service.audit import verify
 from service.lifecycle import Dispatch
-from service.model import Delivery, Location, Patient, TicketState
+from service.model import (
+    Channel,
+    Delivery,
+    Location,
+    OutboxItem,
+    OutboxStatus,
+    Patient,
+    TicketState,
+)
 from service.store import ServiceStore, SqliteStore, open_service_store
 from service.store_postgres import PostgresStore
 from tests.service.factories import T0, device, engineer, site, ticket, walk
@@ -172,3 +180,52 @@ def _url_of(dsn: str) -> str:
     """``user@host:port/dbname`` from the fixture's keyword DSN."""
     kv = dict(part.split("=", 1) for part in dsn.split())
     return f"{kv['user']}@{kv['host']}:{kv['port']}/{kv['dbname']}"
+
+
+def _item(key: str, *, next_s: float = 0, event_id: str = "ev1") -> OutboxItem:
+    at = T0 + timedelta(seconds=next_s)
+    return OutboxItem(key=key, event_id=event_id, channel=Channel.WEBHOOK, target="http://x/h",
+                      role="service", subject="team", event="ticket.opened",
+                      payload={"ticket_id": "a", "n": 1.5}, created_at=T0, next_at=at)  # fmt: skip
+
+
+def test_outbox_commits_and_rolls_back_with_the_ticket(store: ServiceStore) -> None:
+    with pytest.raises(RuntimeError), store.atomic():
+        store.put_ticket(ticket("a"))
+        store.append_audit(T0, "e1", "open", "a", {})
+        store.enqueue_notifications([_item("k1")])
+        store.set_cursor("breach_scan", T0)
+        raise RuntimeError("crash before commit")
+    assert store.ticket("a") is None and store.notifications() == []
+    assert store.cursor("breach_scan") is None
+    with store.atomic():
+        store.put_ticket(ticket("a"))
+        store.append_audit(T0, "e1", "open", "a", {})
+        store.enqueue_notifications([_item("k1")])
+    assert store.pending_notifications() == [_item("k1")]
+
+
+def test_outbox_pending_order_updates_and_duplicates(store: ServiceStore) -> None:
+    store.enqueue_notifications([_item("late", next_s=60), _item("soon", event_id="ev2")])
+    store.enqueue_notifications([_item("soon", next_s=999, event_id="ev2")])  # ignored: same key
+    assert [i.key for i in store.pending_notifications()] == ["soon", "late"]
+    assert store.pending_notifications()[0].next_at == T0
+    done = _item("soon", event_id="ev2").model_copy(
+        update={"attempts": 1, "status": OutboxStatus.DONE}
+    )
+    failed = _item("late", next_s=60).model_copy(
+        update={"attempts": 5, "status": OutboxStatus.FAILED, "last_error": "HTTP 503"}
+    )
+    store.update_notification(done)
+    store.update_notification(failed)
+    assert store.pending_notifications() == []
+    assert store.notifications("ev2") == [done]
+    assert store.notifications() == [failed, done]  # failed ones are kept, never dropped
+
+
+def test_cursor_round_trips_in_utc(store: ServiceStore) -> None:
+    assert store.cursor("breach_scan") is None
+    store.set_cursor("breach_scan", T0)
+    later = (T0 + timedelta(hours=3)).astimezone(timezone(timedelta(hours=2)))
+    store.set_cursor("breach_scan", later)
+    assert store.cursor("breach_scan") == later and store.cursor("other") is None
