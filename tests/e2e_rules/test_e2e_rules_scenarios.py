@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from contract import AlertEvent, AlertTransition, decode_alert
-from contract.topics import ALERTS_PREFIX
+from contract import AlertEvent, AlertTransition
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
@@ -28,6 +27,7 @@ from rules.worker import RulesWorker, RulesWorkerSettings
 from simulator.faults import Fault, FaultKind
 from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
+from tests.alert_listener import alert_listener
 from tests.servers import PrivateMosquitto
 
 pytestmark = pytest.mark.services
@@ -49,25 +49,6 @@ class Outcome:
         """(device, rule) pairs that were raised."""
         return {(e.device_id, e.rule_id) for e in self.events
                 if e.transition is AlertTransition.RAISED}
-
-
-@contextlib.asynccontextmanager
-async def _alert_listener(port: int, into: list[AlertEvent]) -> AsyncIterator[None]:
-    async with aiomqtt.Client("127.0.0.1", port, identifier="e2e-alert-listener") as client:
-        await client.subscribe(f"{ALERTS_PREFIX}/#", qos=1)
-
-        async def listen() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                into.append(decode_alert(message.payload))
-
-        task = asyncio.create_task(listen())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -93,7 +74,7 @@ async def run_scenario(
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(store.close)
         stack.callback(rules_store.close)
-        await stack.enter_async_context(_alert_listener(port, received))
+        await stack.enter_async_context(alert_listener(port, received))
         if separate_worker:
             runtime = await stack.enter_async_context(
                 RuleRuntime(RULES, {}, rules_store, None, settings))

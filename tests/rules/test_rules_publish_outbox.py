@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
 
-from contract import AlertEvent, AlertTransition, Batch, decode_alert
-from contract.topics import ALERTS_PREFIX
+from contract import AlertEvent, AlertTransition, Batch
 from ingest.storage.sqlite import SQLiteStore
 from rules.runtime import RuleRuntime, RuntimeSettings, publish_through
 from rules.worker import RulesWorker, RulesWorkerSettings
+from tests.alert_listener import alert_listener
 from tests.rules.harness import r, rules_from
 from tests.servers import PrivateMosquitto, free_port
 
@@ -34,26 +34,6 @@ async def _until(predicate: Callable[[], bool]) -> None:
     async with asyncio.timeout(15):
         while not predicate():  # noqa: ASYNC110 - the state lives in the store and the broker
             await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def _listener(port: int, into: list[AlertEvent]) -> AsyncIterator[None]:
-    """Collect every alert event published on the broker while inside."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier="outbox-listener") as client:
-        await client.subscribe(f"{ALERTS_PREFIX}/#", qos=1)
-
-        async def listen() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                into.append(decode_alert(message.payload))
-
-        task = asyncio.create_task(listen())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -88,7 +68,7 @@ async def test_alert_raised_while_the_broker_is_down_goes_out_when_it_returns(
             assert runtime.counters.published == 0
 
             mosquitto.start()
-            async with _listener(mosquitto.port, received):
+            async with alert_listener(mosquitto.port, received):
                 listening.set()
                 await _until(lambda: bool(received))
                 await _until(lambda: not store.unpublished_alert_events())
@@ -119,7 +99,7 @@ async def test_publish_failure_on_a_dead_connection_is_retried(
         assert store.unpublished_alert_events() == [raised]
         mosquitto.start()
         async with (
-            _listener(mosquitto.port, received),
+            alert_listener(mosquitto.port, received),
             aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="outbox-live") as live,
         ):
             runtime.publisher = live  # a reconnection, as the workers report it
@@ -148,7 +128,7 @@ async def test_a_restarted_runtime_publishes_what_a_crash_left_unpublished(
     # engine, so only the outbox can still publish the alert, as soon as the worker connects.
     received: list[AlertEvent] = []
     async with (
-        _listener(mosquitto.port, received),
+        alert_listener(mosquitto.port, received),
         RuleRuntime(RULES, {}, store, None, settings) as second,
     ):
         worker = RulesWorker(RulesWorkerSettings(port=mosquitto.port, client_id="outbox-w"),
