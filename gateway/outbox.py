@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS alerts_out (
 );
 """
 _COLUMNS = "device_id, metric, value, unit, ts_us, seq"
+# Readings are inserted as the tuples they are, so their field order must be the column order.
+if Reading._fields != tuple(_COLUMNS.split(", ")):
+    raise ImportError(f"Reading fields {Reading._fields} no longer match the outbox columns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
                     f"INSERT INTO pending ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings],
+                    readings,  # a Reading is a tuple in exactly the column order
                 )
                 pending = self._pending + len(readings)
                 dropped, batches_dropped = self._enforce_bound(pending)
@@ -232,7 +235,7 @@ class Outbox:
             self._set_meta("last_batch_seq", seq)
             self._set_meta("batched_through", last)
             self._open += 1
-            return Batch(self.gateway_id, seq, tuple(Reading(*row[1:]) for row in rows))
+            return Batch(self.gateway_id, seq, tuple(Reading._make(row[1:]) for row in rows))
 
     def mark_published(self, batch_seq: int, at_us: int) -> bool:
         """The broker acknowledged the batch; False if it is no longer open (already confirmed).
