@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS alerts_out (
 );
 """
 _COLUMNS = "device_id, metric, value, unit, ts_us, seq"
+_TAIL_CACHE_MAX = 200_000  # readings held in memory for next_batch, at most (~25 MB)
 # Readings are inserted as the tuples they are, so their field order must be the column order.
 if Reading._fields != tuple(_COLUMNS.split(", ")):
     raise ImportError(f"Reading fields {Reading._fields} no longer match the outbox columns")
@@ -115,6 +117,11 @@ class Outbox:
         self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
         self._open = int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
         self._bound = max_readings
+        # Readings appended but not yet batched, in id order from _tail_first_id: cutting a
+        # batch from here skips reading back what was just written. Only a cache: it starts
+        # empty, and whenever it cannot be trusted it is emptied and SQLite answers instead.
+        self._tail: deque[Reading] = deque()
+        self._tail_first_id = 0
 
     def close(self) -> None:
         """Close the database; everything committed stays on disk."""
@@ -132,11 +139,44 @@ class Outbox:
                     f"INSERT INTO pending ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                     readings,  # a Reading is a tuple in exactly the column order
                 )
+                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 pending = self._pending + len(readings)
                 dropped, batches_dropped = self._enforce_bound(pending)
             self._pending = pending - dropped
             self._open -= batches_dropped
+            self._cache(readings, last_id, dropped)
             return dropped
+
+    def _cache(self, readings: Sequence[Reading], last_id: int, dropped: int) -> None:
+        """Remember a committed append for next_batch, if it extends the cached tail."""
+        first_id = last_id - len(readings) + 1  # one INSERT under BEGIN IMMEDIATE: contiguous
+        if dropped or len(self._tail) + len(readings) > _TAIL_CACHE_MAX:
+            self._tail.clear()  # the bound cut rows, or too much to hold: SQLite answers
+            return
+        if self._tail and self._tail_first_id + len(self._tail) != first_id:
+            self._tail.clear()
+        if not self._tail:
+            self._tail_first_id = first_id
+        self._tail.extend(readings)
+
+    def _take_cached(self, after: int, max_readings: int) -> list[Reading] | None:
+        """The next readings after id ``after`` from the cache, or None if it does not hold them."""
+        if not self._tail or self._tail_first_id != after + 1:
+            return None
+        count = min(max_readings, len(self._tail))
+        taken = [self._tail.popleft() for _ in range(count)]
+        self._tail_first_id += count
+        return taken
+
+    def _forget_cached_through(self, last_id: int) -> None:
+        """Drop cached readings that SQLite has just put into a batch."""
+        overlap = last_id - self._tail_first_id + 1
+        if overlap >= len(self._tail):
+            self._tail.clear()
+        elif overlap > 0:
+            for _ in range(overlap):
+                self._tail.popleft()
+            self._tail_first_id += overlap
 
     def _bound_now(self, pending: int) -> int:
         """max_readings, lowered to what max_bytes holds at the current bytes per reading."""
@@ -219,15 +259,22 @@ class Outbox:
             # Watermarks, not max() over open batches: acks arrive out of order, and an acked
             # batch's seq or ids must never be handed out again.
             after = self._meta("batched_through")
-            # One query for identity and content: draining a big backlog is bound by this read.
-            rows = self._db.execute(
-                f"SELECT id, {_COLUMNS} FROM pending WHERE id > ? ORDER BY id LIMIT ?",
-                (after, max_readings),
-            ).fetchall()
-            if not rows:
-                return None
+            cached = self._take_cached(after, max_readings)
+            if cached is not None:
+                readings = tuple(cached)
+                first, last = after + 1, after + len(cached)
+            else:
+                # One query for identity and content: a big backlog's drain is bound by it.
+                rows = self._db.execute(
+                    f"SELECT id, {_COLUMNS} FROM pending WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, max_readings),
+                ).fetchall()
+                if not rows:
+                    return None
+                readings = tuple(Reading._make(row[1:]) for row in rows)
+                first, last = rows[0][0], rows[-1][0]
+                self._forget_cached_through(last)
             seq = self._meta("last_batch_seq") + 1
-            first, last = rows[0][0], rows[-1][0]
             self._db.execute(
                 "INSERT INTO batches (batch_seq, first_id, last_id) VALUES (?, ?, ?)",
                 (seq, first, last),
@@ -235,7 +282,7 @@ class Outbox:
             self._set_meta("last_batch_seq", seq)
             self._set_meta("batched_through", last)
             self._open += 1
-            return Batch(self.gateway_id, seq, tuple(Reading._make(row[1:]) for row in rows))
+            return Batch(self.gateway_id, seq, readings)
 
     def mark_published(self, batch_seq: int, at_us: int) -> bool:
         """The broker acknowledged the batch; False if it is no longer open (already confirmed).

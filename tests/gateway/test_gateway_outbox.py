@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import Batch, Reading
+from contract import Batch, Reading, encode_batch
 from gateway.outbox import Outbox
 
 T0_US = 1_767_225_600_000_000
@@ -241,3 +241,34 @@ def test_outbox_of_an_older_gateway_is_migrated(path: Path) -> None:
     finally:
         box.close()
     Outbox(path, "gw-test").close()  # migrating twice is a no-op
+
+
+def test_batches_cut_from_memory_equal_batches_read_back_from_disk(tmp_path: Path) -> None:
+    # The same appends and cuts, once straight through (the in-memory tail) and once with a
+    # reopen before every cut (SQLite): the batches, and the bytes a resend would carry, match.
+    mixed = [*readings(0, 700), Reading("us-000", "error_code", 3, "code", T0_US, 1)]
+    cached, disk = Outbox(tmp_path / "a.db", "gw"), tmp_path / "b.db"
+    cuts: list[tuple[Batch | None, Batch | None]] = []
+    for chunk in (mixed[:300], mixed[300:301], mixed[301:]):
+        cached.append(chunk)
+        with_disk = Outbox(disk, "gw")
+        with_disk.append(chunk)
+        with_disk.close()
+        for _ in range(3):
+            with_disk = Outbox(disk, "gw")
+            cuts.append((cached.next_batch(250), with_disk.next_batch(250)))
+            with_disk.close()
+    cached.close()
+    for from_memory, from_disk in cuts:
+        assert from_memory == from_disk
+        if from_memory is not None and from_disk is not None:
+            assert encode_batch(from_memory) == encode_batch(from_disk)
+
+
+def test_a_bound_drop_falls_back_to_disk_and_loses_nothing(path: Path) -> None:
+    box = Outbox(path, "gw", max_readings=100)
+    box.append(readings(0, 80))
+    assert box.append(readings(80, 40)) == 20  # the 20 oldest went
+    first = box.next_batch(1_000)
+    assert first is not None and seqs(first) == list(range(20, 120))
+    box.close()
