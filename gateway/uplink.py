@@ -113,20 +113,20 @@ class Uplink:
                     backoff = self.settings.reconnect_backoff_s
                     await self._pump(client)
             except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                self.counters.uplink_reconnects.inc()
-                log.warning("uplink lost (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.reconnect_backoff_max_s)
+                backoff = await self._back_off(str(exc), backoff)
             except BaseExceptionGroup as group:
                 # A failed publish inside the task group: same handling as a lost connection.
                 if not group.subgroup(aiomqtt.MqttError):
                     raise
-                self.connected.clear()
-                self.counters.uplink_reconnects.inc()
-                log.warning("uplink publish failed; retrying in %.1fs", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.reconnect_backoff_max_s)
+                backoff = await self._back_off("a publish failed", backoff)
+
+    async def _back_off(self, reason: str, backoff: float) -> float:
+        """Count and log a lost uplink, wait, and return the next, longer wait."""
+        self.connected.clear()
+        self.counters.uplink_reconnects.inc()
+        log.warning("uplink lost (%s); retrying in %.1fs", reason, backoff)
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, self.settings.reconnect_backoff_max_s)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         slots = asyncio.Semaphore(self.settings.max_inflight)
