@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tests.servers import PrivateMosquitto, PrivatePostgres
+from tests.webhook_receiver import receiver  # noqa: F401 - a fixture for every test
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -31,45 +28,11 @@ from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.servers import PrivateMosquitto, PrivatePostgres
 from tests.service.live import fresh_database
+from tests.webhook_receiver import Receiver
 from vigil.demo import DEMO_TICK_S, seed_service
 
 SECRET = "e2e-shared-secret"
 INFECTED = "patch-0003"
-
-
-class Receiver(ThreadingHTTPServer):
-    """A real webhook endpoint that keeps every request it gets."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((dict(self.headers.items()), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -10,15 +10,12 @@ crash comes before any request reaches the receiver, so it sees each event id ex
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +28,10 @@ from service.store import ServiceStore, SqliteStore
 from service.worker import BREACH_CURSOR, Endpoint, NotifyConfig, ServiceWorker, WorkerSettings
 from tests.servers import PrivateMosquitto
 from tests.service.factories import T0, device, engineer, hours, site, ticket
+from tests.webhook_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "outbox-secret"
-
-
-class Receiver(ThreadingHTTPServer):
-    """A real webhook endpoint: keeps (event id, body) of every request, answers ``status``."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self.status = 204
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.headers[EVENT_ID_HEADER], json.loads(body)))
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def settings(port: int, url: str, **notify: Any) -> WorkerSettings:
@@ -118,7 +80,8 @@ async def restart_and_deliver(path: Path, port: int, receiver: Receiver) -> Sqli
 def assert_sent_once_each(store: ServiceStore, receiver: Receiver) -> None:
     webhooks = [i for i in store.notifications() if i.channel is Channel.WEBHOOK]
     assert len(webhooks) == 2  # the team and the engineer
-    assert sorted(e for e, _ in receiver.received) == sorted(i.event_id for i in webhooks)
+    sent = sorted(e for e, _ in receiver.events(EVENT_ID_HEADER))
+    assert sent == sorted(i.event_id for i in webhooks)
     assert all(i.status is OutboxStatus.DONE for i in store.notifications())
     for item in store.notifications():  # every attempt recorded: one each, successful
         tries = [d for d in store.deliveries(item.event_id) if d.url.endswith(item.target)]
@@ -158,7 +121,7 @@ async def test_cancelled_worker_sends_after_restart(
 
     again = await restart_and_deliver(path, mosquitto.port, receiver)
     assert_sent_once_each(again, receiver)
-    assert {b["ticket_id"] for _, b in receiver.received} == {opened.id}
+    assert {b["ticket_id"] for _, b in receiver.events(EVENT_ID_HEADER)} == {opened.id}
     again.close()
 
 
@@ -220,7 +183,7 @@ async def test_breach_during_downtime_is_reported_after_restart(
     task = await running(worker)  # the catch-up scan runs before the worker subscribes
     await asyncio.wait_for(worker.drain(), 10)
     await stop(task)
-    breached = [b for _, b in receiver.received]
+    breached = [b for _, b in receiver.events(EVENT_ID_HEADER)]
     assert breached == [{"ticket_id": "a", "clock": "respond", "tier": "urgent",
                          "at": (T0 + hours(1)).isoformat()}]  # fmt: skip
     assert store.cursor(BREACH_CURSOR) == T0 + hours(5)
@@ -249,7 +212,7 @@ async def test_gives_up_after_the_last_retry_and_keeps_the_failure(
         tries = [d for d in store.deliveries(item.event_id) if d.url == receiver.url]
         assert [(d.attempt, d.status) for d in tries] == [(1, 503), (2, 503), (3, 503)]
     assert len(receiver.received) == 6  # 2 recipients × 3 attempts, same event id each time
-    assert len({e for e, _ in receiver.received}) == 2
+    assert len({e for e, _ in receiver.events(EVENT_ID_HEADER)}) == 2
     mqtt = [i for i in store.notifications() if i.channel is Channel.MQTT]
     assert mqtt and all(i.status is OutboxStatus.DONE for i in mqtt)
     store.close()
