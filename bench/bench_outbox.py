@@ -38,8 +38,13 @@ from tests.servers import PrivateMosquitto
 T0_US = 1_767_225_600_000_000
 PER_SECOND = 1_000
 TOPIC = "vigil/v1/gateways/bench/batches"
-METRICS = (("wound_temp", "degC"), ("skin_temp", "degC"), ("wound_ph", "pH"),
-           ("exudate", "%"), ("battery", "%"))
+METRICS = (
+    ("wound_temp", "degC"),
+    ("skin_temp", "degC"),
+    ("wound_ph", "pH"),
+    ("exudate", "%"),
+    ("battery", "%"),
+)
 
 
 def second_of_readings(second: int) -> list[Reading]:
@@ -48,8 +53,16 @@ def second_of_readings(second: int) -> list[Reading]:
     for i in range(PER_SECOND):
         device, m = divmod(i, len(METRICS))
         metric, unit = METRICS[m]
-        out.append(Reading(f"patch-{device:04d}", metric, 20.0 + (i % 97) / 10.0, unit,
-                           T0_US + second * 1_000_000, second))
+        out.append(
+            Reading(
+                f"patch-{device:04d}",
+                metric,
+                20.0 + (i % 97) / 10.0,
+                unit,
+                T0_US + second * 1_000_000,
+                second,
+            )
+        )
     return out
 
 
@@ -68,8 +81,9 @@ def subscribe(port: int, total: int) -> None:
 
     async def main() -> None:
         seen = 0
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"counter-{os.getpid()}",
-                                  max_queued_incoming_messages=0) as client:
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier=f"counter-{os.getpid()}", max_queued_incoming_messages=0
+        ) as client:
             await client.subscribe(TOPIC, qos=1)
             print("ready", flush=True)
             async for message in client.messages:
@@ -78,8 +92,9 @@ def subscribe(port: int, total: int) -> None:
                 seen += len(doc["value"])
                 # What ingest does after its commit: the gateway forgets the batch only now.
                 confirmation = Confirmation.of(doc["gateway_id"], [doc["batch_seq"]])
-                await client.publish(confirm_topic(confirmation.gateway_id),
-                                     encode_confirmation(confirmation), qos=1)
+                await client.publish(
+                    confirm_topic(confirmation.gateway_id), encode_confirmation(confirmation), qos=1
+                )
                 if seen >= total:
                     print(f"done {time.time():.6f}", flush=True)
                     return
@@ -91,7 +106,8 @@ def start_counter(port: int, total: int) -> subprocess.Popen[str]:
     """The subscriber in its own process (its own CPU), ready when this returns."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bench_outbox", "--subscribe", str(port), str(total)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
@@ -108,8 +124,9 @@ def finished_at(proc: subprocess.Popen[str]) -> float:
 async def raw_publish(port: int, payloads: list[bytes], inflight: int) -> None:
     """Baseline: pre-encoded payloads straight to the broker, QoS 1, ``inflight`` at a time."""
     slots = asyncio.Semaphore(inflight)
-    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-raw",
-                              max_inflight_messages=inflight) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier="bench-raw", max_inflight_messages=inflight
+    ) as client:
 
         async def one(payload: bytes) -> None:
             async with slots:
@@ -141,8 +158,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000, help="batch_max_readings")
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--max-unconfirmed", type=int, default=UplinkSettings().max_unconfirmed)
-    parser.add_argument("--puback", action="store_true",
-                        help="forget batches on PUBACK (require_confirmation=false), to compare")
+    parser.add_argument(
+        "--puback",
+        action="store_true",
+        help="forget batches on PUBACK (require_confirmation=false), to compare",
+    )
     parser.add_argument("--subscribe", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscribe:
@@ -151,18 +171,26 @@ def main() -> None:
     total = args.readings - args.readings % PER_SECOND
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-outbox-"))
     path = workdir / "outbox.db"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
     fill_s = fill(path, total)
-    print(f"fill      {total:>10,} readings in {fill_s:6.1f} s  ({total / fill_s:>9,.0f}/s)"
-          f"  outbox {path.stat().st_size / 1e6:,.0f} MB")
+    print(
+        f"fill      {total:>10,} readings in {fill_s:6.1f} s  ({total / fill_s:>9,.0f}/s)"
+        f"  outbox {path.stat().st_size / 1e6:,.0f} MB"
+    )
 
     broker = PrivateMosquitto()
     broker.start()
     try:
-        sample = Batch("bench", 1, tuple(
-            r for s in range(args.batch // PER_SECOND + 1) for r in second_of_readings(s)
-        )[: args.batch])
+        sample = Batch(
+            "bench",
+            1,
+            tuple(r for s in range(args.batch // PER_SECOND + 1) for r in second_of_readings(s))[
+                : args.batch
+            ],
+        )
         payload = encode_batch(sample)
         payloads = [payload] * (total // args.batch)
         counted = len(payloads) * args.batch
@@ -170,24 +198,33 @@ def main() -> None:
         started = time.time()
         asyncio.run(raw_publish(broker.port, payloads, args.inflight))
         raw_s = finished_at(counter) - started
-        print(f"baseline  {counted:>10,} readings in {raw_s:6.1f} s  ({counted / raw_s:>9,.0f}/s)"
-              f"  pre-encoded {len(payload) / 1e6:.2f} MB payloads, aiomqtt QoS 1")
+        print(
+            f"baseline  {counted:>10,} readings in {raw_s:6.1f} s  ({counted / raw_s:>9,.0f}/s)"
+            f"  pre-encoded {len(payload) / 1e6:.2f} MB payloads, aiomqtt QoS 1"
+        )
 
         counter = start_counter(broker.port, total)
-        settings = UplinkSettings(port=broker.port, batch_max_readings=args.batch,
-                                  max_inflight=args.inflight,
-                                  max_unconfirmed=args.max_unconfirmed,
-                                  require_confirmation=not args.puback)
+        settings = UplinkSettings(
+            port=broker.port,
+            batch_max_readings=args.batch,
+            max_inflight=args.inflight,
+            max_unconfirmed=args.max_unconfirmed,
+            require_confirmation=not args.puback,
+        )
         started = time.time()
         asyncio.run(drain(path, broker.port, settings))
         drain_s = time.time() - started
         counted_s = finished_at(counter) - started
-        print(f"drain     {total:>10,} readings in {drain_s:6.1f} s  ({total / drain_s:>9,.0f}/s)"
-              f"  until {'acknowledged' if args.puback else 'confirmed'}"
-              f" (all counted at {counted_s:.1f} s),"
-              f" batch_max_readings {args.batch:,}, max_unconfirmed {args.max_unconfirmed}")
-        print(f"ratio     drain / baseline = {drain_s / raw_s:.2f}x   goal < 30 s: "
-              f"{'met' if drain_s < 30 else 'MISSED'}")
+        print(
+            f"drain     {total:>10,} readings in {drain_s:6.1f} s  ({total / drain_s:>9,.0f}/s)"
+            f"  until {'acknowledged' if args.puback else 'confirmed'}"
+            f" (all counted at {counted_s:.1f} s),"
+            f" batch_max_readings {args.batch:,}, max_unconfirmed {args.max_unconfirmed}"
+        )
+        print(
+            f"ratio     drain / baseline = {drain_s / raw_s:.2f}x   goal < 30 s: "
+            f"{'met' if drain_s < 30 else 'MISSED'}"
+        )
     finally:
         broker.cleanup()
 

@@ -52,20 +52,24 @@ def stored(dsn: str) -> tuple[int, float, int]:
     """Count, value sum and duplicate keys in the hypertable."""
     with psycopg.connect(dsn) as conn:
         count, total = conn.execute(
-            "SELECT count(*), coalesce(sum(value), 0) FROM readings").fetchone() or (0, 0.0)
+            "SELECT count(*), coalesce(sum(value), 0) FROM readings"
+        ).fetchone() or (0, 0.0)
         dups = conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM readings GROUP BY device_id, metric, seq, ts"
-            " HAVING count(*) > 1) d").fetchone()
+            " HAVING count(*) > 1) d"
+        ).fetchone()
     return int(count), float(total), int(dups[0] if dups else 0)
 
 
 def start_ingest(dsn: str, broker: PrivateMosquitto) -> subprocess.Popen[bytes]:
     """`vigil ingest run` as its own process, as it is deployed."""
-    env = {**os.environ,
-           "VIGIL_UPLINK_BROKER__PORT": str(broker.port),
-           "VIGIL_INGEST__STORAGE_URL": dsn,
-           "VIGIL_INGEST__CLIENT_ID": "bench-ingest",
-           "VIGIL_INGEST__MAX_MESSAGES_PER_WRITE": "16"}
+    env = {
+        **os.environ,
+        "VIGIL_UPLINK_BROKER__PORT": str(broker.port),
+        "VIGIL_INGEST__STORAGE_URL": dsn,
+        "VIGIL_INGEST__CLIENT_ID": "bench-ingest",
+        "VIGIL_INGEST__MAX_MESSAGES_PER_WRITE": "16",
+    }
     vigil = Path(sys.executable).with_name("vigil")
     return subprocess.Popen([str(vigil), "ingest", "run"], env=env)
 
@@ -77,7 +81,8 @@ async def end_to_end(dsn: str, broker: PrivateMosquitto, readings: int, workdir:
     ticks = [fleet.patch_readings(k) for k in range(max(1, readings // (patches * 6)))]
     produced, value_sum = fleet.tally.readings, fleet.tally.value_sum
     settings = GatewaySettings(
-        gateway_id="bench-gw", outbox_path=workdir / "outbox.db",
+        gateway_id="bench-gw",
+        outbox_path=workdir / "outbox.db",
         uplink=UplinkSettings(port=broker.port, batch_max_readings=5_000, max_inflight=8),
     )
     start = time.perf_counter()
@@ -131,8 +136,9 @@ def main() -> None:
         with contextlib.suppress(Exception):
             broker.cleanup()
         postgres.cleanup()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+    )
     print(f"raw binary COPY ceiling   {copy_rate:>12,.0f} readings/s")
     print(f"naive executemany         {naive_rate:>12,.0f} readings/s")
     print(f"end to end (0 lost, 0 dup){e2e_rate:>12,.0f} readings/s")

@@ -25,9 +25,17 @@ from rules.columns import METRIC_CODES, Columns, DeviceTable
 PATCH_METRICS = ("wound_ph", "wound_temp", "skin_temp", "exudate", "battery")
 EQUIPMENT_METRICS = ("mains_voltage", "ng_voltage", "probe_health", "error_code")
 # (mean, spread): thresholds sit ~4 spreads out, so alerts are rare as in a real fleet
-LEVELS = {"wound_ph": (7.0, 0.08), "wound_temp": (33.0, 0.5), "skin_temp": (33.5, 0.7),
-          "exudate": (40.0, 12.0), "battery": (70.0, 12.0), "mains_voltage": (230.0, 5.0),
-          "ng_voltage": (0.8, 0.3), "probe_health": (90.0, 2.0), "error_code": (0.0, 0.0)}
+LEVELS = {
+    "wound_ph": (7.0, 0.08),
+    "wound_temp": (33.0, 0.5),
+    "skin_temp": (33.5, 0.7),
+    "exudate": (40.0, 12.0),
+    "battery": (70.0, 12.0),
+    "mains_voltage": (230.0, 5.0),
+    "ng_voltage": (0.8, 0.3),
+    "probe_health": (90.0, 2.0),
+    "error_code": (0.0, 0.0),
+}
 T0 = 1_700_000_000_000_000
 STEP_US = 60_000_000
 
@@ -68,8 +76,9 @@ def values(metrics: list[str], z: np.ndarray, rng: np.random.Generator) -> np.nd
     return np.asarray(np.round(out * 4) / 4)
 
 
-def batches(n_series: int, n_batches: int, depth: int, seed: int = 1
-            ) -> tuple[list[str], list[str], dict[str, DeviceInfo], list[tuple[np.ndarray, ...]]]:
+def batches(
+    n_series: int, n_batches: int, depth: int, seed: int = 1
+) -> tuple[list[str], list[str], dict[str, DeviceInfo], list[tuple[np.ndarray, ...]]]:
     """Batches of ``depth`` readings per series each, as (series, value, ts) arrays."""
     devices, metrics, registry = fleet(n_series)
     rng = np.random.default_rng(seed)
@@ -96,8 +105,9 @@ def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
     return series, level[series], ts
 
 
-def run_engine(n_series: int, n_batches: int, depth: int, stagger: bool = False
-               ) -> tuple[float, int, int]:
+def run_engine(
+    n_series: int, n_batches: int, depth: int, stagger: bool = False
+) -> tuple[float, int, int]:
     """Evaluations per second of RuleEngine.process on pre-interned columns."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
@@ -127,9 +137,13 @@ def run_reference(n_series: int, n_batches: int, depth: int) -> tuple[float, int
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     rules = load_pack("dressings") + load_pack("equipment")
     reference = ReferenceEngine(rules, registry)
-    readings = [[Reading(devices[i], metrics[i], float(v), METRICS[metrics[i]].unit, int(t), 0)
-                 for i, v, t in zip(s.tolist(), vals.tolist(), ts.tolist(), strict=True)]
-                for s, vals, ts in data]
+    readings = [
+        [
+            Reading(devices[i], metrics[i], float(v), METRICS[metrics[i]].unit, int(t), 0)
+            for i, v, t in zip(s.tolist(), vals.tolist(), ts.tolist(), strict=True)
+        ]
+        for s, vals, ts in data
+    ]
     for batch in readings[:2]:
         reference.process(batch)
     before = reference.stats.evaluations
@@ -148,17 +162,24 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--depth", type=int, default=1, help="readings per series per batch")
     parser.add_argument("--reference-series", type=int, default=2_000)
-    parser.add_argument("--stagger", action="store_true",
-                        help="ring heads differ between series (not in lock step)")
+    parser.add_argument(
+        "--stagger", action="store_true", help="ring heads differ between series (not in lock step)"
+    )
     args = parser.parse_args()
     rate, evaluations, events = run_engine(args.series, args.batches, args.depth, args.stagger)
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
-    print(f"series={args.series} batches={args.batches} depth={args.depth} "
-          f"readings/batch={args.series * args.depth} stagger={args.stagger}")
-    print(f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
-          f"({evaluations} evaluations, {events} events)")
-    print(f"reference: {ref_rate / 1e6:8.3f} M reading-rule evaluations/s "
-          f"({args.reference_series} series subset, {ref_evaluations} evaluations)")
+    print(
+        f"series={args.series} batches={args.batches} depth={args.depth} "
+        f"readings/batch={args.series * args.depth} stagger={args.stagger}"
+    )
+    print(
+        f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
+        f"({evaluations} evaluations, {events} events)"
+    )
+    print(
+        f"reference: {ref_rate / 1e6:8.3f} M reading-rule evaluations/s "
+        f"({args.reference_series} series subset, {ref_evaluations} evaluations)"
+    )
     print(f"ratio:     {rate / ref_rate:8.1f}x")
 
 

@@ -35,24 +35,39 @@ from service.worker import ServiceWorker, WorkerSettings
 from tests.servers import PrivateMosquitto
 
 T0_US = 1_767_225_600_000_000
-METRICS = (("wound_temp", "degC"), ("skin_temp", "degC"), ("wound_ph", "pH"),
-           ("exudate", "%"), ("battery", "%"))  # fmt: skip
+METRICS = (
+    ("wound_temp", "degC"),
+    ("skin_temp", "degC"),
+    ("wound_ph", "pH"),
+    ("exudate", "%"),
+    ("battery", "%"),
+)
 BATCH = 2_000
 
 
 def readings_for(tick: int, devices: int) -> list[Reading]:
     """One sample of every metric of every device at ``tick`` (one minute apart)."""
     ts = T0_US + tick * 60_000_000
-    values = {"wound_temp": 33.0, "skin_temp": 32.5, "wound_ph": 6.8, "exudate": 30.0,
-              "battery": 90.0}  # fmt: skip
-    return [Reading(f"p{d:06d}", m, values[m], unit, ts, tick)
-            for d in range(devices) for m, unit in METRICS]  # fmt: skip
+    values = {
+        "wound_temp": 33.0,
+        "skin_temp": 32.5,
+        "wound_ph": 6.8,
+        "exudate": 30.0,
+        "battery": 90.0,
+    }
+    return [
+        Reading(f"p{d:06d}", m, values[m], unit, ts, tick)
+        for d in range(devices)
+        for m, unit in METRICS
+    ]
 
 
 def batches_of(readings: Sequence[Reading], seq0: int) -> list[Batch]:
     """Readings cut into uplink batches."""
-    return [Batch(gateway_id="bench-gw", batch_seq=seq0 + i, readings=tuple(readings[j:j + BATCH]))
-            for i, j in enumerate(range(0, len(readings), BATCH))]  # fmt: skip
+    return [
+        Batch(gateway_id="bench-gw", batch_seq=seq0 + i, readings=tuple(readings[j : j + BATCH]))
+        for i, j in enumerate(range(0, len(readings), BATCH))
+    ]
 
 
 async def run(series: int, probes: int) -> None:
@@ -100,10 +115,16 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
         engine.process_readings([r for b in batches for r in b.readings])
 
     host = "127.0.0.1"
-    worker = ServiceWorker(WorkerSettings(host=host, port=port, client_id="bench-service",
-                                          tick_s=3600), service, on_ticket=opened)  # fmt: skip
-    ingest = IngestWorker(IngestSettings(host=host, port=port, client_id="bench-ingest"),
-                          readings, on_stored=on_stored)  # fmt: skip
+    worker = ServiceWorker(
+        WorkerSettings(host=host, port=port, client_id="bench-service", tick_s=3600),
+        service,
+        on_ticket=opened,
+    )
+    ingest = IngestWorker(
+        IngestSettings(host=host, port=port, client_id="bench-ingest"),
+        readings,
+        on_stored=on_stored,
+    )
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(ingest.run())]
     await worker.subscribed.wait()
     await ingest.subscribed.wait()
@@ -126,8 +147,11 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
                 if all(f"probe-{i}" in latencies for i in range(first, first + probes)):
                     break
                 await asyncio.sleep(0.02)
-            return [latencies[f"probe-{i}"] for i in range(first, first + probes)
-                    if f"probe-{i}" in latencies]  # fmt: skip
+            return [
+                latencies[f"probe-{i}"]
+                for i in range(first, first + probes)
+                if f"probe-{i}" in latencies
+            ]
 
         idle = await probe(0)
         stored_before = int(ingest.counters.value("vigil_ingest_readings_stored_total"))
@@ -143,8 +167,9 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
                         seq += 1
                     tick += 1
                     # Keep the broker queue short: publish only as fast as ingest stores.
-                    while (int(ingest.counters.value("vigil_ingest_readings_stored_total"))
-                           < stored_before + (tick - 2) * devices * len(METRICS)):  # fmt: skip
+                    while int(
+                        ingest.counters.value("vigil_ingest_readings_stored_total")
+                    ) < stored_before + (tick - 2) * devices * len(METRICS):
                         if stop.is_set():
                             return
                         await asyncio.sleep(0.005)
@@ -173,15 +198,21 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _print(series: int, idle: list[float], busy: list[float], rate: float, probes: int) -> None:
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
     print(f"rule engine series: {series:,}; probes per phase: {probes}")
     print(f"ingest under load: {rate:,.0f} readings/s (rules evaluated on every batch)")
     for name, values in (("baseline (ingest idle)", idle), ("ingest at full speed", busy)):
-        print(f"{name:24s} n={len(values):4d}  p50 {_pct(values, 50) * 1000:7.1f} ms  "
-              f"p99 {_pct(values, 99) * 1000:7.1f} ms")  # fmt: skip
-    print(f"ratio p99 loaded / baseline: {_pct(busy, 99) / _pct(idle, 99):.1f}x  "
-          f"(goal: p99 < 1 s → {'met' if _pct(busy, 99) < 1 else 'NOT met'})")  # fmt: skip
+        print(
+            f"{name:24s} n={len(values):4d}  p50 {_pct(values, 50) * 1000:7.1f} ms  "
+            f"p99 {_pct(values, 99) * 1000:7.1f} ms"
+        )
+    print(
+        f"ratio p99 loaded / baseline: {_pct(busy, 99) / _pct(idle, 99):.1f}x  "
+        f"(goal: p99 < 1 s → {'met' if _pct(busy, 99) < 1 else 'NOT met'})"
+    )
 
 
 def main() -> None:

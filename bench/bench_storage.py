@@ -39,8 +39,9 @@ def make_batches(rows: int, gateway_id: str) -> list[Batch]:
         device, m = divmod(rest, len(METRICS))
         metric, unit = METRICS[m]
         value = 20.0 + (i % 977) / 97.7
-        readings.append(Reading(f"patch-{device}", metric, value, unit, T0_US + tick * 1_000_000,
-                                tick))
+        readings.append(
+            Reading(f"patch-{device}", metric, value, unit, T0_US + tick * 1_000_000, tick)
+        )
     return [
         Batch(gateway_id, n, tuple(readings[start : start + BATCH_SIZE]))
         for n, start in enumerate(range(0, rows, BATCH_SIZE))
@@ -90,8 +91,16 @@ def naive_insert(dsn: str, batches: Sequence[Batch]) -> int:
                 cur.executemany(
                     insert_sql,
                     [
-                        (datetime_from_us(r.ts_us), r.device_id, r.metric, r.value, r.unit, r.seq,
-                         b.gateway_id, b.batch_seq)
+                        (
+                            datetime_from_us(r.ts_us),
+                            r.device_id,
+                            r.metric,
+                            r.value,
+                            r.unit,
+                            r.seq,
+                            b.gateway_id,
+                            b.batch_seq,
+                        )
                         for b in call
                         for r in b.readings
                     ],
@@ -158,10 +167,14 @@ def main() -> None:
         "d": "(d) SQLiteStore.store_batches",
     }
     rates = {key: rate(rows, seconds) for key, (rows, seconds) in results.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, PostgreSQL 15 + TimescaleDB (fsync off)")
-    print(f"batches of {BATCH_SIZE} readings, {BATCHES_PER_CALL} batches per call/transaction, "
-          f"best of {args.repeats}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, PostgreSQL 15 + TimescaleDB (fsync off)"
+    )
+    print(
+        f"batches of {BATCH_SIZE} readings, {BATCHES_PER_CALL} batches per call/transaction, "
+        f"best of {args.repeats}"
+    )
     for key, label in labels.items():
         rows, seconds = results[key]
         print(f"{label:<76} {rates[key]:>12,.0f} rows/s  ({rows:,} rows in {seconds:.2f} s)")

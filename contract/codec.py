@@ -96,16 +96,23 @@ def decode_batch(payload: bytes) -> DecodedBatch:
         raise invalid("batch", exc) from None
     readings: list[Reading] = []
     rejected: list[RejectedReading] = []
-    columns = zip(wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq,
-                  strict=True)
+    columns = zip(
+        wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq, strict=True
+    )
     for i, fields in enumerate(columns):
         device_id, metric, value, unit, ts_us, seq = fields
         spec = METRICS.get(metric)
         # Fast path for the common, valid reading; anything doubtful (NaN fails the range
         # comparison too) gets the full check and its reason.
-        if (spec is not None and unit == spec.unit and spec.low <= value <= spec.high
-                and device_id and ts_us > 0 and seq >= 0
-                and (not spec.integral or value.is_integer())):
+        if (
+            spec is not None
+            and unit == spec.unit
+            and spec.low <= value <= spec.high
+            and device_id
+            and ts_us > 0
+            and seq >= 0
+            and (not spec.integral or value.is_integer())
+        ):
             readings.append(Reading(*fields))
             continue
         problem = reading_problem(*fields)

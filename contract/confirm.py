@@ -53,8 +53,11 @@ def encode_confirmation(confirmation: Confirmation) -> bytes:
     """Serialise in the current version; ContractError if it could not be decoded back."""
     if not confirmation.batch_seqs:
         raise ContractError("a confirmation lists at least one batch_seq")
-    doc = {"v": CONFIRM_VERSION, "gateway_id": confirmation.gateway_id,
-           "batch_seqs": list(confirmation.batch_seqs)}
+    doc = {
+        "v": CONFIRM_VERSION,
+        "gateway_id": confirmation.gateway_id,
+        "batch_seqs": list(confirmation.batch_seqs),
+    }
     payload = json.dumps(doc, separators=(",", ":")).encode()
     decode_confirmation(payload)  # the same checks on both ends: never send what we'd reject
     return payload
@@ -74,5 +77,7 @@ def decode_confirmation(payload: bytes) -> Confirmation:
 def split_confirmation(confirmation: Confirmation) -> list[Confirmation]:
     """Cut a confirmation into pieces that each fit one message."""
     seqs = confirmation.batch_seqs
-    return [Confirmation(confirmation.gateway_id, seqs[i:i + MAX_CONFIRMED_SEQS])
-            for i in range(0, len(seqs), MAX_CONFIRMED_SEQS)]
+    return [
+        Confirmation(confirmation.gateway_id, seqs[i : i + MAX_CONFIRMED_SEQS])
+        for i in range(0, len(seqs), MAX_CONFIRMED_SEQS)
+    ]

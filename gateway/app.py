@@ -49,14 +49,19 @@ class Gateway:
         self.settings = settings
         self.counters = counters or GatewayCounters()
         settings.outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(settings.outbox_path, settings.gateway_id,
-                             settings.outbox_max_readings, settings.outbox_max_bytes)
+        self.outbox = Outbox(
+            settings.outbox_path,
+            settings.gateway_id,
+            settings.outbox_max_readings,
+            settings.outbox_max_bytes,
+        )
         self.uplink = Uplink(self.outbox, settings.uplink, self.counters)
         self.sources: list[ReadingSource] = list(sources)
         self.bridge: EquipmentBridge | None = None
         if settings.site_broker is not None:
-            self.bridge = EquipmentBridge(settings.site_broker, self.outbox, self.counters,
-                                          settings.gateway_id)
+            self.bridge = EquipmentBridge(
+                settings.site_broker, self.outbox, self.counters, settings.gateway_id
+            )
             self.sources.append(self.bridge)
         self._tasks: list[asyncio.Task[None]] = []
         self._source_tasks: list[asyncio.Task[None]] = []
@@ -69,7 +74,9 @@ class Gateway:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         tasks = [*self._source_tasks, *self._tasks]
@@ -90,15 +97,24 @@ class Gateway:
         """The sink every source writes to: validate, persist, wake the uplink."""
         good: list[Reading] = []
         for reading in readings:
-            problem = reading_problem(reading.device_id, reading.metric, reading.value,
-                                      reading.unit, reading.ts_us, reading.seq)
+            problem = reading_problem(
+                reading.device_id,
+                reading.metric,
+                reading.value,
+                reading.unit,
+                reading.ts_us,
+                reading.seq,
+            )
             if problem is None:
                 good.append(reading)
             else:
                 # Bad values are kept aside, never forwarded and never silently lost.
                 self.counters.readings_rejected.labels(reason="invalid_reading").inc()
                 await asyncio.to_thread(
-                    self.outbox.dead_letter, time.time_ns() // 1000, reading.device_id, problem,
+                    self.outbox.dead_letter,
+                    time.time_ns() // 1000,
+                    reading.device_id,
+                    problem,
                     repr(reading).encode(),
                 )
         if not good:
@@ -113,8 +129,9 @@ class Gateway:
 
     async def sources_done(self) -> None:
         """Wait until every finite source (e.g. a simulator run) has finished."""
-        finite = [t for t, s in zip(self._source_tasks, self.sources, strict=True)
-                  if s is not self.bridge]
+        finite = [
+            t for t, s in zip(self._source_tasks, self.sources, strict=True) if s is not self.bridge
+        ]
         if finite:
             await asyncio.gather(*finite)
 

@@ -19,7 +19,9 @@ class GatewayCounters:
             "vigil_gateway_readings_in", "Readings accepted into the outbox", ["source"], registry=r
         )
         self.readings_rejected = Counter(
-            "vigil_gateway_readings_rejected", "Inputs rejected before the outbox", ["reason"],
+            "vigil_gateway_readings_rejected",
+            "Inputs rejected before the outbox",
+            ["reason"],
             registry=r,
         )
         self.batches_sent = Counter(
@@ -33,15 +35,18 @@ class GatewayCounters:
         )
         self.resent_on_timeout = Counter(
             "vigil_gateway_batches_resent_on_timeout",
-            "Published batches sent again because ingest's confirmation was late", registry=r,
+            "Published batches sent again because ingest's confirmation was late",
+            registry=r,
         )
         self.confirmations_received = Counter(
-            "vigil_gateway_confirmations", "Confirmation messages received from ingest",
+            "vigil_gateway_confirmations",
+            "Confirmation messages received from ingest",
             registry=r,
         )
         self.confirmations_rejected = Counter(
             "vigil_gateway_confirmations_rejected",
-            "Confirmation messages ignored as malformed or for another gateway", registry=r,
+            "Confirmation messages ignored as malformed or for another gateway",
+            registry=r,
         )
         self.readings_confirmed = Counter(
             "vigil_gateway_readings_confirmed", "Readings ingest confirmed as stored", registry=r
@@ -50,7 +55,8 @@ class GatewayCounters:
             "vigil_gateway_uplink_reconnects", "Uplink connection attempts after a loss", registry=r
         )
         self.dropped_readings = Counter(
-            "vigil_gateway_outbox_dropped", "Oldest readings dropped by the outbox bound",
+            "vigil_gateway_outbox_dropped",
+            "Oldest readings dropped by the outbox bound",
             registry=r,
         )
         self.outbox_pending = Gauge(

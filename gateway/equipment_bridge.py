@@ -36,8 +36,9 @@ def equipment_readings(payload: bytes) -> list[Reading]:
         spec = METRICS.get(metric)
         if spec is None:
             raise ContractError(f"equipment {message.device_id}: unknown metric {metric!r}")
-        readings.append(Reading(message.device_id, metric, value, spec.unit, message.ts_us,
-                                message.seq))
+        readings.append(
+            Reading(message.device_id, metric, value, spec.unit, message.ts_us, message.seq)
+        )
     return readings
 
 
@@ -47,7 +48,10 @@ class EquipmentBridge:
     name = "equipment"
 
     def __init__(
-        self, settings: SiteBrokerSettings, outbox: Outbox, counters: GatewayCounters,
+        self,
+        settings: SiteBrokerSettings,
+        outbox: Outbox,
+        counters: GatewayCounters,
         gateway_id: str,
     ) -> None:
         self.settings = settings
@@ -61,15 +65,17 @@ class EquipmentBridge:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self.settings.host, self.settings.port,
+                    self.settings.host,
+                    self.settings.port,
                     identifier=f"vigil-bridge-{self.gateway_id}",
                     clean_session=False,  # the broker queues equipment data while we are away
                 ) as client:
                     await client.subscribe(equipment_subscription(self.settings.site), qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
-                        await self._handle(str(message.topic), _payload_bytes(message.payload),
-                                           sink)
+                        await self._handle(
+                            str(message.topic), _payload_bytes(message.payload), sink
+                        )
             except aiomqtt.MqttError as exc:
                 self.subscribed.clear()
                 log.warning("site broker lost (%s); resubscribing", exc)

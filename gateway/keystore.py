@@ -151,8 +151,12 @@ def save_keystore(store: KeyStore, path: Path | str) -> None:
         text = _to_toml(store)
     elif path.suffix == ".json":
         entries = [
-            {"address": r.address, "key": r.key.hex(), "device_id": r.device_id,
-             "patient": r.patient}
+            {
+                "address": r.address,
+                "key": r.key.hex(),
+                "device_id": r.device_id,
+                "patient": r.patient,
+            }
             for r in store.records
         ]
         text = json.dumps({"version": KEY_FILE_VERSION, "patches": entries}, indent=2) + "\n"
@@ -195,26 +199,36 @@ def _record(entry: Mapping[str, object], where: str) -> PairingRecord:
     for name in _FIELDS:
         value = entry.get(name)
         if not isinstance(value, str):
-            raise KeyStoreError(f"{where}: '{name}' must be a string, got {value!r}"
-                                if name != "key" else f"{where}: 'key' must be a hex string")
+            raise KeyStoreError(
+                f"{where}: '{name}' must be a string, got {value!r}"
+                if name != "key"
+                else f"{where}: 'key' must be a hex string"
+            )
         values[name] = value.strip()
     try:
         address = address_to_str(address_from_str(values["address"]))
     except ContractError:
-        raise KeyStoreError(f"{where}: 'address' {values['address']!r} is not a Bluetooth "
-                            "address like C0:7A:1E:00:00:01") from None
+        raise KeyStoreError(
+            f"{where}: 'address' {values['address']!r} is not a Bluetooth "
+            "address like C0:7A:1E:00:00:01"
+        ) from None
     # The key itself never goes into a message, only what is wrong with it.
     if not _HEX_KEY.fullmatch(values["key"]):
-        raise KeyStoreError(f"{where} ({address}): 'key' must be {2 * KEY_LEN} hex digits "
-                            f"({KEY_LEN} bytes), got {len(values['key'])} characters")
+        raise KeyStoreError(
+            f"{where} ({address}): 'key' must be {2 * KEY_LEN} hex digits "
+            f"({KEY_LEN} bytes), got {len(values['key'])} characters"
+        )
     key = bytes.fromhex(values["key"])
     if key == bytes(KEY_LEN):
-        raise KeyStoreError(f"{where} ({address}): 'key' is all zeros: the patch was never "
-                            "provisioned")
+        raise KeyStoreError(
+            f"{where} ({address}): 'key' is all zeros: the patch was never provisioned"
+        )
     for name in ("device_id", "patient"):
         if not _ID.fullmatch(values[name]):
-            raise KeyStoreError(f"{where} ({address}): '{name}' {values[name]!r} must be 1-64 "
-                                "letters, digits or . _ : - (and start with a letter or digit)")
+            raise KeyStoreError(
+                f"{where} ({address}): '{name}' {values[name]!r} must be 1-64 "
+                "letters, digits or . _ : - (and start with a letter or digit)"
+            )
     return PairingRecord(address, key, values["device_id"], values["patient"])
 
 
@@ -239,7 +253,12 @@ def _to_toml(store: KeyStore) -> str:
     lines = [f"version = {KEY_FILE_VERSION}"]
     for r in store.records:
         # Values are validated ids, addresses and hex, so JSON quoting is valid TOML quoting.
-        lines += ["", "[[patches]]", f"address = {json.dumps(r.address)}",
-                  f"key = {json.dumps(r.key.hex())}", f"device_id = {json.dumps(r.device_id)}",
-                  f"patient = {json.dumps(r.patient)}"]
+        lines += [
+            "",
+            "[[patches]]",
+            f"address = {json.dumps(r.address)}",
+            f"key = {json.dumps(r.key.hex())}",
+            f"device_id = {json.dumps(r.device_id)}",
+            f"patient = {json.dumps(r.patient)}",
+        ]
     return "\n".join(lines) + "\n"

@@ -98,7 +98,10 @@ class Outbox:
     """Durable FIFO of readings grouped into stable batches; thread-safe."""
 
     def __init__(
-        self, path: Path | str, gateway_id: str, max_readings: int = 10_000_000,
+        self,
+        path: Path | str,
+        gateway_id: str,
+        max_readings: int = 10_000_000,
         max_bytes: int | None = None,
     ) -> None:
         self.gateway_id = gateway_id
@@ -201,22 +204,22 @@ class Outbox:
         excess = pending - self._bound
         if excess <= 0:
             return 0, 0
-        cutoff = int(self._db.execute(
-            "SELECT id FROM pending ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
-        ).fetchone()[0])
+        cutoff = int(
+            self._db.execute(
+                "SELECT id FROM pending ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
+            ).fetchone()[0]
+        )
         # An open batch straddling the cutoff goes whole (see the module docstring).
         straddling = self._db.execute(
             "SELECT max(last_id) FROM batches WHERE first_id <= ?", (cutoff,)
         ).fetchone()[0]
         if straddling is not None:
             cutoff = max(cutoff, int(straddling))
-        dropped = int(self._db.execute(
-            "DELETE FROM pending WHERE id <= ?", (cutoff,)
-        ).rowcount)
+        dropped = int(self._db.execute("DELETE FROM pending WHERE id <= ?", (cutoff,)).rowcount)
         # Published-but-unconfirmed batches go too: unconfirmed, they count as not delivered.
-        batches = int(self._db.execute(
-            "DELETE FROM batches WHERE first_id <= ?", (cutoff,)
-        ).rowcount)
+        batches = int(
+            self._db.execute("DELETE FROM batches WHERE first_id <= ?", (cutoff,)).rowcount
+        )
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
@@ -290,10 +293,14 @@ class Outbox:
         The first acknowledgement's time is kept: a resend does not make a batch younger.
         """
         with self._lock, self._db:
-            return self._db.execute(
-                "UPDATE batches SET published_at_us = coalesce(published_at_us, ?)"
-                " WHERE batch_seq = ?", (at_us, batch_seq),
-            ).rowcount == 1
+            return (
+                self._db.execute(
+                    "UPDATE batches SET published_at_us = coalesce(published_at_us, ?)"
+                    " WHERE batch_seq = ?",
+                    (at_us, batch_seq),
+                ).rowcount
+                == 1
+            )
 
     def confirm(self, batch_seqs: Iterable[int]) -> int:
         """Ingest stored these batches: forget them; returns how many readings left the outbox.
@@ -311,9 +318,11 @@ class Outbox:
                     ).fetchone()
                     if row is None:
                         continue
-                    removed += int(self._db.execute(
-                        "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
-                    ).rowcount)
+                    removed += int(
+                        self._db.execute(
+                            "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
+                        ).rowcount
+                    )
                     self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
                     batches += 1
             self._pending -= removed
@@ -347,8 +356,9 @@ class Outbox:
             batches, published = self._db.execute(
                 "SELECT count(*), count(published_at_us) FROM batches"
             ).fetchone()
-            return OutboxStats(self._pending, int(batches), self._meta("dropped"), self._bound,
-                               int(published))
+            return OutboxStats(
+                self._pending, int(batches), self._meta("dropped"), self._bound, int(published)
+            )
 
     def alarm(self, rule_id: str) -> AlarmState:
         """The stored state of a gateway-level alarm (inactive, mark 0 if never raised)."""

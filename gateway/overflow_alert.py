@@ -41,8 +41,12 @@ class OverflowAlarm:
             else:
                 return None
             event = AlertEvent(
-                device_id=self.outbox.gateway_id, rule_id=RULE_ID, severity=Severity.WARNING,
-                transition=transition, at_us=time.time_ns() // 1000, message=message,
+                device_id=self.outbox.gateway_id,
+                rule_id=RULE_ID,
+                severity=Severity.WARNING,
+                transition=transition,
+                at_us=time.time_ns() // 1000,
+                message=message,
                 evidence={
                     "dropped": stats.dropped_readings,
                     "dropped_since_last_alert": stats.dropped_readings - state.mark,

@@ -72,13 +72,15 @@ class OutboxSizing:
     def explain(self) -> str:
         """The computation, one line per step, for logs and docs."""
         per_day = self.readings_per_day
-        return "\n".join([
-            f"{self.patches} patches x {self.readings_per_measurement} readings per measurement"
-            f" x 86400 s / {self.measure_every_s:g} s = {per_day:,.0f} readings/day",
-            f"x {self.offline_days:g} days offline = {per_day * self.offline_days:,.0f}",
-            f"x {1 + self.headroom:g} headroom, rounded up = {self.max_readings:,} readings",
-            f"x {OUTBOX_BYTES_PER_READING} B/reading = {self.disk_bytes / 1e6:,.1f} MB of disk",
-        ])
+        return "\n".join(
+            [
+                f"{self.patches} patches x {self.readings_per_measurement} readings per measurement"
+                f" x 86400 s / {self.measure_every_s:g} s = {per_day:,.0f} readings/day",
+                f"x {self.offline_days:g} days offline = {per_day * self.offline_days:,.0f}",
+                f"x {1 + self.headroom:g} headroom, rounded up = {self.max_readings:,} readings",
+                f"x {OUTBOX_BYTES_PER_READING} B/reading = {self.disk_bytes / 1e6:,.1f} MB of disk",
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,9 +67,7 @@ class UplinkSettings:
 class Uplink:
     """Drains the outbox to the broker, reconnecting and resending after any outage."""
 
-    def __init__(
-        self, outbox: Outbox, settings: UplinkSettings, counters: GatewayCounters
-    ) -> None:
+    def __init__(self, outbox: Outbox, settings: UplinkSettings, counters: GatewayCounters) -> None:
         self.outbox = outbox
         self.settings = settings
         self.counters = counters
@@ -135,8 +133,11 @@ class Uplink:
             # Before any publish, so no confirmation can be sent while we are not listening.
             granted = await client.subscribe(self.confirms, qos=1)
             if _refused(granted):
-                log.error("the broker refused our subscription to %s: no batch can be "
-                          "confirmed, each will be resent after its timeout", self.confirms)
+                log.error(
+                    "the broker refused our subscription to %s: no batch can be "
+                    "confirmed, each will be resent after its timeout",
+                    self.confirms,
+                )
         async with asyncio.TaskGroup() as group:
             # Drops committed just before a crash still raise their alert after the restart.
             await self.check_alarm()
@@ -162,8 +163,10 @@ class Uplink:
                 group.create_task(self._send(client, batch, slots))
 
     def _has_room(self) -> bool:
-        return (not self.settings.require_confirmation
-                or self.outbox.open_batch_count() < self.settings.max_unconfirmed)
+        return (
+            not self.settings.require_confirmation
+            or self.outbox.open_batch_count() < self.settings.max_unconfirmed
+        )
 
     async def _next_batch(self) -> Batch:
         limit = self.settings.batch_max_readings
@@ -203,8 +206,11 @@ class Uplink:
         async for message in client.messages:
             if not message.topic.matches(self.confirms):
                 continue
-            payload = message.payload if isinstance(message.payload, bytes) else \
-                str(message.payload).encode()
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes)
+                else str(message.payload).encode()
+            )
             try:
                 confirmation = decode_confirmation(payload)
             except ContractError as exc:
@@ -213,8 +219,11 @@ class Uplink:
                 continue
             if confirmation.gateway_id != self.outbox.gateway_id:
                 self.counters.confirmations_rejected.inc()
-                log.warning("ignoring a confirmation for gateway %r on %s",
-                            confirmation.gateway_id, self.confirms)
+                log.warning(
+                    "ignoring a confirmation for gateway %r on %s",
+                    confirmation.gateway_id,
+                    self.confirms,
+                )
                 continue
             self.counters.confirmations_received.inc()
             removed = await asyncio.to_thread(self.outbox.confirm, confirmation.batch_seqs)
@@ -235,19 +244,24 @@ class Uplink:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            overdue = sorted(seq for seq, at in self._awaiting.items()
-                             if now - at >= self._confirm_wait_s)
+            overdue = sorted(
+                seq for seq, at in self._awaiting.items() if now - at >= self._confirm_wait_s
+            )
             if not overdue:
                 continue
             log.warning(
                 "no confirmation from ingest on %s for %d published batch(es) (batch_seq %s) "
                 "after %.1fs: is ingest running, and does it send confirmations? Resending; "
                 "next timeout %.1fs (require_confirmation=false runs on broker PUBACKs)",
-                self.confirms, len(overdue), _seq_ranges(overdue), self._confirm_wait_s,
+                self.confirms,
+                len(overdue),
+                _seq_ranges(overdue),
+                self._confirm_wait_s,
                 min(2 * self._confirm_wait_s, self.settings.confirm_backoff_max_s),
             )
-            self._confirm_wait_s = min(2 * self._confirm_wait_s,
-                                       self.settings.confirm_backoff_max_s)
+            self._confirm_wait_s = min(
+                2 * self._confirm_wait_s, self.settings.confirm_backoff_max_s
+            )
             for seq in overdue:
                 if self._awaiting.pop(seq, None) is None:
                     continue  # confirmed while we were resending the ones before it

@@ -24,15 +24,19 @@ class IngestCounters:
             "vigil_ingest_readings_stored", "Readings written to storage", registry=r
         )
         self.confirmations_sent = Counter(
-            "vigil_ingest_confirmations_sent", "Confirmation messages published to gateways",
+            "vigil_ingest_confirmations_sent",
+            "Confirmation messages published to gateways",
             registry=r,
         )
         self.batches_confirmed = Counter(
-            "vigil_ingest_batches_confirmed", "Batch_seqs confirmed to gateways as stored",
+            "vigil_ingest_batches_confirmed",
+            "Batch_seqs confirmed to gateways as stored",
             registry=r,
         )
         self.dead_letters = Counter(
-            "vigil_ingest_dead_letters", "Payloads or readings sent to dead letters", ["kind"],
+            "vigil_ingest_dead_letters",
+            "Payloads or readings sent to dead letters",
+            ["kind"],
             registry=r,
         )
 
@@ -40,12 +44,14 @@ class IngestCounters:
             "vigil_ingest_storage_outages", "Times storage became unreachable", registry=r
         )
         self.storage_retries = Counter(
-            "vigil_ingest_storage_retries", "Writes retried after storage was unreachable",
+            "vigil_ingest_storage_retries",
+            "Writes retried after storage was unreachable",
             registry=r,
         )
         self.storage_unavailable = Gauge(
             "vigil_ingest_storage_unavailable",
-            "1 while storage is unreachable and ingest holds its messages unacked", registry=r,
+            "1 while storage is unreachable and ingest holds its messages unacked",
+            registry=r,
         )
         self.hook_storage_failures = Counter(
             "vigil_ingest_hook_storage_failures",

@@ -23,8 +23,12 @@ def persistent_client(
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = session_expiry_s
         return aiomqtt.Client(
-            host, port, identifier=client_id,
-            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
+            host,
+            port,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
         )
     return aiomqtt.Client(host, port, identifier=client_id, clean_session=False)
 

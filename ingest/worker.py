@@ -77,8 +77,9 @@ class IngestWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        return persistent_client(s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5,
-                                 session_expiry_s=s.session_expiry_s)
+        return persistent_client(
+            s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5, session_expiry_s=s.session_expiry_s
+        )
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker outages."""
@@ -123,10 +124,12 @@ class IngestWorker:
         if not self.settings.confirm or not confirmations:
             return
         pieces = [p for c in confirmations for p in split_confirmation(c)]
-        await asyncio.gather(*(
-            client.publish(confirm_topic(p.gateway_id), encode_confirmation(p), qos=1)
-            for p in pieces
-        ))
+        await asyncio.gather(
+            *(
+                client.publish(confirm_topic(p.gateway_id), encode_confirmation(p), qos=1)
+                for p in pieces
+            )
+        )
         self.counters.confirmations_sent.inc(len(pieces))
         self.counters.batches_confirmed.inc(sum(len(p.batch_seqs) for p in pieces))
 
@@ -163,8 +166,11 @@ class IngestWorker:
         letters: list[DeadLetter] = []
         now_us = time.time_ns() // 1000
         for message in messages:
-            payload = message.payload if isinstance(message.payload, bytes) else \
-                str(message.payload).encode()
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes)
+                else str(message.payload).encode()
+            )
             topic = str(message.topic)
             try:
                 decoded = decode_batch(payload)
@@ -174,11 +180,16 @@ class IngestWorker:
                 continue
             batches.append(decoded.batch)
             for reject in decoded.rejected:
-                letters.append(DeadLetter(
-                    now_us, topic, f"reading {reject.index}: {reject.reason}",
-                    json.dumps(reject.fields).encode(), decoded.batch.gateway_id,
-                    decoded.batch.batch_seq,
-                ))
+                letters.append(
+                    DeadLetter(
+                        now_us,
+                        topic,
+                        f"reading {reject.index}: {reject.reason}",
+                        json.dumps(reject.fields).encode(),
+                        decoded.batch.gateway_id,
+                        decoded.batch.batch_seq,
+                    )
+                )
                 self.counters.dead_letters.labels(kind="reading").inc()
         self.counters.messages.inc(len(messages))
         return batches, letters
@@ -195,18 +206,26 @@ class IngestWorker:
                     self._outage_since = time.monotonic()
                     self.counters.storage_outages.inc()
                     self.counters.storage_unavailable.set(1)
-                    log.warning("storage unreachable (%s); holding messages unacked, "
-                                "retrying in %.1fs", exc, delay)
+                    log.warning(
+                        "storage unreachable (%s); holding messages unacked, retrying in %.1fs",
+                        exc,
+                        delay,
+                    )
                 else:
-                    log.warning("storage still unreachable after %.1fs (%s); retrying in %.1fs",
-                                time.monotonic() - self._outage_since, exc, delay)
+                    log.warning(
+                        "storage still unreachable after %.1fs (%s); retrying in %.1fs",
+                        time.monotonic() - self._outage_since,
+                        exc,
+                        delay,
+                    )
                 self.counters.storage_retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, s.storage_backoff_max_s)
                 continue
             if self._outage_since is not None:
-                log.warning("storage reachable again after %.1fs",
-                            time.monotonic() - self._outage_since)
+                log.warning(
+                    "storage reachable again after %.1fs", time.monotonic() - self._outage_since
+                )
                 self._outage_since = None
                 self.counters.storage_unavailable.set(0)
             return result

@@ -43,8 +43,7 @@ class AlertBook:
 
     def active(self) -> list[ActiveAlert]:
         """All active alerts, oldest first."""
-        return sorted(self._active.values(), key=lambda a: (a.raised_at_us, a.device_id,
-                                                            a.rule_id))
+        return sorted(self._active.values(), key=lambda a: (a.raised_at_us, a.device_id, a.rule_id))
 
     def restore(self, alert: ActiveAlert) -> None:
         """Put back an alert saved from an earlier run (see ``RuleRuntime`` snapshots)."""
@@ -59,14 +58,21 @@ class AlertBook:
             if event.transition is AlertTransition.RAISED:
                 if current is not None:
                     continue  # exactly one active alert per (device, rule)
-                self._active[key] = ActiveAlert(event.device_id, event.rule_id, event.severity,
-                                                event.at_us, event.message, event.evidence)
+                self._active[key] = ActiveAlert(
+                    event.device_id,
+                    event.rule_id,
+                    event.severity,
+                    event.at_us,
+                    event.message,
+                    event.evidence,
+                )
             elif event.transition is AlertTransition.ACKNOWLEDGED:
                 if current is None or current.acknowledged:
                     continue
                 by = str(event.evidence.get("acknowledged_by", ""))
-                self._active[key] = replace(current, acknowledged_at_us=event.at_us,
-                                            acknowledged_by=by)
+                self._active[key] = replace(
+                    current, acknowledged_at_us=event.at_us, acknowledged_by=by
+                )
             else:
                 if current is None:
                     continue
@@ -81,9 +87,14 @@ class AlertBook:
             raise KeyError(f"no active alert for rule {rule_id!r} on device {device_id!r}")
         if current.acknowledged:
             raise ValueError(f"alert {rule_id!r} on {device_id!r} is already acknowledged")
-        event = AlertEvent(device_id=device_id, rule_id=rule_id, severity=current.severity,
-                           transition=AlertTransition.ACKNOWLEDGED, at_us=at_us,
-                           message=current.message,
-                           evidence={"acknowledged_by": by, "raised_at_us": current.raised_at_us})
+        event = AlertEvent(
+            device_id=device_id,
+            rule_id=rule_id,
+            severity=current.severity,
+            transition=AlertTransition.ACKNOWLEDGED,
+            at_us=at_us,
+            message=current.message,
+            evidence={"acknowledged_by": by, "raised_at_us": current.raised_at_us},
+        )
         self.apply([event])
         return event

@@ -60,8 +60,9 @@ class Columns:
 def columns_from_readings(readings: Sequence[Reading], devices: DeviceTable) -> Columns:
     """Convert contract readings to columns, interning their devices in ``devices``."""
     try:
-        metric = np.fromiter((METRIC_CODES[r.metric] for r in readings), dtype=np.intp,
-                             count=len(readings))
+        metric = np.fromiter(
+            (METRIC_CODES[r.metric] for r in readings), dtype=np.intp, count=len(readings)
+        )
     except KeyError as exc:
         raise ValueError(f"unknown metric {exc.args[0]!r}") from None
     return Columns(

@@ -80,7 +80,10 @@ class RuleEngine:
     """Evaluate rules over columnar batches of readings; returns raised/cleared AlertEvents."""
 
     def __init__(
-        self, rules: Sequence[AnyRule], registry: Registry | None = None, *,
+        self,
+        rules: Sequence[AnyRule],
+        registry: Registry | None = None,
+        *,
         window_capacity: int = 32,
     ) -> None:
         self.rules = normalize_rules(rules)
@@ -94,8 +97,7 @@ class RuleEngine:
         self._by_id = {r.id: r for r in self.rules}
         for rule in self._signal:
             if isinstance(rule, RepeatingRule) and rule.raise_.test[1] > window_capacity:
-                raise ValueError(f"rule {rule.id!r}: count above window capacity "
-                                 f"{window_capacity}")
+                raise ValueError(f"rule {rule.id!r}: count above window capacity {window_capacity}")
         self._by_metric: list[list[SignalRule]] = [[] for _ in range(_M)]
         for rule in self._signal:
             self._by_metric[METRIC_CODES[rule.metric]].append(rule)
@@ -107,8 +109,12 @@ class RuleEngine:
         # is always just the current reading, so such metrics need no ring.
         self._ring_metric = np.zeros(_M, dtype=np.bool_)
         for rule in self._signal:
-            if (isinstance(rule, _WINDOW_KINDS) or rule.raise_.for_us or rule.clear.for_us
-                    or self._track_clear[rule.id]):
+            if (
+                isinstance(rule, _WINDOW_KINDS)
+                or rule.raise_.for_us
+                or rule.clear.for_us
+                or self._track_clear[rule.id]
+            ):
                 self._ring_metric[METRIC_CODES[rule.metric]] = True
         # Window rules read every recent reading from the ring. Other rules only read it for
         # evidence: the readings from the start of a sustain run that is still going. Those are
@@ -142,7 +148,8 @@ class RuleEngine:
         self._derived: dict[str, Arrays] = {r.id: self._new_derived(r) for r in self._signal}
         self._n_active: dict[str, int] = {r.id: 0 for r in self.rules}
         self._ref_pending: dict[str, dict[int, tuple[str, int]]] = {
-            r.id: {} for r in self._signal if isinstance(r, DeltaReferenceRule)}
+            r.id: {} for r in self._signal if isinstance(r, DeltaReferenceRule)
+        }
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -176,8 +183,9 @@ class RuleEngine:
             s_end, t_end, v_end = s, t, v
         else:
             order = _series_time_order(series, cols.ts_us)
-            s, t, v, codes, rank = self._accept_sorted(series[order], cols.ts_us[order],
-                                                       value[order], cols.metric[order])
+            s, t, v, codes, rank = self._accept_sorted(
+                series[order], cols.ts_us[order], value[order], cols.metric[order]
+            )
             if len(s) == 0:
                 return []
             first = rank == 0
@@ -206,8 +214,13 @@ class RuleEngine:
         for run in runs:  # later runs hold later readings of a series
             self._series["last_ts"][run.s] = run.t
             self._series["last_val"][run.s] = run.v
-        self._device_bookkeeping(lambda: (np.concatenate([run.s for run in runs]),
-                                          np.concatenate([run.t for run in runs])), events)
+        self._device_bookkeeping(
+            lambda: (
+                np.concatenate([run.s for run in runs]),
+                np.concatenate([run.t for run in runs]),
+            ),
+            events,
+        )
         events.sort(key=event_order)
         return events
 
@@ -227,7 +240,8 @@ class RuleEngine:
                 last = self._series["last_ts"][:n]
                 dev = self._series["dev"][:n]
                 scope = (self._series["metric"][:n] == METRIC_CODES[rule.scope.metric]) & (
-                    self._scope[rule.id][dev])
+                    self._scope[rule.id][dev]
+                )
                 ids = dev
             fire = np.flatnonzero(scope & ~active[:n] & (last > 0) & (now_us - last >= rule.after))
             active[fire] = True
@@ -247,8 +261,10 @@ class RuleEngine:
     def snapshot(self) -> bytes:
         """All evaluation state as an ``np.savez`` blob."""
         arrays: dict[str, NDArray[Any]] = {
-            "meta": np.array([SNAPSHOT_VERSION, self.window_capacity, self._n_dev,
-                              self._n_series], dtype=np.int64),
+            "meta": np.array(
+                [SNAPSHOT_VERSION, self.window_capacity, self._n_dev, self._n_series],
+                dtype=np.int64,
+            ),
             "stats": np.array(list(asdict(self.stats).values()), dtype=np.int64),
             "device_ids": np.array(self.devices.ids[: self._n_dev], dtype=np.str_),
             "metric_names": np.array(METRIC_NAMES, dtype=np.str_),
@@ -287,11 +303,17 @@ class RuleEngine:
             engine._n_series = n_series
             engine._remap_metrics([str(m) for m in data["metric_names"].tolist()])
             # Older snapshots kept every ring; otherwise only the metrics listed had one.
-            kept = ({str(m) for m in data["ring_metrics"].tolist()} if "ring_metrics" in data
-                    else set(METRIC_NAMES))
+            kept = (
+                {str(m) for m in data["ring_metrics"].tolist()}
+                if "ring_metrics" in data
+                else set(METRIC_NAMES)
+            )
             # Version 1 rings held every reading; later only the listed metrics' rings do.
-            full = ({str(m) for m in data["full_ring_metrics"].tolist()}
-                    if "full_ring_metrics" in data else kept)
+            full = (
+                {str(m) for m in data["full_ring_metrics"].tolist()}
+                if "full_ring_metrics" in data
+                else kept
+            )
             engine._drop_stale_rings(kept, full)
             for rule in engine.rules:
                 key = f"rule:{rule.id}:fingerprint"
@@ -319,10 +341,16 @@ class RuleEngine:
     def _drop_stale_rings(self, kept: set[str], full: set[str]) -> None:
         """Empty rings that cannot serve now: no ring then, or a partial one now read in full."""
         n = self._n_series
-        stale = np.array([name not in (full if self._full_ring[code] else kept)
-                          for code, name in enumerate(METRIC_NAMES)], dtype=np.bool_)
-        rows = np.flatnonzero(stale[self._series["metric"][:n]] & self._ring_metric[
-            self._series["metric"][:n]])
+        stale = np.array(
+            [
+                name not in (full if self._full_ring[code] else kept)
+                for code, name in enumerate(METRIC_NAMES)
+            ],
+            dtype=np.bool_,
+        )
+        rows = np.flatnonzero(
+            stale[self._series["metric"][:n]] & self._ring_metric[self._series["metric"][:n]]
+        )
         self._ring.clear(rows)
         self._series["ring_head"][rows] = 0
 
@@ -475,8 +503,7 @@ class RuleEngine:
 
     # ---- the reading policy -----------------------------------------------------------------
 
-    def _accept_unique(self, s: Idx, t: I64, v: F64, codes: Idx
-                       ) -> tuple[Idx, I64, F64, Idx]:
+    def _accept_unique(self, s: Idx, t: I64, v: F64, codes: Idx) -> tuple[Idx, I64, F64, Idx]:
         """Policy for a batch with at most one reading per series."""
         last = self._series["last_ts"][s]
         keep = t > last
@@ -489,8 +516,7 @@ class RuleEngine:
         self.stats.accepted += n_keep
         return s, t, v, codes
 
-    def _accept_runs(self, s: Idx, t: I64, v: F64, codes: Idx, starts: Idx
-                     ) -> list[_Run] | None:
+    def _accept_runs(self, s: Idx, t: I64, v: F64, codes: Idx, starts: Idx) -> list[_Run] | None:
         """Policy for a batch of runs of increasing series; None if a series goes back in time.
 
         When every series' readings are in time order along the batch, comparing each reading
@@ -528,8 +554,7 @@ class RuleEngine:
             self.stats.accepted += n_keep
         return runs
 
-    def _accept_sorted(self, s: Idx, t: I64, v: F64, codes: Idx
-                       ) -> tuple[Idx, I64, F64, Idx, Idx]:
+    def _accept_sorted(self, s: Idx, t: I64, v: F64, codes: Idx) -> tuple[Idx, I64, F64, Idx, Idx]:
         """Policy for a batch ordered by (series, ts); also each reading's rank in its series."""
         last = self._series["last_ts"][s]
         late = t < last
@@ -549,8 +574,9 @@ class RuleEngine:
 
     # ---- evaluation -------------------------------------------------------------------------
 
-    def _rounds(self, s: Idx, t: I64, v: F64, codes: Idx, rank: Idx | None,
-                events: list[AlertEvent]) -> None:
+    def _rounds(
+        self, s: Idx, t: I64, v: F64, codes: Idx, rank: Idx | None, events: list[AlertEvent]
+    ) -> None:
         """Group readings by (round, metric) with one sort and evaluate each group in order."""
         if not self._rule_metrics:
             return
@@ -600,12 +626,14 @@ class RuleEngine:
         if not todo:
             return
         if self._ring_metric[code]:
-            pushed = todo[0][1] if len(todo) == 1 else np.unique(
-                np.concatenate([item[1] for item in todo]))
+            pushed = (
+                todo[0][1]
+                if len(todo) == 1
+                else np.unique(np.concatenate([item[1] for item in todo]))
+            )
             self._push(s[pushed], t[pushed], v[pushed])
         for rule, rows, signal, _, r_on in todo:
-            self._step(rule, s[rows], t[rows], v[rows], np.arange(len(rows)), signal, r_on,
-                       events)
+            self._step(rule, s[rows], t[rows], v[rows], np.arange(len(rows)), signal, r_on, events)
 
     def _scoped(self, code: int, s: Idx) -> list[tuple[SignalRule, Idx | None]]:
         """The metric's rules with the readings in their scope (None: all of them)."""
@@ -633,8 +661,9 @@ class RuleEngine:
         self._series["ring_head"][s] = nxt
         return head
 
-    def _prepare(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None
-                 ) -> tuple[Idx, F64, Bool] | None:
+    def _prepare(
+        self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None
+    ) -> tuple[Idx, F64, Bool] | None:
         """The rule's signal; the readings whose step can change something, None if none.
 
         Returns (rows, signal at rows, raise test at rows).
@@ -652,8 +681,17 @@ class RuleEngine:
             return None  # at rest and not raising: nothing can change
         return rows, signal[rows], r_on[rows]
 
-    def _step(self, rule: SignalRule, s: Idx, t: I64, v: F64, rows: Idx, signal: F64,
-              r_on: Bool, events: list[AlertEvent]) -> None:
+    def _step(
+        self,
+        rule: SignalRule,
+        s: Idx,
+        t: I64,
+        v: F64,
+        rows: Idx,
+        signal: F64,
+        r_on: Bool,
+        events: list[AlertEvent],
+    ) -> None:
         """Step the hysteresis of the readings ``rows`` (with their signal and raise test)."""
         s, t = s[rows], t[rows]
         derived = self._derived[rule.id]
@@ -674,8 +712,16 @@ class RuleEngine:
         for i in changed.tolist():
             since = int(r_since[i]) if now[i] else int(c_since[i])
             self._n_active[rule.id] += 1 if now[i] else -1
-            self._emit(rule, int(s[i]), int(t[i]), float(v[rows[i]]), float(signal[i]), since,
-                       bool(now[i]), events)
+            self._emit(
+                rule,
+                int(s[i]),
+                int(t[i]),
+                float(v[rows[i]]),
+                float(signal[i]),
+                since,
+                bool(now[i]),
+                events,
+            )
 
     def _signal_of(self, rule: SignalRule, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         if isinstance(rule, _WINDOW_KINDS):
@@ -807,13 +853,23 @@ class RuleEngine:
         delta: F64 = np.where(ready | closing, v - st["base_value"][s], np.nan)
         return delta
 
-    def _emit(self, rule: SignalRule, s: int, t: int, value: float, signal: float, since: int,
-              raised: bool, events: list[AlertEvent]) -> None:
+    def _emit(
+        self,
+        rule: SignalRule,
+        s: int,
+        t: int,
+        value: float,
+        signal: float,
+        since: int,
+        raised: bool,
+        events: list[AlertEvent],
+    ) -> None:
         """Build one event with the ring-buffer window as evidence."""
         ser = self._series
         if self._ring_metric[METRIC_CODES[rule.metric]]:
             order = (int(ser["ring_head"][s]) + np.arange(self.window_capacity)) % (
-                self.window_capacity)
+                self.window_capacity
+            )
             ts = self._ring.ts[order, s]
             vals = self._ring.val[order, s]
             keep = (ts >= window_start(rule, t, since)) & (ts <= t)
@@ -828,8 +884,9 @@ class RuleEngine:
             extra["reference_device"] = self.devices.ids[int(ser["dev"][ref])]
             extra["reference_value"] = float(ser["last_val"][ref])
         device_id = self.devices.ids[int(ser["dev"][s])]
-        events.append(signal_event(rule, device_id, RAISED if raised else CLEARED, t, signal,
-                                   window, extra))
+        events.append(
+            signal_event(rule, device_id, RAISED if raised else CLEARED, t, signal, window, extra)
+        )
 
     def _clear_series_silence(self, s: Idx, t: I64, events: list[AlertEvent]) -> None:
         """A series' first accepted reading in a batch ends its silence alerts."""
@@ -846,8 +903,9 @@ class RuleEngine:
                 last = int(self._series["last_ts"][si])
                 events.append(silence_event(rule, device_id, CLEARED, int(t[i]), last))
 
-    def _device_bookkeeping(self, accepted: Callable[[], tuple[Idx, I64]],
-                            events: list[AlertEvent]) -> None:
+    def _device_bookkeeping(
+        self, accepted: Callable[[], tuple[Idx, I64]], events: list[AlertEvent]
+    ) -> None:
         """Device-wide silence and composites: skipped when the active counts rule them out."""
         device_silence = [r for r in self._silence if r.scope.metric is None]
         composites = any(self._composite_may_change(r) for r in self._composite)
@@ -877,8 +935,9 @@ class RuleEngine:
             self._n_active[rule.id] -= len(hit)
             for d in hit.tolist():
                 last = int(self._dev["last_ts"][d])
-                events.append(silence_event(rule, self.devices.ids[d], CLEARED,
-                                            int(dev_first[d]), last))
+                events.append(
+                    silence_event(rule, self.devices.ids[d], CLEARED, int(dev_first[d]), last)
+                )
 
     def _device_active(self, rule_id: str) -> NDArray[np.bool_]:
         """Per device: is the rule active on any of its series."""
@@ -912,13 +971,18 @@ class RuleEngine:
             clear = was & off[idx]
             active[idx[raise_]] = True
             active[idx[clear]] = False
-            self._n_active[rule.id] += int(np.count_nonzero(raise_)) - int(
-                np.count_nonzero(clear))
+            self._n_active[rule.id] += int(np.count_nonzero(raise_)) - int(np.count_nonzero(clear))
             for d in idx[raise_ | clear].tolist():
                 names = [c for c, p in zip(rule.components, parts[:, d], strict=True) if p]
-                events.append(composite_event(rule, self.devices.ids[d],
-                                              RAISED if active[d] else CLEARED,
-                                              int(at_us[d]), names))
+                events.append(
+                    composite_event(
+                        rule,
+                        self.devices.ids[d],
+                        RAISED if active[d] else CLEARED,
+                        int(at_us[d]),
+                        names,
+                    )
+                )
 
 
 @dataclass
@@ -980,8 +1044,9 @@ def _since(since_arr: I64, s: Idx, t: I64, on: NDArray[np.bool_]) -> I64:
 
 def _names(codes: Bool) -> NDArray[np.str_]:
     """Metric names of a per-code mask, for snapshots (never empty: savez needs a dtype)."""
-    return np.array([METRIC_NAMES[m] for m in np.flatnonzero(codes).tolist()] or [""],
-                    dtype=np.str_)
+    return np.array(
+        [METRIC_NAMES[m] for m in np.flatnonzero(codes).tolist()] or [""], dtype=np.str_
+    )
 
 
 def _is_signal(rule: AnyRule) -> bool:
@@ -991,7 +1056,8 @@ def _is_signal(rule: AnyRule) -> bool:
 def _device_level(rule: AnyRule) -> bool:
     """Rules whose state is per device rather than per series."""
     return isinstance(rule, CompositeRule) or (
-        isinstance(rule, SilenceRule) and rule.scope.metric is None)
+        isinstance(rule, SilenceRule) and rule.scope.metric is None
+    )
 
 
 def _has_filter(rule: AnyRule) -> bool:

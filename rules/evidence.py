@@ -44,8 +44,15 @@ def signal_event(
     evidence.update(extra or {})
     verb = "raised" if transition is AlertTransition.RAISED else "cleared"
     message = rule.message or f"{rule.id} {verb}: {rule.metric} signal {signal:.4g}"
-    return AlertEvent(device_id=device_id, rule_id=rule.id, severity=rule.severity,
-                      transition=transition, at_us=at_us, message=message, evidence=evidence)
+    return AlertEvent(
+        device_id=device_id,
+        rule_id=rule.id,
+        severity=rule.severity,
+        transition=transition,
+        at_us=at_us,
+        message=message,
+        evidence=evidence,
+    )
 
 
 def silence_event(
@@ -65,12 +72,22 @@ def silence_event(
     what = rule.scope.metric or "any metric"
     verb = "no data" if transition is AlertTransition.RAISED else "data resumed"
     message = rule.message or f"{rule.id}: {verb} ({what})"
-    return AlertEvent(device_id=device_id, rule_id=rule.id, severity=rule.severity,
-                      transition=transition, at_us=at_us, message=message, evidence=evidence)
+    return AlertEvent(
+        device_id=device_id,
+        rule_id=rule.id,
+        severity=rule.severity,
+        transition=transition,
+        at_us=at_us,
+        message=message,
+        evidence=evidence,
+    )
 
 
 def composite_event(
-    rule: CompositeRule, device_id: str, transition: AlertTransition, at_us: int,
+    rule: CompositeRule,
+    device_id: str,
+    transition: AlertTransition,
+    at_us: int,
     active: Sequence[str],
 ) -> AlertEvent:
     """An event for a composite rule naming which components were active."""
@@ -84,8 +101,15 @@ def composite_event(
     if rule.default:
         evidence["note"] = DISCLAIMER
     message = rule.message or f"{rule.id} {transition.value}"
-    return AlertEvent(device_id=device_id, rule_id=rule.id, severity=rule.severity,
-                      transition=transition, at_us=at_us, message=message, evidence=evidence)
+    return AlertEvent(
+        device_id=device_id,
+        rule_id=rule.id,
+        severity=rule.severity,
+        transition=transition,
+        at_us=at_us,
+        message=message,
+        evidence=evidence,
+    )
 
 
 def event_order(event: AlertEvent) -> tuple[int, str, str, str]:

@@ -77,8 +77,9 @@ def check_rule_set(rules: Sequence[AnyRule]) -> list[AnyRule]:
     if not problems:
         cycle = _find_cycle(composites)
         if cycle:
-            problems.append(RuleProblem(cycle[0], "all_of/any_of",
-                                        "composite cycle: " + " -> ".join(cycle)))
+            problems.append(
+                RuleProblem(cycle[0], "all_of/any_of", "composite cycle: " + " -> ".join(cycle))
+            )
     if problems:
         raise RuleFileError("<rules>", problems)
     return list(rules)
@@ -119,7 +120,7 @@ def _find_cycle(composites: dict[str, CompositeRule]) -> list[str]:
             if ref not in composites:
                 continue
             if state.get(ref) == 1:
-                return [*path[path.index(ref):], ref]
+                return [*path[path.index(ref) :], ref]
             if ref not in state and (found := visit(ref)):
                 return found
         path.pop()
@@ -142,8 +143,9 @@ def _problems(exc: ValidationError, doc: Any) -> list[RuleProblem]:
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             index = loc[1]
             raw = raw_rules[index] if isinstance(raw_rules, list) else None
-            rule_id = str(raw.get("id")) if isinstance(raw, dict) and "id" in raw else (
-                f"#{index + 1}")
+            rule_id = (
+                str(raw.get("id")) if isinstance(raw, dict) and "id" in raw else (f"#{index + 1}")
+            )
             loc = loc[2:]
             if loc and isinstance(raw, dict) and loc[0] == raw.get("kind"):
                 loc = loc[1:]  # drop the discriminator tag pydantic inserts

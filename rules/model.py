@@ -230,18 +230,20 @@ class BatteryLowRule(_RuleBase):
 
     def expand(self) -> ThresholdRule:
         """The equivalent threshold rule."""
-        return ThresholdRule.model_validate({
-            "kind": "threshold",
-            "id": self.id,
-            "severity": self.severity,
-            "scope": self.scope.model_copy(update={"metric": "battery"}),
-            "source": self.source,
-            "default": self.default,
-            "message": self.message,
-            "description": self.description,
-            "raise": Condition.model_validate({"below": self.below, "for": self.for_us}),
-            "clear": Condition.model_validate({"above": self.clear_above}),
-        })
+        return ThresholdRule.model_validate(
+            {
+                "kind": "threshold",
+                "id": self.id,
+                "severity": self.severity,
+                "scope": self.scope.model_copy(update={"metric": "battery"}),
+                "source": self.source,
+                "default": self.default,
+                "message": self.message,
+                "description": self.description,
+                "raise": Condition.model_validate({"below": self.below, "for": self.for_us}),
+                "clear": Condition.model_validate({"above": self.clear_above}),
+            }
+        )
 
 
 class SilenceRule(_RuleBase):
@@ -300,11 +302,17 @@ Rule = Annotated[
     | CompositeRule,
     Field(discriminator="kind"),
 ]
-SignalRule = ThresholdRule | RepeatingRule | RateRule | ZScoreRule | DeltaBaselineRule | (
-    DeltaReferenceRule
+SignalRule = (
+    ThresholdRule | RepeatingRule | RateRule | ZScoreRule | DeltaBaselineRule | (DeltaReferenceRule)
 )
-SIGNAL_KINDS = (ThresholdRule, RepeatingRule, RateRule, ZScoreRule, DeltaBaselineRule,
-                DeltaReferenceRule)
+SIGNAL_KINDS = (
+    ThresholdRule,
+    RepeatingRule,
+    RateRule,
+    ZScoreRule,
+    DeltaBaselineRule,
+    DeltaReferenceRule,
+)
 AnyRule = SignalRule | BatteryLowRule | SilenceRule | CompositeRule
 
 

@@ -75,8 +75,13 @@ class _RuleState:
 class ReferenceEngine:
     """Same API and results as RuleEngine, computed reading by reading."""
 
-    def __init__(self, rules: Sequence[AnyRule], registry: Registry | None = None, *,
-                 window_capacity: int = 32) -> None:
+    def __init__(
+        self,
+        rules: Sequence[AnyRule],
+        registry: Registry | None = None,
+        *,
+        window_capacity: int = 32,
+    ) -> None:
         self.rules = normalize_rules(rules)
         self.registry: Registry = registry or {}
         self.capacity = window_capacity
@@ -119,16 +124,20 @@ class ReferenceEngine:
                     continue
                 if not device_matches(rule.scope, self.registry.get(r.device_id)):
                     continue
-                self._evaluate(rule, r.device_id, series, float(r.value), r.ts_us,
-                               at_batch_start, events)
+                self._evaluate(
+                    rule, r.device_id, series, float(r.value), r.ts_us, at_batch_start, events
+                )
         for device, first in dev_first.items():
             for rule in self.rules:
                 if isinstance(rule, SilenceRule) and rule.scope.metric is None:
                     st = self._st(rule.id, device, "")
                     if st.active:
                         st.active = False
-                        events.append(silence_event(rule, device, CLEARED, first,
-                                                    self.device_last.get(device, 0)))
+                        events.append(
+                            silence_event(
+                                rule, device, CLEARED, first, self.device_last.get(device, 0)
+                            )
+                        )
         for device, last_ts in dev_last.items():
             self.device_last[device] = max(self.device_last.get(device, 0), last_ts)
         self._composites(dev_last, events)
@@ -144,8 +153,9 @@ class ReferenceEngine:
             if rule.scope.metric is None:
                 items = [((d, ""), last) for d, last in self.device_last.items()]
             else:
-                items = [(k, s.last_ts) for k, s in self.series.items()
-                         if k[1] == rule.scope.metric]
+                items = [
+                    (k, s.last_ts) for k, s in self.series.items() if k[1] == rule.scope.metric
+                ]
             for (device, metric), last in items:
                 if not device_matches(rule.scope, self.registry.get(device)):
                     continue
@@ -168,8 +178,16 @@ class ReferenceEngine:
                     st.active = False
                     events.append(silence_event(rule, key[0], CLEARED, ts, last))
 
-    def _evaluate(self, rule: SignalRule, device: str, series: _Series, value: float, t: int,
-                  at_batch_start: dict[Key, tuple[int, float]], events: list[AlertEvent]) -> None:
+    def _evaluate(
+        self,
+        rule: SignalRule,
+        device: str,
+        series: _Series,
+        value: float,
+        t: int,
+        at_batch_start: dict[Key, tuple[int, float]],
+        events: list[AlertEvent],
+    ) -> None:
         st = self._st(rule.id, device, rule.metric)
         self.stats.evaluations += 1
         extra: dict[str, Any] = {}
@@ -187,18 +205,26 @@ class ReferenceEngine:
         since = st.raise_since if now else st.clear_since
         start = window_start(rule, t, since)
         window = [(ts, v) for ts, v in series.ring if start <= ts <= t]
-        events.append(signal_event(rule, device, RAISED if now else CLEARED, t, signal, window,
-                                   extra))
+        events.append(
+            signal_event(rule, device, RAISED if now else CLEARED, t, signal, window, extra)
+        )
 
-    def _signal(self, rule: SignalRule, device: str, series: _Series, value: float, t: int,
-                st: _RuleState, at_batch_start: dict[Key, tuple[int, float]],
-                extra: dict[str, Any]) -> float:
+    def _signal(
+        self,
+        rule: SignalRule,
+        device: str,
+        series: _Series,
+        value: float,
+        t: int,
+        st: _RuleState,
+        at_batch_start: dict[Key, tuple[int, float]],
+        extra: dict[str, Any],
+    ) -> float:
         ring = list(series.ring)
         if isinstance(rule, ThresholdRule):
             return value
         if isinstance(rule, RepeatingRule):
-            return float(sum(1 for ts, v in ring
-                             if ts > t - rule.within and passes(rule.match, v)))
+            return float(sum(1 for ts, v in ring if ts > t - rule.within and passes(rule.match, v)))
         if isinstance(rule, RateRule):
             inside = [(ts, v) for ts, v in ring if ts > t - rule.window]
             t0, v0 = inside[0]
@@ -239,7 +265,8 @@ class ReferenceEngine:
 
     def _device_active(self, rule: AnyRule, device: str) -> bool:
         if isinstance(rule, CompositeRule) or (
-                isinstance(rule, SilenceRule) and rule.scope.metric is None):
+            isinstance(rule, SilenceRule) and rule.scope.metric is None
+        ):
             return self._st(rule.id, device, "").active
         metric = rule.scope.metric or ""
         state = self.state.get((rule.id, device, metric))
@@ -261,5 +288,6 @@ class ReferenceEngine:
                     continue
                 st.active = not st.active
                 names = [c for c, p in zip(rule.components, parts, strict=True) if p]
-                events.append(composite_event(rule, device, RAISED if st.active else CLEARED,
-                                              at_us, names))
+                events.append(
+                    composite_event(rule, device, RAISED if st.active else CLEARED, at_us, names)
+                )

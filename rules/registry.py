@@ -29,8 +29,11 @@ _UNKNOWN = DeviceInfo()
 def device_matches(scope: Scope, info: DeviceInfo | None) -> bool:
     """Whether a device passes the scope's kind/model/site filters (unknown devices pass none)."""
     info = info or _UNKNOWN
-    for wanted, have in ((scope.kind, info.kind), (scope.model, info.model),
-                         (scope.site, info.site)):
+    for wanted, have in (
+        (scope.kind, info.kind),
+        (scope.model, info.model),
+        (scope.site, info.site),
+    ):
         if wanted is not None and have not in wanted:
             return False
     return True
@@ -44,7 +47,8 @@ def load_registry(path: str | Path) -> dict[str, DeviceInfo]:
     registry: dict[str, DeviceInfo] = {}
     for device_id, attrs in doc.items():
         if not isinstance(attrs, dict) or set(attrs) - {"kind", "model", "site", "reference"}:
-            raise ValueError(f"{path}: device {device_id!r}: attributes are kind, model, site, "
-                             "reference")
+            raise ValueError(
+                f"{path}: device {device_id!r}: attributes are kind, model, site, reference"
+            )
         registry[str(device_id)] = DeviceInfo(**{k: str(v) for k, v in attrs.items()})
     return registry

@@ -178,7 +178,9 @@ class RuleRuntime:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         for task in self._tasks:
@@ -265,8 +267,7 @@ class RuleRuntime:
                 await publisher.publish(alert_topic(event.device_id), event.encode(), qos=1)
             except aiomqtt.MqttError as exc:
                 self.counters.publish_failures += 1
-                log.warning("alert %s on %s not published: %s", event.rule_id, event.device_id,
-                            exc)
+                log.warning("alert %s on %s not published: %s", event.rule_id, event.device_id, exc)
                 if self.store is None:
                     continue
                 self._unpublished = True
@@ -285,8 +286,12 @@ class RuleRuntime:
         except StorageUnavailable as exc:
             self.counters.mark_failures += 1
             self._unpublished = True
-            log.warning("alert %s on %s published but not marked (%s); it will repeat",
-                        event.rule_id, event.device_id, exc)
+            log.warning(
+                "alert %s on %s published but not marked (%s); it will repeat",
+                event.rule_id,
+                event.device_id,
+                exc,
+            )
             return False
         return True
 

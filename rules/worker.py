@@ -49,8 +49,7 @@ class RulesWorker:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        return persistent_client(s.host, s.port, s.client_id,
-                                 session_expiry_s=s.session_expiry_s)
+        return persistent_client(s.host, s.port, s.client_id, session_expiry_s=s.session_expiry_s)
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker outages."""
@@ -74,8 +73,11 @@ class RulesWorker:
 
     async def handle(self, message: aiomqtt.Message) -> None:
         """Decode one batch message and run the rules on its valid readings."""
-        payload = message.payload if isinstance(message.payload, bytes) else (
-            str(message.payload).encode())
+        payload = (
+            message.payload
+            if isinstance(message.payload, bytes)
+            else (str(message.payload).encode())
+        )
         try:
             decoded = decode_batch(payload)
         except ContractError as exc:

@@ -323,9 +323,12 @@ def create_app(
             alerts=alerts_of(device_id),
             inspections=sorted(inspections, key=lambda i: i.on),
             parts=sorted({p for t in tickets for p in t.parts}),
-            links={"readings": f"{base}/readings", "alerts": f"{base}/alerts",
-                   "tickets": f"/tickets?device_id={device_id}"},
-        )  # fmt: skip
+            links={
+                "readings": f"{base}/readings",
+                "alerts": f"{base}/alerts",
+                "tickets": f"/tickets?device_id={device_id}",
+            },
+        )
 
     @app.get("/devices/{device_id}/readings")
     def device_readings(
@@ -381,9 +384,10 @@ def create_app(
 
     @app.get("/tickets")
     def tickets(
-        who: Caller, state: TicketState | None = None,
+        who: Caller,
+        state: TicketState | None = None,
         device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    ) -> list[Ticket]:  # fmt: skip
+    ) -> list[Ticket]:
         mine = {d.id for d in visible_devices(who)}
         wanted = None if device_id is None else [device_id]
         return [
@@ -459,24 +463,34 @@ def create_app(
             "tickets": len(mine),
             **{
                 f"{clock_.value}_attainment": {
-                    "decided": a.decided, "met": a.met, "percent": _pct(a.percent),
+                    "decided": a.decided,
+                    "met": a.met,
+                    "percent": _pct(a.percent),
                     "mean_elapsed_s": a.mean_elapsed.total_seconds() if a.mean_elapsed else None,
                 }
                 for clock_ in Clock
                 if (a := attainment(mine, clock_, now, sla))
             },
-            "first_time_fix": {"fixed_first_time": ftf.numerator, "resolved": ftf.denominator,
-                               "percent": _pct(ftf.percent)},
+            "first_time_fix": {
+                "fixed_first_time": ftf.numerator,
+                "resolved": ftf.denominator,
+                "percent": _pct(ftf.percent),
+            },
             "failure_rate_by_model": [
-                {"model": r.group, "devices": r.devices, "failures": r.failures,
-                 "device_years": round(r.device_years, 4), "per_device_year": r.per_device_year}
+                {
+                    "model": r.group,
+                    "devices": r.devices,
+                    "failures": r.failures,
+                    "device_years": round(r.device_years, 4),
+                    "per_device_year": r.per_device_year,
+                }
                 for r in failure_rate_by_model(fleet, mine, now)
             ],
             "problems": [
                 {"model": p.model, "fault": p.fault, "count": p.count, "devices": p.devices}
                 for p in problem_database(fleet, mine)
             ],
-        }  # fmt: skip
+        }
 
     @app.get("/reports/{site_id}", response_class=HTMLResponse)
     def report(who: Caller, site_id: Id, day: date | None = None) -> str:
@@ -489,8 +503,16 @@ def create_app(
         log = store.audit_log()
         # Without a reading store there is no alert history: the report says so, not "zero".
         alerts = alerts_of(None) if readings is not None else None
-        return hospital_report(site, store.devices(site_id=site_id), store.tickets(), start, end,
-                               sla, log[-1].hash if log else "", alerts=alerts)  # fmt: skip
+        return hospital_report(
+            site,
+            store.devices(site_id=site_id),
+            store.tickets(),
+            start,
+            end,
+            sla,
+            log[-1].hash if log else "",
+            alerts=alerts,
+        )
 
     @app.get("/audit/verify")
     def audit_verify(who: Caller) -> dict[str, Any]:

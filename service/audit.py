@@ -147,12 +147,28 @@ def _link_problem(
 
 def to_row(entry: AuditEntry) -> tuple[int, str, str, str, str, str, str, str]:
     """The stored form of an entry: ``at`` and ``data`` as the exact text that was hashed."""
-    return (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.subject,
-            json.dumps(dict(entry.data)), entry.prev_hash, entry.hash)
+    return (
+        entry.seq,
+        entry.at.isoformat(),
+        entry.actor,
+        entry.action,
+        entry.subject,
+        json.dumps(dict(entry.data)),
+        entry.prev_hash,
+        entry.hash,
+    )
 
 
 def from_row(row: Sequence[Any]) -> AuditEntry:
     """An entry back from its stored form."""
     seq, at, actor, action, subject, data, prev_hash, digest = row
-    return AuditEntry(int(seq), datetime.fromisoformat(at), actor, action, subject,
-                      json.loads(data), prev_hash, digest)
+    return AuditEntry(
+        int(seq),
+        datetime.fromisoformat(at),
+        actor,
+        action,
+        subject,
+        json.loads(data),
+        prev_hash,
+        digest,
+    )

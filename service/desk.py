@@ -128,8 +128,13 @@ def put_installed(
                 store.put_patient(item)
             case Engineer():
                 store.put_engineer(item)
-        store.append_audit(at, actor, f"{kind}_{'replaced' if before else 'created'}", item.id,
-                           {"doc": item.model_dump(mode="json")})  # fmt: skip
+        store.append_audit(
+            at,
+            actor,
+            f"{kind}_{'replaced' if before else 'created'}",
+            item.id,
+            {"doc": item.model_dump(mode="json")},
+        )
 
 
 def _current(store: ServiceStore, item: BaseModel) -> BaseModel | None:
@@ -185,9 +190,18 @@ def run_escalations(store: ServiceStore, now: datetime, config: SlaConfig) -> li
             result = escalate(
                 ticket, now, device, site, store.engineers(), store.tickets(OPEN_STATES)
             )
-            save(store, result.ticket, "escalation", "escalated", now,
-                 {"supervisor": result.supervisor_id, "lapsed": result.lapsed_assignee,
-                  "outcome": result.outcome.reason})  # fmt: skip
+            save(
+                store,
+                result.ticket,
+                "escalation",
+                "escalated",
+                now,
+                {
+                    "supervisor": result.supervisor_id,
+                    "lapsed": result.lapsed_assignee,
+                    "outcome": result.outcome.reason,
+                },
+            )
             done.append(result)
     return done
 
@@ -199,8 +213,14 @@ def run_schedules(
     opened: list[Ticket] = []
     with store.atomic():
         for task in due_tasks(store.devices(), store.tickets(), now, config):
-            ticket = save(store, ticket_for(task, new_id(), now), "scheduler", "opened",
-                          now, {"rule": task.rule_id, "reason": task.reason})  # fmt: skip
+            ticket = save(
+                store,
+                ticket_for(task, new_id(), now),
+                "scheduler",
+                "opened",
+                now,
+                {"rule": task.rule_id, "reason": task.reason},
+            )
             opened.append(auto_dispatch(store, ticket, now))
     return opened
 

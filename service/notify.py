@@ -112,8 +112,9 @@ async def attempt(
     ok = status is not None and 200 <= status < 300
     if status is not None and not ok:
         error = f"HTTP {status}"
-    return Delivery(event_id=event_id, url=webhook.url, attempt=number, at=at,
-                    status=status, ok=ok, error=error)  # fmt: skip
+    return Delivery(
+        event_id=event_id, url=webhook.url, attempt=number, at=at, status=status, ok=ok, error=error
+    )
 
 
 def worth_retrying(delivery: Delivery) -> bool:

@@ -360,8 +360,12 @@ def _rate_plot(
             if median is not None:
                 ax.axvline(median, color="#333333", linestyle="--", linewidth=1)
                 line = Line2D([], [], color="#333333", linestyle="--", linewidth=1)
-                figure.legend([line], [f"median of the models {median:.2f}"],
-                              loc="outside upper right", frameon=False)  # fmt: skip
+                figure.legend(
+                    [line],
+                    [f"median of the models {median:.2f}"],
+                    loc="outside upper right",
+                    frameon=False,
+                )
         else:
             ax.bar(positions, values, 0.6, color="#4477aa")
             ax.set_xticks(positions, names, parse_math=False)
@@ -488,10 +492,12 @@ def hospital_report(
     if alerts is not None:
         low, high = _us(start), _us(end)
         raised = [
-            a for a in alerts
-            if a.device_id in ids and a.transition is AlertTransition.RAISED
+            a
+            for a in alerts
+            if a.device_id in ids
+            and a.transition is AlertTransition.RAISED
             and low <= a.at_us < high
-        ]  # fmt: skip
+        ]
         for a in raised:
             by_severity[a.severity][slot(_EPOCH + timedelta(microseconds=a.at_us))] += 1
 
@@ -506,10 +512,12 @@ def hospital_report(
             ["resolution within SLA", f"{_pct(resolve.percent)} of {resolve.decided}"],
             ["first-time fix", f"{_pct(ftf.percent)} of {ftf.denominator}"],
             ["satisfaction", satisfaction],
-            ["warranties ending within "
-             f"{policy.horizon_months} months", f"{len(advice)} ({extend} advised to extend)"],
+            [
+                f"warranties ending within {policy.horizon_months} months",
+                f"{len(advice)} ({extend} advised to extend)",
+            ],
         ],
-    )  # fmt: skip
+    )
 
     if raised is None:
         alerts_section = '<p class="none">No alert history was supplied for this report.</p>'
@@ -534,8 +542,13 @@ def hospital_report(
     }
     sla_plot = _attainment_plot(months, monthly, legends)
     month_table = _table(
-        ["month", "alerts (info/warning/critical)", "tickets (urgent/general)",
-         "response met/decided", "resolution met/decided"],
+        [
+            "month",
+            "alerts (info/warning/critical)",
+            "tickets (urgent/general)",
+            "response met/decided",
+            "resolution met/decided",
+        ],
         [
             [
                 _month_label(m),
@@ -546,36 +559,69 @@ def hospital_report(
             ]
             for i, m in enumerate(months)
         ],
-    )  # fmt: skip
+    )
     model_plot = _rate_plot(
         "model", "Failure rate by model", model_rates, horizontal=True, median=median
     )
     model_table = _table(
         ["model", "devices", "failures", "device-years", "per device-year"],
-        [[r.group, str(r.devices), str(r.failures), f"{r.device_years:.2f}",
-          _rate(r.per_device_year)] for r in model_rates],
-    )  # fmt: skip
+        [
+            [
+                r.group,
+                str(r.devices),
+                str(r.failures),
+                f"{r.device_years:.2f}",
+                _rate(r.per_device_year),
+            ]
+            for r in model_rates
+        ],
+    )
     age_plot = _rate_plot(
         "age", "Failure rate by device age", age_rates, horizontal=False, median=None
     )
     age_table = _table(
         ["age", "devices", "failures", "device-years", "per device-year"],
-        [[r.group, str(r.devices), str(r.failures), f"{r.device_years:.2f}",
-          _rate(r.per_device_year)] for r in age_rates],
-    )  # fmt: skip
-    advice_table = _table(
-        ["device", "model", "serial", "warranty ends", "failures (period)", "tickets (period)",
-         "failure history", "model rate", "recommendation"],
         [
-            [a.device.id, a.device.model, a.device.serial, (str(a.warranty_end), "date"),
-             str(a.failures),
-             str(a.tickets), _history(a), _rate(a.model_rate),
-             ("extend: " + "; ".join(a.reasons), "extend") if a.extend
-             else "no extension needed"]
+            [
+                r.group,
+                str(r.devices),
+                str(r.failures),
+                f"{r.device_years:.2f}",
+                _rate(r.per_device_year),
+            ]
+            for r in age_rates
+        ],
+    )
+    advice_table = _table(
+        [
+            "device",
+            "model",
+            "serial",
+            "warranty ends",
+            "failures (period)",
+            "tickets (period)",
+            "failure history",
+            "model rate",
+            "recommendation",
+        ],
+        [
+            [
+                a.device.id,
+                a.device.model,
+                a.device.serial,
+                (str(a.warranty_end), "date"),
+                str(a.failures),
+                str(a.tickets),
+                _history(a),
+                _rate(a.model_rate),
+                ("extend: " + "; ".join(a.reasons), "extend")
+                if a.extend
+                else "no extension needed",
+            ]
             for a in advice
         ],
         empty="no warranty ends in this window",
-    )  # fmt: skip
+    )
     rule = (
         f"Devices whose warranty ends between {end.date()} and "
         f"{_add_months(end.date(), policy.horizon_months) - timedelta(days=1)}. "
@@ -585,9 +631,8 @@ def hospital_report(
     )
     problems = _table(
         ["model", "fault", "count", "devices"],
-        [[p.model, p.fault, str(p.count), str(p.devices)]
-         for p in problem_database(fleet, period)],
-    )  # fmt: skip
+        [[p.model, p.fault, str(p.count), str(p.devices)] for p in problem_database(fleet, period)],
+    )
     title = f"Service report {site.hospital}, {start.date()} – {end.date()}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

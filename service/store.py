@@ -391,8 +391,13 @@ class SqliteStore:
 
 
 def _outbox_row(item: OutboxItem) -> tuple[str, str, str, float, str]:
-    return (item.key, item.event_id, str(item.status), item.next_at.timestamp(),
-            item.model_dump_json())  # fmt: skip
+    return (
+        item.key,
+        item.event_id,
+        str(item.status),
+        item.next_at.timestamp(),
+        item.model_dump_json(),
+    )
 
 
 def _utc_text(at: datetime) -> str:

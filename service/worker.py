@@ -111,13 +111,20 @@ def ticket_summary(
     """What the service team and engineers are told about a ticket."""
     status = sla_status(ticket, now, sla)
     return {
-        "ticket_id": ticket.id, "device_id": ticket.device_id, "rule_id": ticket.rule_id,
-        "kind": str(ticket.kind), "tier": str(ticket.tier), "state": str(ticket.state),
-        "title": ticket.title, "assignee": ticket.assignee,
-        "dispatch_reason": ticket.dispatch_reason, "opened_at": ticket.opened_at.isoformat(),
+        "ticket_id": ticket.id,
+        "device_id": ticket.device_id,
+        "rule_id": ticket.rule_id,
+        "kind": str(ticket.kind),
+        "tier": str(ticket.tier),
+        "state": str(ticket.state),
+        "title": ticket.title,
+        "assignee": ticket.assignee,
+        "dispatch_reason": ticket.dispatch_reason,
+        "opened_at": ticket.opened_at.isoformat(),
         "site_id": device.site_id if device else None,
-        "respond_by": _iso(status.respond.deadline), "resolve_by": _iso(status.resolve.deadline),
-    }  # fmt: skip
+        "respond_by": _iso(status.respond.deadline),
+        "resolve_by": _iso(status.resolve.deadline),
+    }
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -138,11 +145,22 @@ def ticket_notifications(
         notes.append(Notification("hospital", device.site_id, event, brief, when))
         if device.patient:
             # Patients and carers get what they need to act on, nothing about other people.
-            notes.append(Notification("patient", device.patient, event, {
-                "ticket_id": ticket.id, "device_id": ticket.device_id, "state": str(ticket.state),
-                "message": "A service engineer has been assigned to your kit."
-                if ticket.assignee else "Your kit needs attention; the service team is informed.",
-            }, when))  # fmt: skip
+            notes.append(
+                Notification(
+                    "patient",
+                    device.patient,
+                    event,
+                    {
+                        "ticket_id": ticket.id,
+                        "device_id": ticket.device_id,
+                        "state": str(ticket.state),
+                        "message": "A service engineer has been assigned to your kit."
+                        if ticket.assignee
+                        else "Your kit needs attention; the service team is informed.",
+                    },
+                    when,
+                )
+            )
     return notes
 
 
@@ -151,14 +169,13 @@ def escalation_notifications(
 ) -> list[Notification]:
     """The supervisor (or the desk when nobody held it) and the new engineer."""
     full = ticket_summary(result.ticket, device, now, sla) | {
-        "lapsed_assignee": result.lapsed_assignee, "outcome": result.outcome.reason,
-    }  # fmt: skip
+        "lapsed_assignee": result.lapsed_assignee,
+        "outcome": result.outcome.reason,
+    }
     when = now.isoformat()
     notes = [Notification("service", "team", "ticket.escalated", full, when)]
     if result.supervisor_id:
-        notes.append(
-            Notification("engineer", result.supervisor_id, "ticket.escalated", full, when)
-        )
+        notes.append(Notification("engineer", result.supervisor_id, "ticket.escalated", full, when))
     if result.ticket.assignee and result.ticket.assignee != result.lapsed_assignee:
         notes.append(
             Notification("engineer", result.ticket.assignee, "ticket.dispatched", full, when)
@@ -168,10 +185,18 @@ def escalation_notifications(
 
 def breach_notification(breach: Breach) -> Notification:
     """The service team hears of every SLA breach, once."""
-    return Notification("service", "team", "sla.breached", {
-        "ticket_id": breach.ticket_id, "clock": str(breach.clock), "tier": str(breach.tier),
-        "at": breach.at.isoformat(),
-    }, f"{breach.clock}:{breach.at.isoformat()}")  # fmt: skip
+    return Notification(
+        "service",
+        "team",
+        "sla.breached",
+        {
+            "ticket_id": breach.ticket_id,
+            "clock": str(breach.clock),
+            "tier": str(breach.tier),
+            "at": breach.at.isoformat(),
+        },
+        f"{breach.clock}:{breach.at.isoformat()}",
+    )
 
 
 def mqtt_body(note: Notification) -> bytes:
@@ -188,11 +213,20 @@ def outbox_items(
         targets = [(Channel.MQTT, notification_topic(note.role, note.subject))]
         targets += [(Channel.WEBHOOK, e.url) for e in config.endpoints(note.role, note.subject)]
         for channel, target in targets:
-            items.append(OutboxItem(
-                key=f"{note.event_id}|{channel}|{target}", event_id=note.event_id,
-                channel=channel, target=target, role=note.role, subject=note.subject,
-                event=note.event, payload=dict(note.payload), created_at=now, next_at=now,
-            ))  # fmt: skip
+            items.append(
+                OutboxItem(
+                    key=f"{note.event_id}|{channel}|{target}",
+                    event_id=note.event_id,
+                    channel=channel,
+                    target=target,
+                    role=note.role,
+                    subject=note.subject,
+                    event=note.event,
+                    payload=dict(note.payload),
+                    created_at=now,
+                    next_at=now,
+                )
+            )
     return items
 
 
@@ -240,8 +274,9 @@ class ServiceWorker:
 
     def _mqtt(self) -> aiomqtt.Client:
         s = self.settings
-        return persistent_client(s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5,
-                                 session_expiry_s=s.session_expiry_s)
+        return persistent_client(
+            s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5, session_expiry_s=s.session_expiry_s
+        )
 
     async def run(self) -> None:
         """Catch up, then take alerts, send notifications and run periodic jobs until cancelled."""
@@ -296,8 +331,9 @@ class ServiceWorker:
             ticket, created = await asyncio.to_thread(self._intake, alert, now)
         except Exception:
             # A poison message must not wedge the queue: it is logged and acknowledged.
-            log.exception("alert %s/%s could not be turned into a ticket", alert.device_id,
-                          alert.rule_id)  # fmt: skip
+            log.exception(
+                "alert %s/%s could not be turned into a ticket", alert.device_id, alert.rule_id
+            )
             self.alerts_rejected += 1
             return None
         if ticket is None or not created:
@@ -424,8 +460,13 @@ class ServiceWorker:
                 delivery = await self._post(item, number)
         except Exception as exc:  # a bug here must not kill the sender loop
             log.exception("notification %s failed unexpectedly", item.key)
-            delivery = Delivery(event_id=item.event_id, url=item.target, attempt=number,
-                                at=wall_clock(), error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            delivery = Delivery(
+                event_id=item.event_id,
+                url=item.target,
+                attempt=number,
+                at=wall_clock(),
+                error=f"{type(exc).__name__}: {exc}",
+            )
         policy = self.policy
         if delivery.ok:
             status, next_at = OutboxStatus.DONE, item.next_at
@@ -433,10 +474,17 @@ class ServiceWorker:
             status, next_at = OutboxStatus.PENDING, wall_clock() + _seconds(policy.delay(number))
         else:
             status, next_at = OutboxStatus.FAILED, item.next_at
-            log.warning("gave up on notification %s after %d attempts: %s", item.key, number,
-                        delivery.error)  # fmt: skip
-        moved = item.model_copy(update={"attempts": number, "status": status, "next_at": next_at,
-                                        "last_error": delivery.error})  # fmt: skip
+            log.warning(
+                "gave up on notification %s after %d attempts: %s", item.key, number, delivery.error
+            )
+        moved = item.model_copy(
+            update={
+                "attempts": number,
+                "status": status,
+                "next_at": next_at,
+                "last_error": delivery.error,
+            }
+        )
         await asyncio.to_thread(self._settle, delivery, moved)
 
     def _settle(self, delivery: Delivery, item: OutboxItem) -> None:
@@ -446,20 +494,35 @@ class ServiceWorker:
 
     async def _post(self, item: OutboxItem, number: int) -> Delivery:
         endpoint = next(
-            (e for e in self.settings.notify.endpoints(item.role, item.subject)
-             if e.url == item.target), None,
-        )  # fmt: skip
+            (
+                e
+                for e in self.settings.notify.endpoints(item.role, item.subject)
+                if e.url == item.target
+            ),
+            None,
+        )
         if endpoint is None:
             # The endpoint was removed from the configuration since: say so, do not guess.
-            return Delivery(event_id=item.event_id, url=item.target, attempt=number,
-                            at=wall_clock(), status=None, ok=False,
-                            error="PermanentError: endpoint no longer configured")  # fmt: skip
+            return Delivery(
+                event_id=item.event_id,
+                url=item.target,
+                attempt=number,
+                at=wall_clock(),
+                status=None,
+                ok=False,
+                error="PermanentError: endpoint no longer configured",
+            )
         assert self.sender is not None  # set by run(), or given
         # Signatures carry real time whatever clock the desk runs on: receivers check it.
         return await attempt(
-            Webhook(endpoint.url, endpoint.secret.encode()), item.event_id, item.event,
-            item.payload, number, send=self.sender, clock=wall_clock,
-        )  # fmt: skip
+            Webhook(endpoint.url, endpoint.secret.encode()),
+            item.event_id,
+            item.event,
+            item.payload,
+            number,
+            send=self.sender,
+            clock=wall_clock,
+        )
 
     async def _publish(self, item: OutboxItem, number: int) -> Delivery:
         s = self.settings
@@ -472,8 +535,14 @@ class ServiceWorker:
             await client.publish(item.target, body, qos=1)  # returns once the broker PUBACKs
         except aiomqtt.MqttError as exc:
             error = f"MqttError: {exc}"
-        return Delivery(event_id=item.event_id, url=f"mqtt://{s.host}:{s.port}/{item.target}",
-                        attempt=number, at=at, ok=not error, error=error)  # fmt: skip
+        return Delivery(
+            event_id=item.event_id,
+            url=f"mqtt://{s.host}:{s.port}/{item.target}",
+            attempt=number,
+            at=at,
+            ok=not error,
+            error=error,
+        )
 
 
 def _seconds(n: float) -> timedelta:

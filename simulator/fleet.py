@@ -143,8 +143,11 @@ class Fleet:
             }
             messages.append(
                 EquipmentMessage(
-                    device_id=device.device_id, kind=device.kind, seq=tick,
-                    ts_us=self.time_us(tick), metrics=metrics,
+                    device_id=device.device_id,
+                    kind=device.kind,
+                    seq=tick,
+                    ts_us=self.time_us(tick),
+                    metrics=metrics,
                 )
             )
             self.tally.add(_readings(device.device_id, metrics, self.time_us(tick), tick))

@@ -59,11 +59,13 @@ class SimulatedFleet:
                     await sink(patch_readings)
                 if clients:
                     messages = self.fleet.equipment_messages(tick)
-                    await asyncio.gather(*(
-                        clients[m.device_id].publish(
-                            equipment_topic(site, m.device_id), m.encode(), qos=1
+                    await asyncio.gather(
+                        *(
+                            clients[m.device_id].publish(
+                                equipment_topic(site, m.device_id), m.encode(), qos=1
+                            )
+                            for m in messages
                         )
-                        for m in messages
-                    ))
+                    )
                 self.ticks_done = tick + 1
                 await asyncio.sleep(self.tick_wall_s)

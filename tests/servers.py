@@ -124,8 +124,15 @@ class PrivatePostgres:
             shutil.chown(self.sockdir, "postgres")
         if not self.data.exists():
             self._as_postgres(
-                str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                "--auth=trust", "-E", "UTF8", "--no-sync",
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
             )
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockdir} "
@@ -136,8 +143,15 @@ class PrivatePostgres:
         if self.durable:
             options += " -c synchronous_commit=on"  # the later setting wins
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.dir / "postgres.log"), "-w", "start",
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "postgres.log"),
+            "-w",
+            "start",
         )
         wait_for_port(self.port)
         import psycopg

@@ -12,8 +12,9 @@ from rich.console import Console
 
 from vigil.commands import audit, gateway, ingest, rules, service, sim
 
-app = typer.Typer(help="vigil: telemetry gateway and remote-service backbone.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="vigil: telemetry gateway and remote-service backbone.", no_args_is_help=True
+)
 app.add_typer(sim.app, name="sim")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(ingest.app, name="ingest")
@@ -28,8 +29,10 @@ console = Console()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
@@ -46,8 +49,16 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("*.db*"):
         stale.unlink()
-    result = asyncio.run(run_demo(patches=patches, equipment=equipment, ticks=ticks, port=port,
-                                  workdir=workdir, console=console))
+    result = asyncio.run(
+        run_demo(
+            patches=patches,
+            equipment=equipment,
+            ticks=ticks,
+            port=port,
+            workdir=workdir,
+            console=console,
+        )
+    )
     console.print(summary_table(result))
     if result.stored != result.produced:
         raise typer.Exit(1)

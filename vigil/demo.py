@@ -76,40 +76,76 @@ DEMO_REGION = "north"
 DEMO_RULES_TICK_WALL_S = 0.5
 
 
-def demo_installed_base(fleet: Fleet, site: str) -> tuple[Site, list[Device], list[Patient],
-                                                          list[Engineer]]:
+def demo_installed_base(
+    fleet: Fleet, site: str
+) -> tuple[Site, list[Device], list[Patient], list[Engineer]]:
     """The service desk's view of the demo fleet: one hospital, home kits, four engineers."""
     installed = date(2025, 6, 1)
     hospital = Site(id=site, hospital="St. Demo Hospital", region=DEMO_REGION)
     devices = [
-        Device(id=p.device_id, kind=DeviceKind.PATCH, model="VP-1", serial=f"SN-{p.device_id}",
-               lot="L2025-06", installed_on=installed, site_id=site,
-               patient=f"pt-{p.device_id.removeprefix('patch-')}")
+        Device(
+            id=p.device_id,
+            kind=DeviceKind.PATCH,
+            model="VP-1",
+            serial=f"SN-{p.device_id}",
+            lot="L2025-06",
+            installed_on=installed,
+            site_id=site,
+            patient=f"pt-{p.device_id.removeprefix('patch-')}",
+        )
         for p in fleet.patches
     ] + [
-        Device(id=e.device_id, kind=equipment_kind(i), model=f"{equipment_kind(i)}-X",
-               serial=f"SN-{e.device_id}", installed_on=installed, site_id=site)
+        Device(
+            id=e.device_id,
+            kind=equipment_kind(i),
+            model=f"{equipment_kind(i)}-X",
+            serial=f"SN-{e.device_id}",
+            installed_on=installed,
+            site_id=site,
+        )
         for i, e in enumerate(fleet.equipment)
-    ]  # fmt: skip
+    ]
     patients = [Patient(id=d.patient, site_id=site, kit=(d.id,)) for d in devices if d.patient]
     engineers = [
-        Engineer(id="eng-ana", name="Ana (wound care, north)", region=DEMO_REGION,
-                 skills=frozenset({DeviceKind.PATCH}), capacity=12, supervisor="sup-north"),
-        Engineer(id="eng-ben", name="Ben (wound care, north)", region=DEMO_REGION,
-                 skills=frozenset({DeviceKind.PATCH}), capacity=6, supervisor="sup-north"),
-        Engineer(id="eng-cem", name="Cem (imaging, north)", region=DEMO_REGION,
-                 skills=frozenset({DeviceKind.ULTRASOUND, DeviceKind.ENDOSCOPE})),
-        Engineer(id="eng-dia", name="Dia (wound care, south)", region="south",
-                 skills=frozenset({DeviceKind.PATCH})),
-    ]  # fmt: skip
+        Engineer(
+            id="eng-ana",
+            name="Ana (wound care, north)",
+            region=DEMO_REGION,
+            skills=frozenset({DeviceKind.PATCH}),
+            capacity=12,
+            supervisor="sup-north",
+        ),
+        Engineer(
+            id="eng-ben",
+            name="Ben (wound care, north)",
+            region=DEMO_REGION,
+            skills=frozenset({DeviceKind.PATCH}),
+            capacity=6,
+            supervisor="sup-north",
+        ),
+        Engineer(
+            id="eng-cem",
+            name="Cem (imaging, north)",
+            region=DEMO_REGION,
+            skills=frozenset({DeviceKind.ULTRASOUND, DeviceKind.ENDOSCOPE}),
+        ),
+        Engineer(
+            id="eng-dia",
+            name="Dia (wound care, south)",
+            region="south",
+            skills=frozenset({DeviceKind.PATCH}),
+        ),
+    ]
     return hospital, devices, patients, engineers
 
 
 def demo_rules() -> list[AnyRule]:
     """Both shipped packs, less equipment silence: the demo's equipment readings arrive through
     the site broker behind the patches' simulated clock, which would look like silence."""
-    return [*load_pack("dressings"),
-            *(rule for rule in load_pack("equipment") if rule.kind != "silence")]
+    return [
+        *load_pack("dressings"),
+        *(rule for rule in load_pack("equipment") if rule.kind != "silence"),
+    ]
 
 
 def seed_service(store: ServiceStore, fleet: Fleet) -> None:
@@ -126,15 +162,28 @@ def seed_service(store: ServiceStore, fleet: Fleet) -> None:
 
 
 async def run_demo(
-    *, patches: int = 50, equipment: int = 5, ticks: int = 360, seed: int = 7,
-    port: int = 18830, workdir: Path | None = None, console: Console | None = None,
+    *,
+    patches: int = 50,
+    equipment: int = 5,
+    ticks: int = 360,
+    seed: int = 7,
+    port: int = 18830,
+    workdir: Path | None = None,
+    console: Console | None = None,
 ) -> DemoResult:
     """Run the scenario end to end and return the reconciliation."""
     console = console or Console()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     db_path = workdir / "vigil.db"
-    fleet = Fleet(FleetSpec(seed=seed, patches=patches, equipment=equipment,
-                            faults=demo_faults(), tick_s=DEMO_TICK_S))
+    fleet = Fleet(
+        FleetSpec(
+            seed=seed,
+            patches=patches,
+            equipment=equipment,
+            faults=demo_faults(),
+            tick_s=DEMO_TICK_S,
+        )
+    )
     store = open_store(f"sqlite:///{db_path}")
     store.migrate()
     service_db = workdir / "service.db"
@@ -148,21 +197,33 @@ async def run_demo(
         )
         # Simulated time runs ~50,000× faster than the wall clock, so silence rules tick on the
         # newest reading seen rather than on "now".
-        runtime = await stack.enter_async_context(RuleRuntime(
-            demo_rules(), None, store, rules_client,
-            RuntimeSettings(tick_every_s=DEMO_RULES_TICK_WALL_S, data_clock=True),
-        ))  # fmt: skip
+        runtime = await stack.enter_async_context(
+            RuleRuntime(
+                demo_rules(),
+                None,
+                store,
+                rules_client,
+                RuntimeSettings(tick_every_s=DEMO_RULES_TICK_WALL_S, data_clock=True),
+            )
+        )
         # The desk runs on simulated time too: "now" is the newest reading the rules have seen.
         worker = ServiceWorker(
-            WorkerSettings(host=broker.host, port=broker.port, client_id="demo-service",
-                           mqtt_v5=False, tick_s=3600.0),
-            service, clock=lambda: datetime_from_us(max(runtime.newest_us, 1)),
+            WorkerSettings(
+                host=broker.host,
+                port=broker.port,
+                client_id="demo-service",
+                mqtt_v5=False,
+                tick_s=3600.0,
+            ),
+            service,
+            clock=lambda: datetime_from_us(max(runtime.newest_us, 1)),
             on_ticket=lambda ticket, _: tickets.append(ticket),
-        )  # fmt: skip
+        )
         worker_task = asyncio.create_task(worker.run())
         stack.callback(worker_task.cancel)
         ingest = IngestWorker(
-            IngestSettings(host=broker.host, port=broker.port, mqtt_v5=False), store,
+            IngestSettings(host=broker.host, port=broker.port, mqtt_v5=False),
+            store,
             on_stored=runtime.on_stored,
         )
         ingest_task = asyncio.create_task(ingest.run())
@@ -170,14 +231,19 @@ async def run_demo(
         await ingest.subscribed.wait()
         await worker.subscribed.wait()
         gateway_settings = GatewaySettings(
-            gateway_id="demo-gw", outbox_path=workdir / "outbox.db",
+            gateway_id="demo-gw",
+            outbox_path=workdir / "outbox.db",
             uplink=UplinkSettings(host=broker.host, port=broker.port),
             site_broker=SiteBrokerSettings(host=broker.host, port=broker.port, site="site-a"),
         )
         gateway = Gateway(gateway_settings)
         assert gateway.bridge is not None
-        simulation = SimulatedFleet(fleet, ticks, site_broker=(broker.host, broker.port),
-                                    start_after=gateway.bridge.subscribed)
+        simulation = SimulatedFleet(
+            fleet,
+            ticks,
+            site_broker=(broker.host, broker.port),
+            start_after=gateway.bridge.subscribed,
+        )
         gateway.sources.insert(0, simulation)
         async with gateway:
             await _publish_malformed(broker.host, broker.port)
@@ -197,10 +263,17 @@ async def run_demo(
     service.close()
     count, value_sum = store.reading_checksum()
     result = DemoResult(
-        devices=patches + equipment, produced=fleet.tally.readings, stored=count,
-        value_sum_produced=fleet.tally.value_sum, value_sum_stored=value_sum,
-        dead_letters=store.dead_letter_count(), seconds=seconds, db_path=db_path,
-        alerts=runtime.counters.published, tickets=tickets, service_db=service_db,
+        devices=patches + equipment,
+        produced=fleet.tally.readings,
+        stored=count,
+        value_sum_produced=fleet.tally.value_sum,
+        value_sum_stored=value_sum,
+        dead_letters=store.dead_letter_count(),
+        seconds=seconds,
+        db_path=db_path,
+        alerts=runtime.counters.published,
+        tickets=tickets,
+        service_db=service_db,
     )
     store.close()
     return result
@@ -220,28 +293,38 @@ def ticket_report(tickets: Sequence[Ticket], store: ServiceStore, sla: SlaConfig
     Narrow enough for an 80-column terminal: the long dispatch reasons go below the table,
     numbered like its rows, instead of in a column wrapped a word per line.
     """
-    table = Table(title="service desk — tickets opened by alerts (simulated time, UTC)",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        title="service desk — tickets opened by alerts (simulated time, UTC)", box=box.SIMPLE_HEAD
+    )
     for column in ("#", "device", "rule", "tier", "engineer", "respond by"):
-        table.add_column(column, justify="right" if column == "#" else "left",
-                         overflow="fold", no_wrap=column != "rule")
+        table.add_column(
+            column,
+            justify="right" if column == "#" else "left",
+            overflow="fold",
+            no_wrap=column != "rule",
+        )
     why = Table.grid(padding=(0, 1))
     why.add_column(justify="right", no_wrap=True)
     why.add_column(overflow="fold")
     infected = {f.device_id for f in demo_faults() if f.kind is FaultKind.INFECTION}
     # The infected patch's tickets first: they are what the demo is about.
-    for n, ticket in enumerate(sorted(tickets, key=lambda t: (t.device_id not in infected,
-                                                              t.opened_at)), start=1):
+    for n, ticket in enumerate(
+        sorted(tickets, key=lambda t: (t.device_id not in infected, t.opened_at)), start=1
+    ):
         status = sla_status(ticket, ticket.last_change, sla)
         engineer = store.engineer(ticket.assignee) if ticket.assignee else None
         # A pack's rules share its prefix; the rest of the id is what tells them apart.
         rule = (ticket.rule_id or "-").split(".", 1)[-1]
         style = "bold" if ticket.device_id in infected else ""
         table.add_row(
-            str(n), ticket.device_id, rule, str(ticket.tier),
-            engineer.name.split(" (")[0] if engineer else "—", _when(status.respond.deadline),
+            str(n),
+            ticket.device_id,
+            rule,
+            str(ticket.tier),
+            engineer.name.split(" (")[0] if engineer else "—",
+            _when(status.respond.deadline),
             style=style,
-        )  # fmt: skip
+        )
         reason = Text(f"{ticket.id}, resolve by {_when(status.resolve.deadline)} → ")
         reason.append(engineer.name if engineer else "not dispatched", style="bold")
         reason.append(f": {ticket.dispatch_reason}" if ticket.dispatch_reason else "")
@@ -260,11 +343,20 @@ async def _publish_malformed(host: str, port: int) -> None:
 
 
 async def _follow(
-    console: Console, simulation: SimulatedFleet, ingest: IngestWorker, ticks: int,
+    console: Console,
+    simulation: SimulatedFleet,
+    ingest: IngestWorker,
+    ticks: int,
     gateway: Gateway,
 ) -> None:
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[n]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[n]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         sim = progress.add_task("simulated ticks", total=ticks, n="")
         stored = progress.add_task("readings stored", total=None, n="0")
         while True:
@@ -286,15 +378,22 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("devices", f"{result.devices}")
     table.add_row("readings produced", f"{result.produced:,}")
     table.add_row("readings stored", f"{result.stored:,}")
-    table.add_row("lost / duplicated", f"{result.produced - result.stored:,} / 0"
-                  if result.stored <= result.produced else f"0 / {result.stored - result.produced}")
-    table.add_row("value checksum match",
-                  "yes" if abs(result.value_sum_produced - result.value_sum_stored) < 1e-3
-                  else "NO")
+    table.add_row(
+        "lost / duplicated",
+        f"{result.produced - result.stored:,} / 0"
+        if result.stored <= result.produced
+        else f"0 / {result.stored - result.produced}",
+    )
+    table.add_row(
+        "value checksum match",
+        "yes" if abs(result.value_sum_produced - result.value_sum_stored) < 1e-3 else "NO",
+    )
     table.add_row("rate", f"{result.stored / result.seconds:,.0f} readings/s")
     table.add_row("dead letters", f"{result.dead_letters}")
     table.add_row("alerts published", f"{result.alerts}")
-    table.add_row("tickets opened / dispatched",
-                  f"{len(result.tickets)} / {sum(1 for t in result.tickets if t.assignee)}")
+    table.add_row(
+        "tickets opened / dispatched",
+        f"{len(result.tickets)} / {sum(1 for t in result.tickets if t.assignee)}",
+    )
     table.add_row("database", str(result.db_path))
     return table

@@ -163,8 +163,9 @@ class SimulatorConfig(Section):
 class VigilSettings(BaseSettings):
     """Every setting of every vigil process; see docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
-                                      use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", use_attribute_docstrings=True
+    )
 
     uplink_broker: BrokerConfig = BrokerConfig()
     """[uplink_broker]: where gateways send batches and rules send alerts."""
@@ -187,8 +188,11 @@ class VigilSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init arguments, then the environment, then the TOML file named by VIGIL_CONFIG."""
         toml_path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE)
-        return (init_settings, env_settings,
-                TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
 
     def gateway_settings(self) -> GatewaySettings:
         """The gateway's runtime settings."""
@@ -198,23 +202,33 @@ class VigilSettings(BaseSettings):
             outbox_path=g.outbox_path,
             outbox_max_readings=g.outbox_max_readings,
             uplink=UplinkSettings(
-                host=self.uplink_broker.host, port=self.uplink_broker.port,
-                batch_max_readings=g.batch_max_readings, linger_s=g.linger_s,
-                max_inflight=g.max_inflight, require_confirmation=g.require_confirmation,
-                confirm_timeout_s=g.confirm_timeout_s, max_unconfirmed=g.max_unconfirmed,
+                host=self.uplink_broker.host,
+                port=self.uplink_broker.port,
+                batch_max_readings=g.batch_max_readings,
+                linger_s=g.linger_s,
+                max_inflight=g.max_inflight,
+                require_confirmation=g.require_confirmation,
+                confirm_timeout_s=g.confirm_timeout_s,
+                max_unconfirmed=g.max_unconfirmed,
             ),
             site_broker=SiteBrokerSettings(
                 host=self.site_broker.host, port=self.site_broker.port, site=g.site
-            ) if g.bridge_equipment else None,
+            )
+            if g.bridge_equipment
+            else None,
         )
 
     def ingest_settings(self) -> IngestSettings:
         """The ingest worker's runtime settings."""
         i = self.ingest
         return IngestSettings(
-            host=self.uplink_broker.host, port=self.uplink_broker.port, client_id=i.client_id,
-            shared_group=i.shared_group, mqtt_v5=i.mqtt_v5,
-            max_messages_per_write=i.max_messages_per_write, confirm=i.confirm,
+            host=self.uplink_broker.host,
+            port=self.uplink_broker.port,
+            client_id=i.client_id,
+            shared_group=i.shared_group,
+            mqtt_v5=i.mqtt_v5,
+            max_messages_per_write=i.max_messages_per_write,
+            confirm=i.confirm,
         )
 
     def runtime_settings(self) -> RuntimeSettings:
@@ -222,25 +236,33 @@ class VigilSettings(BaseSettings):
         from rules.runtime import RuntimeSettings
 
         r = self.rules
-        return RuntimeSettings(snapshot_path=r.snapshot_path,
-                               snapshot_every_s=r.snapshot_interval_s,
-                               tick_every_s=r.tick_interval_s)
+        return RuntimeSettings(
+            snapshot_path=r.snapshot_path,
+            snapshot_every_s=r.snapshot_interval_s,
+            tick_every_s=r.tick_interval_s,
+        )
 
     def rules_worker_settings(self) -> RulesWorkerSettings:
         """The broker-fed rules worker's connection settings."""
         from rules.worker import RulesWorkerSettings
 
-        return RulesWorkerSettings(host=self.uplink_broker.host, port=self.uplink_broker.port,
-                                   client_id=self.rules.client_id,
-                                   shared_group=self.rules.shared_group)
+        return RulesWorkerSettings(
+            host=self.uplink_broker.host,
+            port=self.uplink_broker.port,
+            client_id=self.rules.client_id,
+            shared_group=self.rules.shared_group,
+        )
 
     def notify_config(self) -> NotifyConfig:
         """Webhook endpoints: the notify file's, plus the service-team URLs."""
         from service.worker import Endpoint, NotifyConfig
 
         s = self.service
-        config = (NotifyConfig.model_validate_json(s.notify_file.read_text(encoding="utf-8"))
-                  if s.notify_file is not None else NotifyConfig())
+        config = (
+            NotifyConfig.model_validate_json(s.notify_file.read_text(encoding="utf-8"))
+            if s.notify_file is not None
+            else NotifyConfig()
+        )
         secret = s.webhook_secret.get_secret_value()
         team = tuple(Endpoint(url=url, secret=secret) for url in s.webhook_urls)
         return config.model_copy(update={"service_team": config.service_team + team})
@@ -250,9 +272,14 @@ class VigilSettings(BaseSettings):
         from service.worker import WorkerSettings
 
         s = self.service
-        return WorkerSettings(host=self.uplink_broker.host, port=self.uplink_broker.port,
-                              client_id=s.client_id, mqtt_v5=s.mqtt_v5,
-                              tick_s=s.tick_interval_s, notify=self.notify_config())
+        return WorkerSettings(
+            host=self.uplink_broker.host,
+            port=self.uplink_broker.port,
+            client_id=s.client_id,
+            mqtt_v5=s.mqtt_v5,
+            tick_s=s.tick_interval_s,
+            notify=self.notify_config(),
+        )
 
 
 def env_name(*path: str) -> str:
@@ -305,11 +332,20 @@ def configuration_reference() -> str:
         assert isinstance(model, type) and issubclass(model, BaseModel)
         title = field.description or (model.__doc__ or "").strip()
         title = title.split(": ", 1)[1] if title.startswith("[") else title
-        lines += ["", f"## [{name}]", "", title[:1].upper() + title[1:].rstrip(".") + ".", "",
-                  "| key | environment variable | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## [{name}]",
+            "",
+            title[:1].upper() + title[1:].rstrip(".") + ".",
+            "",
+            "| key | environment variable | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for key, sub in model.model_fields.items():
-            lines.append(f"| `{key}` | `{env_name(name, key)}` | {_default(sub.default)} | "
-                         f"{sub.description or ''} |")
+            lines.append(
+                f"| `{key}` | `{env_name(name, key)}` | {_default(sub.default)} | "
+                f"{sub.description or ''} |"
+            )
     return "\n".join(lines) + "\n"
 
 

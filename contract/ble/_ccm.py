@@ -18,9 +18,7 @@ def seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes | None, tag_len:
     return AESCCM(bytes(key), tag_length=tag_len).encrypt(nonce, plaintext, aad)
 
 
-def open_sealed(
-    key: bytes, nonce: bytes, sealed: bytes, aad: bytes | None, tag_len: int
-) -> bytes:
+def open_sealed(key: bytes, nonce: bytes, sealed: bytes, aad: bytes | None, tag_len: int) -> bytes:
     """The plaintext of ``ciphertext || MIC``; BleAuthError when the MIC does not verify."""
     if len(key) != KEY_LEN:
         raise BleDecodeError(f"key is {len(key)} bytes, expected {KEY_LEN}")

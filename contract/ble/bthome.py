@@ -161,8 +161,9 @@ def decode_bthome_adv(
         if len(rest) < COUNTER_LEN + MIC_LEN:
             raise BleDecodeError("encrypted BTHome advert too short")
         ciphertext, count, mic = rest[:-8], rest[-8:-MIC_LEN], rest[-MIC_LEN:]
-        rest = open_sealed(key, _nonce(nonce_mac, info_byte, count), ciphertext + mic, None,
-                           MIC_LEN)
+        rest = open_sealed(
+            key, _nonce(nonce_mac, info_byte, count), ciphertext + mic, None, MIC_LEN
+        )
         counter = int.from_bytes(count, "little")
     elif key is not None:
         raise BleAuthError("plain BTHome advert from a device that has a key: downgrade")

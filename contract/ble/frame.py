@@ -101,13 +101,16 @@ def encode_patch_frame(frame: PatchFrame, key: bytes, device_address: bytes) -> 
         raise BleEncodeError("undefined flag bits set")
     header = _HEADER.pack(FRAME_VERSION, int(frame.frame_flags), frame.counter)
     body = _BODY.pack(
-        PH_NA if frame.wound_ph is None
+        PH_NA
+        if frame.wound_ph is None
         else to_fixed(frame.wound_ph, PH_SCALE, 0, PH_MAX_RAW, "wound_ph"),
         _encode_temp(frame.wound_temp, "wound_temp"),
         _encode_temp(frame.skin_temp, "skin_temp"),
-        EXUDATE_NA if frame.exudate is None
+        EXUDATE_NA
+        if frame.exudate is None
         else to_fixed(frame.exudate, EXUDATE_SCALE, 0, EXUDATE_MAX_RAW, "exudate"),
-        BATTERY_NA if frame.battery is None
+        BATTERY_NA
+        if frame.battery is None
         else to_fixed(frame.battery, 1, 0, BATTERY_MAX, "battery"),
         int(frame.status),
     )
@@ -128,8 +131,9 @@ def decode_patch_frame(data: bytes, key: bytes, device_address: bytes) -> PatchF
     if flags & ~_FRAME_FLAGS_ALL:
         raise BleDecodeError(f"undefined frame flag bits 0x{flags:02x}")
     header = data[: _HEADER.size]
-    body = open_sealed(key, frame_nonce(device_address, counter), data[_HEADER.size :], header,
-                       TAG_LEN)
+    body = open_sealed(
+        key, frame_nonce(device_address, counter), data[_HEADER.size :], header, TAG_LEN
+    )
     ph, wound, skin, exudate, battery, status = _BODY.unpack(body)
     # An authentic frame can still be out of range: a firmware bug, not something to store.
     if ph != PH_NA and ph > PH_MAX_RAW:

@@ -104,8 +104,8 @@ def decode_temperature_measurement(data: bytes) -> TemperatureMeasurement:
     if not data:
         raise BleDecodeError("empty temperature measurement")
     flags = _Flags(data[0] & _KNOWN_FLAGS)
-    expected = 5 + (_DATE_TIME.size if flags & _Flags.TIMESTAMP else 0) + (
-        1 if flags & _Flags.TYPE else 0
+    expected = (
+        5 + (_DATE_TIME.size if flags & _Flags.TIMESTAMP else 0) + (1 if flags & _Flags.TYPE else 0)
     )
     if len(data) != expected:
         raise BleDecodeError(f"temperature measurement is {len(data)} bytes, expected {expected}")
@@ -147,4 +147,3 @@ def _date_time_problem(t: GattDateTime) -> str | None:
         except ValueError:
             return f"no such date {t.year}-{t.month}-{t.day}"
     return None
-

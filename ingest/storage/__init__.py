@@ -15,5 +15,10 @@ from ingest.storage.base import (
 from ingest.storage.url import open_store
 
 __all__ = [
-    "Bucket", "DeadLetter", "ReadingStore", "StorageUnavailable", "StoreOutcome", "open_store",
+    "Bucket",
+    "DeadLetter",
+    "ReadingStore",
+    "StorageUnavailable",
+    "StoreOutcome",
+    "open_store",
 ]

@@ -170,8 +170,16 @@ class SQLiteStore(StoreContext):
             cursor = self._conn.executemany(
                 _INSERT_READING,
                 (
-                    (r.ts_us, r.device_id, r.metric, r.value, r.unit, r.seq, b.gateway_id,
-                     b.batch_seq)
+                    (
+                        r.ts_us,
+                        r.device_id,
+                        r.metric,
+                        r.value,
+                        r.unit,
+                        r.seq,
+                        b.gateway_id,
+                        b.batch_seq,
+                    )
                     for b in claimed
                     for r in b.readings
                 ),
@@ -197,8 +205,13 @@ class SQLiteStore(StoreContext):
         """Store alert events, ignoring ones already stored; return how many were new."""
         params = [
             (
-                e.device_id, e.rule_id, int(e.severity), e.transition.value, e.at_us,
-                e.message, json.dumps(e.evidence),
+                e.device_id,
+                e.rule_id,
+                int(e.severity),
+                e.transition.value,
+                e.at_us,
+                e.message,
+                json.dumps(e.evidence),
             )
             for e in events
         ]
@@ -231,7 +244,10 @@ class SQLiteStore(StoreContext):
     ) -> list[Reading]:
         """Stored readings matching every given filter, ordered by timestamp then seq."""
         params: dict[str, object] = {
-            "device_id": device_id, "metric": metric, "since_us": since_us, "until_us": until_us,
+            "device_id": device_id,
+            "metric": metric,
+            "since_us": since_us,
+            "until_us": until_us,
         }
         where = [_FILTERS[name] for name, value in params.items() if value is not None]
         query = "SELECT device_id, metric, value, unit, ts_us, seq FROM readings"
@@ -250,8 +266,11 @@ class SQLiteStore(StoreContext):
         """Min, avg, max and count of one device's metric per epoch-aligned bucket, in order."""
         check_bucket_seconds(bucket_seconds)
         params = {
-            "width": bucket_seconds * 1_000_000, "device_id": device_id, "metric": metric,
-            "since": since_us, "until": until_us,
+            "width": bucket_seconds * 1_000_000,
+            "device_id": device_id,
+            "metric": metric,
+            "since": since_us,
+            "until": until_us,
         }
         with self._lock:
             return [Bucket(*row) for row in self._conn.execute(_BUCKETED, params)]
@@ -305,8 +324,13 @@ def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> l
     """Alert events from rows of the alerts table's event columns, in table order."""
     return [
         AlertEvent(
-            device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
-            at_us=at, message=m, evidence=json.loads(ev),
+            device_id=d,
+            rule_id=r,
+            severity=Severity(s),
+            transition=AlertTransition(t),
+            at_us=at,
+            message=m,
+            evidence=json.loads(ev),
         )
         for d, r, s, t, at, m, ev in rows
     ]

@@ -40,9 +40,7 @@ _CLAIM = """
     RETURNING gateway_id, batch_seq
 """
 _COPY_READINGS = f"COPY readings ({READING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS readings_staging (LIKE readings) ON COMMIT DELETE ROWS"
-)
+_STAGING = "CREATE TEMP TABLE IF NOT EXISTS readings_staging (LIKE readings) ON COMMIT DELETE ROWS"
 _COPY_STAGING = f"COPY readings_staging ({READING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _MERGE_STAGING = f"""
     INSERT INTO readings ({READING_COLUMNS})
@@ -198,8 +196,14 @@ class TimescaleStore(StoreContext):
     def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Append dead letters."""
         params = [
-            (datetime_from_us(d.received_at_us), d.source, d.reason, d.payload, d.gateway_id,
-             d.batch_seq)
+            (
+                datetime_from_us(d.received_at_us),
+                d.source,
+                d.reason,
+                d.payload,
+                d.gateway_id,
+                d.batch_seq,
+            )
             for d in letters
         ]
 
@@ -396,8 +400,13 @@ def _alert_events(rows: Sequence[TupleRow]) -> list[AlertEvent]:
     """Alert events from rows of the alerts table's event columns, in table order."""
     return [
         AlertEvent(
-            device_id=d, rule_id=r, severity=Severity(s), transition=AlertTransition(t),
-            at_us=at, message=m, evidence=ev,
+            device_id=d,
+            rule_id=r,
+            severity=Severity(s),
+            transition=AlertTransition(t),
+            at_us=at,
+            message=m,
+            evidence=ev,
         )
         for d, r, s, t, at, m, ev in rows
     ]
@@ -430,6 +439,14 @@ def copy_readings(cur: psycopg.Cursor[TupleRow], statement: str, batches: list[B
             gateway_id, batch_seq = b.gateway_id, b.batch_seq
             for r in b.readings:
                 copy.write_row(
-                    (datetime_from_us(r.ts_us), r.device_id, r.metric, r.value, r.unit, r.seq,
-                     gateway_id, batch_seq)
+                    (
+                        datetime_from_us(r.ts_us),
+                        r.device_id,
+                        r.metric,
+                        r.value,
+                        r.unit,
+                        r.seq,
+                        gateway_id,
+                        batch_seq,
+                    )
                 )

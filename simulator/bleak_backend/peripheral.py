@@ -110,7 +110,11 @@ class VirtualPatch:
             status=status,
         )
         emission = Emission(
-            self.counter, ts_us, sample, frame, authentic=self.air_key == self.key,
+            self.counter,
+            ts_us,
+            sample,
+            frame,
+            authentic=self.air_key == self.key,
             air_key=self.air_key,
         )
         self.emissions.append(emission)

@@ -63,11 +63,21 @@ def test_mac_included_example_from_another_implementation() -> None:
     st.booleans(),
 )
 def test_round_trip(
-    items: list[BTHomeValue], key: bytes | None, mac: bytes, counter: int, trigger: bool,
+    items: list[BTHomeValue],
+    key: bytes | None,
+    mac: bytes,
+    counter: int,
+    trigger: bool,
     include_mac: bool,
 ) -> None:
-    data = encode_bthome_adv(items, mac=mac, key=key, counter=counter if key else None,
-                             trigger_based=trigger, include_mac=include_mac)
+    data = encode_bthome_adv(
+        items,
+        mac=mac,
+        key=key,
+        counter=counter if key else None,
+        trigger_based=trigger,
+        include_mac=include_mac,
+    )
     advert = decode_bthome_adv(data, mac=None if include_mac else mac, key=key)
     assert advert == BTHomeAdvert(
         values=tuple(sorted(items, key=lambda v: v.object_id)),
@@ -79,8 +89,11 @@ def test_round_trip(
 
 
 def test_objects_sorted_stably() -> None:
-    items = [BTHomeValue(BTHomeObject.TEMPERATURE, 33.5), BTHomeValue(BTHomeObject.BATTERY, 80),
-             BTHomeValue(BTHomeObject.TEMPERATURE, 32.9)]
+    items = [
+        BTHomeValue(BTHomeObject.TEMPERATURE, 33.5),
+        BTHomeValue(BTHomeObject.BATTERY, 80),
+        BTHomeValue(BTHomeObject.TEMPERATURE, 32.9),
+    ]
     advert = decode_bthome_adv(encode_bthome_adv(items))
     assert advert.get(BTHomeObject.TEMPERATURE) == (33.5, 32.9)
     assert advert.values[0].object_id is BTHomeObject.BATTERY

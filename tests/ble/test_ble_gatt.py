@@ -21,9 +21,7 @@ from contract.ble import (
     uuids,
 )
 
-TEXT = st.text(
-    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=60
-)
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=60)
 
 
 @given(st.integers(0, 100))
@@ -64,8 +62,11 @@ def test_device_information_round_trip(model: str, serial: str, firmware: str) -
 
 
 def test_device_information_keys_are_case_insensitive_and_complete() -> None:
-    values = {uuids.MODEL_NUMBER.upper(): b"VG-2", uuids.SERIAL_NUMBER: b"SN1",
-              uuids.FIRMWARE_REVISION: b"1.4.0"}
+    values = {
+        uuids.MODEL_NUMBER.upper(): b"VG-2",
+        uuids.SERIAL_NUMBER: b"SN1",
+        uuids.FIRMWARE_REVISION: b"1.4.0",
+    }
     assert decode_device_information(values) == DeviceInformation("VG-2", "SN1", "1.4.0")
     with pytest.raises(BleDecodeError):
         decode_device_information({uuids.MODEL_NUMBER: b"VG-2"})

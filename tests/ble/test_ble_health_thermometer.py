@@ -23,8 +23,11 @@ from contract.ble import (
 )
 
 DATES = st.builds(
-    lambda d, unknown: GattDateTime(0, 0, 0, 0, 0, 0) if unknown else GattDateTime(
-        d.year, d.month, d.day, d.hour, d.minute, d.second),
+    lambda d, unknown: (
+        GattDateTime(0, 0, 0, 0, 0, 0)
+        if unknown
+        else GattDateTime(d.year, d.month, d.day, d.hour, d.minute, d.second)
+    ),
     st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)),
     st.booleans(),
 )
@@ -89,7 +92,8 @@ def test_malformed(hexed: str) -> None:
 def test_encoder_rejects_bad_fields() -> None:
     with pytest.raises(BleEncodeError):
         encode_temperature_measurement(
-            TemperatureMeasurement(MedFloat(1, 0), timestamp=GattDateTime(2024, 13, 1, 0, 0, 0)))
+            TemperatureMeasurement(MedFloat(1, 0), timestamp=GattDateTime(2024, 13, 1, 0, 0, 0))
+        )
     with pytest.raises(BleEncodeError):
         encode_temperature_measurement(TemperatureMeasurement(MedFloat(1 << 23, 0)))
 

@@ -52,8 +52,13 @@ def test_float_special_words(word: int, special: Special) -> None:
 
 @pytest.mark.parametrize(
     ("word", "special"),
-    [(0x07FF, Special.NAN), (0x0800, Special.NRES), (0x07FE, Special.POSITIVE_INFINITY),
-     (0x0802, Special.NEGATIVE_INFINITY), (0x0801, Special.RESERVED)],
+    [
+        (0x07FF, Special.NAN),
+        (0x0800, Special.NRES),
+        (0x07FE, Special.POSITIVE_INFINITY),
+        (0x0802, Special.NEGATIVE_INFINITY),
+        (0x0801, Special.RESERVED),
+    ],
 )
 def test_sfloat_special_words(word: int, special: Special) -> None:
     assert decode_sfloat(word.to_bytes(2, "little")) is special

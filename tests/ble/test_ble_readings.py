@@ -62,8 +62,12 @@ def test_advert_readings() -> None:
     )
     result = advert_readings(advert, device_id="p", ts_us=TS)
     values = {r.metric: (r.value, r.seq) for r in result.readings}
-    assert values == {"wound_temp": (33.5, 9), "skin_temp": (32.9, 9), "exudate": (20.5, 9),
-                      "battery": (80.0, 9)}
+    assert values == {
+        "wound_temp": (33.5, 9),
+        "skin_temp": (32.9, 9),
+        "exudate": (20.5, 9),
+        "battery": (80.0, 9),
+    }
 
 
 def test_plain_advert_needs_a_seq() -> None:

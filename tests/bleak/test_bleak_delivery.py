@@ -24,9 +24,9 @@ from tests.bleak.test_bleak_acquisition import sent
 from tests.bleak.test_bleak_harness import FAST, paired, running, settle
 
 
-def world(patches: int, config: BleConfig = FAST, **kwargs: int) -> tuple[
-    VirtualRadio, list[VirtualPatch], BleConfig
-]:
+def world(
+    patches: int, config: BleConfig = FAST, **kwargs: int
+) -> tuple[VirtualRadio, list[VirtualPatch], BleConfig]:
     radio = VirtualRadio()
     world = populate(radio, FleetSpec(patches=patches), **kwargs)
     config = replace(

@@ -24,7 +24,9 @@ KEY = bytes(range(1, 17))
 
 def entry(**overrides: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "address": "c0:7a:1e:00:00:01", "key": KEY.hex(), "device_id": "patch-0001",
+        "address": "c0:7a:1e:00:00:01",
+        "key": KEY.hex(),
+        "device_id": "patch-0001",
         "patient": "pt-7f3a",
     }
     return base | overrides
@@ -33,8 +35,11 @@ def entry(**overrides: object) -> dict[str, object]:
 def store(n: int = 3) -> KeyStore:
     keys = KeyStore()
     for i in range(n):
-        keys = keys.pair(make_record(patch_address(i), patch_key(7, i), f"patch-{i:04d}",
-                                     "pt-a" if i < 2 else "pt-b"))
+        keys = keys.pair(
+            make_record(
+                patch_address(i), patch_key(7, i), f"patch-{i:04d}", "pt-a" if i < 2 else "pt-b"
+            )
+        )
     return keys
 
 

@@ -15,8 +15,9 @@ from simulator.bleak_backend import patch_address, patch_key
 def keys(patients: list[str]) -> KeyStore:
     store = KeyStore()
     for i, patient in enumerate(patients):
-        store = store.pair(make_record(patch_address(i), patch_key(1, i), f"patch-{i:04d}",
-                                       patient))
+        store = store.pair(
+            make_record(patch_address(i), patch_key(1, i), f"patch-{i:04d}", patient)
+        )
     return store
 
 
@@ -29,8 +30,9 @@ def test_fourteen_days_of_two_patches_at_one_measurement_a_minute() -> None:
 
 
 def test_home_kit_serves_one_patient_with_few_slots_and_no_bridge(tmp_path: Path) -> None:
-    kit = home_kit_profile(keys(["pt-a", "pt-b", "pt-a"]), "pt-a", gateway_id="kit-1",
-                           state_dir=tmp_path)
+    kit = home_kit_profile(
+        keys(["pt-a", "pt-b", "pt-a"]), "pt-a", gateway_id="kit-1", state_dir=tmp_path
+    )
     assert kit.kind is ProfileKind.HOME_KIT
     assert [p.device_id for p in kit.paired] == ["patch-0000", "patch-0002"]
     assert kit.ble.max_connections == 2
@@ -57,8 +59,9 @@ def test_home_kit_refuses_a_patient_without_patches_or_with_too_many(tmp_path: P
 
 def test_ward_takes_every_patch_and_bridges_equipment(tmp_path: Path) -> None:
     site = SiteBrokerSettings()
-    ward = ward_profile(keys(["pt-a", "pt-b"]), gateway_id="gw-1", state_dir=tmp_path,
-                        site_broker=site)
+    ward = ward_profile(
+        keys(["pt-a", "pt-b"]), gateway_id="gw-1", state_dir=tmp_path, site_broker=site
+    )
     assert ward.kind is ProfileKind.WARD and len(ward.paired) == 2
     assert ward.settings.site_broker is site and ward.ble.scan_window_s is None
     assert ward.sizing is None

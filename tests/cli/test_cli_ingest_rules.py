@@ -18,8 +18,10 @@ from tests.rules.harness import r
 from tests.servers import PrivateMosquitto
 
 VIGIL = Path(sys.executable).parent / "vigil"
-RULE = ("rules:\n  - {id: wet, kind: threshold, severity: warning, source: s, "
-        "scope: {metric: exudate}, raise: {above: 85}, clear: {below: 20}}\n")
+RULE = (
+    "rules:\n  - {id: wet, kind: threshold, severity: warning, source: s, "
+    "scope: {metric: exudate}, raise: {above: 85}, clear: {below: 20}}\n"
+)
 
 
 @pytest.mark.services
@@ -39,8 +41,7 @@ async def test_ingest_runs_the_rules_from_settings_and_publishes_alerts(
         "VIGIL_RULES__RULE_FILES": f'["{rule_file}"]',
         "VIGIL_RULES__SNAPSHOT_PATH": str(snapshot),
     }
-    proc = await asyncio.create_subprocess_exec(str(VIGIL), "ingest", "run", env=env,
-                                                cwd=tmp_path)
+    proc = await asyncio.create_subprocess_exec(str(VIGIL), "ingest", "run", env=env, cwd=tmp_path)
     batch = Batch("gw-cli", 0, tuple(r("p1", "exudate", m, 90.0, m) for m in range(3)))
     try:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="cli-test") as client:

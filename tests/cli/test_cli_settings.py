@@ -68,8 +68,7 @@ def test_settings_reach_the_runtime_objects(config: Path) -> None:
     assert (team.url, team.secret) == ("https://desk.example/hook", "s3cret")
 
 
-def test_without_a_file_the_defaults_apply(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_file_the_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "absent.toml"))
     s = VigilSettings()
     assert s.uplink_broker.port == 1883 and s.service.store_url == "sqlite:///var/service.db"
@@ -83,8 +82,9 @@ def test_a_misspelt_key_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         VigilSettings()
 
 
-def test_webhooks_without_a_secret_are_refused(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webhooks_without_a_secret_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "absent.toml"))
     monkeypatch.setenv("VIGIL_SERVICE__WEBHOOK_URLS", '["https://desk.example/hook"]')
     with pytest.raises(ValidationError, match="webhook_secret"):

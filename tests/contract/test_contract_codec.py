@@ -59,8 +59,15 @@ def test_random_bytes_give_contract_error_or_a_batch(payload: bytes) -> None:
 
 def _doc(**overrides: object) -> bytes:
     doc: dict[str, object] = {
-        "v": 1, "gateway_id": "gw", "batch_seq": 1, "device_id": ["p1"], "metric": ["wound_ph"],
-        "value": [7.0], "unit": ["pH"], "ts_us": [1_700_000_000_000_000], "seq": [1],
+        "v": 1,
+        "gateway_id": "gw",
+        "batch_seq": 1,
+        "device_id": ["p1"],
+        "metric": ["wound_ph"],
+        "value": [7.0],
+        "unit": ["pH"],
+        "ts_us": [1_700_000_000_000_000],
+        "seq": [1],
     }
     doc.update(overrides)
     return json.dumps(doc).encode()
@@ -95,8 +102,10 @@ BAD_READINGS = [
 ]
 
 
-@pytest.mark.parametrize(("metric", "value", "unit", "reason"),
-                         [*BAD_READINGS, ("battery", float("nan"), "%", "not finite")])
+@pytest.mark.parametrize(
+    ("metric", "value", "unit", "reason"),
+    [*BAD_READINGS, ("battery", float("nan"), "%", "not finite")],
+)
 def test_bad_readings_are_refused_with_a_reason(
     metric: str, value: float, unit: str, reason: str
 ) -> None:
@@ -109,8 +118,14 @@ def test_a_bad_reading_is_rejected_and_the_rest_of_its_batch_kept(
     metric: str, value: float, unit: str, reason: str
 ) -> None:
     good = Reading("p1", "battery", 50.0, "%", 1_700_000_000_000_000, 1)
-    payload = _doc(device_id=["p1", "p1"], metric=["battery", metric], value=[50.0, value],
-                   unit=["%", unit], ts_us=[good.ts_us] * 2, seq=[1, 2])
+    payload = _doc(
+        device_id=["p1", "p1"],
+        metric=["battery", metric],
+        value=[50.0, value],
+        unit=["%", unit],
+        ts_us=[good.ts_us] * 2,
+        seq=[1, 2],
+    )
     decoded = decode_batch(payload)
     assert decoded.batch.readings == (good,)
     assert len(decoded.rejected) == 1
@@ -119,8 +134,19 @@ def test_a_bad_reading_is_rejected_and_the_rest_of_its_batch_kept(
 
 
 def test_catalog_covers_the_product_metrics() -> None:
-    expected = {"wound_ph", "wound_temp", "skin_temp", "exudate", "battery", "rssi",
-                "mains_voltage", "ng_voltage", "probe_health", "error_code", "usage_hours"}
+    expected = {
+        "wound_ph",
+        "wound_temp",
+        "skin_temp",
+        "exudate",
+        "battery",
+        "rssi",
+        "mains_voltage",
+        "ng_voltage",
+        "probe_health",
+        "error_code",
+        "usage_hours",
+    }
     assert expected <= set(METRICS)
     assert METRICS["wound_ph"].low == 0.0 and METRICS["wound_ph"].high == 14.0
 

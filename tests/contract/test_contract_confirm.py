@@ -14,8 +14,10 @@ from contract.confirm import MAX_CONFIRMED_SEQS, split_confirmation
 from contract.topics import batch_subscription, confirm_topic
 
 
-@given(gateway_id=st.text(min_size=1, max_size=128),
-       seqs=st.lists(st.integers(0, 2**62), min_size=1, max_size=200))
+@given(
+    gateway_id=st.text(min_size=1, max_size=128),
+    seqs=st.lists(st.integers(0, 2**62), min_size=1, max_size=200),
+)
 def test_roundtrip_sorts_and_deduplicates(gateway_id: str, seqs: list[int]) -> None:
     confirmation = Confirmation.of(gateway_id, seqs)
     assert confirmation.batch_seqs == tuple(sorted(set(seqs)))
@@ -27,21 +29,24 @@ def test_wire_layout_is_versioned_json() -> None:
     assert json.loads(payload) == {"v": 1, "gateway_id": "gw-1", "batch_seqs": [7, 8, 9]}
 
 
-@pytest.mark.parametrize("payload", [
-    b"",
-    b"\x00not json",
-    b"[]",
-    b'{"v": 2, "gateway_id": "gw", "batch_seqs": [1]}',  # unknown version
-    b'{"gateway_id": "gw", "batch_seqs": [1]}',
-    b'{"v": 1, "gateway_id": "", "batch_seqs": [1]}',
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": []}',  # confirms nothing
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": [-1]}',
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": ["1"]}',  # strict: no coercion
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1.0]}',
-    b'{"v": 1, "gateway_id": 7, "batch_seqs": [1]}',
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1], "extra": true}',
-    b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1]' + b" " * 300_000 + b"}",  # too big
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x00not json",
+        b"[]",
+        b'{"v": 2, "gateway_id": "gw", "batch_seqs": [1]}',  # unknown version
+        b'{"gateway_id": "gw", "batch_seqs": [1]}',
+        b'{"v": 1, "gateway_id": "", "batch_seqs": [1]}',
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": []}',  # confirms nothing
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": [-1]}',
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": ["1"]}',  # strict: no coercion
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1.0]}',
+        b'{"v": 1, "gateway_id": 7, "batch_seqs": [1]}',
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1], "extra": true}',
+        b'{"v": 1, "gateway_id": "gw", "batch_seqs": [1]' + b" " * 300_000 + b"}",  # too big
+    ],
+)
 def test_bad_payloads_raise_contract_error(payload: bytes) -> None:
     with pytest.raises(ContractError):
         decode_confirmation(payload)

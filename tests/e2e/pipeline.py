@@ -43,8 +43,9 @@ async def ingesters(
     stores[0].migrate()
     workers = [
         IngestWorker(
-            IngestSettings(port=port, client_id=f"ingest-{i}", shared_group=shared_group,
-                           confirm=confirm),
+            IngestSettings(
+                port=port, client_id=f"ingest-{i}", shared_group=shared_group, confirm=confirm
+            ),
             store,
         )
         for i, store in enumerate(stores)
@@ -68,21 +69,25 @@ async def run_fleet_through_gateway(
 ) -> Gateway:
     """Simulate ``ticks`` of the fleet through a real gateway and wait until all is confirmed."""
     settings = GatewaySettings(
-        gateway_id=gateway_id, outbox_path=outbox,
+        gateway_id=gateway_id,
+        outbox_path=outbox,
         uplink=UplinkSettings(port=port, batch_max_readings=1_000),
         site_broker=SiteBrokerSettings(port=port, site=fleet.spec.site),
     )
     gateway = Gateway(settings)
     assert gateway.bridge is not None
-    simulation = SimulatedFleet(fleet, ticks, site_broker=("127.0.0.1", port),
-                                start_after=gateway.bridge.subscribed)
+    simulation = SimulatedFleet(
+        fleet, ticks, site_broker=("127.0.0.1", port), start_after=gateway.bridge.subscribed
+    )
     gateway.sources.insert(0, simulation)
     async with gateway:
         await asyncio.wait_for(gateway.sources_done(), 60)
         # The bridge is fed through the broker: wait until every equipment reading came in.
         await eventually(
-            lambda: gateway.counters.value("vigil_gateway_readings_in_total", source="all")
-            >= fleet.tally.readings
+            lambda: (
+                gateway.counters.value("vigil_gateway_readings_in_total", source="all")
+                >= fleet.tally.readings
+            )
         )
         await asyncio.wait_for(gateway.drained(), 60)
     return gateway

@@ -20,16 +20,24 @@ pytestmark = pytest.mark.services
 
 
 async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
-    mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path,
+    mosquitto: PrivateMosquitto,
+    timescale_dsn: str,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="gateway.uplink")
     fleet = Fleet(FleetSpec(seed=4, patches=20, equipment=0))
     readings = [r for tick in range(10) for r in fleet.patch_readings(tick)]
-    uplink = UplinkSettings(port=mosquitto.port, batch_max_readings=100, linger_s=0.01,
-                            confirm_timeout_s=0.5, max_unconfirmed=8)
-    settings = GatewaySettings(gateway_id="gw-legacy", outbox_path=tmp_path / "outbox.db",
-                               uplink=uplink)
+    uplink = UplinkSettings(
+        port=mosquitto.port,
+        batch_max_readings=100,
+        linger_s=0.01,
+        confirm_timeout_s=0.5,
+        max_unconfirmed=8,
+    )
+    settings = GatewaySettings(
+        gateway_id="gw-legacy", outbox_path=tmp_path / "outbox.db", uplink=uplink
+    )
     async with ingesters(timescale_dsn, mosquitto.port, confirm=False) as group:
         async with Gateway(settings) as gateway:
             await gateway.accept(readings)
@@ -42,8 +50,9 @@ async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
             # Resent after 0.5, 1.5 s (then 3.5 s): backing off, not spinning.
             resent = gateway.counters.value("vigil_gateway_batches_resent_on_timeout_total")
             assert 8 <= resent <= 16, resent
-        warning = next(r.getMessage() for r in caplog.records
-                       if "no confirmation" in r.getMessage())
+        warning = next(
+            r.getMessage() for r in caplog.records if "no confirmation" in r.getMessage()
+        )
         assert confirm_topic("gw-legacy") in warning and "require_confirmation" in warning
 
         # The documented way out: run this gateway on broker PUBACKs.

@@ -25,7 +25,9 @@ from tests.servers import PrivateMosquitto
 pytestmark = pytest.mark.services
 
 FLEET = FleetSpec(
-    seed=11, patches=50, equipment=5,
+    seed=11,
+    patches=50,
+    equipment=5,
     faults=(
         Fault("patch-0002", FaultKind.INFECTION, 600),
         Fault("us-000", FaultKind.MAINS_SAG, 900),
@@ -55,12 +57,14 @@ async def test_redelivery_adds_nothing_and_malformed_goes_to_dead_letters(
 ) -> None:
     readings = tuple(
         Reading(f"patch-{d:04d}", "wound_ph", 6.5 + d / 100, "pH", 1_767_225_600_000_000 + s, s)
-        for d in range(10) for s in range(100)
+        for d in range(10)
+        for s in range(100)
     )
-    batches = [Batch("gw-re", i, readings[i * 100:(i + 1) * 100]) for i in range(10)]
-    async with ingesters(timescale_dsn, mosquitto.port) as group, aiomqtt.Client(
-        "127.0.0.1", mosquitto.port, identifier="redeliverer"
-    ) as client:
+    batches = [Batch("gw-re", i, readings[i * 100 : (i + 1) * 100]) for i in range(10)]
+    async with (
+        ingesters(timescale_dsn, mosquitto.port) as group,
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="redeliverer") as client,
+    ):
         for batch in batches:
             await client.publish(batch_topic("gw-re"), encode_batch(batch), qos=1)
         await wait_until_stored(group, 1_000)
@@ -69,8 +73,9 @@ async def test_redelivery_adds_nothing_and_malformed_goes_to_dead_letters(
             await client.publish(batch_topic("gw-re"), encode_batch(batch), qos=1)
         await client.publish(batch_topic("gw-re"), b"\x00not json", qos=1)
         await client.publish(batch_topic("gw-re"), b'{"v": 9}', qos=1)
-        extra = Batch("gw-re", 99, (Reading("patch-0042", "battery", 80.0, "%",
-                                            1_767_225_600_000_000, 1),))
+        extra = Batch(
+            "gw-re", 99, (Reading("patch-0042", "battery", 80.0, "%", 1_767_225_600_000_000, 1),)
+        )
         await client.publish(batch_topic("gw-re"), encode_batch(extra), qos=1)
         await wait_until_stored(group, 1_001)
         worker = group.workers[0]

@@ -60,8 +60,11 @@ def kit_world() -> tuple[VirtualRadio, list[VirtualPatch], KeyStore]:
     """Two patches of patient pt-a, one of a neighbour pt-b, all paired in one key file."""
     radio = VirtualRadio()
     patches = populate(
-        radio, FleetSpec(seed=23, patches=3), measure_every_s=MEASURE_EVERY_S,
-        advert_every_s=10.0, history=30_000,
+        radio,
+        FleetSpec(seed=23, patches=3),
+        measure_every_s=MEASURE_EVERY_S,
+        advert_every_s=10.0,
+        history=30_000,
     )
     keys = KeyStore()
     for patch, patient in zip(patches, ["pt-a", "pt-a", "pt-b"], strict=True):
@@ -72,11 +75,14 @@ def kit_world() -> tuple[VirtualRadio, list[VirtualPatch], KeyStore]:
 def simulated(profile: GatewayProfile, radio: VirtualRadio, port: int) -> GatewayProfile:
     """The profile with its wall-clock knobs shortened and the radio as its BLE stack."""
     ble = replace(
-        profile.ble, wall_poll_s=0.005, wall_sweep_s=0.005, connect_attempts=1,
-        scanner_backend=VirtualBleakScanner.bind(radio), client_backend=VirtualBleakClient,
+        profile.ble,
+        wall_poll_s=0.005,
+        wall_sweep_s=0.005,
+        connect_attempts=1,
+        scanner_backend=VirtualBleakScanner.bind(radio),
+        client_backend=VirtualBleakClient,
     )
-    uplink = replace(profile.settings.uplink, port=port, linger_s=0.05,
-                     reconnect_backoff_max_s=1.0)
+    uplink = replace(profile.settings.uplink, port=port, linger_s=0.05, reconnect_backoff_max_s=1.0)
     return replace(profile, ble=ble, settings=replace(profile.settings, uplink=uplink))
 
 
@@ -86,8 +92,14 @@ async def test_two_weeks_offline_then_everything_arrives_exactly_once(
     mosquitto = durable_broker
     radio, patches, keys = kit_world()
     mine, neighbour = patches[:2], patches[2]
-    kit = home_kit_profile(keys, "pt-a", gateway_id="kit-e2e", state_dir=tmp_path,
-                           offline_days=OFFLINE_DAYS, measure_every_s=MEASURE_EVERY_S)
+    kit = home_kit_profile(
+        keys,
+        "pt-a",
+        gateway_id="kit-e2e",
+        state_dir=tmp_path,
+        offline_days=OFFLINE_DAYS,
+        measure_every_s=MEASURE_EVERY_S,
+    )
     assert kit.kind is ProfileKind.HOME_KIT and kit.settings.site_broker is None
     assert {p.address for p in kit.paired} == {p.address for p in mine}
     profile = simulated(kit, radio, mosquitto.port)

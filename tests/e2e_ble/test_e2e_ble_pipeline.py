@@ -17,8 +17,14 @@ from simulator.bleak_backend import Emission, VirtualPatch
 from tests.servers import PrivateMosquitto
 
 # Codec resolution per metric: frames carry 0.01 units except exudate in 0.5 % steps.
-RESOLUTION = {"wound_ph": 0.005, "wound_temp": 0.005, "skin_temp": 0.005, "exudate": 0.25,
-              "battery": 0.0, "status_flags": 0.0}
+RESOLUTION = {
+    "wound_ph": 0.005,
+    "wound_temp": 0.005,
+    "skin_temp": 0.005,
+    "exudate": 0.25,
+    "battery": 0.0,
+    "status_flags": 0.0,
+}
 
 
 @dataclass(frozen=True, slots=True)

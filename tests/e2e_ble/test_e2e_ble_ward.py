@@ -38,7 +38,7 @@ async def test_patches_to_database_exactly_once_and_attacks_never_stored(
 ) -> None:
     radio = VirtualRadio()
     patches = populate(radio, FleetSpec(seed=11, patches=CONNECTABLE + ADVERTISING + 2))
-    for patch in patches[CONNECTABLE:CONNECTABLE + ADVERTISING]:
+    for patch in patches[CONNECTABLE : CONNECTABLE + ADVERTISING]:
         patch.connectable = False
     stranger, rekeyed = patches[-2:]  # a neighbour's patch; a patch re-keyed since pairing
     keys = KeyStore()
@@ -47,21 +47,27 @@ async def test_patches_to_database_exactly_once_and_attacks_never_stored(
     keys = keys.pair(make_record(rekeyed.address, os.urandom(16), rekeyed.device_id, "pt-b"))
 
     profile = ward_profile(
-        keys, gateway_id="gw-ward-e2e", state_dir=tmp_path,
+        keys,
+        gateway_id="gw-ward-e2e",
+        state_dir=tmp_path,
         uplink=UplinkSettings(port=mosquitto.port, linger_s=0.01),
     )
     ble = replace(
-        profile.ble, wall_poll_s=0.005, wall_sweep_s=0.005, connect_attempts=1,
-        scanner_backend=VirtualBleakScanner.bind(radio), client_backend=VirtualBleakClient,
+        profile.ble,
+        wall_poll_s=0.005,
+        wall_sweep_s=0.005,
+        connect_attempts=1,
+        scanner_backend=VirtualBleakScanner.bind(radio),
+        client_backend=VirtualBleakClient,
     )
-    acquisition = replace(profile, ble=ble).acquisition(
-        clock=radio.monotonic, now_us=radio.now_us
-    )
+    acquisition = replace(profile, ble=ble).acquisition(clock=radio.monotonic, now_us=radio.now_us)
     counters = acquisition.counters
     injected = {reason: 0 for reason in RejectReason}
 
-    async with ingesting(mosquitto, timescale_dsn) as store, \
-            Gateway(profile.settings, [acquisition]) as gateway:
+    async with (
+        ingesting(mosquitto, timescale_dsn) as store,
+        Gateway(profile.settings, [acquisition]) as gateway,
+    ):
         await radio.play(10.0, step_s=0.5)
         assert acquisition.connected == {p.address for p in patches[:CONNECTABLE]}
 
@@ -133,4 +139,3 @@ def _truncated(advert: AdvertisementData) -> AdvertisementData:
     """The advert cut short, as a radio collision might leave it."""
     data = advert.service_data[uuids.BTHOME_SERVICE_DATA]
     return advert._replace(service_data={uuids.BTHOME_SERVICE_DATA: data[:6]})
-

@@ -47,8 +47,9 @@ class Outcome:
 
     def raised(self) -> set[tuple[str, str]]:
         """(device, rule) pairs that were raised."""
-        return {(e.device_id, e.rule_id) for e in self.events
-                if e.transition is AlertTransition.RAISED}
+        return {
+            (e.device_id, e.rule_id) for e in self.events if e.transition is AlertTransition.RAISED
+        }
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -58,13 +59,22 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 async def run_scenario(
-    broker: PrivateMosquitto, dsn: str, workdir: Path, faults: tuple[Fault, ...], *,
-    ticks: int, tick_s: float, patches: int = 4, equipment: int = 2, separate_worker: bool = False,
+    broker: PrivateMosquitto,
+    dsn: str,
+    workdir: Path,
+    faults: tuple[Fault, ...],
+    *,
+    ticks: int,
+    tick_s: float,
+    patches: int = 4,
+    equipment: int = 2,
+    separate_worker: bool = False,
 ) -> Outcome:
     """Drive the fleet through the whole data path and collect alerts at every end."""
     port = broker.port
-    fleet = Fleet(FleetSpec(seed=11, patches=patches, equipment=equipment, faults=faults,
-                            tick_s=tick_s))
+    fleet = Fleet(
+        FleetSpec(seed=11, patches=patches, equipment=equipment, faults=faults, tick_s=tick_s)
+    )
     snapshot = workdir / "rules.snap"
     store = TimescaleStore(dsn)
     store.migrate()
@@ -77,7 +87,8 @@ async def run_scenario(
         await stack.enter_async_context(alert_listener(port, received))
         if separate_worker:
             runtime = await stack.enter_async_context(
-                RuleRuntime(RULES, {}, rules_store, None, settings))
+                RuleRuntime(RULES, {}, rules_store, None, settings)
+            )
             worker = RulesWorker(RulesWorkerSettings(port=port, client_id="e2e-rules"), runtime)
             worker_task = asyncio.create_task(worker.run())
             stack.push_async_callback(_cancel, worker_task)
@@ -85,21 +96,36 @@ async def run_scenario(
             hook = None
         else:
             publisher = await stack.enter_async_context(
-                aiomqtt.Client("127.0.0.1", port, identifier="e2e-rules-publisher"))
+                aiomqtt.Client("127.0.0.1", port, identifier="e2e-rules-publisher")
+            )
             runtime = await stack.enter_async_context(
-                RuleRuntime(RULES, {}, rules_store, publisher, settings))
+                RuleRuntime(RULES, {}, rules_store, publisher, settings)
+            )
             hook = runtime.on_stored
-        ingest = IngestWorker(IngestSettings(port=port, client_id="e2e-ingest"), store,
-                              on_stored=hook)
+        ingest = IngestWorker(
+            IngestSettings(port=port, client_id="e2e-ingest"), store, on_stored=hook
+        )
         stack.push_async_callback(_cancel, asyncio.create_task(ingest.run()))
         await asyncio.wait_for(ingest.subscribed.wait(), 10)
-        gateway = Gateway(GatewaySettings(
-            gateway_id="gw-e2e", outbox_path=workdir / "outbox.db",
-            uplink=UplinkSettings(port=port, linger_s=0.01),
-            site_broker=SiteBrokerSettings(port=port, site=fleet.spec.site)))
+        gateway = Gateway(
+            GatewaySettings(
+                gateway_id="gw-e2e",
+                outbox_path=workdir / "outbox.db",
+                uplink=UplinkSettings(port=port, linger_s=0.01),
+                site_broker=SiteBrokerSettings(port=port, site=fleet.spec.site),
+            )
+        )
         assert gateway.bridge is not None
-        gateway.sources.insert(0, SimulatedFleet(fleet, ticks, 0.0, site_broker=("127.0.0.1", port),
-                                                 start_after=gateway.bridge.subscribed))
+        gateway.sources.insert(
+            0,
+            SimulatedFleet(
+                fleet,
+                ticks,
+                0.0,
+                site_broker=("127.0.0.1", port),
+                start_after=gateway.bridge.subscribed,
+            ),
+        )
         async with gateway:
             await gateway.sources_done()
             # Equipment readings may still be on their way through the site broker and bridge.
@@ -135,32 +161,61 @@ def check(outcome: Outcome, device: str, rule: str) -> None:
 
 SCENARIOS = {
     # name: (fault, ticks, simulated seconds per tick, rule expected on the faulty device)
-    "saturated_dressing": (Fault("patch-0001", FaultKind.SATURATION, 1 * HOUR), 192, 300.0,
-                           "dressing.exudate.saturated"),
-    "detached_patch": (Fault("patch-0002", FaultKind.DETACH, 1 * HOUR), 100, 60.0,
-                       "dressing.patch.off_skin"),
-    "mains_sag": (Fault("us-000", FaultKind.MAINS_SAG, 0.5 * HOUR, 0.5 * HOUR), 100, 60.0,
-                  "equipment.mains.out_of_band"),
-    "ng_fault": (Fault("endo-001", FaultKind.NG_FAULT, 0.5 * HOUR), 60, 60.0,
-                 "equipment.ng.high"),
+    "saturated_dressing": (
+        Fault("patch-0001", FaultKind.SATURATION, 1 * HOUR),
+        192,
+        300.0,
+        "dressing.exudate.saturated",
+    ),
+    "detached_patch": (
+        Fault("patch-0002", FaultKind.DETACH, 1 * HOUR),
+        100,
+        60.0,
+        "dressing.patch.off_skin",
+    ),
+    "mains_sag": (
+        Fault("us-000", FaultKind.MAINS_SAG, 0.5 * HOUR, 0.5 * HOUR),
+        100,
+        60.0,
+        "equipment.mains.out_of_band",
+    ),
+    "ng_fault": (Fault("endo-001", FaultKind.NG_FAULT, 0.5 * HOUR), 60, 60.0, "equipment.ng.high"),
     # rate needs >= 6 h inside the 32-slot ring: a probe self-test every 12 min
-    "degrading_probe": (Fault("us-000", FaultKind.PROBE_DEGRADATION, 1 * HOUR), 40, 720.0,
-                        "equipment.probe.degrading"),
-    "error_burst": (Fault("endo-001", FaultKind.ERROR_BURST, 0.5 * HOUR, 0.25 * HOUR), 60, 60.0,
-                    "equipment.errors.repeating"),
-    "silent_patch": (Fault("patch-0003", FaultKind.SILENCE, 0.5 * HOUR), 80, 60.0,
-                     "dressing.patch.silent"),
-    "silent_equipment": (Fault("us-000", FaultKind.SILENCE, 0.5 * HOUR), 60, 60.0,
-                         "equipment.offline"),
+    "degrading_probe": (
+        Fault("us-000", FaultKind.PROBE_DEGRADATION, 1 * HOUR),
+        40,
+        720.0,
+        "equipment.probe.degrading",
+    ),
+    "error_burst": (
+        Fault("endo-001", FaultKind.ERROR_BURST, 0.5 * HOUR, 0.25 * HOUR),
+        60,
+        60.0,
+        "equipment.errors.repeating",
+    ),
+    "silent_patch": (
+        Fault("patch-0003", FaultKind.SILENCE, 0.5 * HOUR),
+        80,
+        60.0,
+        "dressing.patch.silent",
+    ),
+    "silent_equipment": (
+        Fault("us-000", FaultKind.SILENCE, 0.5 * HOUR),
+        60,
+        60.0,
+        "equipment.offline",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-async def test_e2e_rules_scenario(name: str, mosquitto: PrivateMosquitto, timescale_dsn: str,
-                                  tmp_path: Path) -> None:
+async def test_e2e_rules_scenario(
+    name: str, mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path
+) -> None:
     fault, ticks, tick_s, rule = SCENARIOS[name]
-    outcome = await run_scenario(mosquitto, timescale_dsn, tmp_path, (fault,), ticks=ticks,
-                                 tick_s=tick_s)
+    outcome = await run_scenario(
+        mosquitto, timescale_dsn, tmp_path, (fault,), ticks=ticks, tick_s=tick_s
+    )
     check(outcome, fault.device_id, rule)
 
 
@@ -169,10 +224,14 @@ async def test_e2e_rules_infection_raises_the_composite(
 ) -> None:
     # The temperature rule compares with the first 24 h, so the infection starts after that.
     fault = Fault("patch-0000", FaultKind.INFECTION, 24 * HOUR)
-    outcome = await run_scenario(mosquitto, timescale_dsn, tmp_path, (fault,), ticks=504,
-                                 tick_s=300.0)
-    for rule in ("dressing.ph.alkaline", "dressing.temp.rise_over_baseline",
-                 "dressing.infection_signs"):
+    outcome = await run_scenario(
+        mosquitto, timescale_dsn, tmp_path, (fault,), ticks=504, tick_s=300.0
+    )
+    for rule in (
+        "dressing.ph.alkaline",
+        "dressing.temp.rise_over_baseline",
+        "dressing.infection_signs",
+    ):
         check(outcome, "patch-0000", rule)
     # The snapshot written on close carries the active alert into the next run.
     restored = RuleEngine.restore(RULES, {}, outcome.snapshot.read_bytes())
@@ -183,9 +242,11 @@ async def test_e2e_rules_broker_fed_worker(
     mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path
 ) -> None:
     fault = Fault("us-000", FaultKind.MAINS_SAG, 0.5 * HOUR, 0.5 * HOUR)
-    outcome = await run_scenario(mosquitto, timescale_dsn, tmp_path, (fault,), ticks=100,
-                                 tick_s=60.0, separate_worker=True)
+    outcome = await run_scenario(
+        mosquitto, timescale_dsn, tmp_path, (fault,), ticks=100, tick_s=60.0, separate_worker=True
+    )
     check(outcome, "us-000", "equipment.mains.out_of_band")
     cleared = [e for e in outcome.events if e.transition is AlertTransition.CLEARED]
     assert [(e.device_id, e.rule_id) for e in cleared] == [
-        ("us-000", "equipment.mains.out_of_band")]
+        ("us-000", "equipment.mains.out_of_band")
+    ]

@@ -50,13 +50,19 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     service = PostgresStore(dsn)
     seed_service(service, fleet)
     # A skilled engineer in the wrong region, and one who is full: neither may get the ticket.
-    service.put_engineer(Engineer(id="eng-aaa", name="Full", region="north",
-                                  skills=frozenset({"patch"}), capacity=0))  # fmt: skip
+    service.put_engineer(
+        Engineer(id="eng-aaa", name="Full", region="north", skills=frozenset({"patch"}), capacity=0)
+    )
     readings = TimescaleStore(dsn)
     readings.migrate()
     hook = Endpoint(url=receiver.url, secret=SECRET)
-    notify = NotifyConfig(service_team=(hook,), engineers={"eng-ana": (hook,), "eng-ben": (hook,)},
-                          patients={"pt-0003": (hook,)}, attempts=3, backoff_s=0.1)  # fmt: skip
+    notify = NotifyConfig(
+        service_team=(hook,),
+        engineers={"eng-ana": (hook,), "eng-ben": (hook,)},
+        patients={"pt-0003": (hook,)},
+        attempts=3,
+        backoff_s=0.1,
+    )
     host, port = "127.0.0.1", mosquitto.port
     opened = asyncio.Event()
     worker = ServiceWorker(
@@ -65,8 +71,10 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
         on_ticket=lambda t, _: opened.set() if t.rule_id == "dressing.infection_signs" else None,
     )
     engineer_topic: list[bytes] = []
-    async with aiomqtt.Client(host, port, identifier="e2e-rules") as rules_client, \
-            aiomqtt.Client(host, port, identifier="e2e-listener") as listener:  # fmt: skip
+    async with (
+        aiomqtt.Client(host, port, identifier="e2e-rules") as rules_client,
+        aiomqtt.Client(host, port, identifier="e2e-listener") as listener,
+    ):
         await listener.subscribe("vigil/v1/notifications/engineer/#", qos=1)
 
         async def listen() -> None:
@@ -75,13 +83,21 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
                 engineer_topic.append(message.payload)
 
         runtime = RuleRuntime(load_pack("dressings"), None, readings, rules_client)
-        ingest = IngestWorker(IngestSettings(host=host, port=port, client_id="e2e-ingest"),
-                              readings, on_stored=runtime.on_stored)  # fmt: skip
+        ingest = IngestWorker(
+            IngestSettings(host=host, port=port, client_id="e2e-ingest"),
+            readings,
+            on_stored=runtime.on_stored,
+        )
         tasks = [asyncio.create_task(c) for c in (ingest.run(), worker.run(), listen())]
         await asyncio.wait_for(ingest.subscribed.wait(), 10)
         await asyncio.wait_for(worker.subscribed.wait(), 10)
-        gateway = Gateway(GatewaySettings(gateway_id="e2e-gw", outbox_path=tmp_path / "ob.db",
-                                          uplink=UplinkSettings(host=host, port=port)))  # fmt: skip
+        gateway = Gateway(
+            GatewaySettings(
+                gateway_id="e2e-gw",
+                outbox_path=tmp_path / "ob.db",
+                uplink=UplinkSettings(host=host, port=port),
+            )
+        )
         gateway.sources.insert(0, SimulatedFleet(fleet, 170))
         async with gateway:
             await gateway.sources_done()
@@ -94,8 +110,9 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
         await asyncio.gather(*tasks, return_exceptions=True)
 
     assert readings.reading_count() == fleet.tally.readings
-    urgent = next(t for t in service.tickets(device_ids=[INFECTED])
-                  if t.rule_id == "dressing.infection_signs")  # fmt: skip
+    urgent = next(
+        t for t in service.tickets(device_ids=[INFECTED]) if t.rule_id == "dressing.infection_signs"
+    )
     assert urgent.tier is Tier.URGENT and urgent.state == "dispatched"
     assert urgent.assignee in {"eng-ana", "eng-ben"}  # north, skilled in patches, not full
     assert "region north, skilled in patch" in urgent.dispatch_reason
@@ -106,10 +123,20 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     mine = [(h, b) for h, b in receiver.received if json.loads(b)["ticket_id"] == urgent.id]
     assert len(mine) == 3  # service team, the engineer, the patient's carer
     for headers, body in mine:
-        assert verify_signature(SECRET.encode(), int(headers[TIMESTAMP_HEADER]), body,
-                                headers[SIGNATURE_HEADER], datetime.now(UTC))  # fmt: skip
-        assert not verify_signature(b"wrong", int(headers[TIMESTAMP_HEADER]), body,
-                                    headers[SIGNATURE_HEADER], datetime.now(UTC))  # fmt: skip
+        assert verify_signature(
+            SECRET.encode(),
+            int(headers[TIMESTAMP_HEADER]),
+            body,
+            headers[SIGNATURE_HEADER],
+            datetime.now(UTC),
+        )
+        assert not verify_signature(
+            b"wrong",
+            int(headers[TIMESTAMP_HEADER]),
+            body,
+            headers[SIGNATURE_HEADER],
+            datetime.now(UTC),
+        )
     carer = [json.loads(b) for _, b in mine if "message" in json.loads(b)]
     assert carer and "assignee" not in carer[0]
     # Every delivery recorded: three webhooks plus four MQTT topics for this ticket.

@@ -93,9 +93,7 @@ async def _supervise(run: IngestRun) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_ingest(
-    port: int, dsn: str, supervised: bool = True
-) -> AsyncIterator[IngestRun]:
+async def running_ingest(port: int, dsn: str, supervised: bool = True) -> AsyncIterator[IngestRun]:
     """An IngestWorker with a TimescaleStore, persistent MQTT v5 session, until exit."""
     store = TimescaleStore(dsn)
     store.migrate()
@@ -163,6 +161,9 @@ def start_gateway(
     # Popen keeps its own copy of the log's descriptor; ours can close at once.
     with open(tmp / "gateway.log", "ab") as log:
         return subprocess.Popen(
-            [str(VIGIL), "gateway", "run", *args], cwd=tmp, env=env,
-            stdout=subprocess.DEVNULL, stderr=log,
+            [str(VIGIL), "gateway", "run", *args],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )

@@ -29,12 +29,19 @@ async def test_broker_sigkill_under_load_loses_and_duplicates_nothing(
     expected = expected_patch_readings(SPEC, TICKS)
     simulation = SimulatedFleet(Fleet(SPEC), TICKS, TICK_WALL_S)
     settings = GatewaySettings(
-        gateway_id="gw-broker-kill", outbox_path=tmp_path / "outbox.db",
-        uplink=UplinkSettings(port=mosquitto.port, batch_max_readings=200,
-                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5),
+        gateway_id="gw-broker-kill",
+        outbox_path=tmp_path / "outbox.db",
+        uplink=UplinkSettings(
+            port=mosquitto.port,
+            batch_max_readings=200,
+            reconnect_backoff_s=0.1,
+            reconnect_backoff_max_s=0.5,
+        ),
     )
-    async with running_ingest(mosquitto.port, timescale_dsn) as ingest, \
-            Gateway(settings, [simulation]) as gateway:
+    async with (
+        running_ingest(mosquitto.port, timescale_dsn) as ingest,
+        Gateway(settings, [simulation]) as gateway,
+    ):
         while True:  # a third of the load produced, under way
             if simulation.ticks_done >= TICKS // 3:
                 break
@@ -58,7 +65,6 @@ async def test_broker_sigkill_under_load_loses_and_duplicates_nothing(
     assert tally.batch_readings == expected.count
 
 
-
 async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothing(
     mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path
 ) -> None:
@@ -67,10 +73,16 @@ async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothi
     expected = expected_patch_readings(SPEC, TICKS)
     simulation = SimulatedFleet(Fleet(SPEC), TICKS, TICK_WALL_S)
     settings = GatewaySettings(
-        gateway_id="gw-broker-kill-offline", outbox_path=tmp_path / "outbox.db",
-        uplink=UplinkSettings(port=mosquitto.port, batch_max_readings=200,
-                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5,
-                              confirm_timeout_s=1.0, max_unconfirmed=40),
+        gateway_id="gw-broker-kill-offline",
+        outbox_path=tmp_path / "outbox.db",
+        uplink=UplinkSettings(
+            port=mosquitto.port,
+            batch_max_readings=200,
+            reconnect_backoff_s=0.1,
+            reconnect_backoff_max_s=0.5,
+            confirm_timeout_s=1.0,
+            max_unconfirmed=40,
+        ),
     )
     acked = "vigil_gateway_batches_acked_total"
     async with Gateway(settings, [simulation]) as gateway:
@@ -83,8 +95,9 @@ async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothi
         # Kill within the autosave interval of a PUBACK: that batch is not on the broker's disk.
         latest = gateway.counters.value(acked)
         await _until(lambda: gateway.counters.value(acked) > latest)
-        at_risk = sum(1 for s in gateway.outbox.open_batch_states()
-                      if s.published_at_us is not None)
+        at_risk = sum(
+            1 for s in gateway.outbox.open_batch_states() if s.published_at_us is not None
+        )
         mosquitto.kill()
         await asyncio.sleep(1.0)
         mosquitto.start()
@@ -99,8 +112,10 @@ async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothi
             duplicates = ingest.worker.counters.value("vigil_ingest_batches_duplicate_total")
         assert gateway.counters.value("vigil_gateway_uplink_reconnects_total") >= 1
 
-    print(f"published, unconfirmed at the kill: {at_risk} batches; resent on timeout "
-          f"{resent_on_timeout:.0f}; duplicates absorbed by ingest {duplicates:.0f}")
+    print(
+        f"published, unconfirmed at the kill: {at_risk} batches; resent on timeout "
+        f"{resent_on_timeout:.0f}; duplicates absorbed by ingest {duplicates:.0f}"
+    )
     assert tally.count == expected.count, "readings lost"
     assert math.isclose(tally.value_sum, expected.value_sum, rel_tol=1e-12)
     assert tally.duplicate_keys == 0

@@ -47,16 +47,25 @@ async def test_postgres_stopped_mid_run_loses_and_duplicates_nothing(
     expected = expected_patch_readings(SPEC, TICKS)
     simulation = SimulatedFleet(Fleet(SPEC), TICKS, TICK_WALL_S)
     settings = GatewaySettings(
-        gateway_id="gw-db-outage", outbox_path=tmp_path / "outbox.db",
+        gateway_id="gw-db-outage",
+        outbox_path=tmp_path / "outbox.db",
         # A short confirmation timeout: the gateway resends into the outage, ingest absorbs it.
-        uplink=UplinkSettings(port=mosquitto.port, batch_max_readings=200,
-                              confirm_timeout_s=1.0, confirm_backoff_max_s=2.0),
+        uplink=UplinkSettings(
+            port=mosquitto.port,
+            batch_max_readings=200,
+            confirm_timeout_s=1.0,
+            confirm_backoff_max_s=2.0,
+        ),
     )
     store = TimescaleStore(postgres.dsn)
     store.migrate()
     worker = IngestWorker(
-        IngestSettings(port=mosquitto.port, client_id="db-outage-ingest",
-                       storage_backoff_s=0.1, storage_backoff_max_s=1.0),
+        IngestSettings(
+            port=mosquitto.port,
+            client_id="db-outage-ingest",
+            storage_backoff_s=0.1,
+            storage_backoff_max_s=1.0,
+        ),
         store,
     )
     counters = worker.counters
@@ -87,8 +96,10 @@ async def test_postgres_stopped_mid_run_loses_and_duplicates_nothing(
         store.close()
 
     retries = counters.value("vigil_ingest_storage_retries_total")
-    print(f"storage retries {retries:.0f}; duplicate batches absorbed "
-          f"{counters.value('vigil_ingest_batches_duplicate_total'):.0f}")
+    print(
+        f"storage retries {retries:.0f}; duplicate batches absorbed "
+        f"{counters.value('vigil_ingest_batches_duplicate_total'):.0f}"
+    )
     assert counters.value("vigil_ingest_storage_outages_total") >= 1
     assert retries >= 1
     assert counters.value("vigil_ingest_storage_unavailable") == 0
@@ -118,11 +129,12 @@ class FlakyStore(SQLiteStore):
 async def test_handle_retries_the_same_write_with_backoff_until_it_commits() -> None:
     store = FlakyStore(failures=3)
     store.migrate()
-    worker = IngestWorker(IngestSettings(storage_backoff_s=0.01, storage_backoff_max_s=0.02),
-                          store)
+    worker = IngestWorker(IngestSettings(storage_backoff_s=0.01, storage_backoff_max_s=0.02), store)
     sent = batches(2, 5, gateway_id="gw-flaky")
-    messages = [aiomqtt.Message(batch_topic("gw-flaky"), encode_batch(b), 1, False, i, None)
-                for i, b in enumerate(sent)]
+    messages = [
+        aiomqtt.Message(batch_topic("gw-flaky"), encode_batch(b), 1, False, i, None)
+        for i, b in enumerate(sent)
+    ]
     confirmations = await worker.handle(messages)
 
     assert [(c.gateway_id, list(c.batch_seqs)) for c in confirmations] == [("gw-flaky", [0, 1])]

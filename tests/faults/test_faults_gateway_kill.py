@@ -55,10 +55,19 @@ async def test_gateway_sigkill_mid_drain_then_restart_only_drains(
     outbox = tmp_path / "outbox.db"
     async with running_ingest(mosquitto.port, timescale_dsn):
         # Small batches, two in flight: a drain slow enough to be caught in the middle.
-        first = start_gateway(tmp_path, outbox, mosquitto.port, "--simulate-patches",
-                              str(PATCHES), "--ticks", str(TICKS), "--tick-wall-s", "0",
-                              VIGIL_GATEWAY__BATCH_MAX_READINGS="200",
-                              VIGIL_GATEWAY__MAX_INFLIGHT="2")
+        first = start_gateway(
+            tmp_path,
+            outbox,
+            mosquitto.port,
+            "--simulate-patches",
+            str(PATCHES),
+            "--ticks",
+            str(TICKS),
+            "--tick-wall-s",
+            "0",
+            VIGIL_GATEWAY__BATCH_MAX_READINGS="200",
+            VIGIL_GATEWAY__MAX_INFLIGHT="2",
+        )
         try:
             await _wait_for(lambda: appended_total(outbox) == expected.count)
             await _wait_for(lambda: reconcile(timescale_dsn).count > 0)
@@ -105,17 +114,29 @@ async def test_gateway_sigkill_while_producing_then_resimulate(
         assert await asyncio.to_thread(second.wait, 120) == 0
         tally = await wait_until_stored(timescale_dsn, expected.count)
 
-    print(f"appended at kill {appended_at_kill}/{expected.count}; "
-          f"repeats absorbed by key {tally.batch_readings - tally.count}")
+    print(
+        f"appended at kill {appended_at_kill}/{expected.count}; "
+        f"repeats absorbed by key {tally.batch_readings - tally.count}"
+    )
     assert tally.count == expected.count, "readings lost"
     assert math.isclose(tally.value_sum, expected.value_sum, rel_tol=1e-12)
     assert tally.duplicate_keys == 0
 
 
-async def test_gateway_exits_cleanly_on_sigterm(mosquitto: PrivateMosquitto,
-                                                 tmp_path: Path) -> None:
-    proc = start_gateway(tmp_path, tmp_path / "outbox.db", mosquitto.port,
-                         "--simulate-patches", "5", "--ticks", "100000", "--tick-wall-s", "0.01")
+async def test_gateway_exits_cleanly_on_sigterm(
+    mosquitto: PrivateMosquitto, tmp_path: Path
+) -> None:
+    proc = start_gateway(
+        tmp_path,
+        tmp_path / "outbox.db",
+        mosquitto.port,
+        "--simulate-patches",
+        "5",
+        "--ticks",
+        "100000",
+        "--tick-wall-s",
+        "0.01",
+    )
     await _wait_for(lambda: appended_total(tmp_path / "outbox.db") > 0)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 15) == 0

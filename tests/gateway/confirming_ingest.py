@@ -18,8 +18,10 @@ async def sqlite_ingest(
     """Run an IngestWorker (persistent session) storing into ``db`` until the block exits."""
     store = SQLiteStore(str(db))
     store.migrate()
-    worker = IngestWorker(IngestSettings(port=port, client_id=client_id, confirm=confirm,
-                                         reconnect_backoff_s=0.1), store)
+    worker = IngestWorker(
+        IngestSettings(port=port, client_id=client_id, confirm=confirm, reconnect_backoff_s=0.1),
+        store,
+    )
     task = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(worker.subscribed.wait(), 15)

@@ -226,8 +226,9 @@ def test_outbox_of_an_older_gateway_is_migrated(path: Path) -> None:
             [(r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq) for r in readings(0, 5)],
         )
         db.execute("INSERT INTO batches VALUES (7, 1, 3)")
-        db.executemany("INSERT INTO meta VALUES (?, ?)",
-                       [("last_batch_seq", 7), ("batched_through", 3)])
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)", [("last_batch_seq", 7), ("batched_through", 3)]
+        )
     box = Outbox(path, "gw-test")
     try:
         # Its open batch was only PUBACKed, never confirmed: unpublished, so it is resent.

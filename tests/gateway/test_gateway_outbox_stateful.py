@@ -90,8 +90,10 @@ class OutboxMachine(RuleBasedStateMachine):
         if still_open:
             self.published.setdefault(seq, self.clock_us)
 
-    @rule(picks=st.lists(st.integers(min_value=0, max_value=1_000), max_size=4),
-          strays=st.lists(st.integers(min_value=0, max_value=80), max_size=3))
+    @rule(
+        picks=st.lists(st.integers(min_value=0, max_value=1_000), max_size=4),
+        strays=st.lists(st.integers(min_value=0, max_value=80), max_size=3),
+    )
     def confirm(self, picks: list[int], strays: list[int]) -> None:
         """Ingest confirms some open batches, in any order, plus unknown or old seqs."""
         chosen = {self.unacked[p % len(self.unacked)] for p in picks} if self.unacked else set()
@@ -172,7 +174,9 @@ class OutboxMachine(RuleBasedStateMachine):
 
 
 OutboxMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestOutboxMachine = OutboxMachine.TestCase

@@ -22,8 +22,10 @@ BOUND = 100
 
 def readings(start: int, count: int) -> list[Reading]:
     """``count`` distinct valid readings numbered from ``start``."""
-    return [Reading("patch-0002", "skin_temp", 33.0, "degC", T0_US + i, i)
-            for i in range(start, start + count)]
+    return [
+        Reading("patch-0002", "skin_temp", 33.0, "degC", T0_US + i, i)
+        for i in range(start, start + count)
+    ]
 
 
 def drain(outbox: Outbox, down_to: int) -> None:
@@ -75,8 +77,9 @@ def test_drops_before_a_crash_still_raise_after_restart(tmp_path: Path) -> None:
 async def _collect_alerts(port: int, gateway_id: str, want: int) -> list[AlertEvent]:
     """Alert events for the gateway, from a persistent session subscribed beforehand."""
     events: list[AlertEvent] = []
-    async with aiomqtt.Client("127.0.0.1", port, identifier="alert-watch",
-                              clean_session=False) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier="alert-watch", clean_session=False
+    ) as client:
         await client.subscribe(alert_topic(gateway_id), qos=1)
         async for message in client.messages:
             assert isinstance(message.payload, bytes)
@@ -87,8 +90,9 @@ async def _collect_alerts(port: int, gateway_id: str, want: int) -> list[AlertEv
 
 
 async def _subscribe_once(port: int, gateway_id: str) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier="alert-watch",
-                              clean_session=False) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier="alert-watch", clean_session=False
+    ) as client:
         await client.subscribe(alert_topic(gateway_id), qos=1)
 
 
@@ -98,11 +102,17 @@ async def test_overflow_during_outage_is_published_after_reconnect(
     await _subscribe_once(mosquitto.port, "gw-o")  # the session queues alerts while away
     mosquitto.stop()  # the uplink is down from the start
     settings = GatewaySettings(
-        gateway_id="gw-o", outbox_path=tmp_path / "outbox.db", outbox_max_readings=BOUND,
+        gateway_id="gw-o",
+        outbox_path=tmp_path / "outbox.db",
+        outbox_max_readings=BOUND,
         # A batch published before ingest subscribed is resent after the short timeout.
-        uplink=UplinkSettings(port=mosquitto.port, batch_max_readings=10,
-                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5,
-                              confirm_timeout_s=1.0),
+        uplink=UplinkSettings(
+            port=mosquitto.port,
+            batch_max_readings=10,
+            reconnect_backoff_s=0.1,
+            reconnect_backoff_max_s=0.5,
+            confirm_timeout_s=1.0,
+        ),
     )
     async with Gateway(settings) as gateway:
         await gateway.accept(readings(0, 70))

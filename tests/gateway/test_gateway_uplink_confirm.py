@@ -25,8 +25,10 @@ pytestmark = pytest.mark.services
 
 def readings(start: int, count: int) -> list[Reading]:
     """``count`` distinct valid readings numbered from ``start``."""
-    return [Reading("patch-0003", "wound_temp", 31.0 + i % 10 / 10, "degC", T0_US + i, i)
-            for i in range(start, start + count)]
+    return [
+        Reading("patch-0003", "wound_temp", 31.0 + i % 10 / 10, "degC", T0_US + i, i)
+        for i in range(start, start + count)
+    ]
 
 
 async def until(condition: Callable[[], bool], within_s: float = 20.0) -> None:
@@ -41,10 +43,16 @@ async def until(condition: Callable[[], bool], within_s: float = 20.0) -> None:
 def settings(tmp_path: Path, port: int, gateway_id: str, **uplink: Any) -> GatewaySettings:
     """A gateway with small batches on a private outbox file."""
     return GatewaySettings(
-        gateway_id=gateway_id, outbox_path=tmp_path / "outbox.db",
-        uplink=UplinkSettings(port=port, batch_max_readings=10, linger_s=0.01,
-                              reconnect_backoff_s=0.1, reconnect_backoff_max_s=0.5,
-                              **uplink),
+        gateway_id=gateway_id,
+        outbox_path=tmp_path / "outbox.db",
+        uplink=UplinkSettings(
+            port=port,
+            batch_max_readings=10,
+            linger_s=0.01,
+            reconnect_backoff_s=0.1,
+            reconnect_backoff_max_s=0.5,
+            **uplink,
+        ),
     )
 
 
@@ -55,8 +63,14 @@ async def test_unconfirmed_batches_are_bounded_resent_with_backoff_then_drained(
     async with sqlite_ingest(mosquitto.port, db):
         pass  # ingest's persistent session exists, then ingest goes down
     caplog.set_level(logging.WARNING, logger="gateway.uplink")
-    config = settings(tmp_path, mosquitto.port, "gw-bp", max_unconfirmed=3,
-                      confirm_timeout_s=0.3, confirm_backoff_max_s=30.0)
+    config = settings(
+        tmp_path,
+        mosquitto.port,
+        "gw-bp",
+        max_unconfirmed=3,
+        confirm_timeout_s=0.3,
+        confirm_backoff_max_s=30.0,
+    )
     async with Gateway(config) as gateway:
         await gateway.accept(readings(0, 100))
         await until(lambda: gateway.outbox.stats().published_batches == 3)
@@ -77,8 +91,9 @@ async def test_unconfirmed_batches_are_bounded_resent_with_backoff_then_drained(
         async with sqlite_ingest(mosquitto.port, db) as ingest:
             await asyncio.wait_for(gateway.drained(), 30)
             assert ingest.store.reading_count() == 100
-            await until(lambda: ingest.counters.value("vigil_ingest_messages_total")
-                        >= 10 + resent)  # every queued copy came through
+            await until(
+                lambda: ingest.counters.value("vigil_ingest_messages_total") >= 10 + resent
+            )  # every queued copy came through
             duplicates = ingest.counters.value("vigil_ingest_batches_duplicate_total")
         assert gateway.counters.value("vigil_gateway_readings_confirmed_total") == 100
         assert gateway.counters.value("vigil_gateway_confirmations_total") >= 1
@@ -124,22 +139,23 @@ async def test_only_valid_confirmations_for_this_gateway_remove_batches(
 ) -> None:
     config = settings(tmp_path, mosquitto.port, "gw-conf", confirm_timeout_s=60.0)
     topic = confirm_topic("gw-conf")
-    async with Gateway(config) as gateway, aiomqtt.Client(
-        "127.0.0.1", mosquitto.port, identifier="confirmer"
-    ) as client:
+    async with (
+        Gateway(config) as gateway,
+        aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="confirmer") as client,
+    ):
         await gateway.accept(readings(0, 30))
         await until(lambda: gateway.outbox.stats().published_batches == 3)
         await client.publish(topic, b"\x00not json", qos=1)
-        await client.publish(topic, b'{"v": 2, "gateway_id": "gw-conf", "batch_seqs": [1]}',
-                             qos=1)
-        await client.publish(topic, encode_confirmation(Confirmation.of("gw-x", [1, 2, 3])),
-                             qos=1)
-        await client.publish(topic, encode_confirmation(Confirmation.of("gw-conf", [2, 999])),
-                             qos=1)
+        await client.publish(topic, b'{"v": 2, "gateway_id": "gw-conf", "batch_seqs": [1]}', qos=1)
+        await client.publish(topic, encode_confirmation(Confirmation.of("gw-x", [1, 2, 3])), qos=1)
+        await client.publish(
+            topic, encode_confirmation(Confirmation.of("gw-conf", [2, 999])), qos=1
+        )
         await until(lambda: gateway.counters.value("vigil_gateway_confirmations_total") == 1)
         assert gateway.counters.value("vigil_gateway_confirmations_rejected_total") == 3
         assert [s.batch_seq for s in gateway.outbox.open_batch_states()] == [1, 3]
-        await client.publish(topic, encode_confirmation(Confirmation.of("gw-conf", [1, 2, 3])),
-                             qos=1)
+        await client.publish(
+            topic, encode_confirmation(Confirmation.of("gw-conf", [1, 2, 3])), qos=1
+        )
         await asyncio.wait_for(gateway.drained(), 10)
         assert gateway.counters.value("vigil_gateway_readings_confirmed_total") == 30

@@ -32,8 +32,12 @@ def r(device: str, metric: str, minute: float, value: float, seq: int = 0) -> Re
     return Reading(device, metric, value, METRICS[metric].unit, at(minute), seq)
 
 
-def run(rules: Sequence[AnyRule], steps: Sequence[Step], registry: Registry | None = None,
-        capacity: int = 32) -> list[AlertEvent]:
+def run(
+    rules: Sequence[AnyRule],
+    steps: Sequence[Step],
+    registry: Registry | None = None,
+    capacity: int = 32,
+) -> list[AlertEvent]:
     """Feed steps to both engines, assert they agree, return the engine's events."""
     engine = RuleEngine(rules, registry, window_capacity=capacity)
     reference = ReferenceEngine(rules, registry, window_capacity=capacity)

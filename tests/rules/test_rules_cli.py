@@ -16,20 +16,25 @@ runner = CliRunner()
 
 def test_check_names_file_rule_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - {id: x, kind: threshold, severity: dire, source: s, "
-                   "scope: {metric: nope}, raise: {above: 1}, clear: {below: 0}}\n")
+    bad.write_text(
+        "rules:\n  - {id: x, kind: threshold, severity: dire, source: s, "
+        "scope: {metric: nope}, raise: {above: 1}, clear: {below: 0}}\n"
+    )
     result = runner.invoke(app, ["check", str(bad)])
     assert result.exit_code == 1
     lines = result.output.splitlines()
-    assert f"{bad}: rule 'x': severity: unknown severity 'dire'; use one of info, warning, " \
-           "critical" in lines
+    assert (
+        f"{bad}: rule 'x': severity: unknown severity 'dire'; use one of info, warning, "
+        "critical" in lines
+    )
     assert any(line.startswith(f"{bad}: rule 'x': scope.metric: unknown metric") for line in lines)
 
 
 def test_check_accepts_the_shipped_packs() -> None:
     packs = Path(__file__).parents[2] / "rules" / "packs"
-    result = runner.invoke(app, ["check", str(packs / "dressings.yaml"),
-                                 str(packs / "equipment.yaml")])
+    result = runner.invoke(
+        app, ["check", str(packs / "dressings.yaml"), str(packs / "equipment.yaml")]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -39,8 +44,11 @@ def test_replay_prints_alerts_from_stored_history(tmp_path: Path) -> None:
         store.migrate()
         readings = tuple(r("us-1", "ng_voltage", m, 4.0 if m >= 5 else 0.5, m) for m in range(9))
         store.store_batches([Batch("gw", 0, readings)])
-    result = runner.invoke(app, ["replay", "--storage-url", f"sqlite:///{db}",
-                                 "--pack", "equipment"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["replay", "--storage-url", f"sqlite:///{db}", "--pack", "equipment"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "equipment.ng.high" in result.output and "raised" in result.output
     assert "us-1" in result.output

@@ -31,8 +31,9 @@ def test_packs_load_with_sources_and_default_marker(name: str) -> None:
         assert len(rule.source) > 20, rule.id
         metric = rule.scope.metric
         assert metric is None or metric in METRICS
-        assert isinstance(rule, SilenceRule | CompositeRule) or metric or rule.kind == (
-            "battery_low")
+        assert (
+            isinstance(rule, SilenceRule | CompositeRule) or metric or rule.kind == ("battery_low")
+        )
 
 
 def test_unknown_pack() -> None:
@@ -57,13 +58,13 @@ def test_good_file_loads(tmp_path: Path) -> None:
         (("kind: sustained", "kind: sustain"), "ph", "kind", "unknown kind"),
         (("severity: warning", "severity: dire"), "ph", "severity", "unknown severity"),
         (("    source: Gethin 2007\n", ""), "ph", "source", "Field required"),
-        (("clear: {below: 7.0}", "clear: {below: 7.0, above: 8}"), "ph", "clear",
-         "exactly one"),
+        (("clear: {below: 7.0}", "clear: {below: 7.0, above: 8}"), "ph", "clear", "exactly one"),
         (("above: 7.3, for: 6h", "above: 7.3"), "ph", "", "raise.for greater than zero"),
     ],
 )
-def test_errors_name_file_rule_and_field(tmp_path: Path, change: tuple[str, str], rule_id: str,
-                                         field: str, fragment: str) -> None:
+def test_errors_name_file_rule_and_field(
+    tmp_path: Path, change: tuple[str, str], rule_id: str, field: str, fragment: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(GOOD.replace(*change))
     with pytest.raises(RuleFileError) as info:
@@ -78,10 +79,14 @@ def test_errors_name_file_rule_and_field(tmp_path: Path, change: tuple[str, str]
 
 def test_cross_rule_problems(tmp_path: Path) -> None:
     path = tmp_path / "cross.yaml"
-    path.write_text(GOOD + GOOD.split("rules:\n")[1] + """
+    path.write_text(
+        GOOD
+        + GOOD.split("rules:\n")[1]
+        + """
   - {id: c1, kind: composite, severity: info, source: s, all_of: [c2]}
   - {id: c2, kind: composite, severity: info, source: s, any_of: [c1, ghost]}
-""")
+"""
+    )
     problems = check_rule_file(path)
     assert any("rule 'ph': id: duplicate rule id" in p for p in problems)
     assert any("rule 'c2'" in p and "unknown rule 'ghost'" in p for p in problems)

@@ -18,12 +18,17 @@ rules:
 
 def test_late_and_duplicate_readings_are_dropped_and_counted() -> None:
     engine = RuleEngine(RULES)
-    engine.process_readings([r("d", "exudate", 5, 20), r("d", "exudate", 3, 20),
-                             r("d", "exudate", 5, 99)])  # in-batch: sorted; repeat of 5 dropped
-    engine.process_readings([r("d", "exudate", 4, 20), r("d", "exudate", 5, 20),
-                             r("d", "exudate", 6, 20)])
-    assert (engine.stats.accepted, engine.stats.dropped_late,
-            engine.stats.dropped_duplicate) == (3, 1, 2)
+    engine.process_readings(
+        [r("d", "exudate", 5, 20), r("d", "exudate", 3, 20), r("d", "exudate", 5, 99)]
+    )  # in-batch: sorted; repeat of 5 dropped
+    engine.process_readings(
+        [r("d", "exudate", 4, 20), r("d", "exudate", 5, 20), r("d", "exudate", 6, 20)]
+    )
+    assert (engine.stats.accepted, engine.stats.dropped_late, engine.stats.dropped_duplicate) == (
+        3,
+        1,
+        2,
+    )
 
 
 def test_in_batch_order_does_not_matter() -> None:
@@ -33,15 +38,20 @@ def test_in_batch_order_does_not_matter() -> None:
 
 
 def test_late_reading_cannot_rewrite_history() -> None:
-    steps = [[r("d", "exudate", 0, 20)], [r("d", "exudate", 3, 1)], [r("d", "exudate", 2, 20)],
-             [r("d", "exudate", 4, 20)]]
+    steps = [
+        [r("d", "exudate", 0, 20)],
+        [r("d", "exudate", 3, 1)],
+        [r("d", "exudate", 2, 20)],
+        [r("d", "exudate", 4, 20)],
+    ]
     assert summary(run(RULES, steps)) == []
 
 
 def test_columns_from_readings_interns_devices() -> None:
     engine = RuleEngine(RULES)
-    cols = columns_from_readings([r("x", "exudate", 0, 1), r("y", "battery", 1, 2),
-                                  r("x", "exudate", 2, 3)], engine.devices)
+    cols = columns_from_readings(
+        [r("x", "exudate", 0, 1), r("y", "battery", 1, 2), r("x", "exudate", 2, 3)], engine.devices
+    )
     assert cols.device.tolist() == [0, 1, 0]
     assert [METRIC_NAMES[m] for m in cols.metric.tolist()] == ["exudate", "battery", "exudate"]
     assert len(cols) == 3
@@ -66,8 +76,9 @@ def test_unknown_metric_is_rejected() -> None:
 
 @pytest.mark.parametrize("cut", range(1, 9))
 def test_restart_mid_stream_gives_the_same_alerts(cut: int) -> None:
-    steps = each([r("d", "exudate", m, v) for m, v in
-                  enumerate([20, 20, 20, 1, 20, 20, 20, 20, 2])])
+    steps = each(
+        [r("d", "exudate", m, v) for m, v in enumerate([20, 20, 20, 1, 20, 20, 20, 20, 2])]
+    )
     plain = RuleEngine(RULES)
     expected = [e for s in steps for e in plain.process_readings(s)]
     engine = RuleEngine(RULES)
@@ -124,8 +135,12 @@ def test_restore_survives_a_catalog_reorder(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(engine_module, "METRIC_CODES", {n: i for i, n in enumerate(names)})
     restored = RuleEngine.restore(RULES, None, blob)
     assert restored.active("t") == ["d"]
-    cleared = restored.process(Columns(
-        np.array([restored.devices.intern("d")], dtype=np.intp),
-        np.array([names.index("exudate")], dtype=np.intp),
-        np.array([1.0]), np.array([r("d", "exudate", 5, 1).ts_us], dtype=np.int64)))
+    cleared = restored.process(
+        Columns(
+            np.array([restored.devices.intern("d")], dtype=np.intp),
+            np.array([names.index("exudate")], dtype=np.intp),
+            np.array([1.0]),
+            np.array([r("d", "exudate", 5, 1).ts_us], dtype=np.int64),
+        )
+    )
     assert [e.transition.value for e in cleared] == ["cleared"]

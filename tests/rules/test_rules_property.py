@@ -39,14 +39,17 @@ rules:
      clear_when: none_active}
   - {id: any, kind: composite, severity: info, source: t, any_of: [rep, sil_dev, both]}
 """)
-REGISTRY = {"a": DeviceInfo(kind="patch", reference="b"),
-            "b": DeviceInfo(kind="patch", reference="a"),
-            "c": DeviceInfo(kind="ultrasound")}
+REGISTRY = {
+    "a": DeviceInfo(kind="patch", reference="b"),
+    "b": DeviceInfo(kind="patch", reference="a"),
+    "c": DeviceInfo(kind="ultrasound"),
+}
 DEVICES = ("a", "b", "c")
 METRIC_NAMES = ("wound_temp", "skin_temp", "error_code", "battery")
 
-raw_reading = st.tuples(st.sampled_from(DEVICES), st.sampled_from(METRIC_NAMES),
-                        st.integers(-3, 4), st.integers(0, 20))
+raw_reading = st.tuples(
+    st.sampled_from(DEVICES), st.sampled_from(METRIC_NAMES), st.integers(-3, 4), st.integers(0, 20)
+)
 step = st.one_of(st.lists(raw_reading, max_size=24), st.integers(0, 10))
 
 
@@ -62,14 +65,16 @@ def _build(raw_steps: list[list[tuple[str, str, int, int]] | int]) -> list[list[
         for seq, (device, metric, delta, level) in enumerate(raw):
             clock = max(1, clock + delta)
             value = float(level % 3) if metric == "error_code" else level / 4
-            batch.append(Reading(device, metric, value, METRICS[metric].unit,
-                                 T0 + clock * MIN, seq))
+            batch.append(
+                Reading(device, metric, value, METRICS[metric].unit, T0 + clock * MIN, seq)
+            )
         steps.append(batch)
     return steps
 
 
-def _replay(steps: list[list[Reading] | int], restart_at: int, capacity: int
-            ) -> tuple[list[AlertEvent], list[AlertEvent]]:
+def _replay(
+    steps: list[list[Reading] | int], restart_at: int, capacity: int
+) -> tuple[list[AlertEvent], list[AlertEvent]]:
     engine = RuleEngine(RULES, REGISTRY, window_capacity=capacity)
     reference = ReferenceEngine(RULES, REGISTRY, window_capacity=capacity)
     got: list[AlertEvent] = []
@@ -89,8 +94,9 @@ def _replay(steps: list[list[Reading] | int], restart_at: int, capacity: int
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, max_size=20), st.integers(0, 20), st.sampled_from([4, 32]))
-def test_engine_matches_reference(raw_steps: list[list[tuple[str, str, int, int]] | int],
-                                  restart_at: int, capacity: int) -> None:
+def test_engine_matches_reference(
+    raw_steps: list[list[tuple[str, str, int, int]] | int], restart_at: int, capacity: int
+) -> None:
     got, want = _replay(_build(raw_steps), restart_at, capacity)
     assert got == want
 
@@ -99,12 +105,21 @@ def test_packs_match_reference_on_a_large_random_fleet() -> None:
     rng = random.Random(7)
     rules = load_pack("dressings") + load_pack("equipment")
     patches = [f"p{i}" for i in range(40)]
-    registry = {p: DeviceInfo(kind="patch", reference=patches[i ^ 1])
-                for i, p in enumerate(patches)}
+    registry = {
+        p: DeviceInfo(kind="patch", reference=patches[i ^ 1]) for i, p in enumerate(patches)
+    }
     machines = [f"m{i}" for i in range(20)]
-    level = {"wound_ph": (6.5, 8.0), "wound_temp": (28.0, 40.0), "skin_temp": (27.0, 37.0),
-             "exudate": (0.0, 100.0), "battery": (0.0, 100.0), "mains_voltage": (200.0, 260.0),
-             "ng_voltage": (0.0, 3.0), "probe_health": (50.0, 100.0), "error_code": (0.0, 2.0)}
+    level = {
+        "wound_ph": (6.5, 8.0),
+        "wound_temp": (28.0, 40.0),
+        "skin_temp": (27.0, 37.0),
+        "exudate": (0.0, 100.0),
+        "battery": (0.0, 100.0),
+        "mains_voltage": (200.0, 260.0),
+        "ng_voltage": (0.0, 3.0),
+        "probe_health": (50.0, 100.0),
+        "error_code": (0.0, 2.0),
+    }
     engine = RuleEngine(rules, registry)
     reference = ReferenceEngine(rules, registry)
     total = 0
@@ -112,13 +127,18 @@ def test_packs_match_reference_on_a_large_random_fleet() -> None:
         batch = []
         for _ in range(150):
             device = rng.choice(patches + machines)
-            metrics = ("wound_ph", "wound_temp", "skin_temp", "exudate", "battery") if (
-                device.startswith("p")) else ("mains_voltage", "ng_voltage", "probe_health",
-                                              "error_code")
+            metrics = (
+                ("wound_ph", "wound_temp", "skin_temp", "exudate", "battery")
+                if (device.startswith("p"))
+                else ("mains_voltage", "ng_voltage", "probe_health", "error_code")
+            )
             metric = rng.choice(metrics)
             lo, hi = level[metric]
-            value = float(rng.randint(0, 2)) if metric == "error_code" else (
-                round(rng.uniform(lo, hi) * 4) / 4)
+            value = (
+                float(rng.randint(0, 2))
+                if metric == "error_code"
+                else (round(rng.uniform(lo, hi) * 4) / 4)
+            )
             ts = T0 + (batch_no * 10 + rng.randint(-15, 10)) * MIN
             batch.append(Reading(device, metric, value, METRICS[metric].unit, ts, 0))
         got, want = engine.process_readings(batch), reference.process(batch)

@@ -115,8 +115,9 @@ async def test_a_restarted_runtime_publishes_what_a_crash_left_unpublished(
 ) -> None:
     store = SQLiteStore(str(tmp_path / "vigil.db"))
     store.migrate()
-    settings = RuntimeSettings(snapshot_path=tmp_path / "rules.snap", data_clock=True,
-                               outbox_every_s=60.0)
+    settings = RuntimeSettings(
+        snapshot_path=tmp_path / "rules.snap", data_clock=True, outbox_every_s=60.0
+    )
     # First process: it stores the alert and dies before publishing it (no publisher yet).
     async with RuleRuntime(RULES, {}, store, None, settings) as first:
         for batch in _wet_batches():
@@ -131,8 +132,7 @@ async def test_a_restarted_runtime_publishes_what_a_crash_left_unpublished(
         alert_listener(mosquitto.port, received),
         RuleRuntime(RULES, {}, store, None, settings) as second,
     ):
-        worker = RulesWorker(RulesWorkerSettings(port=mosquitto.port, client_id="outbox-w"),
-                             second)
+        worker = RulesWorker(RulesWorkerSettings(port=mosquitto.port, client_id="outbox-w"), second)
         task = asyncio.create_task(worker.run())
         try:
             await _until(lambda: bool(received))

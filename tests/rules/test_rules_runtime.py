@@ -80,8 +80,9 @@ async def test_unpublished_alerts_go_out_oldest_first_before_new_ones(tmp_path: 
         publisher.down = False
         # The next alert waits behind the two pending ones, which go out first.
         await runtime.on_stored([_batch(9, 21, 5.0)])
-    order = [(e.rule_id, e.transition.value) for e in map(decode_alert,
-                                                          (p for _, p in publisher.sent))]
+    order = [
+        (e.rule_id, e.transition.value) for e in map(decode_alert, (p for _, p in publisher.sent))
+    ]
     assert order[:2] == [("wet", "raised"), ("quiet", "raised")]
     assert sorted(order[2:]) == [("quiet", "cleared"), ("wet", "cleared")]
     assert store.unpublished_alert_events() == []

@@ -43,10 +43,22 @@ def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
     """``service.api:app_from_env`` in its own uvicorn process; yields the base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.api:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, **env},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.api:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

@@ -53,10 +53,22 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "VIGIL_SERVICE_DB": str(db), "VIGIL_SERVICE_TOKENS": json.dumps(TOKENS)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.api:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.api:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -85,9 +97,14 @@ def test_requests_without_a_valid_token_are_refused(api: str, token: str | None)
 
 @pytest.mark.parametrize(
     ("token", "visible"),
-    [("adm", ["d1", "d2", "k1"]), ("eng2", ["d1", "d2", "k1"]), ("h1", ["d1", "k1"]),
-     ("h2", ["d2"]), ("pat", ["k1"])],
-)  # fmt: skip
+    [
+        ("adm", ["d1", "d2", "k1"]),
+        ("eng2", ["d1", "d2", "k1"]),
+        ("h1", ["d1", "k1"]),
+        ("h2", ["d2"]),
+        ("pat", ["k1"]),
+    ],
+)
 def test_each_role_sees_only_its_devices(api: str, token: str, visible: list[str]) -> None:
     assert [d["id"] for d in client(api, token).get("/devices").json()] == visible
 
@@ -110,8 +127,9 @@ def test_one_click_repair_through_to_sign_off(api: str) -> None:
         assert eng1.post(f"/tickets/{tid}/events", json=event).status_code == 200
     again = eng1.post(f"/tickets/{tid}/events", json={"event": "accept"})
     assert again.status_code == 409 and "not allowed" in again.json()["detail"]
-    signed = h1.post(f"/tickets/{tid}/events",
-                     json={"event": "sign_off", "signer": "Nurse A", "report": "ok"})  # fmt: skip
+    signed = h1.post(
+        f"/tickets/{tid}/events", json={"event": "sign_off", "signer": "Nurse A", "report": "ok"}
+    )
     assert signed.status_code == 200 and signed.json()["signature"]["signer"] == "Nurse A"
     sla = h1.get(f"/tickets/{tid}/sla").json()
     assert sla["respond"]["stopped_at"] is not None and not sla["breached"]

@@ -50,25 +50,41 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
         readings = TimescaleStore(name)
         readings.migrate()
         rows = tuple(
-            Reading("k1", "wound_ph", 7.0 + i / 100, "pH", us_from_datetime(BASE) + i * 60_000_000,
-                    i)
+            Reading(
+                "k1", "wound_ph", 7.0 + i / 100, "pH", us_from_datetime(BASE) + i * 60_000_000, i
+            )
             for i in range(120)
-        )  # fmt: skip
+        )
         readings.store_batches([Batch(gateway_id="gw", batch_seq=1, readings=rows)])
-        readings.store_alert_events([
-            AlertEvent(device_id="k1", rule_id="dressing.ph.alkaline", severity=Severity.WARNING,
-                       transition=AlertTransition.RAISED, at_us=us_from_datetime(NOW)),
-            AlertEvent(device_id="d2", rule_id="endo.x", severity=Severity.CRITICAL,
-                       transition=AlertTransition.RAISED, at_us=us_from_datetime(NOW)),
-        ])  # fmt: skip
+        readings.store_alert_events(
+            [
+                AlertEvent(
+                    device_id="k1",
+                    rule_id="dressing.ph.alkaline",
+                    severity=Severity.WARNING,
+                    transition=AlertTransition.RAISED,
+                    at_us=us_from_datetime(NOW),
+                ),
+                AlertEvent(
+                    device_id="d2",
+                    rule_id="endo.x",
+                    severity=Severity.CRITICAL,
+                    transition=AlertTransition.RAISED,
+                    at_us=us_from_datetime(NOW),
+                ),
+            ]
+        )
         readings.close()
         yield name
 
 
 @pytest.fixture(scope="module")
 def api(dsn: str) -> Iterator[str]:
-    env = {"VIGIL_SERVICE_STORE_URL": dsn, "VIGIL_SERVICE_TOKENS": tokens_env(TOKENS),
-           "VIGIL_READINGS_URL": dsn}  # fmt: skip
+    env = {
+        "VIGIL_SERVICE_STORE_URL": dsn,
+        "VIGIL_SERVICE_TOKENS": tokens_env(TOKENS),
+        "VIGIL_READINGS_URL": dsn,
+    }
     with uvicorn_api(env) as base:
         yield base
 
@@ -78,8 +94,17 @@ def client(base: str, token: str | None) -> httpx.Client:
     return httpx.Client(base_url=base, headers=headers, timeout=30)
 
 
-ROUTES = ["/devices", "/devices/k1", "/devices/k1/file", "/devices/k1/readings", "/alerts",
-          "/tickets", "/kpis", "/reports/s1", "/audit/verify"]  # fmt: skip
+ROUTES = [
+    "/devices",
+    "/devices/k1",
+    "/devices/k1/file",
+    "/devices/k1/readings",
+    "/alerts",
+    "/tickets",
+    "/kpis",
+    "/reports/s1",
+    "/audit/verify",
+]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -107,19 +132,28 @@ def test_device_file_gathers_everything_reachable_from_the_device(api: str) -> N
     kit = client(api, "pat").get("/devices/k1/file").json()
     assert [a["rule_id"] for a in kit["alerts"]] == ["dressing.ph.alkaline"]
     transitions = adm.get(f"/tickets/{made['id']}/transitions").json()
-    assert [c["state"] for c in transitions] == ["open", "dispatched", "accepted", "on_site",
-                                                 "resolved"]  # fmt: skip
+    assert [c["state"] for c in transitions] == [
+        "open",
+        "dispatched",
+        "accepted",
+        "on_site",
+        "resolved",
+    ]
 
 
 def test_readings_raw_and_bucketed(api: str) -> None:
     pat = client(api, "pat")
     since = BASE.isoformat()
     until = (BASE + timedelta(hours=1)).isoformat()
-    raw = pat.get("/devices/k1/readings", params={"metric": "wound_ph", "since": since,
-                                                  "until": until, "limit": 5})  # fmt: skip
+    raw = pat.get(
+        "/devices/k1/readings",
+        params={"metric": "wound_ph", "since": since, "until": until, "limit": 5},
+    )
     assert raw.status_code == 200 and [r["seq"] for r in raw.json()] == [0, 1, 2, 3, 4]
-    buckets = pat.get("/devices/k1/readings", params={
-        "metric": "wound_ph", "since": since, "until": until, "bucket_s": 900}).json()  # fmt: skip
+    buckets = pat.get(
+        "/devices/k1/readings",
+        params={"metric": "wound_ph", "since": since, "until": until, "bucket_s": 900},
+    ).json()
     assert sum(b["samples"] for b in buckets) == 60
     assert buckets[0]["min"] == pytest.approx(7.0)
     assert pat.get("/devices/k1/readings", params={"bucket_s": 60}).status_code == 422
@@ -145,8 +179,13 @@ def test_scopes_per_role(api: str) -> None:
 
 def test_kpis_and_half_yearly_report(api: str) -> None:
     kpis = client(api, "h1").get("/kpis").json()
-    assert {"respond_attainment", "resolve_attainment", "first_time_fix",
-            "failure_rate_by_model", "problems"} <= kpis.keys()  # fmt: skip
+    assert {
+        "respond_attainment",
+        "resolve_attainment",
+        "first_time_fix",
+        "failure_rate_by_model",
+        "problems",
+    } <= kpis.keys()
     report = client(api, "h1").get("/reports/s1", params={"day": NOW.date().isoformat()})
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Service report Hospital s1" in report.text and "Audit log head" in report.text
@@ -188,13 +227,35 @@ def test_schemathesis_finds_no_server_errors(api: str, token: str, tmp_path: Pat
     run = subprocess.run(
         # One worker: with several threads CPython 3.11's ast module fails inside hypothesis's
         # source inspection ("AST constructor recursion depth mismatch"), a flaky tool crash.
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{api}/openapi.json",
-         "--checks", "not_a_server_error", "--max-examples", "20", "--seed", "7",
-         "--header", f"Authorization: Bearer {token}", "--workers", "1",
-         "--phases", "examples,coverage,fuzzing", "--request-timeout", "30",
-         "--suppress-health-check", "all", "--no-color"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{api}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "20",
+            "--seed",
+            "7",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "30",
+            "--suppress-health-check",
+            "all",
+            "--no-color",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     print(run.stdout[-1500:])
     assert "No issues found" in run.stdout or "passed" in run.stdout

@@ -31,9 +31,12 @@ def store() -> Iterator[SqliteStore]:
 
 def raised(at_us: int = int(T0.timestamp() * 1e6)) -> AlertEvent:
     return AlertEvent(
-        device_id="d1", rule_id="probe", severity=Severity.CRITICAL,
-        transition=AlertTransition.RAISED, at_us=at_us,
-    )  # fmt: skip
+        device_id="d1",
+        rule_id="probe",
+        severity=Severity.CRITICAL,
+        transition=AlertTransition.RAISED,
+        at_us=at_us,
+    )
 
 
 def test_alert_opens_dispatches_and_audits(store: SqliteStore) -> None:

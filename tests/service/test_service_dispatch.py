@@ -81,9 +81,14 @@ def alert(
     at_us: int = int(T0.timestamp() * 1e6),
 ) -> AlertEvent:
     return AlertEvent(
-        device_id="d1", rule_id=rule, severity=severity, transition=transition_, at_us=at_us,
-        message="probe degraded", evidence={"probe_health": 41.0},
-    )  # fmt: skip
+        device_id="d1",
+        rule_id=rule,
+        severity=severity,
+        transition=transition_,
+        at_us=at_us,
+        message="probe degraded",
+        evidence={"probe_health": 41.0},
+    )
 
 
 def test_raised_alert_opens_a_ticket() -> None:

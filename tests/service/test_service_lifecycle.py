@@ -55,9 +55,15 @@ def test_happy_path_records_every_step() -> None:
     )
     assert t.state is S.CLOSED
     assert [c.state for c in t.history] == [
-        S.OPEN, S.DISPATCHED, S.ACCEPTED, S.ON_SITE, S.RESOLVED, S.SIGNED_OFF, S.FOLLOWED_UP,
+        S.OPEN,
+        S.DISPATCHED,
+        S.ACCEPTED,
+        S.ON_SITE,
+        S.RESOLVED,
+        S.SIGNED_OFF,
+        S.FOLLOWED_UP,
         S.CLOSED,
-    ]  # fmt: skip
+    ]
     assert t.assignee == "e1" and t.dispatch_reason == "nearest"
     assert t.fault == "probe" and t.resolution == "replaced"
     assert t.signature is not None

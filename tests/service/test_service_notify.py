@@ -66,10 +66,16 @@ async def run(
         slept.append(seconds)
 
     ok = await deliver(
-        Webhook("http://hook", SECRET), "ev1", "ticket.opened", {"id": "t1"},
-        send=sender, record=recorded.append, clock=lambda: NOW, sleep=sleep,
+        Webhook("http://hook", SECRET),
+        "ev1",
+        "ticket.opened",
+        {"id": "t1"},
+        send=sender,
+        record=recorded.append,
+        clock=lambda: NOW,
+        sleep=sleep,
         policy=policy or RetryPolicy(),
-    )  # fmt: skip
+    )
     return ok, recorded, slept
 
 
@@ -129,9 +135,14 @@ async def test_real_http_delivery_is_signed_and_recorded(receiver: str) -> None:
 
     async with HttpSender(timeout=5) as send:
         ok = await deliver(
-            Webhook(receiver, SECRET), "ev9", "ticket.escalated", {"ticket": "t1"},
-            send=send, record=store.record_delivery, sleep=no_wait,
-        )  # fmt: skip
+            Webhook(receiver, SECRET),
+            "ev9",
+            "ticket.escalated",
+            {"ticket": "t1"},
+            send=send,
+            record=store.record_delivery,
+            sleep=no_wait,
+        )
     assert ok
     assert [(d.attempt, d.status) for d in store.deliveries("ev9")] == [(1, 502), (2, 204)]
     headers, body = _Hook.received[-1]

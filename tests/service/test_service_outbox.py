@@ -37,10 +37,19 @@ SECRET = "outbox-secret"
 def settings(port: int, url: str, **notify: Any) -> WorkerSettings:
     """A worker on ``port`` that sends the team and engineer e1 webhooks to ``url``."""
     hook = Endpoint(url=url, secret=SECRET)
-    config = NotifyConfig(service_team=(hook,), engineers={"e1": (hook,)},
-                          **{"attempts": 3, "backoff_s": 0.05, **notify})  # fmt: skip
-    return WorkerSettings(host="127.0.0.1", port=port, client_id="outbox-test", tick_s=3600,
-                          notify=config, outbox_poll_s=0.1)  # fmt: skip
+    config = NotifyConfig(
+        service_team=(hook,),
+        engineers={"e1": (hook,)},
+        **{"attempts": 3, "backoff_s": 0.05, **notify},
+    )
+    return WorkerSettings(
+        host="127.0.0.1",
+        port=port,
+        client_id="outbox-test",
+        tick_s=3600,
+        notify=config,
+        outbox_poll_s=0.1,
+    )
 
 
 def seed(store: ServiceStore) -> None:
@@ -50,8 +59,13 @@ def seed(store: ServiceStore) -> None:
     store.put_engineer(engineer("e1"))
 
 
-ALERT = AlertEvent(device_id="d1", rule_id="scope.leak", severity=Severity.CRITICAL,
-                   transition=AlertTransition.RAISED, at_us=1_772_442_000_000_000)  # fmt: skip
+ALERT = AlertEvent(
+    device_id="d1",
+    rule_id="scope.leak",
+    severity=Severity.CRITICAL,
+    transition=AlertTransition.RAISED,
+    at_us=1_772_442_000_000_000,
+)
 
 
 async def running(worker: ServiceWorker) -> asyncio.Task[None]:
@@ -152,8 +166,10 @@ async def test_killed_process_sends_after_restart(
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-c", CRASH_AFTER_COMMIT, str(path), str(mosquitto.port), receiver.url],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL
     assert receiver.received == []
 
@@ -184,8 +200,9 @@ async def test_breach_during_downtime_is_reported_after_restart(
     await asyncio.wait_for(worker.drain(), 10)
     await stop(task)
     breached = [b for _, b in receiver.events(EVENT_ID_HEADER)]
-    assert breached == [{"ticket_id": "a", "clock": "respond", "tier": "urgent",
-                         "at": (T0 + hours(1)).isoformat()}]  # fmt: skip
+    assert breached == [
+        {"ticket_id": "a", "clock": "respond", "tier": "urgent", "at": (T0 + hours(1)).isoformat()}
+    ]
     assert store.cursor(BREACH_CURSOR) == T0 + hours(5)
     # Scanning again reports nothing twice.
     assert await worker.scan_breaches(T0 + hours(5) + timedelta(seconds=1)) == []
@@ -216,5 +233,3 @@ async def test_gives_up_after_the_last_retry_and_keeps_the_failure(
     mqtt = [i for i in store.notifications() if i.channel is Channel.MQTT]
     assert mqtt and all(i.status is OutboxStatus.DONE for i in mqtt)
     store.close()
-
-

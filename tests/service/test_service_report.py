@@ -25,10 +25,32 @@ PLOTS = (
 )
 # Every element a report may contain: HTML structure and what matplotlib writes into an SVG.
 ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code",
-    "table", "thead", "tbody", "tr", "th", "td",
-    "svg", "defs", "g", "path", "rect", "clipPath", "use", "text",
-}  # fmt: skip
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "code",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "svg",
+    "defs",
+    "g",
+    "path",
+    "rect",
+    "clipPath",
+    "use",
+    "text",
+}
 
 
 def alert(
@@ -151,8 +173,14 @@ def test_monthly_alerts_tickets_and_sla() -> None:
     ]
     html = report(devices, tickets, alerts)
     months = rows(section(html, "SLA attainment"))
-    assert [m[0] for m in months] == ["Jan 2026", "Feb 2026", "Mar 2026", "Apr 2026",
-                                      "May 2026", "Jun 2026"]  # fmt: skip
+    assert [m[0] for m in months] == [
+        "Jan 2026",
+        "Feb 2026",
+        "Mar 2026",
+        "Apr 2026",
+        "May 2026",
+        "Jun 2026",
+    ]
     # month, alerts info/warning/critical, tickets urgent/general, response, resolution
     assert months[2] == ["Mar 2026", "0/0/1", "1/0", "1/1", "1/1"]
     assert months[3] == ["Apr 2026", "0/0/0", "0/1", "0/1", "0/1"]
@@ -289,9 +317,14 @@ def test_hostile_text_is_escaped_everywhere() -> None:
 
 def test_empty_hospital_renders() -> None:
     html = hospital_report(
-        Site(id="empty", hospital="New wing", region="north"), [], [], START, END, SlaConfig(),
+        Site(id="empty", hospital="New wing", region="north"),
+        [],
+        [],
+        START,
+        END,
+        SlaConfig(),
         alerts=[],
-    )  # fmt: skip
+    )
     assert html.count("<svg") == len(PLOTS)
     assert "<td>devices installed</td><td>0</td>" in html
     assert "<td>response within SLA</td><td>– of 0</td>" in html

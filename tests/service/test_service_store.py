@@ -184,9 +184,18 @@ def _url_of(dsn: str) -> str:
 
 def _item(key: str, *, next_s: float = 0, event_id: str = "ev1") -> OutboxItem:
     at = T0 + timedelta(seconds=next_s)
-    return OutboxItem(key=key, event_id=event_id, channel=Channel.WEBHOOK, target="http://x/h",
-                      role="service", subject="team", event="ticket.opened",
-                      payload={"ticket_id": "a", "n": 1.5}, created_at=T0, next_at=at)  # fmt: skip
+    return OutboxItem(
+        key=key,
+        event_id=event_id,
+        channel=Channel.WEBHOOK,
+        target="http://x/h",
+        role="service",
+        subject="team",
+        event="ticket.opened",
+        payload={"ticket_id": "a", "n": 1.5},
+        created_at=T0,
+        next_at=at,
+    )
 
 
 def test_outbox_commits_and_rolls_back_with_the_ticket(store: ServiceStore) -> None:

@@ -32,8 +32,14 @@ OLD_TIMESCALE_ALERTS = """
 
 
 def _alert(at_us: int) -> AlertEvent:
-    return AlertEvent(device_id="patch-1", rule_id="temp-high", severity=Severity.WARNING,
-                      transition=AlertTransition.RAISED, at_us=at_us, message="m")
+    return AlertEvent(
+        device_id="patch-1",
+        rule_id="temp-high",
+        severity=Severity.WARNING,
+        transition=AlertTransition.RAISED,
+        at_us=at_us,
+        message="m",
+    )
 
 
 def _check_upgraded(store: ReadingStore, old: AlertEvent) -> None:
@@ -53,9 +59,18 @@ def test_sqlite_alerts_table_gains_published_at(tmp_path: Path) -> None:
     old = _alert(T0_US)
     with sqlite3.connect(path) as conn:
         conn.execute(OLD_SQLITE_ALERTS)
-        conn.execute("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (old.device_id, old.rule_id, int(old.severity), old.transition.value,
-                      old.at_us, old.message, "{}"))
+        conn.execute(
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                old.device_id,
+                old.rule_id,
+                int(old.severity),
+                old.transition.value,
+                old.at_us,
+                old.message,
+                "{}",
+            ),
+        )
     conn.close()
     with SQLiteStore(str(path)) as store:
         store.migrate()
@@ -68,8 +83,14 @@ def test_timescale_alerts_table_gains_published_at(timescale_dsn: str) -> None:
         conn.execute(OLD_TIMESCALE_ALERTS)
         conn.execute(
             "INSERT INTO alerts VALUES (%s, %s, %s, %s, to_timestamp(%s / 1e6), %s, '{}')",
-            (old.device_id, old.rule_id, int(old.severity), old.transition.value, old.at_us,
-             old.message),
+            (
+                old.device_id,
+                old.rule_id,
+                int(old.severity),
+                old.transition.value,
+                old.at_us,
+                old.message,
+            ),
         )
     with TimescaleStore(timescale_dsn) as store:
         store.migrate()

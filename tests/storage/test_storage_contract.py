@@ -119,9 +119,7 @@ def test_readings_keep_their_batch_of_origin(store: ReadingStore) -> None:
 
 
 @pytest.mark.parametrize("overlap", ["same_batches", "same_readings_other_batches"])
-def test_concurrent_writers_store_exactly_one_copy(
-    open_migrated: OpenStore, overlap: str
-) -> None:
+def test_concurrent_writers_store_exactly_one_copy(open_migrated: OpenStore, overlap: str) -> None:
     workers = [open_migrated(), open_migrated()]
     rounds = [batches(4, 250, gateway_id=f"gw-round-{n}", start=n * 1000) for n in range(5)]
     outcomes: list[list[StoreOutcome]] = [[], []]
@@ -161,8 +159,14 @@ def test_concurrent_writers_store_exactly_one_copy(
 
 def test_dead_letters_round_trip(store: ReadingStore) -> None:
     letters = [
-        DeadLetter(T0_US + i, "vigil/v1/gateways/gw-1/batches", f"bad {i}", bytes([i, 0, 255]),
-                   "gw-1" if i % 2 else None, i if i % 2 else None)
+        DeadLetter(
+            T0_US + i,
+            "vigil/v1/gateways/gw-1/batches",
+            f"bad {i}",
+            bytes([i, 0, 255]),
+            "gw-1" if i % 2 else None,
+            i if i % 2 else None,
+        )
         for i in range(5)
     ]
     store.store_dead_letters(letters)
@@ -174,8 +178,12 @@ def test_dead_letters_round_trip(store: ReadingStore) -> None:
 
 def test_alert_events_are_idempotent(store: ReadingStore) -> None:
     raised = AlertEvent(
-        device_id="patch-1", rule_id="temp-high", severity=Severity.CRITICAL,
-        transition=AlertTransition.RAISED, at_us=T0_US, message="wound too warm",
+        device_id="patch-1",
+        rule_id="temp-high",
+        severity=Severity.CRITICAL,
+        transition=AlertTransition.RAISED,
+        at_us=T0_US,
+        message="wound too warm",
         evidence={"threshold": 38.5, "window": [{"ts_us": T0_US, "value": 39.1}], "n": 3},
     )
     cleared = raised.model_copy(
@@ -190,12 +198,21 @@ def test_alert_events_are_idempotent(store: ReadingStore) -> None:
     assert store.fetch_alert_events("nobody") == []
 
 
-def alert(device_id: str, at_us: int, transition: AlertTransition = AlertTransition.RAISED,
-          rule_id: str = "temp-high") -> AlertEvent:
+def alert(
+    device_id: str,
+    at_us: int,
+    transition: AlertTransition = AlertTransition.RAISED,
+    rule_id: str = "temp-high",
+) -> AlertEvent:
     """An alert event of ``rule_id`` on ``device_id`` at ``at_us``."""
     return AlertEvent(
-        device_id=device_id, rule_id=rule_id, severity=Severity.WARNING, transition=transition,
-        at_us=at_us, message="m", evidence={"n": 1},
+        device_id=device_id,
+        rule_id=rule_id,
+        severity=Severity.WARNING,
+        transition=transition,
+        at_us=at_us,
+        message="m",
+        evidence={"n": 1},
     )
 
 
@@ -234,11 +251,13 @@ def test_marking_unknown_or_no_alerts_is_harmless(store: ReadingStore) -> None:
     store.store_alert_events([stored])
     store.mark_alerts_published([])
     # Same device and rule as a stored event, but not its key: nothing is marked.
-    store.mark_alerts_published([
-        alert("patch-1", T0_US + 1),
-        alert("patch-1", T0_US, AlertTransition.CLEARED),
-        alert("nobody", T0_US),
-    ])
+    store.mark_alerts_published(
+        [
+            alert("patch-1", T0_US + 1),
+            alert("patch-1", T0_US, AlertTransition.CLEARED),
+            alert("nobody", T0_US),
+        ]
+    )
     assert store.unpublished_alert_events() == [stored]
     assert store.fetch_alert_events() == [stored]
 
@@ -269,8 +288,10 @@ def test_fetch_readings_filters_and_orders(store: ReadingStore) -> None:
     assert store.fetch_readings(device_id="patch-2") == noise[:5]
     assert store.fetch_readings(metric="wound_ph") == noise[5:]
     window = store.fetch_readings(
-        device_id="patch-1", metric="wound_temp",
-        since_us=wanted[2].ts_us, until_us=wanted[5].ts_us,
+        device_id="patch-1",
+        metric="wound_temp",
+        since_us=wanted[2].ts_us,
+        until_us=wanted[5].ts_us,
     )
     assert window == wanted[2:5]
     assert store.fetch_readings(device_id="patch-1", metric="wound_temp", limit=3) == wanted[:3]
@@ -297,10 +318,12 @@ def test_bucketed(store: ReadingStore) -> None:
         assert (low, high, samples) == (min(values), max(values), 60)
         assert avg == pytest.approx(math.fsum(values) / 60)
     # Buckets align to the epoch, not to the query window, and the window is half-open.
-    partial = store.bucketed("patch-1", "wound_temp", 600, T0_US + 5 * MINUTE_US,
-                             T0_US + 20 * MINUTE_US)
+    partial = store.bucketed(
+        "patch-1", "wound_temp", 600, T0_US + 5 * MINUTE_US, T0_US + 20 * MINUTE_US
+    )
     assert [(b.bucket_start_us, b.samples) for b in partial] == [
-        (T0_US, 5), (T0_US + 10 * MINUTE_US, 10)
+        (T0_US, 5),
+        (T0_US + 10 * MINUTE_US, 10),
     ]
     assert store.bucketed("nobody", "wound_temp", 60, T0_US, T0_US + 3600 * 1_000_000) == []
     with pytest.raises(ValueError):

@@ -38,6 +38,7 @@ def audit_verify(
         console.print(f"audit log intact: {len(entries)} rows, head {head}")
         return
     for problem in result.problems:
-        console.print(f"[red]row seq={problem.seq}[/red] (position {problem.index}): "
-                      f"{problem.reason}")  # fmt: skip
+        console.print(
+            f"[red]row seq={problem.seq}[/red] (position {problem.index}): {problem.reason}"
+        )
     raise typer.Exit(1)

@@ -97,14 +97,21 @@ def gateway_run(
         # The profile's outbox sizing, links and batching replace the generic settings.
         settings = profile.settings
         sources.append(profile.acquisition())
-        console.print(f"{profile.kind} gateway {settings.gateway_id}: "
-                      f"{len(profile.paired)} paired patches")
+        console.print(
+            f"{profile.kind} gateway {settings.gateway_id}: {len(profile.paired)} paired patches"
+        )
     if simulate_patches:
         s = vigil.simulator
-        fleet = Fleet(FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0,
-                                tick_s=s.tick_s))
-        sources.append(SimulatedFleet(fleet, ticks if ticks is not None else s.ticks,
-                                      tick_wall_s if tick_wall_s is not None else s.tick_wall_s))
+        fleet = Fleet(
+            FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0, tick_s=s.tick_s)
+        )
+        sources.append(
+            SimulatedFleet(
+                fleet,
+                ticks if ticks is not None else s.ticks,
+                tick_wall_s if tick_wall_s is not None else s.tick_wall_s,
+            )
+        )
 
     from vigil.stopping import run_until_stopped
 
@@ -157,14 +164,22 @@ def _profile(
         store = load_keystore(keys)
         if patient is not None:
             return home_kit_profile(
-                store, patient, gateway_id=vigil.gateway.id, state_dir=state_dir,
-                uplink_host=vigil.uplink_broker.host, uplink_port=vigil.uplink_broker.port,
+                store,
+                patient,
+                gateway_id=vigil.gateway.id,
+                state_dir=state_dir,
+                uplink_host=vigil.uplink_broker.host,
+                uplink_port=vigil.uplink_broker.port,
             )
         uplink = vigil.gateway_settings().uplink
-        site = SiteBrokerSettings(vigil.site_broker.host, vigil.site_broker.port,
-                                  vigil.gateway.site) if vigil.gateway.bridge_equipment else None
-        return ward_profile(store, gateway_id=vigil.gateway.id, state_dir=state_dir,
-                            uplink=uplink, site_broker=site)
+        site = (
+            SiteBrokerSettings(vigil.site_broker.host, vigil.site_broker.port, vigil.gateway.site)
+            if vigil.gateway.bridge_equipment
+            else None
+        )
+        return ward_profile(
+            store, gateway_id=vigil.gateway.id, state_dir=state_dir, uplink=uplink, site_broker=site
+        )
     except KeyStoreError as exc:
         # Unwrapped and unmarked-up: the message carries a path and a command to copy.
         console.print(f"key store: {exc}", style="red", soft_wrap=True, markup=False)

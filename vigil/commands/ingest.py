@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 def ingest_run(
     rules: Annotated[
         bool,
-        typer.Option(help="Run the rules on what is stored, in process ([rules] settings); "
-                          "use --no-rules beside `vigil rules run` or with a shared group."),
+        typer.Option(
+            help="Run the rules on what is stored, in process ([rules] settings); "
+            "use --no-rules beside `vigil rules run` or with a shared group."
+        ),
     ] = True,
 ) -> None:
     """Run one ingest worker until interrupted."""
@@ -45,15 +47,17 @@ def ingest_run(
     def publisher() -> aiomqtt.Client:
         # Its own connection: the ingest client's session only consumes.
         protocol = aiomqtt.ProtocolVersion.V5 if ingest.mqtt_v5 else aiomqtt.ProtocolVersion.V311
-        return aiomqtt.Client(ingest.host, ingest.port, identifier=f"{ingest.client_id}-alerts",
-                              protocol=protocol)
+        return aiomqtt.Client(
+            ingest.host, ingest.port, identifier=f"{ingest.client_id}-alerts", protocol=protocol
+        )
 
     async def main() -> None:
         if not rules:
             await IngestWorker(ingest, store).run()
             return
-        async with RuleRuntime(chosen, registry, store, None,
-                               settings.runtime_settings()) as runtime:
+        async with RuleRuntime(
+            chosen, registry, store, None, settings.runtime_settings()
+        ) as runtime:
             link = asyncio.create_task(publish_through(runtime, publisher))
             try:
                 await IngestWorker(ingest, store, on_stored=runtime.on_stored).run()

@@ -23,8 +23,10 @@ console = Console()
 
 PackOption = Annotated[
     list[str] | None,
-    typer.Option("--pack", help="A shipped rule pack (dressings, equipment); repeatable "
-                                "[default: rules.packs].")
+    typer.Option(
+        "--pack",
+        help="A shipped rule pack (dressings, equipment); repeatable [default: rules.packs].",
+    ),
 ]
 RulesOption = Annotated[
     list[Path] | None,
@@ -32,8 +34,10 @@ RulesOption = Annotated[
 ]
 RegistryOption = Annotated[
     Path | None,
-    typer.Option(help="YAML/JSON device registry: {device: {kind, model, site, reference}} "
-                      "[default: rules.registry_file]."),
+    typer.Option(
+        help="YAML/JSON device registry: {device: {kind, model, site, reference}} "
+        "[default: rules.registry_file]."
+    ),
 ]
 REPLAY_CHUNK = 20_000
 
@@ -70,8 +74,11 @@ def rules_replay(
     with store:
         readings = store.fetch_readings(since_us=_us(since), until_us=_us(until))
     events = replay(rules, registry_from(registry), readings)
-    console.print(alert_table(events, title=f"{len(events)} alert events from "
-                                               f"{len(readings):,} stored readings"))
+    console.print(
+        alert_table(
+            events, title=f"{len(events)} alert events from {len(readings):,} stored readings"
+        )
+    )
 
 
 @app.command("run")
@@ -113,8 +120,9 @@ def rules_run(
         run_until_stopped(main())
 
 
-def replay(rules: list[AnyRule], registry: Registry | None, readings: list[Reading]
-           ) -> list[AlertEvent]:
+def replay(
+    rules: list[AnyRule], registry: Registry | None, readings: list[Reading]
+) -> list[AlertEvent]:
     """Evaluate readings in time order, ticking silence rules at the newest reading so far."""
     from rules import RuleEngine
 
@@ -134,13 +142,15 @@ def alert_table(events: list[AlertEvent], title: str) -> Table:
         table.add_column(name)
     for e in events:
         at = datetime.fromtimestamp(e.at_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(at, e.device_id, e.rule_id, e.severity.name.lower(), e.transition.value,
-                      e.message)
+        table.add_row(
+            at, e.device_id, e.rule_id, e.severity.name.lower(), e.transition.value, e.message
+        )
     return table
 
 
-def load_rules(packs: list[str] | None, files: list[Path] | None,
-               settings: VigilSettings | None = None) -> list[AnyRule]:
+def load_rules(
+    packs: list[str] | None, files: list[Path] | None, settings: VigilSettings | None = None
+) -> list[AnyRule]:
     """The rules named on the command line, else those of ``settings``; exit 2 on a bad one."""
     from rules import RuleFileError, load_pack, load_rule_file
 

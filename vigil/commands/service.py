@@ -15,9 +15,12 @@ app = typer.Typer(help="The service backbone: ticket worker and REST API.", no_a
 
 StoreUrl = Annotated[
     str | None,
-    typer.Option("--store-url", help="sqlite:///path or postgresql://… (a libpq DSN works too) "
-                                     "[default: service.store_url]."),
-]  # fmt: skip
+    typer.Option(
+        "--store-url",
+        help="sqlite:///path or postgresql://… (a libpq DSN works too) "
+        "[default: service.store_url].",
+    ),
+]
 
 
 @app.command("run")
@@ -37,13 +40,15 @@ def service_run(
     ] = None,
     tick_s: Annotated[
         float | None,
-        typer.Option(help="Seconds between escalation/SLA/schedule runs "
-                          "[default: service.tick_interval_s]."),
+        typer.Option(
+            help="Seconds between escalation/SLA/schedule runs [default: service.tick_interval_s]."
+        ),
     ] = None,
     notify: Annotated[
         Path | None,
-        typer.Option(help="JSON file of webhook endpoints (NotifyConfig) "
-                          "[default: service.notify_file]."),
+        typer.Option(
+            help="JSON file of webhook endpoints (NotifyConfig) [default: service.notify_file]."
+        ),
     ] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
@@ -71,8 +76,9 @@ def service_api(
     store_url: StoreUrl = None,
     tokens: Annotated[
         Path | None,
-        typer.Option(help='JSON file: token → {"role": …, "subject": …} '
-                          "[default: service.tokens_file]."),
+        typer.Option(
+            help='JSON file: token → {"role": …, "subject": …} [default: service.tokens_file].'
+        ),
     ] = None,
     readings_url: Annotated[
         str | None, typer.Option(help="ReadingStore URL [default: service.readings_url].")
@@ -94,5 +100,6 @@ def service_api(
     os.environ["VIGIL_SERVICE_TOKENS"] = json.dumps(json.loads(tokens_file.read_text()))
     if readings := readings_url or s.readings_url:
         os.environ["VIGIL_READINGS_URL"] = readings
-    uvicorn.run("service.api:app_from_env", factory=True, host=host or s.api_host,
-                port=port or s.api_port)
+    uvicorn.run(
+        "service.api:app_from_env", factory=True, host=host or s.api_host, port=port or s.api_port
+    )

@@ -21,15 +21,24 @@ def sim_run() -> None:
 
     settings = VigilSettings()
     s = settings.simulator
-    fleet = Fleet(FleetSpec(seed=s.seed, patches=0, equipment=s.equipment, tick_s=s.tick_s,
-                            site=settings.gateway.site))
-    source = SimulatedFleet(fleet, s.ticks, s.tick_wall_s,
-                            site_broker=(settings.site_broker.host, settings.site_broker.port))
+    fleet = Fleet(
+        FleetSpec(
+            seed=s.seed,
+            patches=0,
+            equipment=s.equipment,
+            tick_s=s.tick_s,
+            site=settings.gateway.site,
+        )
+    )
+    source = SimulatedFleet(
+        fleet,
+        s.ticks,
+        s.tick_wall_s,
+        site_broker=(settings.site_broker.host, settings.site_broker.port),
+    )
 
     async def discard(_: object) -> None:
         return None
 
     asyncio.run(source.run(discard))
     console.print(f"published {fleet.tally.readings:,} equipment readings")
-
-
