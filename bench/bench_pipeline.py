@@ -29,7 +29,7 @@ from contract import Reading
 from gateway.app import Gateway, GatewaySettings
 from gateway.source import ReadingSink
 from gateway.uplink import UplinkSettings
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from simulator.fleet import Fleet, FleetSpec
 from tests.servers import PrivateMosquitto, PrivatePostgres
 

@@ -26,7 +26,7 @@ import aiomqtt
 from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
 from contract.codec import encode_batch
 from contract.topics import alert_topic, batch_topic
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from ingest.worker import IngestSettings, IngestWorker
 from rules import RuleEngine, load_pack
 from service.model import Device, Engineer, Site, Ticket

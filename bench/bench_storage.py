@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from contract import Batch, Reading
-from ingest.storage.base import datetime_from_us
-from ingest.storage.sqlite import SQLiteStore
-from ingest.storage.timescale import READING_COLUMNS, TimescaleStore, copy_readings
+from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import READING_COLUMNS, TimescaleStore, copy_readings
+from infra.time_us import datetime_from_us
 from tests.servers import PrivatePostgres
 
 BATCH_SIZE = 1_000

@@ -78,7 +78,9 @@ class Outage:
         if self.since is None:
             self.since = time.monotonic()
             self.count += 1
-            log.warning("%s unavailable (%s); holding work, retrying in %.1fs", self.what, exc, delay)
+            log.warning(
+                "%s unavailable (%s); holding work, retrying in %.1fs", self.what, exc, delay
+            )
         else:
             log.info("%s still unavailable after %.1fs (%s)", self.what, self.elapsed(), exc)
 

@@ -30,9 +30,10 @@ import aiomqtt
 from contract import Batch, Confirmation, ContractError, decode_batch, encode_confirmation
 from contract.confirm import split_confirmation
 from contract.topics import batch_subscription, confirm_topic
+from infra.errors import StorageUnavailable
+from infra.mqtt_session import ack, enable_manual_ack, persistent_client
+from infra.telemetry.base import DeadLetter, ReadingStore
 from ingest.counters import IngestCounters
-from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
-from ingest.storage.base import DeadLetter, ReadingStore, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

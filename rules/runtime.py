@@ -28,7 +28,7 @@ import aiomqtt
 
 from contract import AlertEvent, Batch, Reading, Severity
 from contract.topics import alert_topic
-from ingest.storage.base import StorageUnavailable
+from infra.errors import StorageUnavailable
 from rules.alerts import ActiveAlert, AlertBook
 from rules.engine import RuleEngine
 from rules.model import AnyRule
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class AlertStore(Protocol):
-    """The part of ``ingest.storage.ReadingStore`` the runtime needs."""
+    """The part of ``infra.telemetry.ReadingStore`` the runtime needs."""
 
     def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
         """Store alert events, ignoring ones already stored; return how many were new."""

@@ -15,7 +15,7 @@ import aiomqtt
 
 from contract import ContractError, decode_batch
 from contract.topics import batch_subscription
-from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
+from infra.mqtt_session import ack, enable_manual_ack, persistent_client
 from rules.runtime import RuleRuntime
 
 log = logging.getLogger(__name__)

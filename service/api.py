@@ -24,7 +24,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contract import METRICS, AlertEvent
-from ingest.storage.base import ReadingStore, us_from_datetime
+from infra.telemetry.base import ReadingStore
+from infra.time_us import us_from_datetime
 from service import desk
 from service.audit import verify
 from service.kpis import attainment, failure_rate_by_model, first_time_fix, problem_database
@@ -539,7 +540,7 @@ def app_from_env() -> FastAPI:
     tokens = {token: Principal.model_validate(p) for token, p in raw.items()}
     readings: ReadingStore | None = None
     if readings_url := os.environ.get("VIGIL_READINGS_URL"):
-        from ingest.storage import open_store
+        from infra.telemetry import open_store
 
         readings = open_store(readings_url)
         readings.migrate()

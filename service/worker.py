@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contract import AlertEvent, ContractError, decode_alert
 from contract.topics import alert_subscription, notification_topic
-from ingest.mqtt_session import ack, enable_manual_ack, persistent_client
+from infra.mqtt_session import ack, enable_manual_ack, persistent_client
 from service import desk
 from service.audit import canonical_json
 from service.escalation import Escalation

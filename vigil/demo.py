@@ -28,8 +28,8 @@ from contract.topics import batch_topic
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
-from ingest.storage import open_store
-from ingest.storage.base import datetime_from_us
+from infra.telemetry import open_store
+from infra.time_us import datetime_from_us
 from ingest.worker import IngestSettings, IngestWorker
 from rules import AnyRule, load_pack
 from rules.runtime import RuleRuntime, RuntimeSettings

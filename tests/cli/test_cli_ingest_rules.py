@@ -13,7 +13,7 @@ import pytest
 
 from contract import AlertTransition, Batch, decode_alert, encode_batch
 from contract.topics import alert_topic, batch_topic
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from tests.rules.harness import r
 from tests.servers import PrivateMosquitto
 

@@ -13,7 +13,7 @@ import psycopg
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import Fleet
 from simulator.runner import SimulatedFleet

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from contract.reading import Reading
 from gateway.ble import BleAcquisition, PairedPatch
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.bleak_backend import Emission, VirtualPatch
 from tests.servers import PrivateMosquitto

@@ -19,7 +19,7 @@ from contract import AlertEvent, AlertTransition
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from rules import RuleEngine, load_pack
 from rules.runtime import RuleRuntime, RuntimeSettings

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.app import Gateway, GatewaySettings
 from gateway.uplink import UplinkSettings
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from rules import load_pack
 from rules.runtime import RuleRuntime

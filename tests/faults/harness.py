@@ -16,7 +16,7 @@ from pathlib import Path
 import aiomqtt
 import psycopg
 
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import Fleet, FleetSpec
 

@@ -15,9 +15,9 @@ from contract import Batch, encode_batch
 from contract.topics import batch_topic
 from gateway.app import Gateway, GatewaySettings
 from gateway.uplink import UplinkSettings
-from ingest.storage import StorageUnavailable, StoreOutcome
-from ingest.storage.sqlite import SQLiteStore
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry import StorageUnavailable, StoreOutcome
+from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet

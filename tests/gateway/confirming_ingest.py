@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from ingest.worker import IngestSettings, IngestWorker
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from contract import Batch
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from tests.rules.harness import r
 from vigil.commands.rules import app
 

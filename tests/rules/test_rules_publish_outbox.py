@@ -10,7 +10,7 @@ from pathlib import Path
 import aiomqtt
 
 from contract import AlertEvent, AlertTransition, Batch
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from rules.runtime import RuleRuntime, RuntimeSettings, publish_through
 from rules.worker import RulesWorker, RulesWorkerSettings
 from tests.alert_listener import alert_listener

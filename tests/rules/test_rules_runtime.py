@@ -7,7 +7,7 @@ from pathlib import Path
 import aiomqtt
 
 from contract import AlertTransition, Batch, decode_alert
-from ingest.storage.sqlite import SQLiteStore
+from infra.telemetry.sqlite import SQLiteStore
 from rules.runtime import RuleRuntime, RuntimeSettings
 from tests.rules.harness import MIN, T0, r, rules_from
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
-from ingest.storage.base import us_from_datetime
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry.timescale import TimescaleStore
+from infra.time_us import us_from_datetime
 from service.audit import verify
 from service.model import Patient, TicketKind
 from service.store_postgres import PostgresStore

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.storage import ReadingStore, open_store
+from infra.telemetry import ReadingStore, open_store
 
 OpenStore = Callable[[], ReadingStore]
 

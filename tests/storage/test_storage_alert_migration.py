@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 
 from contract import AlertEvent, AlertTransition, Severity
-from ingest.storage import ReadingStore
-from ingest.storage.sqlite import SQLiteStore
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry import ReadingStore
+from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import TimescaleStore
 from tests.storage.factories import T0_US
 
 OLD_SQLITE_ALERTS = """

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from ingest.storage import DeadLetter, ReadingStore, StoreOutcome
+from infra.telemetry import DeadLetter, ReadingStore, StoreOutcome
 from tests.storage.conftest import OpenStore
 from tests.storage.factories import MINUTE_US, T0_US, batch, batches, reading
 
@@ -349,7 +349,7 @@ def test_migrate_keeps_publication_state(store: ReadingStore) -> None:
 
 
 def test_concurrent_migrations(open_migrated: OpenStore, store_url: str) -> None:
-    from ingest.storage import open_store
+    from infra.telemetry import open_store
 
     stores = [open_store(store_url) for _ in range(4)]
     errors: list[BaseException] = []
@@ -371,7 +371,7 @@ def test_concurrent_migrations(open_migrated: OpenStore, store_url: str) -> None
 
 
 def test_context_manager_closes(store_url: str) -> None:
-    from ingest.storage import open_store
+    from infra.telemetry import open_store
 
     with open_store(store_url) as store:
         store.migrate()

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest.storage import StorageUnavailable, StoreOutcome, timescale_schema
-from ingest.storage.sqlite import SQLiteStore
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry import StorageUnavailable, StoreOutcome, timescale_schema
+from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import TimescaleStore
 from tests.servers import PrivatePostgres
 from tests.storage.factories import batches
 

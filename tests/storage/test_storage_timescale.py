@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from contract import Reading
-from ingest.storage import StoreOutcome
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry import StoreOutcome
+from infra.telemetry.timescale import TimescaleStore
 from tests.storage.factories import T0_US, batch, batches, reading
 
 DAY_US = 86_400_000_000

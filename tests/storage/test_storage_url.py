@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.storage import open_store
-from ingest.storage.sqlite import SQLiteStore
-from ingest.storage.timescale import TimescaleStore
+from infra.telemetry import open_store
+from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import TimescaleStore
 
 
 def test_sqlite_file_url(tmp_path: Path) -> None:

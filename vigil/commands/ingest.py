@@ -15,7 +15,7 @@ from rich.console import Console
 from vigil.settings import VigilSettings
 
 if TYPE_CHECKING:
-    from ingest.storage import ReadingStore
+    from infra.telemetry import ReadingStore
 
 app = typer.Typer(help="The ingest worker.", no_args_is_help=True)
 console = Console()
@@ -72,7 +72,7 @@ def ingest_run(
 
 def _open_when_reachable(url: str, backoff_max_s: float = 30.0) -> ReadingStore:
     """Open and migrate the store, waiting out a database that is not up yet (e.g. at boot)."""
-    from ingest.storage import StorageUnavailable, open_store
+    from infra.telemetry import StorageUnavailable, open_store
 
     backoff = 0.5
     while True:

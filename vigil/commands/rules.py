@@ -67,7 +67,7 @@ def rules_replay(
     registry: RegistryOption = None,
 ) -> None:
     """Run the rules over stored readings and print the alerts they raise and clear."""
-    from ingest.storage import open_store
+    from infra.telemetry import open_store
 
     rules = load_rules(pack, rule_file)
     store = open_store(storage_url)
@@ -94,7 +94,7 @@ def rules_run(
     ] = None,
 ) -> None:
     """Run the broker-fed rules worker until interrupted (broker and storage from settings)."""
-    from ingest.storage import open_store
+    from infra.telemetry import open_store
     from rules.runtime import RuleRuntime
     from rules.worker import RulesWorker
     from vigil.settings import VigilSettings

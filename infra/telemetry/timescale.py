@@ -16,17 +16,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from ingest.storage import timescale_schema
-from ingest.storage.base import (
+from infra.errors import StorageUnavailable
+from infra.telemetry import timescale_schema
+from infra.telemetry.base import (
     Bucket,
     DeadLetter,
-    StorageUnavailable,
     StoreContext,
     StoreOutcome,
     check_bucket_seconds,
-    datetime_from_us,
 )
-from ingest.storage.claims import claim_order, reading_total
+from infra.telemetry.claims import claim_order, reading_total
+from infra.time_us import datetime_from_us
 
 log = logging.getLogger(__name__)
 

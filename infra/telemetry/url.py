@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.storage.base import ReadingStore
+from infra.telemetry.base import ReadingStore
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -17,14 +17,14 @@ def open_store(url: str) -> ReadingStore:
     """
     # Imported here so that a SQLite-only deployment never needs psycopg's libpq.
     if url.startswith(_SQLITE_PREFIX):
-        from ingest.storage.sqlite import SQLiteStore
+        from infra.telemetry.sqlite import SQLiteStore
 
         path = url.removeprefix(_SQLITE_PREFIX)
         if not path:
             raise ValueError(f"no database path in {url!r}")
         return SQLiteStore(path)
     if url.startswith(_POSTGRES_SCHEMES) or ("=" in url and "://" not in url):
-        from ingest.storage.timescale import TimescaleStore
+        from infra.telemetry.timescale import TimescaleStore
 
         return TimescaleStore(url)
     raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///… or postgresql://…")

@@ -11,15 +11,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from ingest.storage.base import (
+from infra.errors import StorageUnavailable
+from infra.telemetry.base import (
     Bucket,
     DeadLetter,
-    StorageUnavailable,
     StoreContext,
     StoreOutcome,
     check_bucket_seconds,
 )
-from ingest.storage.claims import claim_order, reading_total
+from infra.telemetry.claims import claim_order, reading_total
 
 _SCHEMA = (
     """

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from contract import AlertEvent, Batch, Reading
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class StorageUnavailable(Exception):
-    """The database cannot be reached right now; the same call may succeed later.
-
-    Raised instead of the driver's error for lost connections, a server that is down or
-    restarting, and (SQLite) a write lock not obtained within the busy timeout. Any other
-    exception from a store is a bug or bad data, and retrying it will not help.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +163,3 @@ def check_bucket_seconds(bucket_seconds: int) -> None:
     """Raise ValueError unless the bucket width is a positive whole number of seconds."""
     if bucket_seconds <= 0:
         raise ValueError(f"bucket_seconds must be positive, got {bucket_seconds}")
-
-
-def datetime_from_us(ts_us: int) -> datetime:
-    """An aware UTC datetime exactly ``ts_us`` microseconds after the epoch (no float rounding)."""
-    return EPOCH + timedelta(microseconds=ts_us)
-
-
-def us_from_datetime(at: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime, exactly."""
-    return (at - EPOCH) // timedelta(microseconds=1)
