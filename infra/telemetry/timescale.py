@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from infra.errors import StorageUnavailable
+from infra.postgres import PgConnection, Work
 from infra.telemetry import timescale_schema
 from infra.telemetry.base import (
     Bucket,
@@ -106,23 +103,7 @@ _SELECT_DEAD_LETTERS = f"""
 # transaction is rolled back whole, so retrying it is safe.
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _ATTEMPTS = 5
-# SQLSTATEs that say the server or our session went away, not that the statement was wrong:
-# class 08 (connection exception), 57P (shutdown, crash, still starting up), and 25006: after a
-# failover the connection may sit on a demoted, now read-only server.
-_LOST_SQLSTATES = ("08", "57P", "25006")
-# Without these a query on a half-open TCP connection (a partition, no RST) waits forever and a
-# connect to an unreachable host for minutes; a conninfo that sets them wins.
-_CONNECTION_DEFAULTS = {
-    "connect_timeout": "5",
-    "keepalives": "1",
-    "keepalives_idle": "10",
-    "keepalives_interval": "5",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "30000",
-}
-
 T = TypeVar("T")
-Work = Callable[[psycopg.Connection[TupleRow]], T]
 
 
 class TimescaleStore(StoreContext):
@@ -133,16 +114,8 @@ class TimescaleStore(StoreContext):
     """
 
     def __init__(self, conninfo: str) -> None:
-        given = conninfo_to_dict(conninfo)
-        self._conninfo = make_conninfo(
-            conninfo, **{k: v for k, v in _CONNECTION_DEFAULTS.items() if k not in given}
-        )
-        # asyncio.to_thread may run successive calls on different pool threads.
-        self._lock = threading.Lock()
-        self._closed = False
+        self._db = PgConnection(conninfo, name="PostgreSQL (telemetry)")
         self.features: frozenset[str] = frozenset()
-        # Connect now so that a wrong conninfo shows at startup, not on the first batch.
-        self._conn: psycopg.Connection[TupleRow] | None = self._connect()
 
     def migrate(self) -> None:
         """Create the schema if it is missing; safe to call any number of times."""
@@ -331,69 +304,17 @@ class TimescaleStore(StoreContext):
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
-        with self._lock:
-            self._closed = True
-            self._drop()
+        self._db.close()
+
+    def _run(self, work: Work[T], *, retry: bool = True) -> T:
+        """``work`` on a live connection; a lost server is StorageUnavailable."""
+        return self._db.run(work, retry=retry)
 
     def _scalar(self, query: LiteralString) -> int:
         """The single integer a fixed query returns."""
         row = self._run(lambda conn: conn.execute(query).fetchone())
         assert row is not None
         return int(row[0])
-
-    def _run(self, work: Work[T], *, retry: bool = True) -> T:
-        """``work`` on a live connection, under the lock; a lost server is StorageUnavailable.
-
-        With ``retry``, work that fails on a connection opened by an earlier call, because that
-        connection is gone, runs once more on a new one: an idle connection may have died long
-        ago (restart, failover), which says nothing about the server now.
-        """
-        with self._lock:
-            second_chance = retry
-            while True:
-                reopened = self._conn is None or self._conn.closed
-                conn = self._live()
-                try:
-                    return work(conn)
-                except psycopg.Error as exc:
-                    if not _lost(conn, exc):
-                        raise
-                    self._drop()
-                    if reopened or not second_chance:
-                        raise StorageUnavailable(f"lost PostgreSQL: {exc}") from exc
-                    log.info("PostgreSQL connection found lost (%s); reconnecting", exc)
-                    second_chance = False
-
-    def _live(self) -> psycopg.Connection[TupleRow]:
-        """The open connection, reopened first if it was lost; call with the lock held."""
-        if self._closed:
-            raise RuntimeError("TimescaleStore is closed")
-        if self._conn is None or self._conn.closed:
-            self._drop()
-            self._conn = self._connect()
-        return self._conn
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        """A new autocommit connection, or StorageUnavailable."""
-        try:
-            # Autocommit so every transaction is an explicit conn.transaction() block.
-            return psycopg.connect(self._conninfo, autocommit=True)
-        except psycopg.OperationalError as exc:
-            # libpq reports every connection failure alike (refused, starting up, too many
-            # clients, even a wrong role): the caller retries and logs why.
-            raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-
-    def _drop(self) -> None:
-        """Close and forget the connection, however broken it is."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-
-
-def _lost(conn: psycopg.Connection[TupleRow], exc: psycopg.Error) -> bool:
-    """Whether ``exc`` means the connection or server went away rather than a failed statement."""
-    return conn.closed or (exc.sqlstate or "").startswith(_LOST_SQLSTATES)
 
 
 def _alert_events(rows: Sequence[TupleRow]) -> list[AlertEvent]:
