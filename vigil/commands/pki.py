@@ -1,0 +1,93 @@
+"""`vigil pki …`: the project CA, broker and client certificates, and the CRL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.pki import Pki, PkiError, Role
+
+app = typer.Typer(
+    help="Certificates: the project CA, broker and client identities, CRL.", no_args_is_help=True
+)
+console = Console()
+
+PkiDir = Annotated[Path, typer.Option("--dir", help="The PKI directory.")]
+DEFAULT_DIR = Path("var/pki")
+
+
+def _fail(exc: PkiError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@app.command("init")
+def pki_init(
+    directory: PkiDir = DEFAULT_DIR,
+    name: Annotated[str, typer.Option(help="The CA's common name.")] = "vigil project CA",
+) -> None:
+    """Create the project CA (once) and an empty CRL."""
+    created = Pki(directory).init(name)
+    state = "created" if created else "already exists"
+    console.print(f"CA {state}: {directory / 'ca.crt'} (key ca.key: keep it offline)")
+
+
+@app.command("server")
+def pki_server(
+    cn: Annotated[str, typer.Argument(help="The broker's name, e.g. broker.")],
+    hosts: Annotated[list[str], typer.Option("--host", help="DNS name or IP the clients use.")],
+    directory: PkiDir = DEFAULT_DIR,
+) -> None:
+    """Issue a broker (TLS server) certificate."""
+    try:
+        issued = Pki(directory).issue_server(cn, hosts)
+    except PkiError as exc:
+        raise _fail(exc) from None
+    console.print(f"issued {issued.cn} (serial {issued.serial:x}, until {issued.not_after})")
+
+
+@app.command("client")
+def pki_client(
+    cn: Annotated[str, typer.Argument(help="Identity: gateway id, device id or vigil-<svc>.")],
+    role: Annotated[Role, typer.Option(help="What the identity is.")],
+    directory: PkiDir = DEFAULT_DIR,
+) -> None:
+    """Issue a client certificate whose common name is the broker identity."""
+    pki = Pki(directory)
+    try:
+        issued = pki.issue_client(cn, role)
+    except PkiError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"issued {issued.cn} as {issued.role}: {pki.cert_path(cn)} + {pki.key_path(cn)} "
+        f"(until {issued.not_after})"
+    )
+
+
+@app.command("revoke")
+def pki_revoke(
+    cn: Annotated[str, typer.Argument(help="The identity to revoke.")],
+    directory: PkiDir = DEFAULT_DIR,
+) -> None:
+    """Revoke an identity's certificate and re-sign the CRL (then restart the broker)."""
+    try:
+        Pki(directory).revoke(cn)
+    except PkiError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"revoked {cn}; CRL re-signed at {directory / 'crl.pem'}. Mosquitto reads the CRL when "
+        "its listener starts: restart the broker for the revocation to take effect."
+    )
+
+
+@app.command("list")
+def pki_list(directory: PkiDir = DEFAULT_DIR) -> None:
+    """Every certificate issued, with its state."""
+    table = Table("identity", "role", "serial", "valid until", "revoked")
+    for item in Pki(directory).issued():
+        table.add_row(item.cn, item.role, f"{item.serial:x}", item.not_after, item.revoked_at or "")
+    console.print(table)
