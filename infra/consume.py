@@ -30,6 +30,7 @@ import aiomqtt
 from contract import ContractError
 from infra.errors import InfrastructureUnavailable, Poison
 from infra.mqtt_session import ack, enable_manual_ack, persistent_client
+from infra.mqtt_tls import MqttTls
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class ConsumerSettings:
     max_group: int = 1  # messages handed to the handler at once (one transaction)
     retry_backoff_s: float = 0.2  # first wait before retrying a held group
     retry_backoff_max_s: float = 10.0  # the wait doubles per retry up to this
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
 
 
 def payload_bytes(message: aiomqtt.Message) -> bytes:
@@ -142,7 +144,12 @@ class ConsumeLoop:
     def _client(self) -> aiomqtt.Client:
         s = self.settings
         return persistent_client(
-            s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5, session_expiry_s=s.session_expiry_s
+            s.host,
+            s.port,
+            s.client_id,
+            mqtt_v5=s.mqtt_v5,
+            session_expiry_s=s.session_expiry_s,
+            tls=s.tls,
         )
 
     async def run(self) -> None:

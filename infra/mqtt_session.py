@@ -14,11 +14,20 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from infra.mqtt_tls import MqttTls, tls_context
+
 
 def persistent_client(
-    host: str, port: int, client_id: str, *, mqtt_v5: bool = True, session_expiry_s: int = 86_400
+    host: str,
+    port: int,
+    client_id: str,
+    *,
+    mqtt_v5: bool = True,
+    session_expiry_s: int = 86_400,
+    tls: MqttTls | None = None,
 ) -> aiomqtt.Client:
     """A client whose broker session (subscriptions, queued QoS 1 messages) outlives it."""
+    context = tls_context(tls)
     if mqtt_v5:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = session_expiry_s
@@ -29,8 +38,11 @@ def persistent_client(
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
+            tls_context=context,
         )
-    return aiomqtt.Client(host, port, identifier=client_id, clean_session=False)
+    return aiomqtt.Client(
+        host, port, identifier=client_id, clean_session=False, tls_context=context
+    )
 
 
 def _paho(client: aiomqtt.Client) -> paho.Client:
