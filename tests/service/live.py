@@ -38,9 +38,21 @@ def fresh_database(server: PrivatePostgres) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
 
 
+def api_env(store_url: str, tokens_file: Path, readings_url: str | None = None) -> dict[str, str]:
+    """The settings of ``vigil.api_app:app``, as the [service] environment variables."""
+    env = {
+        "VIGIL_CONFIG": str(tokens_file.parent / "absent.toml"),  # no stray vigil.toml
+        "VIGIL_SERVICE__STORE_URL": store_url,
+        "VIGIL_SERVICE__TOKENS_FILE": str(tokens_file),
+    }
+    if readings_url is not None:
+        env["VIGIL_SERVICE__READINGS_URL"] = readings_url
+    return env
+
+
 @contextmanager
 def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
-    """``service.api:app_from_env`` in its own uvicorn process; yields the base URL."""
+    """``vigil.api_app:app`` in its own uvicorn process; yields the base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -48,7 +60,7 @@ def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
             "-m",
             "uvicorn",
             "--factory",
-            "service.api:app_from_env",
+            "vigil.api_app:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -75,6 +87,7 @@ def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def tokens_env(tokens: Mapping[str, Any]) -> str:
-    """VIGIL_SERVICE_TOKENS for ``tokens``."""
-    return json.dumps(tokens)
+def write_tokens(path: Path, tokens: Mapping[str, Any]) -> Path:
+    """A tokens file at ``path`` for ``tokens`` (token → {"role", "subject"})."""
+    path.write_text(json.dumps(tokens), encoding="utf-8")
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from contract import DeviceKind
 from service.model import Patient
 from service.store import SqliteStore
 from tests.service.factories import device, engineer, site
+from tests.service.live import api_env, write_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
@@ -51,14 +51,15 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store.put_engineer(engineer("e2", region="south"))
     store.close()
     port = free_port()
-    env = {**os.environ, "VIGIL_SERVICE_DB": str(db), "VIGIL_SERVICE_TOKENS": json.dumps(TOKENS)}
+    tokens = write_tokens(db.parent / "tokens.json", TOKENS)
+    env = {**os.environ, **api_env(f"sqlite:///{db}", tokens)}
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "--factory",
-            "service.api:app_from_env",
+            "vigil.api_app:app",
             "--host",
             "127.0.0.1",
             "--port",

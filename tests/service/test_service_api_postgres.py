@@ -20,7 +20,7 @@ from service.model import Patient, TicketKind
 from service.store_postgres import PostgresStore
 from tests.servers import PrivatePostgres
 from tests.service.factories import device, engineer, site, ticket
-from tests.service.live import ROOT, fresh_database, tokens_env, uvicorn_api
+from tests.service.live import ROOT, api_env, fresh_database, uvicorn_api, write_tokens
 
 TOKENS = {
     "adm": {"role": "admin"},
@@ -79,13 +79,9 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def api(dsn: str) -> Iterator[str]:
-    env = {
-        "VIGIL_SERVICE_STORE_URL": dsn,
-        "VIGIL_SERVICE_TOKENS": tokens_env(TOKENS),
-        "VIGIL_READINGS_URL": dsn,
-    }
-    with uvicorn_api(env) as base:
+def api(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tokens = write_tokens(tmp_path_factory.mktemp("api") / "tokens.json", TOKENS)
+    with uvicorn_api(api_env(dsn, tokens, readings_url=dsn)) as base:
         yield base
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -93,13 +91,30 @@ def service_api(
     """Serve the REST API with uvicorn."""
     import uvicorn
 
-    s = VigilSettings().service
-    tokens_file = tokens or s.tokens_file
-    # The factory reads the environment, so `vigil service api` and `uvicorn --factory` agree.
-    os.environ["VIGIL_SERVICE_STORE_URL"] = store_url or s.store_url
-    os.environ["VIGIL_SERVICE_TOKENS"] = json.dumps(json.loads(tokens_file.read_text()))
-    if readings := readings_url or s.readings_url:
-        os.environ["VIGIL_READINGS_URL"] = readings
-    uvicorn.run(
-        "service.api:app_from_env", factory=True, host=host or s.api_host, port=port or s.api_port
+    from service.api import TokensUnavailable, create_app
+    from vigil.api_app import api_settings
+
+    vigil = VigilSettings()
+    s = vigil.service
+    # The app is built here from explicit settings and handed to uvicorn as an object:
+    # nothing, least of all the tokens, goes through the environment.
+    settings = api_settings(vigil).model_copy(
+        update={
+            "store_url": store_url or s.store_url,
+            "tokens_file": tokens or s.tokens_file,
+            "readings_url": readings_url or s.readings_url,
+        }
     )
+    try:
+        api = create_app(settings)
+    except TokensUnavailable as exc:
+        typer.echo(
+            f"vigil service api: {exc}\nName the file with --tokens FILE or [service] tokens_file"
+            " (VIGIL_SERVICE__TOKENS_FILE).",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except ValueError as exc:  # an unsupported store URL
+        typer.echo(f"vigil service api: {exc}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.run(api, host=host or s.api_host, port=port or s.api_port)

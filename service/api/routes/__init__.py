@@ -1,0 +1,25 @@
+"""One router per resource group; ``service.api.app`` includes them all."""
+
+from service.api.routes import (
+    audit,
+    devices,
+    health,
+    installed_base,
+    kpis,
+    reports,
+    telemetry,
+    tickets,
+)
+
+ROUTERS = (
+    health.router,
+    devices.router,
+    installed_base.router,
+    telemetry.router,
+    tickets.router,
+    kpis.router,
+    reports.router,
+    audit.router,
+)
+
+__all__ = ["ROUTERS"]

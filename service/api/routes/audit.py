@@ -1,0 +1,21 @@
+"""The hash-chained audit log, verified on demand (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import AdminDep, StoreDep
+from service.api.schemas import AuditProblemOut, AuditVerification
+from service.audit import verify
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get("/verify")
+def audit_verify(who: AdminDep, store: StoreDep) -> AuditVerification:
+    """Whether the audit log is intact; each broken row by seq with the reason."""
+    result = verify(store.audit_log())
+    return AuditVerification(
+        ok=result.ok,
+        problems=[AuditProblemOut(seq=p.seq, reason=p.reason) for p in result.problems],
+    )

@@ -1,0 +1,190 @@
+"""Request and response bodies of the REST API; every response has a model, so no field leaks."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+
+from contract import AlertEvent
+from service.model import Device, Site, Ticket, Tier
+
+# Instants the API computes itself are written with ``isoformat()`` ("+00:00"), as ever.
+IsoDatetime = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, return_type=str)]
+
+
+class Out(BaseModel):
+    """A response body: frozen, and unknown fields are errors rather than silently passed on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Role(StrEnum):
+    """Who is calling."""
+
+    ADMIN = "admin"
+    ENGINEER = "engineer"
+    HOSPITAL = "hospital"
+    PATIENT = "patient"
+
+
+class Principal(BaseModel):
+    """An authenticated caller; ``subject`` is the engineer, site or patient id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    subject: str | None = None
+
+
+class NewTicket(BaseModel):
+    """A one-click repair request."""
+
+    device_id: str
+    title: str = ""
+    tier: Tier = Tier.GENERAL
+
+
+class EventRequest(BaseModel):
+    """A lifecycle event by name with its fields."""
+
+    event: str
+    engineer_id: str = ""
+    reason: str = ""
+    note: str = ""
+    fault: str = ""
+    resolution: str = ""
+    parts: list[str] = []
+    signer: str = ""
+    report: str = ""
+    satisfaction: Annotated[int, Field(ge=1, le=5)] = 5
+
+
+class Health(Out):
+    """Liveness."""
+
+    status: str
+
+
+class ReadingOut(Out):
+    """One stored reading."""
+
+    device_id: str
+    metric: str
+    value: float
+    unit: str
+    ts_us: int
+    seq: int
+
+
+class BucketOut(Out):
+    """Min, avg, max and count of one metric in one time bucket."""
+
+    bucket_start_us: int
+    min: float
+    avg: float
+    max: float
+    samples: int
+
+
+class Inspection(Out):
+    """A past inspection of a device: the recorded date or a resolved preventive ticket."""
+
+    on: date
+    ticket_id: str | None = None
+
+
+class DeviceFile(Out):
+    """Everything about one device: "one device, one file"."""
+
+    device: Device
+    site: Site | None
+    tickets: list[Ticket]
+    alerts: list[AlertEvent]
+    inspections: list[Inspection]
+    parts: list[str]
+    links: dict[str, str]
+
+
+class SlaClockOut(Out):
+    """One SLA clock of one ticket."""
+
+    deadline: IsoDatetime | None
+    remaining_s: float
+    breached: bool
+    paused: bool
+    stopped_at: IsoDatetime | None
+
+
+class TicketSla(Out):
+    """Both SLA clocks of one ticket, as of now."""
+
+    ticket_id: str
+    tier: Tier
+    breached: bool
+    respond: SlaClockOut
+    resolve: SlaClockOut
+
+
+class AttainmentOut(Out):
+    """Decided and met tickets of one SLA clock."""
+
+    decided: int
+    met: int
+    percent: float | None
+    mean_elapsed_s: float | None
+
+
+class FirstTimeFix(Out):
+    """Resolved tickets fixed on the first visit."""
+
+    fixed_first_time: int
+    resolved: int
+    percent: float | None
+
+
+class ModelFailureRate(Out):
+    """Failures per device-year of one model."""
+
+    model: str
+    devices: int
+    failures: int
+    device_years: float
+    per_device_year: float | None
+
+
+class ProblemOut(Out):
+    """How often a fault hit a model."""
+
+    model: str
+    fault: str
+    count: int
+    devices: int
+
+
+class Kpis(Out):
+    """The service KPIs over the devices and tickets the caller sees."""
+
+    at: IsoDatetime
+    tickets: int
+    respond_attainment: AttainmentOut
+    resolve_attainment: AttainmentOut
+    first_time_fix: FirstTimeFix
+    failure_rate_by_model: list[ModelFailureRate]
+    problems: list[ProblemOut]
+
+
+class AuditProblemOut(Out):
+    """One row of the audit log that fails verification."""
+
+    seq: int
+    reason: str
+
+
+class AuditVerification(Out):
+    """Whether the hash-chained audit log is intact, and where not."""
+
+    ok: bool
+    problems: list[AuditProblemOut]

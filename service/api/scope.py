@@ -1,0 +1,55 @@
+"""What a caller may see: admins and engineers everything, a hospital its site, a patient their kit.
+
+An object outside the caller's scope answers 404 like a missing one, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, status
+
+from service.api.schemas import Principal, Role
+from service.model import Device, Ticket
+from service.store import ServiceStore
+
+
+def actor(who: Principal) -> str:
+    """The audit log's name for the caller."""
+    return f"{who.role}:{who.subject or '-'}"
+
+
+def sees_everything(who: Principal) -> bool:
+    """Admins and engineers see every device."""
+    return who.role in (Role.ADMIN, Role.ENGINEER)
+
+
+def sees_device(who: Principal, device: Device) -> bool:
+    """Whether ``device`` lies in the caller's scope."""
+    if sees_everything(who):
+        return True
+    if who.role is Role.HOSPITAL:
+        return device.site_id == who.subject
+    return device.patient is not None and device.patient == who.subject
+
+
+def visible_device(store: ServiceStore, who: Principal, device_id: str) -> Device:
+    """The device, or 404 if it is missing or out of scope."""
+    device = store.device(device_id)
+    if device is None or not sees_device(who, device):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id} not found")
+    return device
+
+
+def visible_devices(store: ServiceStore, who: Principal) -> list[Device]:
+    """Every device in the caller's scope."""
+    if who.role is Role.HOSPITAL and who.subject:
+        return store.devices(site_id=who.subject)
+    return [d for d in store.devices() if sees_device(who, d)]
+
+
+def visible_ticket(store: ServiceStore, who: Principal, ticket_id: str) -> Ticket:
+    """The ticket, or 404 if it is missing or its device is out of scope."""
+    ticket = store.ticket(ticket_id)
+    if ticket is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"ticket {ticket_id} not found")
+    visible_device(store, who, ticket.device_id)
+    return ticket

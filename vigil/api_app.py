@@ -1,0 +1,25 @@
+"""The REST API built from ``VigilSettings``: ``uvicorn --factory vigil.api_app:app``.
+
+This is the composition root for the API: settings come from the one configuration path
+(VIGIL_… environment variables, the TOML file, defaults); service/ never reads the environment.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service.api import ApiSettings, create_app
+from vigil.settings import VigilSettings
+
+
+def api_settings(vigil: VigilSettings) -> ApiSettings:
+    """The API's settings from the [service] section."""
+    s = vigil.service
+    return ApiSettings(
+        store_url=s.store_url, tokens_file=s.tokens_file, readings_url=s.readings_url
+    )
+
+
+def app() -> FastAPI:
+    """The app factory for uvicorn: the API as VigilSettings describe it."""
+    return create_app(api_settings(VigilSettings()))
