@@ -35,7 +35,9 @@ class IngestCounters:
         )
         self.dead_letters = Counter(
             "vigil_ingest_dead_letters",
-            "Payloads or readings sent to dead letters",
+            "Dead letters by kind: payload (undecodable), reading (rejected by the contract),"
+            " topic (batch of another gateway), message (refused by storage or failed),"
+            " unstorable (could not be stored; logged instead)",
             ["kind"],
             registry=r,
         )
@@ -56,6 +58,11 @@ class IngestCounters:
         self.hook_storage_failures = Counter(
             "vigil_ingest_hook_storage_failures",
             "on_stored hooks that failed on unreachable storage after the readings committed",
+            registry=r,
+        )
+        self.hook_errors = Counter(
+            "vigil_ingest_hook_errors",
+            "on_stored hooks that raised after the readings committed (logged with traceback)",
             registry=r,
         )
 

@@ -1,45 +1,58 @@
 """The ingest worker: broker → validate → storage, acknowledging only what is committed.
 
-After each commit it confirms the stored batch_seqs to their gateways (QoS 1, on
-``confirm_topic``), duplicates and fully dead-lettered batches included: a gateway forgets a
-batch only on that confirmation, never on the broker's PUBACK, which can precede the broker's
-own persistence. A confirmation lost with a broker is harmless: the gateway resends the batch,
-storage deduplicates it, and it is confirmed again.
+It consumes through the shared ``ConsumeLoop`` (``infra.consume``), one group of at most
+``max_messages_per_write`` messages at a time. For each group the handler decodes the batches,
+stores them and the group's dead letters idempotently, runs the ``on_stored`` hook, and
+publishes (QoS 1, awaited) the confirmations before it returns; only then does the loop
+acknowledge the messages. Every message ends in one of three ways:
 
-Storage outages (``StorageUnavailable``: PostgreSQL restarting, failing over, unreachable) are
-waited out in place: the worker keeps its MQTT connection and the group of messages in hand,
-acks none of them, and retries the same write with exponential backoff (``storage_backoff_s``
-doubling up to ``storage_backoff_max_s``) until it commits. It takes no new group meanwhile;
-the broker stops sending once its in-flight window of unacked messages is full and queues the
-rest in the persistent session. Should the broker connection drop during the outage, ``run``
-reconnects as after any broker loss and the broker redelivers the unacked messages.
+- **committed**: its batch is stored (or was already: a redelivery or a gateway's resend is a
+  duplicate), readings the contract rejects are dead letters, and the batch_seq is confirmed
+  to its gateway on ``confirm_topic``. A gateway forgets a batch only on that confirmation,
+  never on the broker's PUBACK, which can precede the broker's own persistence. A confirmation
+  lost with a broker is harmless: the gateway resends the batch, storage deduplicates it, and it
+  is confirmed again.
+- **dead-lettered** with a reason: a payload that does not decode, a batch whose gateway is not
+  the one its topic names, or a batch the database refuses for its data (``BadBatch``: NUL in
+  a text, a timestamp or integer out of range) or that fails in any other unexpected way. The
+  loop retries a failing group message by message, so only the bad message is dead-lettered
+  (by ``_dead_letter``, into the store); its neighbours commit. A dead-lettered batch that
+  decoded is confirmed too: its fate is final, and a gateway resending it would only fill the
+  dead letters.
+- **held** while storage is unreachable (``StorageUnavailable``: PostgreSQL restarting, failing
+  over, unreachable; SQLite locked past its busy timeout): the loop keeps its MQTT connection
+  and the group in hand, acks none of it, and retries with exponential backoff
+  (``storage_backoff_s`` doubling up to ``storage_backoff_max_s``) until it commits. It takes
+  no new group meanwhile; the broker stops sending once its in-flight window of unacked
+  messages is full and queues the rest in the persistent session. Should the broker connection
+  drop, the loop reconnects and the broker redelivers the unacked messages.
+
+Counters are incremented once per settled group, however often it was retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiomqtt
 
-from contract import Batch, Confirmation, ContractError, decode_batch, encode_confirmation
+from contract import Batch, Confirmation, encode_confirmation
 from contract.confirm import split_confirmation
 from contract.topics import batch_subscription, confirm_topic
+from infra.consume import ConsumeLoop, ConsumerSettings, Outage, hold_until_done, payload_bytes
 from infra.errors import StorageUnavailable
-from infra.mqtt_session import ack, enable_manual_ack, persistent_client
-from infra.telemetry.base import DeadLetter, ReadingStore
+from infra.telemetry.base import DeadLetter, ReadingStore, StoreOutcome
+from infra.time_us import now_us
 from ingest.counters import IngestCounters
+from ingest.messages import DecodedGroup, batch_of, confirmations, decode_group
 
 log = logging.getLogger(__name__)
 
 # Called with what was just committed, e.g. to feed the rule engine in process.
 StoredHook = Callable[[Sequence[Batch]], Awaitable[None]]
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +61,7 @@ class IngestSettings:
 
     host: str = "127.0.0.1"
     port: int = 1883
-    client_id: str = "vigil-ingest-1"
+    client_id: str = "vigil-ingest-1"  # unique per replica, stable across its restarts
     shared_group: str | None = None  # set → MQTT v5 shared subscription $share/<group>/…
     mqtt_v5: bool = True
     session_expiry_s: int = 24 * 3600
@@ -57,6 +70,56 @@ class IngestSettings:
     confirm: bool = True  # publish delivery confirmations for gateways to forget their batches
     storage_backoff_s: float = 0.2  # first wait before retrying a write storage could not take
     storage_backoff_max_s: float = 10.0  # the wait doubles per retry up to this
+
+    def consumer(self) -> ConsumerSettings:
+        """The consume loop's settings for this worker."""
+        return ConsumerSettings(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            subscription=batch_subscription(self.shared_group),
+            mqtt_v5=self.mqtt_v5,
+            session_expiry_s=self.session_expiry_s,
+            reconnect_backoff_s=self.reconnect_backoff_s,
+            max_group=self.max_messages_per_write,
+            retry_backoff_s=self.storage_backoff_s,
+            retry_backoff_max_s=self.storage_backoff_max_s,
+        )
+
+
+class StorageOutage(Outage):
+    """The consume loop's outage tracker, mirrored into the ingest storage counters."""
+
+    def __init__(self, counters: IngestCounters) -> None:
+        super().__init__("ingest: storage")
+        self.counters = counters
+
+    def failed(self, exc: BaseException, delay: float) -> None:
+        """Count the retry, and the outage if this failure begins one."""
+        if not self.active:
+            self.counters.storage_outages.inc()
+            self.counters.storage_unavailable.set(1)
+        self.counters.storage_retries.inc()
+        super().failed(exc, delay)
+
+    def recovered(self) -> None:
+        """Clear the unavailable gauge."""
+        self.counters.storage_unavailable.set(0)
+        super().recovered()
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A group whose batches committed before a later step of its handling was held."""
+
+    messages: tuple[aiomqtt.Message, ...]
+    outcome: StoreOutcome
+
+    def same_group(self, messages: Sequence[aiomqtt.Message]) -> bool:
+        """Whether ``messages`` is this very group again (the loop retrying it)."""
+        return len(messages) == len(self.messages) and all(
+            a is b for a, b in zip(messages, self.messages, strict=True)
+        )
 
 
 class IngestWorker:
@@ -73,52 +136,50 @@ class IngestWorker:
         self.store = store
         self.counters = counters or IngestCounters()
         self.on_stored = on_stored
-        self.subscribed = asyncio.Event()
-        self._outage_since: float | None = None  # monotonic time storage became unreachable
-
-    def _client(self) -> aiomqtt.Client:
-        s = self.settings
-        return persistent_client(
-            s.host, s.port, s.client_id, mqtt_v5=s.mqtt_v5, session_expiry_s=s.session_expiry_s
+        self.outage = StorageOutage(self.counters)
+        self.loop = ConsumeLoop(
+            settings.consumer(),
+            self._handle,
+            self._dead_letter,
+            name="ingest",
+            on_client=self._on_client,
         )
+        # Ingest's only infrastructure besides the broker is storage: the loop's holds are
+        # storage outages, counted as such.
+        self.loop.outage = self.outage
+        self.subscribed = self.loop.subscribed
+        self._client: aiomqtt.Client | None = None
+        self._stored: _Stored | None = None
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker outages."""
-        while True:
-            try:
-                async with self._client() as client:
-                    enable_manual_ack(client)
-                    await client.subscribe(batch_subscription(self.settings.shared_group), qos=1)
-                    self.subscribed.set()
-                    await self._consume(client)
-            except* aiomqtt.MqttError as group:
-                # Raised bare by connect/subscribe, or wrapped by the consume task group.
-                self.subscribed.clear()
-                log.warning("ingest lost the broker (%s); reconnecting", group.exceptions[0])
-                await asyncio.sleep(self.settings.reconnect_backoff_s)
+        await self.loop.run()
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(
-            maxsize=4 * self.settings.max_messages_per_write
+    async def handle(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
+        """Store one group without a broker, waiting out storage outages; what to confirm."""
+        s = self.settings
+        return await hold_until_done(
+            lambda: self.store_group(messages),
+            self.outage,
+            s.storage_backoff_s,
+            s.storage_backoff_max_s,
         )
 
-        async def receive() -> None:
-            async for message in client.messages:
-                await queue.put(message)
-
-        async with asyncio.TaskGroup() as group:
-            group.create_task(receive())
-            while True:
-                messages = [await queue.get()]
-                # Whatever queued up meanwhile goes into the same transaction.
-                while len(messages) < self.settings.max_messages_per_write and not queue.empty():
-                    messages.append(queue.get_nowait())
-                confirmations = await self.handle(messages)
-                # Awaited before the acks: unacked, a lost confirmation's batches are
-                # redelivered and confirmed again (the gateway would also resend them).
-                await self.confirm(client, confirmations)
-                for message in messages:
-                    ack(client, message)
+    async def store_group(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
+        """Decode and store one group once; what to confirm. Raises what the store raises."""
+        group = decode_group(messages, now_us())
+        outcome = await self._store_batches(messages, group.batches)
+        if group.letters:
+            # Stored after the batches, which a BadBatch leaves unstored: the message-by-message
+            # retry that follows it then keeps each letter once. A connection lost during this
+            # COMMIT may leave it stored and the retry appends it twice: harmless for diagnosis.
+            await asyncio.to_thread(self.store.store_dead_letters, group.letters)
+        self._stored = None
+        self._count(len(messages), group, outcome)
+        await self._run_hook(group.batches)
+        # Committed now: new, already stored, or every reading dead-lettered, all are final.
+        # A payload that did not decode names no batch: there is nothing to confirm.
+        return confirmations(group.batches)
 
     async def confirm(self, client: aiomqtt.Client, confirmations: Sequence[Confirmation]) -> None:
         """Publish committed batch_seqs to each gateway's confirm topic, QoS 1."""
@@ -134,99 +195,88 @@ class IngestWorker:
         self.counters.confirmations_sent.inc(len(pieces))
         self.counters.batches_confirmed.inc(sum(len(p.batch_seqs) for p in pieces))
 
-    async def handle(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
-        """Decode, store and dead-letter one group, waiting out storage outages; what to confirm."""
-        batches, letters = self._decode(messages)
-        if letters:
-            # A connection lost during this COMMIT may leave it stored; the retry then appends
-            # the letters twice, as a redelivery after a crash would: harmless for diagnostics.
-            await self._until_stored(lambda: self.store.store_dead_letters(letters))
+    async def _handle(self, client: aiomqtt.Client, messages: Sequence[aiomqtt.Message]) -> None:
+        """The loop's handler: store the group, then confirm it before the loop acks it."""
+        confirmed = await self.store_group(messages)
+        # Awaited before the acks: unacked, a lost confirmation's batches are redelivered and
+        # confirmed again (the gateway would also resend them).
+        await self.confirm(client, confirmed)
+
+    async def _store_batches(
+        self, messages: Sequence[aiomqtt.Message], batches: list[Batch]
+    ) -> StoreOutcome:
+        """Store the group's batches, unless this same group's were committed before a hold."""
+        if self._stored is not None and self._stored.same_group(messages):
+            # Stored already, then held on its dead letters: storing again would count the
+            # batches as duplicates.
+            return self._stored.outcome
+        outcome = StoreOutcome()
         if batches:
-            outcome = await self._until_stored(lambda: self.store.store_batches(batches))
-            self.counters.batches_new.inc(outcome.batches_new)
-            self.counters.batches_duplicate.inc(outcome.batches_duplicate)
-            self.counters.readings_stored.inc(outcome.readings_inserted)
-        if self.on_stored is not None and batches:
-            try:
-                await self.on_stored(batches)
-            except StorageUnavailable as exc:
-                # The readings are committed and must be confirmed and acked regardless;
-                # holding them for the hook would re-feed it batches it has already seen.
-                self.counters.hook_storage_failures.inc()
-                log.warning("on_stored hook failed on unreachable storage: %s", exc)
-        # Committed now: new, already stored, or every reading dead-lettered, all are final.
-        # A payload that did not decode names no batch: there is nothing to confirm.
-        seqs: dict[str, list[int]] = {}
-        for batch in batches:
-            seqs.setdefault(batch.gateway_id, []).append(batch.batch_seq)
-        return [Confirmation.of(gateway, batch_seqs) for gateway, batch_seqs in seqs.items()]
+            outcome = await asyncio.to_thread(self.store.store_batches, batches)
+        self._stored = _Stored(tuple(messages), outcome)
+        return outcome
 
-    def _decode(self, messages: Sequence[aiomqtt.Message]) -> tuple[list[Batch], list[DeadLetter]]:
-        """The batches in ``messages`` and dead letters for what is unusable, counted once."""
-        batches: list[Batch] = []
-        letters: list[DeadLetter] = []
-        now_us = time.time_ns() // 1000
-        for message in messages:
-            payload = (
-                message.payload
-                if isinstance(message.payload, bytes)
-                else str(message.payload).encode()
+    def _count(self, messages: int, group: DecodedGroup, outcome: StoreOutcome) -> None:
+        """Count one settled group."""
+        c = self.counters
+        c.messages.inc(messages)
+        for kind, letters in group.letter_kinds.items():
+            c.dead_letters.labels(kind=kind).inc(letters)
+        c.batches_new.inc(outcome.batches_new)
+        c.batches_duplicate.inc(outcome.batches_duplicate)
+        c.readings_stored.inc(outcome.readings_inserted)
+
+    async def _run_hook(self, batches: Sequence[Batch]) -> None:
+        """Feed committed batches to ``on_stored``; its failure cannot undo the commit."""
+        if self.on_stored is None or not batches:
+            return
+        # The readings are committed and must be confirmed and acked regardless; holding them
+        # for the hook would re-feed it batches it has already seen, and dead-lettering them
+        # would misreport stored readings.
+        try:
+            await self.on_stored(batches)
+        except StorageUnavailable as exc:
+            self.counters.hook_storage_failures.inc()
+            log.warning("on_stored hook failed on unreachable storage: %s", exc)
+        except Exception:
+            self.counters.hook_errors.inc()
+            log.exception("on_stored hook failed; the batches stay stored and are confirmed")
+
+    async def _dead_letter(self, message: aiomqtt.Message, reason: str) -> None:
+        """The loop's dead-letter sink: keep the whole message with why, then confirm its batch.
+
+        ``StorageUnavailable`` propagates (the loop holds the group); anything else storing
+        the letter is logged with the message and counted, never raised: it would stop the
+        loop, and the same message would stop it again after every restart.
+        """
+        payload = payload_bytes(message)
+        topic = str(message.topic)
+        batch = batch_of(message)
+        letter = DeadLetter(
+            now_us(),
+            topic,
+            reason,
+            payload,
+            None if batch is None else batch.gateway_id,
+            None if batch is None else batch.batch_seq,
+        )
+        try:
+            await asyncio.to_thread(self.store.store_dead_letters, [letter])
+            self.counters.dead_letters.labels(kind="message").inc()
+        except StorageUnavailable:
+            raise
+        except Exception:
+            self.counters.dead_letters.labels(kind="unstorable").inc()
+            log.exception(
+                "could not store the dead letter of a message on %s (%s); payload: %r",
+                topic,
+                reason,
+                payload[:2000],
             )
-            topic = str(message.topic)
-            try:
-                decoded = decode_batch(payload)
-            except ContractError as exc:
-                letters.append(DeadLetter(now_us, topic, str(exc), payload, None, None))
-                self.counters.dead_letters.labels(kind="payload").inc()
-                continue
-            batches.append(decoded.batch)
-            for reject in decoded.rejected:
-                letters.append(
-                    DeadLetter(
-                        now_us,
-                        topic,
-                        f"reading {reject.index}: {reject.reason}",
-                        json.dumps(reject.fields).encode(),
-                        decoded.batch.gateway_id,
-                        decoded.batch.batch_seq,
-                    )
-                )
-                self.counters.dead_letters.labels(kind="reading").inc()
-        self.counters.messages.inc(len(messages))
-        return batches, letters
+        self.counters.messages.inc()
+        if batch is not None and self._client is not None:
+            await self.confirm(self._client, confirmations([batch]))
 
-    async def _until_stored(self, write: Callable[[], R]) -> R:
-        """Run ``write`` in a thread until storage takes it, backing off while it is unreachable."""
-        s = self.settings
-        delay = s.storage_backoff_s
-        while True:
-            try:
-                result = await asyncio.to_thread(write)
-            except StorageUnavailable as exc:
-                if self._outage_since is None:
-                    self._outage_since = time.monotonic()
-                    self.counters.storage_outages.inc()
-                    self.counters.storage_unavailable.set(1)
-                    log.warning(
-                        "storage unreachable (%s); holding messages unacked, retrying in %.1fs",
-                        exc,
-                        delay,
-                    )
-                else:
-                    log.warning(
-                        "storage still unreachable after %.1fs (%s); retrying in %.1fs",
-                        time.monotonic() - self._outage_since,
-                        exc,
-                        delay,
-                    )
-                self.counters.storage_retries.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, s.storage_backoff_max_s)
-                continue
-            if self._outage_since is not None:
-                log.warning(
-                    "storage reachable again after %.1fs", time.monotonic() - self._outage_since
-                )
-                self._outage_since = None
-                self.counters.storage_unavailable.set(0)
-            return result
+    def _on_client(self, client: aiomqtt.Client | None) -> None:
+        """Remember the loop's connection: the dead-letter sink confirms through it."""
+        self._client = client

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -75,8 +75,10 @@ class GatewayConfig(Section):
 class IngestConfig(Section):
     """[ingest]: one ingest worker."""
 
-    client_id: str = "vigil-ingest-1"
-    """MQTT client id (persistent session)."""
+    replica: Annotated[int, Field(ge=0)] = 1
+    """This worker's number among the replicas of a shared group; names its MQTT client id."""
+    client_id: str | None = None
+    """MQTT client id (persistent session), unique per replica; default `vigil-ingest-<replica>`."""
     shared_group: str | None = None
     """MQTT 5 shared-subscription group; set it to run several workers."""
     mqtt_v5: bool = True
@@ -87,6 +89,13 @@ class IngestConfig(Section):
     """Publish a confirmation to each gateway for the batches it committed."""
     storage_url: str = "sqlite:///var/vigil.db"
     """Readings and alerts: sqlite:///path or postgresql://…"""
+
+    @model_validator(mode="after")
+    def _client_id_from_replica(self) -> IngestConfig:
+        # Stable across restarts (the broker keeps the session under it), distinct per replica.
+        if self.client_id is None:
+            self.client_id = f"vigil-ingest-{self.replica}"
+        return self
 
 
 class RulesConfig(Section):
@@ -224,7 +233,7 @@ class VigilSettings(BaseSettings):
         return IngestSettings(
             host=self.uplink_broker.host,
             port=self.uplink_broker.port,
-            client_id=i.client_id,
+            client_id=i.client_id or f"vigil-ingest-{i.replica}",
             shared_group=i.shared_group,
             mqtt_v5=i.mqtt_v5,
             max_messages_per_write=i.max_messages_per_write,

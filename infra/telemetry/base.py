@@ -8,6 +8,10 @@ from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from contract import AlertEvent, Batch, Reading
+from infra.errors import Poison
+
+# The integer range both backends store (SQLite INTEGER, PostgreSQL bigint).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,46 @@ class DeadLetter:
     payload: bytes
     gateway_id: str | None = None
     batch_seq: int | None = None
+
+
+class BadBatch(Poison):
+    """The database refused a batch for its data (NUL in a text, a value out of range, …).
+
+    Retrying the same batch will never help, so it is ``Poison``, never ``StorageUnavailable``:
+    the consume loop retries a group message by message and dead-letters the one that still
+    fails, with ``str(exc)`` (which names the batches of the call) as the reason.
+    """
+
+    @classmethod
+    def of(cls, batches: Sequence[Batch], cause: BaseException) -> BadBatch:
+        """A BadBatch naming ``batches`` (gateway id and batch_seq) and the database's words."""
+        names = ", ".join(f"{b.gateway_id!r}/{b.batch_seq}" for b in batches[:5])
+        more = f" (+{len(batches) - 5} more)" if len(batches) > 5 else ""
+        what = "batch" if len(batches) == 1 else "one of the batches"
+        detail = " ".join(str(cause).split())  # PostgreSQL's CONTEXT lines onto one line
+        return cls(f"{what} {names}{more} cannot be stored: {type(cause).__name__}: {detail}")
+
+
+def storable_letter(letter: DeadLetter) -> DeadLetter:
+    """``letter`` with what no database column can hold made safe, so storing it cannot fail.
+
+    A dead letter describes bad input, so its texts may carry NUL or lone surrogates and its
+    batch_seq may be out of range; the raw payload (bytes) keeps the original untouched.
+    """
+    seq = letter.batch_seq
+    return DeadLetter(
+        letter.received_at_us,
+        _storable_text(letter.source),
+        _storable_text(letter.reason),
+        letter.payload,
+        None if letter.gateway_id is None else _storable_text(letter.gateway_id),
+        seq if seq is None or INT64_MIN <= seq <= INT64_MAX else None,
+    )
+
+
+def _storable_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates escaped (PostgreSQL text and UTF-8 reject them)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 @dataclass(frozen=True, slots=True)

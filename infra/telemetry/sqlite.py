@@ -1,23 +1,26 @@
-"""SQLite backend: one file in WAL mode, for a single gateway host, tests and demos."""
+"""SQLite backend: one file in WAL mode, for a single gateway host, tests and demos.
+
+Connections and transactions come from ``infra.sqlite_db``: a write lock held elsewhere past the
+busy timeout is ``StorageUnavailable``; a batch SQLite cannot take is ``BadBatch``.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from infra.errors import StorageUnavailable
+from infra.sqlite_db import SQLiteDatabase
 from infra.telemetry.base import (
+    BadBatch,
     Bucket,
     DeadLetter,
     StoreContext,
     StoreOutcome,
     check_bucket_seconds,
+    storable_letter,
 )
 from infra.telemetry.claims import claim_order, reading_total
 
@@ -90,15 +93,28 @@ _MARK_PUBLISHED = """
     WHERE device_id = ? AND rule_id = ? AND transition = ? AND at_us = ? AND published_at IS NULL
 """
 
+# ON CONFLICT DO NOTHING skips only what is already stored; OR IGNORE would also skip, silently,
+# a row breaking NOT NULL (a NaN value is NULL to SQLite).
 _CLAIM = """
-    INSERT OR IGNORE INTO ingested_batches (gateway_id, batch_seq, reading_count, ingested_at_us)
+    INSERT INTO ingested_batches (gateway_id, batch_seq, reading_count, ingested_at_us)
     VALUES (?, ?, ?, ?)
+    ON CONFLICT DO NOTHING
 """
 _INSERT_READING = """
-    INSERT OR IGNORE INTO readings
-        (ts_us, device_id, metric, value, unit, seq, gateway_id, batch_seq)
+    INSERT INTO readings (ts_us, device_id, metric, value, unit, seq, gateway_id, batch_seq)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT DO NOTHING
 """
+# What the sqlite3 module or SQLite raise for a value they cannot store: an int beyond 64 bits
+# (OverflowError), a lone surrogate (UnicodeEncodeError), NULL in a NOT NULL column, a type
+# that cannot be bound. None of them is an outage.
+_BAD_DATA = (
+    OverflowError,
+    ValueError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+)
 _INSERT_DEAD_LETTER = """
     INSERT INTO dead_letters (received_at_us, source, reason, payload, gateway_id, batch_seq)
     VALUES (?, ?, ?, ?, ?, ?)
@@ -127,64 +143,36 @@ class SQLiteStore(StoreContext):
     """A ReadingStore on one SQLite database file (or ``:memory:``)."""
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
-        if path != ":memory:":
-            # Settings point at paths like var/vigil.db on hosts where var/ may not exist yet.
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode (isolation_level=None) so transactions are exactly our BEGIN/COMMIT.
-        self._conn = sqlite3.connect(
-            path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
-        )
-        # asyncio.to_thread may run successive calls on different pool threads.
-        self._lock = threading.Lock()
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._db = SQLiteDatabase(path, busy_timeout_s=busy_timeout_s)
 
     def migrate(self) -> None:
         """Create the schema if it is missing; safe to call any number of times."""
-        with self._lock, _immediate(self._conn):
+        with self._db.transaction() as conn:
             for statement in _SCHEMA:
-                self._conn.execute(statement)
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(alerts)")}
+                conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
             if "published_at" not in columns:
-                self._conn.execute(_ADD_PUBLISHED_AT)
-                self._conn.execute(_BACKFILL_PUBLISHED_AT, (time.time_ns() // 1000,))
-            self._conn.execute(_UNPUBLISHED_INDEX)
+                conn.execute(_ADD_PUBLISHED_AT)
+                conn.execute(_BACKFILL_PUBLISHED_AT, (time.time_ns() // 1000,))
+            conn.execute(_UNPUBLISHED_INDEX)
 
     def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
-        """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
+        """Store all ``batches`` in one transaction, skipping batches and readings already kept.
+
+        Raises ``BadBatch`` (nothing stored) when SQLite cannot take a value of one of them.
+        """
         ordered = claim_order(batches)
-        now_us = time.time_ns() // 1000
-        # The IMMEDIATE transaction takes the write lock up front, so a concurrent writer waits
-        # for our commit and then sees our batches as already claimed.
-        with self._lock, _immediate(self._conn):
-            claimed = [
-                b
-                for b in ordered
-                if self._conn.execute(
-                    _CLAIM, (b.gateway_id, b.batch_seq, len(b.readings), now_us)
-                ).rowcount
-                == 1
-            ]
-            cursor = self._conn.executemany(
-                _INSERT_READING,
-                (
-                    (
-                        r.ts_us,
-                        r.device_id,
-                        r.metric,
-                        r.value,
-                        r.unit,
-                        r.seq,
-                        b.gateway_id,
-                        b.batch_seq,
-                    )
-                    for b in claimed
-                    for r in b.readings
-                ),
-            )
-            inserted = max(cursor.rowcount, 0)
+        try:
+            # The IMMEDIATE transaction takes the write lock up front, so a concurrent writer
+            # waits for our commit and then sees our batches as already claimed.
+            with self._db.transaction() as conn:
+                claimed = _claim(conn, ordered)
+                cursor = conn.executemany(_INSERT_READING, _reading_rows(claimed))
+                inserted = max(cursor.rowcount, 0)
+        except _BAD_DATA as exc:
+            # An integer beyond 64 bits, a lone surrogate, a NaN value (NULL to SQLite): the
+            # transaction is rolled back, and the same batches would fail the same way again.
+            raise BadBatch.of(ordered, exc) from exc
         return StoreOutcome(
             readings_inserted=inserted,
             batches_new=len(claimed),
@@ -196,10 +184,10 @@ class SQLiteStore(StoreContext):
         """Append dead letters."""
         params = [
             (d.received_at_us, d.source, d.reason, d.payload, d.gateway_id, d.batch_seq)
-            for d in letters
+            for d in map(storable_letter, letters)
         ]
-        with self._lock, _immediate(self._conn):
-            self._conn.executemany(_INSERT_DEAD_LETTER, params)
+        with self._db.transaction() as conn:
+            conn.executemany(_INSERT_DEAD_LETTER, params)
 
     def store_alert_events(self, events: Sequence[AlertEvent]) -> int:
         """Store alert events, ignoring ones already stored; return how many were new."""
@@ -215,13 +203,13 @@ class SQLiteStore(StoreContext):
             )
             for e in events
         ]
-        with self._lock, _immediate(self._conn):
-            return max(self._conn.executemany(_INSERT_ALERT, params).rowcount, 0)
+        with self._db.transaction() as conn:
+            return max(conn.executemany(_INSERT_ALERT, params).rowcount, 0)
 
     def unpublished_alert_events(self, limit: int = 1000) -> list[AlertEvent]:
         """Up to ``limit`` stored alert events not yet marked published, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(_SELECT_UNPUBLISHED, (limit,)).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(_SELECT_UNPUBLISHED, (limit,)).fetchall()
         return _alert_events(rows)
 
     def mark_alerts_published(self, events: Sequence[AlertEvent]) -> None:
@@ -230,8 +218,8 @@ class SQLiteStore(StoreContext):
             return
         now_us = time.time_ns() // 1000
         params = [(now_us, e.device_id, e.rule_id, e.transition.value, e.at_us) for e in events]
-        with self._lock, _immediate(self._conn):
-            self._conn.executemany(_MARK_PUBLISHED, params)
+        with self._db.transaction() as conn:
+            conn.executemany(_MARK_PUBLISHED, params)
 
     def fetch_readings(
         self,
@@ -257,8 +245,8 @@ class SQLiteStore(StoreContext):
         if limit is not None:
             query += " LIMIT :limit"
             params["limit"] = limit
-        with self._lock:
-            return [Reading(*row) for row in self._conn.execute(query, params)]
+        with self._db.reading() as conn:
+            return [Reading(*row) for row in conn.execute(query, params)]
 
     def bucketed(
         self, device_id: str, metric: str, bucket_seconds: int, since_us: int, until_us: int
@@ -272,8 +260,8 @@ class SQLiteStore(StoreContext):
             "since": since_us,
             "until": until_us,
         }
-        with self._lock:
-            return [Bucket(*row) for row in self._conn.execute(_BUCKETED, params)]
+        with self._db.reading() as conn:
+            return [Bucket(*row) for row in conn.execute(_BUCKETED, params)]
 
     def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
         """Stored alert events, optionally for one device, ordered by time."""
@@ -282,27 +270,27 @@ class SQLiteStore(StoreContext):
             " WHERE (:device_id IS NULL OR device_id = :device_id)"
             " ORDER BY at_us, device_id, rule_id, transition"
         )
-        with self._lock:
-            rows = self._conn.execute(query, {"device_id": device_id}).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(query, {"device_id": device_id}).fetchall()
         return _alert_events(rows)
 
     def reading_count(self) -> int:
         """How many readings are stored."""
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        with self._db.reading() as conn:
+            return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
 
     def reading_checksum(self) -> tuple[int, float]:
         """Count and sum of values of all stored readings, for reconciliation."""
-        with self._lock:
-            count, total = self._conn.execute(
+        with self._db.reading() as conn:
+            count, total = conn.execute(
                 "SELECT count(*), coalesce(sum(value), 0.0) FROM readings"
             ).fetchone()
         return int(count), float(total)
 
     def dead_letter_count(self) -> int:
         """How many dead letters are stored."""
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        with self._db.reading() as conn:
+            return int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent ``limit`` dead letters, newest first."""
@@ -310,14 +298,39 @@ class SQLiteStore(StoreContext):
             "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq"
             " FROM dead_letters ORDER BY received_at_us DESC, id DESC LIMIT ?"
         )
-        with self._lock:
-            rows = self._conn.execute(query, (limit,)).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(query, (limit,)).fetchall()
         return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
-        with self._lock:
-            self._conn.close()
+        self._db.close()
+
+
+def _claim(conn: sqlite3.Connection, ordered: list[Batch]) -> list[Batch]:
+    """Claim each batch not claimed before; the ones this call claimed, in order."""
+    now_us = time.time_ns() // 1000
+    return [
+        b
+        for b in ordered
+        if conn.execute(_CLAIM, (b.gateway_id, b.batch_seq, len(b.readings), now_us)).rowcount == 1
+    ]
+
+
+def _reading_rows(claimed: list[Batch]) -> Iterator[tuple[object, ...]]:
+    """One readings-table row per reading of the claimed batches, tagged with its batch."""
+    for b in claimed:
+        for r in b.readings:
+            yield (
+                r.ts_us,
+                r.device_id,
+                r.metric,
+                r.value,
+                r.unit,
+                r.seq,
+                b.gateway_id,
+                b.batch_seq,
+            )
 
 
 def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> list[AlertEvent]:
@@ -334,25 +347,3 @@ def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> l
         )
         for d, r, s, t, at, m, ev in rows
     ]
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception; busy is StorageUnavailable."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            # A COMMIT that failed (busy) leaves the transaction open; one rolled back by SQLite
-            # itself does not, and a second ROLLBACK would raise.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.OperationalError as exc:
-        # Another process held the write lock for longer than the busy timeout: nothing of
-        # ours was written, and the same call can succeed once that writer is done.
-        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-            raise StorageUnavailable(f"SQLite database is locked: {exc}") from exc
-        raise

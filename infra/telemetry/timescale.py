@@ -16,11 +16,13 @@ from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
 from infra.postgres import PgConnection, Work
 from infra.telemetry import timescale_schema
 from infra.telemetry.base import (
+    BadBatch,
     Bucket,
     DeadLetter,
     StoreContext,
     StoreOutcome,
     check_bucket_seconds,
+    storable_letter,
 )
 from infra.telemetry.claims import claim_order, reading_total
 from infra.time_us import datetime_from_us
@@ -103,6 +105,11 @@ _SELECT_DEAD_LETTERS = f"""
 # transaction is rolled back whole, so retrying it is safe.
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _ATTEMPTS = 5
+# What a batch's data (not the server's state) can fail with: a NUL in a text (psycopg's own
+# DataError, or SQLSTATE 22021 from COPY), a timestamp past year 9999 or before year 1
+# (OverflowError converting it), an integer beyond int8 (OverflowError dumping it, 22003 on the
+# server), a lone surrogate (UnicodeEncodeError), any other class 22 or 23 SQLSTATE.
+_BAD_DATA = (psycopg.DataError, psycopg.IntegrityError, OverflowError, ValueError)
 T = TypeVar("T")
 
 
@@ -122,7 +129,10 @@ class TimescaleStore(StoreContext):
         self.features = self._run(timescale_schema.migrate)
 
     def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
-        """Store all ``batches`` in one transaction, skipping batches and readings already kept."""
+        """Store all ``batches`` in one transaction, skipping batches and readings already kept.
+
+        Raises ``BadBatch`` (nothing stored) when PostgreSQL cannot take a value of one of them.
+        """
         ordered = claim_order(batches)
 
         def store(conn: psycopg.Connection[TupleRow]) -> StoreOutcome:
@@ -136,9 +146,14 @@ class TimescaleStore(StoreContext):
                     time.sleep(0.01 * attempt)
                     attempt += 1
 
-        # Safe to repeat after a lost connection, even one lost during COMMIT: the batch claims
-        # make a committed batch a duplicate the second time.
-        return self._run(store)
+        try:
+            # Safe to repeat after a lost connection, even one lost during COMMIT: the batch
+            # claims make a committed batch a duplicate the second time.
+            return self._run(store)
+        except _BAD_DATA as exc:
+            # The transaction is rolled back and the connection stays usable; the same batches
+            # would fail the same way on every retry, so this is no outage.
+            raise BadBatch.of(ordered, exc) from exc
 
     def _store(
         self, conn: psycopg.Connection[TupleRow], ordered: list[Batch], offered: int
@@ -177,7 +192,7 @@ class TimescaleStore(StoreContext):
                 d.gateway_id,
                 d.batch_seq,
             )
-            for d in letters
+            for d in map(storable_letter, letters)
         ]
 
         def store(conn: psycopg.Connection[TupleRow]) -> None:

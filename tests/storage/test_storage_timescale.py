@@ -10,6 +10,7 @@ import pytest
 
 from contract import Reading
 from infra.telemetry import StoreOutcome
+from infra.telemetry.base import BadBatch
 from infra.telemetry.timescale import TimescaleStore
 from tests.storage.factories import T0_US, batch, batches, reading
 
@@ -70,7 +71,8 @@ def test_apache_build_skips_compression_and_continuous_aggregate(
 def test_a_failing_call_stores_nothing_and_the_store_recovers(store: TimescaleStore) -> None:
     good = batches(2, 50)
     poisoned = batch(9, [reading(5000), Reading("bad\x00id", "battery", 1.0, "%", T0_US, 1)])
-    with pytest.raises(psycopg.DataError):
+    # Bad data is BadBatch (poison, never an outage), naming the batches and the cause.
+    with pytest.raises(BadBatch, match="'gw-1'/9 cannot be stored: CharacterNotInRepertoire"):
         store.store_batches([*good, poisoned])
     assert store.reading_count() == 0
     assert store.store_batches(good) == StoreOutcome(readings_inserted=100, batches_new=2)

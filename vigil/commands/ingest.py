@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import aiomqtt
 import typer
@@ -31,6 +31,14 @@ def ingest_run(
             "use --no-rules beside `vigil rules run` or with a shared group."
         ),
     ] = True,
+    replica: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="This worker's replica number in its shared group; client id "
+            "vigil-ingest-<replica> unless ingest.client_id is set (default: ingest.replica).",
+        ),
+    ] = None,
 ) -> None:
     """Run one ingest worker until interrupted."""
     from ingest.worker import IngestWorker
@@ -38,7 +46,9 @@ def ingest_run(
     from vigil.commands.rules import load_rules, registry_from
     from vigil.stopping import run_until_stopped
 
-    settings = VigilSettings()
+    # Merged into the [ingest] section from the file and the environment, over both.
+    overrides: dict[str, Any] = {} if replica is None else {"ingest": {"replica": replica}}
+    settings = VigilSettings(**overrides)
     chosen = load_rules(None, None, settings) if rules else []
     registry = registry_from(settings.rules.registry_file) if rules else {}
     store = _open_when_reachable(settings.ingest.storage_url)
