@@ -281,6 +281,11 @@ class OutboxItem(_Frozen):
 class DeadLetter(_Frozen):
     """A message the service worker could not use, kept with why for inspection or replay."""
 
+    # The payload may be any bytes at all: base64 in JSON, so it always serialises.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
     received_at: UtcDatetime
     topic: str
     reason: NonEmpty
