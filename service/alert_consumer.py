@@ -158,8 +158,11 @@ class AlertConsumer:
         if ticket is None or not created:
             return ticket
         self.tickets_opened += 1
-        if self.on_ticket is not None:
-            self.on_ticket(ticket, time.perf_counter() - received)
         if self.on_commit is not None:
             self.on_commit()
+        if self.on_ticket is not None:
+            try:
+                self.on_ticket(ticket, time.perf_counter() - received)
+            except Exception:  # the ticket is committed: a failing observer must not undo that
+                log.exception("on_ticket callback failed for ticket %s", ticket.id)
         return ticket
