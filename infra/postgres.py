@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import psycopg
@@ -95,6 +95,24 @@ class PgConnection:
                     log.info("%s connection found lost (%s); reconnecting", self.name, exc)
                     second_chance = False
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """One transaction on a live connection, under the lock; losing the server is an outage.
+
+        A lost server or session raises ``StorageUnavailable``; the block is never re-run here:
+        the caller repeats the whole transaction (the consume loop does, by holding the message).
+        """
+        with self.lock:
+            conn = self.run(_alive)  # an idle connection found dead is replaced first
+            try:
+                with conn.transaction():
+                    yield conn
+            except psycopg.Error as exc:
+                if not is_lost(conn, exc):
+                    raise
+                self._drop()
+                raise StorageUnavailable(f"lost {self.name} mid-transaction: {exc}") from exc
+
     def close(self) -> None:
         """Release the connection; it is unusable afterwards."""
         with self.lock:
@@ -126,3 +144,9 @@ class PgConnection:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+
+def _alive(conn: psycopg.Connection[TupleRow]) -> psycopg.Connection[TupleRow]:
+    """``conn`` once a round trip proved it still reaches the server."""
+    conn.execute("SELECT 1")
+    return conn

@@ -2,18 +2,27 @@
 
 This is the only module that combines decisions (intake, dispatch, lifecycle, escalation) with
 persistence; ``now`` still comes from the caller.
+
+Ticket writes are optimistic: a ticket changed by someone else since it was read raises
+``ConcurrentUpdate``. Machine-made changes (alerts, escalations, schedules) run through
+``retrying``, which re-reads and decides again; a person's change (``apply``) is not retried —
+the API answers 409 and the person looks again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from contract import AlertEvent
+from service.concurrency import ConcurrentUpdate
 from service.dispatch import Assignment, NoEngineer, dispatch
 from service.escalation import Escalation, escalate, escalations_due
 from service.intake import alert_time, open_or_append
@@ -33,9 +42,34 @@ from service.schedules import ScheduleConfig, due_tasks, ticket_for
 from service.sla import Breach, SlaConfig, breaches_between
 from service.store import ServiceStore
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 8  # tries of one machine-made change before ConcurrentUpdate is raised
+
 
 class NotFound(LookupError):
     """A ticket, device or site the request names does not exist."""
+
+
+def retrying(store: ServiceStore, work: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """``work()`` in one transaction, run again from fresh reads when a ticket write loses a race.
+
+    Call it outside any transaction: a retry inside an outer one would keep the outer one's
+    stale decisions. Raises ConcurrentUpdate once ``attempts`` are used up.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with store.atomic():
+                return work()
+        except ConcurrentUpdate as exc:
+            if attempt == attempts:
+                raise
+            log.info("concurrent ticket change (%s); retrying (%d/%d)", exc, attempt, attempts)
+            # Jittered so two writers that just collided do not collide again in lockstep.
+            time.sleep(random.uniform(0, 0.005 * attempt))
+    raise AssertionError("unreachable")
 
 
 def save(
@@ -46,11 +80,11 @@ def save(
     at: datetime,
     data: Mapping[str, Any] | None = None,
 ) -> Ticket:
-    """Store ``ticket`` and its audit entry in one transaction."""
+    """Store ``ticket`` and its audit entry in one transaction; return it as stored (versioned)."""
     with store.atomic():
-        store.put_ticket(ticket)
+        stored = store.put_ticket(ticket)
         store.append_audit(at, actor, action, ticket.id, {"state": ticket.state, **(data or {})})
-    return ticket
+    return stored
 
 
 def auto_dispatch(store: ServiceStore, ticket: Ticket, at: datetime) -> Ticket:
@@ -164,16 +198,31 @@ def open_ticket(
         raise NotFound(f"device {device_id} not found")
     with store.atomic():
         ticket = new_ticket(new_id, device_id, tier, at, kind=TicketKind.MANUAL, title=title)
-        save(store, ticket, actor, "opened", at, {"title": title})
-        return auto_dispatch(store, ticket, at)
+        return auto_dispatch(store, save(store, ticket, actor, "opened", at, {"title": title}), at)
 
 
-def apply(store: ServiceStore, ticket_id: str, event: Event, actor: str, at: datetime) -> Ticket:
-    """Apply a lifecycle event to a stored ticket; TransitionError leaves it untouched."""
+def apply(
+    store: ServiceStore,
+    ticket_id: str,
+    event: Event,
+    actor: str,
+    at: datetime,
+    expected_version: int | None = None,
+) -> Ticket:
+    """Apply a lifecycle event to a stored ticket; TransitionError leaves it untouched.
+
+    With ``expected_version`` (the version the caller decided on, e.g. an If-Match header) a
+    ticket changed since raises ConcurrentUpdate; so does a change that wins a race meanwhile.
+    """
     with store.atomic():
         ticket = store.ticket(ticket_id)
         if ticket is None:
             raise NotFound(f"ticket {ticket_id} not found")
+        if expected_version is not None and ticket.version != expected_version:
+            raise ConcurrentUpdate(
+                f"ticket {ticket_id} is at version {ticket.version}, not {expected_version}; "
+                "read it again"
+            )
         moved = transition(ticket, event, at)
         return save(store, moved, actor, type(event).__name__.lower(), at)
 

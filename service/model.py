@@ -175,6 +175,9 @@ class Ticket(_Frozen):
     parts: tuple[str, ...] = ()  # part numbers used by the fix, for the device file
     signature: Signature | None = None
     satisfaction: Annotated[int, Field(ge=1, le=5)] | None = None
+    # The stored revision this copy was read at (0: never stored). The store writes a change
+    # only over the revision it was read at, so two writers cannot overwrite each other.
+    version: Annotated[int, Field(ge=0)] = 0
 
     @property
     def is_open(self) -> bool:
@@ -273,3 +276,17 @@ class OutboxItem(_Frozen):
     attempts: Annotated[int, Field(ge=0)] = 0
     status: OutboxStatus = OutboxStatus.PENDING
     last_error: str = ""
+
+
+class DeadLetter(_Frozen):
+    """A message the service worker could not use, kept with why for inspection or replay."""
+
+    # The payload may be any bytes at all: base64 in JSON, so it always serialises.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    received_at: UtcDatetime
+    topic: str
+    reason: NonEmpty
+    payload: bytes

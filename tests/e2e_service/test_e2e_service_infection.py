@@ -21,7 +21,7 @@ from rules import load_pack
 from rules.runtime import RuleRuntime
 from service.model import Engineer, Tier
 from service.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from service.store_postgres import PostgresStore
+from service.store import PostgresStore
 from service.worker import Endpoint, NotifyConfig, ServiceWorker, WorkerSettings
 from simulator.faults import Fault, FaultKind
 from simulator.fleet import Fleet, FleetSpec

@@ -17,7 +17,7 @@ from infra.telemetry.timescale import TimescaleStore
 from infra.time_us import us_from_datetime
 from service.audit import verify
 from service.model import Patient, TicketKind
-from service.store_postgres import PostgresStore
+from service.store import PostgresStore
 from tests.servers import PrivatePostgres
 from tests.service.factories import device, engineer, site, ticket
 from tests.service.live import ROOT, api_env, fresh_database, uvicorn_api, write_tokens

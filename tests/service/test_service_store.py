@@ -11,10 +11,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infra.errors import StorageUnavailable
 from service.audit import verify
+from service.concurrency import ConcurrentUpdate
 from service.lifecycle import Dispatch
 from service.model import (
     Channel,
+    DeadLetter,
     Delivery,
     Location,
     OutboxItem,
@@ -22,8 +25,7 @@ from service.model import (
     Patient,
     TicketState,
 )
-from service.store import ServiceStore, SqliteStore, open_service_store
-from service.store_postgres import PostgresStore
+from service.store import PostgresStore, ServiceStore, SqliteStore, open_service_store
 from tests.service.factories import T0, device, engineer, site, ticket, walk
 
 
@@ -60,14 +62,56 @@ def test_installed_base_round_trips(store: ServiceStore) -> None:
 def test_tickets_round_trip_and_filter(store: ServiceStore) -> None:
     a = walk(ticket("a"), (Dispatch("e1", "nearest"), T0))
     b = ticket("b", device_id="d2")
-    store.put_ticket(a)
+    stored = store.put_ticket(a)
     store.put_ticket(b)
-    assert store.ticket("a") == a
+    assert stored == a.model_copy(update={"version": 1})
+    assert store.ticket("a") == stored
     assert [t.id for t in store.tickets(states=[TicketState.OPEN])] == ["b"]
     assert [t.id for t in store.tickets(device_ids=["d1"])] == ["a"]
     assert store.tickets(states=[]) == []
-    store.put_ticket(a.model_copy(update={"state": TicketState.ACCEPTED}))
-    assert [t.id for t in store.tickets(states=[TicketState.ACCEPTED])] == ["a"]
+    accepted = store.put_ticket(stored.model_copy(update={"state": TicketState.ACCEPTED}))
+    assert accepted.version == 2
+    assert store.tickets(states=[TicketState.ACCEPTED]) == [accepted]
+
+
+def test_a_stale_ticket_write_is_refused(store: ServiceStore) -> None:
+    store.put_ticket(ticket("a"))
+    mine, theirs = store.ticket("a"), store.ticket("a")
+    assert mine is not None and theirs is not None
+    store.put_ticket(theirs.model_copy(update={"title": "theirs"}))
+    with pytest.raises(ConcurrentUpdate, match="changed since it was read at version 1"):
+        store.put_ticket(mine.model_copy(update={"title": "mine"}))
+    current = store.ticket("a")
+    assert current is not None and (current.title, current.version) == ("theirs", 2)
+
+
+def test_inserting_a_ticket_twice_is_refused(store: ServiceStore) -> None:
+    store.put_ticket(ticket("a"))
+    with pytest.raises(ConcurrentUpdate, match="already exists"):
+        store.put_ticket(ticket("a").model_copy(update={"title": "again"}))
+    assert store.ticket("a") == ticket("a").model_copy(update={"version": 1})
+
+
+def test_a_refused_write_rolls_back_its_transaction(store: ServiceStore) -> None:
+    store.put_ticket(ticket("a"))
+    stale = store.ticket("a")
+    assert stale is not None
+    store.put_ticket(stale)  # now at version 2
+    with pytest.raises(ConcurrentUpdate), store.atomic():
+        store.append_audit(T0, "e1", "x", "a", {})
+        store.put_ticket(stale)
+    assert store.audit_log() == []
+
+
+def test_dead_letters_are_kept_newest_first(store: ServiceStore) -> None:
+    letters = [
+        DeadLetter(received_at=T0 + timedelta(seconds=i), topic=f"t/{i}", reason="bad", payload=p)
+        for i, p in enumerate([b"{", b"\x00\xff", b""])
+    ]
+    for letter in letters:
+        store.dead_letter(letter)
+    assert store.dead_letters() == letters[::-1]
+    assert store.dead_letters(limit=1) == [letters[-1]]
 
 
 def test_audit_log_chains_in_the_store(store: ServiceStore) -> None:
@@ -126,10 +170,10 @@ def test_deliveries_are_kept_in_order(store: ServiceStore) -> None:
 def test_data_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     db = SqliteStore(path)
-    db.put_ticket(ticket("a"))
+    stored = db.put_ticket(ticket("a"))
     db.close()
     again = SqliteStore(path)
-    assert again.ticket("a") == ticket("a")
+    assert again.ticket("a") == stored
     again.close()
 
 
@@ -149,11 +193,11 @@ def test_postgres_audit_rows_cannot_be_changed(timescale_dsn: str) -> None:
 
 def test_postgres_data_survives_reopening(timescale_dsn: str) -> None:
     db = PostgresStore(timescale_dsn)
-    db.put_ticket(ticket("a"))
+    stored = db.put_ticket(ticket("a"))
     db.append_audit(T0, "e1", "x", "a", {"note": "ünïcode", "n": 1.5})
     db.close()
     again = open_service_store(f"postgresql://{_url_of(timescale_dsn)}")
-    assert again.ticket("a") == ticket("a")
+    assert again.ticket("a") == stored
     assert verify(again.audit_log()).ok
     again.close()
 
@@ -238,3 +282,126 @@ def test_cursor_round_trips_in_utc(store: ServiceStore) -> None:
     later = (T0 + timedelta(hours=3)).astimezone(timezone(timedelta(hours=2)))
     store.set_cursor("breach_scan", later)
     assert store.cursor("breach_scan") == later and store.cursor("other") is None
+
+
+_LEGACY_TICKETS = {
+    "sqlite": "CREATE TABLE tickets (id TEXT PRIMARY KEY, device_id TEXT NOT NULL,"
+    " state TEXT NOT NULL, doc TEXT NOT NULL)",
+    "postgres": "CREATE TABLE service_tickets (id text PRIMARY KEY, device_id text NOT NULL,"
+    " state text NOT NULL, doc jsonb NOT NULL)",
+}
+
+
+def test_sqlite_tickets_of_an_older_release_get_a_version(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute(_LEGACY_TICKETS["sqlite"])
+        raw.execute("INSERT INTO tickets VALUES ('a', 'd1', 'open', ?)", (_legacy_doc(),))
+    raw.close()
+    db = SqliteStore(path)
+    old = db.ticket("a")
+    assert old == ticket("a").model_copy(update={"version": 1})
+    assert db.put_ticket(old.model_copy(update={"title": "moved on"})).version == 2
+    db.close()
+    SqliteStore(path).close()  # a second open migrates nothing
+
+
+def test_postgres_tickets_of_an_older_release_get_a_version(timescale_dsn: str) -> None:
+    with psycopg.connect(timescale_dsn, autocommit=True) as raw:
+        raw.execute(_LEGACY_TICKETS["postgres"])  # type: ignore[arg-type]
+        raw.execute("INSERT INTO service_tickets VALUES ('a', 'd1', 'open', %s)", (_legacy_doc(),))
+    db = PostgresStore(timescale_dsn)
+    old = db.ticket("a")
+    assert old == ticket("a").model_copy(update={"version": 1})
+    assert db.put_ticket(old.model_copy(update={"title": "moved on"})).version == 2
+    db.close()
+    PostgresStore(timescale_dsn).close()
+
+
+def _legacy_doc() -> str:
+    """A ticket document as releases before the version column wrote it."""
+    doc = ticket("a").model_dump_json(exclude={"version"})
+    assert "version" not in doc
+    return doc
+
+
+def test_sqlite_write_lock_held_elsewhere_is_storage_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder, waiter = SqliteStore(path), SqliteStore(path, busy_timeout_s=0.1)
+    with holder.atomic():
+        holder.put_site(site("s1"))
+        with pytest.raises(StorageUnavailable, match="locked"):
+            waiter.put_site(site("s2"))
+    waiter.put_site(site("s2"))  # the same write succeeds once the lock is released
+    assert [s.id for s in waiter.sites()] == ["s1", "s2"]
+    holder.close()
+    waiter.close()
+
+
+def test_postgres_lost_mid_transaction_is_storage_unavailable(timescale_dsn: str) -> None:
+    db = PostgresStore(timescale_dsn)
+    db.put_site(site("s0"))
+    with psycopg.connect(timescale_dsn, autocommit=True) as admin:
+        with pytest.raises(StorageUnavailable, match="mid-transaction"), db.atomic():
+            db.put_site(site("s1"))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            db.put_site(site("s2"))
+        # The next call reconnects; nothing of the lost transaction was kept.
+        assert [s.id for s in db.sites()] == ["s0"]
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        db.put_site(site("s1"))  # an idle connection found dead is replaced before the write
+    assert [s.id for s in db.sites()] == ["s0", "s1"]
+    db.close()
+
+
+def test_racing_writers_on_two_connections_lose_no_update(timescale_dsn: str) -> None:
+    """Each thread appends its own evidence through its own connection; every append lands."""
+    stores = [PostgresStore(timescale_dsn) for _ in range(2)]
+    stores[0].put_ticket(ticket("a"))
+    conflicts = [0, 0]
+
+    def work(n: int) -> None:
+        db = stores[n]
+        for i in range(25):
+            while True:
+                current = db.ticket("a")
+                assert current is not None
+                title = f"{current.title}|{n}.{i}"
+                try:
+                    db.put_ticket(current.model_copy(update={"title": title}))
+                    break
+                except ConcurrentUpdate:
+                    conflicts[n] += 1
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = stores[0].ticket("a")
+    assert final is not None and final.version == 51
+    marks = final.title.split("|")[1:]
+    assert sorted(marks) == sorted(f"{n}.{i}" for n in range(2) for i in range(25))
+    print(f"conflicts retried: {conflicts}")
+    for db in stores:
+        db.close()
+
+
+def test_store_urls_open_the_right_store(tmp_path: Path) -> None:
+    db = open_service_store(f"sqlite:///{tmp_path}/nested/dir/s.db")
+    assert isinstance(db, SqliteStore)
+    db.close()
+    for bad, message in (
+        ("sqlite:///", "no database path"),
+        ("mysql://user:secret@db/vigil", "scheme 'mysql'"),
+        ("just-a-name", "no scheme"),
+    ):
+        with pytest.raises(ValueError, match=message) as error:
+            open_service_store(bad)
+        assert "secret" not in str(error.value)

@@ -1,10 +1,9 @@
-"""Persistence: a small repository protocol and its SQLite implementation (stdlib sqlite3).
+"""ServiceStore on SQLite (stdlib sqlite3): one file, or memory, for a single site or a demo.
 
-``service.store_postgres.PostgresStore`` is the PostgreSQL implementation; ``open_service_store``
-picks one from a URL.
-
-Domain objects are stored as JSON documents next to the columns queries filter on, so a
-PostgreSQL implementation (jsonb) can sit behind the same protocol with the same SQL shape.
+Domain objects are stored as JSON documents next to the columns queries filter on, so the
+PostgreSQL implementation (jsonb) has the same SQL shape. A write lock not obtained within the
+busy timeout ("database is locked") is ``StorageUnavailable``: another process holds the
+database, and the same transaction may succeed a moment later.
 """
 
 from __future__ import annotations
@@ -12,16 +11,18 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from infra.errors import StorageUnavailable
 from service import audit
 from service.audit import AuditEntry
 from service.model import (
+    DeadLetter,
     Delivery,
     Device,
     Engineer,
@@ -32,123 +33,9 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class ServiceStore(Protocol):
-    """What the service backbone needs from storage."""
-
-    def atomic(self) -> AbstractContextManager[None]:
-        """Group the calls inside into one transaction."""
-        ...
-
-    def close(self) -> None:
-        """Release the database; the store is unusable afterwards."""
-        ...
-
-    def put_site(self, site: Site) -> None:
-        """Insert or replace a site."""
-        ...
-
-    def site(self, site_id: str) -> Site | None:
-        """One site, or None."""
-        ...
-
-    def sites(self) -> list[Site]:
-        """All sites by id."""
-        ...
-
-    def put_device(self, device: Device) -> None:
-        """Insert or replace a device."""
-        ...
-
-    def device(self, device_id: str) -> Device | None:
-        """One device, or None."""
-        ...
-
-    def devices(self, site_id: str | None = None) -> list[Device]:
-        """Devices by id, optionally of one site."""
-        ...
-
-    def put_patient(self, patient: Patient) -> None:
-        """Insert or replace a patient."""
-        ...
-
-    def patient(self, patient_id: str) -> Patient | None:
-        """One patient, or None."""
-        ...
-
-    def put_engineer(self, engineer: Engineer) -> None:
-        """Insert or replace an engineer."""
-        ...
-
-    def engineer(self, engineer_id: str) -> Engineer | None:
-        """One engineer, or None."""
-        ...
-
-    def engineers(self, region: str | None = None) -> list[Engineer]:
-        """Engineers by id, optionally of one region."""
-        ...
-
-    def put_ticket(self, ticket: Ticket) -> None:
-        """Insert or replace a ticket."""
-        ...
-
-    def ticket(self, ticket_id: str) -> Ticket | None:
-        """One ticket, or None."""
-        ...
-
-    def tickets(
-        self,
-        states: Iterable[TicketState] | None = None,
-        device_ids: Iterable[str] | None = None,
-    ) -> list[Ticket]:
-        """Tickets by id, optionally filtered by state and device."""
-        ...
-
-    def append_audit(
-        self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
-    ) -> AuditEntry:
-        """Chain and store one audit entry atomically; return it."""
-        ...
-
-    def audit_log(self) -> list[AuditEntry]:
-        """Every audit entry in sequence order."""
-        ...
-
-    def record_delivery(self, delivery: Delivery) -> None:
-        """Keep one notification delivery attempt."""
-        ...
-
-    def deliveries(self, event_id: str | None = None) -> list[Delivery]:
-        """Delivery attempts in the order recorded, optionally of one event."""
-        ...
-
-    def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
-        """Add pending notifications to the outbox; a key already there is left as it is."""
-        ...
-
-    def update_notification(self, item: OutboxItem) -> None:
-        """Replace an outbox item (attempts, status, next try) by its key."""
-        ...
-
-    def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
-        """Pending outbox items, earliest next try first."""
-        ...
-
-    def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
-        """Every outbox item (any status) by key, optionally of one event."""
-        ...
-
-    def cursor(self, name: str) -> datetime | None:
-        """A persisted position (e.g. the last breach-scan instant), or None if never set."""
-        ...
-
-    def set_cursor(self, name: str, at: datetime) -> None:
-        """Persist a position; call inside ``atomic()`` with what it covers."""
-        ...
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sites (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -159,7 +46,8 @@ CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS engineers (
     id TEXT PRIMARY KEY, region TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (
-    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL);
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -180,20 +68,50 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, next_at);
 CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_id);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, at TEXT NOT NULL);
+-- Prefixed: the telemetry store, which may share the file, has its own dead_letters.
+CREATE TABLE IF NOT EXISTS service_dead_letters (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, topic TEXT NOT NULL,
+    reason TEXT NOT NULL, payload BLOB NOT NULL);
 """
+
+_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+@contextmanager
+def _locked_is_unavailable() -> Iterator[None]:
+    """Turn SQLite's busy/locked error into StorageUnavailable; anything else passes."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if any(text in str(exc) for text in _BUSY):
+            raise StorageUnavailable(f"SQLite service store busy: {exc}") from exc
+        raise
 
 
 class SqliteStore:
     """ServiceStore on one SQLite database; safe to share between threads."""
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, busy_timeout_s: float = 5.0) -> None:
         # Autocommit mode: transactions are opened explicitly by atomic().
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+        )
         self._lock = threading.RLock()
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        with _locked_is_unavailable():
+            if str(path) != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older release up to this schema."""
+        with self.atomic():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tickets)")}
+            if "version" not in columns:
+                self._db.execute(
+                    "ALTER TABLE tickets ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
+                )
 
     def close(self) -> None:
         """Close the database."""
@@ -206,27 +124,31 @@ class SqliteStore:
             if self._db.in_transaction:
                 yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            with _locked_is_unavailable():
+                self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield
+                with _locked_is_unavailable():
+                    yield
+                    self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a failed COMMIT leaves it open too
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         with self.atomic():
             self._db.execute(sql, params)
 
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock, _locked_is_unavailable():
+            return self._db.execute(sql, params).fetchall()
+
     def _one(self, model: type[M], table: str, key: str) -> M | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT doc FROM {table} WHERE id = ?", (key,)).fetchone()
-        return None if row is None else model.model_validate_json(row[0])
+        rows = self._rows(f"SELECT doc FROM {table} WHERE id = ?", (key,))
+        return model.model_validate_json(rows[0][0]) if rows else None
 
     def _many(self, model: type[M], sql: str, params: tuple[Any, ...] = ()) -> list[M]:
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [model.model_validate_json(r[0]) for r in rows]
+        return [model.model_validate_json(r[0]) for r in self._rows(sql, params)]
 
     def put_site(self, site: Site) -> None:
         """Insert or replace a site."""
@@ -288,16 +210,30 @@ class SqliteStore:
             Engineer, "SELECT doc FROM engineers WHERE region = ? ORDER BY id", (region,)
         )
 
-    def put_ticket(self, ticket: Ticket) -> None:
-        """Insert or replace a ticket."""
-        self._write(
-            "INSERT OR REPLACE INTO tickets VALUES (?, ?, ?, ?)",
-            (ticket.id, ticket.device_id, str(ticket.state), ticket.model_dump_json()),
-        )
+    def put_ticket(self, ticket: Ticket) -> Ticket:
+        """Write ``ticket`` over the revision it was read at; return it at its new version."""
+        columns = (ticket.device_id, str(ticket.state), ticket_doc(ticket))
+        with self.atomic():
+            if ticket.version == 0:
+                done = self._db.execute(
+                    "INSERT INTO tickets (id, device_id, state, doc, version)"
+                    " VALUES (?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
+                    (ticket.id, *columns),
+                )
+            else:
+                done = self._db.execute(
+                    "UPDATE tickets SET device_id = ?, state = ?, doc = ?, version = version + 1"
+                    " WHERE id = ? AND version = ?",
+                    (*columns, ticket.id, ticket.version),
+                )
+            if done.rowcount != 1:
+                raise ticket_conflict(ticket)
+        return ticket.model_copy(update={"version": ticket.version + 1})
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """One ticket, or None."""
-        return self._one(Ticket, "tickets", ticket_id)
+        rows = self._rows("SELECT doc, version FROM tickets WHERE id = ?", (ticket_id,))
+        return ticket_at(rows[0][0], rows[0][1]) if rows else None
 
     def tickets(
         self,
@@ -313,7 +249,8 @@ class SqliteStore:
                 clauses.append(f"{column} IN ({', '.join('?' * len(chosen))})")
                 params.extend(chosen)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self._many(Ticket, f"SELECT doc FROM tickets{where} ORDER BY id", tuple(params))
+        rows = self._rows(f"SELECT doc, version FROM tickets{where} ORDER BY id", tuple(params))
+        return [ticket_at(doc, version) for doc, version in rows]
 
     def append_audit(
         self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
@@ -332,9 +269,7 @@ class SqliteStore:
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
-        return [audit.from_row(r) for r in rows]
+        return [audit.from_row(r) for r in self._rows("SELECT * FROM audit_log ORDER BY seq")]
 
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
@@ -356,12 +291,12 @@ class SqliteStore:
         with self.atomic():
             for item in items:
                 self._db.execute(
-                    "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)", _outbox_row(item)
+                    "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)", outbox_row(item)
                 )
 
     def update_notification(self, item: OutboxItem) -> None:
         """Replace an outbox item (attempts, status, next try) by its key."""
-        self._write("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", _outbox_row(item))
+        self._write("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)", outbox_row(item))
 
     def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
         """Pending outbox items, earliest next try first."""
@@ -381,43 +316,29 @@ class SqliteStore:
 
     def cursor(self, name: str) -> datetime | None:
         """A persisted position (e.g. the last breach-scan instant), or None if never set."""
-        with self._lock:
-            row = self._db.execute("SELECT at FROM cursors WHERE name = ?", (name,)).fetchone()
-        return None if row is None else datetime.fromisoformat(row[0])
+        rows = self._rows("SELECT at FROM cursors WHERE name = ?", (name,))
+        return datetime.fromisoformat(rows[0][0]) if rows else None
 
     def set_cursor(self, name: str, at: datetime) -> None:
         """Persist a position; call inside ``atomic()`` with what it covers."""
-        self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, _utc_text(at)))
+        self._write("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (name, utc_text(at)))
 
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Keep a message the worker could not use, with the reason."""
+        self._write(
+            "INSERT INTO service_dead_letters (received_at, topic, reason, payload)"
+            " VALUES (?, ?, ?, ?)",
+            (utc_text(letter.received_at), letter.topic, letter.reason, letter.payload),
+        )
 
-def _outbox_row(item: OutboxItem) -> tuple[str, str, str, float, str]:
-    return (
-        item.key,
-        item.event_id,
-        str(item.status),
-        item.next_at.timestamp(),
-        item.model_dump_json(),
-    )
-
-
-def _utc_text(at: datetime) -> str:
-    if at.tzinfo is None:
-        raise ValueError("cursor instants must be aware")
-    return at.astimezone(UTC).isoformat()
-
-
-def open_service_store(url: str) -> ServiceStore:
-    """Open the store ``url`` names (``sqlite:///path`` or ``postgresql://…`` / a libpq DSN)."""
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if not path:
-            raise ValueError(f"no database path in {url!r}")
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteStore(path)
-    if url.startswith(("postgresql://", "postgres://")) or ("=" in url and "://" not in url):
-        # Imported here so a SQLite-only deployment never loads libpq.
-        from service.store_postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise ValueError(f"unsupported service store URL {url!r}: use sqlite:///… or postgresql://…")
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        rows = self._rows(
+            "SELECT received_at, topic, reason, payload FROM service_dead_letters"
+            " ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(received_at=datetime.fromisoformat(at), topic=t, reason=r, payload=p)
+            for at, t, r, p in rows
+        ]

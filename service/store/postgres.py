@@ -1,26 +1,32 @@
 """ServiceStore on PostgreSQL (psycopg 3): the same shape as SqliteStore, documents in jsonb.
 
-One connection per store, guarded by a lock, so the store can be shared by the API's worker
-threads and ``asyncio.to_thread``; separate processes (API, worker) each open their own and the
-audit chain stays single because ``append_audit`` takes a transaction-scoped advisory lock.
+One ``infra.postgres.PgConnection`` per store (timeouts, keepalives, reconnect), guarded by its
+lock, so the store can be shared by the API's worker threads and ``asyncio.to_thread``. A server
+lost mid-transaction is ``StorageUnavailable``: the caller repeats the whole transaction.
+Separate processes (API, worker) each open their own store; the audit chain stays single because
+``append_audit`` takes a transaction-scoped advisory lock, and a ticket write that lost a race
+(stale version, deadlock, serialization failure) is ``ConcurrentUpdate``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, LiteralString, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import QueryNoTemplate as Query
 from psycopg.rows import TupleRow
 from pydantic import BaseModel
 
+from infra.postgres import PgConnection, Work
 from service import audit
 from service.audit import AuditEntry
+from service.concurrency import ConcurrentUpdate
 from service.model import (
+    DeadLetter,
     Delivery,
     Device,
     Engineer,
@@ -31,54 +37,14 @@ from service.model import (
     Ticket,
     TicketState,
 )
-from service.store import _outbox_row, _utc_text
+from service.store.postgres_schema import MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
+from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Serialises audit appends across connections and processes: one chain, no forks.
 _AUDIT_LOCK_KEY = 0x76_69_67_61_75_64  # "vigaud"
-_MIGRATE_LOCK_KEY = 0x76_69_67_73_76_63  # "vigsvc"
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS service_sites (id text PRIMARY KEY, doc jsonb NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS service_devices (
-        id text PRIMARY KEY, site_id text NOT NULL, doc jsonb NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS service_devices_site ON service_devices (site_id)",
-    "CREATE TABLE IF NOT EXISTS service_patients (id text PRIMARY KEY, doc jsonb NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS service_engineers (
-        id text PRIMARY KEY, region text NOT NULL, doc jsonb NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS service_tickets (
-        id text PRIMARY KEY, device_id text NOT NULL, state text NOT NULL, doc jsonb NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS service_tickets_device ON service_tickets (device_id)",
-    "CREATE INDEX IF NOT EXISTS service_tickets_state ON service_tickets (state)",
-    # ``at`` and ``data`` are kept as the exact text that was hashed: a timestamptz would come
-    # back in the session's time zone and jsonb would reorder keys, and either breaks the hash.
-    """CREATE TABLE IF NOT EXISTS service_audit_log (
-        seq bigint PRIMARY KEY, at text NOT NULL, actor text NOT NULL, action text NOT NULL,
-        subject text NOT NULL, data text NOT NULL, prev_hash text NOT NULL,
-        hash text NOT NULL)""",
-    # The audit log is append-only in the database too, not just by convention.
-    """CREATE OR REPLACE FUNCTION service_audit_append_only() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$""",
-    """CREATE OR REPLACE TRIGGER service_audit_no_change
-        BEFORE UPDATE OR DELETE ON service_audit_log
-        FOR EACH ROW EXECUTE FUNCTION service_audit_append_only()""",
-    """CREATE OR REPLACE TRIGGER service_audit_no_truncate
-        BEFORE TRUNCATE ON service_audit_log
-        FOR EACH STATEMENT EXECUTE FUNCTION service_audit_append_only()""",
-    """CREATE TABLE IF NOT EXISTS service_deliveries (
-        n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS service_deliveries_event ON service_deliveries (event_id)",
-    # The transactional outbox: written with the ticket change, emptied by the worker's sender.
-    """CREATE TABLE IF NOT EXISTS service_outbox (
-        key text PRIMARY KEY, event_id text NOT NULL, status text NOT NULL,
-        next_at double precision NOT NULL, doc jsonb NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS service_outbox_pending ON service_outbox (status, next_at)",
-    "CREATE INDEX IF NOT EXISTS service_outbox_event ON service_outbox (event_id)",
-    """CREATE TABLE IF NOT EXISTS service_cursors (
-        name text PRIMARY KEY, at text NOT NULL)""",
-)
 
 _NO_FILTER = sql.SQL("")
 _TABLES = {
@@ -86,7 +52,6 @@ _TABLES = {
     Device: "service_devices",
     Patient: "service_patients",
     Engineer: "service_engineers",
-    Ticket: "service_tickets",
 }
 
 
@@ -94,70 +59,91 @@ class PostgresStore:
     """ServiceStore on one PostgreSQL database; safe to share between threads."""
 
     def __init__(self, conninfo: str, *, migrate: bool = True) -> None:
-        # Autocommit: transactions are exactly the ones atomic() opens.
-        self._conn: psycopg.Connection[TupleRow] = psycopg.connect(conninfo, autocommit=True)
-        self._lock = threading.RLock()
-        self._depth = 0
+        self._db = PgConnection(conninfo, name="PostgreSQL (service store)")
+        # The connection of the transaction atomic() has open, if any; nested calls join it.
+        self._tx: psycopg.Connection[TupleRow] | None = None
         if migrate:
             self.migrate()
 
     def migrate(self) -> None:
-        """Create the schema if it is missing; safe to call any number of times."""
+        """Create the schema if it is missing, or upgrade it; safe to call any number of times."""
         with self.atomic():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK_KEY,))
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
+            conn = self._current()
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
+            for statement in SCHEMA:
+                conn.execute(statement)
+            for table, column, alter in UPGRADES:
+                found = conn.execute(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema ="
+                    " current_schema() AND table_name = %s AND column_name = %s",
+                    (table, column),
+                ).fetchone()
+                if found is None:
+                    conn.execute(alter)
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        self._db.close()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """One transaction around everything inside; nested calls join the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
+        with self._db.lock:
+            if self._tx is not None:
+                yield
                 return
-            self._depth = 1
             try:
-                with self._conn.transaction():
-                    yield
-            finally:
-                self._depth = 0
+                with self._db.transaction() as conn:
+                    self._tx = conn
+                    try:
+                        yield
+                    finally:
+                        self._tx = None
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                # The server chose this transaction to lose a race: nothing of it was kept.
+                raise ConcurrentUpdate(f"transaction aborted by a concurrent one: {exc}") from exc
 
-    def _write(self, query: LiteralString, params: tuple[Any, ...]) -> None:
+    def _current(self) -> psycopg.Connection[TupleRow]:
+        """The open transaction's connection; call inside ``atomic()``."""
+        if self._tx is None:
+            raise RuntimeError("no transaction open")
+        return self._tx
+
+    def _run(self, work: Work[T]) -> T:
+        """``work`` in the open transaction, or alone (retried once on a stale connection)."""
+        with self._db.lock:
+            if self._tx is not None:
+                return work(self._tx)
+            return self._db.run(work)
+
+    def _write(self, query: Query, params: tuple[Any, ...] = ()) -> int:
+        """One statement in a transaction (the open one, or its own); the rows it touched."""
         with self.atomic():
-            self._conn.execute(query, params)
+            return self._current().execute(query, params).rowcount
+
+    def _rows(self, query: Query, params: tuple[Any, ...] = ()) -> list[TupleRow]:
+        return self._run(lambda conn: conn.execute(query, params).fetchall())
 
     def _upsert(self, obj: BaseModel, key: str, columns: Mapping[str, str]) -> None:
-        table = _TABLES[type(obj)]
         names = ["id", *columns, "doc"]
         query = sql.SQL(
             "INSERT INTO {table} ({cols}) VALUES ({vals}) ON CONFLICT (id) DO UPDATE SET {sets}"
         ).format(
-            table=sql.Identifier(table),
+            table=sql.Identifier(_TABLES[type(obj)]),
             cols=sql.SQL(", ").join(map(sql.Identifier, names)),
             vals=sql.SQL(", ").join(sql.Placeholder() * len(names)),
             sets=sql.SQL(", ").join(
                 sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in names[1:]
             ),
         )
-        doc = obj.model_dump_json()
-        with self.atomic():
-            self._conn.execute(query, (key, *columns.values(), doc))
+        self._write(query, (key, *columns.values(), obj.model_dump_json()))
 
     def _one(self, model: type[M], key: str) -> M | None:
         query = sql.SQL("SELECT doc::text FROM {} WHERE id = %s").format(
             sql.Identifier(_TABLES[model])
         )
-        with self._lock:
-            row = self._conn.execute(query, (key,)).fetchone()
-        return None if row is None else model.model_validate_json(row[0])
+        rows = self._rows(query, (key,))
+        return model.model_validate_json(rows[0][0]) if rows else None
 
     def _many(
         self, model: type[M], where: sql.Composable = _NO_FILTER, params: tuple[Any, ...] = ()
@@ -165,9 +151,7 @@ class PostgresStore:
         query = sql.SQL("SELECT doc::text FROM {} {} ORDER BY id").format(
             sql.Identifier(_TABLES[model]), where
         )
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
-        return [model.model_validate_json(r[0]) for r in rows]
+        return [model.model_validate_json(r[0]) for r in self._rows(query, params)]
 
     def put_site(self, site: Site) -> None:
         """Insert or replace a site."""
@@ -217,13 +201,34 @@ class PostgresStore:
             return self._many(Engineer)
         return self._many(Engineer, sql.SQL("WHERE region = %s"), (region,))
 
-    def put_ticket(self, ticket: Ticket) -> None:
-        """Insert or replace a ticket."""
-        self._upsert(ticket, ticket.id, {"device_id": ticket.device_id, "state": str(ticket.state)})
+    def put_ticket(self, ticket: Ticket) -> Ticket:
+        """Write ``ticket`` over the revision it was read at; return it at its new version."""
+        columns = (ticket.device_id, str(ticket.state), ticket_doc(ticket))
+        with self.atomic():
+            if ticket.version == 0:
+                done = self._write(
+                    "INSERT INTO service_tickets (id, device_id, state, doc, version)"
+                    " VALUES (%s, %s, %s, %s, 1) ON CONFLICT (id) DO NOTHING",
+                    (ticket.id, *columns),
+                )
+            else:
+                # Under READ COMMITTED a concurrent writer's UPDATE waits for this row lock and
+                # then re-checks the version, so exactly one of two racing writes succeeds.
+                done = self._write(
+                    "UPDATE service_tickets SET device_id = %s, state = %s, doc = %s,"
+                    " version = version + 1 WHERE id = %s AND version = %s",
+                    (*columns, ticket.id, ticket.version),
+                )
+            if done != 1:
+                raise ticket_conflict(ticket)
+        return ticket.model_copy(update={"version": ticket.version + 1})
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """One ticket, or None."""
-        return self._one(Ticket, ticket_id)
+        rows = self._rows(
+            "SELECT doc::text, version FROM service_tickets WHERE id = %s", (ticket_id,)
+        )
+        return ticket_at(rows[0][0], rows[0][1]) if rows else None
 
     def tickets(
         self,
@@ -237,22 +242,26 @@ class PostgresStore:
             if values is not None:
                 clauses.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
                 params.append([str(v) for v in values])
-        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
-        return self._many(Ticket, where, tuple(params))
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else _NO_FILTER
+        query = sql.SQL("SELECT doc::text, version FROM service_tickets {} ORDER BY id").format(
+            where
+        )
+        return [ticket_at(doc, version) for doc, version in self._rows(query, tuple(params))]
 
     def append_audit(
         self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
     ) -> AuditEntry:
         """Chain and store one audit entry atomically; return it."""
         with self.atomic():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK_KEY,))
-            row = self._conn.execute(
+            conn = self._current()
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK_KEY,))
+            row = conn.execute(
                 "SELECT * FROM service_audit_log ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             entry = audit.append(
                 None if row is None else audit.from_row(row), at, actor, action, subject, data
             )
-            self._conn.execute(
+            conn.execute(
                 "INSERT INTO service_audit_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 audit.to_row(entry),
             )
@@ -260,8 +269,7 @@ class PostgresStore:
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM service_audit_log ORDER BY seq").fetchall()
+        rows = self._rows("SELECT * FROM service_audit_log ORDER BY seq")
         return [audit.from_row(r) for r in rows]
 
     def record_delivery(self, delivery: Delivery) -> None:
@@ -273,26 +281,23 @@ class PostgresStore:
 
     def deliveries(self, event_id: str | None = None) -> list[Delivery]:
         """Delivery attempts in the order recorded, optionally of one event."""
-        with self._lock:
-            if event_id is None:
-                rows = self._conn.execute(
-                    "SELECT doc::text FROM service_deliveries ORDER BY n"
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT doc::text FROM service_deliveries WHERE event_id = %s ORDER BY n",
-                    (event_id,),
-                ).fetchall()
+        if event_id is None:
+            rows = self._rows("SELECT doc::text FROM service_deliveries ORDER BY n")
+        else:
+            rows = self._rows(
+                "SELECT doc::text FROM service_deliveries WHERE event_id = %s ORDER BY n",
+                (event_id,),
+            )
         return [Delivery.model_validate_json(r[0]) for r in rows]
 
     def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
         """Add pending notifications to the outbox; a key already there is left as it is."""
         with self.atomic():
             for item in items:
-                self._conn.execute(
+                self._write(
                     "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s)"
                     " ON CONFLICT (key) DO NOTHING",
-                    _outbox_row(item),
+                    outbox_row(item),
                 )
 
     def update_notification(self, item: OutboxItem) -> None:
@@ -300,45 +305,57 @@ class PostgresStore:
         self._write(
             "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
             " SET status = EXCLUDED.status, next_at = EXCLUDED.next_at, doc = EXCLUDED.doc",
-            _outbox_row(item),
+            outbox_row(item),
         )
 
     def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
         """Pending outbox items, earliest next try first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT doc::text FROM service_outbox WHERE status = %s"
-                " ORDER BY next_at, key LIMIT %s",
-                (str(OutboxStatus.PENDING), limit),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT doc::text FROM service_outbox WHERE status = %s ORDER BY next_at, key LIMIT %s",
+            (str(OutboxStatus.PENDING), limit),
+        )
         return [OutboxItem.model_validate_json(r[0]) for r in rows]
 
     def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
         """Every outbox item (any status) by key, optionally of one event."""
-        with self._lock:
-            if event_id is None:
-                rows = self._conn.execute(
-                    "SELECT doc::text FROM service_outbox ORDER BY key"
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    "SELECT doc::text FROM service_outbox WHERE event_id = %s ORDER BY key",
-                    (event_id,),
-                ).fetchall()
+        if event_id is None:
+            rows = self._rows("SELECT doc::text FROM service_outbox ORDER BY key")
+        else:
+            rows = self._rows(
+                "SELECT doc::text FROM service_outbox WHERE event_id = %s ORDER BY key",
+                (event_id,),
+            )
         return [OutboxItem.model_validate_json(r[0]) for r in rows]
 
     def cursor(self, name: str) -> datetime | None:
         """A persisted position (e.g. the last breach-scan instant), or None if never set."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT at FROM service_cursors WHERE name = %s", (name,)
-            ).fetchone()
-        return None if row is None else datetime.fromisoformat(row[0])
+        rows = self._rows("SELECT at FROM service_cursors WHERE name = %s", (name,))
+        return datetime.fromisoformat(rows[0][0]) if rows else None
 
     def set_cursor(self, name: str, at: datetime) -> None:
         """Persist a position; call inside ``atomic()`` with what it covers."""
         self._write(
             "INSERT INTO service_cursors VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET at = EXCLUDED.at",
-            (name, _utc_text(at)),
+            (name, utc_text(at)),
         )
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Keep a message the worker could not use, with the reason."""
+        self._write(
+            "INSERT INTO service_dead_letters (received_at, topic, reason, payload)"
+            " VALUES (%s, %s, %s, %s)",
+            (letter.received_at, letter.topic, letter.reason, letter.payload),
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        rows = self._rows(
+            "SELECT received_at, topic, reason, payload FROM service_dead_letters"
+            " ORDER BY n DESC LIMIT %s",
+            (limit,),
+        )
+        return [
+            DeadLetter(received_at=at, topic=topic, reason=reason, payload=bytes(payload))
+            for at, topic, reason, payload in rows
+        ]

@@ -1,0 +1,217 @@
+"""The notification sender: empties the store's outbox into webhooks and MQTT, at least once.
+
+Notifications are written to the outbox in the transaction that changes the ticket; this loop
+delivers each (same event id on every try, receivers dedupe on it), records every attempt and
+moves the item on: done, pending with a later retry, or failed after the last one. A crash
+between the commit and the send delays a notification but never loses it.
+
+MQTT notifications go out on the alert consumer's connection and wait while it is down. A
+storage outage is logged once; the loop keeps polling, and a delivery already made is recorded
+once the store is back instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiomqtt
+
+from infra.consume import Outage, hold_until_done
+from infra.errors import StorageUnavailable
+from service.model import Channel, Delivery, OutboxItem, OutboxStatus
+from service.notifications import Notification, mqtt_body, wall_clock
+from service.notify import HttpSender, RetryPolicy, Sender, Webhook, attempt, worth_retrying
+from service.store import ServiceStore
+from service.worker_settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class NotificationSender:
+    """Delivers the outbox while ``running()`` is entered; ``wake()`` after queueing more."""
+
+    def __init__(
+        self, settings: WorkerSettings, store: ServiceStore, *, sender: Sender | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sender = sender
+        self.outage = Outage("service sender: storage")
+        self._client: aiomqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy of every notification, webhook or MQTT."""
+        c = self.settings.notify
+        return RetryPolicy(c.attempts, c.backoff_s, 2.0, c.backoff_cap_s)
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next poll."""
+        self._wake.set()
+
+    def use_client(self, client: aiomqtt.Client | None) -> None:
+        """The MQTT connection to publish on, or None while there is none."""
+        self._client = client
+        if client is not None:
+            self.wake()  # MQTT notifications held while disconnected
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Deliver in the background for as long as the block runs."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.sender is None:
+                self.sender = await stack.enter_async_context(HttpSender())
+            stack.callback(self._cancel_inflight)
+            loop = asyncio.create_task(self._send_forever())
+            stack.callback(loop.cancel)
+            yield
+
+    async def drain(self) -> None:
+        """Wait until the outbox has nothing pending (needs ``running()``, and MQTT up)."""
+        while True:
+            self.wake()
+            try:
+                idle = not await asyncio.to_thread(self.store.pending_notifications, 1)
+            except StorageUnavailable:
+                idle = False  # cannot tell: not drained
+            if idle and not self._inflight:
+                return
+            await asyncio.sleep(0.02)
+
+    def _cancel_inflight(self) -> None:
+        for task in self._inflight.values():
+            task.cancel()
+
+    async def _due(self) -> list[OutboxItem]:
+        """Pending items, or none while the store is out of reach (logged once per outage)."""
+        try:
+            items = await asyncio.to_thread(self.store.pending_notifications, 500)
+        except StorageUnavailable as exc:
+            self.outage.failed(exc, self.settings.outbox_poll_s)
+            return []
+        except Exception:
+            log.exception("could not read the notification outbox; retrying")
+            return []
+        self.outage.recovered()
+        return items
+
+    async def _send_forever(self) -> None:
+        poll = self.settings.outbox_poll_s
+        while True:
+            self._wake.clear()
+            items = await self._due()
+            now = wall_clock()
+            wait = poll
+            for item in items:
+                if item.key in self._inflight:
+                    continue
+                if item.channel is Channel.MQTT and self._client is None:
+                    continue  # held until the broker is back (the connect wakes this loop)
+                if item.next_at > now:
+                    wait = min(wait, (item.next_at - now).total_seconds())
+                    continue
+                task = asyncio.create_task(self._attempt(item))
+                self._inflight[item.key] = task
+                task.add_done_callback(functools.partial(self._done, item.key))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
+
+    def _done(self, key: str, _: object) -> None:
+        self._inflight.pop(key, None)
+        self.wake()
+
+    async def _attempt(self, item: OutboxItem) -> None:
+        """One delivery attempt of one outbox item; record it and move the item on."""
+        number = item.attempts + 1
+        try:
+            if item.channel is Channel.MQTT:
+                delivery = await self._publish(item, number)
+            else:
+                delivery = await self._post(item, number)
+        except Exception as exc:  # a bug here must not kill the sender loop
+            log.exception("notification %s failed unexpectedly", item.key)
+            delivery = _failed(item, number, f"{type(exc).__name__}: {exc}")
+        moved = self._moved(item, delivery, number)
+        s = self.settings
+
+        async def settle() -> None:
+            await asyncio.to_thread(self._settle, delivery, moved)
+
+        try:
+            # Held through an outage: the attempt stays in flight, so it is not sent again.
+            await hold_until_done(settle, self.outage, s.retry_backoff_s, s.retry_backoff_max_s)
+        except Exception:
+            log.exception("could not record notification %s; it will be retried", item.key)
+
+    def _moved(self, item: OutboxItem, delivery: Delivery, number: int) -> OutboxItem:
+        """``item`` after attempt ``number``: done, pending for a retry, or failed for good."""
+        policy = self.policy
+        if delivery.ok:
+            status, next_at = OutboxStatus.DONE, item.next_at
+        elif worth_retrying(delivery) and number < policy.attempts:
+            delay = timedelta(seconds=policy.delay(number))
+            status, next_at = OutboxStatus.PENDING, wall_clock() + delay
+        else:
+            status, next_at = OutboxStatus.FAILED, item.next_at
+            log.warning(
+                "gave up on notification %s after %d attempts: %s", item.key, number, delivery.error
+            )
+        update = {"attempts": number, "status": status, "next_at": next_at}
+        return item.model_copy(update=update | {"last_error": delivery.error})
+
+    def _settle(self, delivery: Delivery, item: OutboxItem) -> None:
+        with self.store.atomic():
+            self.store.record_delivery(delivery)
+            self.store.update_notification(item)
+
+    async def _post(self, item: OutboxItem, number: int) -> Delivery:
+        endpoints = self.settings.notify.endpoints(item.role, item.subject)
+        endpoint = next((e for e in endpoints if e.url == item.target), None)
+        if endpoint is None:
+            # The endpoint was removed from the configuration since: say so, do not guess.
+            return _failed(item, number, "PermanentError: endpoint no longer configured")
+        assert self.sender is not None  # set by running(), or given
+        # Signatures carry real time whatever clock the desk runs on: receivers check it.
+        return await attempt(
+            Webhook(endpoint.url, endpoint.secret.encode()),
+            item.event_id,
+            item.event,
+            item.payload,
+            number,
+            send=self.sender,
+            clock=wall_clock,
+        )
+
+    async def _publish(self, item: OutboxItem, number: int) -> Delivery:
+        s = self.settings
+        body = mqtt_body(Notification(item.role, item.subject, item.event, item.payload))
+        at, error = wall_clock(), ""
+        client = self._client
+        try:
+            if client is None:
+                raise aiomqtt.MqttError("not connected")
+            await client.publish(item.target, body, qos=1)  # returns once the broker PUBACKs
+        except aiomqtt.MqttError as exc:
+            error = f"MqttError: {exc}"
+        return Delivery(
+            event_id=item.event_id,
+            url=f"mqtt://{s.host}:{s.port}/{item.target}",
+            attempt=number,
+            at=at,
+            ok=not error,
+            error=error,
+        )
+
+
+def _failed(item: OutboxItem, number: int, error: str) -> Delivery:
+    """A delivery attempt that never reached the recipient."""
+    return Delivery(
+        event_id=item.event_id, url=item.target, attempt=number, at=wall_clock(), error=error
+    )

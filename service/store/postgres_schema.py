@@ -1,0 +1,64 @@
+"""The PostgreSQL schema of the service store; every statement is safe to run again."""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+# Serialises migrations of concurrent processes (API and worker start together).
+MIGRATE_LOCK_KEY = 0x76_69_67_73_76_63  # "vigsvc"
+
+SCHEMA: tuple[LiteralString, ...] = (
+    "CREATE TABLE IF NOT EXISTS service_sites (id text PRIMARY KEY, doc jsonb NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS service_devices (
+        id text PRIMARY KEY, site_id text NOT NULL, doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_devices_site ON service_devices (site_id)",
+    "CREATE TABLE IF NOT EXISTS service_patients (id text PRIMARY KEY, doc jsonb NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS service_engineers (
+        id text PRIMARY KEY, region text NOT NULL, doc jsonb NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS service_tickets (
+        id text PRIMARY KEY, device_id text NOT NULL, state text NOT NULL, doc jsonb NOT NULL,
+        version integer NOT NULL DEFAULT 1)""",
+    "CREATE INDEX IF NOT EXISTS service_tickets_device ON service_tickets (device_id)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_state ON service_tickets (state)",
+    # ``at`` and ``data`` are kept as the exact text that was hashed: a timestamptz would come
+    # back in the session's time zone and jsonb would reorder keys, and either breaks the hash.
+    """CREATE TABLE IF NOT EXISTS service_audit_log (
+        seq bigint PRIMARY KEY, at text NOT NULL, actor text NOT NULL, action text NOT NULL,
+        subject text NOT NULL, data text NOT NULL, prev_hash text NOT NULL,
+        hash text NOT NULL)""",
+    # The audit log is append-only in the database too, not just by convention.
+    """CREATE OR REPLACE FUNCTION service_audit_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$""",
+    """CREATE OR REPLACE TRIGGER service_audit_no_change
+        BEFORE UPDATE OR DELETE ON service_audit_log
+        FOR EACH ROW EXECUTE FUNCTION service_audit_append_only()""",
+    """CREATE OR REPLACE TRIGGER service_audit_no_truncate
+        BEFORE TRUNCATE ON service_audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION service_audit_append_only()""",
+    """CREATE TABLE IF NOT EXISTS service_deliveries (
+        n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_deliveries_event ON service_deliveries (event_id)",
+    # The transactional outbox: written with the ticket change, emptied by the worker's sender.
+    """CREATE TABLE IF NOT EXISTS service_outbox (
+        key text PRIMARY KEY, event_id text NOT NULL, status text NOT NULL,
+        next_at double precision NOT NULL, doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_outbox_pending ON service_outbox (status, next_at)",
+    "CREATE INDEX IF NOT EXISTS service_outbox_event ON service_outbox (event_id)",
+    """CREATE TABLE IF NOT EXISTS service_cursors (
+        name text PRIMARY KEY, at text NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS service_dead_letters (
+        n bigserial PRIMARY KEY, received_at timestamptz NOT NULL, topic text NOT NULL,
+        reason text NOT NULL, payload bytea NOT NULL)""",
+)
+
+# Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when
+# the column is missing, since ALTER TABLE locks the table exclusively even when it does nothing.
+UPGRADES: tuple[tuple[str, str, LiteralString], ...] = (
+    # Before optimistic concurrency: every existing ticket starts at version 1.
+    (
+        "service_tickets",
+        "version",
+        "ALTER TABLE service_tickets ADD COLUMN version integer NOT NULL DEFAULT 1",
+    ),
+)

@@ -1,0 +1,152 @@
+"""What the service backbone needs from storage: the ``ServiceStore`` protocol.
+
+Every implementation raises ``infra.errors.StorageUnavailable`` when its database cannot be
+reached for now (the caller retries the whole transaction) and ``ConcurrentUpdate`` when a
+ticket changed since it was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.audit import AuditEntry
+from service.model import (
+    DeadLetter,
+    Delivery,
+    Device,
+    Engineer,
+    OutboxItem,
+    Patient,
+    Site,
+    Ticket,
+    TicketState,
+)
+
+
+class ServiceStore(Protocol):
+    """What the service backbone needs from storage."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """Group the calls inside into one transaction; nested calls join the outer one."""
+        ...
+
+    def close(self) -> None:
+        """Release the database; the store is unusable afterwards."""
+        ...
+
+    def put_site(self, site: Site) -> None:
+        """Insert or replace a site."""
+        ...
+
+    def site(self, site_id: str) -> Site | None:
+        """One site, or None."""
+        ...
+
+    def sites(self) -> list[Site]:
+        """All sites by id."""
+        ...
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace a device."""
+        ...
+
+    def device(self, device_id: str) -> Device | None:
+        """One device, or None."""
+        ...
+
+    def devices(self, site_id: str | None = None) -> list[Device]:
+        """Devices by id, optionally of one site."""
+        ...
+
+    def put_patient(self, patient: Patient) -> None:
+        """Insert or replace a patient."""
+        ...
+
+    def patient(self, patient_id: str) -> Patient | None:
+        """One patient, or None."""
+        ...
+
+    def put_engineer(self, engineer: Engineer) -> None:
+        """Insert or replace an engineer."""
+        ...
+
+    def engineer(self, engineer_id: str) -> Engineer | None:
+        """One engineer, or None."""
+        ...
+
+    def engineers(self, region: str | None = None) -> list[Engineer]:
+        """Engineers by id, optionally of one region."""
+        ...
+
+    def put_ticket(self, ticket: Ticket) -> Ticket:
+        """Write ``ticket`` over the revision it was read at; return it at its new version.
+
+        A ticket of version 0 is inserted at version 1. Raises ``ConcurrentUpdate`` when the
+        stored revision is no longer ``ticket.version`` (or, for an insert, the id exists).
+        """
+        ...
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        """One ticket, or None."""
+        ...
+
+    def tickets(
+        self,
+        states: Iterable[TicketState] | None = None,
+        device_ids: Iterable[str] | None = None,
+    ) -> list[Ticket]:
+        """Tickets by id, optionally filtered by state and device."""
+        ...
+
+    def append_audit(
+        self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
+    ) -> AuditEntry:
+        """Chain and store one audit entry atomically; return it."""
+        ...
+
+    def audit_log(self) -> list[AuditEntry]:
+        """Every audit entry in sequence order."""
+        ...
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Keep one notification delivery attempt."""
+        ...
+
+    def deliveries(self, event_id: str | None = None) -> list[Delivery]:
+        """Delivery attempts in the order recorded, optionally of one event."""
+        ...
+
+    def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
+        """Add pending notifications to the outbox; a key already there is left as it is."""
+        ...
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Replace an outbox item (attempts, status, next try) by its key."""
+        ...
+
+    def pending_notifications(self, limit: int = 100) -> list[OutboxItem]:
+        """Pending outbox items, earliest next try first."""
+        ...
+
+    def notifications(self, event_id: str | None = None) -> list[OutboxItem]:
+        """Every outbox item (any status) by key, optionally of one event."""
+        ...
+
+    def cursor(self, name: str) -> datetime | None:
+        """A persisted position (e.g. the last breach-scan instant), or None if never set."""
+        ...
+
+    def set_cursor(self, name: str, at: datetime) -> None:
+        """Persist a position; call inside ``atomic()`` with what it covers."""
+        ...
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Keep a message the worker could not use, with the reason."""
+        ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters, newest first."""
+        ...
