@@ -28,11 +28,11 @@ class StaleStore(SqliteStore):
         super().__init__()
         self.stale: set[str] = set()
 
-    def put_ticket(self, ticket: Ticket) -> None:
+    def put_ticket(self, ticket: Ticket) -> Ticket:
         """Refuse the write like an optimistic-concurrency store that lost the race."""
         if ticket.id in self.stale:
             raise ConcurrentUpdate(f"ticket {ticket.id} changed since it was read")
-        super().put_ticket(ticket)
+        return super().put_ticket(ticket)
 
 
 def _seed(store: SqliteStore) -> None:
