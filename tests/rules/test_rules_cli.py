@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from contract import Batch
+from contract import Batch, Reading
 from infra.telemetry.sqlite import SQLiteStore
 from tests.rules.harness import r
 from vigil.commands.rules import app
@@ -52,3 +52,21 @@ def test_replay_prints_alerts_from_stored_history(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "equipment.ng.high" in result.output and "raised" in result.output
     assert "us-1" in result.output
+
+
+def test_replay_survives_a_reading_stamped_far_in_the_future(tmp_path: Path) -> None:
+    db = tmp_path / "vigil.db"
+    with SQLiteStore(str(db)) as store:
+        store.migrate()
+        readings = [r("us-1", "mains_voltage", m, 230.0, m) for m in range(5)]
+        readings.append(Reading("us-1", "mains_voltage", 230.0, "V", 2**62, 99))  # year ~148,000
+        readings += [r("us-1", "mains_voltage", m, 190.0, m) for m in range(5, 9)]
+        store.store_batches([Batch("gw", 0, tuple(readings))])
+    result = runner.invoke(
+        app,
+        ["replay", "--storage-url", f"sqlite:///{db}", "--pack", "equipment"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "equipment.mains.out_of_band" in result.output and "raised" in result.output
+    assert "equipment.offline" not in result.output  # no tick at the far-future time
