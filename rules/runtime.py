@@ -312,9 +312,12 @@ class RuleRuntime:
             self.counters.caught_up += len(readings)
             self.active = True
         log.info(
-            "rules active: checkpoint %s; re-evaluated %d stored readings and %d received batches",
+            "rules active: checkpoint %s (newest reading %d); re-evaluated %d stored readings "
+            "since %d and %d received batches",
             "restored" if checkpoint else "absent",
+            clock,
             len(readings),
+            since,
             len(received),
         )
         self._start_tasks()

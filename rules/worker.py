@@ -18,14 +18,17 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiomqtt
 
 from contract import Batch, decode_batch
 from contract.topics import batch_subscription
 from infra.consume import ConsumeLoop, ConsumerSettings, payload_bytes
-from rules.replica import Replica
 from rules.runtime import RuleRuntime
+
+if TYPE_CHECKING:
+    from rules.replica import Replica
 
 log = logging.getLogger(__name__)
 
