@@ -6,6 +6,7 @@ from rules.engine import EngineStats, RuleEngine
 from rules.errors import RuleFileError, RuleProblem
 from rules.loader import PACKS, check_rule_file, load_pack, load_rule_file, parse_rules
 from rules.model import AnyRule, Condition, Rule, Scope
+from rules.policy import ReadingPolicy
 from rules.reference import ReferenceEngine
 from rules.registry import DeviceInfo, Registry
 
@@ -20,6 +21,7 @@ __all__ = [
     "DeviceInfo",
     "DeviceTable",
     "EngineStats",
+    "ReadingPolicy",
     "ReferenceEngine",
     "Registry",
     "Rule",

@@ -15,7 +15,7 @@ from typing import Any
 
 from contract.alert import AlertEvent, AlertTransition
 from contract.reading import Reading
-from rules.engine import EngineStats
+from rules.context import EngineStats
 from rules.evidence import composite_event, event_order, signal_event, silence_event, window_start
 from rules.loader import normalize_rules
 from rules.model import (
@@ -32,6 +32,7 @@ from rules.model import (
     ThresholdRule,
     ZScoreRule,
 )
+from rules.policy import ReadingPolicy
 from rules.registry import Registry, device_matches
 
 RAISED, CLEARED = AlertTransition.RAISED, AlertTransition.CLEARED
@@ -81,20 +82,26 @@ class ReferenceEngine:
         registry: Registry | None = None,
         *,
         window_capacity: int = 32,
+        policy: ReadingPolicy | None = None,
     ) -> None:
         self.rules = normalize_rules(rules)
         self.registry: Registry = registry or {}
         self.capacity = window_capacity
+        self.policy = policy or ReadingPolicy()
         self.stats = EngineStats()
+        self.clock = 0  # newest accepted reading of any series
         self.series: dict[Key, _Series] = {}
         self.device_last: dict[str, int] = {}
         self.state: dict[tuple[str, str, str], _RuleState] = {}
 
-    def process(self, readings: Sequence[Reading]) -> list[AlertEvent]:
+    def process(self, readings: Sequence[Reading], now_us: int | None = None) -> list[AlertEvent]:
         """Evaluate one batch, reading by reading in (series, timestamp) order."""
         events: list[AlertEvent] = []
         at_batch_start = {k: (s.last_ts, s.last_val) for k, s in self.series.items()}
-        ordered = sorted(readings, key=lambda r: (r.device_id, r.metric, r.ts_us))
+        bound = self.policy.bound(self.clock, now_us)
+        inside = [r for r in readings if r.ts_us <= bound]
+        self.stats.dropped_out_of_window += len(readings) - len(inside)
+        ordered = sorted(inside, key=lambda r: (r.device_id, r.metric, r.ts_us))
         seen: set[Key] = set()
         dev_first: dict[str, int] = {}
         dev_last: dict[str, int] = {}
@@ -116,6 +123,7 @@ class ReferenceEngine:
                 series = self.series[key] = _Series(0, math.nan, deque(maxlen=self.capacity))
             series.ring.append((r.ts_us, float(r.value)))
             series.last_ts, series.last_val = r.ts_us, float(r.value)
+            self.clock = max(self.clock, r.ts_us)
             dev_first.setdefault(r.device_id, r.ts_us)
             dev_first[r.device_id] = min(dev_first[r.device_id], r.ts_us)
             dev_last[r.device_id] = max(dev_last.get(r.device_id, 0), r.ts_us)

@@ -7,31 +7,37 @@ The alerts table is the publish outbox: an event is stored first, published with
 marked published after its PUBACK. Whatever a crash, an outage or a failed publish left
 unpublished goes out, oldest first, on start, after every (re)connection of the publisher and
 periodically. Delivery is at least once: consumers recognise a repeated event.
+
+Events the store could not take (an outage) stay pending in memory and are stored first on the
+next call, so a batch the consume loop holds and retries loses none: its readings are then
+duplicates for the engine, but its events were already made. No checkpoint is written while any
+are pending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
 import aiomqtt
 
-from contract import AlertEvent, Batch, Reading, Severity
+from contract import AlertEvent, Batch, Reading
 from contract.topics import alert_topic
-from infra.errors import StorageUnavailable
-from rules.alerts import ActiveAlert, AlertBook
+from infra.errors import InfrastructureUnavailable, StorageUnavailable
+from rules.alerts import AlertBook
+from rules.checkpoint import Checkpoint, CheckpointStore, FileCheckpoints, decode_book, encode_book
 from rules.engine import RuleEngine
 from rules.model import AnyRule
+from rules.policy import US_PER_S, ReadingPolicy
 from rules.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -70,11 +76,17 @@ class RuntimeSettings:
     tick_every_s: float = 15.0
     # Ticks use the newest reading seen instead of the wall clock: for replays and simulations
     # whose time is not now. A whole fleet going quiet is then invisible, and readings that
-    # arrive skewed (one path running ahead of another) can look like silence.
+    # arrive skewed (one path running ahead of another) can look like silence. Readings are
+    # then also judged against the newest reading rather than their arrival (rules.policy).
     data_clock: bool = False
     # While stored alerts may be unpublished, retry them this often (besides on reconnection).
     outbox_every_s: float = 5.0
     outbox_page: int = 500
+    policy: ReadingPolicy = field(default_factory=ReadingPolicy)
+    # A takeover re-reads stored readings from this long before the checkpoint's newest one
+    # (readings of a series older than its last accepted one are late and skipped).
+    catch_up_s: float = 600.0
+    catch_up_chunk: int = 20_000
 
 
 @dataclass
@@ -89,6 +101,7 @@ class RuntimeCounters:
     publish_failures: int = 0
     mark_failures: int = 0  # PUBACKed but not marked published: they will go out again
     snapshots: int = 0
+    caught_up: int = 0  # stored readings re-evaluated on takeovers
 
 
 def wall_clock_us() -> int:
@@ -101,6 +114,9 @@ class RuleRuntime:
 
     ``async with RuleRuntime(rules, registry, store, client, settings) as runtime:`` then hand
     ``runtime.on_stored`` to an ``IngestWorker`` (or let ``RulesWorker`` feed it).
+
+    A ``standby`` runtime (one replica of several, ``rules.replica``) neither evaluates nor
+    ticks, publishes or checkpoints until ``take_over``; ``stand_down`` returns it to standby.
     """
 
     def __init__(
@@ -110,6 +126,9 @@ class RuleRuntime:
         store: AlertStore | None,
         publisher: Publisher | None,
         settings: RuntimeSettings | None = None,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        standby: bool = False,
     ) -> None:
         self.rules = list(rules)
         self.registry: Registry = registry or {}
@@ -121,41 +140,48 @@ class RuleRuntime:
         self._publisher: Publisher | None = None
         self.publisher = publisher
         self.settings = settings or RuntimeSettings()
+        path = self.settings.snapshot_path
+        if checkpoints is None and path is not None:
+            checkpoints = FileCheckpoints(path)
+        self.checkpoints = checkpoints
+        self.active = not standby
         self.counters = RuntimeCounters()
         self.recent: deque[AlertEvent] = deque(maxlen=1000)  # last delivered, for status views
-        self.engine = self._load_engine()
+        self._pending: list[AlertEvent] = []  # in the book, not yet stored
+        self._catching_up = False
         # The book travels with the engine state: a clear after a restart must find its raise.
-        self.book = self._load_book()
-        self._newest_us = 0
+        self.engine, self.book = self._restored(self._load() if self.active else None)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _load_engine(self) -> RuleEngine:
-        path = self.settings.snapshot_path
-        if path is not None and path.exists():
-            try:
-                engine = RuleEngine.restore(self.rules, self.registry, path.read_bytes())
-            except (ValueError, OSError, KeyError) as exc:
-                log.error("rules snapshot %s unusable (%s); starting fresh", path, exc)
-            else:
-                log.info("rules state restored from %s", path)
-                return engine
-        return RuleEngine(self.rules, self.registry)
-
-    def _load_book(self) -> AlertBook:
-        book = AlertBook()
-        path = self.settings.snapshot_path
-        if path is None or not _book_path(path).exists() or not self.engine.stats.accepted:
-            return book
+    def _load(self) -> Checkpoint | None:
+        if self.checkpoints is None:
+            return None
         try:
-            rows = json.loads(_book_path(path).read_text(encoding="utf-8"))
-            for row in rows:
-                row["severity"] = Severity(row["severity"])
-                book.restore(ActiveAlert(**row))
-        except (ValueError, TypeError, KeyError, OSError) as exc:
-            log.error("alert book %s unusable (%s); starting empty", _book_path(path), exc)
-            return AlertBook()
-        return book
+            return self.checkpoints.load()
+        except OSError as exc:
+            log.error("rules checkpoint %s unreadable (%s); starting fresh", self.checkpoints, exc)
+            return None
+
+    def _restored(self, checkpoint: Checkpoint | None) -> tuple[RuleEngine, AlertBook]:
+        """The engine and book of ``checkpoint``; fresh ones if there is none or it is unusable."""
+        policy = self.settings.policy
+        fresh = RuleEngine(self.rules, self.registry, policy=policy), AlertBook()
+        if checkpoint is None:
+            return fresh
+        try:
+            engine = RuleEngine.restore(self.rules, self.registry, checkpoint.engine, policy=policy)
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            log.error("rules snapshot %s unusable (%s); starting fresh", self.checkpoints, exc)
+            return fresh
+        log.info("rules state restored from %s", self.checkpoints)
+        if not engine.stats.accepted:
+            return engine, AlertBook()
+        try:
+            return engine, decode_book(checkpoint.book)
+        except ValueError as exc:
+            log.error("alert book of %s unusable (%s); starting empty", self.checkpoints, exc)
+            return engine, AlertBook()
 
     @property
     def publisher(self) -> Publisher | None:
@@ -170,11 +196,8 @@ class RuleRuntime:
             self._outbox_kick.set()
 
     async def __aenter__(self) -> Self:
-        self._tasks.append(asyncio.create_task(self._tick_loop(), name="rules-tick"))
-        if self.store is not None:
-            self._tasks.append(asyncio.create_task(self._outbox_loop(), name="rules-outbox"))
-        if self.settings.snapshot_path is not None:
-            self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="rules-snap"))
+        if self.active:
+            self._start_tasks()
         return self
 
     async def __aexit__(
@@ -183,26 +206,46 @@ class RuleRuntime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._stop_tasks()
+        try:
+            await self.snapshot()
+        except (InfrastructureUnavailable, OSError) as error:
+            log.error("last rules checkpoint not written: %s", error)
+
+    def _start_tasks(self) -> None:
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="rules-tick"))
+        if self.store is not None:
+            self._tasks.append(asyncio.create_task(self._outbox_loop(), name="rules-outbox"))
+        if self.checkpoints is not None:
+            self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="rules-snap"))
+
+    async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.snapshot()
 
     @property
     def newest_us(self) -> int:
         """Timestamp of the newest reading evaluated so far (0 before the first)."""
-        return self._newest_us
+        return self.engine.clock_us
+
+    def _arrival_us(self) -> int | None:
+        """The arrival time readings are judged against; None on the data clock."""
+        return None if self.settings.data_clock else wall_clock_us()
 
     async def on_stored(self, batches: Sequence[Batch]) -> None:
-        """The ingest hook: evaluate the committed batches, then store and publish alerts."""
+        """The ingest hook: evaluate the committed batches, then store and publish alerts.
+
+        Raises ``StorageUnavailable`` if the alerts cannot be stored: the caller holds the
+        batches and calls again; the events are kept and stored then.
+        """
         readings: list[Reading] = [r for batch in batches for r in batch.readings]
         async with self._lock:
-            events = self.engine.process_readings(readings) if readings else []
-            if readings:
-                self._newest_us = max(self._newest_us, max(r.ts_us for r in readings))
+            await self._store_earlier()
+            events = self.engine.process_readings(readings, self._arrival_us()) if readings else []
             await self._deliver(events)
             # Counted once delivered, so "all readings seen" also means "their alerts are out".
             self.counters.batches += len(batches)
@@ -211,8 +254,9 @@ class RuleRuntime:
     async def tick(self, now_us: int | None = None) -> list[AlertEvent]:
         """Evaluate silence rules and composites at ``now_us`` (default: the runtime's clock)."""
         async with self._lock:
+            await self._store_earlier()
             if now_us is None:
-                now_us = self._newest_us if self.settings.data_clock else wall_clock_us()
+                now_us = self.engine.clock_us if self.settings.data_clock else wall_clock_us()
             if now_us <= 0:
                 return []
             events = self.engine.tick(now_us)
@@ -224,16 +268,79 @@ class RuleRuntime:
             return await self._flush_outbox()
 
     async def snapshot(self) -> None:
-        """Write the engine state to the snapshot file (atomically), if one is configured."""
-        path = self.settings.snapshot_path
-        if path is None:
+        """Write a checkpoint (engine state and alert book), if a store for one is configured."""
+        if self.checkpoints is None or not self.active:
             return
         async with self._lock:
-            blob = self.engine.snapshot()
-            book = json.dumps([asdict(alert) for alert in self.book.active()]).encode()
-        await asyncio.to_thread(_write_atomically, _book_path(path), book)
-        await asyncio.to_thread(_write_atomically, path, blob)
+            if self._pending:
+                log.info("rules checkpoint skipped: %d alerts not stored yet", len(self._pending))
+                return
+            checkpoint = Checkpoint(self.engine.snapshot(), encode_book(self.book))
+        await asyncio.to_thread(self.checkpoints.save, checkpoint)
         self.counters.snapshots += 1
+
+    async def take_over(
+        self,
+        checkpoint: Checkpoint | None,
+        stored_since: Callable[[int], Sequence[Reading]],
+        received: Sequence[Batch] = (),
+    ) -> None:
+        """Become the active runtime: restore ``checkpoint``, catch up, then tick and publish.
+
+        Catching up evaluates the stored readings stamped from ``catch_up_s`` before the
+        checkpoint's newest reading on (``stored_since(ts_us)``, in time order), then batches
+        ``received`` while standing by, which ingest may not have stored yet. What the last
+        active replica already evaluated is late or a duplicate for the engine; events it had
+        already stored are stored again as no-ops, and everything goes out through the outbox,
+        so an event it already published is not published again.
+        """
+        async with self._lock:
+            self.engine, self.book = self._restored(checkpoint)
+            self._pending.clear()
+            clock = self.engine.clock_us or self._arrival_us() or 0
+            since = clock - round(self.settings.catch_up_s * US_PER_S)
+            readings = await asyncio.to_thread(stored_since, since)
+            step = self.settings.catch_up_chunk
+            parts = [readings[i : i + step] for i in range(0, len(readings), step)]
+            parts += [list(batch.readings) for batch in received]
+            self._catching_up = True
+            try:
+                for part in parts:
+                    await self._deliver(self.engine.process_readings(part, self._arrival_us()))
+            finally:
+                self._catching_up = False
+            self.counters.caught_up += len(readings)
+            self.active = True
+        log.info(
+            "rules active: checkpoint %s (newest reading %d); re-evaluated %d stored readings "
+            "since %d and %d received batches",
+            "restored" if checkpoint else "absent",
+            clock,
+            len(readings),
+            since,
+            len(received),
+        )
+        self._start_tasks()
+
+    async def stand_down(self) -> None:
+        """Stop evaluating, ticking, publishing and checkpointing (the lease is lost)."""
+        await self._stop_tasks()
+        self.active = False
+        self.publisher = None
+
+    async def _store_earlier(self) -> None:
+        """Store events an earlier call could not (an outage); the outbox publishes them."""
+        if self._pending:
+            await self._store_pending()
+            self._unpublished = self.store is not None
+
+    async def _store_pending(self) -> None:
+        """Store the events not stored yet; StorageUnavailable keeps them pending."""
+        if self.store is None or not self._pending:
+            self._pending.clear()
+            return
+        await asyncio.to_thread(self.store.store_alert_events, list(self._pending))
+        self._pending.clear()
 
     async def _deliver(self, events: Sequence[AlertEvent]) -> list[AlertEvent]:
         """Fold into the book, store (durable first), then publish with QoS 1."""
@@ -242,9 +349,9 @@ class RuleRuntime:
             return []
         self.counters.events += len(changed)
         self.recent.extend(changed)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.store_alert_events, changed)
-        if self._unpublished:
+        self._pending.extend(changed)
+        await self._store_pending()
+        if self._unpublished or self._catching_up:
             # Older events are still pending: they go first, and these with them.
             await self._flush_outbox()
         else:
@@ -325,20 +432,30 @@ class RuleRuntime:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_every_s)
-            await self.tick()
+            try:
+                await self.tick()
+            except StorageUnavailable as exc:
+                log.warning("alerts of a tick not stored yet (%s); they stay pending", exc)
 
     async def _outbox_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_kick.wait(), self.settings.outbox_every_s)
             self._outbox_kick.clear()
+            if self._pending:
+                with contextlib.suppress(StorageUnavailable):
+                    async with self._lock:
+                        await self._store_earlier()
             if self._unpublished and self.publisher is not None:
                 await self.publish_pending()
 
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.snapshot_every_s)
-            await self.snapshot()
+            try:
+                await self.snapshot()
+            except (InfrastructureUnavailable, OSError) as exc:
+                log.warning("rules checkpoint not written (%s); retrying later", exc)
 
 
 async def publish_through(
@@ -361,18 +478,3 @@ async def publish_through(
         finally:
             runtime.publisher = None
         await asyncio.sleep(backoff_s)
-
-
-def _book_path(path: Path) -> Path:
-    return path.with_name(path.name + ".book.json")
-
-
-def _write_atomically(path: Path, blob: bytes) -> None:
-    """Replace ``path`` with ``blob`` so a crash never leaves half a snapshot."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

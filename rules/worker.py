@@ -1,22 +1,34 @@
 """The broker-fed rules worker: batches from the uplink topic → RuleRuntime → alerts topic.
 
-It subscribes beside ingest (its own client id and shared group), so rules keep running when
-ingest is busy or down. Rule state is per series, so run one active worker per group; a second
-member of the same shared group would see only part of each series.
+It consumes beside ingest (its own client id and session), through the shared consume loop
+(``infra.consume.ConsumeLoop``): a batch is acknowledged once its alerts are stored and their
+publication attempted; a batch that cannot be decoded is dead-lettered with the reason (logged
+and counted here: ingest stores the dead letter of the same payload); a storage outage holds
+the batch and retries it. The alerts go out on the same connection, handed to the runtime by the
+loop's ``on_client`` hook. A redelivered batch is dropped by the engine as duplicates, and the
+runtime's outbox publishes the stored alerts still unpublished.
+
+Rule state is per series, so one worker evaluates at a time: alone (SQLite), or as one replica
+of several behind the lease (``rules.replica``), each subscribed to every batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiomqtt
 
-from contract import ContractError, decode_batch
+from contract import Batch, decode_batch
 from contract.topics import batch_subscription
-from infra.mqtt_session import ack, enable_manual_ack, persistent_client
+from infra.consume import ConsumeLoop, ConsumerSettings, payload_bytes
 from rules.runtime import RuleRuntime
+
+if TYPE_CHECKING:
+    from rules.replica import Replica
 
 log = logging.getLogger(__name__)
 
@@ -31,58 +43,79 @@ class RulesWorkerSettings:
     shared_group: str | None = "rules"
     session_expiry_s: int = 24 * 3600
     reconnect_backoff_s: float = 0.5
+    mqtt_v5: bool = True
+    max_batches: int = 16  # batches evaluated (and their alerts stored) at once
+
+    def consumer(self) -> ConsumerSettings:
+        """The consume loop's settings."""
+        return ConsumerSettings(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            subscription=batch_subscription(self.shared_group),
+            mqtt_v5=self.mqtt_v5,
+            session_expiry_s=self.session_expiry_s,
+            reconnect_backoff_s=self.reconnect_backoff_s,
+            max_group=self.max_batches,
+        )
 
 
 class RulesWorker:
     """Consumes batches with QoS 1 in a persistent session and feeds them to a RuleRuntime.
 
-    A batch is acknowledged after its alerts are stored and their publication attempted, so a
-    crash in between means redelivery; the engine then drops the repeated readings as
-    duplicates, and the runtime's outbox publishes the stored alerts still unpublished.
+    With a ``replica``, the batches go through it: evaluated only while it holds the lease.
     """
 
-    def __init__(self, settings: RulesWorkerSettings, runtime: RuleRuntime) -> None:
+    def __init__(
+        self, settings: RulesWorkerSettings, runtime: RuleRuntime, replica: Replica | None = None
+    ) -> None:
         self.settings = settings
         self.runtime = runtime
-        self.subscribed = asyncio.Event()
-        self.rejected = 0
-
-    def _client(self) -> aiomqtt.Client:
-        s = self.settings
-        return persistent_client(s.host, s.port, s.client_id, session_expiry_s=s.session_expiry_s)
+        self.replica = replica
+        self.loop = ConsumeLoop(
+            settings.consumer(),
+            self.handle,
+            self.dead_letter,
+            name="rules worker",
+            on_client=self._on_client,
+        )
+        self.subscribed = self.loop.subscribed
+        self.rejected = 0  # invalid readings dropped from otherwise valid batches
+        self.dead_letters = 0
 
     async def run(self) -> None:
-        """Consume forever, reconnecting after broker outages."""
-        while True:
-            try:
-                async with self._client() as client:
-                    enable_manual_ack(client)
-                    # The same connection publishes the alerts; setting it also sends those
-                    # left unpublished by an outage or an earlier process.
-                    self.runtime.publisher = client
-                    await client.subscribe(batch_subscription(self.settings.shared_group), qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        await self.handle(message)
-                        ack(client, message)
-            except aiomqtt.MqttError as exc:
-                self.subscribed.clear()
-                self.runtime.publisher = None
-                log.warning("rules worker lost the broker (%s); reconnecting", exc)
-                await asyncio.sleep(self.settings.reconnect_backoff_s)
-
-    async def handle(self, message: aiomqtt.Message) -> None:
-        """Decode one batch message and run the rules on its valid readings."""
-        payload = (
-            message.payload
-            if isinstance(message.payload, bytes)
-            else (str(message.payload).encode())
-        )
-        try:
-            decoded = decode_batch(payload)
-        except ContractError as exc:
-            # Ingest dead-letters it; here it only cannot raise alerts.
-            self.rejected += 1
-            log.warning("rules worker skipped a bad batch on %s: %s", message.topic, exc)
+        """Consume forever (and keep the lease in view, as a replica)."""
+        if self.replica is None:
+            await self.loop.run()
             return
-        await self.runtime.on_stored([decoded.batch])
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.loop.run(), name="rules-consume")
+            group.create_task(self.replica.run(), name="rules-lease")
+
+    async def handle(self, client: aiomqtt.Client, messages: Sequence[aiomqtt.Message]) -> None:
+        """Decode every batch of the group, then run the rules on their valid readings.
+
+        A ``ContractError`` (a payload that is no batch) makes the loop retry the messages one
+        by one and dead-letter the bad one; ``StorageUnavailable`` holds them all.
+        """
+        batches: list[Batch] = []
+        for message in messages:
+            decoded = decode_batch(payload_bytes(message))
+            self.rejected += len(decoded.rejected)
+            batches.append(decoded.batch)
+        if self.replica is not None:
+            await self.replica.handle(batches)
+        else:
+            await self.runtime.on_stored(batches)
+
+    async def dead_letter(self, message: aiomqtt.Message, reason: str) -> None:
+        """Count a batch the rules cannot use; ingest keeps its payload as a dead letter."""
+        self.dead_letters += 1
+        log.info("rules skip a batch on %s (ingest dead-letters it): %s", message.topic, reason)
+
+    def _on_client(self, client: aiomqtt.Client | None) -> None:
+        """Alerts go out on the consuming connection; setting it also flushes the outbox."""
+        if self.replica is not None:
+            self.replica.on_client(client)
+        else:
+            self.runtime.publisher = client

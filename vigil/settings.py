@@ -102,9 +102,11 @@ class RulesConfig(Section):
     """[rules]: the rules worker, or the rules run inside ingest (`vigil ingest run --rules`)."""
 
     client_id: str = "vigil-rules-1"
-    """MQTT client id of the rules worker (persistent session)."""
+    """MQTT client id of the rules worker (persistent session); default vigil-rules-<replica>."""
+    replica: int | None = None
+    """Replica number N of several `vigil rules run` (PostgreSQL): client id vigil-rules-N."""
     shared_group: str | None = "rules"
-    """Shared-subscription group of the rules worker; keep one active member."""
+    """Shared-subscription group of a SQLite deployment's one worker (replicas use none)."""
     snapshot_path: Path | None = Path("var/rules-engine.snap")
     """Engine state file, written periodically and on exit, restored on start."""
     packs: list[str] = ["dressings", "equipment"]
@@ -251,15 +253,24 @@ class VigilSettings(BaseSettings):
             tick_every_s=r.tick_interval_s,
         )
 
-    def rules_worker_settings(self) -> RulesWorkerSettings:
-        """The broker-fed rules worker's connection settings."""
+    def rules_worker_settings(self, replica: int | None = None) -> RulesWorkerSettings:
+        """The broker-fed rules worker's connection settings (``replica`` overrides the file's).
+
+        A replica's client id is ``vigil-rules-<N>``, stable across restarts, unless
+        ``client_id`` is set explicitly.
+        """
         from rules.worker import RulesWorkerSettings
 
+        r = self.rules
+        number = replica if replica is not None else r.replica
+        client_id = r.client_id
+        if number is not None and "client_id" not in r.model_fields_set:
+            client_id = f"vigil-rules-{number}"
         return RulesWorkerSettings(
             host=self.uplink_broker.host,
             port=self.uplink_broker.port,
-            client_id=self.rules.client_id,
-            shared_group=self.rules.shared_group,
+            client_id=client_id,
+            shared_group=r.shared_group,
         )
 
     def notify_config(self) -> NotifyConfig:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from contract import Batch
+from contract import Batch, Reading
 from infra.telemetry.sqlite import SQLiteStore
 from tests.rules.harness import r
 from vigil.commands.rules import app
+from vigil.settings import VigilSettings
 
 runner = CliRunner()
 
@@ -52,3 +54,33 @@ def test_replay_prints_alerts_from_stored_history(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "equipment.ng.high" in result.output and "raised" in result.output
     assert "us-1" in result.output
+
+
+def test_replay_survives_a_reading_stamped_far_in_the_future(tmp_path: Path) -> None:
+    db = tmp_path / "vigil.db"
+    with SQLiteStore(str(db)) as store:
+        store.migrate()
+        readings = [r("us-1", "mains_voltage", m, 230.0, m) for m in range(5)]
+        readings.append(Reading("us-1", "mains_voltage", 230.0, "V", 2**62, 99))  # year ~148,000
+        readings += [r("us-1", "mains_voltage", m, 190.0, m) for m in range(5, 9)]
+        store.store_batches([Batch("gw", 0, tuple(readings))])
+    result = runner.invoke(
+        app,
+        ["replay", "--storage-url", f"sqlite:///{db}", "--pack", "equipment"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "equipment.mains.out_of_band" in result.output and "raised" in result.output
+    assert "equipment.offline" not in result.output  # no tick at the far-future time
+
+
+def test_a_replica_number_names_the_client_unless_a_client_id_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "absent.toml"))
+    assert VigilSettings().rules_worker_settings().client_id == "vigil-rules-1"
+    assert VigilSettings().rules_worker_settings(replica=2).client_id == "vigil-rules-2"
+    monkeypatch.setenv("VIGIL_RULES__REPLICA", "3")
+    assert VigilSettings().rules_worker_settings().client_id == "vigil-rules-3"
+    monkeypatch.setenv("VIGIL_RULES__CLIENT_ID", "rules-east")
+    assert VigilSettings().rules_worker_settings(replica=2).client_id == "rules-east"

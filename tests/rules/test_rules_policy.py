@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rules import AlertBook, RuleEngine, columns_from_readings
+from contract.reading import Reading
+from rules import AlertBook, RuleEngine, columns_from_readings, load_pack
 from rules.columns import METRIC_NAMES, Columns
-from tests.rules.harness import each, r, rules_from, run, summary
+from rules.policy import ReadingPolicy
+from tests.rules.harness import MIN, at, each, r, rules_from, run, summary
 
 RULES = rules_from("""
 rules:
@@ -144,3 +146,48 @@ def test_restore_survives_a_catalog_reorder(monkeypatch: pytest.MonkeyPatch) -> 
         )
     )
     assert [e.transition.value for e in cleared] == ["cleared"]
+
+
+YEAR_3000_US = 32_503_680_000_000_000  # 3000-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize("bad_ts", [YEAR_3000_US, 2**62], ids=["year-3000", "2^62"])
+def test_a_far_future_reading_does_not_switch_a_series_off(bad_ts: int) -> None:
+    mains = load_pack("equipment")
+    steady = [r("us-1", "mains_voltage", m, 230.0) for m in range(5)]
+    bogus = Reading("us-1", "mains_voltage", 230.0, "V", bad_ts, 99)
+    sag = [r("us-1", "mains_voltage", m, 190.0) for m in range(5, 9)]
+    events = run(mains, [steady, [bogus], *each(sag)])
+    assert summary(events) == [(6, "us-1", "equipment.mains.out_of_band", "raised")]
+    engine = RuleEngine(mains)
+    engine.process_readings([*steady, bogus])
+    assert engine.stats.dropped_out_of_window == 1
+    assert engine.clock_us == steady[-1].ts_us
+    assert engine.tick(engine.clock_us) == []  # the data clock did not jump either
+
+
+def test_a_fresh_engine_drops_a_far_future_first_reading() -> None:
+    engine = RuleEngine(load_pack("equipment"))
+    assert engine.process_readings([Reading("us-1", "mains_voltage", 190.0, "V", 2**62, 0)]) == []
+    assert (engine.stats.accepted, engine.stats.dropped_out_of_window) == (0, 1)
+
+
+def test_the_window_follows_the_arrival_time_when_it_is_known() -> None:
+    policy = ReadingPolicy(max_skew_us=5 * MIN)
+    engine = RuleEngine(RULES, policy=policy)
+    now = at(10)
+    ahead = [r("d", "exudate", 14, 20), r("d", "exudate", 16, 20)]  # 4 and 6 min ahead
+    engine.process_readings(ahead, now_us=now)
+    assert (engine.stats.accepted, engine.stats.dropped_out_of_window) == (1, 1)
+    # Without an arrival time the clock is the newest accepted reading (+ max_jump, 7 days).
+    engine.process_readings([r("d", "exudate", 14 + 8 * 24 * 60, 20)])
+    engine.process_readings([r("d", "exudate", 14 + 6 * 24 * 60, 20)])
+    assert (engine.stats.accepted, engine.stats.dropped_out_of_window) == (2, 2)
+    restored = RuleEngine.restore(RULES, None, engine.snapshot())
+    assert restored.clock_us == engine.clock_us and restored.stats == engine.stats
+
+
+def test_a_far_past_reading_is_late_and_changes_nothing() -> None:
+    steps = [[r("d", "exudate", m, 20) for m in range(3)], [r("d", "exudate", -10_000, 1)]]
+    events = run(RULES, steps)
+    assert summary(events) == [(2, "d", "t", "raised")]

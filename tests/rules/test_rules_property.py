@@ -150,3 +150,34 @@ def test_packs_match_reference_on_a_large_random_fleet() -> None:
             engine = RuleEngine.restore(rules, registry, engine.snapshot())
     assert engine.stats == reference.stats
     assert total > 50  # the stream actually exercises the packs
+
+
+far = st.sampled_from([0, 0, 0, 0, 3 * 60, 2 * 24 * 60, 9 * 24 * 60, 10**9])  # minutes ahead
+arrival = st.one_of(st.none(), st.integers(0, 40))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.lists(st.tuples(raw_reading, far), max_size=12), arrival), max_size=12),
+    st.integers(0, 12),
+)
+def test_engine_matches_reference_on_readings_stamped_far_ahead(
+    raw: list[tuple[list[tuple[tuple[str, str, int, int], int]], int | None]], restart_at: int
+) -> None:
+    """Out-of-window readings: with and without an arrival time, across a restart."""
+    engine = RuleEngine(RULES, REGISTRY)
+    reference = ReferenceEngine(RULES, REGISTRY)
+    clock = 10
+    for i, (batch, now) in enumerate(raw):
+        if i == restart_at:
+            engine = RuleEngine.restore(RULES, REGISTRY, engine.snapshot())
+        readings = []
+        for seq, ((device, metric, delta, level), ahead) in enumerate(batch):
+            clock = max(1, clock + delta)
+            value = float(level % 3) if metric == "error_code" else level / 4
+            ts = min(T0 + (clock + ahead) * MIN, 2**62)
+            readings.append(Reading(device, metric, value, METRICS[metric].unit, ts, seq))
+        now_us = None if now is None else T0 + (clock + now) * MIN
+        assert engine.process_readings(readings, now_us) == reference.process(readings, now_us)
+    assert engine.stats == reference.stats
+    assert engine.clock_us == reference.clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from contract import AlertEvent, Reading
+from infra.time_us import datetime_from_us, now_us, us_from_datetime
 
 if TYPE_CHECKING:
     from rules.model import AnyRule
     from rules.registry import Registry
+    from rules.runtime import RuntimeSettings
+    from rules.worker import RulesWorkerSettings
     from vigil.settings import VigilSettings
 
 app = typer.Typer(help="Alert rules: check, replay, run.", no_args_is_help=True)
@@ -87,16 +91,30 @@ def rules_run(
     rule_file: RulesOption = None,
     registry: RegistryOption = None,
     client_id: Annotated[
-        str | None, typer.Option(help="MQTT client id [default: rules.client_id].")
+        str | None,
+        typer.Option(help="MQTT client id [default: vigil-rules-<replica>, else rules.client_id]."),
     ] = None,
     snapshot: Annotated[
-        Path | None, typer.Option(help="Engine state file [default: rules.snapshot_path].")
+        Path | None,
+        typer.Option(
+            help="Engine state file [default: rules.snapshot_path]; with PostgreSQL the state "
+            "is kept in the database and this file is only read when it has none yet."
+        ),
+    ] = None,
+    replica: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="This replica's number N of several (PostgreSQL): its client id is "
+            "vigil-rules-N [default: rules.replica].",
+        ),
     ] = None,
 ) -> None:
-    """Run the broker-fed rules worker until interrupted (broker and storage from settings)."""
-    from infra.telemetry import open_store
-    from rules.runtime import RuleRuntime
-    from rules.worker import RulesWorker
+    """Run the broker-fed rules worker until interrupted (broker and storage from settings).
+
+    With PostgreSQL storage any number of replicas may run: one evaluates (it holds the lease),
+    the others stand by and take over when it goes. With SQLite, run exactly one.
+    """
     from vigil.settings import VigilSettings
     from vigil.stopping import run_until_stopped
 
@@ -106,32 +124,90 @@ def rules_run(
     runtime_settings = settings.runtime_settings()
     if snapshot is not None:
         runtime_settings = dataclasses.replace(runtime_settings, snapshot_path=snapshot)
-    worker_settings = settings.rules_worker_settings()
+    worker_settings = settings.rules_worker_settings(replica)
     if client_id is not None:
         worker_settings = dataclasses.replace(worker_settings, client_id=client_id)
-    store = open_store(settings.ingest.storage_url)
-    store.migrate()
+    url = settings.ingest.storage_url
+    if is_postgres(url):
+        run_until_stopped(_replica(url, rules, devices, runtime_settings, worker_settings))
+    else:
+        run_until_stopped(_single(url, rules, devices, runtime_settings, worker_settings))
 
-    async def main() -> None:
+
+def is_postgres(url: str) -> bool:
+    """Whether a storage URL names PostgreSQL (else SQLite)."""
+    return not url.startswith("sqlite:")
+
+
+async def _single(
+    url: str,
+    rules: list[AnyRule],
+    devices: Registry,
+    runtime_settings: RuntimeSettings,
+    worker_settings: RulesWorkerSettings,
+) -> None:
+    """The one rules worker of a SQLite deployment, with its checkpoint in a file."""
+    from infra.telemetry import open_store
+    from rules.runtime import RuleRuntime
+    from rules.worker import RulesWorker
+
+    with open_store(url) as store:
+        store.migrate()
         async with RuleRuntime(rules, devices, store, None, runtime_settings) as runtime:
             await RulesWorker(worker_settings, runtime).run()
 
-    with store:
-        run_until_stopped(main())
+
+async def _replica(
+    url: str,
+    rules: list[AnyRule],
+    devices: Registry,
+    runtime_settings: RuntimeSettings,
+    worker_settings: RulesWorkerSettings,
+) -> None:
+    """One of several replicas: it evaluates while it holds the lease, else stands by."""
+    from infra.telemetry import open_store
+    from rules.checkpoint import FileCheckpoints
+    from rules.lease import AdvisoryLease, LeasedCheckpoints
+    from rules.replica import Replica
+    from rules.runtime import RuleRuntime
+    from rules.worker import RulesWorker
+
+    path = runtime_settings.snapshot_path
+    # Every replica sees every batch: a shared group would split each series between them.
+    worker_settings = dataclasses.replace(worker_settings, shared_group=None)
+    lease = AdvisoryLease(url, holder=worker_settings.client_id)
+    checkpoints = LeasedCheckpoints(lease, fallback=FileCheckpoints(path) if path else None)
+    with open_store(url) as store, contextlib.closing(lease):
+        store.migrate()
+        async with RuleRuntime(
+            rules, devices, store, None, runtime_settings, checkpoints=checkpoints, standby=True
+        ) as runtime:
+
+            def stored_since(ts_us: int) -> list[Reading]:
+                return store.fetch_readings(since_us=ts_us)
+
+            replica = Replica(runtime, lease, checkpoints, stored_since)
+            await RulesWorker(worker_settings, runtime, replica).run()
 
 
 def replay(
     rules: list[AnyRule], registry: Registry | None, readings: list[Reading]
 ) -> list[AlertEvent]:
-    """Evaluate readings in time order, ticking silence rules at the newest reading so far."""
+    """Evaluate readings in time order, ticking silence rules at the newest reading so far.
+
+    Stored readings cannot be from the future: one stamped beyond now (plus the policy's skew)
+    is dropped, and silence is judged at the newest reading actually evaluated.
+    """
     from rules import RuleEngine
 
     engine = RuleEngine(rules, registry)
+    now = now_us()
     events: list[AlertEvent] = []
     for start in range(0, len(readings), REPLAY_CHUNK):
         chunk = readings[start : start + REPLAY_CHUNK]
-        events += engine.process_readings(chunk)
-        events += engine.tick(max(r.ts_us for r in chunk))
+        events += engine.process_readings(chunk, now)
+        if engine.clock_us:
+            events += engine.tick(engine.clock_us)
     return events
 
 
@@ -141,7 +217,7 @@ def alert_table(events: list[AlertEvent], title: str) -> Table:
     for name in ("time (UTC)", "device", "rule", "severity", "transition", "message"):
         table.add_column(name)
     for e in events:
-        at = datetime.fromtimestamp(e.at_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        at = _time(e.at_us)
         table.add_row(
             at, e.device_id, e.rule_id, e.severity.name.lower(), e.transition.value, e.message
         )
@@ -173,8 +249,15 @@ def registry_from(path: Path | None) -> Registry:
     return load_registry(path) if path is not None else {}
 
 
+def _time(at_us: int) -> str:
+    """A µs timestamp as UTC date and time, or the raw number if no calendar date fits."""
+    try:
+        return datetime_from_us(at_us).strftime("%Y-%m-%d %H:%M:%S")
+    except OverflowError:
+        return f"{at_us} µs"
+
+
 def _us(at: datetime | None) -> int | None:
     if at is None:
         return None
-    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return int(aware.timestamp() * 1_000_000)
+    return us_from_datetime(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
