@@ -142,6 +142,11 @@ class AdvisoryLease:
     def release(self) -> None:
         """Give the lease up (closing its session releases the lock in any case)."""
         with self._lock:
+            # Unlock explicitly: the server frees a closed session's locks only once its
+            # backend has exited, which a standby asking at once could still race.
+            if self.held and self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
             self._drop()
 
     close = release

@@ -1,11 +1,9 @@
-"""Choosing and opening a storage backend from a URL."""
+"""Choosing and opening a telemetry store from a URL (parsed by ``infra.urls``)."""
 
 from __future__ import annotations
 
 from infra.telemetry.base import ReadingStore
-
-_SQLITE_PREFIX = "sqlite:///"
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+from infra.urls import parse_store_url
 
 
 def open_store(url: str) -> ReadingStore:
@@ -15,16 +13,12 @@ def open_store(url: str) -> ReadingStore:
     SQLiteStore; ``postgresql://…`` or a libpq keyword DSN (``host=… dbname=…``) a
     TimescaleStore.
     """
+    scheme, target = parse_store_url(url)
     # Imported here so that a SQLite-only deployment never needs psycopg's libpq.
-    if url.startswith(_SQLITE_PREFIX):
+    if scheme == "sqlite":
         from infra.telemetry.sqlite import SQLiteStore
 
-        path = url.removeprefix(_SQLITE_PREFIX)
-        if not path:
-            raise ValueError(f"no database path in {url!r}")
-        return SQLiteStore(path)
-    if url.startswith(_POSTGRES_SCHEMES) or ("=" in url and "://" not in url):
-        from infra.telemetry.timescale import TimescaleStore
+        return SQLiteStore(target)
+    from infra.telemetry.timescale import TimescaleStore
 
-        return TimescaleStore(url)
-    raise ValueError(f"unsupported storage URL {url!r}: use sqlite:///… or postgresql://…")
+    return TimescaleStore(target)
