@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+DOC_DIGEST_KEY = "doc_sha256"  # in a row's data: the hash of the record as that write left it
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +173,32 @@ def from_row(row: Sequence[Any]) -> AuditEntry:
         prev_hash,
         digest,
     )
+
+
+AuditSigner = Callable[[AuditEntry], str]
+
+
+def document_digest(doc: Mapping[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON: what its audit row says it was left as."""
+    return hashlib.sha256(canonical_json(dict(doc))).hexdigest()
+
+
+def verify_documents(
+    documents: Iterable[tuple[str, Mapping[str, Any]]], entries: Sequence[AuditEntry]
+) -> list[Problem]:
+    """Problems with stored records ``(id, doc)`` whose content no audited write produced."""
+    last: dict[str, tuple[int, AuditEntry]] = {}
+    for index, entry in enumerate(entries):
+        if DOC_DIGEST_KEY in entry.data:
+            last[entry.subject] = (index, entry)
+    problems: list[Problem] = []
+    for record_id, doc in documents:
+        if record_id not in last:
+            problems.append(Problem(len(entries), 0, f"{record_id}: no audited write made it"))
+            continue
+        index, entry = last[record_id]
+        if entry.data[DOC_DIGEST_KEY] != document_digest(doc):
+            problems.append(
+                Problem(index, entry.seq, f"{record_id}: changed outside the audited paths")
+            )
+    return problems

@@ -11,6 +11,7 @@ the API answers 409 and the person looks again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from contract import AlertEvent
+from service import audit
 from service.concurrency import ConcurrentUpdate
 from service.dispatch import Assignment, NoEngineer, dispatch
 from service.escalation import Escalation, escalate, escalations_due
@@ -83,8 +85,26 @@ def save(
     """Store ``ticket`` and its audit entry in one transaction; return it as stored (versioned)."""
     with store.atomic():
         stored = store.put_ticket(ticket)
-        store.append_audit(at, actor, action, ticket.id, {"state": ticket.state, **(data or {})})
+        digest = audit.document_digest(stored.model_dump(mode="json"))
+        fields = {"state": ticket.state, **(data or {}), audit.DOC_DIGEST_KEY: digest}
+        store.append_audit(at, actor, action, ticket.id, fields)
     return stored
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """A lifecycle event's fields as JSON-ready values, for its audit row (bytes as SHA-256)."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        if isinstance(value, bytes):
+            fields[f"{field.name}_sha256"] = hashlib.sha256(value).hexdigest()
+        elif isinstance(value, tuple):
+            fields[field.name] = [str(v) for v in value]
+        elif value is None or isinstance(value, bool | int | float | str):
+            fields[field.name] = value
+        else:
+            fields[field.name] = str(value)
+    return fields
 
 
 def auto_dispatch(store: ServiceStore, ticket: Ticket, at: datetime) -> Ticket:
@@ -224,7 +244,9 @@ def apply(
                 "read it again"
             )
         moved = transition(ticket, event, at)
-        return save(store, moved, actor, type(event).__name__.lower(), at)
+        # Every field of the event is audited: the engineer, the fault, the parts, the signer.
+        fields = {"event": event_fields(event)}
+        return save(store, moved, actor, type(event).__name__.lower(), at, fields)
 
 
 def run_escalations(store: ServiceStore, now: datetime, config: SlaConfig) -> list[Escalation]:

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from infra.postgres import PgConnection, Work
 from service import audit
-from service.audit import AuditEntry
+from service.audit import AuditEntry, AuditSigner
 from service.concurrency import ConcurrentUpdate
 from service.model import (
     DeadLetter,
@@ -62,6 +62,7 @@ class PostgresStore:
         self._db = PgConnection(conninfo, name="PostgreSQL (service store)")
         # The connection of the transaction atomic() has open, if any; nested calls join it.
         self._tx: psycopg.Connection[TupleRow] | None = None
+        self.audit_signer: AuditSigner | None = None
         if migrate:
             self.migrate()
 
@@ -265,7 +266,17 @@ class PostgresStore:
                 "INSERT INTO service_audit_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 audit.to_row(entry),
             )
+            if self.audit_signer is not None:
+                conn.execute(
+                    "INSERT INTO service_audit_signatures VALUES (%s, %s)",
+                    (entry.seq, self.audit_signer(entry)),
+                )
         return entry
+
+    def audit_signatures(self) -> dict[int, str]:
+        """The signature of each signed audit row, by seq."""
+        rows = self._rows("SELECT seq, signature FROM service_audit_signatures")
+        return {int(seq): str(sig) for seq, sig in rows}
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""

@@ -36,6 +36,11 @@ SCHEMA: tuple[LiteralString, ...] = (
     """CREATE OR REPLACE TRIGGER service_audit_no_truncate
         BEFORE TRUNCATE ON service_audit_log
         FOR EACH STATEMENT EXECUTE FUNCTION service_audit_append_only()""",
+    """CREATE TABLE IF NOT EXISTS service_audit_signatures (
+        seq bigint PRIMARY KEY, signature text NOT NULL)""",
+    """CREATE OR REPLACE TRIGGER service_audit_signatures_no_change
+        BEFORE UPDATE OR DELETE ON service_audit_signatures
+        FOR EACH ROW EXECUTE FUNCTION service_audit_append_only()""",
     """CREATE TABLE IF NOT EXISTS service_deliveries (
         n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS service_deliveries_event ON service_deliveries (event_id)",

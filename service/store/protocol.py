@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from service.audit import AuditEntry
+from service.audit import AuditEntry, AuditSigner
 from service.model import (
     DeadLetter,
     Delivery,
@@ -28,6 +28,10 @@ from service.model import (
 
 class ServiceStore(Protocol):
     """What the service backbone needs from storage."""
+
+    # Set by the composition root when an audit signing key is configured: every appended row's
+    # hash is then signed in the same transaction (``service.checkpoint.row_signature``).
+    audit_signer: AuditSigner | None
 
     def atomic(self) -> AbstractContextManager[None]:
         """Group the calls inside into one transaction; nested calls join the outer one."""
@@ -109,6 +113,10 @@ class ServiceStore(Protocol):
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""
+        ...
+
+    def audit_signatures(self) -> dict[int, str]:
+        """The signature of each signed audit row, by seq (see ``service.checkpoint``)."""
         ...
 
     def record_delivery(self, delivery: Delivery) -> None:

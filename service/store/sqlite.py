@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from infra.errors import StorageUnavailable
 from service import audit
-from service.audit import AuditEntry
+from service.audit import AuditEntry, AuditSigner
 from service.model import (
     DeadLetter,
     Delivery,
@@ -58,6 +58,11 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS audit_signatures (seq INTEGER PRIMARY KEY, signature TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_signatures_no_update BEFORE UPDATE ON audit_signatures
+    BEGIN SELECT RAISE(ABORT, 'audit signatures are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_signatures_no_delete BEFORE DELETE ON audit_signatures
+    BEGIN SELECT RAISE(ABORT, 'audit signatures are append-only'); END;
 CREATE TABLE IF NOT EXISTS deliveries (
     n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
@@ -97,6 +102,7 @@ class SqliteStore:
             str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
         )
         self._lock = threading.RLock()
+        self.audit_signer: AuditSigner | None = None
         with _locked_is_unavailable():
             if str(path) != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -265,11 +271,21 @@ class SqliteStore:
                 "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 audit.to_row(entry),
             )
+            if self.audit_signer is not None:
+                self._db.execute(
+                    "INSERT INTO audit_signatures VALUES (?, ?)",
+                    (entry.seq, self.audit_signer(entry)),
+                )
         return entry
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""
         return [audit.from_row(r) for r in self._rows("SELECT * FROM audit_log ORDER BY seq")]
+
+    def audit_signatures(self) -> dict[int, str]:
+        """The signature of each signed audit row, by seq."""
+        rows = self._rows("SELECT seq, signature FROM audit_signatures")
+        return {int(seq): str(sig) for seq, sig in rows}
 
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
