@@ -456,6 +456,7 @@ def hospital_report(
     alert history is available and the page says so rather than plotting zeros.
     """
     start, end = _utc_period(start, end)
+    config = config.for_site(site.id)  # its tickets keep the site's business calendar
     policy = warranty or WarrantyAdviceConfig()
     fleet = [d for d in devices if d.site_id == site.id and d.installed_on < end.date()]
     ids = {d.id for d in fleet}
