@@ -175,6 +175,9 @@ class SimulatorConfig(Section):
     """Wall seconds between samples."""
 
 
+BUILTIN_CALENDAR = "weekdays"
+
+
 def _known_zone(name: str) -> str:
     from service.business_hours import check_timezone
 
@@ -185,7 +188,7 @@ def _known_zone(name: str) -> str:
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
 
-class SlaSection(Section):
+class SlaTargetsConfig(Section):
     """[sla]: service-level targets of the two ticket tiers and where their clocks count."""
 
     urgent_from: Literal["info", "warning", "critical"] = "critical"
@@ -202,13 +205,13 @@ class SlaSection(Section):
     """Hours until a general ticket's fault must be resolved."""
     general_business_hours: bool = False
     """Count general SLA time only in the site's business hours (false: around the clock)."""
-    calendar: str = "weekdays"
+    calendar: str = BUILTIN_CALENDAR
     """[calendars.<name>] of sites not listed under [sites]."""
     timezone: TimeZone = "UTC"
     """IANA time zone of sites not listed under [sites]."""
 
 
-class CalendarSection(Section):
+class CalendarConfig(Section):
     """[calendars.<name>]: opening hours sites keep, by name (`weekdays` is built in)."""
 
     weekdays: list[int] = [0, 1, 2, 3, 4]
@@ -221,7 +224,7 @@ class CalendarSection(Section):
     """Dates closed all day at every site on this calendar, e.g. ["2026-10-01"]."""
 
     @model_validator(mode="after")
-    def _hours(self) -> CalendarSection:
+    def _hours(self) -> CalendarConfig:
         if not self.weekdays or not set(self.weekdays) <= set(range(7)):
             raise ValueError(f"weekdays must be 0 (Monday) to 6, got {self.weekdays}")
         if self.opens >= self.closes:
@@ -229,18 +232,18 @@ class CalendarSection(Section):
         return self
 
 
-class SiteSection(Section):
+class SiteConfig(Section):
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
 
     timezone: TimeZone = "UTC"
     """IANA time zone of the site, e.g. "Asia/Shanghai"; business hours are local to it."""
-    calendar: str = "weekdays"
+    calendar: str = BUILTIN_CALENDAR
     """The [calendars.<name>] whose opening hours the site keeps."""
     holidays: list[date] = []
     """The site's own closed dates, on top of its calendar's."""
 
 
-class SchedulesSection(Section):
+class SchedulingConfig(Section):
     """[schedules]: the preventive-maintenance and warranty tickets the service worker opens."""
 
     inspection_interval_days: int = Field(90, gt=0)
@@ -251,9 +254,6 @@ class SchedulesSection(Section):
     """Days before a warranty ends that its reminder ticket opens."""
     warranty_grace_days: int = Field(30, ge=0)
     """Days after a warranty ended that a reminder still opens (older ends are old news)."""
-
-
-BUILTIN_CALENDAR = "weekdays"
 
 
 class VigilSettings(BaseSettings):
@@ -272,18 +272,18 @@ class VigilSettings(BaseSettings):
     rules: RulesConfig = RulesConfig()
     service: ServiceConfig = ServiceConfig()
     simulator: SimulatorConfig = SimulatorConfig()
-    sla: SlaSection = SlaSection()
-    calendars: dict[str, CalendarSection] = {BUILTIN_CALENDAR: CalendarSection()}
+    sla: SlaTargetsConfig = SlaTargetsConfig()
+    calendars: dict[str, CalendarConfig] = {BUILTIN_CALENDAR: CalendarConfig()}
     """[calendars.<name>]: opening hours sites keep, by name (`weekdays` is built in)."""
-    sites: dict[str, SiteSection] = {}
+    sites: dict[str, SiteConfig] = {}
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
-    schedules: SchedulesSection = SchedulesSection()
+    schedules: SchedulingConfig = SchedulingConfig()
 
     @field_validator("calendars", mode="after")
     @classmethod
-    def _builtin_calendar(cls, calendars: dict[str, CalendarSection]) -> dict[str, CalendarSection]:
+    def _builtin_calendar(cls, calendars: dict[str, CalendarConfig]) -> dict[str, CalendarConfig]:
         # A file that defines its own calendars keeps the built-in one unless it redefines it.
-        return {BUILTIN_CALENDAR: CalendarSection(), **calendars}
+        return {BUILTIN_CALENDAR: CalendarConfig(), **calendars}
 
     @model_validator(mode="after")
     def _calendars_exist(self) -> VigilSettings:
