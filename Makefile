@@ -1,16 +1,22 @@
-# The two commands of the README: `make demo` (embedded default, no servers) and `make test`.
+# The two commands of the README: `make demo` (embedded default, no servers) and `make test`;
+# `make test-fast` runs only the tests that need no server.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test services lint bench clean
+.PHONY: demo test test-fast services lint bench clean
 
 demo: $(STAMP)
 	$(BIN)/vigil demo
 
 test: services $(STAMP)
 	$(BIN)/pytest
+
+# The tests that need no server: those using Mosquitto, PostgreSQL or a uvicorn process are
+# marked `services` automatically (tests/conftest.py) and left out.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not services"
 
 # Mosquitto, PostgreSQL 15 and TimescaleDB for the tests' private instances (idempotent).
 services:

@@ -33,7 +33,7 @@ from contract.topics import confirm_topic
 from gateway.counters import GatewayCounters
 from gateway.outbox import Outbox
 from gateway.uplink import Uplink, UplinkSettings
-from tests.servers import PrivateMosquitto
+from testing_services import PrivateMosquitto
 
 T0_US = 1_767_225_600_000_000
 PER_SECOND = 1_000

@@ -31,7 +31,7 @@ from gateway.source import ReadingSink
 from gateway.uplink import UplinkSettings
 from infra.telemetry.timescale import TimescaleStore
 from simulator.fleet import Fleet, FleetSpec
-from tests.servers import PrivateMosquitto, PrivatePostgres
+from testing_services import PrivateMosquitto, PrivatePostgres
 
 
 class PregeneratedPatches:

@@ -32,7 +32,7 @@ from rules import RuleEngine, load_pack
 from service.model import Device, Engineer, Site, Ticket
 from service.store import SqliteStore
 from service.worker import ServiceWorker, WorkerSettings
-from tests.servers import PrivateMosquitto
+from testing_services import PrivateMosquitto
 
 T0_US = 1_767_225_600_000_000
 METRICS = (

@@ -21,7 +21,7 @@ from contract import Batch, Reading
 from infra.telemetry.sqlite import SQLiteStore
 from infra.telemetry.timescale import READING_COLUMNS, TimescaleStore, copy_readings
 from infra.time_us import datetime_from_us
-from tests.servers import PrivatePostgres
+from testing_services import PrivatePostgres
 
 BATCH_SIZE = 1_000
 BATCHES_PER_CALL = 10

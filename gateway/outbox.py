@@ -90,10 +90,6 @@ class AlarmState:
     mark: int
 
 
-class OutboxFull(Exception):
-    """Raised to callers that asked not to drop data when the bound is reached."""
-
-
 class Outbox:
     """Durable FIFO of readings grouped into stable batches; thread-safe."""
 

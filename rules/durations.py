@@ -23,12 +23,3 @@ def parse_duration_us(value: object) -> int:
             raise ValueError(f"duration {value!r} is not like '90s', '30m', '6h' or '2d'")
         return round(float(match.group(1)) * _UNITS_US[match.group(2)])
     raise ValueError("a duration must be a number of seconds or a string like '30m'")
-
-
-def format_duration_us(us: int) -> str:
-    """The shortest exact s/m/h/d spelling of ``us`` microseconds."""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS_US[unit]
-        if us % size == 0:
-            return f"{us // size}{unit}"
-    return f"{us / 1_000_000}s"

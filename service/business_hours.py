@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Self
+from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 # A calendar whose holidays swallow ten years is a configuration error, not an SLA.
 _MAX_DAYS = 3660
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows (e.g. "Asia/Shanghai")."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {name!r}") from None
+    return name
+
+
+# An IANA time zone name, checked when the setting is read rather than at the first SLA use.
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
 
 
 class BusinessCalendar(BaseModel):
@@ -18,7 +31,7 @@ class BusinessCalendar(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     weekdays: frozenset[int] = Field(default=frozenset({0, 1, 2, 3, 4}), min_length=1)
     opens: time = time(8, 0)
     closes: time = time(17, 0)
@@ -26,10 +39,6 @@ class BusinessCalendar(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {self.timezone!r}") from None
         if not self.weekdays <= set(range(7)):
             raise ValueError(f"weekdays must be 0 (Monday) to 6, got {sorted(self.weekdays)}")
         if self.opens >= self.closes:

@@ -9,7 +9,7 @@ from datetime import datetime
 from service.dispatch import Assignment, NoEngineer, dispatch
 from service.lifecycle import Dispatch, transition
 from service.model import Device, Engineer, Site, Ticket, TicketState, Tier
-from service.sla import Clock, SlaConfig
+from service.sla import Clock, SlaConfig, advance_in
 
 _UNACCEPTED = frozenset({TicketState.OPEN, TicketState.DISPATCHED})
 
@@ -34,7 +34,8 @@ def escalation_due_at(ticket: Ticket, config: SlaConfig) -> datetime | None:
     if ticket.tier is not Tier.URGENT or ticket.state not in _UNACCEPTED:
         return None
     anchor = max([ticket.opened_at, ticket.tier_since, *ticket.escalated_at])
-    return config.add(ticket.tier, anchor, config.target(ticket.tier, Clock.RESPOND))
+    window = config.target(ticket.tier, Clock.RESPOND)
+    return advance_in(config.counting_for(ticket), anchor, window)  # in the site's calendar
 
 
 def escalations_due(tickets: Iterable[Ticket], now: datetime, config: SlaConfig) -> list[Ticket]:

@@ -1,21 +1,33 @@
 """SLA clocks: respond (until accepted) and resolve (until resolved), paused while waiting.
 
-Everything here is pure: ``now`` is always passed in.
+Everything here is pure: ``now`` is always passed in. Business-hours tiers count in the
+calendar of the ticket's site (its time zone and holidays); which site a device stands in is
+asked of the ``site_of`` lookup a running service binds with ``SlaConfig.located``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Self
+from typing import Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import Severity
 from service.business_hours import BusinessCalendar
-from service.model import Ticket, TicketState, Tier
+from service.model import Device, Ticket, TicketState, Tier
+
+# Device id → id of the site it stands in (None: unknown device).
+SiteOf = Callable[[str], str | None]
+
+
+class DeviceDirectory(Protocol):
+    """Where devices are looked up (a ServiceStore is one)."""
+
+    def device(self, device_id: str) -> Device | None:
+        """The device, or None when it is not installed."""
 
 
 class Clock(StrEnum):
@@ -52,13 +64,19 @@ def _default_tiers() -> dict[Tier, TierPolicy]:
 
 
 class SlaConfig(BaseModel):
-    """SLA configuration: tier targets, which severity is urgent, and the business calendar."""
+    """SLA configuration: tier targets, which severity is urgent, and the business calendars.
+
+    ``calendar`` is the default; ``site_calendars`` holds a calendar per site id (each in the
+    site's time zone, with its holidays), used once ``site_of`` says where a device stands.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tiers: dict[Tier, TierPolicy] = Field(default_factory=_default_tiers, validate_default=True)
     urgent_from: Severity = Severity.CRITICAL
     calendar: BusinessCalendar | None = None
+    site_calendars: dict[str, BusinessCalendar] = Field(default_factory=dict)
+    site_of: SiteOf | None = Field(default=None, exclude=True, repr=False)
 
     @field_validator("tiers", mode="after")
     @classmethod
@@ -69,7 +87,10 @@ class SlaConfig(BaseModel):
     @model_validator(mode="after")
     def _calendar_present(self) -> Self:
         if self.calendar is None and any(p.business_hours for p in self.tiers.values()):
-            raise ValueError("a tier counts business hours but no calendar is configured")
+            raise ValueError(
+                "a tier counts business hours but no calendar is configured "
+                "for sites without their own"
+            )
         return self
 
     def policy(self, tier: Tier) -> TierPolicy:
@@ -81,17 +102,61 @@ class SlaConfig(BaseModel):
         policy = self.tiers[tier]
         return policy.respond if clock is Clock.RESPOND else policy.resolve
 
-    def measure(self, tier: Tier, start: datetime, end: datetime) -> timedelta:
-        """SLA time in [start, end) under ``tier``'s counting rule."""
-        if self.calendar is not None and self.policy(tier).business_hours:
-            return self.calendar.business_time(start, end)
-        return max(end - start, timedelta())
+    def located(self, devices: DeviceDirectory) -> SlaConfig:
+        """This configuration, finding each ticket's site through ``devices``."""
 
-    def add(self, tier: Tier, start: datetime, duration: timedelta) -> datetime:
-        """When ``duration`` of SLA time under ``tier`` has passed since ``start``."""
-        if self.calendar is not None and self.policy(tier).business_hours:
-            return self.calendar.add(start, duration)
-        return start + duration
+        def site_of(device_id: str) -> str | None:
+            device = devices.device(device_id)
+            return device.site_id if device is not None else None
+
+        return self.model_copy(update={"site_of": site_of})
+
+    def for_site(self, site_id: str) -> SlaConfig:
+        """This configuration for tickets all at ``site_id`` (a hospital's report)."""
+        return self.model_copy(update={"site_of": lambda _device_id: site_id})
+
+    def site_calendar(self, site_id: str | None) -> BusinessCalendar | None:
+        """The business calendar of ``site_id``; the default one for unknown or unlisted sites."""
+        if site_id is None:
+            return self.calendar
+        return self.site_calendars.get(site_id, self.calendar)
+
+    def counting(self, tier: Tier, site_id: str | None = None) -> BusinessCalendar | None:
+        """The calendar SLA time under ``tier`` counts in at ``site_id``; None: around the clock."""
+        return self.site_calendar(site_id) if self.policy(tier).business_hours else None
+
+    def counting_for(self, ticket: Ticket) -> BusinessCalendar | None:
+        """The calendar ``ticket``'s SLA time counts in: its device's site's, or None (24/7)."""
+        if not self.policy(ticket.tier).business_hours:
+            return None  # no site lookup when the tier counts around the clock
+        site = self.site_of(ticket.device_id) if self.site_of is not None else None
+        return self.site_calendar(site)
+
+    def measure(
+        self, tier: Tier, start: datetime, end: datetime, *, site_id: str | None = None
+    ) -> timedelta:
+        """SLA time in [start, end) under ``tier``'s counting rule at ``site_id``."""
+        return elapsed_in(self.counting(tier, site_id), start, end)
+
+    def add(
+        self, tier: Tier, start: datetime, duration: timedelta, *, site_id: str | None = None
+    ) -> datetime:
+        """When ``duration`` of SLA time under ``tier`` at ``site_id`` is past ``start``."""
+        return advance_in(self.counting(tier, site_id), start, duration)
+
+
+def elapsed_in(calendar: BusinessCalendar | None, start: datetime, end: datetime) -> timedelta:
+    """SLA time in [start, end): business time in ``calendar``, or wall time without one."""
+    if calendar is not None:
+        return calendar.business_time(start, end)
+    return max(end - start, timedelta())
+
+
+def advance_in(calendar: BusinessCalendar | None, start: datetime, duration: timedelta) -> datetime:
+    """When ``duration`` of SLA time (business time in ``calendar``) has passed since ``start``."""
+    if calendar is not None:
+        return calendar.add(start, duration)
+    return start + duration
 
 
 def tier_for(severity: Severity, config: SlaConfig) -> Tier:
@@ -157,13 +222,19 @@ def _segments(ticket: Ticket, clock: Clock) -> list[tuple[datetime, datetime | N
 
 def deadline(ticket: Ticket, clock: Clock, config: SlaConfig) -> datetime | None:
     """When ``clock`` runs out given the pauses so far; None while paused with time left."""
+    return _deadline(ticket, clock, config, config.counting_for(ticket))
+
+
+def _deadline(
+    ticket: Ticket, clock: Clock, config: SlaConfig, calendar: BusinessCalendar | None
+) -> datetime | None:
     left = config.target(ticket.tier, clock)
     for start, end in _segments(ticket, clock):
         if end is None:
-            return config.add(ticket.tier, start, left)
-        spent = config.measure(ticket.tier, start, end)
+            return advance_in(calendar, start, left)
+        spent = elapsed_in(calendar, start, end)
         if spent >= left:
-            return config.add(ticket.tier, start, left)
+            return advance_in(calendar, start, left)
         left -= spent
     return None
 
@@ -173,12 +244,13 @@ def clock_status(ticket: Ticket, clock: Clock, now: datetime, config: SlaConfig)
     target = config.target(ticket.tier, clock)
     stopped = ticket.entered(_STOPS[clock])
     until = min(now, stopped) if stopped is not None else now
+    calendar = config.counting_for(ticket)
     elapsed = timedelta()
     for start, end in _segments(ticket, clock):
         if start >= until:
             break
-        elapsed += config.measure(ticket.tier, start, until if end is None else min(end, until))
-    due = deadline(ticket, clock, config)
+        elapsed += elapsed_in(calendar, start, until if end is None else min(end, until))
+    due = _deadline(ticket, clock, config, calendar)
     paused = stopped is None and ticket.state is TicketState.WAITING_FOR_CUSTOMER
     breached = due is not None and until > due
     return ClockStatus(clock, target, elapsed, target - elapsed, due, stopped, paused, breached)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import typing
+from datetime import date, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from contract import DeviceKind, Severity
 from gateway.app import GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
@@ -22,6 +34,9 @@ from ingest.worker import IngestSettings
 if TYPE_CHECKING:
     from rules.runtime import RuntimeSettings
     from rules.worker import RulesWorkerSettings
+    from service.business_hours import BusinessCalendar
+    from service.schedules import ScheduleConfig
+    from service.sla import DeviceDirectory, SlaConfig
     from service.worker import NotifyConfig, WorkerSettings
 
 ENV_PREFIX = "VIGIL_"
@@ -171,6 +186,87 @@ class SimulatorConfig(Section):
     """Wall seconds between samples."""
 
 
+BUILTIN_CALENDAR = "weekdays"
+
+
+def _known_zone(name: str) -> str:
+    from service.business_hours import check_timezone
+
+    return check_timezone(name)
+
+
+# An IANA time zone name, checked when the settings are read rather than at the first SLA use.
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+
+
+class SlaTargetsConfig(Section):
+    """[sla]: service-level targets of the two ticket tiers and where their clocks count."""
+
+    urgent_from: Literal["info", "warning", "critical"] = "critical"
+    """Lowest alert severity that opens an urgent (rather than a general) ticket."""
+    urgent_respond_h: float = Field(2.0, gt=0)
+    """Hours an urgent ticket may wait for an engineer to accept it."""
+    urgent_resolve_h: float = Field(24.0, gt=0)
+    """Hours until an urgent ticket's fault must be resolved."""
+    urgent_business_hours: bool = False
+    """Count urgent SLA time only in the site's business hours (false: around the clock)."""
+    general_respond_h: float = Field(4.0, gt=0)
+    """Hours a general ticket may wait for an engineer to accept it."""
+    general_resolve_h: float = Field(48.0, gt=0)
+    """Hours until a general ticket's fault must be resolved."""
+    general_business_hours: bool = False
+    """Count general SLA time only in the site's business hours (false: around the clock)."""
+    calendar: str = BUILTIN_CALENDAR
+    """[calendars.<name>] of sites not listed under [sites]."""
+    timezone: TimeZone = "UTC"
+    """IANA time zone of sites not listed under [sites]."""
+
+
+class CalendarConfig(Section):
+    """[calendars.<name>]: opening hours sites keep, by name (`weekdays` is built in)."""
+
+    weekdays: list[int] = [0, 1, 2, 3, 4]
+    """Open days of the week, Monday = 0 … Sunday = 6."""
+    opens: time = time(8, 0)
+    """Local opening time, e.g. "08:00"."""
+    closes: time = time(17, 0)
+    """Local closing time, e.g. "18:00"."""
+    holidays: list[date] = []
+    """Dates closed all day at every site on this calendar, e.g. ["2026-10-01"]."""
+
+    @model_validator(mode="after")
+    def _hours(self) -> CalendarConfig:
+        if not self.weekdays or not set(self.weekdays) <= set(range(7)):
+            raise ValueError(f"weekdays must be 0 (Monday) to 6, got {self.weekdays}")
+        if self.opens >= self.closes:
+            raise ValueError(f"opens {self.opens} must be before closes {self.closes}")
+        return self
+
+
+class SiteConfig(Section):
+    """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
+
+    timezone: TimeZone = "UTC"
+    """IANA time zone of the site, e.g. "Asia/Shanghai"; business hours are local to it."""
+    calendar: str = BUILTIN_CALENDAR
+    """The [calendars.<name>] whose opening hours the site keeps."""
+    holidays: list[date] = []
+    """The site's own closed dates, on top of its calendar's."""
+
+
+class SchedulingConfig(Section):
+    """[schedules]: the preventive-maintenance and warranty tickets the service worker opens."""
+
+    inspection_interval_days: int = Field(90, gt=0)
+    """Days between preventive inspections of a device."""
+    inspected_kinds: list[DeviceKind] = [DeviceKind.ULTRASOUND, DeviceKind.ENDOSCOPE]
+    """Device kinds that get preventive inspections (dressings are replaced, not maintained)."""
+    warranty_notice_days: int = Field(30, ge=0)
+    """Days before a warranty ends that its reminder ticket opens."""
+    warranty_grace_days: int = Field(30, ge=0)
+    """Days after a warranty ended that a reminder still opens (older ends are old news)."""
+
+
 class VigilSettings(BaseSettings):
     """Every setting of every vigil process; see docs/configuration.md."""
 
@@ -187,6 +283,28 @@ class VigilSettings(BaseSettings):
     rules: RulesConfig = RulesConfig()
     service: ServiceConfig = ServiceConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    sla: SlaTargetsConfig = SlaTargetsConfig()
+    calendars: dict[str, CalendarConfig] = {BUILTIN_CALENDAR: CalendarConfig()}
+    """[calendars.<name>]: opening hours sites keep, by name (`weekdays` is built in)."""
+    sites: dict[str, SiteConfig] = {}
+    """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
+    schedules: SchedulingConfig = SchedulingConfig()
+
+    @field_validator("calendars", mode="after")
+    @classmethod
+    def _builtin_calendar(cls, calendars: dict[str, CalendarConfig]) -> dict[str, CalendarConfig]:
+        # A file that defines its own calendars keeps the built-in one unless it redefines it.
+        return {BUILTIN_CALENDAR: CalendarConfig(), **calendars}
+
+    @model_validator(mode="after")
+    def _calendars_exist(self) -> VigilSettings:
+        named = {"[sla] calendar": self.sla.calendar} | {
+            f"[sites.{site}] calendar": s.calendar for site, s in self.sites.items()
+        }
+        for where, name in named.items():
+            if name not in self.calendars:
+                raise ValueError(f"{where} = {name!r}: no [calendars.{name}] is defined")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -287,8 +405,63 @@ class VigilSettings(BaseSettings):
         team = tuple(Endpoint(url=url, secret=secret) for url in s.webhook_urls)
         return config.model_copy(update={"service_team": config.service_team + team})
 
-    def service_worker_settings(self) -> WorkerSettings:
-        """The ticket worker's settings (broker = [uplink_broker], where the alerts go)."""
+    def business_calendar(self, site_id: str | None = None) -> BusinessCalendar:
+        """The business calendar of ``site_id`` in its time zone (None: the [sla] default)."""
+        from service.business_hours import BusinessCalendar
+
+        site = self.sites.get(site_id) if site_id is not None else None
+        name, zone = (site or self.sla).calendar, (site or self.sla).timezone
+        calendar = self.calendars[name]
+        return BusinessCalendar(
+            timezone=zone,
+            weekdays=frozenset(calendar.weekdays),
+            opens=calendar.opens,
+            closes=calendar.closes,
+            holidays=frozenset(calendar.holidays) | frozenset(site.holidays if site else ()),
+        )
+
+    def sla_config(self, devices: DeviceDirectory | None = None) -> SlaConfig:
+        """The SLA tiers and site calendars; ``devices`` tells the site of a ticket's device."""
+        from service.model import Tier
+        from service.sla import SlaConfig, TierPolicy
+
+        a = self.sla
+        config = SlaConfig(
+            tiers={
+                Tier.URGENT: TierPolicy(
+                    respond=timedelta(hours=a.urgent_respond_h),
+                    resolve=timedelta(hours=a.urgent_resolve_h),
+                    business_hours=a.urgent_business_hours,
+                ),
+                Tier.GENERAL: TierPolicy(
+                    respond=timedelta(hours=a.general_respond_h),
+                    resolve=timedelta(hours=a.general_resolve_h),
+                    business_hours=a.general_business_hours,
+                ),
+            },
+            urgent_from=Severity[a.urgent_from.upper()],
+            calendar=self.business_calendar(),
+            site_calendars={site: self.business_calendar(site) for site in self.sites},
+        )
+        return config if devices is None else config.located(devices)
+
+    def schedule_config(self) -> ScheduleConfig:
+        """When preventive-maintenance and warranty tickets open."""
+        from service.schedules import ScheduleConfig
+
+        s = self.schedules
+        return ScheduleConfig(
+            inspection_interval=timedelta(days=s.inspection_interval_days),
+            warranty_notice=timedelta(days=s.warranty_notice_days),
+            warranty_grace=timedelta(days=s.warranty_grace_days),
+            inspected_kinds=frozenset(s.inspected_kinds),
+        )
+
+    def service_worker_settings(self, devices: DeviceDirectory | None = None) -> WorkerSettings:
+        """The ticket worker's settings (broker = [uplink_broker], where the alerts go).
+
+        Pass the service store as ``devices`` so SLA clocks count in each device's site calendar.
+        """
         from service.worker import WorkerSettings
 
         s = self.service
@@ -298,6 +471,8 @@ class VigilSettings(BaseSettings):
             client_id=s.client_id,
             mqtt_v5=s.mqtt_v5,
             tick_s=s.tick_interval_s,
+            sla=self.sla_config(devices),
+            schedules=self.schedule_config(),
             notify=self.notify_config(),
         )
 
@@ -313,15 +488,74 @@ def _default(value: Any) -> str:
         value = value.get_secret_value()
     if value is None or value in ("", []):
         return "—"
+    return f"`{_toml(value)}`"
+
+
+def _toml(value: Any) -> str:
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, list):
-        text = "[" + ", ".join(f'"{v}"' for v in value) + "]"
-    elif isinstance(value, str | Path):
-        text = f'"{value}"'
-    else:
-        text = str(value)
-    return f"`{text}`"
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, time):
+        return f'"{value.strftime("%H:%M")}"'
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    return str(value)
+
+
+def _section_of(annotation: Any) -> tuple[type[BaseModel], bool]:
+    """The model of a VigilSettings field and whether it is a table of them (by name/id)."""
+    args = typing.get_args(annotation)
+    is_table = typing.get_origin(annotation) is dict
+    model = args[1] if is_table else annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    return model, is_table
+
+
+def _section_table(name: str, field: FieldInfo) -> list[str]:
+    model, is_table = _section_of(field.annotation)
+    title = field.description or (model.__doc__ or "").strip()
+    heading, _, title = title.partition(": ") if title.startswith("[") else (f"[{name}]", "", title)
+    key_env = f"{name}__<{heading.split('<')[1].split('>')[0]}>" if is_table else name
+    lines = ["", f"## {heading}", "", title[:1].upper() + title[1:].rstrip(".") + "."]
+    if is_table:
+        lines += [
+            "",
+            f"In the environment: `{env_name(key_env, 'KEY')}`, or all of them as JSON in "
+            f"`{env_name(name)}` (needed for names other than letters, digits and `_`).",
+        ]
+    lines += ["", "| key | environment variable | default | meaning |", "|---|---|---|---|"]
+    for key, sub in model.model_fields.items():
+        lines.append(
+            f"| `{key}` | `{env_name(key_env, key)}` | {_default(sub.default)} | "
+            f"{sub.description or ''} |"
+        )
+    return lines
+
+
+_EXAMPLE = """\
+```toml
+[uplink_broker]
+host = "broker.example"
+
+[rules]
+packs = ["dressings"]
+tick_interval_s = 30
+
+# General tickets count business hours: 08:00–18:00 Shanghai time at this hospital.
+[sla]
+general_business_hours = true
+
+[calendars.cn-hospital]
+opens = "08:00"
+closes = "18:00"
+holidays = ["2026-10-01", "2026-10-02"]
+
+[sites.sh-ruijin]
+timezone = "Asia/Shanghai"
+calendar = "cn-hospital"
+holidays = ["2026-06-19"]
+```"""
 
 
 def configuration_reference() -> str:
@@ -338,34 +572,10 @@ def configuration_reference() -> str:
         "Lists are JSON in the environment, e.g.",
         f"`{env_name('rules', 'packs')}='[\"dressings\"]'`. Unknown keys in the file are errors.",
         "",
-        "```toml",
-        "[uplink_broker]",
-        'host = "broker.example"',
-        "",
-        "[rules]",
-        'packs = ["dressings"]',
-        "tick_interval_s = 30",
-        "```",
+        _EXAMPLE,
     ]
     for name, field in VigilSettings.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        title = field.description or (model.__doc__ or "").strip()
-        title = title.split(": ", 1)[1] if title.startswith("[") else title
-        lines += [
-            "",
-            f"## [{name}]",
-            "",
-            title[:1].upper() + title[1:].rstrip(".") + ".",
-            "",
-            "| key | environment variable | default | meaning |",
-            "|---|---|---|---|",
-        ]
-        for key, sub in model.model_fields.items():
-            lines.append(
-                f"| `{key}` | `{env_name(name, key)}` | {_default(sub.default)} | "
-                f"{sub.description or ''} |"
-            )
+        lines += _section_table(name, field)
     return "\n".join(lines) + "\n"
 
 

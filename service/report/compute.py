@@ -131,6 +131,7 @@ def compute_report(
     alert history is available, which the report keeps apart from "no alerts".
     """
     start, end = utc_period(start, end)
+    config = config.for_site(site.id)  # its tickets keep the site's business calendar
     policy = warranty or WarrantyAdviceConfig()
     fleet = [d for d in devices if d.site_id == site.id and d.installed_on < end.date()]
     ids = {d.id for d in fleet}

@@ -21,7 +21,7 @@ from simulator.bleak_backend import (
 )
 from simulator.fleet import FleetSpec
 from tests.bleak.test_bleak_acquisition import sent
-from tests.bleak.test_bleak_harness import FAST, paired, running, settle
+from tests.bleak.test_bleak_harness import FAST, paired, running, settle, started
 
 
 def world(
@@ -49,13 +49,13 @@ async def test_cancel_hands_every_decoded_reading_to_a_slow_sink() -> None:
     delivered: list[Reading] = []
 
     async def slow(readings: Sequence[Reading]) -> None:
-        await asyncio.sleep(0.02)  # an outbox on a slow SD card
+        await asyncio.sleep(0.02)  # what it simulates: an outbox on a slow SD card
         delivered.extend(readings)
 
     radio, patches, config = world(4, replace(FAST, batch_readings=6), connectable=2)
     acquisition = acquire(radio, patches, config)
     task = asyncio.create_task(acquisition.run(slow))
-    await settle()
+    await started(acquisition)
     await radio.play(10.0, step_s=0.5, wall_step_s=0.001)
     assert acquisition.pending > 0  # the sink is behind: readings wait in memory
     await stop(task)
@@ -74,7 +74,7 @@ async def test_a_stuck_sink_does_not_hang_the_stop_and_the_loss_is_counted() -> 
     radio, patches, config = world(2, replace(FAST, flush_timeout_s=0.2))
     acquisition = acquire(radio, patches, config)
     task = asyncio.create_task(acquisition.run(stuck))
-    await settle()
+    await started(acquisition)
     await radio.play(5.0)
     pending = acquisition.pending
     assert pending > 0
@@ -88,7 +88,7 @@ async def test_replay_marks_survive_a_gateway_restart(tmp_path: Path) -> None:
     first: list[Reading] = []
     acquisition = acquire(radio, patches, config)
     task = asyncio.create_task(acquisition.run(functools.partial(_keep, first)))
-    await settle()
+    await started(acquisition)
     await radio.play(5.5)  # the advert of the measurement at 5 s went out at 5.001 s
     recorded = patches[0].current_advert()
     assert recorded is not None
@@ -97,9 +97,9 @@ async def test_replay_marks_survive_a_gateway_restart(tmp_path: Path) -> None:
     second: list[Reading] = []
     again = acquire(radio, patches, config)
     task = asyncio.create_task(again.run(functools.partial(_keep, second)))
-    await settle()
+    await started(again)
     radio.inject(patches[0].address, recorded)  # what the patch still advertises, or a recording
-    await settle()
+    await settle(again)
     assert second == []  # already stored by the first run: not again, under a new timestamp
     await radio.play(3.0)
     await stop(task)
@@ -121,11 +121,11 @@ async def test_without_marks_a_restart_stores_the_last_advert_twice() -> None:
     for run in runs:
         acquisition = acquire(radio, patches, config)
         task = asyncio.create_task(acquisition.run(functools.partial(_keep, run)))
-        await settle()
+        await started(acquisition)
         await radio.play(2.2 if run is runs[0] else 0.0)
         if run is runs[1]:
             radio.inject(patches[0].address, patches[0].current_advert())  # type: ignore[arg-type]
-            await settle()
+            await settle(acquisition)
         await stop(task)
     assert runs[1] and {r.seq for r in runs[1]} <= {r.seq for r in runs[0]}
 

@@ -17,6 +17,7 @@ from simulator.bleak_backend import (
     populate,
 )
 from simulator.fleet import FleetSpec
+from tests.waiting import wait_until_async
 
 # Wall-clock knobs short enough for tests; everything else runs on the radio's simulated clock.
 FAST = BleConfig(
@@ -50,7 +51,7 @@ class Harness:
     async def play(self, seconds: float, step_s: float = 0.5) -> None:
         """Advance simulated time, letting the gateway run, then let deliveries settle."""
         await self.radio.play(seconds, step_s=step_s)
-        await settle()
+        await settle(self.acquisition)
 
     def of(self, patch: VirtualPatch, metric: str | None = None) -> list[Reading]:
         """Delivered readings of one patch (and metric)."""
@@ -61,10 +62,14 @@ class Harness:
         ]
 
 
-async def settle(rounds: int = 5) -> None:
-    """Give callbacks, link tasks and the delivery loop a few turns of the event loop."""
-    for _ in range(rounds):
-        await asyncio.sleep(0.002)
+async def started(acquisition: BleAcquisition) -> None:
+    """Wait until the acquisition's scanner listens: adverts from now on are heard."""
+    await wait_until_async(lambda: acquisition.scanning, 10, "the BLE scanner to start")
+
+
+async def settle(acquisition: BleAcquisition) -> None:
+    """Wait until the sink has taken every reading the acquisition decoded."""
+    await wait_until_async(lambda: not acquisition.pending, 10, "the sink to take every reading")
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +99,7 @@ async def running(
     )
     harness.acquisition = acquisition
     task = asyncio.create_task(acquisition.run(harness.sink))
-    await settle()
+    await started(acquisition)
     try:
         yield harness
     finally:

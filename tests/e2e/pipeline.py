@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import Fleet
 from simulator.runner import SimulatedFleet
+from tests.waiting import wait_until_async
 
 
 @dataclass
@@ -83,29 +84,21 @@ async def run_fleet_through_gateway(
     async with gateway:
         await asyncio.wait_for(gateway.sources_done(), 60)
         # The bridge is fed through the broker: wait until every equipment reading came in.
-        await eventually(
+        await wait_until_async(
             lambda: (
                 gateway.counters.value("vigil_gateway_readings_in_total", source="all")
                 >= fleet.tally.readings
-            )
+            ),
+            60,
+            "every equipment reading bridged",
         )
         await asyncio.wait_for(gateway.drained(), 60)
     return gateway
 
 
-async def eventually(condition: Callable[[], bool], within_s: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail with a timeout after ``within_s``."""
-    steps = int(within_s / 0.05)
-    for _ in range(steps):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"condition still false after {within_s}s")
-
-
 async def wait_until_stored(group: Ingesters, expected: int) -> None:
     """Wait until the workers report ``expected`` stored readings."""
-    await eventually(lambda: group.stored() >= expected)
+    await wait_until_async(lambda: group.stored() >= expected, 60, f"{expected} readings stored")
 
 
 def duplicate_keys(dsn: str) -> int:

@@ -41,6 +41,8 @@ async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
     async with ingesters(timescale_dsn, mosquitto.port, confirm=False) as group:
         async with Gateway(settings) as gateway:
             await gateway.accept(readings)
+            # A deliberate gap, and what the test measures: three seconds in which nothing is
+            # confirmed, so the gateway must hold its 8 batches and back off its resends.
             await asyncio.sleep(3.0)
             stats = gateway.outbox.stats()
             # Stored, but never confirmed: nothing is forgotten, and no more than 8 batches
@@ -60,7 +62,7 @@ async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
         async with Gateway(puback) as gateway:
             await asyncio.wait_for(gateway.drained(), 30)
         await wait_until_stored(group, len(readings))
-        await asyncio.sleep(0.3)  # a duplicate would land now
+        await asyncio.sleep(0.3)  # a deliberate gap: a duplicate would land in it
     count, value_sum = checksum(timescale_dsn)
     assert count == len(readings) == fleet.tally.readings
     assert value_sum == pytest.approx(fleet.tally.value_sum, rel=1e-12)

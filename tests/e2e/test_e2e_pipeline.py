@@ -15,12 +15,12 @@ from simulator.fleet import Fleet, FleetSpec
 from tests.e2e.pipeline import (
     checksum,
     duplicate_keys,
-    eventually,
     ingesters,
     run_fleet_through_gateway,
     wait_until_stored,
 )
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.services
 
@@ -43,7 +43,7 @@ async def test_fleet_lands_exactly_once(
     async with ingesters(timescale_dsn, mosquitto.port) as group:
         await run_fleet_through_gateway(fleet, TICKS, mosquitto.port, tmp_path / "outbox.db")
         await wait_until_stored(group, fleet.tally.readings)
-        await asyncio.sleep(0.3)  # anything extra (a duplicate) would land now
+        await asyncio.sleep(0.3)  # a deliberate gap: anything extra (a duplicate) would land now
     # 50 patches x 6 metrics + 5 equipment x 5 metrics, every tick.
     assert fleet.tally.readings == TICKS * (50 * 6 + 5 * 5)
     count, value_sum = checksum(timescale_dsn)
@@ -79,8 +79,10 @@ async def test_redelivery_adds_nothing_and_malformed_goes_to_dead_letters(
         await client.publish(batch_topic("gw-re"), encode_batch(extra), qos=1)
         await wait_until_stored(group, 1_001)
         worker = group.workers[0]
-        await eventually(
-            lambda: worker.counters.value("vigil_ingest_batches_duplicate_total") >= 10
+        await wait_until_async(
+            lambda: worker.counters.value("vigil_ingest_batches_duplicate_total") >= 10,
+            60,
+            "ten duplicates absorbed",
         )
         assert worker.counters.value("vigil_ingest_dead_letters_total", kind="payload") == 2
         store = group.stores[0]
@@ -98,7 +100,7 @@ async def test_two_workers_share_the_load_exactly_once(
     async with ingesters(timescale_dsn, mosquitto.port, count=2, shared_group="ingest") as group:
         await run_fleet_through_gateway(fleet, 60, mosquitto.port, tmp_path / "outbox.db")
         await wait_until_stored(group, fleet.tally.readings)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a deliberate gap: anything extra (a duplicate) would land now
         per_worker = [w.counters.value("vigil_ingest_messages_total") for w in group.workers]
     assert all(n > 0 for n in per_worker), per_worker  # both took a share
     count, value_sum = checksum(timescale_dsn)

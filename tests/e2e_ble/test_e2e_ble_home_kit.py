@@ -36,7 +36,8 @@ from tests.e2e_ble.test_e2e_ble_pipeline import (
     wait_handed_over,
     wait_stored,
 )
-from tests.servers import PrivateMosquitto
+from tests.servers import PrivateMosquitto, starts_server
+from tests.waiting import wait_until_async
 
 OFFLINE_DAYS = float(os.environ.get("VIGIL_KIT_DAYS", "14"))
 MEASURE_EVERY_S = 60.0  # what the kit's patches are set to at pairing
@@ -44,6 +45,7 @@ STEP_S = 300.0  # simulated seconds per radio step: five measurements per patch
 
 
 @pytest.fixture
+@starts_server
 def durable_broker() -> Iterator[PrivateMosquitto]:
     """A private broker whose persistence works: started as root, mosquitto drops to its own
     user, which cannot write the 0700 temp dir of the shared fixture (sessions would vanish)."""
@@ -114,14 +116,15 @@ async def test_two_weeks_offline_then_everything_arrives_exactly_once(
     # First week offline, then the kit restarts (cancel: queued readings go to the outbox).
     acquisitions.append(profile.acquisition(clock=radio.monotonic, now_us=radio.now_us))
     async with Gateway(profile.settings, acquisitions[-1:]):
-        await asyncio.sleep(0.05)  # the scanner starts before simulated time runs
+        # The scanner listens before simulated time runs.
+        await wait_until_async(lambda: acquisitions[-1].scanning, 10, "the BLE scanner")
         await radio.play(half_s, step_s=STEP_S)
         assert acquisitions[0].connected == {p.address for p in mine}
     mine[0].reboot()  # and a patch power-cycles while nobody listens
 
     acquisitions.append(profile.acquisition(clock=radio.monotonic, now_us=radio.now_us))
     async with Gateway(profile.settings, acquisitions[-1:]) as gateway:
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: acquisitions[-1].scanning, 10, "the BLE scanner")
         await radio.play(half_s, step_s=STEP_S)
         await wait_handed_over(acquisitions[1])
         expected = expected_readings(patches, kit.paired)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
 from simulator.bleak_backend import Emission, VirtualPatch
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 # Codec resolution per metric: frames carry 0.01 units except exudate in 0.5 % steps.
 RESOLUTION = {
@@ -143,20 +143,15 @@ async def ingesting(
 
 async def wait_stored(store: TimescaleStore, count: int, timeout_s: float = 60.0) -> None:
     """Wait until ``count`` readings are stored, then a little longer to catch extras."""
-    deadline = time.monotonic() + timeout_s
-    while (n := await asyncio.to_thread(store.reading_count)) < count:
-        assert time.monotonic() < deadline, f"only {n} of {count} readings stored"
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)
+    await wait_until_async(
+        lambda: store.reading_count() >= count, timeout_s, f"{count} readings stored"
+    )
+    await asyncio.sleep(0.5)  # a deliberate gap: an extra (duplicate) reading would land in it
 
 
 async def wait_handed_over(acquisition: BleAcquisition, timeout_s: float = 10.0) -> None:
     """Wait until the acquisition has given every decoded reading to its sink."""
-    async with asyncio.timeout(timeout_s):
-        while True:  # polled: pending changes inside the acquisition, which signals nothing
-            if not acquisition.pending:
-                return
-            await asyncio.sleep(0.01)
+    await wait_until_async(lambda: not acquisition.pending, timeout_s, "the hand-over")
 
 
 def test_expected_readings_skip_unpaired_and_wrongly_sealed() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.alert_listener import alert_listener
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.services
 
@@ -50,12 +50,6 @@ class Outcome:
         return {
             (e.device_id, e.rule_id) for e in self.events if e.transition is AlertTransition.RAISED
         }
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(60):
-        while not condition():  # noqa: ASYNC110 - the state lives in several components
-            await asyncio.sleep(0.05)
 
 
 async def run_scenario(
@@ -129,12 +123,16 @@ async def run_scenario(
         async with gateway:
             await gateway.sources_done()
             # Equipment readings may still be on their way through the site broker and bridge.
-            await _until(lambda: runtime.counters.readings >= fleet.tally.readings)
+            await wait_until_async(
+                lambda: runtime.counters.readings >= fleet.tally.readings, 60, "every reading"
+            )
         # Silence is judged once every path has caught up: with tick_wall_s=0 patch readings
         # run simulated hours ahead of bridged equipment readings, so a tick mid-run at the
         # newest timestamp would call the lagging equipment silent.
         await runtime.tick()
-        await _until(lambda: len(received) >= runtime.counters.published)
+        await wait_until_async(
+            lambda: len(received) >= runtime.counters.published, 60, "every published alert"
+        )
     stored = TimescaleStore(dsn)
     with stored:
         events = stored.fetch_alert_events()

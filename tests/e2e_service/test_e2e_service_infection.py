@@ -28,6 +28,7 @@ from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.servers import PrivateMosquitto, PrivatePostgres
 from tests.service.live import fresh_database
+from tests.waiting import wait_until_async
 from tests.webhook_receiver import Receiver
 from vigil.demo import DEMO_TICK_S, seed_service
 
@@ -104,7 +105,13 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
             await gateway.drained()
         await asyncio.wait_for(opened.wait(), 30)
         await worker.drain()
-        await asyncio.sleep(0.5)  # the listener's last QoS 1 message
+        await wait_until_async(
+            lambda: any(
+                json.loads(p).get("rule_id") == "dressing.infection_signs" for p in engineer_topic
+            ),
+            10,
+            "the engineer's MQTT notification",
+        )
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

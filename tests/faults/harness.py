@@ -89,7 +89,7 @@ async def _supervise(run: IngestRun) -> None:
             if not group.subgroup(aiomqtt.MqttError):
                 raise
             run.restarts += 1
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the restart delay it simulates (systemd's RestartSec)
 
 
 @contextlib.asynccontextmanager
@@ -105,7 +105,8 @@ async def running_ingest(port: int, dsn: str, supervised: bool = True) -> AsyncI
     run.task = task
     try:
         await asyncio.wait_for(worker.subscribed.wait(), 15)
-        # Mosquitto autosaves every second: a SIGKILL sooner could forget the subscription.
+        # A deliberate gap: Mosquitto autosaves every second and tells nobody when it did, so a
+        # SIGKILL sooner could forget the subscription.
         await asyncio.sleep(1.5)
         yield run
     finally:
@@ -122,7 +123,7 @@ async def wait_until_stored(dsn: str, count: int, timeout_s: float = 120) -> Rec
         tally = await asyncio.to_thread(reconcile, dsn)
         if tally.count >= count or time.monotonic() > deadline:
             return tally
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # polled with a deadline; on timeout the caller gets the tally
 
 
 def appended_total(outbox_path: Path) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.faults.harness import expected_patch_readings, running_ingest, wait_until_stored
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 SPEC = FleetSpec(seed=3, patches=60, equipment=0)
 TICKS = 200
@@ -42,14 +42,15 @@ async def test_broker_sigkill_under_load_loses_and_duplicates_nothing(
         running_ingest(mosquitto.port, timescale_dsn) as ingest,
         Gateway(settings, [simulation]) as gateway,
     ):
-        while True:  # a third of the load produced, under way
-            if simulation.ticks_done >= TICKS // 3:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until_async(
+            lambda: simulation.ticks_done >= TICKS // 3, 60, "a third of the load produced"
+        )
         assert ingest.worker.counters.value("vigil_ingest_readings_stored_total") > 0
         mosquitto.kill()
         outage_started_at = simulation.ticks_done
-        await asyncio.sleep(1.5)  # the gateway keeps producing into its outbox meanwhile
+        # A deliberate gap: the outage the test simulates; the gateway keeps producing into
+        # its outbox meanwhile.
+        await asyncio.sleep(1.5)
         assert simulation.ticks_done > outage_started_at
         mosquitto.start()
         await asyncio.wait_for(gateway.sources_done(), 60)
@@ -87,25 +88,34 @@ async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothi
     acked = "vigil_gateway_batches_acked_total"
     async with Gateway(settings, [simulation]) as gateway:
         async with running_ingest(mosquitto.port, timescale_dsn) as ingest:
-            await _until(lambda: simulation.ticks_done >= TICKS // 4)
+            await wait_until_async(lambda: simulation.ticks_done >= TICKS // 4, 60, "a quarter")
             assert ingest.worker.counters.value("vigil_ingest_readings_stored_total") > 0
         # Ingest is gone (its persistent session stays): batches now queue on the broker.
         offline_from = gateway.counters.value(acked)
-        await _until(lambda: gateway.counters.value(acked) >= offline_from + 10)
+        await wait_until_async(
+            lambda: gateway.counters.value(acked) >= offline_from + 10, 60, "10 batches queued"
+        )
         # Kill within the autosave interval of a PUBACK: that batch is not on the broker's disk.
         latest = gateway.counters.value(acked)
-        await _until(lambda: gateway.counters.value(acked) > latest)
+        await wait_until_async(
+            lambda: gateway.counters.value(acked) > latest, 60, "a fresh PUBACK", poll_s=0.005
+        )
         at_risk = sum(
             1 for s in gateway.outbox.open_batch_states() if s.published_at_us is not None
         )
+        resent = "vigil_gateway_batches_resent_on_timeout_total"
+        resent_before = gateway.counters.value(resent)
         mosquitto.kill()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # a deliberate gap: the broker outage the test simulates
         mosquitto.start()
         await asyncio.wait_for(gateway.sources_done(), 60)
-        await asyncio.sleep(2.5)  # still offline: timeouts resend into the broker's queue
+        # Ingest still offline: unconfirmed batches time out and are resent into the broker.
+        await wait_until_async(
+            lambda: gateway.counters.value(resent) > resent_before, 60, "a resend on timeout"
+        )
         stats = gateway.outbox.stats()
         assert stats.pending_readings > 0 and stats.open_batches <= 40
-        resent_on_timeout = gateway.counters.value("vigil_gateway_batches_resent_on_timeout_total")
+        resent_on_timeout = gateway.counters.value(resent)
         async with running_ingest(mosquitto.port, timescale_dsn) as ingest:
             await asyncio.wait_for(gateway.drained(), 120)
             tally = await wait_until_stored(timescale_dsn, expected.count)
@@ -120,11 +130,3 @@ async def test_broker_sigkill_while_ingest_is_offline_loses_and_duplicates_nothi
     assert math.isclose(tally.value_sum, expected.value_sum, rel_tol=1e-12)
     assert tally.duplicate_keys == 0
     assert tally.batch_readings == expected.count
-
-
-async def _until(condition: Callable[[], bool], within_s: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail the test if it never does."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.005)

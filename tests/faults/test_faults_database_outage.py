@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiomqtt
@@ -22,8 +22,9 @@ from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import Fleet, FleetSpec
 from simulator.runner import SimulatedFleet
 from tests.faults.harness import expected_patch_readings, wait_until_stored
-from tests.servers import PrivateMosquitto, PrivatePostgres
+from tests.servers import PrivateMosquitto, PrivatePostgres, starts_server
 from tests.storage.factories import batches
+from tests.waiting import wait_until_async
 
 SPEC = FleetSpec(seed=5, patches=60, equipment=0)
 TICKS = 200
@@ -32,6 +33,7 @@ DOWN_S = 3.0
 
 
 @pytest.fixture
+@starts_server
 def postgres() -> Iterator[PrivatePostgres]:
     """A cluster of this test's own: stopping it must not disturb the session-wide one."""
     server = PrivatePostgres(durable=True)
@@ -73,12 +75,14 @@ async def test_postgres_stopped_mid_run_loses_and_duplicates_nothing(
     try:
         await asyncio.wait_for(worker.subscribed.wait(), 15)
         async with Gateway(settings, [simulation]) as gateway:
-            await _until(lambda: simulation.ticks_done >= TICKS // 3)
+            await wait_until_async(lambda: simulation.ticks_done >= TICKS // 3, 60, "a third")
             assert counters.value("vigil_ingest_readings_stored_total") > 0
             await asyncio.to_thread(postgres.kill)
             outage_started_at = simulation.ticks_done
-            await _until(lambda: counters.value("vigil_ingest_storage_outages_total") >= 1)
-            await asyncio.sleep(DOWN_S)
+            await wait_until_async(
+                lambda: counters.value("vigil_ingest_storage_outages_total") >= 1, 60, "outage"
+            )
+            await asyncio.sleep(DOWN_S)  # a deliberate gap: the database outage it simulates
             assert not task.done(), "ingest died with the database"
             assert counters.value("vigil_ingest_storage_unavailable") == 1
             assert simulation.ticks_done > outage_started_at  # the gateway kept producing
@@ -86,7 +90,7 @@ async def test_postgres_stopped_mid_run_loses_and_duplicates_nothing(
             await asyncio.wait_for(gateway.sources_done(), 60)
             await asyncio.wait_for(gateway.drained(), 60)
         tally = await wait_until_stored(postgres.dsn, expected.count)
-        await asyncio.sleep(0.5)  # a late duplicate would land now
+        await asyncio.sleep(0.5)  # a deliberate gap: a late duplicate would land in it
         tally = await wait_until_stored(postgres.dsn, expected.count)
         assert not task.done(), "ingest died after the database came back"
     finally:
@@ -146,11 +150,3 @@ async def test_handle_retries_the_same_write_with_backoff_until_it_commits() -> 
     # Decoded and counted once, however often the write was retried.
     assert c.value("vigil_ingest_messages_total") == 2
     assert c.value("vigil_ingest_readings_stored_total") == 10
-
-
-async def _until(condition: Callable[[], bool], within_s: float = 60.0) -> None:
-    """Poll ``condition`` until it holds; fail the test if it never does."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)

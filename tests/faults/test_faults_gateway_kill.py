@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from tests.faults.harness import (
     wait_until_stored,
 )
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 PATCHES = 150
 TICKS = 200
@@ -28,21 +29,6 @@ TICKS = 200
 SPEC = FleetSpec(seed=11, patches=PATCHES, equipment=0)
 
 pytestmark = pytest.mark.services
-
-
-async def _poll(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout_s`` passes (False)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.005)
-    return True
-
-
-async def _wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    """Poll ``condition`` until it holds; fail the test if it never does."""
-    assert await _poll(condition, timeout_s), "condition never held"
 
 
 async def test_gateway_sigkill_mid_drain_then_restart_only_drains(
@@ -69,10 +55,13 @@ async def test_gateway_sigkill_mid_drain_then_restart_only_drains(
             VIGIL_GATEWAY__MAX_INFLIGHT="2",
         )
         try:
-            await _wait_for(lambda: appended_total(outbox) == expected.count)
-            await _wait_for(lambda: reconcile(timescale_dsn).count > 0)
-            # Aim the kill at a moment with a batch cut but not yet confirmed.
-            await _poll(lambda: open_batches(outbox) > 0, 2.0)
+            await wait_until_async(
+                lambda: appended_total(outbox) == expected.count, 60, "everything produced"
+            )
+            await wait_until_async(lambda: reconcile(timescale_dsn).count > 0, 60, "a first row")
+            # Aim the kill at a moment with a batch cut but not yet confirmed (best effort).
+            with contextlib.suppress(TimeoutError):
+                await wait_until_async(lambda: open_batches(outbox) > 0, 2.0, poll_s=0.005)
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -104,7 +93,9 @@ async def test_gateway_sigkill_while_producing_then_resimulate(
     async with running_ingest(mosquitto.port, timescale_dsn):
         first = start_gateway(tmp_path, outbox, mosquitto.port, *args)
         try:
-            await _wait_for(lambda: appended_total(outbox) > expected.count // 3)
+            await wait_until_async(
+                lambda: appended_total(outbox) > expected.count // 3, 60, "a third produced"
+            )
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -137,6 +128,6 @@ async def test_gateway_exits_cleanly_on_sigterm(
         "--tick-wall-s",
         "0.01",
     )
-    await _wait_for(lambda: appended_total(tmp_path / "outbox.db") > 0)
+    await wait_until_async(lambda: appended_total(tmp_path / "outbox.db") > 0, 60, "production")
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 15) == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from gateway.app import Gateway, GatewaySettings
 from gateway.uplink import UplinkSettings
 from tests.gateway.confirming_ingest import sqlite_ingest
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 T0_US = 1_767_225_600_000_000
 
@@ -29,15 +29,6 @@ def readings(start: int, count: int) -> list[Reading]:
         Reading("patch-0003", "wound_temp", 31.0 + i % 10 / 10, "degC", T0_US + i, i)
         for i in range(start, start + count)
     ]
-
-
-async def until(condition: Callable[[], bool], within_s: float = 20.0) -> None:
-    """Poll ``condition`` until it holds; fail with a timeout after ``within_s``."""
-    for _ in range(int(within_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"condition still false after {within_s}s")
 
 
 def settings(tmp_path: Path, port: int, gateway_id: str, **uplink: Any) -> GatewaySettings:
@@ -73,7 +64,9 @@ async def test_unconfirmed_batches_are_bounded_resent_with_backoff_then_drained(
     )
     async with Gateway(config) as gateway:
         await gateway.accept(readings(0, 100))
-        await until(lambda: gateway.outbox.stats().published_batches == 3)
+        await wait_until_async(lambda: gateway.outbox.stats().published_batches == 3)
+        # A deliberate gap, and what the test measures: two seconds with no ingest to confirm,
+        # in which the confirmation timeouts must back off rather than resend every 0.3 s.
         await asyncio.sleep(2.0)
         stats = gateway.outbox.stats()
         # Back-pressure: three batches out, nothing more cut, nothing forgotten.
@@ -91,7 +84,7 @@ async def test_unconfirmed_batches_are_bounded_resent_with_backoff_then_drained(
         async with sqlite_ingest(mosquitto.port, db) as ingest:
             await asyncio.wait_for(gateway.drained(), 30)
             assert ingest.store.reading_count() == 100
-            await until(
+            await wait_until_async(
                 lambda: ingest.counters.value("vigil_ingest_messages_total") >= 10 + resent
             )  # every queued copy came through
             duplicates = ingest.counters.value("vigil_ingest_batches_duplicate_total")
@@ -109,16 +102,19 @@ async def test_confirmations_sent_while_the_gateway_is_away_are_queued_for_it(
     config = settings(tmp_path, mosquitto.port, "gw-away", confirm_timeout_s=60.0)
     async with Gateway(config) as gateway:
         await gateway.accept(readings(0, 50))
-        await until(lambda: gateway.outbox.stats().published_batches == 5)
+        await wait_until_async(lambda: gateway.outbox.stats().published_batches == 5)
     # The gateway is gone; ingest stores the queued batches and confirms them into its session.
     async with sqlite_ingest(mosquitto.port, db) as ingest:
-        await until(lambda: ingest.counters.value("vigil_ingest_batches_confirmed_total") >= 5)
+        await wait_until_async(
+            lambda: ingest.counters.value("vigil_ingest_batches_confirmed_total") >= 5
+        )
         assert ingest.store.reading_count() == 50
     # Back, with ingest down again: the queued confirmations alone empty the outbox.
     async with Gateway(config) as gateway:
         await asyncio.wait_for(gateway.drained(), 10)
         assert gateway.counters.value("vigil_gateway_readings_confirmed_total") == 50
     async with sqlite_ingest(mosquitto.port, db) as ingest:  # whatever it resent on connect
+        # A deliberate gap: nothing should arrive, and a resent duplicate would land in it.
         await asyncio.sleep(0.5)
         assert ingest.store.reading_count() == 50
 
@@ -144,14 +140,16 @@ async def test_only_valid_confirmations_for_this_gateway_remove_batches(
         aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="confirmer") as client,
     ):
         await gateway.accept(readings(0, 30))
-        await until(lambda: gateway.outbox.stats().published_batches == 3)
+        await wait_until_async(lambda: gateway.outbox.stats().published_batches == 3)
         await client.publish(topic, b"\x00not json", qos=1)
         await client.publish(topic, b'{"v": 2, "gateway_id": "gw-conf", "batch_seqs": [1]}', qos=1)
         await client.publish(topic, encode_confirmation(Confirmation.of("gw-x", [1, 2, 3])), qos=1)
         await client.publish(
             topic, encode_confirmation(Confirmation.of("gw-conf", [2, 999])), qos=1
         )
-        await until(lambda: gateway.counters.value("vigil_gateway_confirmations_total") == 1)
+        await wait_until_async(
+            lambda: gateway.counters.value("vigil_gateway_confirmations_total") == 1
+        )
         assert gateway.counters.value("vigil_gateway_confirmations_rejected_total") == 3
         assert [s.batch_seq for s in gateway.outbox.open_batch_states()] == [1, 3]
         await client.publish(

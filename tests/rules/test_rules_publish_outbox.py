@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
@@ -16,6 +15,7 @@ from rules.worker import RulesWorker, RulesWorkerSettings
 from tests.alert_listener import alert_listener
 from tests.rules.harness import r, rules_from
 from tests.servers import PrivateMosquitto, free_port
+from tests.waiting import wait_until_async
 
 RULES = rules_from("""
 rules:
@@ -28,12 +28,6 @@ SETTINGS = RuntimeSettings(data_clock=True, outbox_every_s=0.2)
 def _wet_batches() -> list[Batch]:
     """Four minutes of a soaked dressing: enough to raise ``wet`` on p1."""
     return [Batch("gw", seq, (r("p1", "exudate", seq, 90.0, seq),)) for seq in range(4)]
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(15):
-        while not predicate():  # noqa: ASYNC110 - the state lives in the store and the broker
-            await asyncio.sleep(0.02)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -70,8 +64,10 @@ async def test_alert_raised_while_the_broker_is_down_goes_out_when_it_returns(
             mosquitto.start()
             async with alert_listener(mosquitto.port, received):
                 listening.set()
-                await _until(lambda: bool(received))
-                await _until(lambda: not store.unpublished_alert_events())
+                await wait_until_async(lambda: received, 15, "the alert")
+                await wait_until_async(
+                    lambda: not store.unpublished_alert_events(), 15, "the outbox emptied"
+                )
         finally:
             await _cancel(link)
     assert received == [raised]
@@ -103,8 +99,10 @@ async def test_publish_failure_on_a_dead_connection_is_retried(
             aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="outbox-live") as live,
         ):
             runtime.publisher = live  # a reconnection, as the workers report it
-            await _until(lambda: bool(received))
-            await _until(lambda: not store.unpublished_alert_events())
+            await wait_until_async(lambda: received, 15, "the alert")
+            await wait_until_async(
+                lambda: not store.unpublished_alert_events(), 15, "the outbox emptied"
+            )
             runtime.publisher = None
     assert received == [raised]
     store.close()
@@ -135,8 +133,10 @@ async def test_a_restarted_runtime_publishes_what_a_crash_left_unpublished(
         worker = RulesWorker(RulesWorkerSettings(port=mosquitto.port, client_id="outbox-w"), second)
         task = asyncio.create_task(worker.run())
         try:
-            await _until(lambda: bool(received))
-            await _until(lambda: not store.unpublished_alert_events())
+            await wait_until_async(lambda: received, 15, "the alert")
+            await wait_until_async(
+                lambda: not store.unpublished_alert_events(), 15, "the outbox emptied"
+            )
             for batch in _wet_batches():
                 await second.on_stored([batch])
             assert list(second.recent) == []

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import httpx
 import psycopg
 
 from tests.servers import PrivatePostgres, free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,14 +73,7 @@ def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("uvicorn did not come up")
+        wait_until(lambda: answers(f"{base}/health"), 20, "uvicorn to answer /health")
         yield base
     finally:
         proc.terminate()
@@ -91,3 +84,11 @@ def write_tokens(path: Path, tokens: Mapping[str, Any]) -> Path:
     """A tokens file at ``path`` for ``tokens`` (token → {"role", "subject"})."""
     path.write_text(json.dumps(tokens), encoding="utf-8")
     return path
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200; False while nothing listens yet."""
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,10 @@ import pytest
 from contract import DeviceKind
 from service.model import Patient
 from service.store import SqliteStore
+from tests.servers import starts_server
 from tests.service.factories import device, engineer, site
-from tests.service.live import api_env, write_tokens
+from tests.service.live import answers, api_env, write_tokens
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
@@ -37,6 +38,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
+@starts_server
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("api") / "service.db"
     store = SqliteStore(db)
@@ -72,14 +74,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not come up")
+        wait_until(lambda: answers(f"{base}/health"), 20, "uvicorn to answer /health")
         yield base
     finally:
         proc.terminate()

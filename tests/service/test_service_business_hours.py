@@ -58,6 +58,32 @@ def test_dst_change_keeps_local_opening_hours() -> None:
     assert window[0].hour == 6
 
 
+SHANGHAI_HOSPITAL = BusinessCalendar(
+    timezone="Asia/Shanghai", opens=time(8), closes=time(18), holidays=frozenset({date(2026, 5, 1)})
+)
+
+
+def test_a_calendar_keeps_its_own_time_zone() -> None:
+    # 08:00–18:00 Asia/Shanghai is 00:00–10:00 UTC, all year (no DST in China).
+    assert SHANGHAI_HOSPITAL.window(date(2026, 3, 2)) == (
+        datetime(2026, 3, 2, 0, tzinfo=UTC),
+        datetime(2026, 3, 2, 10, tzinfo=UTC),
+    )
+    # Sunday 23:00 UTC is already Monday 07:00 in Shanghai: business starts an hour later.
+    sunday_night = datetime(2026, 3, 1, 23, tzinfo=UTC)
+    assert SHANGHAI_HOSPITAL.add(sunday_night, timedelta(hours=1)) == datetime(
+        2026, 3, 2, 1, tzinfo=UTC
+    )
+
+
+def test_a_local_holiday_is_the_local_date() -> None:
+    # Labour Day, Friday 1 May 2026, begins at 16:00 UTC on 30 April.
+    thursday_evening = datetime(2026, 4, 30, 9, tzinfo=UTC)  # 17:00 in Shanghai
+    monday_morning = datetime(2026, 5, 4, 1, tzinfo=UTC)  # 09:00 in Shanghai
+    assert not SHANGHAI_HOSPITAL.is_business_day(date(2026, 5, 1))
+    assert SHANGHAI_HOSPITAL.business_time(thursday_evening, monday_morning) == timedelta(hours=2)
+
+
 def test_results_are_utc() -> None:
     assert CAL.add(local(2026, 3, 2, 9), timedelta(hours=1)).tzinfo is UTC
 

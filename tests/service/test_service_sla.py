@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -12,8 +13,9 @@ from pydantic import ValidationError
 
 from contract import Severity
 from service.business_hours import BusinessCalendar
+from service.escalation import escalation_due_at
 from service.lifecycle import Arrive, Dispatch, Pause, Resolve, Resume
-from service.model import Tier
+from service.model import Device, Tier
 from service.sla import (
     Breach,
     Clock,
@@ -25,7 +27,7 @@ from service.sla import (
     sla_status,
     tier_for,
 )
-from tests.service.factories import T0, accepted, hours, on_site, ticket, walk
+from tests.service.factories import T0, accepted, device, hours, on_site, ticket, walk
 
 DEFAULT = SlaConfig()
 BUSINESS = SlaConfig(
@@ -198,3 +200,72 @@ def test_resolved_in_time_is_no_breach() -> None:
 def test_accept_then_arrive_does_not_touch_respond_clock() -> None:
     t = walk(accepted(ticket(), T0 + hours(1)), (Arrive(), T0 + hours(6)))
     assert sla_status(t, T0 + hours(6), DEFAULT).respond.elapsed == hours(1)
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# A Shanghai hospital: 08:00–18:00 local, closed Monday 9 March 2026 (a site holiday), while
+# the default calendar (for sites without their own) keeps 08:00–16:00 UTC.
+PER_SITE = BUSINESS.model_copy(
+    update={
+        "site_calendars": {
+            "sh": BusinessCalendar(
+                timezone="Asia/Shanghai",
+                opens=time(8),
+                closes=time(18),
+                holidays=frozenset({date(2026, 3, 9)}),
+            )
+        }
+    }
+)
+
+
+class Devices:
+    """A DeviceDirectory over a fixed installed base."""
+
+    def __init__(self, *devices: Device) -> None:
+        self.by_id = {d.id: d for d in devices}
+
+    def device(self, device_id: str) -> Device | None:
+        return self.by_id.get(device_id)
+
+
+def shanghai(*args: int) -> datetime:
+    return datetime(*args, tzinfo=SHANGHAI)  # type: ignore[arg-type,misc]
+
+
+def test_sla_counts_in_the_device_sites_calendar_and_time_zone() -> None:
+    config = PER_SITE.located(Devices(device("ct-1", site_id="sh"), device("d2", site_id="b")))
+    # Friday 16:00 Shanghai (08:00 UTC): two business hours on Friday, Monday is the site's
+    # holiday, the other two on Tuesday → 10:00 Shanghai.
+    friday = shanghai(2026, 3, 6, 16)
+    t = ticket(device_id="ct-1", tier=Tier.GENERAL, at=friday)
+    assert deadline(t, Clock.RESPOND, config) == shanghai(2026, 3, 10, 10)
+    status = sla_status(t, shanghai(2026, 3, 9, 12), config)  # the holiday counts nothing
+    assert status.respond.elapsed == hours(2) and status.respond.remaining == hours(2)
+    # The same instant at a site without its own calendar: 08:00–16:00 UTC, Friday → 12:00 UTC.
+    elsewhere = ticket(device_id="d2", tier=Tier.GENERAL, at=friday)
+    assert deadline(elsewhere, Clock.RESPOND, config) == datetime(2026, 3, 6, 12, tzinfo=UTC)
+
+
+def test_breaches_and_escalations_keep_the_site_calendar() -> None:
+    urgent_business = TierPolicy(respond=hours(2), resolve=hours(24), business_hours=True)
+    config = PER_SITE.model_copy(
+        update={"tiers": {**PER_SITE.tiers, Tier.URGENT: urgent_business}}
+    ).located(Devices(device("ct-1", site_id="sh")))
+    t = ticket(device_id="ct-1", at=shanghai(2026, 3, 6, 17))  # one hour before closing
+    due = shanghai(2026, 3, 10, 9)  # 17:00–18:00 Friday, the holiday, then 08:00–09:00 Tuesday
+    assert escalation_due_at(t, config) == due
+    assert breaches_between([t], T0, due + hours(1), config)[0].at == due
+
+
+def test_without_a_site_lookup_the_default_calendar_applies() -> None:
+    t = ticket(device_id="ct-1", tier=Tier.GENERAL, at=datetime(2026, 3, 6, 15, tzinfo=UTC))
+    assert deadline(t, Clock.RESPOND, PER_SITE) == datetime(2026, 3, 9, 11, tzinfo=UTC)
+    # Bound to the site (a hospital report): 23:00 Friday there, all four hours on Tuesday.
+    assert deadline(t, Clock.RESPOND, PER_SITE.for_site("sh")) == shanghai(2026, 3, 10, 12)
+
+
+def test_unknown_devices_fall_back_to_the_default_calendar() -> None:
+    config = PER_SITE.located(Devices())
+    t = ticket(device_id="gone", tier=Tier.GENERAL, at=datetime(2026, 3, 6, 15, tzinfo=UTC))
+    assert deadline(t, Clock.RESPOND, config) == datetime(2026, 3, 9, 11, tzinfo=UTC)

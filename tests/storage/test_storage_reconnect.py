@@ -14,11 +14,12 @@ import pytest
 from infra.telemetry import StorageUnavailable, StoreOutcome, timescale_schema
 from infra.telemetry.sqlite import SQLiteStore
 from infra.telemetry.timescale import TimescaleStore
-from tests.servers import PrivatePostgres
+from tests.servers import PrivatePostgres, starts_server
 from tests.storage.factories import batches
 
 
 @pytest.fixture(scope="module")
+@starts_server
 def restartable() -> Iterator[PrivatePostgres]:
     """A cluster of this module's own, so stopping it disturbs no other test."""
     server = PrivatePostgres(durable=True)

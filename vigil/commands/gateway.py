@@ -16,6 +16,7 @@ from vigil.settings import VigilSettings
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.profiles import GatewayProfile
+    from gateway.source import ReadingSource
 
 app = typer.Typer(help="The edge gateway.", no_args_is_help=True)
 console = Console()
@@ -76,9 +77,6 @@ def gateway_run(
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
     from gateway.app import Gateway
-    from gateway.source import ReadingSource
-    from simulator.fleet import Fleet, FleetSpec
-    from simulator.runner import SimulatedFleet
 
     vigil = VigilSettings()
     g = vigil.gateway
@@ -101,22 +99,13 @@ def gateway_run(
             f"{profile.kind} gateway {settings.gateway_id}: {len(profile.paired)} paired patches"
         )
     if simulate_patches:
-        s = vigil.simulator
-        fleet = Fleet(
-            FleetSpec(seed=s.seed, patches=simulate_patches, equipment=0, tick_s=s.tick_s)
-        )
-        sources.append(
-            SimulatedFleet(
-                fleet,
-                ticks if ticks is not None else s.ticks,
-                tick_wall_s if tick_wall_s is not None else s.tick_wall_s,
-            )
-        )
+        sources.append(_simulated(vigil, simulate_patches, ticks, tick_wall_s))
 
     from vigil.stopping import run_until_stopped
 
     async def main() -> None:
         async with Gateway(settings, sources) as gateway:
+            log.info("gateway %s running", settings.gateway_id)
             if exit_when_drained:
                 await _until_drained(gateway)
             else:
@@ -124,6 +113,25 @@ def gateway_run(
         log.info("gateway %s stopped", settings.gateway_id)
 
     run_until_stopped(main())
+
+
+def _simulated(
+    vigil: VigilSettings, patches: int, ticks: int | None, tick_wall_s: float | None
+) -> ReadingSource:
+    """Simulated patches as a reading source; they need numpy, which an edge box may lack."""
+    try:
+        from simulator.fleet import Fleet, FleetSpec
+        from simulator.runner import SimulatedFleet
+    except ModuleNotFoundError as exc:
+        console.print(f"--simulate-patches needs {exc.name}: pip install 'vigil[sim]'", style="red")
+        raise typer.Exit(2) from None
+    s = vigil.simulator
+    fleet = Fleet(FleetSpec(seed=s.seed, patches=patches, equipment=0, tick_s=s.tick_s))
+    return SimulatedFleet(
+        fleet,
+        ticks if ticks is not None else s.ticks,
+        tick_wall_s if tick_wall_s is not None else s.tick_wall_s,
+    )
 
 
 async def _until_drained(gateway: Gateway) -> None:

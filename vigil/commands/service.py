@@ -64,7 +64,7 @@ def service_run(
     s.notify_file = notify or s.notify_file
     store = open_service_store(store_url or s.store_url)
     try:
-        run_until_stopped(ServiceWorker(vigil.service_worker_settings(), store).run())
+        run_until_stopped(ServiceWorker(vigil.service_worker_settings(store), store).run())
     finally:
         store.close()
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from service.tokens import ROLES, TokenError, TokenRegistry
+if TYPE_CHECKING:
+    from service.tokens import TokenRegistry
 
 app = typer.Typer(help="API tokens: mint (shown once), list, revoke.", no_args_is_help=True)
 console = Console()
@@ -21,7 +22,12 @@ TokensFile = Annotated[
 ]
 
 
+ROLES_HELP = "One of admin, engineer, hospital, patient."
+
+
 def _registry(path: Path | None) -> TokenRegistry:
+    # Imported here: argon2 is a server dependency, and `vigil --help` must run without it.
+    from service.tokens import TokenRegistry
     from vigil.settings import VigilSettings
 
     return TokenRegistry(path or VigilSettings().service.tokens_file)
@@ -29,7 +35,7 @@ def _registry(path: Path | None) -> TokenRegistry:
 
 @app.command("add")
 def tokens_add(
-    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")],
+    role: Annotated[str, typer.Option(help=ROLES_HELP)],
     subject: Annotated[
         str | None, typer.Option(help="Engineer, site or patient id (not for admin).")
     ] = None,
@@ -40,6 +46,8 @@ def tokens_add(
     file: TokensFile = None,
 ) -> None:
     """Mint a token; it is printed once and stored only as a hash."""
+    from service.tokens import TokenError
+
     registry = _registry(file)
     if expires is not None and expires.tzinfo is None:
         expires = expires.astimezone()
@@ -75,6 +83,8 @@ def tokens_revoke(
     file: TokensFile = None,
 ) -> None:
     """Revoke a token; a running API refuses it from its next request on."""
+    from service.tokens import TokenError
+
     try:
         _registry(file).revoke(token_id)
     except TokenError as exc:
