@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from contract.catalog import METRICS
-from contract.errors import ContractError
+from contract.errors import ContractError, printable
+from contract.validation import TimeWindow, id_problem, int64_problem, ts_problem
 
 
 class Reading(NamedTuple):
@@ -47,34 +48,54 @@ class Batch:
     readings: tuple[Reading, ...]
 
 
-def check_reading(reading: Reading) -> None:
-    """Raise ContractError unless ``reading`` fits the metric catalog."""
-    reason = reading_problem(
-        reading.device_id, reading.metric, reading.value, reading.unit, reading.ts_us, reading.seq
-    )
+@dataclass(frozen=True, slots=True)
+class RejectedReading:
+    """A reading that failed the contract, kept with its position and reason."""
+
+    index: int
+    reason: str
+    fields: dict[str, Any]
+
+
+def check_reading(reading: Reading, window: TimeWindow | None = None) -> None:
+    """Raise ContractError unless ``reading`` fits the metric catalog (and ``window``)."""
+    reason = reading_problem(*reading, window=window)
     if reason:
         raise ContractError(reason)
 
 
 def reading_problem(
-    device_id: str, metric: str, value: float, unit: str, ts_us: int, seq: int
+    device_id: str,
+    metric: str,
+    value: float,
+    unit: str,
+    ts_us: int,
+    seq: int,
+    *,
+    window: TimeWindow | None = None,
 ) -> str | None:
-    """Why these fields do not make a valid reading, or None when they do."""
-    spec = METRICS.get(metric)
+    """Why these fields do not make a valid reading, or None when they do.
+
+    Without ``window`` the timestamp need only be representable (after the epoch, before the
+    year 10000); the gateway passes the window of its clock.
+    """
+    spec = METRICS.get(metric) if isinstance(metric, str) else None
     if spec is None:
-        return f"unknown metric {metric!r}"
-    if not device_id:
-        return "empty device id"
+        return f"unknown metric {printable(repr(metric), 80)}"
+    if problem := id_problem("device_id", device_id):
+        return problem
     if unit != spec.unit:
-        return f"{metric}: unit {unit!r} is not {spec.unit!r}"
+        return f"{metric}: unit {printable(repr(unit), 40)} is not {spec.unit!r}"
+    if type(value) is not float and type(value) is not int:  # bool is an int, but no number
+        return f"{metric}: value must be a number, not {type(value).__name__}"
     if not math.isfinite(value):
         return f"{metric}: value {value!r} is not finite"
     if not spec.low <= value <= spec.high:
         return f"{metric}: value {value} outside the valid range [{spec.low}, {spec.high}]"
     if spec.integral and value != int(value):
         return f"{metric}: value {value} must be a whole number"
-    if seq < 0:
-        return f"{metric}: negative sequence number {seq}"
-    if ts_us <= 0:
-        return f"{metric}: timestamp {ts_us} is not after the epoch"
+    if seq_problem := int64_problem("seq", seq):
+        return f"{metric}: {seq_problem}"
+    if ts := ts_problem(ts_us, window):
+        return f"{metric}: {ts}"
     return None
