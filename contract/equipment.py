@@ -113,7 +113,7 @@ def equipment_readings(
                 f"topic names device {printable(repr(named), 140)} but the payload's device_id"
                 f" is {message.device_id!r}"
             )
-    check_ts(message.ts_us, window)
+    check_ts(message.ts_us, window, message.device_id)
     readings: list[Reading] = []
     rejected: list[RejectedReading] = []
     for index, (metric, value) in enumerate(message.metrics.items()):

@@ -27,11 +27,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class OutOfWindow(ContractError):
-    """A timestamp outside the accepted window; ``ahead`` when it lies in the future."""
+    """A timestamp outside the accepted window; ``ahead`` when it lies in the future (skew)."""
 
-    def __init__(self, reason: str, *, ahead: bool) -> None:
+    def __init__(self, reason: str, *, ahead: bool, device_id: str | None = None) -> None:
         super().__init__(reason)
         self.ahead = ahead
+        self.device_id = device_id  # whose clock it is, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +119,12 @@ def ts_problem(ts_us: int, window: TimeWindow | None = None) -> str | None:
     return _ts_reason(ts_us, window)
 
 
-def check_ts(ts_us: int, window: TimeWindow | None = None) -> None:
+def check_ts(ts_us: int, window: TimeWindow | None = None, device_id: str | None = None) -> None:
     """Raise OutOfWindow (a ContractError) unless ``ts_us`` is acceptable."""
     problem = ts_problem(ts_us, window)
     if problem is not None:
         ahead = window is not None and type(ts_us) is int and window.ahead(ts_us)
-        raise OutOfWindow(problem, ahead=ahead)
+        raise OutOfWindow(problem, ahead=ahead, device_id=device_id)
 
 
 def _ts_reason(ts_us: int, window: TimeWindow | None) -> str:
