@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.commands import audit, gateway, ingest, rules, service, sim
+from vigil.commands import audit, deadletters, gateway, ingest, rules, service, sim
 
 app = typer.Typer(
     help="vigil: telemetry gateway and remote-service backbone.", no_args_is_help=True
@@ -21,6 +21,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(rules.app, name="rules")
 app.add_typer(service.app, name="service")
 app.add_typer(audit.app, name="audit")
+app.add_typer(deadletters.app, name="deadletters")
 
 console = Console()
 

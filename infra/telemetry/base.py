@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from contract import AlertEvent, Batch, Reading
+from contract.errors import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,15 @@ class DeadLetter:
     payload: bytes
     gateway_id: str | None = None
     batch_seq: int | None = None
+    # Assigned by the store (None until stored); not part of equality: the same letter read
+    # back equals the one written.
+    id: int | None = field(default=None, compare=False)
+
+    def storable(self) -> DeadLetter:
+        """This letter with its text escaped: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
+        gateway_id = None if self.gateway_id is None else printable(self.gateway_id, 200)
+        source, reason = printable(self.source, 1000), printable(self.reason, 4000)
+        return replace(self, source=source, reason=reason, gateway_id=gateway_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +126,12 @@ class ReadingStore(Protocol):
         """How many dead letters are stored."""
         ...
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The most recent ``limit`` dead letters, newest first."""
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters after skipping ``offset``, newest first."""
+        ...
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """One stored dead letter by id, or None."""
         ...
 
     def close(self) -> None:

@@ -196,7 +196,7 @@ class SQLiteStore(StoreContext):
         """Append dead letters."""
         params = [
             (d.received_at_us, d.source, d.reason, d.payload, d.gateway_id, d.batch_seq)
-            for d in letters
+            for d in map(DeadLetter.storable, letters)
         ]
         with self._lock, _immediate(self._conn):
             self._conn.executemany(_INSERT_DEAD_LETTER, params)
@@ -304,20 +304,36 @@ class SQLiteStore(StoreContext):
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The most recent ``limit`` dead letters, newest first."""
-        query = (
-            "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq"
-            " FROM dead_letters ORDER BY received_at_us DESC, id DESC LIMIT ?"
-        )
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters after skipping ``offset``, newest first."""
+        query = f"{_SELECT_DEAD_LETTERS} ORDER BY received_at_us DESC, id DESC LIMIT ? OFFSET ?"
         with self._lock:
-            rows = self._conn.execute(query, (limit,)).fetchall()
-        return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
+            rows = self._conn.execute(query, (limit, offset)).fetchall()
+        return [_dead_letter(row) for row in rows]
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """One stored dead letter by id, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"{_SELECT_DEAD_LETTERS} WHERE id = ?", (letter_id,)
+            ).fetchone()
+        return None if row is None else _dead_letter(row)
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
         with self._lock:
             self._conn.close()
+
+
+_SELECT_DEAD_LETTERS = (
+    "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq, id FROM dead_letters"
+)
+
+
+def _dead_letter(row: tuple[int, str, str, bytes, str | None, int | None, int]) -> DeadLetter:
+    """A DeadLetter from a row of ``_SELECT_DEAD_LETTERS``."""
+    at, source, reason, payload, gateway_id, batch_seq, letter_id = row
+    return DeadLetter(at, source, reason, bytes(payload), gateway_id, batch_seq, letter_id)
 
 
 def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> list[AlertEvent]:
