@@ -167,7 +167,7 @@ class Gateway:
         except Exception:
             # Validation should have caught it; still, one reading must not take the rest down.
             log.exception("the outbox refused a group of readings; appending them one by one")
-            dropped = await self._append_each(good)
+            good, dropped = await self._append_each(good)
         self.counters.readings_in.labels(source="all").inc(len(good))
         if dropped:
             self.counters.dropped_readings.inc(dropped)
@@ -175,8 +175,12 @@ class Gateway:
             await self.uplink.check_alarm()  # raised as an alert upstream, never silent
         self.uplink.wake()
 
-    async def _append_each(self, readings: Sequence[Reading]) -> int:
-        """Append readings one at a time, dead-lettering each the outbox refuses."""
+    async def _append_each(self, readings: Sequence[Reading]) -> tuple[list[Reading], int]:
+        """Append readings one at a time, dead-lettering each the outbox refuses.
+
+        Returns the readings appended and how many old ones the bound dropped.
+        """
+        appended: list[Reading] = []
         dropped = 0
         for reading in readings:
             try:
@@ -187,7 +191,9 @@ class Gateway:
                 self.counters.readings_rejected.labels(reason="outbox_refused").inc()
                 reason = f"outbox refused the reading: {type(exc).__name__}: {exc}"
                 await self._dead_letter([_letter(now_us(), reading, reason)])
-        return dropped
+            else:
+                appended.append(reading)
+        return appended, dropped
 
     async def _dead_letter(self, letters: Sequence[Letter]) -> None:
         dropped = await asyncio.to_thread(self.outbox.dead_letter_many, letters)
