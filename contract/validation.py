@@ -63,7 +63,7 @@ class TimeWindow:
 
     def ahead(self, ts_us: int) -> bool:
         """Whether ``ts_us`` is a representable time beyond the window's future edge (skew)."""
-        return self.hi_us < ts_us <= MAX_TS_US
+        return type(ts_us) is int and self.hi_us < ts_us <= MAX_TS_US
 
 
 def id_problem(what: str, value: object) -> str | None:
@@ -123,7 +123,7 @@ def check_ts(ts_us: int, window: TimeWindow | None = None, device_id: str | None
     """Raise OutOfWindow (a ContractError) unless ``ts_us`` is acceptable."""
     problem = ts_problem(ts_us, window)
     if problem is not None:
-        ahead = window is not None and type(ts_us) is int and window.ahead(ts_us)
+        ahead = window is not None and window.ahead(ts_us)
         raise OutOfWindow(problem, ahead=ahead, device_id=device_id)
 
 

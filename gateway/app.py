@@ -20,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from contract import Reading, TimeWindow, reading_problem
+from contract import Reading, TimeWindow
+from contract.reading import split_valid
 from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, id_problem
 from gateway import dead_letters
 from gateway.counters import GatewayCounters
@@ -143,21 +144,16 @@ class Gateway:
     async def accept(self, readings: Sequence[Reading]) -> None:
         """The sink every source writes to: validate, persist, wake the uplink."""
         window = self.window()
-        good: list[Reading] = []
-        letters: list[Letter] = []
-        received = now_us()
-        for reading in readings:
-            problem = reading_problem(*reading, window=window)
-            if problem is None:
-                good.append(reading)
-                continue
+        good, bad = split_valid(readings, window)
+        if bad:
             # Bad values are kept aside, never forwarded and never silently lost.
-            self.counters.readings_rejected.labels(reason="invalid_reading").inc()
-            if window.ahead(reading.ts_us) and id_problem("device_id", reading.device_id) is None:
-                self.counters.future_skew.labels(device_id=reading.device_id).inc()
-            letters.append(_letter(received, reading, problem))
-        if letters:
-            await self._dead_letter(letters)
+            self.counters.readings_rejected.labels(reason="invalid_reading").inc(len(bad))
+            for reading, _ in bad:
+                device_id = reading.device_id
+                if window.ahead(reading.ts_us) and id_problem("device_id", device_id) is None:
+                    self.counters.future_skew.labels(device_id=device_id).inc()
+            received = now_us()
+            await self._dead_letter([_letter(received, r, problem) for r, problem in bad])
         if not good:
             return
         try:

@@ -6,8 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contract import METRICS, ContractError, OutOfWindow, Reading, TimeWindow, check_reading
+from contract import (
+    METRICS,
+    ContractError,
+    OutOfWindow,
+    Reading,
+    TimeWindow,
+    check_reading,
+    reading_problem,
+)
 from contract.errors import printable
+from contract.reading import split_valid
 from contract.topics import device_id_from_equipment_topic, equipment_topic
 from contract.validation import (
     INT64_MAX,
@@ -177,3 +186,21 @@ def test_the_equipment_topic_round_trips(site: str, device_id: str) -> None:
 )
 def test_other_topics_name_no_device(topic: str) -> None:
     assert device_id_from_equipment_topic(topic) is None
+
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(st.lists(valid_readings() | st.builds(Reading, *[anything] * 6), max_size=20))
+def test_split_valid_agrees_with_reading_problem_and_never_raises(readings: list[Reading]) -> None:
+    good, bad = split_valid(readings, WINDOW)
+    assert good == [r for r in readings if reading_problem(*r, window=WINDOW) is None]
+    assert [r for r, _ in bad] == [r for r in readings if r not in good]
+    assert all(reason.isprintable() for _, reason in bad)
