@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from contract import AlertEvent, Batch, Reading
-from contract.errors import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +23,6 @@ class DeadLetter:
     # Assigned by the store (None until stored); not part of equality: the same letter read
     # back equals the one written.
     id: int | None = field(default=None, compare=False)
-
-    def storable(self) -> DeadLetter:
-        """This letter with its text escaped: no NUL (PostgreSQL), no lone surrogate (UTF-8)."""
-        gateway_id = None if self.gateway_id is None else printable(self.gateway_id, 200)
-        source, reason = printable(self.source, 1000), printable(self.reason, 4000)
-        return replace(self, source=source, reason=reason, gateway_id=gateway_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,7 @@ class SQLiteStore(StoreContext):
         """Append dead letters."""
         params = [
             (d.received_at_us, d.source, d.reason, d.payload, d.gateway_id, d.batch_seq)
-            for d in map(DeadLetter.storable, letters)
+            for d in letters
         ]
         with self._lock, _immediate(self._conn):
             self._conn.executemany(_INSERT_DEAD_LETTER, params)

@@ -180,7 +180,7 @@ class TimescaleStore(StoreContext):
                 d.gateway_id,
                 d.batch_seq,
             )
-            for d in map(DeadLetter.storable, letters)
+            for d in letters
         ]
 
         def store(conn: psycopg.Connection[TupleRow]) -> None:
