@@ -4,12 +4,11 @@ Every other package depends on this one; it depends on none of them.
 """
 
 from contract.alert import AlertEvent, AlertTransition, Severity, decode_alert
-from contract.catalog import METRICS, DeviceKind, MetricSpec, metric_spec
+from contract.catalog import KIND_METRICS, METRICS, DeviceKind, MetricSpec, metric_spec
 from contract.codec import (
     MAX_PAYLOAD_BYTES,
     WIRE_VERSION,
     DecodedBatch,
-    RejectedReading,
     decode_batch,
     encode_batch,
 )
@@ -19,12 +18,19 @@ from contract.confirm import (
     decode_confirmation,
     encode_confirmation,
 )
-from contract.equipment import EquipmentMessage, decode_equipment_message
+from contract.equipment import (
+    EquipmentMessage,
+    EquipmentReadings,
+    decode_equipment_message,
+    equipment_readings,
+)
 from contract.errors import ContractError
-from contract.reading import Batch, Reading, check_reading, reading_problem
+from contract.reading import Batch, Reading, RejectedReading, check_reading, reading_problem
+from contract.validation import OutOfWindow, TimeWindow
 
 __all__ = [
     "CONFIRM_VERSION",
+    "KIND_METRICS",
     "MAX_PAYLOAD_BYTES",
     "METRICS",
     "WIRE_VERSION",
@@ -36,10 +42,13 @@ __all__ = [
     "DecodedBatch",
     "DeviceKind",
     "EquipmentMessage",
+    "EquipmentReadings",
     "MetricSpec",
+    "OutOfWindow",
     "Reading",
     "RejectedReading",
     "Severity",
+    "TimeWindow",
     "check_reading",
     "decode_alert",
     "decode_batch",
@@ -47,6 +56,7 @@ __all__ = [
     "decode_equipment_message",
     "encode_batch",
     "encode_confirmation",
+    "equipment_readings",
     "metric_spec",
     "reading_problem",
 ]

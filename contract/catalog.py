@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from contract.errors import printable
+
 
 class DeviceKind(StrEnum):
     """What sort of device produced a reading."""
@@ -66,3 +68,27 @@ def metric_spec(name: str) -> MetricSpec:
         return METRICS[name]
     except KeyError:
         raise KeyError(f"unknown metric {name!r}") from None
+
+
+# What each kind of device measures; a reading of another metric from it is rejected, so a
+# mislabelled or spoofed device cannot feed another kind's rules.
+PATCH_METRICS = frozenset(
+    {"wound_ph", "wound_temp", "skin_temp", "exudate", "battery", "status_flags", "rssi"}
+)
+EQUIPMENT_METRICS = frozenset(
+    {"mains_voltage", "ng_voltage", "probe_health", "error_code", "usage_hours"}
+)
+KIND_METRICS: dict[DeviceKind, frozenset[str]] = {
+    DeviceKind.PATCH: PATCH_METRICS,
+    DeviceKind.ULTRASOUND: EQUIPMENT_METRICS,
+    DeviceKind.ENDOSCOPE: EQUIPMENT_METRICS,
+}
+
+
+def kind_metric_problem(kind: DeviceKind, metric: str) -> str | None:
+    """Why ``metric`` cannot come from a device of ``kind``, or None when it can."""
+    if metric not in METRICS:
+        return f"unknown metric {printable(repr(metric), 80)}"
+    if metric not in KIND_METRICS[kind]:
+        return f"metric {metric!r} is not one a {kind.value} reports"
+    return None

@@ -47,3 +47,18 @@ def alert_subscription() -> str:
 def notification_topic(role: str, subject: str) -> str:
     """Where notifications for one recipient go, e.g. ``…/engineer/e1``."""
     return f"{NOTIFICATIONS_PREFIX}/{role}/{subject}"
+
+
+def device_id_from_equipment_topic(topic: str) -> str | None:
+    """The device id an equipment telemetry topic names, or None if it is not such a topic."""
+    parts = topic.split("/")
+    if (
+        len(parts) == 5
+        and parts[0] == EQUIPMENT_PREFIX
+        and parts[2] == "equipment"
+        and parts[4] == "telemetry"
+        and parts[1]
+        and parts[3]
+    ):
+        return parts[3]
+    return None

@@ -1,23 +1,36 @@
-"""The gateway process: sources → outbox → uplink, as one async context manager."""
+"""The gateway process: sources → outbox → uplink, as one async context manager.
+
+Every reading is validated (catalog, ids, 64-bit integers, the timestamp window of the gateway's
+clock) before the outbox; what fails is dead-lettered with its reason. The gateway supervises
+its tasks: a source or the uplink dying of an exception is logged with its traceback and
+reported through ``wait_failed()``, so that the process exits (and is restarted) rather than
+running on as a zombie that no longer forwards anything.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import time
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from contract import Reading, reading_problem
+from contract import Reading, TimeWindow
+from contract.reading import split_valid
+from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, id_problem
+from gateway import dead_letters
 from gateway.counters import GatewayCounters
+from gateway.dead_letters import Letter
 from gateway.equipment_bridge import EquipmentBridge, SiteBrokerSettings
 from gateway.outbox import Outbox
 from gateway.source import ReadingSource
 from gateway.uplink import Uplink, UplinkSettings
+from infra.time_us import now_us
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +45,10 @@ class GatewaySettings:
     outbox_max_bytes: int | None = None  # also bound the outbox's live database pages
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     site_broker: SiteBrokerSettings | None = None  # None: no equipment to bridge
+    # The timestamp window against the gateway's clock (None: no bound on that side).
+    max_reading_age_s: float | None = DEFAULT_MAX_AGE_S
+    max_clock_skew_s: float | None = DEFAULT_MAX_FUTURE_S
+    dead_letter_max_bytes: int = dead_letters.DEFAULT_MAX_BYTES
 
 
 class Gateway:
@@ -54,24 +71,54 @@ class Gateway:
             settings.gateway_id,
             settings.outbox_max_readings,
             settings.outbox_max_bytes,
+            settings.dead_letter_max_bytes,
         )
         self.uplink = Uplink(self.outbox, settings.uplink, self.counters)
         self.sources: list[ReadingSource] = list(sources)
         self.bridge: EquipmentBridge | None = None
         if settings.site_broker is not None:
             self.bridge = EquipmentBridge(
-                settings.site_broker, self.outbox, self.counters, settings.gateway_id
+                settings.site_broker,
+                self.outbox,
+                self.counters,
+                settings.gateway_id,
+                self.window,
             )
             self.sources.append(self.bridge)
         self._tasks: list[asyncio.Task[None]] = []
         self._source_tasks: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None  # the first task that died, if one did
+        self._failed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         self._tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
         for source in self.sources:
             task = asyncio.create_task(source.run(self.accept), name=f"source:{source.name}")
             self._source_tasks.append(task)
+        for task in (*self._tasks, *self._source_tasks):
+            task.add_done_callback(self._watch)
         return self
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """Note a task that died of an exception (a finite source that returns is fine)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("gateway task %s died; the gateway stops", task.get_name(), exc_info=exc)
+        if self.failure is None:
+            self.failure = exc
+        self._failed.set()
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until a source or the uplink dies of an exception; return that exception."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    def window(self) -> TimeWindow:
+        """The timestamps accepted now, by the gateway's clock."""
+        s = self.settings
+        return TimeWindow.at(now_us(), s.max_reading_age_s, s.max_clock_skew_s)
 
     async def __aexit__(
         self,
@@ -89,43 +136,66 @@ class Gateway:
             while not task.done():
                 await asyncio.wait({task}, timeout=1.0)
                 task.cancel()
+            # A task that died was logged by _watch; its exception is not raised again here.
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                task.exception()
         self.outbox.close()
 
     async def accept(self, readings: Sequence[Reading]) -> None:
         """The sink every source writes to: validate, persist, wake the uplink."""
-        good: list[Reading] = []
-        for reading in readings:
-            problem = reading_problem(
-                reading.device_id,
-                reading.metric,
-                reading.value,
-                reading.unit,
-                reading.ts_us,
-                reading.seq,
-            )
-            if problem is None:
-                good.append(reading)
-            else:
-                # Bad values are kept aside, never forwarded and never silently lost.
-                self.counters.readings_rejected.labels(reason="invalid_reading").inc()
-                await asyncio.to_thread(
-                    self.outbox.dead_letter,
-                    time.time_ns() // 1000,
-                    reading.device_id,
-                    problem,
-                    repr(reading).encode(),
-                )
+        window = self.window()
+        good, bad = split_valid(readings, window)
+        if bad:
+            # Bad values are kept aside, never forwarded and never silently lost.
+            self.counters.readings_rejected.labels(reason="invalid_reading").inc(len(bad))
+            for reading, _ in bad:
+                device_id = reading.device_id
+                if window.ahead(reading.ts_us) and id_problem("device_id", device_id) is None:
+                    self.counters.future_skew.labels(device_id=device_id).inc()
+            received = now_us()
+            await self._dead_letter([_letter(received, r, problem) for r, problem in bad])
         if not good:
             return
-        dropped = await asyncio.to_thread(self.outbox.append, good)
+        try:
+            dropped = await asyncio.to_thread(self.outbox.append, good)
+        except sqlite3.OperationalError:
+            raise  # the disk, not the data: the caller holds or fails
+        except Exception:
+            # Validation should have caught it; still, one reading must not take the rest down.
+            log.exception("the outbox refused a group of readings; appending them one by one")
+            good, dropped = await self._append_each(good)
         self.counters.readings_in.labels(source="all").inc(len(good))
         if dropped:
             self.counters.dropped_readings.inc(dropped)
             log.error("outbox bound reached: dropped the %d oldest readings", dropped)
             await self.uplink.check_alarm()  # raised as an alert upstream, never silent
         self.uplink.wake()
+
+    async def _append_each(self, readings: Sequence[Reading]) -> tuple[list[Reading], int]:
+        """Append readings one at a time, dead-lettering each the outbox refuses.
+
+        Returns the readings appended and how many old ones the bound dropped.
+        """
+        appended: list[Reading] = []
+        dropped = 0
+        for reading in readings:
+            try:
+                dropped += await asyncio.to_thread(self.outbox.append, [reading])
+            except sqlite3.OperationalError:
+                raise
+            except Exception as exc:
+                self.counters.readings_rejected.labels(reason="outbox_refused").inc()
+                reason = f"outbox refused the reading: {type(exc).__name__}: {exc}"
+                await self._dead_letter([_letter(now_us(), reading, reason)])
+            else:
+                appended.append(reading)
+        return appended, dropped
+
+    async def _dead_letter(self, letters: Sequence[Letter]) -> None:
+        dropped = await asyncio.to_thread(self.outbox.dead_letter_many, letters)
+        if dropped:
+            self.counters.dead_letters_dropped.inc(dropped)
+            log.warning("dead-letter bound reached: dropped the %d oldest dead letters", dropped)
 
     async def sources_done(self) -> None:
         """Wait until every finite source (e.g. a simulator run) has finished."""
@@ -142,11 +212,16 @@ class Gateway:
         stay pending, so with ingest down this waits until it is back.
         """
         while True:
-            for task in self._tasks:
-                if task.done() and not task.cancelled() and task.exception():
-                    raise task.exception()  # type: ignore[misc]
+            if self.failure is not None:
+                raise self.failure
             stats = await asyncio.to_thread(self.outbox.stats)
             self.counters.outbox_pending.set(stats.pending_readings)
             if stats.pending_readings == 0:
                 return
             await asyncio.sleep(poll_s)
+
+
+def _letter(received_at_us: int, reading: Reading, reason: str) -> Letter:
+    """A dead letter for one reading: its fields as JSON, under its device id."""
+    fields = json.dumps(reading._asdict(), default=repr).encode()
+    return Letter(received_at_us, reading.device_id, reason, fields)

@@ -24,6 +24,17 @@ class GatewayCounters:
             ["reason"],
             registry=r,
         )
+        self.future_skew = Counter(
+            "vigil_gateway_future_skew_rejected",
+            "Readings or messages refused for a timestamp ahead of the gateway clock, per device",
+            ["device_id"],
+            registry=r,
+        )
+        self.dead_letters_dropped = Counter(
+            "vigil_gateway_dead_letters_dropped",
+            "Oldest dead letters dropped by the outbox's dead-letter byte bound",
+            registry=r,
+        )
         self.batches_sent = Counter(
             "vigil_gateway_batches_acked", "Batches the broker acknowledged", registry=r
         )

@@ -15,7 +15,8 @@ When a write would exceed the bound, the OLDEST readings go, and they are counte
 open batch that would lose some of its readings is dropped whole: shrinking it would give an
 already-published batch_seq different content, and ingest, which keeps the first copy of a
 batch_seq, could then never receive the rest. The outbox also queues alert events so that
-they reach the broker through the same outage-proof path as readings.
+they reach the broker through the same outage-proof path as readings, and keeps the dead letters
+(``max_dead_letter_bytes``, oldest dropped first; see gateway/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract import Batch, Reading
+from gateway import dead_letters
+from gateway.dead_letters import DeadLetterStats, Letter, StoredLetter
 
 _SCHEMA = """
 -- AUTOINCREMENT: ids must never be reused once the table empties, or new readings would
@@ -45,9 +48,11 @@ CREATE TABLE IF NOT EXISTS batches (
     published_at_us INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- size: bytes of payload, source and reason, for the byte bound (gateway/dead_letters.py).
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, received_at_us INTEGER NOT NULL,
-    source TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL
+    source TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS alarms (
     rule_id TEXT PRIMARY KEY, active INTEGER NOT NULL, mark INTEGER NOT NULL
@@ -99,10 +104,14 @@ class Outbox:
         gateway_id: str,
         max_readings: int = 10_000_000,
         max_bytes: int | None = None,
+        max_dead_letter_bytes: int = dead_letters.DEFAULT_MAX_BYTES,
     ) -> None:
         self.gateway_id = gateway_id
         self.max_readings = max_readings
         self.max_bytes = max_bytes
+        self.max_dead_letter_bytes = max_dead_letter_bytes
+        # A letter keeps at most this much payload, so one letter never exceeds the bound.
+        self._letter_cap = max(0, min(dead_letters.MAX_PAYLOAD_BYTES, max_dead_letter_bytes // 4))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         # WAL + synchronous=NORMAL survives a process crash (SIGKILL) without fsync per write;
@@ -115,6 +124,7 @@ class Outbox:
         # committed write, so a multi-million backlog does not cost a scan per append.
         self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
         self._open = int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
+        self._letter_bytes = dead_letters.stored_bytes(self._db)
         self._bound = max_readings
         # Readings appended but not yet batched, in id order from _tail_first_id: cutting a
         # batch from here skips reading back what was just written. Only a cache: it starts
@@ -329,14 +339,20 @@ class Outbox:
         """Forget a batch on the broker's PUBACK (no confirming ingest); readings removed."""
         return self.confirm((batch_seq,))
 
-    def dead_letter(self, received_at_us: int, source: str, reason: str, payload: bytes) -> None:
-        """Keep an input the gateway could not use, with the reason, for later inspection."""
+    def dead_letter(self, received_at_us: int, source: str, reason: str, payload: bytes) -> int:
+        """Keep an input the gateway could not use, with the reason; returns letters dropped."""
+        return self.dead_letter_many([Letter(received_at_us, source, reason, payload)])
+
+    def dead_letter_many(self, letters: Sequence[Letter]) -> int:
+        """Keep several dead letters in one commit; returns how many old ones the bound dropped."""
+        if not letters:
+            return 0
         with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO dead_letters (received_at_us, source, reason, payload)"
-                " VALUES (?, ?, ?, ?)",
-                (received_at_us, source, reason, payload),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            held = self._letter_bytes + dead_letters.insert(self._db, letters, self._letter_cap)
+            dropped, freed = dead_letters.enforce_bound(self._db, held, self.max_dead_letter_bytes)
+        self._letter_bytes = held - freed
+        return dropped
 
     def dead_letters(self) -> list[tuple[str, str, bytes]]:
         """(source, reason, payload) of every dead letter, oldest first."""
@@ -345,6 +361,16 @@ class Outbox:
                 "SELECT source, reason, payload FROM dead_letters ORDER BY id"
             ).fetchall()
             return [(str(a), str(b), bytes(c)) for a, b, c in rows]
+
+    def dead_letter_page(self, limit: int, offset: int = 0) -> list[StoredLetter]:
+        """Up to ``limit`` dead letters with their ids, newest first."""
+        with self._lock:
+            return dead_letters.page(self._db, limit, offset)
+
+    def dead_letter_stats(self) -> DeadLetterStats:
+        """Dead letters and bytes kept, and how many the byte bound dropped (durable)."""
+        with self._lock:
+            return dead_letters.stats(self._db)
 
     def stats(self) -> OutboxStats:
         """Current backlog, drop count and the bound in force."""
@@ -412,3 +438,4 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "published_at_us" not in columns:
         # Its open batches were never confirmed by ingest: NULL makes them all resend.
         db.execute("ALTER TABLE batches ADD COLUMN published_at_us INTEGER")
+    dead_letters.migrate(db)

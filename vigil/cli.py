@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from vigil.commands import audit, broker, gateway, ingest, pki, rules, service, sim, tokens
+from vigil.commands import (
+    audit,
+    broker,
+    deadletters,
+    gateway,
+    ingest,
+    pki,
+    rules,
+    service,
+    sim,
+    tokens,
+)
 
 app = typer.Typer(
     help="vigil: telemetry gateway and remote-service backbone.", no_args_is_help=True
@@ -21,6 +32,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(rules.app, name="rules")
 app.add_typer(service.app, name="service")
 app.add_typer(audit.app, name="audit")
+app.add_typer(deadletters.app, name="deadletters")
 app.add_typer(pki.app, name="pki")
 app.add_typer(broker.app, name="broker")
 app.add_typer(tokens.app, name="tokens")

@@ -85,6 +85,12 @@ class GatewayConfig(Section):
     """Site whose equipment topics the gateway bridges."""
     bridge_equipment: bool = True
     """Bridge equipment telemetry from the site broker."""
+    max_reading_age_s: float = 400 * 86_400.0
+    """Dead-letter readings older than this (s, gateway clock); default: a year plus a month."""
+    max_clock_skew_s: float = 300.0
+    """Dead-letter readings further ahead of the gateway clock than this (s)."""
+    dead_letter_max_bytes: int = 64 * 1024 * 1024
+    """Bytes of dead letters the outbox keeps; the oldest are dropped first, and counted."""
 
 
 class IngestConfig(Section):
@@ -330,6 +336,9 @@ class VigilSettings(BaseSettings):
             gateway_id=g.id,
             outbox_path=g.outbox_path,
             outbox_max_readings=g.outbox_max_readings,
+            max_reading_age_s=g.max_reading_age_s,
+            max_clock_skew_s=g.max_clock_skew_s,
+            dead_letter_max_bytes=g.dead_letter_max_bytes,
             uplink=UplinkSettings(
                 host=self.uplink_broker.host,
                 port=self.uplink_broker.port,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
@@ -24,6 +24,9 @@ class DeadLetter:
     payload: bytes
     gateway_id: str | None = None
     batch_seq: int | None = None
+    # Assigned by the store (None until stored); not part of equality: the same letter read
+    # back equals the one written.
+    id: int | None = field(default=None, compare=False)
 
 
 class BadBatch(Poison):
@@ -160,8 +163,12 @@ class ReadingStore(Protocol):
         """How many dead letters are stored."""
         ...
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The most recent ``limit`` dead letters, newest first."""
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters after skipping ``offset``, newest first."""
+        ...
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """One stored dead letter by id, or None."""
         ...
 
     def close(self) -> None:

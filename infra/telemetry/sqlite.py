@@ -292,15 +292,18 @@ class SQLiteStore(StoreContext):
         with self._db.reading() as conn:
             return int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The most recent ``limit`` dead letters, newest first."""
-        query = (
-            "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq"
-            " FROM dead_letters ORDER BY received_at_us DESC, id DESC LIMIT ?"
-        )
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters after skipping ``offset``, newest first."""
+        query = f"{_SELECT_DEAD_LETTERS} ORDER BY received_at_us DESC, id DESC LIMIT ? OFFSET ?"
         with self._db.reading() as conn:
-            rows = conn.execute(query, (limit,)).fetchall()
-        return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
+            rows = conn.execute(query, (limit, offset)).fetchall()
+        return [_dead_letter(row) for row in rows]
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """One stored dead letter by id, or None."""
+        with self._db.reading() as conn:
+            row = conn.execute(f"{_SELECT_DEAD_LETTERS} WHERE id = ?", (letter_id,)).fetchone()
+        return None if row is None else _dead_letter(row)
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
@@ -331,6 +334,17 @@ def _reading_rows(claimed: list[Batch]) -> Iterator[tuple[object, ...]]:
                 b.gateway_id,
                 b.batch_seq,
             )
+
+
+_SELECT_DEAD_LETTERS = (
+    "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq, id FROM dead_letters"
+)
+
+
+def _dead_letter(row: tuple[int, str, str, bytes, str | None, int | None, int]) -> DeadLetter:
+    """A DeadLetter from a row of ``_SELECT_DEAD_LETTERS``."""
+    at, source, reason, payload, gateway_id, batch_seq, letter_id = row
+    return DeadLetter(at, source, reason, bytes(payload), gateway_id, batch_seq, letter_id)
 
 
 def _alert_events(rows: Sequence[tuple[str, str, int, str, int, str, str]]) -> list[AlertEvent]:

@@ -97,10 +97,13 @@ _MARK_PUBLISHED = """
     WHERE alerts.device_id = u.d AND alerts.rule_id = u.r AND alerts.transition = u.t
       AND alerts.at = u.a AND alerts.published_at IS NULL
 """
-_SELECT_DEAD_LETTERS = f"""
-    SELECT {_US.format("received_at")}, source, reason, payload, gateway_id, batch_seq
-    FROM dead_letters ORDER BY received_at DESC, id DESC LIMIT %s
-"""
+_SELECT_DEAD_LETTER = f"""
+    SELECT {_US.format("received_at")}, source, reason, payload, gateway_id, batch_seq, id
+    FROM dead_letters"""
+_SELECT_DEAD_LETTERS = (
+    f"{_SELECT_DEAD_LETTER} ORDER BY received_at DESC, id DESC LIMIT %s OFFSET %s"
+)
+_SELECT_DEAD_LETTER_BY_ID = f"{_SELECT_DEAD_LETTER} WHERE id = %s"
 # Two writers whose batches share readings can still deadlock on the unique index; the loser's
 # transaction is rolled back whole, so retrying it is safe.
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -312,10 +315,19 @@ class TimescaleStore(StoreContext):
         """How many dead letters are stored."""
         return self._scalar("SELECT count(*) FROM dead_letters")
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The most recent ``limit`` dead letters, newest first."""
-        rows = self._run(lambda conn: conn.execute(_SELECT_DEAD_LETTERS, (limit,)).fetchall())
-        return [DeadLetter(at, src, why, bytes(p), gw, bs) for at, src, why, p, gw, bs in rows]
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The most recent ``limit`` dead letters after skipping ``offset``, newest first."""
+        rows = self._run(
+            lambda conn: conn.execute(_SELECT_DEAD_LETTERS, (limit, offset)).fetchall()
+        )
+        return [_dead_letter(row) for row in rows]
+
+    def dead_letter(self, letter_id: int) -> DeadLetter | None:
+        """One stored dead letter by id, or None."""
+        row = self._run(
+            lambda conn: conn.execute(_SELECT_DEAD_LETTER_BY_ID, (letter_id,)).fetchone()
+        )
+        return None if row is None else _dead_letter(row)
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
@@ -330,6 +342,12 @@ class TimescaleStore(StoreContext):
         row = self._run(lambda conn: conn.execute(query).fetchone())
         assert row is not None
         return int(row[0])
+
+
+def _dead_letter(row: TupleRow) -> DeadLetter:
+    """A DeadLetter from a row of ``_SELECT_DEAD_LETTER``."""
+    at, source, reason, payload, gateway_id, batch_seq, letter_id = row
+    return DeadLetter(at, source, reason, bytes(payload), gateway_id, batch_seq, letter_id)
 
 
 def _alert_events(rows: Sequence[TupleRow]) -> list[AlertEvent]:

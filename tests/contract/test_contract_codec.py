@@ -20,24 +20,7 @@ from contract import (
     decode_equipment_message,
     encode_batch,
 )
-
-
-@st.composite
-def valid_readings(draw: st.DrawFn) -> Reading:
-    metric = draw(st.sampled_from(sorted(METRICS)))
-    spec = METRICS[metric]
-    if spec.integral:
-        value = float(draw(st.integers(int(spec.low), int(spec.high))))
-    else:
-        value = draw(st.floats(spec.low, spec.high, allow_nan=False))
-    return Reading(
-        device_id=draw(st.text(min_size=1, max_size=20)),
-        metric=metric,
-        value=value,
-        unit=spec.unit,
-        ts_us=draw(st.integers(1, 2**62)),
-        seq=draw(st.integers(0, 2**62)),
-    )
+from tests.contract.strategies import valid_readings
 
 
 @given(st.lists(valid_readings(), max_size=50), st.integers(0, 2**62))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -103,16 +104,42 @@ def gateway_run(
 
     from vigil.stopping import run_until_stopped
 
+    failures: list[BaseException] = []
+
     async def main() -> None:
         async with Gateway(settings, sources) as gateway:
             log.info("gateway %s running", settings.gateway_id)
-            if exit_when_drained:
-                await _until_drained(gateway)
-            else:
-                await asyncio.Event().wait()
+            work = _until_drained(gateway) if exit_when_drained else asyncio.Event().wait()
+            failure = await _unless_failed(gateway, work)
+            if failure is not None:
+                failures.append(failure)
         log.info("gateway %s stopped", settings.gateway_id)
 
     run_until_stopped(main())
+    if failures:
+        # A dead source or uplink: exit non-zero so the supervisor (systemd) restarts us.
+        console.print(
+            f"gateway {settings.gateway_id} failed: {failures[0]!r}", style="red", markup=False
+        )
+        raise typer.Exit(1)
+
+
+async def _unless_failed(
+    gateway: Gateway, work: Coroutine[Any, Any, object]
+) -> BaseException | None:
+    """Run ``work`` until it returns (None) or a gateway task dies (its exception)."""
+    doing = asyncio.create_task(work)
+    failed = asyncio.create_task(gateway.wait_failed())
+    try:
+        await asyncio.wait({doing, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (doing, failed):
+            task.cancel()
+        await asyncio.gather(doing, failed, return_exceptions=True)
+    if failed.done() and not failed.cancelled():
+        return failed.result()
+    doing.result()  # the drained wait's own error, if any
+    return None
 
 
 def _simulated(
