@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
-from contract import Batch, Confirmation, ContractError, decode_batch
+from contract import Batch, Confirmation, ContractError, TimeWindow, decode_batch
 from contract.topics import UPLINK_PREFIX
 from infra.consume import payload_bytes
 from infra.telemetry.base import DeadLetter
@@ -50,14 +50,16 @@ def topic_mismatch(topic: str, batch: Batch) -> str | None:
     return None
 
 
-def decode_group(messages: Sequence[aiomqtt.Message], now_us: int) -> DecodedGroup:
+def decode_group(
+    messages: Sequence[aiomqtt.Message], now_us: int, window: TimeWindow | None = None
+) -> DecodedGroup:
     """Decode every message: its batch, or a dead letter saying why it is unusable."""
     group = DecodedGroup()
     for message in messages:
         payload = payload_bytes(message)
         topic = str(message.topic)
         try:
-            decoded = decode_batch(payload)
+            decoded = decode_batch(payload, window=window)
         except ContractError as exc:
             group.reject("payload", DeadLetter(now_us, topic, str(exc), payload))
             continue

@@ -42,6 +42,7 @@ import aiomqtt
 from contract import Batch, Confirmation, encode_confirmation
 from contract.confirm import split_confirmation
 from contract.topics import batch_subscription, confirm_topic
+from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, TimeWindow
 from infra.consume import ConsumeLoop, ConsumerSettings, Outage, hold_until_done, payload_bytes
 from infra.errors import StorageUnavailable
 from infra.telemetry.base import DeadLetter, ReadingStore, StoreOutcome
@@ -70,6 +71,13 @@ class IngestSettings:
     confirm: bool = True  # publish delivery confirmations for gateways to forget their batches
     storage_backoff_s: float = 0.2  # first wait before retrying a write storage could not take
     storage_backoff_max_s: float = 10.0  # the wait doubles per retry up to this
+    # Readings outside [now - age, now + skew] are dead-lettered (None: no bound that side).
+    max_reading_age_s: float | None = DEFAULT_MAX_AGE_S
+    max_clock_skew_s: float | None = DEFAULT_MAX_FUTURE_S
+
+    def window(self, at_us: int) -> TimeWindow:
+        """The timestamps accepted at ``at_us``."""
+        return TimeWindow.at(at_us, self.max_reading_age_s, self.max_clock_skew_s)
 
     def consumer(self) -> ConsumerSettings:
         """The consume loop's settings for this worker."""
@@ -167,7 +175,8 @@ class IngestWorker:
 
     async def store_group(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
         """Decode and store one group once; what to confirm. Raises what the store raises."""
-        group = decode_group(messages, now_us())
+        at_us = now_us()
+        group = decode_group(messages, at_us, self.settings.window(at_us))
         outcome = await self._store_batches(messages, group.batches)
         if group.letters:
             # Stored after the batches, which a BadBatch leaves unstored: the message-by-message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -12,7 +13,16 @@ from simulator.equipment import EquipmentModel
 from simulator.faults import Fault
 from simulator.patch import PatchModel
 
-DEFAULT_START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+def _midnight_days_ago_us(days: int) -> int:
+    """UTC midnight ``days`` days before today, in µs: inside every validation window."""
+    day_us = 86_400 * 1_000_000
+    return (time.time_ns() // 1000 // day_us - days) * day_us
+
+
+# A fixed date would drift out of the edge's timestamp window (docs/contract.md) as the calendar
+# moves on; midnight a month ago keeps runs deterministic within a day and always acceptable.
+DEFAULT_START_US = _midnight_days_ago_us(30)
 
 OFF_SKIN = 1
 SENSOR_FAULT = 2

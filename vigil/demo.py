@@ -222,7 +222,14 @@ async def run_demo(
         worker_task = asyncio.create_task(worker.run())
         stack.callback(worker_task.cancel)
         ingest = IngestWorker(
-            IngestSettings(host=broker.host, port=broker.port, mqtt_v5=False),
+            IngestSettings(
+                host=broker.host,
+                port=broker.port,
+                mqtt_v5=False,
+                # The fleet's clock is simulated (see the gateway below).
+                max_reading_age_s=None,
+                max_clock_skew_s=None,
+            ),
             store,
             on_stored=runtime.on_stored,
         )
@@ -235,8 +242,8 @@ async def run_demo(
             outbox_path=workdir / "outbox.db",
             uplink=UplinkSettings(host=broker.host, port=broker.port),
             site_broker=SiteBrokerSettings(host=broker.host, port=broker.port, site="site-a"),
-            # The fleet's clock is simulated (from 2026-01-01, ~50,000x the wall clock): the
-            # wall-clock timestamp window would refuse it.
+            # The fleet's clock is simulated (from a month ago, ~50,000x the wall clock): a long
+            # run (--ticks) would reach past the wall clock's timestamp window.
             max_reading_age_s=None,
             max_clock_skew_s=None,
         )

@@ -110,6 +110,10 @@ class IngestConfig(Section):
     """Publish a confirmation to each gateway for the batches it committed."""
     storage_url: str = "sqlite:///var/vigil.db"
     """Readings and alerts: sqlite:///path or postgresql://…"""
+    max_reading_age_s: float = 400 * 86_400.0
+    """Dead-letter readings older than this (s, ingest clock); default: a year plus a month."""
+    max_clock_skew_s: float = 300.0
+    """Dead-letter readings further ahead of the ingest clock than this (s)."""
 
     @model_validator(mode="after")
     def _client_id_from_replica(self) -> IngestConfig:
@@ -367,6 +371,8 @@ class VigilSettings(BaseSettings):
             mqtt_v5=i.mqtt_v5,
             max_messages_per_write=i.max_messages_per_write,
             confirm=i.confirm,
+            max_reading_age_s=i.max_reading_age_s,
+            max_clock_skew_s=i.max_clock_skew_s,
         )
 
     def runtime_settings(self) -> RuntimeSettings:
