@@ -202,3 +202,16 @@ def verify_documents(
                 Problem(index, entry.seq, f"{record_id}: changed outside the audited paths")
             )
     return problems
+
+
+def parse_rows(rows: Iterable[Sequence[Any]]) -> tuple[list[AuditEntry], list[Problem]]:
+    """Entries from stored rows; a row that cannot even be read is a problem, not a crash."""
+    entries: list[AuditEntry] = []
+    problems: list[Problem] = []
+    for index, row in enumerate(rows):
+        try:
+            entries.append(from_row(row))
+        except (ValueError, TypeError, KeyError) as exc:
+            seq = row[0] if row and isinstance(row[0], int) else -1
+            problems.append(Problem(index, seq, f"row unreadable ({type(exc).__name__}: {exc})"))
+    return entries, problems

@@ -17,6 +17,7 @@ from datetime import datetime
 from infra.consume import Outage
 from infra.errors import StorageUnavailable
 from service import desk
+from service.checkpoint_export import CheckpointExporter
 from service.model import Ticket
 from service.notifications import (
     Notification,
@@ -45,10 +46,12 @@ class Ticker:
         *,
         clock: Callable[[], datetime] = wall_clock,
         on_commit: Callable[[], None] | None = None,
+        checkpoints: CheckpointExporter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.checkpoints = checkpoints  # signs and exports the audit head every tick
         self.on_commit = on_commit  # told after each round that may have queued notifications
         self.outage = Outage("service ticker: storage")
 
@@ -76,6 +79,8 @@ class Ticker:
         await asyncio.to_thread(desk.retrying, self.store, lambda: self._escalate(now))
         await self.scan_breaches(now)
         await asyncio.to_thread(desk.retrying, self.store, lambda: self._schedule(now))
+        if self.checkpoints is not None:
+            await asyncio.to_thread(self.checkpoints.export, self.store, now)
         self._committed()
 
     async def scan_breaches(self, now: datetime | None = None) -> list[Breach]:

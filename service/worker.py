@@ -18,6 +18,7 @@ from datetime import datetime
 
 from contract import AlertEvent
 from service.alert_consumer import ALERT_SUBSCRIPTION, AlertConsumer, intake
+from service.checkpoint_export import CheckpointExporter
 from service.model import Ticket
 from service.notifications import (
     Endpoint,
@@ -68,6 +69,7 @@ class ServiceWorker:
         clock: Callable[[], datetime] = wall_clock,
         sender: Sender | None = None,
         on_ticket: Callable[[Ticket, float], None] | None = None,
+        checkpoints: CheckpointExporter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,7 +82,9 @@ class ServiceWorker:
             on_client=self.notifier.use_client,
             on_commit=self.notifier.wake,
         )
-        self.ticker = Ticker(settings, store, clock=clock, on_commit=self.notifier.wake)
+        self.ticker = Ticker(
+            settings, store, clock=clock, on_commit=self.notifier.wake, checkpoints=checkpoints
+        )
 
     @property
     def subscribed(self) -> asyncio.Event:

@@ -171,6 +171,10 @@ class ServiceConfig(Section):
     """JSON file of API bearer tokens: token → {role, subject}."""
     readings_url: str | None = None
     """Readings store the API serves readings and alerts from; unset: none."""
+    audit_key_file: Path | None = None
+    """Ed25519 key (`vigil audit keygen`) signing audit rows and checkpoints, off the DB host."""
+    audit_checkpoint_file: Path | None = None
+    """Where the worker appends a signed checkpoint of the audit chain every tick; unset: none."""
 
     @model_validator(mode="after")
     def _secret_with_webhooks(self) -> ServiceConfig:

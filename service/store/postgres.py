@@ -273,6 +273,10 @@ class PostgresStore:
                 )
         return entry
 
+    def audit_rows(self) -> list[tuple[Any, ...]]:
+        """Every audit row as stored, in sequence order."""
+        return [tuple(r) for r in self._rows("SELECT * FROM service_audit_log ORDER BY seq")]
+
     def audit_signatures(self) -> dict[int, str]:
         """The signature of each signed audit row, by seq."""
         rows = self._rows("SELECT seq, signature FROM service_audit_signatures")

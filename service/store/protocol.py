@@ -115,6 +115,10 @@ class ServiceStore(Protocol):
         """Every audit entry in sequence order."""
         ...
 
+    def audit_rows(self) -> list[tuple[Any, ...]]:
+        """Every audit row as stored, in sequence order (``audit.parse_rows`` reads them)."""
+        ...
+
     def audit_signatures(self) -> dict[int, str]:
         """The signature of each signed audit row, by seq (see ``service.checkpoint``)."""
         ...

@@ -282,6 +282,10 @@ class SqliteStore:
         """Every audit entry in sequence order."""
         return [audit.from_row(r) for r in self._rows("SELECT * FROM audit_log ORDER BY seq")]
 
+    def audit_rows(self) -> list[tuple[Any, ...]]:
+        """Every audit row as stored, in sequence order."""
+        return [tuple(r) for r in self._rows("SELECT * FROM audit_log ORDER BY seq")]
+
     def audit_signatures(self) -> dict[int, str]:
         """The signature of each signed audit row, by seq."""
         rows = self._rows("SELECT seq, signature FROM audit_signatures")

@@ -19,7 +19,14 @@ import aiomqtt
 import pytest
 
 import ingest.messages
-from contract import Batch, DecodedBatch, Reading, decode_confirmation, encode_batch
+from contract import (
+    Batch,
+    DecodedBatch,
+    Reading,
+    TimeWindow,
+    decode_confirmation,
+    encode_batch,
+)
 from contract.topics import batch_topic, confirm_topic
 from infra.telemetry import ReadingStore, open_store
 from infra.telemetry.sqlite import SQLiteStore
@@ -81,9 +88,9 @@ def hand_built(monkeypatch: pytest.MonkeyPatch) -> dict[bytes, Batch]:
     table: dict[bytes, Batch] = {}
     real = ingest.messages.decode_batch
 
-    def decode(payload: bytes) -> DecodedBatch:
+    def decode(payload: bytes, *, window: TimeWindow | None = None) -> DecodedBatch:
         batch = table.get(payload)
-        return real(payload) if batch is None else DecodedBatch(batch, ())
+        return real(payload, window=window) if batch is None else DecodedBatch(batch, ())
 
     monkeypatch.setattr(ingest.messages, "decode_batch", decode)
     table.update({_key(b): b for b in SENT.values()})

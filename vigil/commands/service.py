@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vigil.settings import VigilSettings
+
+if TYPE_CHECKING:
+    from service.checkpoint_export import CheckpointExporter
+    from service.store import ServiceStore
 
 app = typer.Typer(help="The service backbone: ticket worker and REST API.", no_args_is_help=True)
 
@@ -64,9 +68,32 @@ def service_run(
     s.notify_file = notify or s.notify_file
     store = open_service_store(store_url or s.store_url)
     try:
-        run_until_stopped(ServiceWorker(vigil.service_worker_settings(store), store).run())
+        worker_settings = vigil.service_worker_settings(store)
+        checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)
+        if checkpoints is not None:
+            checkpoints.notify = worker_settings.notify
+        worker = ServiceWorker(worker_settings, store, checkpoints=checkpoints)
+        run_until_stopped(worker.run())
     finally:
         store.close()
+
+
+def _audit_signing(
+    store: ServiceStore, key_file: Path | None, checkpoint_file: Path | None
+) -> CheckpointExporter | None:
+    """Sign the store's audit rows and export checkpoints when a signing key is configured."""
+    if key_file is None:
+        return None
+    from service.checkpoint import CheckpointError, load_key, row_signature
+    from service.checkpoint_export import CheckpointExporter
+
+    try:
+        key = load_key(key_file)
+    except CheckpointError as exc:
+        typer.echo(f"error: {exc} (create one with `vigil audit keygen`)", err=True)
+        raise typer.Exit(2) from None
+    store.audit_signer = lambda entry: row_signature(key, entry)
+    return CheckpointExporter(key, checkpoint_file)
 
 
 @app.command("api")
