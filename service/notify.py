@@ -1,14 +1,12 @@
-"""Signed webhooks: HMAC-SHA256 over timestamp and body, retries with backoff, every try recorded.
+"""Signed webhooks with retries and backoff, every try recorded.
 
-Receivers check ``X-Vigil-Signature: sha256=<hex>`` = HMAC(secret, f"{timestamp}." + body) with
-``verify_signature``; the timestamp header bounds replays.
+The signature scheme (timestamp, event id, event name and body under one HMAC-SHA256) and the
+reference verifier receivers use are in ``contract.webhooks``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,11 +18,14 @@ import httpx
 # Re-exported: the topic helpers moved to contract.topics and older imports still name them here.
 from contract.topics import NOTIFICATIONS_PREFIX as NOTIFICATIONS_PREFIX
 from contract.topics import notification_topic as notification_topic
+from contract.webhooks import (
+    EVENT_HEADER,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
 from service.model import Delivery
-
-SIGNATURE_HEADER = "X-Vigil-Signature"
-TIMESTAMP_HEADER = "X-Vigil-Timestamp"
-EVENT_HEADER = "X-Vigil-Event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +58,9 @@ class Sender(Protocol):
         ...
 
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The signature header value for ``body`` sent at ``timestamp`` (Unix seconds)."""
-    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
-
-
-def verify_signature(
-    secret: bytes, timestamp: int, body: bytes, header: str, now: datetime, tolerance: int = 300
-) -> bool:
-    """True when ``header`` signs ``body`` and ``timestamp`` is within ``tolerance`` s of now."""
-    if abs(now.timestamp() - timestamp) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), header)
-
-
 def _retryable(status: int) -> bool:
     # Other 4xx mean the request itself is wrong: repeating it cannot help.
     return status >= 500 or status in (408, 429)
-
-
-EVENT_ID_HEADER = "X-Vigil-Event-Id"
 
 
 async def attempt(
@@ -96,7 +79,7 @@ async def attempt(
     stamp = int(at.timestamp())
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(webhook.secret, stamp, body),
+        SIGNATURE_HEADER: sign(webhook.secret, stamp, event_id, event, body),
         TIMESTAMP_HEADER: str(stamp),
         EVENT_HEADER: event,
         # Delivery is at least once: receivers drop an event id they have already seen.

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
 import pytest
 
+from contract.webhooks import EVENT_ID_HEADER, WebhookRejected, WebhookVerifier
 from gateway.app import Gateway, GatewaySettings
 from gateway.uplink import UplinkSettings
 from infra.telemetry.timescale import TimescaleStore
@@ -20,7 +20,6 @@ from ingest.worker import IngestSettings, IngestWorker
 from rules import load_pack
 from rules.runtime import RuleRuntime
 from service.model import Engineer, Tier
-from service.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from service.store import PostgresStore
 from service.worker import Endpoint, NotifyConfig, ServiceWorker, WorkerSettings
 from simulator.faults import Fault, FaultKind
@@ -129,21 +128,11 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     # Webhooks: signed, fresh, and for the right people.
     mine = [(h, b) for h, b in receiver.received if json.loads(b)["ticket_id"] == urgent.id]
     assert len(mine) == 3  # service team, the engineer, the patient's carer
+    verifier = WebhookVerifier(SECRET.encode())
     for headers, body in mine:
-        assert verify_signature(
-            SECRET.encode(),
-            int(headers[TIMESTAMP_HEADER]),
-            body,
-            headers[SIGNATURE_HEADER],
-            datetime.now(UTC),
-        )
-        assert not verify_signature(
-            b"wrong",
-            int(headers[TIMESTAMP_HEADER]),
-            body,
-            headers[SIGNATURE_HEADER],
-            datetime.now(UTC),
-        )
+        assert verifier.verify(headers, body).event_id == headers[EVENT_ID_HEADER]
+        with pytest.raises(WebhookRejected, match="signature"):
+            WebhookVerifier(b"wrong").verify(headers, body)
     carer = [json.loads(b) for _, b in mine if "message" in json.loads(b)]
     assert carer and "assignee" not in carer[0]
     # Every delivery recorded: three webhooks plus four MQTT topics for this ticket.

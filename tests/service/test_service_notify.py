@@ -4,36 +4,67 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
-from service.model import Delivery
-from service.notify import (
+from contract.webhooks import (
+    EVENT_HEADER,
+    EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    HttpSender,
-    RetryPolicy,
-    Webhook,
-    deliver,
+    WebhookRejected,
+    WebhookVerifier,
     sign,
-    verify_signature,
 )
+from service.model import Delivery
+from service.notify import HttpSender, RetryPolicy, Webhook, deliver
 from service.store import SqliteStore
 
 SECRET = b"s3cret"
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 
-def test_signature_round_trip_and_replay_window() -> None:
-    header = sign(SECRET, int(NOW.timestamp()), b"{}")
+def signed(event_id: str, body: bytes = b"{}", event: str = "ticket.opened") -> dict[str, str]:
     stamp = int(NOW.timestamp())
-    assert verify_signature(SECRET, stamp, b"{}", header, NOW)
-    assert not verify_signature(SECRET, stamp, b"{ }", header, NOW)
-    assert not verify_signature(b"other", stamp, b"{}", header, NOW)
-    assert not verify_signature(SECRET, stamp, b"{}", header, NOW + timedelta(minutes=6))
+    return {
+        TIMESTAMP_HEADER: str(stamp),
+        EVENT_ID_HEADER: event_id,
+        EVENT_HEADER: event,
+        SIGNATURE_HEADER: sign(SECRET, stamp, event_id, event, body),
+    }
+
+
+def test_signature_round_trip_and_replay_window() -> None:
+    now = NOW.timestamp()
+    verifier = WebhookVerifier(SECRET)
+    assert verifier.verify(signed("e1"), b"{}", now).event_id == "e1"
+    cases = [
+        (signed("e2"), b"{ }", now, "signature"),  # body changed
+        (signed("e3"), b"{}", now + 6 * 60, "outside"),  # stale
+        ({**signed("e4"), EVENT_HEADER: "ticket.closed"}, b"{}", now, "signature"),
+        ({}, b"{}", now, "missing"),
+    ]
+    for headers, body, at, reason in cases:
+        with pytest.raises(WebhookRejected, match=reason):
+            verifier.verify(headers, body, at)
+    with pytest.raises(WebhookRejected, match="signature"):
+        WebhookVerifier(b"other").verify(signed("e5"), b"{}", now)
+
+
+def test_a_replay_is_rejected_with_the_same_id_and_with_a_new_one() -> None:
+    now = NOW.timestamp()
+    verifier = WebhookVerifier(SECRET)
+    captured = signed("ticket-1:ticket.dispatched:engineer:e1")
+    verifier.verify(captured, b"{}", now)
+    with pytest.raises(WebhookRejected, match="replay"):
+        verifier.verify(captured, b"{}", now + 10)
+    # The id is signed: renaming it to get past de-duplication breaks the signature.
+    renamed = {**captured, EVENT_ID_HEADER: "ticket-1:ticket.dispatched:engineer:e1:again"}
+    with pytest.raises(WebhookRejected, match="signature"):
+        verifier.verify(renamed, b"{}", now + 10)
 
 
 def test_backoff_grows_and_caps() -> None:
@@ -146,5 +177,4 @@ async def test_real_http_delivery_is_signed_and_recorded(receiver: str) -> None:
     assert ok
     assert [(d.attempt, d.status) for d in store.deliveries("ev9")] == [(1, 502), (2, 204)]
     headers, body = _Hook.received[-1]
-    stamp = int(headers[TIMESTAMP_HEADER])
-    assert verify_signature(SECRET, stamp, body, headers[SIGNATURE_HEADER], datetime.now(UTC))
+    assert WebhookVerifier(SECRET).verify(headers, body).event == "ticket.escalated"
