@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.api.schemas import EventRequest, Role
+from service.api.requests import EventRequest
+from service.api.schemas import Role
 from service.lifecycle import (
     Accept,
     Arrive,

@@ -75,7 +75,7 @@ def service_api(
     tokens: Annotated[
         Path | None,
         typer.Option(
-            help='JSON file: token → {"role": …, "subject": …} [default: service.tokens_file].'
+            help="Token registry (`vigil tokens add`) [default: service.tokens_file].",
         ),
     ] = None,
     readings_url: Annotated[
@@ -109,8 +109,8 @@ def service_api(
         api = create_app(settings)
     except TokensUnavailable as exc:
         typer.echo(
-            f"vigil service api: {exc}\nName the file with --tokens FILE or [service] tokens_file"
-            " (VIGIL_SERVICE__TOKENS_FILE).",
+            f"vigil service api: {exc}\nName another file with --tokens FILE or [service]"
+            " tokens_file (VIGIL_SERVICE__TOKENS_FILE).",
             err=True,
         )
         raise typer.Exit(1) from None
