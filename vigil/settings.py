@@ -132,7 +132,7 @@ class ServiceConfig(Section):
     api_port: int = 8080
     """Port the REST API listens on."""
     tokens_file: Path = Path("var/service-tokens.json")
-    """API token registry (`vigil tokens add|list|revoke`): argon2id hashes, no secrets."""
+    """API token registry (`vigil tokens add`, `list`, `revoke`): argon2id hashes, no secrets."""
     api_allowed_hosts: list[str] = ["localhost", "127.0.0.1", "testserver"]
     """Host names the REST API answers to (``Host:`` header); others get 400."""
     readings_url: str | None = None

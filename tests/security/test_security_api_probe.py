@@ -485,6 +485,13 @@ def test_only_hospitals_patients_and_admins_open_tickets(
     assert len(store.tickets()) == (1 if status == 201 else 0)
 
 
+def test_the_role_rule_comes_before_the_body(api: tuple[TestClient, SqliteStore]) -> None:
+    client, _ = api
+    odd = {"device_id": "d" * 500, "title": "x" * 5000, "what": 1}
+    assert client.post("/tickets", json=odd, headers=auth(ENG)).status_code == 403
+    assert client.put("/sites/s1", json=odd, headers=auth(H1)).status_code == 403
+
+
 @pytest.mark.parametrize(
     ("token", "event", "status"),
     [
