@@ -20,6 +20,10 @@ def api_settings(vigil: VigilSettings) -> ApiSettings:
         tokens_file=s.tokens_file,
         readings_url=s.readings_url,
         allowed_hosts=s.api_allowed_hosts,
+        max_body_bytes=s.api_max_body_bytes,
+        rate_limit=s.api_rate_limit,
+        ticket_rate_limit=s.api_ticket_rate_limit,
+        auth_failure_limit=s.api_auth_failure_limit,
     )
 
 

@@ -6,7 +6,7 @@ one back into the plain domain model before it reaches ``desk``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,10 +41,24 @@ class NewTicket(In):
 PartNumber = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:/-]{1,64}$")]
 
 
+EventName = Literal[
+    "dispatch",
+    "accept",
+    "arrive",
+    "depart",
+    "pause",
+    "resume",
+    "resolve",
+    "sign_off",
+    "follow_up",
+    "close",
+]
+
+
 class EventRequest(In):
     """A lifecycle event by name with its fields."""
 
-    event: Annotated[str, Field(max_length=32)]
+    event: EventName
     engineer_id: MaybeId = ""
     reason: Note = ""
     note: Note = ""

@@ -49,18 +49,37 @@ def multi_line(value: str) -> str:
     return _refuse_unprintable(value, "\n\t")
 
 
+# The schema states the character rule as a pattern (so clients and schemathesis know it);
+# the validators enforce it with a message naming the character.
+_LINE = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+_LINES = {"pattern": r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"}
+
 # The length is checked first, so no validator ever scans an oversized string.
-SafeText = Annotated[str, Field(max_length=200), AfterValidator(single_line)]
+SafeText = Annotated[
+    str, Field(max_length=200, json_schema_extra=_LINE), AfterValidator(single_line)
+]
 """One line of text: titles, names, fault types (≤ 200 characters)."""
-ShortText = Annotated[str, Field(max_length=128), AfterValidator(single_line)]
+ShortText = Annotated[
+    str, Field(max_length=128, json_schema_extra=_LINE), AfterValidator(single_line)
+]
 """A short label: regions, serials, lots, firmware versions (≤ 128 characters)."""
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(single_line)]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=_LINE),
+    AfterValidator(single_line),
+]
 """A required line of text: a hospital's or an engineer's name."""
-Label = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(single_line)]
+Label = Annotated[
+    str,
+    Field(min_length=1, max_length=128, json_schema_extra=_LINE),
+    AfterValidator(single_line),
+]
 """A required short label: region, model, serial."""
-Note = Annotated[str, Field(max_length=4000), AfterValidator(multi_line)]
+Note = Annotated[str, Field(max_length=4000, json_schema_extra=_LINES), AfterValidator(multi_line)]
 """Free text that may span lines: notes, resolutions, reasons (≤ 4000 characters)."""
-LongText = Annotated[str, Field(max_length=100_000), AfterValidator(multi_line)]
+LongText = Annotated[
+    str, Field(max_length=100_000, json_schema_extra=_LINES), AfterValidator(multi_line)
+]
 """A whole document to be hashed, e.g. the report a customer signs (≤ 100,000 characters)."""
 IdText = Annotated[str, Field(pattern=ID_PATTERN)]
 """An id: 1–128 of letters, digits and ._:-"""

@@ -89,7 +89,14 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
 def api(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     tokens_file = tmp_path_factory.mktemp("api") / "tokens.json"
     tokens = mint_tokens(tokens_file, TOKENS)
-    with uvicorn_api(api_env(dsn, tokens_file, readings_url=dsn), tokens) as live:
+    # Schemathesis sends about a thousand requests per token in a minute: generous budgets, so
+    # it reaches the routes (the limits themselves are probed in tests/security).
+    env = {
+        **api_env(dsn, tokens_file, readings_url=dsn),
+        "VIGIL_SERVICE__API_RATE_LIMIT": "100000/minute",
+        "VIGIL_SERVICE__API_TICKET_RATE_LIMIT": "100000/hour",
+    }
+    with uvicorn_api(env, tokens) as live:
         yield live
 
 

@@ -98,14 +98,14 @@ def service_api(
     s = vigil.service
     # The app is built here from explicit settings and handed to uvicorn as an object:
     # nothing, least of all the tokens, goes through the environment.
-    settings = api_settings(vigil).model_copy(
-        update={
-            "store_url": store_url or s.store_url,
-            "tokens_file": tokens or s.tokens_file,
-            "readings_url": readings_url or s.readings_url,
-        }
-    )
     try:
+        settings = api_settings(vigil).model_copy(
+            update={
+                "store_url": store_url or s.store_url,
+                "tokens_file": tokens or s.tokens_file,
+                "readings_url": readings_url or s.readings_url,
+            }
+        )
         api = create_app(settings)
     except TokensUnavailable as exc:
         typer.echo(
@@ -114,7 +114,7 @@ def service_api(
             err=True,
         )
         raise typer.Exit(1) from None
-    except ValueError as exc:  # an unsupported store URL
+    except ValueError as exc:  # an unsupported store URL, an unreadable limit
         typer.echo(f"vigil service api: {exc}", err=True)
         raise typer.Exit(1) from None
     uvicorn.run(api, host=host or s.api_host, port=port or s.api_port)
