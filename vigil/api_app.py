@@ -16,7 +16,14 @@ def api_settings(vigil: VigilSettings) -> ApiSettings:
     """The API's settings from the [service] section."""
     s = vigil.service
     return ApiSettings(
-        store_url=s.store_url, tokens_file=s.tokens_file, readings_url=s.readings_url
+        store_url=s.store_url,
+        tokens_file=s.tokens_file,
+        readings_url=s.readings_url,
+        allowed_hosts=s.api_allowed_hosts,
+        max_body_bytes=s.api_max_body_bytes,
+        rate_limit=s.api_rate_limit,
+        ticket_rate_limit=s.api_ticket_rate_limit,
+        auth_failure_limit=s.api_auth_failure_limit,
     )
 
 

@@ -168,7 +168,17 @@ class ServiceConfig(Section):
     api_port: int = 8080
     """Port the REST API listens on."""
     tokens_file: Path = Path("var/service-tokens.json")
-    """JSON file of API bearer tokens: token → {role, subject}."""
+    """API token registry (`vigil tokens add`, `list`, `revoke`): argon2id hashes, no secrets."""
+    api_allowed_hosts: list[str] = ["localhost", "127.0.0.1", "testserver"]
+    """Host names the REST API answers to (``Host:`` header); others get 400."""
+    api_max_body_bytes: int = 1024 * 1024
+    """Largest REST request body; larger ones get 413 before they are parsed."""
+    api_rate_limit: str = "600/minute"
+    """REST requests per token (per API process); then 429."""
+    api_ticket_rate_limit: str = "30/hour"
+    """Manual tickets a token may open (per API process); then 429."""
+    api_auth_failure_limit: str = "30/minute"
+    """Failed REST authentications per client address before 429."""
     readings_url: str | None = None
     """Readings store the API serves readings and alerts from; unset: none."""
     audit_key_file: Path | None = None

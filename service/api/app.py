@@ -7,14 +7,18 @@ from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from infra.telemetry import open_store
 from infra.telemetry.base import ReadingStore
 from service.api import errors
-from service.api.context import ApiContext, Telemetry, token_key
+from service.api.auth import Authenticate, digest_authenticator, registry_authenticator
+from service.api.body_limit import BodyLimit
+from service.api.context import ApiContext, Telemetry
+from service.api.rate import RateLimits
 from service.api.routes import ROUTERS
 from service.api.schemas import Principal
-from service.api.settings import ApiSettings, load_tokens
+from service.api.settings import ApiGuards, ApiSettings, open_registry
 from service.sla import SlaConfig
 from service.store import ServiceStore, open_service_store
 
@@ -25,17 +29,25 @@ def _utc_now() -> datetime:
 
 def build_app(
     store: ServiceStore,
-    tokens: Mapping[str, Principal],
+    tokens: Mapping[str, Principal] | None = None,
     *,
+    authenticate: Authenticate | None = None,
+    guards: ApiGuards | None = None,
     readings: ReadingStore | None = None,
     sla: SlaConfig | None = None,
     clock: Callable[[], datetime] = _utc_now,
     owned: AbstractContextManager[object] | None = None,
 ) -> FastAPI:
-    """The API over ``store`` (and ``readings``, for telemetry); tokens map to principals.
+    """The API over ``store`` (and ``readings``, for telemetry).
 
-    ``owned`` is closed when the app shuts down: the stores the app opened itself.
+    Callers are known by ``authenticate`` (the token registry) or, for tests and doubles, by
+    ``tokens`` (token → principal; each at least 32 characters). ``guards`` are the limits
+    (defaults: ``ApiGuards()``). ``owned`` is closed when the app shuts down: the stores the
+    app opened itself.
     """
+    if authenticate is None:
+        authenticate = digest_authenticator(tokens or {})
+    guards = guards or ApiGuards()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,12 +57,19 @@ def build_app(
     app = FastAPI(title="vigil service", version="0.2.0", lifespan=lifespan)
     app.state.context = ApiContext(
         store=store,
-        principals={token_key(t): p for t, p in tokens.items()},
+        authenticate=authenticate,
+        limits=RateLimits(guards.rate_limit, guards.ticket_rate_limit, guards.auth_failure_limit),
         sla=sla or SlaConfig(),
         clock=clock,
         telemetry=Telemetry(readings),
     )
     errors.install(app)
+    # Added last, so outermost: the Host check, then the body limit, run before anything else.
+    # No www-redirect: no response ever names a host the client made up.
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=guards.allowed_hosts, www_redirect=False
+    )
+    app.add_middleware(BodyLimit, max_bytes=guards.max_body_bytes, per_prefix=guards.body_limits)
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -60,7 +79,7 @@ def create_app(
     settings: ApiSettings, *, sla: SlaConfig | None = None, clock: Callable[[], datetime] = _utc_now
 ) -> FastAPI:
     """The API as ``settings`` describe it; raises TokensUnavailable before opening any store."""
-    tokens = load_tokens(settings.tokens_file)
+    registry = open_registry(settings.tokens_file)
     with ExitStack() as opened:
         store = open_service_store(settings.store_url)
         opened.callback(store.close)
@@ -71,4 +90,12 @@ def create_app(
             readings.migrate()
         # From here on the app owns the stores and closes them when it shuts down.
         owned = opened.pop_all()
-    return build_app(store, tokens, readings=readings, sla=sla, clock=clock, owned=owned)
+    return build_app(
+        store,
+        authenticate=registry_authenticator(registry),
+        guards=settings,
+        readings=readings,
+        sla=sla,
+        clock=clock,
+        owned=owned,
+    )

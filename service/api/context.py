@@ -1,23 +1,18 @@
-"""What every request of one app shares: the stores, the callers it knows, the SLA and the clock."""
+"""What every request of one app shares: stores, how callers are known, limits, SLA and clock."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from contract import AlertEvent, Reading
 from infra.telemetry.base import Bucket, ReadingStore
-from service.api.schemas import Principal
+from service.api.auth import Authenticate
+from service.api.rate import RateLimits
 from service.sla import SlaConfig
 from service.store import ServiceStore
-
-
-def token_key(token: str) -> str:
-    """The digest a token is known by; only digests are held, so a memory dump leaks no token."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class Telemetry:
@@ -77,7 +72,8 @@ class ApiContext:
     """Shared by every request of one app; kept in ``app.state.context``."""
 
     store: ServiceStore
-    principals: Mapping[str, Principal]  # by token_key
+    authenticate: Authenticate
+    limits: RateLimits
     sla: SlaConfig
     clock: Callable[[], datetime]
     telemetry: Telemetry

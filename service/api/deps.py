@@ -1,8 +1,9 @@
 """Typed dependencies, declared once: a route states what it uses and who may call it.
 
-``CallerDep`` is any authenticated caller (401 otherwise); ``AdminDep`` and ``StaffDep``
-additionally refuse other roles with 403. Finer rules (an engineer on their own tickets only,
-a hospital on its own site) depend on the object and stay in the route.
+``CallerDep`` is any authenticated caller (401 otherwise, 429 over the token's request
+budget); ``AdminDep``, ``StaffDep`` and ``OpenerDep`` additionally refuse other roles with 403.
+Finer rules (an engineer on their own tickets only, a hospital on its own site) depend on the
+object and stay in the route.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.context import ApiContext, Telemetry, token_key
+from service.api.auth import token_key
+from service.api.context import ApiContext, Telemetry
+from service.api.rate import RateLimits
 from service.api.schemas import Principal, Role
+from service.api.text import ID_PATTERN
 from service.sla import SlaConfig
 from service.store import ServiceStore
 
-# Ids in paths: letters, digits and ._:- only, so nothing odd reaches a database or a log line.
-ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 
 _bearer = HTTPBearer(auto_error=False)
@@ -51,6 +53,11 @@ def get_sla(context: ContextDep) -> SlaConfig:
     return context.sla
 
 
+def get_limits(context: ContextDep) -> RateLimits:
+    """The app's rate budgets."""
+    return context.limits
+
+
 def get_now(context: ContextDep) -> datetime:
     """The current instant, from the app's clock."""
     return context.clock()
@@ -60,20 +67,45 @@ StoreDep = Annotated[ServiceStore, Depends(get_store)]
 ReadingsDep = Annotated[Telemetry, Depends(get_telemetry)]
 SlaDep = Annotated[SlaConfig, Depends(get_sla)]
 NowDep = Annotated[datetime, Depends(get_now)]
+LimitsDep = Annotated[RateLimits, Depends(get_limits)]
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "invalid or missing token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def get_caller(
+    request: Request,
     context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller the bearer token names; 401 without a known token."""
-    found = context.principals.get(token_key(credentials.credentials)) if credentials else None
+    """The caller the bearer token names; 401 without a known token, 429 over its budget."""
+    if credentials is None:
+        raise _unauthorized()
+    client = request.client.host if request.client else "-"
+    # A client that keeps failing is stopped before its next guess costs a KDF run.
+    context.limits.may_authenticate(client)
+    found = context.authenticate(credentials.credentials)
     if found is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or missing token")
+        context.limits.failed_authentication(client)
+        raise _unauthorized()
+    context.limits.request(token_key(credentials.credentials))
     return found
 
 
+def get_token_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The digest of the caller's token, which their rate budgets are kept under."""
+    return token_key(credentials.credentials) if credentials else "-"
+
+
 CallerDep = Annotated[Principal, Depends(get_caller)]
+TokenKeyDep = Annotated[str, Depends(get_token_key)]
 
 
 def require(who: Principal, *roles: Role) -> None:
@@ -94,3 +126,5 @@ def caller_in(*roles: Role) -> Callable[[Principal], Principal]:
 
 AdminDep = Annotated[Principal, Depends(caller_in(Role.ADMIN))]
 StaffDep = Annotated[Principal, Depends(caller_in(Role.ADMIN, Role.ENGINEER, Role.HOSPITAL))]
+# docs/service.md: hospitals and patients open tickets (one-click repair); admins may do all.
+OpenerDep = Annotated[Principal, Depends(caller_in(Role.ADMIN, Role.HOSPITAL, Role.PATIENT))]

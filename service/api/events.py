@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.api.schemas import EventRequest, Role
+from service.api.requests import EventRequest
+from service.api.schemas import Role
 from service.lifecycle import (
     Accept,
     Arrive,
@@ -22,6 +23,7 @@ from service.lifecycle import (
 _FIELD_STAFF = frozenset({Role.ADMIN, Role.ENGINEER})
 
 # Which roles may send which event; engineers additionally only on their own tickets.
+# The keys are exactly the names of ``requests.EventName`` (a probe test checks).
 EVENT_ROLES: dict[str, frozenset[Role]] = {
     "dispatch": frozenset({Role.ADMIN}),
     "accept": _FIELD_STAFF,

@@ -6,10 +6,19 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
 
 from contract import AlertEvent
-from service.model import Device, Site, Ticket, Tier
+from service.model import (
+    Device,
+    Evidence,
+    Site,
+    Ticket,
+    TicketKind,
+    TicketState,
+    Tier,
+    UtcDatetime,
+)
 
 # Instants the API computes itself are written with ``isoformat()`` ("+00:00"), as ever.
 IsoDatetime = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, return_type=str)]
@@ -37,29 +46,6 @@ class Principal(BaseModel):
 
     role: Role
     subject: str | None = None
-
-
-class NewTicket(BaseModel):
-    """A one-click repair request."""
-
-    device_id: str
-    title: str = ""
-    tier: Tier = Tier.GENERAL
-
-
-class EventRequest(BaseModel):
-    """A lifecycle event by name with its fields."""
-
-    event: str
-    engineer_id: str = ""
-    reason: str = ""
-    note: str = ""
-    fault: str = ""
-    resolution: str = ""
-    parts: list[str] = []
-    signer: str = ""
-    report: str = ""
-    satisfaction: Annotated[int, Field(ge=1, le=5)] = 5
 
 
 class Health(Out):
@@ -105,6 +91,44 @@ class DeviceFile(Out):
     alerts: list[AlertEvent]
     inspections: list[Inspection]
     parts: list[str]
+    links: dict[str, str]
+
+
+class PatientStateChange(Out):
+    """A state a ticket entered and when, as a patient sees it (no engineer's note)."""
+
+    state: TicketState
+    at: UtcDatetime
+
+
+class PatientTicket(Out):
+    """A ticket as a patient sees it: what happens to their device and when.
+
+    Left out, as staff data: the assignee and earlier assignees, the dispatch reason, the
+    engineers' notes, fault, resolution and parts, escalations, and the signer's name.
+    """
+
+    id: str
+    device_id: str
+    kind: TicketKind
+    tier: Tier
+    state: TicketState
+    opened_at: UtcDatetime
+    title: str
+    evidence: tuple[Evidence, ...]
+    history: tuple[PatientStateChange, ...]
+    signed_at: UtcDatetime | None
+    satisfaction: int | None
+
+
+class PatientDeviceFile(Out):
+    """A patient's own device file: their tickets in the patient view, no parts list."""
+
+    device: Device
+    site: Site | None
+    tickets: list[PatientTicket]
+    alerts: list[AlertEvent]
+    inspections: list[Inspection]
     links: dict[str, str]
 
 

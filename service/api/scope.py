@@ -1,6 +1,7 @@
 """What a caller may see: admins and engineers everything, a hospital its site, a patient their kit.
 
-An object outside the caller's scope answers 404 like a missing one, so ids cannot be probed.
+An object outside the caller's scope answers 404 like a missing one, with one body for every
+kind of object on every route, so ids cannot be probed: not whether they exist, nor of what kind.
 """
 
 from __future__ import annotations
@@ -8,8 +9,15 @@ from __future__ import annotations
 from fastapi import HTTPException, status
 
 from service.api.schemas import Principal, Role
-from service.model import Device, Ticket
+from service.model import Device, Site, Ticket
 from service.store import ServiceStore
+
+NOT_FOUND = "not found"
+
+
+def not_found() -> HTTPException:
+    """The one 404 of the API: the same for missing and for out-of-scope objects of any kind."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
 
 
 def actor(who: Principal) -> str:
@@ -35,7 +43,7 @@ def visible_device(store: ServiceStore, who: Principal, device_id: str) -> Devic
     """The device, or 404 if it is missing or out of scope."""
     device = store.device(device_id)
     if device is None or not sees_device(who, device):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id} not found")
+        raise not_found()
     return device
 
 
@@ -50,6 +58,15 @@ def visible_ticket(store: ServiceStore, who: Principal, ticket_id: str) -> Ticke
     """The ticket, or 404 if it is missing or its device is out of scope."""
     ticket = store.ticket(ticket_id)
     if ticket is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"ticket {ticket_id} not found")
+        raise not_found()
     visible_device(store, who, ticket.device_id)
     return ticket
+
+
+def visible_site(store: ServiceStore, who: Principal, site_id: str) -> Site:
+    """The site, or 404 if it is missing or not the caller's (a hospital sees only its own)."""
+    site = store.site(site_id)
+    mine = sees_everything(who) or (who.role is Role.HOSPITAL and who.subject == site_id)
+    if site is None or not mine:
+        raise not_found()
+    return site

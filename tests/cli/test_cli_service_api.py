@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,11 +13,11 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from service.tokens import TokenRegistry
 from vigil.cli import app
 
 ROOT = Path(__file__).parents[2]
 VIGIL = str(Path(sys.executable).parent / "vigil")
-TOKENS = {"secret-admin-token": {"role": "admin"}}
 
 
 def _settings_env(tmp_path: Path) -> dict[str, str]:
@@ -42,7 +41,7 @@ def test_without_a_tokens_file_it_says_how_to_make_one_and_exits_non_zero(
     assert "Traceback" not in run.stdout + run.stderr
     message = " ".join(run.stderr.split())
     assert f"tokens file {missing} does not exist" in message
-    assert '"role": "admin"' in message and "--tokens" in message
+    assert f"vigil tokens add --role admin --file {missing}" in message and "--tokens" in message
     assert not store.exists()  # refused before anything was opened
 
 
@@ -65,7 +64,7 @@ async def test_the_api_gets_its_settings_without_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps(TOKENS))
+    secret, _ = TokenRegistry(tokens).mint("admin", None)
     monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "absent.toml"))
     served: dict[str, Any] = {}
 
@@ -91,10 +90,11 @@ async def test_the_api_gets_its_settings_without_the_environment(
     assert result.exit_code == 0, result.output
     assert served["env"] == env_before
     assert "VIGIL_SERVICE_TOKENS" not in served["env"]
-    assert not any("secret-admin-token" in value for value in served["env"].values())
+    assert not any(secret in value for value in served["env"].values())
+    assert not any(secret.split("_")[2] in value for value in served["env"].values())
     assert served["port"] == 8099 and served["host"] == "127.0.0.1"
     assert isinstance(served["app"], FastAPI)
     transport = httpx.ASGITransport(app=served["app"])
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        auth = {"Authorization": "Bearer secret-admin-token"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        auth = {"Authorization": f"Bearer {secret}"}
         assert (await client.get("/devices", headers=auth)).json() == []

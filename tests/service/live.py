@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
+from service.tokens import TokenRegistry
 from tests.servers import PrivatePostgres, free_port
 from tests.waiting import wait_until
 
@@ -38,6 +39,31 @@ def fresh_database(server: PrivatePostgres) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class LiveApi:
+    """A running API process: its base URL, its pid, and the tokens minted for it by name."""
+
+    base: str
+    pid: int
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+
+def client(api: LiveApi, name: str | None, timeout: float = 30) -> httpx.Client:
+    """A client of ``api`` sending the token minted as ``name`` (any other string as is)."""
+    token = api.tokens.get(name, name) if name else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=api.base, headers=headers, timeout=timeout)
+
+
+def mint_tokens(path: Path, principals: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Mint one registry token per name (name → {"role", "subject"}); name → token."""
+    registry = TokenRegistry(path)
+    return {
+        name: registry.mint(p["role"], p.get("subject"), note=name)[0]
+        for name, p in principals.items()
+    }
+
+
 def api_env(store_url: str, tokens_file: Path, readings_url: str | None = None) -> dict[str, str]:
     """The settings of ``vigil.api_app:app``, as the [service] environment variables."""
     env = {
@@ -51,8 +77,10 @@ def api_env(store_url: str, tokens_file: Path, readings_url: str | None = None) 
 
 
 @contextmanager
-def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
-    """``vigil.api_app:app`` in its own uvicorn process; yields the base URL."""
+def uvicorn_api(
+    env: Mapping[str, str], tokens: Mapping[str, str] | None = None
+) -> Iterator[LiveApi]:
+    """``vigil.api_app:app`` in its own uvicorn process, knowing ``tokens`` (name → token)."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -73,17 +101,17 @@ def uvicorn_api(env: Mapping[str, str]) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: answers(f"{base}/health"), 20, "uvicorn to answer /health")
-        yield base
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
+            return answers(f"{base}/health")
+
+        wait_until(up, 20, "uvicorn to answer /health")
+        yield LiveApi(base, proc.pid, dict(tokens or {}))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def write_tokens(path: Path, tokens: Mapping[str, Any]) -> Path:
-    """A tokens file at ``path`` for ``tokens`` (token → {"role", "subject"})."""
-    path.write_text(json.dumps(tokens), encoding="utf-8")
-    return path
 
 
 def answers(url: str) -> bool:

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from contract import DeviceKind
@@ -17,10 +11,8 @@ from service.model import Patient
 from service.store import SqliteStore
 from tests.servers import starts_server
 from tests.service.factories import device, engineer, site
-from tests.service.live import answers, api_env, write_tokens
-from tests.waiting import wait_until
+from tests.service.live import LiveApi, api_env, client, mint_tokens, uvicorn_api
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {
     "adm": {"role": "admin"},
     "eng1": {"role": "engineer", "subject": "e1"},
@@ -31,15 +23,9 @@ TOKENS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 @starts_server
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     db = tmp_path_factory.mktemp("api") / "service.db"
     store = SqliteStore(db)
     store.put_site(site("s1"))
@@ -52,42 +38,14 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store.put_engineer(engineer("e1", skills=frozenset(DeviceKind)))
     store.put_engineer(engineer("e2", region="south"))
     store.close()
-    port = free_port()
-    tokens = write_tokens(db.parent / "tokens.json", TOKENS)
-    env = {**os.environ, **api_env(f"sqlite:///{db}", tokens)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "vigil.api_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(f"{base}/health"), 20, "uvicorn to answer /health")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def client(base: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=base, headers=headers, timeout=10)
+    tokens_file = db.parent / "tokens.json"
+    tokens = mint_tokens(tokens_file, TOKENS)
+    with uvicorn_api(api_env(f"sqlite:///{db}", tokens_file), tokens) as live:
+        yield live
 
 
 @pytest.mark.parametrize("token", [None, "wrong"])
-def test_requests_without_a_valid_token_are_refused(api: str, token: str | None) -> None:
+def test_requests_without_a_valid_token_are_refused(api: LiveApi, token: str | None) -> None:
     assert client(api, token).get("/devices").status_code == 401
 
 
@@ -101,16 +59,16 @@ def test_requests_without_a_valid_token_are_refused(api: str, token: str | None)
         ("pat", ["k1"]),
     ],
 )
-def test_each_role_sees_only_its_devices(api: str, token: str, visible: list[str]) -> None:
+def test_each_role_sees_only_its_devices(api: LiveApi, token: str, visible: list[str]) -> None:
     assert [d["id"] for d in client(api, token).get("/devices").json()] == visible
 
 
-def test_other_hospitals_devices_look_absent(api: str) -> None:
+def test_other_hospitals_devices_look_absent(api: LiveApi) -> None:
     assert client(api, "h1").get("/devices/d2").status_code == 404
     assert client(api, "h1").post("/tickets", json={"device_id": "d2"}).status_code == 404
 
 
-def test_one_click_repair_through_to_sign_off(api: str) -> None:
+def test_one_click_repair_through_to_sign_off(api: LiveApi) -> None:
     h1, eng1, eng2 = client(api, "h1"), client(api, "eng1"), client(api, "eng2")
     made = h1.post("/tickets", json={"device_id": "d1", "title": "won't boot"})
     assert made.status_code == 201
@@ -133,6 +91,6 @@ def test_one_click_repair_through_to_sign_off(api: str) -> None:
     assert client(api, "pat").get("/tickets").json() == []
 
 
-def test_audit_verification_is_admin_only(api: str) -> None:
+def test_audit_verification_is_admin_only(api: LiveApi) -> None:
     assert client(api, "h1").get("/audit/verify").status_code == 403
     assert client(api, "adm").get("/audit/verify").json() == {"ok": True, "problems": []}

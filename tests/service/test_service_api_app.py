@@ -16,9 +16,11 @@ from service.concurrency import ConcurrentUpdate
 from service.model import Ticket, TicketState
 from service.store import SqliteStore
 from tests.service.factories import device, engineer, site
-from tests.service.live import write_tokens
+from tests.service.live import mint_tokens
 
-TOKENS = {"adm": {"role": "admin"}, "h1": {"role": "hospital", "subject": "s1"}}
+ADM = "in-memory-admin-token-0123456789abcdef"
+H1 = "in-memory-hospital-s1-token-0123456789ab"
+TOKENS = {ADM: {"role": "admin"}, H1: {"role": "hospital", "subject": "s1"}}
 
 
 class StaleStore(SqliteStore):
@@ -47,7 +49,7 @@ async def stale() -> AsyncIterator[tuple[StaleStore, httpx.AsyncClient]]:
     _seed(store)
     app = build_app(store, {t: Principal.model_validate(p) for t, p in TOKENS.items()})
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api"
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as client:
         yield store, client
     store.close()
@@ -61,13 +63,13 @@ async def test_a_stale_ticket_write_is_a_409_with_a_clear_message(
     stale: tuple[StaleStore, httpx.AsyncClient],
 ) -> None:
     store, client = stale
-    made = await client.post("/tickets", json={"device_id": "d1"}, headers=_as("h1"))
+    made = await client.post("/tickets", json={"device_id": "d1"}, headers=_as(H1))
     assert made.status_code == 201, made.text
     ticket_id = made.json()["id"]
     audit_before = len(store.audit_log())
     store.stale.add(ticket_id)  # another writer changes it between our read and our write
     answer = await client.post(
-        f"/tickets/{ticket_id}/events", json={"event": "accept"}, headers=_as("adm")
+        f"/tickets/{ticket_id}/events", json={"event": "accept"}, headers=_as(ADM)
     )
     assert answer.status_code == 409
     detail = answer.json()["detail"]
@@ -83,9 +85,9 @@ async def test_an_illegal_transition_stays_a_409_of_its_own(
     stale: tuple[StaleStore, httpx.AsyncClient],
 ) -> None:
     _, client = stale
-    made = (await client.post("/tickets", json={"device_id": "d1"}, headers=_as("h1"))).json()
+    made = (await client.post("/tickets", json={"device_id": "d1"}, headers=_as(H1))).json()
     answer = await client.post(
-        f"/tickets/{made['id']}/events", json={"event": "follow_up"}, headers=_as("adm")
+        f"/tickets/{made['id']}/events", json={"event": "follow_up"}, headers=_as(ADM)
     )
     assert answer.status_code == 409 and "not allowed" in answer.json()["detail"]
 
@@ -107,9 +109,13 @@ async def test_create_app_uses_only_the_settings_it_is_given(tmp_path: Path) -> 
     seeded = SqliteStore(store_path)
     _seed(seeded)
     seeded.close()
+    minted = mint_tokens(
+        tmp_path / "tokens.json",
+        {"adm": {"role": "admin"}, "h1": {"role": "hospital", "subject": "s1"}},
+    )
     settings = ApiSettings(
         store_url=f"sqlite:///{store_path}",
-        tokens_file=write_tokens(tmp_path / "tokens.json", TOKENS),
+        tokens_file=tmp_path / "tokens.json",
         readings_url=f"sqlite:///{tmp_path / 'readings.db'}",
     )
     env_before = dict(os.environ)
@@ -117,21 +123,21 @@ async def test_create_app_uses_only_the_settings_it_is_given(tmp_path: Path) -> 
     assert dict(os.environ) == env_before
     assert not (tmp_path / "wrong.db").exists()
     async with _serving(app) as client:
-        devices = await client.get("/devices", headers=_as("h1"))
+        devices = await client.get("/devices", headers=_as(minted["h1"]))
         assert [d["id"] for d in devices.json()] == ["d1"]
         assert (await client.get("/devices", headers=_as("env-token"))).status_code == 401
-        readings = await client.get("/devices/d1/readings", headers=_as("adm"))
+        readings = await client.get("/devices/d1/readings", headers=_as(minted["adm"]))
         assert readings.status_code == 200 and readings.json() == []
 
 
 def _serving(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
 async def test_create_app_closes_the_stores_it_opened_on_shutdown(tmp_path: Path) -> None:
+    mint_tokens(tmp_path / "tokens.json", {"adm": {"role": "admin"}})
     settings = ApiSettings(
-        store_url=f"sqlite:///{tmp_path / 'service.db'}",
-        tokens_file=write_tokens(tmp_path / "tokens.json", TOKENS),
+        store_url=f"sqlite:///{tmp_path / 'service.db'}", tokens_file=tmp_path / "tokens.json"
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -143,9 +149,9 @@ async def test_create_app_closes_the_stores_it_opened_on_shutdown(tmp_path: Path
 def test_a_missing_tokens_file_is_refused_before_any_store_is_opened(tmp_path: Path) -> None:
     missing = tmp_path / "tokens.json"
     settings = ApiSettings(store_url=f"sqlite:///{tmp_path / 'service.db'}", tokens_file=missing)
-    with pytest.raises(TokensUnavailable, match=r"does not exist\. Create it") as caught:
+    with pytest.raises(TokensUnavailable, match=r"does not exist\. Mint the first") as caught:
         create_app(settings)
-    assert str(missing) in str(caught.value)
+    assert f"vigil tokens add --role admin --file {missing}" in str(caught.value)
     assert not (tmp_path / "service.db").exists()
 
 
@@ -153,8 +159,15 @@ def test_a_missing_tokens_file_is_refused_before_any_store_is_opened(tmp_path: P
     ("content", "reason"),
     [
         ("{not json", "is not JSON"),
-        ('["adm"]', "must hold a JSON object"),
-        ('{"t": {"role": "superuser"}}', "invalid principal"),
+        ('["adm"]', "is not a token registry"),
+        ('{"t": {"role": "admin"}}', "old plain-token format"),
+        ('{"tokens": []}', "holds no token"),
+        ('{"tokens": [{"id": "abc"}]}', "invalid record"),
+        (
+            '{"tokens": [{"id": "a", "role": "root", "subject": null, "hash": "h",'
+            ' "created_at": "2026-01-01T00:00:00+00:00"}]}',
+            "unknown roles: root",
+        ),
     ],
 )
 def test_a_bad_tokens_file_says_what_is_wrong(tmp_path: Path, content: str, reason: str) -> None:

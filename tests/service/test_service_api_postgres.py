@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
@@ -20,7 +19,15 @@ from service.model import Patient, TicketKind
 from service.store import PostgresStore
 from tests.servers import PrivatePostgres
 from tests.service.factories import device, engineer, site, ticket
-from tests.service.live import ROOT, api_env, fresh_database, uvicorn_api, write_tokens
+from tests.service.live import (
+    ROOT,
+    LiveApi,
+    api_env,
+    client,
+    fresh_database,
+    mint_tokens,
+    uvicorn_api,
+)
 
 TOKENS = {
     "adm": {"role": "admin"},
@@ -79,15 +86,18 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def api(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tokens = write_tokens(tmp_path_factory.mktemp("api") / "tokens.json", TOKENS)
-    with uvicorn_api(api_env(dsn, tokens, readings_url=dsn)) as base:
-        yield base
-
-
-def client(base: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=base, headers=headers, timeout=30)
+def api(dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    tokens_file = tmp_path_factory.mktemp("api") / "tokens.json"
+    tokens = mint_tokens(tokens_file, TOKENS)
+    # Schemathesis sends about a thousand requests per token in a minute: generous budgets, so
+    # it reaches the routes (the limits themselves are probed in tests/security).
+    env = {
+        **api_env(dsn, tokens_file, readings_url=dsn),
+        "VIGIL_SERVICE__API_RATE_LIMIT": "100000/minute",
+        "VIGIL_SERVICE__API_TICKET_RATE_LIMIT": "100000/hour",
+    }
+    with uvicorn_api(env, tokens) as live:
+        yield live
 
 
 ROUTES = [
@@ -105,11 +115,11 @@ ROUTES = [
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("token", [None, "bogus"])
-def test_every_route_needs_a_valid_token(api: str, route: str, token: str | None) -> None:
+def test_every_route_needs_a_valid_token(api: LiveApi, route: str, token: str | None) -> None:
     assert client(api, token).get(route).status_code == 401
 
 
-def test_device_file_gathers_everything_reachable_from_the_device(api: str) -> None:
+def test_device_file_gathers_everything_reachable_from_the_device(api: LiveApi) -> None:
     adm = client(api, "adm")
     made = adm.post("/tickets", json={"device_id": "d1", "title": "noise"}).json()
     for event in ({"event": "accept"}, {"event": "arrive"}):
@@ -137,7 +147,7 @@ def test_device_file_gathers_everything_reachable_from_the_device(api: str) -> N
     ]
 
 
-def test_readings_raw_and_bucketed(api: str) -> None:
+def test_readings_raw_and_bucketed(api: LiveApi) -> None:
     pat = client(api, "pat")
     since = BASE.isoformat()
     until = (BASE + timedelta(hours=1)).isoformat()
@@ -157,7 +167,7 @@ def test_readings_raw_and_bucketed(api: str) -> None:
     assert client(api, "h2").get("/devices/k1/readings").status_code == 404
 
 
-def test_scopes_per_role(api: str) -> None:
+def test_scopes_per_role(api: LiveApi) -> None:
     assert [a["device_id"] for a in client(api, "h1").get("/alerts").json()] == ["k1"]
     assert [a["device_id"] for a in client(api, "h2").get("/alerts").json()] == ["d2"]
     assert len(client(api, "adm").get("/alerts").json()) == 2
@@ -173,7 +183,7 @@ def test_scopes_per_role(api: str) -> None:
     )
 
 
-def test_kpis_and_half_yearly_report(api: str) -> None:
+def test_kpis_and_half_yearly_report(api: LiveApi) -> None:
     kpis = client(api, "h1").get("/kpis").json()
     assert {
         "respond_attainment",
@@ -187,7 +197,7 @@ def test_kpis_and_half_yearly_report(api: str) -> None:
     assert "Service report Hospital s1" in report.text and "Audit log head" in report.text
 
 
-def test_every_write_is_in_the_audit_chain(api: str, dsn: str) -> None:
+def test_every_write_is_in_the_audit_chain(api: LiveApi, dsn: str) -> None:
     adm = client(api, "adm")
     before = len(PostgresStore(dsn).audit_log())
     body = {"id": "s3", "hospital": "Hospital s3", "region": "east"}
@@ -201,7 +211,7 @@ def test_every_write_is_in_the_audit_chain(api: str, dsn: str) -> None:
     assert adm.get("/audit/verify").json() == {"ok": True, "problems": []}
 
 
-def test_audit_verify_command_names_the_tampered_row(api: str, dsn: str) -> None:
+def test_audit_verify_command_names_the_tampered_row(api: LiveApi, dsn: str) -> None:
     cmd = [str(Path(sys.executable).parent / "vigil"), "audit", "verify", "--store-url", dsn]
     ok = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -219,7 +229,7 @@ def test_audit_verify_command_names_the_tampered_row(api: str, dsn: str) -> None
 
 
 @pytest.mark.parametrize("token", ["adm", "h1", "pat"])
-def test_schemathesis_finds_no_server_errors(api: str, token: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_errors(api: LiveApi, token: str, tmp_path: Path) -> None:
     run = subprocess.run(
         # One worker: with several threads CPython 3.11's ast module fails inside hypothesis's
         # source inspection ("AST constructor recursion depth mismatch"), a flaky tool crash.
@@ -228,7 +238,7 @@ def test_schemathesis_finds_no_server_errors(api: str, token: str, tmp_path: Pat
             "-m",
             "schemathesis.cli",
             "run",
-            f"{api}/openapi.json",
+            f"{api.base}/openapi.json",
             "--checks",
             "not_a_server_error",
             "--max-examples",
@@ -236,7 +246,7 @@ def test_schemathesis_finds_no_server_errors(api: str, token: str, tmp_path: Pat
             "--seed",
             "7",
             "--header",
-            f"Authorization: Bearer {token}",
+            f"Authorization: Bearer {api.tokens[token]}",
             "--workers",
             "1",
             "--phases",

@@ -102,7 +102,7 @@ def service_api(
     tokens: Annotated[
         Path | None,
         typer.Option(
-            help='JSON file: token → {"role": …, "subject": …} [default: service.tokens_file].'
+            help="Token registry (`vigil tokens add`) [default: service.tokens_file].",
         ),
     ] = None,
     readings_url: Annotated[
@@ -125,23 +125,23 @@ def service_api(
     s = vigil.service
     # The app is built here from explicit settings and handed to uvicorn as an object:
     # nothing, least of all the tokens, goes through the environment.
-    settings = api_settings(vigil).model_copy(
-        update={
-            "store_url": store_url or s.store_url,
-            "tokens_file": tokens or s.tokens_file,
-            "readings_url": readings_url or s.readings_url,
-        }
-    )
     try:
+        settings = api_settings(vigil).model_copy(
+            update={
+                "store_url": store_url or s.store_url,
+                "tokens_file": tokens or s.tokens_file,
+                "readings_url": readings_url or s.readings_url,
+            }
+        )
         api = create_app(settings)
     except TokensUnavailable as exc:
         typer.echo(
-            f"vigil service api: {exc}\nName the file with --tokens FILE or [service] tokens_file"
-            " (VIGIL_SERVICE__TOKENS_FILE).",
+            f"vigil service api: {exc}\nName another file with --tokens FILE or [service]"
+            " tokens_file (VIGIL_SERVICE__TOKENS_FILE).",
             err=True,
         )
         raise typer.Exit(1) from None
-    except ValueError as exc:  # an unsupported store URL
+    except ValueError as exc:  # an unsupported store URL, an unreadable limit
         typer.echo(f"vigil service api: {exc}", err=True)
         raise typer.Exit(1) from None
     uvicorn.run(api, host=host or s.api_host, port=port or s.api_port)

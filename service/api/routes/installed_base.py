@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from service import desk
 from service.api.deps import AdminDep, Id, NowDep, StoreDep
+from service.api.requests import DeviceIn, EngineerIn, PatientIn, SiteIn
 from service.api.schemas import Principal
 from service.api.scope import actor
 from service.model import Device, Engineer, Patient, Site
@@ -31,30 +32,32 @@ def _put(
 
 
 @router.put("/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
-def put_device(who: AdminDep, store: StoreDep, now: NowDep, device_id: Id, body: Device) -> None:
+def put_device(who: AdminDep, store: StoreDep, now: NowDep, device_id: Id, body: DeviceIn) -> None:
     """Create or replace a device of an existing site."""
     if store.site(body.site_id) is None:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"site {body.site_id} does not exist"
         )
-    _put(store, who, body, device_id, now)
+    _put(store, who, body.domain(), device_id, now)
 
 
 @router.put("/sites/{site_id}", status_code=status.HTTP_204_NO_CONTENT)
-def put_site(who: AdminDep, store: StoreDep, now: NowDep, site_id: Id, body: Site) -> None:
+def put_site(who: AdminDep, store: StoreDep, now: NowDep, site_id: Id, body: SiteIn) -> None:
     """Create or replace a site."""
-    _put(store, who, body, site_id, now)
+    _put(store, who, body.domain(), site_id, now)
 
 
 @router.put("/engineers/{engineer_id}", status_code=status.HTTP_204_NO_CONTENT)
 def put_engineer(
-    who: AdminDep, store: StoreDep, now: NowDep, engineer_id: Id, body: Engineer
+    who: AdminDep, store: StoreDep, now: NowDep, engineer_id: Id, body: EngineerIn
 ) -> None:
     """Create or replace an engineer."""
-    _put(store, who, body, engineer_id, now)
+    _put(store, who, body.domain(), engineer_id, now)
 
 
 @router.put("/patients/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
-def put_patient(who: AdminDep, store: StoreDep, now: NowDep, patient_id: Id, body: Patient) -> None:
+def put_patient(
+    who: AdminDep, store: StoreDep, now: NowDep, patient_id: Id, body: PatientIn
+) -> None:
     """Create or replace a patient."""
-    _put(store, who, body, patient_id, now)
+    _put(store, who, body.domain(), patient_id, now)

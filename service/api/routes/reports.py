@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from service.api.deps import Id, NowDep, ReadingsDep, SlaDep, StaffDep, StoreDep
-from service.api.schemas import Role
+from service.api.scope import visible_site
+from service.api.text import ApiDate
 from service.report import half_year, hospital_report
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -22,12 +21,10 @@ def report(
     sla: SlaDep,
     now: NowDep,
     site_id: Id,
-    day: date | None = None,
+    day: ApiDate | None = None,
 ) -> str:
     """The half-yearly HTML report of one hospital for the half-year containing ``day``."""
-    site = store.site(site_id)
-    if site is None or (who.role is Role.HOSPITAL and who.subject != site_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id} not found")
+    site = visible_site(store, who, site_id)
     start, end = half_year(day or now.date())
     log = store.audit_log()
     # Without a reading store there is no alert history: the report says so, not "zero".

@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime
 
 from contract import METRICS, AlertEvent
 from infra.time_us import us_from_datetime
 from service.api.deps import CallerDep, Id, NowDep, ReadingsDep, StoreDep
 from service.api.schemas import BucketOut, ReadingOut
 from service.api.scope import sees_everything, visible_device, visible_devices
+from service.api.text import ApiInstant
 
 MAX_BUCKETS = 10_000
 
@@ -30,16 +30,16 @@ def device_readings(
     readings: ReadingsDep,
     now: NowDep,
     device_id: Id,
-    metric: Annotated[str | None, Query(description="catalog metric name")] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    metric: Annotated[str | None, Query(description="catalog metric name", max_length=64)] = None,
+    since: ApiInstant | None = None,
+    until: ApiInstant | None = None,
     bucket_s: Annotated[int | None, Query(ge=1, le=366 * 86400)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[ReadingOut] | list[BucketOut]:
     """Raw readings, or with ``bucket_s`` min/avg/max per bucket of one metric."""
     visible_device(store, who, device_id)
     if metric is not None and metric not in METRICS:
-        raise _unprocessable(f"unknown metric {metric}")
+        raise _unprocessable(f"unknown metric; one of {', '.join(sorted(METRICS))}")
     end = until or now
     start = since or end - timedelta(days=1)
     if start >= end:
