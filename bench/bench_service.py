@@ -82,7 +82,8 @@ async def run(series: int, probes: int) -> None:
         broker.cleanup()
 
 
-async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
+def _seeded_service(workdir: Path, probes: int) -> SqliteStore:
+    """A service store with one site, the probe devices and one engineer of endless capacity."""
     service = SqliteStore(workdir / "service.db")
     service.put_site(Site(id="s", hospital="Bench", region="north"))
     for i in range(probes * 2):
@@ -101,6 +102,11 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
             id="e1", name="E", region="north", skills=frozenset({DeviceKind.PATCH}), capacity=10**6
         )
     )
+    return service
+
+
+async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
+    service = _seeded_service(workdir, probes)
     readings = SQLiteStore(str(workdir / "readings.db"))
     readings.migrate()
     engine = RuleEngine(load_pack("dressings"))

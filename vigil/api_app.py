@@ -19,6 +19,7 @@ def api_settings(vigil: VigilSettings) -> ApiSettings:
         store_url=s.store_url,
         tokens_file=s.tokens_file,
         readings_url=s.readings_url,
+        audit_key_file=s.audit_key_file,
         allowed_hosts=s.api_allowed_hosts,
         max_body_bytes=s.api_max_body_bytes,
         rate_limit=s.api_rate_limit,
@@ -29,4 +30,5 @@ def api_settings(vigil: VigilSettings) -> ApiSettings:
 
 def app() -> FastAPI:
     """The app factory for uvicorn: the API as VigilSettings describe it."""
-    return create_app(api_settings(VigilSettings()))
+    vigil = VigilSettings()
+    return create_app(api_settings(vigil), sla=vigil.sla_config())

@@ -28,7 +28,7 @@ from contract.topics import batch_topic
 from gateway.app import Gateway, GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
-from infra.telemetry import open_store
+from infra.telemetry import ReadingStore, open_store
 from infra.time_us import datetime_from_us
 from ingest.worker import IngestSettings, IngestWorker
 from rules import AnyRule, load_pack
@@ -175,15 +175,10 @@ async def run_demo(
     console = console or Console()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     db_path = workdir / "vigil.db"
-    fleet = Fleet(
-        FleetSpec(
-            seed=seed,
-            patches=patches,
-            equipment=equipment,
-            faults=demo_faults(),
-            tick_s=DEMO_TICK_S,
-        )
+    spec = FleetSpec(
+        seed=seed, patches=patches, equipment=equipment, faults=demo_faults(), tick_s=DEMO_TICK_S
     )
+    fleet = Fleet(spec)
     store = open_store(f"sqlite:///{db_path}")
     store.migrate()
     service_db = workdir / "service.db"
@@ -192,81 +187,14 @@ async def run_demo(
     tickets: list[Ticket] = []
     started = time.perf_counter()
     async with EmbeddedBroker(port) as broker, contextlib.AsyncExitStack() as stack:
-        rules_client = await stack.enter_async_context(
-            aiomqtt.Client(broker.host, broker.port, identifier="demo-rules")
-        )
-        # Simulated time runs ~50,000× faster than the wall clock, so silence rules tick on the
-        # newest reading seen rather than on "now".
-        runtime = await stack.enter_async_context(
-            RuleRuntime(
-                demo_rules(),
-                None,
-                store,
-                rules_client,
-                RuntimeSettings(tick_every_s=DEMO_RULES_TICK_WALL_S, data_clock=True),
-            )
-        )
-        # The desk runs on simulated time too: "now" is the newest reading the rules have seen.
-        worker = ServiceWorker(
-            WorkerSettings(
-                host=broker.host,
-                port=broker.port,
-                client_id="demo-service",
-                mqtt_v5=False,
-                tick_s=3600.0,
-            ),
-            service,
-            clock=lambda: datetime_from_us(max(runtime.newest_us, 1)),
-            on_ticket=lambda ticket, _: tickets.append(ticket),
-        )
-        worker_task = asyncio.create_task(worker.run())
-        stack.callback(worker_task.cancel)
-        ingest = IngestWorker(
-            IngestSettings(
-                host=broker.host,
-                port=broker.port,
-                mqtt_v5=False,
-                # The fleet's clock is simulated (see the gateway below).
-                max_reading_age_s=None,
-                max_clock_skew_s=None,
-            ),
-            store,
-            on_stored=runtime.on_stored,
-        )
-        ingest_task = asyncio.create_task(ingest.run())
-        stack.callback(ingest_task.cancel)
-        await ingest.subscribed.wait()
-        await worker.subscribed.wait()
-        gateway_settings = GatewaySettings(
-            gateway_id="demo-gw",
-            outbox_path=workdir / "outbox.db",
-            uplink=UplinkSettings(host=broker.host, port=broker.port),
-            site_broker=SiteBrokerSettings(host=broker.host, port=broker.port, site="site-a"),
-            # The fleet's clock is simulated (from a month ago, ~50,000x the wall clock): a long
-            # run (--ticks) would reach past the wall clock's timestamp window.
-            max_reading_age_s=None,
-            max_clock_skew_s=None,
-        )
-        gateway = Gateway(gateway_settings)
-        assert gateway.bridge is not None
-        simulation = SimulatedFleet(
-            fleet,
-            ticks,
-            site_broker=(broker.host, broker.port),
-            start_after=gateway.bridge.subscribed,
-        )
-        gateway.sources.insert(0, simulation)
-        async with gateway:
-            await _publish_malformed(broker.host, broker.port)
-            await _follow(console, simulation, ingest, ticks, gateway)
+        backbone = await _backbone(stack, broker, store, service, tickets)
+        await _run_site(console, broker, fleet, ticks, workdir, backbone.ingest)
+        runtime, worker = backbone.runtime, backbone.worker
         await _until(lambda: runtime.counters.readings >= fleet.tally.readings, 10.0)
         await runtime.tick()  # the silence check at the end of the simulated period
         await _until(lambda: worker.alerts_received >= runtime.counters.published, 10.0)
         await worker.drain()
-        for task in (ingest_task, worker_task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await backbone.stop()
     seconds = time.perf_counter() - started
     # Show each ticket as it stands now (dispatched), not as it was when first opened.
     tickets = [t for t in (service.ticket(x.id) for x in tickets) if t is not None]
@@ -282,12 +210,108 @@ async def run_demo(
         dead_letters=store.dead_letter_count(),
         seconds=seconds,
         db_path=db_path,
-        alerts=runtime.counters.published,
+        alerts=backbone.runtime.counters.published,
         tickets=tickets,
         service_db=service_db,
     )
     store.close()
     return result
+
+
+@dataclass
+class Backbone:
+    """The demo's server side: rules, the ticket worker and ingest, running."""
+
+    runtime: RuleRuntime
+    worker: ServiceWorker
+    ingest: IngestWorker
+    tasks: list[asyncio.Task[None]]
+
+    async def stop(self) -> None:
+        """Cancel the workers and wait until they are gone."""
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _backbone(
+    stack: contextlib.AsyncExitStack,
+    broker: EmbeddedBroker,
+    store: ReadingStore,
+    service: SqliteStore,
+    tickets: list[Ticket],
+) -> Backbone:
+    """Start rules, the ticket worker and ingest on the embedded broker."""
+    rules_client = await stack.enter_async_context(
+        aiomqtt.Client(broker.host, broker.port, identifier="demo-rules")
+    )
+    # Simulated time runs ~50,000× faster than the wall clock, so silence rules tick on the
+    # newest reading seen rather than on "now".
+    settings = RuntimeSettings(tick_every_s=DEMO_RULES_TICK_WALL_S, data_clock=True)
+    runtime = await stack.enter_async_context(
+        RuleRuntime(demo_rules(), None, store, rules_client, settings)
+    )
+    # The desk runs on simulated time too: "now" is the newest reading the rules have seen.
+    worker = ServiceWorker(
+        WorkerSettings(
+            host=broker.host,
+            port=broker.port,
+            client_id="demo-service",
+            mqtt_v5=False,
+            tick_s=3600.0,
+        ),
+        service,
+        clock=lambda: datetime_from_us(max(runtime.newest_us, 1)),
+        on_ticket=lambda ticket, _: tickets.append(ticket),
+    )
+    # The fleet's clock is simulated (from a month ago, ~50,000x the wall clock): a long run
+    # (--ticks) would reach past the wall clock's timestamp window, so neither end applies it.
+    ingest_settings = IngestSettings(
+        host=broker.host,
+        port=broker.port,
+        mqtt_v5=False,
+        max_reading_age_s=None,
+        max_clock_skew_s=None,
+    )
+    ingest = IngestWorker(ingest_settings, store, on_stored=runtime.on_stored)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(ingest.run())]
+    for task in tasks:
+        stack.callback(task.cancel)
+    await ingest.subscribed.wait()
+    await worker.subscribed.wait()
+    return Backbone(runtime, worker, ingest, tasks)
+
+
+async def _run_site(
+    console: Console,
+    broker: EmbeddedBroker,
+    fleet: Fleet,
+    ticks: int,
+    workdir: Path,
+    ingest: IngestWorker,
+) -> None:
+    """The hospital side: the simulated fleet through a real gateway, until it is drained."""
+    gateway_settings = GatewaySettings(
+        gateway_id="demo-gw",
+        outbox_path=workdir / "outbox.db",
+        uplink=UplinkSettings(host=broker.host, port=broker.port),
+        site_broker=SiteBrokerSettings(host=broker.host, port=broker.port, site="site-a"),
+        max_reading_age_s=None,
+        max_clock_skew_s=None,
+    )
+    gateway = Gateway(gateway_settings)
+    assert gateway.bridge is not None
+    simulation = SimulatedFleet(
+        fleet,
+        ticks,
+        site_broker=(broker.host, broker.port),
+        start_after=gateway.bridge.subscribed,
+    )
+    gateway.sources.insert(0, simulation)
+    async with gateway:
+        await _publish_malformed(broker.host, broker.port)
+        await _follow(console, simulation, ingest, ticks, gateway)
 
 
 async def _until(done: Callable[[], bool], seconds: float) -> None:

@@ -19,6 +19,7 @@ from service.api.rate import RateLimits
 from service.api.routes import ROUTERS
 from service.api.schemas import Principal
 from service.api.settings import ApiGuards, ApiSettings, open_registry
+from service.checkpoint import load_key, row_signature
 from service.sla import SlaConfig
 from service.store import ServiceStore, open_service_store
 
@@ -83,6 +84,9 @@ def create_app(
     with ExitStack() as opened:
         store = open_service_store(settings.store_url)
         opened.callback(store.close)
+        if settings.audit_key_file is not None:
+            key = load_key(settings.audit_key_file)
+            store.audit_signer = lambda entry: row_signature(key, entry)
         readings: ReadingStore | None = None
         if settings.readings_url is not None:
             readings = open_store(settings.readings_url)
@@ -95,7 +99,8 @@ def create_app(
         authenticate=registry_authenticator(registry),
         guards=settings,
         readings=readings,
-        sla=sla,
+        # Tickets' SLA clocks count in their device's site calendar.
+        sla=(sla or SlaConfig()).located(store),
         clock=clock,
         owned=owned,
     )

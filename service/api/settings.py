@@ -58,6 +58,8 @@ class ApiSettings(ApiGuards):
     """The token registry (``vigil tokens add|list|revoke``): argon2id hashes, no secrets."""
     readings_url: str | None = None
     """Readings store for readings and alerts; None: the API has none."""
+    audit_key_file: Path | None = None
+    """Ed25519 key signing the audit rows the API writes (as the worker does); None: unsigned."""
 
 
 class TokensUnavailable(Exception):
