@@ -14,6 +14,7 @@ import pytest
 from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
 from infra.telemetry.timescale import TimescaleStore
 from infra.time_us import us_from_datetime
+from service import desk
 from service.audit import verify
 from service.model import Patient, TicketKind
 from service.store import PostgresStore
@@ -52,7 +53,8 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
         store.put_device(kit)
         store.put_patient(Patient(id="p-1", site_id="s1", kit=("k1",)))
         store.put_engineer(engineer("e1", skills=frozenset(DeviceKind)))
-        store.put_ticket(ticket("old-pm", "d1", kind=TicketKind.PREVENTIVE, rule_id=None))
+        old_pm = ticket("old-pm", "d1", kind=TicketKind.PREVENTIVE, rule_id=None)
+        desk.save(store, old_pm, "schedules", "opened", old_pm.opened_at)  # audited, as always
         store.close()
         readings = TimescaleStore(name)
         readings.migrate()
