@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vigil.settings import VigilSettings
+
+if TYPE_CHECKING:
+    from infra.retention import Pruned
 
 app = typer.Typer(help="The service backbone: ticket worker and REST API.", no_args_is_help=True)
 
@@ -50,6 +53,9 @@ def service_run(
     ] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
+    from infra.retention import pruning
+    from service.notifications import wall_clock
+    from service.retention import prune_service
     from service.store import open_service_store
     from service.worker import ServiceWorker
     from vigil.stopping import run_until_stopped
@@ -63,8 +69,20 @@ def service_run(
     s.tick_interval_s = tick_s or s.tick_interval_s
     s.notify_file = notify or s.notify_file
     store = open_service_store(store_url or s.store_url)
+    worker = ServiceWorker(vigil.service_worker_settings(store), store)
+    policy = vigil.retention_policy()
+
+    def prune() -> list[Pruned]:
+        return prune_service(store, policy, wall_clock())
+
+    async def main() -> None:
+        # Beside the worker's ticker rather than on it: it runs every interval_s, not every
+        # tick_s, and needs nothing of the desk; the store is shared (it is thread-safe).
+        async with pruning(prune, policy.interval_s, "service"):
+            await worker.run()
+
     try:
-        run_until_stopped(ServiceWorker(vigil.service_worker_settings(store), store).run())
+        run_until_stopped(main())
     finally:
         store.close()
 
