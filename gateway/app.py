@@ -49,6 +49,10 @@ class GatewaySettings:
     max_reading_age_s: float | None = DEFAULT_MAX_AGE_S
     max_clock_skew_s: float | None = DEFAULT_MAX_FUTURE_S
     dead_letter_max_bytes: int = dead_letters.DEFAULT_MAX_BYTES
+    # Dead letters older than this go ([retention] dead_letters_days; None: only the byte bound),
+    # checked every dead_letter_expiry_interval_s.
+    dead_letter_max_age_s: float | None = 90 * 86_400.0
+    dead_letter_expiry_interval_s: float = 3600.0
 
 
 class Gateway:
@@ -72,6 +76,7 @@ class Gateway:
             settings.outbox_max_readings,
             settings.outbox_max_bytes,
             settings.dead_letter_max_bytes,
+            settings.dead_letter_max_age_s,
         )
         self.uplink = Uplink(self.outbox, settings.uplink, self.counters)
         self.sources: list[ReadingSource] = list(sources)
@@ -92,6 +97,9 @@ class Gateway:
 
     async def __aenter__(self) -> Self:
         self._tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
+        if self.settings.dead_letter_max_age_s is not None:
+            expiry = asyncio.create_task(self._expire_dead_letters(), name="dead-letter-expiry")
+            self._tasks.append(expiry)
         for source in self.sources:
             task = asyncio.create_task(source.run(self.accept), name=f"source:{source.name}")
             self._source_tasks.append(task)
@@ -196,6 +204,22 @@ class Gateway:
         if dropped:
             self.counters.dead_letters_dropped.inc(dropped)
             log.warning("dead-letter bound reached: dropped the %d oldest dead letters", dropped)
+
+    async def _expire_dead_letters(self) -> None:
+        """Apply the dead letters' age bound now and every expiry interval, until cancelled."""
+        s = self.settings
+        while True:
+            try:
+                expired = await asyncio.to_thread(self.outbox.expire_dead_letters, now_us())
+            except sqlite3.Error:
+                # The disk, for now: the letters are still bounded in bytes meanwhile.
+                log.exception("could not expire old dead letters; trying again later")
+            else:
+                if expired:
+                    log.info(
+                        "expired %d dead letters older than %.0fs", expired, s.dead_letter_max_age_s
+                    )
+            await asyncio.sleep(s.dead_letter_expiry_interval_s)
 
     async def sources_done(self) -> None:
         """Wait until every finite source (e.g. a simulator run) has finished."""

@@ -2,7 +2,8 @@
 
 A flood of poison must not fill the gateway's disk: when the letters exceed ``max_bytes``, the
 oldest go first (down to 90 % of the bound, so one scan makes room for many), and how many went
-is counted durably in ``meta``. Reasons and sources are stored escaped: hostile text can carry
+is counted durably in ``meta``. Letters older than the retention's age bound go too (``expire``,
+run periodically by the gateway). Reasons and sources are stored escaped: hostile text can carry
 lone surrogates (which UTF-8 cannot store) or terminal control sequences.
 """
 
@@ -103,6 +104,21 @@ def enforce_bound(db: sqlite3.Connection, held: int, max_bytes: int) -> tuple[in
             (key, value),
         )
     return dropped, freed
+
+
+def expire(db: sqlite3.Connection, older_than_us: int) -> tuple[int, int]:
+    """Delete letters received before ``older_than_us`` (the age bound); (letters, bytes) gone.
+
+    Not counted as dropped: that count says the byte bound lost letters nobody had looked at,
+    whereas these have been kept as long as the retention asks.
+    """
+    count, size = db.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM dead_letters WHERE received_at_us < ?",
+        (older_than_us,),
+    ).fetchone()
+    if count:
+        db.execute("DELETE FROM dead_letters WHERE received_at_us < ?", (older_than_us,))
+    return int(count), int(size)
 
 
 def page(db: sqlite3.Connection, limit: int, offset: int = 0) -> list[StoredLetter]:

@@ -16,7 +16,8 @@ open batch that would lose some of its readings is dropped whole: shrinking it w
 already-published batch_seq different content, and ingest, which keeps the first copy of a
 batch_seq, could then never receive the rest. The outbox also queues alert events so that
 they reach the broker through the same outage-proof path as readings, and keeps the dead letters
-(``max_dead_letter_bytes``, oldest dropped first; see gateway/dead_letters.py).
+(``max_dead_letter_bytes``, oldest dropped first, and ``max_dead_letter_age_s``; see
+gateway/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     source TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL,
     size INTEGER NOT NULL DEFAULT 0
 );
+-- The age bound (retention) finds old letters by this index.
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_at_us);
 CREATE TABLE IF NOT EXISTS alarms (
     rule_id TEXT PRIMARY KEY, active INTEGER NOT NULL, mark INTEGER NOT NULL
 );
@@ -105,11 +108,13 @@ class Outbox:
         max_readings: int = 10_000_000,
         max_bytes: int | None = None,
         max_dead_letter_bytes: int = dead_letters.DEFAULT_MAX_BYTES,
+        max_dead_letter_age_s: float | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.max_readings = max_readings
         self.max_bytes = max_bytes
         self.max_dead_letter_bytes = max_dead_letter_bytes
+        self.max_dead_letter_age_s = max_dead_letter_age_s  # None: kept until the byte bound
         # A letter keeps at most this much payload, so one letter never exceeds the bound.
         self._letter_cap = max(0, min(dead_letters.MAX_PAYLOAD_BYTES, max_dead_letter_bytes // 4))
         self._lock = threading.Lock()
@@ -353,6 +358,18 @@ class Outbox:
             dropped, freed = dead_letters.enforce_bound(self._db, held, self.max_dead_letter_bytes)
         self._letter_bytes = held - freed
         return dropped
+
+    def expire_dead_letters(self, now_us: int) -> int:
+        """Delete dead letters older than the age bound at ``now_us``; returns how many went."""
+        if self.max_dead_letter_age_s is None:
+            return 0
+        older_than_us = now_us - round(self.max_dead_letter_age_s * 1_000_000)
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                expired, freed = dead_letters.expire(self._db, older_than_us)
+            self._letter_bytes -= freed  # committed: the byte count follows
+        return expired
 
     def dead_letters(self) -> list[tuple[str, str, bytes]]:
         """(source, reason, payload) of every dead letter, oldest first."""

@@ -17,6 +17,7 @@ from vigil.commands import (
     gateway,
     ingest,
     pki,
+    retention,
     rules,
     service,
     sim,
@@ -36,6 +37,7 @@ app.add_typer(deadletters.app, name="deadletters")
 app.add_typer(pki.app, name="pki")
 app.add_typer(broker.app, name="broker")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(retention.app, name="retention")
 
 console = Console()
 

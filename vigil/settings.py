@@ -32,6 +32,7 @@ from gateway.uplink import UplinkSettings
 from ingest.worker import IngestSettings
 
 if TYPE_CHECKING:
+    from infra.retention import RetentionPolicy
     from rules.runtime import RuntimeSettings
     from rules.worker import RulesWorkerSettings
     from service.business_hours import BusinessCalendar
@@ -291,6 +292,32 @@ class SchedulingConfig(Section):
     """Days after a warranty ended that a reminder still opens (older ends are old news)."""
 
 
+class RetentionConfig(Section):
+    """[retention]: how long records are kept before ingest, the service and gateways prune them."""
+
+    readings_days: int = Field(400, ge=1)
+    """Days readings are kept (an engineering default: a year plus a month; not clinical)."""
+    dead_letters_days: int = Field(90, ge=1)
+    """Days dead letters are kept: ingest's, the service worker's and each gateway outbox's."""
+    batch_claims_days: int | None = Field(None, ge=1)
+    """Days a stored batch is known, so a resend is a duplicate; >= readings_days (unset: equal)."""
+    notifications_days: int = Field(90, ge=1)
+    """Days delivered or given-up notifications and their delivery attempts are kept."""
+    interval_s: float = Field(3600.0, gt=0)
+    """Seconds between prunes in `vigil ingest run`, `vigil service run` and the gateway."""
+
+    @model_validator(mode="after")
+    def _claims_outlive_readings(self) -> RetentionConfig:
+        claims = self.batch_claims_days
+        if claims is not None and claims < self.readings_days:
+            raise ValueError(
+                f"batch_claims_days ({claims}) must be at least readings_days"
+                f" ({self.readings_days}): a batch resent after its claim was forgotten would"
+                " store its already pruned readings again"
+            )
+        return self
+
+
 class VigilSettings(BaseSettings):
     """Every setting of every vigil process; see docs/configuration.md."""
 
@@ -313,6 +340,7 @@ class VigilSettings(BaseSettings):
     sites: dict[str, SiteConfig] = {}
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
     schedules: SchedulingConfig = SchedulingConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("calendars", mode="after")
     @classmethod
@@ -503,6 +531,19 @@ class VigilSettings(BaseSettings):
             sla=self.sla_config(devices),
             schedules=self.schedule_config(),
             notify=self.notify_config(),
+        )
+
+    def retention_policy(self) -> RetentionPolicy:
+        """How long each kind of record is kept, and how often the prune runs."""
+        from infra.retention import RetentionPolicy
+
+        r = self.retention
+        return RetentionPolicy(
+            readings_days=r.readings_days,
+            dead_letters_days=r.dead_letters_days,
+            batch_claims_days=r.batch_claims_days or r.readings_days,
+            notifications_days=r.notifications_days,
+            interval_s=r.interval_s,
         )
 
 

@@ -9,6 +9,7 @@ from typing import NamedTuple, Protocol, Self
 
 from contract import AlertEvent, Batch, Reading
 from infra.errors import Poison
+from infra.retention import Pruned
 
 # The integer range both backends store (SQLite INTEGER, PostgreSQL bigint).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -169,6 +170,27 @@ class ReadingStore(Protocol):
 
     def dead_letter(self, letter_id: int) -> DeadLetter | None:
         """One stored dead letter by id, or None."""
+        ...
+
+    def prune_readings(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove readings older than ``older_than_us`` (a dry run only counts them).
+
+        TimescaleDB drops whole chunks, so readings up to one chunk (a day) past the cutoff
+        may stay until the next prune; SQLite deletes exactly, in bounded transactions.
+        """
+        ...
+
+    def prune_dead_letters(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than_us`` (a dry run only counts them)."""
+        ...
+
+    def prune_batch_claims(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Forget batches ingested before ``older_than_us`` (a dry run only counts them).
+
+        A forgotten batch resent later is stored as new; its readings already kept are still
+        skipped (their key is unique), so prune claims only once their readings are gone too
+        (``RetentionPolicy``: batch claims are kept at least as long as readings).
+        """
         ...
 
     def close(self) -> None:

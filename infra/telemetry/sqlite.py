@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from infra.retention import CHUNK_ROWS, Pruned, delete_in_chunks
 from infra.sqlite_db import SQLiteDatabase
 from infra.telemetry.base import (
     BadBatch,
@@ -59,6 +60,9 @@ _SCHEMA = (
         batch_seq INTEGER
     )
     """,
+    # The retention prunes look rows up by age (readings by readings_ts).
+    "CREATE INDEX IF NOT EXISTS ingested_batches_at ON ingested_batches (ingested_at_us)",
+    "CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_at_us)",
     """
     CREATE TABLE IF NOT EXISTS alerts (
         device_id TEXT NOT NULL,
@@ -130,6 +134,24 @@ _BUCKETED = """
     WHERE device_id = :device_id AND metric = :metric AND ts_us >= :since AND ts_us < :until
     GROUP BY bucket ORDER BY bucket
 """
+# kind → (count, delete one chunk) of the rows older than a cutoff, each found through the index
+# on its time; ingested_batches has no rowid, so its rows go by primary key.
+PRUNES = {
+    "readings": (
+        "SELECT count(*) FROM readings WHERE ts_us < ?",
+        "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE ts_us < ? LIMIT ?)",
+    ),
+    "dead_letters": (
+        "SELECT count(*) FROM dead_letters WHERE received_at_us < ?",
+        "DELETE FROM dead_letters WHERE id IN"
+        " (SELECT id FROM dead_letters WHERE received_at_us < ? LIMIT ?)",
+    ),
+    "batch_claims": (
+        "SELECT count(*) FROM ingested_batches WHERE ingested_at_us < ?",
+        "DELETE FROM ingested_batches WHERE (gateway_id, batch_seq) IN"
+        " (SELECT gateway_id, batch_seq FROM ingested_batches WHERE ingested_at_us < ? LIMIT ?)",
+    ),
+}
 # Each optional filter is a fixed fragment; only their values come from the caller.
 _FILTERS = {
     "device_id": "device_id = :device_id",
@@ -144,6 +166,7 @@ class SQLiteStore(StoreContext):
 
     def __init__(self, path: str, *, busy_timeout_s: float = 30.0) -> None:
         self._db = SQLiteDatabase(path, busy_timeout_s=busy_timeout_s)
+        self.prune_chunk_rows = CHUNK_ROWS  # rows per prune transaction at most
 
     def migrate(self) -> None:
         """Create the schema if it is missing; safe to call any number of times."""
@@ -304,6 +327,34 @@ class SQLiteStore(StoreContext):
         with self._db.reading() as conn:
             row = conn.execute(f"{_SELECT_DEAD_LETTERS} WHERE id = ?", (letter_id,)).fetchone()
         return None if row is None else _dead_letter(row)
+
+    def prune_readings(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove readings older than ``older_than_us``, in bounded transactions."""
+        return self._prune("readings", older_than_us, dry_run)
+
+    def prune_dead_letters(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than_us``, in bounded transactions."""
+        return self._prune("dead_letters", older_than_us, dry_run)
+
+    def prune_batch_claims(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Forget batches ingested before ``older_than_us``, in bounded transactions."""
+        return self._prune("batch_claims", older_than_us, dry_run)
+
+    def _prune(self, kind: str, older_than_us: int, dry_run: bool) -> Pruned:
+        """Count, or delete chunk by chunk, the rows of ``kind`` older than the cutoff."""
+        count, delete = PRUNES[kind]
+        if dry_run:
+            with self._db.reading() as conn:
+                return Pruned(
+                    kind, int(conn.execute(count, (older_than_us,)).fetchone()[0]), older_than_us
+                )
+
+        def chunk(limit: int) -> int:
+            # One short transaction per chunk: ingest's writes get the lock in between.
+            with self._db.transaction() as conn:
+                return max(conn.execute(delete, (older_than_us, limit)).rowcount, 0)
+
+        return Pruned(kind, delete_in_chunks(chunk, self.prune_chunk_rows), older_than_us)
 
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""

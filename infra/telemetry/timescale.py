@@ -14,6 +14,7 @@ from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
 from infra.postgres import PgConnection, Work
+from infra.retention import Pruned
 from infra.telemetry import timescale_schema
 from infra.telemetry.base import (
     BadBatch,
@@ -104,6 +105,27 @@ _SELECT_DEAD_LETTERS = (
     f"{_SELECT_DEAD_LETTER} ORDER BY received_at DESC, id DESC LIMIT %s OFFSET %s"
 )
 _SELECT_DEAD_LETTER_BY_ID = f"{_SELECT_DEAD_LETTER} WHERE id = %s"
+# drop_chunks drops the chunks lying wholly before the cutoff; the rows they hold are the rows
+# before the latest end among them (chunks of one time dimension do not overlap).
+_DROPPABLE_END = """
+    SELECT max(c.range_end)
+    FROM show_chunks('readings', older_than => %(cutoff)s::timestamptz) AS s(chunk)
+    JOIN timescaledb_information.chunks AS c
+      ON s.chunk = (quote_ident(c.chunk_schema) || '.' || quote_ident(c.chunk_name))::regclass
+"""
+_DROP_CHUNKS = "SELECT drop_chunks('readings', older_than => %(cutoff)s::timestamptz)"
+# The hourly aggregate (Timescale licence only) keeps per-device figures derived from readings:
+# they go with the readings.
+_HOURLY_EXISTS = """
+    SELECT 1 FROM timescaledb_information.continuous_aggregates
+    WHERE view_schema = current_schema() AND view_name = 'readings_hourly'
+"""
+_DROP_HOURLY = "SELECT drop_chunks('readings_hourly', older_than => %(cutoff)s::timestamptz)"
+# kind → (table, time column) of the plain tables pruned by DELETE; both columns are indexed.
+_PRUNED_BY_DELETE = {
+    "dead_letters": ("dead_letters", "received_at"),
+    "batch_claims": ("ingested_batches", "ingested_at"),
+}
 # Two writers whose batches share readings can still deadlock on the unique index; the loser's
 # transaction is rolled back whole, so retrying it is safe.
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -329,6 +351,59 @@ class TimescaleStore(StoreContext):
         )
         return None if row is None else _dead_letter(row)
 
+    def prune_readings(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Drop the readings chunks wholly older than ``older_than_us`` (TimescaleDB's drop_chunks).
+
+        drop_chunks is in the Apache build too, so this one path runs on either licence; a
+        chunk (one day) straddling the cutoff stays until a later prune.
+        """
+        params = {"cutoff": datetime_from_us(older_than_us)}
+
+        def prune(conn: psycopg.Connection[TupleRow]) -> tuple[int, str]:
+            how, rows = "drop_chunks", 0
+            with conn.transaction():
+                row = conn.execute(_DROPPABLE_END, params).fetchone()
+                end = None if row is None else row[0]
+                if end is not None:
+                    counted = conn.execute("SELECT count(*) FROM readings WHERE ts < %s", (end,))
+                    rows = _count(counted.fetchone())
+                    if not dry_run:
+                        conn.execute(_DROP_CHUNKS, params)
+                if conn.execute(_HOURLY_EXISTS).fetchone() is not None:
+                    how += " (+readings_hourly)"
+                    if not dry_run:
+                        conn.execute(_DROP_HOURLY, params)
+            return rows, how
+
+        # Safe to repeat after a lost connection: dropping what is already gone does nothing.
+        rows, how = self._run(prune)
+        return Pruned("readings", rows, older_than_us, how)
+
+    def prune_dead_letters(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than_us``."""
+        return self._prune("dead_letters", older_than_us, dry_run)
+
+    def prune_batch_claims(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Forget batches ingested before ``older_than_us``."""
+        return self._prune("batch_claims", older_than_us, dry_run)
+
+    def _prune(self, kind: str, older_than_us: int, dry_run: bool) -> Pruned:
+        """Count, or delete, the rows of a plain table older than the cutoff."""
+        table, column = _PRUNED_BY_DELETE[kind]
+        what = sql.SQL("FROM {} WHERE {} < %s").format(
+            sql.Identifier(table), sql.Identifier(column)
+        )
+        cutoff = (datetime_from_us(older_than_us),)
+
+        def prune(conn: psycopg.Connection[TupleRow]) -> int:
+            if dry_run:
+                return _count(conn.execute(sql.SQL("SELECT count(*) ") + what, cutoff).fetchone())
+            with conn.transaction():
+                return conn.execute(sql.SQL("DELETE ") + what, cutoff).rowcount
+
+        # Safe to repeat after a lost connection: deleting what is already gone does nothing.
+        return Pruned(kind, self._run(prune), older_than_us)
+
     def close(self) -> None:
         """Release the connection; the store is unusable afterwards."""
         self._db.close()
@@ -342,6 +417,12 @@ class TimescaleStore(StoreContext):
         row = self._run(lambda conn: conn.execute(query).fetchone())
         assert row is not None
         return int(row[0])
+
+
+def _count(row: TupleRow | None) -> int:
+    """The count(*) of a row a counting query always returns."""
+    assert row is not None
+    return int(row[0])
 
 
 def _dead_letter(row: TupleRow) -> DeadLetter:

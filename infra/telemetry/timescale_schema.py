@@ -39,6 +39,8 @@ _TABLES = (
         PRIMARY KEY (gateway_id, batch_seq)
     )
     """,
+    # Retention forgets claims by age (infra.telemetry.timescale.TimescaleStore.prune_batch_claims).
+    "CREATE INDEX IF NOT EXISTS ingested_batches_at ON ingested_batches (ingested_at)",
     """
     CREATE TABLE IF NOT EXISTS dead_letters (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

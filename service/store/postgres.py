@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -22,6 +22,8 @@ from psycopg.rows import TupleRow
 from pydantic import BaseModel
 
 from infra.postgres import PgConnection, Work
+from infra.retention import Pruned
+from infra.time_us import us_from_datetime
 from service import audit
 from service.audit import AuditEntry, AuditSigner
 from service.concurrency import ConcurrentUpdate
@@ -37,7 +39,7 @@ from service.model import (
     Ticket,
     TicketState,
 )
-from service.store.postgres_schema import MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
+from service.store.postgres_schema import AFTER_UPGRADES, MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
 from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +49,13 @@ T = TypeVar("T")
 _AUDIT_LOCK_KEY = 0x76_69_67_61_75_64  # "vigaud"
 
 _NO_FILTER = sql.SQL("")
+_FINISHED = [str(OutboxStatus.DONE), str(OutboxStatus.FAILED)]
+# kind → (table, condition on the cutoff) of what retention prunes; each condition is indexed.
+_PRUNES: dict[str, tuple[str, LiteralString]] = {
+    "notifications": ("service_outbox", "status = ANY(%s) AND next_at < %s"),
+    "deliveries": ("service_deliveries", "at_s < %s"),
+    "dead_letters": ("service_dead_letters", "received_at < %s"),
+}
 _TABLES = {
     Site: "service_sites",
     Device: "service_devices",
@@ -81,6 +90,8 @@ class PostgresStore:
                 ).fetchone()
                 if found is None:
                     conn.execute(alter)
+            for statement in AFTER_UPGRADES:
+                conn.execute(statement)
 
     def close(self) -> None:
         """Close the connection."""
@@ -290,8 +301,8 @@ class PostgresStore:
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
         self._write(
-            "INSERT INTO service_deliveries (event_id, doc) VALUES (%s, %s)",
-            (delivery.event_id, delivery.model_dump_json()),
+            "INSERT INTO service_deliveries (event_id, doc, at_s) VALUES (%s, %s, %s)",
+            (delivery.event_id, delivery.model_dump_json(), delivery.at.timestamp()),
         )
 
     def deliveries(self, event_id: str | None = None) -> list[Delivery]:
@@ -374,3 +385,29 @@ class PostgresStore:
             DeadLetter(received_at=at, topic=topic, reason=reason, payload=bytes(payload))
             for at, topic, reason, payload in rows
         ]
+
+    def prune_notifications(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove outbox items delivered or given up whose last try was due before the cutoff."""
+        return self._prune(
+            "notifications", (_FINISHED, older_than.timestamp()), older_than, dry_run
+        )
+
+    def prune_deliveries(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove delivery attempts made before ``older_than``."""
+        return self._prune("deliveries", (older_than.timestamp(),), older_than, dry_run)
+
+    def prune_dead_letters(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than``."""
+        return self._prune("dead_letters", (older_than,), older_than, dry_run)
+
+    def _prune(
+        self, kind: str, params: tuple[Any, ...], older_than: datetime, dry_run: bool
+    ) -> Pruned:
+        """Count, or delete in one statement, the rows of ``kind`` past the cutoff."""
+        table, where = _PRUNES[kind]
+        rows = sql.SQL("FROM {} WHERE ").format(sql.Identifier(table)) + sql.SQL(where)
+        cutoff_us = us_from_datetime(older_than)
+        if dry_run:
+            [(count,)] = self._rows(sql.SQL("SELECT count(*) ") + rows, params)
+            return Pruned(kind, int(count), cutoff_us)
+        return Pruned(kind, self._write(sql.SQL("DELETE ") + rows, params), cutoff_us)

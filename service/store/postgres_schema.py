@@ -41,8 +41,10 @@ SCHEMA: tuple[LiteralString, ...] = (
     """CREATE OR REPLACE TRIGGER service_audit_signatures_no_change
         BEFORE UPDATE OR DELETE ON service_audit_signatures
         FOR EACH ROW EXECUTE FUNCTION service_audit_append_only()""",
+    # at_s: the attempt's time (epoch s), which retention prunes by (indexed in AFTER_UPGRADES).
     """CREATE TABLE IF NOT EXISTS service_deliveries (
-        n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL)""",
+        n bigserial PRIMARY KEY, event_id text NOT NULL, doc jsonb NOT NULL,
+        at_s double precision)""",
     "CREATE INDEX IF NOT EXISTS service_deliveries_event ON service_deliveries (event_id)",
     # The transactional outbox: written with the ticket change, emptied by the worker's sender.
     """CREATE TABLE IF NOT EXISTS service_outbox (
@@ -55,6 +57,8 @@ SCHEMA: tuple[LiteralString, ...] = (
     """CREATE TABLE IF NOT EXISTS service_dead_letters (
         n bigserial PRIMARY KEY, received_at timestamptz NOT NULL, topic text NOT NULL,
         reason text NOT NULL, payload bytea NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_dead_letters_received"
+    " ON service_dead_letters (received_at)",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when
@@ -66,4 +70,16 @@ UPGRADES: tuple[tuple[str, str, LiteralString], ...] = (
         "version",
         "ALTER TABLE service_tickets ADD COLUMN version integer NOT NULL DEFAULT 1",
     ),
+    # Before retention: deliveries get their attempt's time from their document.
+    (
+        "service_deliveries",
+        "at_s",
+        "ALTER TABLE service_deliveries ADD COLUMN at_s double precision;"
+        " UPDATE service_deliveries SET at_s = extract(epoch FROM (doc->>'at')::timestamptz)",
+    ),
+)
+
+# Statements that need the upgraded columns, run after UPGRADES.
+AFTER_UPGRADES: tuple[LiteralString, ...] = (
+    "CREATE INDEX IF NOT EXISTS service_deliveries_at ON service_deliveries (at_s)",
 )

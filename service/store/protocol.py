@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from infra.retention import Pruned
 from service.audit import AuditEntry, AuditSigner
 from service.model import (
     DeadLetter,
@@ -161,4 +162,19 @@ class ServiceStore(Protocol):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent ``limit`` dead letters, newest first."""
+        ...
+
+    def prune_notifications(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove outbox items delivered or given up whose last try was due before ``older_than``.
+
+        Pending items are never pruned, however old: they are still to be delivered.
+        """
+        ...
+
+    def prune_deliveries(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove delivery attempts made before ``older_than`` (a dry run only counts them)."""
+        ...
+
+    def prune_dead_letters(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than`` (a dry run only counts them)."""
         ...

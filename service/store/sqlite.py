@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from infra.errors import StorageUnavailable
+from infra.retention import CHUNK_ROWS, Pruned, delete_in_chunks
+from infra.time_us import us_from_datetime
 from service import audit
 from service.audit import AuditEntry, AuditSigner
 from service.model import (
@@ -63,8 +65,9 @@ CREATE TRIGGER IF NOT EXISTS audit_signatures_no_update BEFORE UPDATE ON audit_s
     BEGIN SELECT RAISE(ABORT, 'audit signatures are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_signatures_no_delete BEFORE DELETE ON audit_signatures
     BEGIN SELECT RAISE(ABORT, 'audit signatures are append-only'); END;
+-- at_s: the attempt's time (epoch s), which retention prunes by (indexed in _migrate).
 CREATE TABLE IF NOT EXISTS deliveries (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, doc TEXT NOT NULL);
+    n INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, doc TEXT NOT NULL, at_s REAL);
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 -- The transactional outbox: written with the ticket change, emptied by the worker's sender.
 CREATE TABLE IF NOT EXISTS outbox (
@@ -77,7 +80,23 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS service_dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, topic TEXT NOT NULL,
     reason TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS service_dead_letters_received ON service_dead_letters (received_at);
 """
+
+# Deliveries recorded before at_s existed get it from their document (julianday → epoch s).
+_BACKFILL_DELIVERY_AT = (
+    "UPDATE deliveries SET at_s = (julianday(json_extract(doc, '$.at')) - 2440587.5) * 86400.0"
+)
+# kind → (table, key, condition on the cutoff) of what retention prunes; the outbox condition
+# is served by outbox_pending, the others by deliveries_at and service_dead_letters_received.
+_PRUNES = {
+    "notifications": ("outbox", "key", "status IN (?, ?) AND next_at < ?"),
+    "deliveries": ("deliveries", "n", "at_s < ?"),
+    # received_at is always utc_text: "+00:00" after a 6-digit fraction or none, and "+" sorts
+    # before ".", so text order is time order, exact to the µs (julianday keeps milliseconds).
+    "dead_letters": ("service_dead_letters", "n", "received_at < ?"),
+}
+_FINISHED = (str(OutboxStatus.DONE), str(OutboxStatus.FAILED))
 
 _BUSY = ("database is locked", "database table is locked", "database is busy")
 
@@ -103,6 +122,7 @@ class SqliteStore:
         )
         self._lock = threading.RLock()
         self.audit_signer: AuditSigner | None = None
+        self.prune_chunk_rows = CHUNK_ROWS  # rows per prune transaction at most
         with _locked_is_unavailable():
             if str(path) != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -118,6 +138,11 @@ class SqliteStore:
                 self._db.execute(
                     "ALTER TABLE tickets ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
                 )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "at_s" not in columns:
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN at_s REAL")
+                self._db.execute(_BACKFILL_DELIVERY_AT)
+            self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_s)")
 
     def close(self) -> None:
         """Close the database."""
@@ -294,8 +319,8 @@ class SqliteStore:
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""
         self._write(
-            "INSERT INTO deliveries (event_id, doc) VALUES (?, ?)",
-            (delivery.event_id, delivery.model_dump_json()),
+            "INSERT INTO deliveries (event_id, doc, at_s) VALUES (?, ?, ?)",
+            (delivery.event_id, delivery.model_dump_json(), delivery.at.timestamp()),
         )
 
     def deliveries(self, event_id: str | None = None) -> list[Delivery]:
@@ -362,3 +387,37 @@ class SqliteStore:
             DeadLetter(received_at=datetime.fromisoformat(at), topic=t, reason=r, payload=p)
             for at, t, r, p in rows
         ]
+
+    def prune_notifications(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove outbox items delivered or given up whose last try was due before the cutoff."""
+        return self._prune(
+            "notifications", (*_FINISHED, older_than.timestamp()), older_than, dry_run
+        )
+
+    def prune_deliveries(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove delivery attempts made before ``older_than``."""
+        return self._prune("deliveries", (older_than.timestamp(),), older_than, dry_run)
+
+    def prune_dead_letters(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
+        """Remove dead letters received before ``older_than``."""
+        return self._prune("dead_letters", (utc_text(older_than),), older_than, dry_run)
+
+    def _prune(
+        self, kind: str, params: tuple[Any, ...], older_than: datetime, dry_run: bool
+    ) -> Pruned:
+        """Count, or delete in bounded transactions, the rows of ``kind`` past the cutoff."""
+        table, key, where = _PRUNES[kind]
+        cutoff_us = us_from_datetime(older_than)
+        if dry_run:
+            [(count,)] = self._rows(f"SELECT count(*) FROM {table} WHERE {where}", params)
+            return Pruned(kind, int(count), cutoff_us)
+        delete = (
+            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {where} LIMIT ?)"
+        )
+
+        def chunk(limit: int) -> int:
+            # One short transaction per chunk: the worker's writes get the lock in between.
+            with self.atomic():
+                return max(self._db.execute(delete, (*params, limit)).rowcount, 0)
+
+        return Pruned(kind, delete_in_chunks(chunk, self.prune_chunk_rows), cutoff_us)

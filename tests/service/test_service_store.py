@@ -405,3 +405,112 @@ def test_store_urls_open_the_right_store(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=message) as error:
             open_service_store(bad)
         assert "secret" not in str(error.value)
+
+
+# Retention: finished notifications, delivery attempts and dead letters go by age.
+DAY = timedelta(days=1)
+
+
+def _finished(key: str, status: OutboxStatus, days_ago: float) -> OutboxItem:
+    return _item(key, next_s=-days_ago * 86_400).model_copy(
+        update={"attempts": 1, "status": status}
+    )
+
+
+def test_prune_notifications_keeps_pending_and_recent(store: ServiceStore) -> None:
+    old_done, old_failed = (
+        _finished("a", OutboxStatus.DONE, 10),
+        _finished("b", OutboxStatus.FAILED, 10),
+    )
+    new_done = _finished("c", OutboxStatus.DONE, 1)
+    old_pending = _item("d", next_s=-10 * 86_400)  # never delivered: kept however old
+    store.enqueue_notifications([old_done, old_failed, new_done, old_pending])
+    cutoff = T0 - 5 * DAY
+
+    dry = store.prune_notifications(cutoff, dry_run=True)
+    assert (dry.kind, dry.rows) == ("notifications", 2)
+    assert len(store.notifications()) == 4
+    assert store.prune_notifications(cutoff).rows == 2
+    assert [i.key for i in store.notifications()] == ["c", "d"]
+    assert store.pending_notifications() == [old_pending]
+
+
+def test_prune_deliveries_by_attempt_time(store: ServiceStore) -> None:
+    attempts = [
+        Delivery(event_id="ev1", url="http://x", attempt=n, at=T0 - days * DAY, status=200)
+        for n, days in enumerate((30, 10, 1, 0), start=1)
+    ]
+    for attempt in attempts:
+        store.record_delivery(attempt)
+    assert store.prune_deliveries(T0 - 5 * DAY, dry_run=True).rows == 2
+    assert len(store.deliveries()) == 4
+    assert store.prune_deliveries(T0 - 5 * DAY).rows == 2
+    assert store.deliveries() == attempts[2:]
+
+
+def test_prune_dead_letters_by_age(store: ServiceStore) -> None:
+    # Microseconds and other offsets on purpose: the cutoff compares instants, not text.
+    letters = [
+        DeadLetter(received_at=at, topic="t", reason="bad", payload=b"{")
+        for at in (
+            T0 - 10 * DAY,
+            (T0 - timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=8))),
+            T0,
+            T0 + timedelta(microseconds=500),
+        )
+    ]
+    for letter in letters:
+        store.dead_letter(letter)
+    assert store.prune_dead_letters(T0, dry_run=True).rows == 2
+    assert store.prune_dead_letters(T0).rows == 2
+    assert store.dead_letters() == letters[:1:-1]
+
+
+def test_sqlite_prunes_in_bounded_transactions(tmp_path: Path) -> None:
+    db = SqliteStore(tmp_path / "s.db")
+    db.prune_chunk_rows = 3
+    for n in range(7):
+        db.record_delivery(Delivery(event_id="e", url="http://x", attempt=n + 1, at=T0 - DAY))
+    assert db.prune_deliveries(T0).rows == 7 and db.deliveries() == []
+    db.close()
+
+
+_LEGACY_DELIVERIES = {
+    "sqlite": "CREATE TABLE deliveries (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " event_id TEXT NOT NULL, doc TEXT NOT NULL)",
+    "postgres": "CREATE TABLE service_deliveries (n bigserial PRIMARY KEY,"
+    " event_id text NOT NULL, doc jsonb NOT NULL)",
+}
+_OLD_ATTEMPTS = [
+    Delivery(event_id="e", url="http://x", attempt=1, at=T0 - 10 * DAY + timedelta(microseconds=7)),
+    Delivery(event_id="e", url="http://x", attempt=2, at=T0),
+]
+
+
+def test_sqlite_deliveries_of_an_older_release_get_their_time(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute(_LEGACY_DELIVERIES["sqlite"])
+        raw.executemany(
+            "INSERT INTO deliveries (event_id, doc) VALUES (?, ?)",
+            [(d.event_id, d.model_dump_json()) for d in _OLD_ATTEMPTS],
+        )
+    raw.close()
+    db = SqliteStore(path)
+    assert db.prune_deliveries(T0 - DAY).rows == 1
+    assert db.deliveries() == _OLD_ATTEMPTS[1:]
+    db.close()
+
+
+def test_postgres_deliveries_of_an_older_release_get_their_time(timescale_dsn: str) -> None:
+    with psycopg.connect(timescale_dsn, autocommit=True) as raw:
+        raw.execute(_LEGACY_DELIVERIES["postgres"])  # type: ignore[arg-type]
+        for d in _OLD_ATTEMPTS:
+            raw.execute(
+                "INSERT INTO service_deliveries (event_id, doc) VALUES (%s, %s)",
+                (d.event_id, d.model_dump_json()),
+            )
+    db = PostgresStore(timescale_dsn)
+    assert db.prune_deliveries(T0 - DAY).rows == 1
+    assert db.deliveries() == _OLD_ATTEMPTS[1:]
+    db.close()

@@ -379,3 +379,103 @@ def test_context_manager_closes(store_url: str) -> None:
         assert store.reading_count() == 10
     with pytest.raises(Exception):  # noqa: B017 - each backend raises its own closed error
         store.reading_count()
+
+
+# Retention. T0 is midnight UTC, so TimescaleDB's one-day chunks start on whole days.
+DAY_US = 86_400_000_000
+
+
+def at(ts_us: int, i: int, device_id: str = "patch-1") -> Reading:
+    """A reading of ``device_id`` at ``ts_us`` with seq ``i``."""
+    return reading(i, device_id)._replace(ts_us=ts_us, seq=i)
+
+
+def test_prune_readings_removes_old_chunks_and_keeps_recent(store: ReadingStore) -> None:
+    old = [at(T0_US - 10 * DAY_US + i * MINUTE_US, i) for i in range(30)]
+    recent = [at(T0_US + i * MINUTE_US, 100 + i) for i in range(20)]
+    store.store_batches([batch(0, old), batch(1, recent)])
+    cutoff = T0_US - 5 * DAY_US
+
+    dry = store.prune_readings(cutoff, dry_run=True)
+    assert (dry.kind, dry.rows, dry.older_than_us) == ("readings", 30, cutoff)
+    assert store.reading_count() == 50  # a dry run removes nothing
+
+    pruned = store.prune_readings(cutoff)
+    assert pruned.rows == 30 and pruned.how == dry.how
+    assert store.fetch_readings() == recent
+    assert store.prune_readings(cutoff).rows == 0  # nothing left to prune
+
+
+def test_prune_readings_never_touches_the_cutoff_or_later(store: ReadingStore) -> None:
+    # Readings just before the cutoff may stay with TimescaleDB (their chunk straddles it);
+    # those at and after it always stay, and those a chunk earlier always go.
+    cutoff = T0_US + DAY_US // 2
+    gone = at(T0_US - 1, 1)
+    maybe = at(cutoff - 1, 2)
+    kept = [at(cutoff, 3), at(cutoff + 1, 4), at(T0_US + 3 * DAY_US, 5)]
+    store.store_batches([batch(0, [gone, maybe, *kept])])
+    pruned = store.prune_readings(cutoff)
+    left = store.fetch_readings()
+    assert gone not in left and set(kept) <= set(left)
+    assert pruned.rows == 5 - len(left)
+
+
+def test_prune_dead_letters_by_age(store: ReadingStore) -> None:
+    old = [DeadLetter(T0_US - DAY_US - i, "gw/a", f"old {i}", b"x") for i in range(3)]
+    recent = [DeadLetter(T0_US + i, "gw/a", f"new {i}", b"y") for i in range(2)]
+    store.store_dead_letters([*old, *recent])
+    assert store.prune_dead_letters(T0_US, dry_run=True).rows == 3
+    assert store.dead_letter_count() == 5
+    assert store.prune_dead_letters(T0_US).rows == 3
+    assert store.dead_letters() == recent[::-1]
+
+
+def _after(instant_us: int) -> int:
+    """Wait until the wall clock has passed ``instant_us``; return the time then."""
+    from infra.time_us import now_us
+
+    while (now := now_us()) <= instant_us:
+        pass
+    return now
+
+
+def test_prune_batch_claims_by_age(store: ReadingStore) -> None:
+    from infra.time_us import now_us
+
+    early, late = batch(0, [reading(1)]), batch(1, [reading(2)])
+    store.store_batches([early])
+    between = _after(now_us())
+    _after(between)
+    store.store_batches([late])
+
+    assert store.prune_batch_claims(between, dry_run=True).rows == 1
+    assert store.store_batches([early]) == StoreOutcome(batches_duplicate=1)  # still claimed
+    assert store.prune_batch_claims(between).rows == 1
+    # The late claim stays: its resend is a duplicate; the early one is forgotten, so its
+    # resend is a new batch, but its reading is still kept and is not stored twice.
+    assert store.store_batches([late]) == StoreOutcome(batches_duplicate=1)
+    assert store.store_batches([early]) == StoreOutcome(batches_new=1, readings_duplicate=1)
+    assert_checksum(store, [reading(1), reading(2)])
+
+
+def test_a_resent_batch_after_pruning_follows_the_retention_rule(store: ReadingStore) -> None:
+    """Claims outlive readings, so a resend of a pruned batch is a duplicate until both go.
+
+    Once its claim is gone too the store takes it as new (ingest's reading-age window refuses
+    such old readings first, see tests/retention), and the next prune removes them again.
+    """
+    from infra.time_us import now_us
+
+    old = batch(0, [at(T0_US - 10 * DAY_US + i, i) for i in range(5)])
+    store.store_batches([old])
+    readings_cutoff = T0_US - 5 * DAY_US
+    assert store.prune_readings(readings_cutoff).rows == 5
+
+    # The claim is younger than the claim retention: the resend stores nothing.
+    assert store.store_batches([old]) == StoreOutcome(batches_duplicate=1)
+    assert store.reading_count() == 0
+
+    assert store.prune_batch_claims(_after(now_us())).rows == 1
+    assert store.store_batches([old]).batches_new == 1
+    assert store.prune_readings(readings_cutoff).rows == 5
+    assert store.reading_count() == 0

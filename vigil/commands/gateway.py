@@ -101,6 +101,12 @@ def gateway_run(
         )
     if simulate_patches:
         sources.append(_simulated(vigil, simulate_patches, ticks, tick_wall_s))
+    retention = vigil.retention_policy()
+    settings = dataclasses.replace(
+        settings,
+        dead_letter_max_age_s=retention.dead_letters_days * 86_400.0,
+        dead_letter_expiry_interval_s=retention.interval_s,
+    )
 
     from vigil.stopping import run_until_stopped
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from vigil.settings import VigilSettings
 
 if TYPE_CHECKING:
+    from infra.retention import Pruned
     from infra.telemetry import ReadingStore
 
 app = typer.Typer(help="The ingest worker.", no_args_is_help=True)
@@ -62,6 +63,10 @@ def ingest_run(
         )
 
     async def main() -> None:
+        async with _pruning(settings):
+            await work()
+
+    async def work() -> None:
         if not rules:
             await IngestWorker(ingest, store).run()
             return
@@ -78,6 +83,26 @@ def ingest_run(
 
     with store:
         run_until_stopped(main())
+
+
+def _pruning(settings: VigilSettings) -> contextlib.AbstractAsyncContextManager[None]:
+    """Prune the telemetry store every [retention] interval_s while the block runs.
+
+    Each prune opens its own connection, so a long one never holds up ingest's writes (SQLite
+    prunes in short transactions; TimescaleDB drops whole chunks).
+    """
+    from infra.retention import pruning
+    from infra.telemetry import open_store
+    from infra.telemetry.retention import prune_telemetry
+    from infra.time_us import now_us
+
+    url, policy = settings.ingest.storage_url, settings.retention_policy()
+
+    def prune() -> list[Pruned]:
+        with open_store(url) as store:
+            return prune_telemetry(store, policy, now_us())
+
+    return pruning(prune, policy.interval_s, "telemetry")
 
 
 def _open_when_reachable(url: str, backoff_max_s: float = 30.0) -> ReadingStore:

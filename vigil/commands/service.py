@@ -10,6 +10,7 @@ import typer
 from vigil.settings import VigilSettings
 
 if TYPE_CHECKING:
+    from infra.retention import Pruned
     from service.checkpoint_export import CheckpointExporter
     from service.store import ServiceStore
 
@@ -54,6 +55,9 @@ def service_run(
     ] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
+    from infra.retention import pruning
+    from service.notifications import wall_clock
+    from service.retention import prune_service
     from service.store import open_service_store
     from service.worker import ServiceWorker
     from vigil.stopping import run_until_stopped
@@ -67,13 +71,24 @@ def service_run(
     s.tick_interval_s = tick_s or s.tick_interval_s
     s.notify_file = notify or s.notify_file
     store = open_service_store(store_url or s.store_url)
+    worker_settings = vigil.service_worker_settings(store)
+    checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)
+    if checkpoints is not None:
+        checkpoints.notify = worker_settings.notify
+    worker = ServiceWorker(worker_settings, store, checkpoints=checkpoints)
+    policy = vigil.retention_policy()
+
+    def prune() -> list[Pruned]:
+        return prune_service(store, policy, wall_clock())
+
+    async def main() -> None:
+        # Beside the worker's ticker rather than on it: it runs every interval_s, not every
+        # tick_s, and needs nothing of the desk; the store is shared (it is thread-safe).
+        async with pruning(prune, policy.interval_s, "service"):
+            await worker.run()
+
     try:
-        worker_settings = vigil.service_worker_settings(store)
-        checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)
-        if checkpoints is not None:
-            checkpoints.notify = worker_settings.notify
-        worker = ServiceWorker(worker_settings, store, checkpoints=checkpoints)
-        run_until_stopped(worker.run())
+        run_until_stopped(main())
     finally:
         store.close()
 
