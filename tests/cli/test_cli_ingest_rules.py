@@ -11,10 +11,11 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from contract import AlertTransition, Batch, decode_alert, encode_batch
+from contract import AlertTransition, Batch, Reading, decode_alert, encode_batch
 from contract.topics import alert_topic, batch_topic
 from infra.telemetry.sqlite import SQLiteStore
-from tests.rules.harness import r
+from infra.time_us import now_us
+from tests.rules.harness import MIN
 from tests.servers import PrivateMosquitto
 
 VIGIL = Path(sys.executable).parent / "vigil"
@@ -42,7 +43,13 @@ async def test_ingest_runs_the_rules_from_settings_and_publishes_alerts(
         "VIGIL_RULES__SNAPSHOT_PATH": str(snapshot),
     }
     proc = await asyncio.create_subprocess_exec(str(VIGIL), "ingest", "run", env=env, cwd=tmp_path)
-    batch = Batch("gw-cli", 0, tuple(r("p1", "exudate", m, 90.0, m) for m in range(3)))
+    # Stamped minutes ago: the ingest process applies the wall-clock timestamp window.
+    start = now_us() - 10 * MIN
+    batch = Batch(
+        "gw-cli",
+        0,
+        tuple(Reading("p1", "exudate", 90.0, "%", start + m * MIN, m) for m in range(3)),
+    )
     try:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="cli-test") as client:
             await client.subscribe(alert_topic("p1"), qos=1)
