@@ -25,6 +25,7 @@ import aiomqtt
 from contract import Batch, decode_batch
 from contract.topics import batch_subscription
 from infra.consume import ConsumeLoop, ConsumerSettings, payload_bytes
+from infra.mqtt_tls import MqttTls
 from rules.runtime import RuleRuntime
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class RulesWorkerSettings:
     reconnect_backoff_s: float = 0.5
     mqtt_v5: bool = True
     max_batches: int = 16  # batches evaluated (and their alerts stored) at once
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
 
     def consumer(self) -> ConsumerSettings:
         """The consume loop's settings."""
@@ -57,6 +59,7 @@ class RulesWorkerSettings:
             session_expiry_s=self.session_expiry_s,
             reconnect_backoff_s=self.reconnect_backoff_s,
             max_group=self.max_batches,
+            tls=self.tls,
         )
 
 

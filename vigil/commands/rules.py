@@ -116,15 +116,17 @@ def rules_run(
     the others stand by and take over when it goes. With SQLite, run exactly one.
     """
     from vigil.settings import VigilSettings
+    from vigil.startup import startup_files
     from vigil.stopping import run_until_stopped
 
     settings = VigilSettings()
+    with startup_files("rules run"):
+        worker_settings = settings.rules_worker_settings(replica)
     rules = load_rules(pack, rule_file, settings)
     devices = registry_from(registry or settings.rules.registry_file)
     runtime_settings = settings.runtime_settings()
     if snapshot is not None:
         runtime_settings = dataclasses.replace(runtime_settings, snapshot_path=snapshot)
-    worker_settings = settings.rules_worker_settings(replica)
     if client_id is not None:
         worker_settings = dataclasses.replace(worker_settings, client_id=client_id)
     url = settings.ingest.storage_url

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vigil.settings import VigilSettings
+from vigil.startup import startup_files
 
 app = typer.Typer(help="The service backbone: ticket worker and REST API.", no_args_is_help=True)
 
@@ -62,6 +63,8 @@ def service_run(
     s.mqtt_v5 = s.mqtt_v5 if mqtt_v5 is None else mqtt_v5
     s.tick_interval_s = tick_s or s.tick_interval_s
     s.notify_file = notify or s.notify_file
+    with startup_files("service run"):
+        vigil.check_tls("uplink_broker")
     store = open_service_store(store_url or s.store_url)
     try:
         run_until_stopped(ServiceWorker(vigil.service_worker_settings(store), store).run())
