@@ -464,6 +464,7 @@ class VigilSettings(BaseSettings):
             client_id=client_id,
             shared_group=r.shared_group,
             tls=self.check_tls("uplink_broker"),
+            installed_base_file=self.ingest.installed_base_file,
         )
 
     def notify_config(self) -> NotifyConfig:
