@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.pki import Pki, PkiError, Role
+from infra.pki import Pki, PkiError, Role, check_identity
 
 app = typer.Typer(
     help="Certificates: the project CA, broker and client identities, CRL.", no_args_is_help=True
@@ -65,25 +65,37 @@ def pki_server(
 
 @app.command("client")
 def pki_client(
-    cn: Annotated[str, typer.Argument(help="Identity: gateway id, device id or vigil-<svc>.")],
-    role: Annotated[Role, typer.Option(help="What the identity is.")],
+    cns: Annotated[
+        list[str],
+        typer.Argument(help="Identities of one role: gateway ids, device ids or vigil-<svc>."),
+    ],
+    role: Annotated[Role, typer.Option(help="What the identities are.")],
     directory: PkiDir = DEFAULT_DIR,
     if_absent: IfAbsent = False,
 ) -> None:
-    """Issue a client certificate whose common name is the broker identity.
+    """Issue client certificates whose common name is the broker identity.
 
-    A gateway also gets ``issued/<id>.confirm-key``, its confirmation MAC key.
+    A gateway also gets ``issued/<id>.confirm-key``, its confirmation MAC key. Every name is
+    checked before any certificate is issued.
     """
     pki = Pki(directory)
+    try:
+        for cn in cns:
+            check_identity(cn, role)
+        for cn in cns:
+            _issue_client(pki, cn, role, if_absent)
+    except PkiError as exc:
+        raise _fail(exc) from None
+
+
+def _issue_client(pki: Pki, cn: str, role: Role, if_absent: bool) -> None:
+    """Issue one client certificate (and a gateway's confirmation key), saying what was done."""
     if if_absent and pki.cert_path(cn).exists():
         console.print(f"{cn}: a certificate exists already, kept: {pki.cert_path(cn)}")
         if role is Role.GATEWAY and not pki.confirm_key_path(cn).exists():
             console.print(f"confirmation key: {pki.write_confirm_key(cn)}")
         return
-    try:
-        issued = pki.issue_client(cn, role)
-    except PkiError as exc:
-        raise _fail(exc) from None
+    issued = pki.issue_client(cn, role)
     console.print(
         f"issued {issued.cn} as {issued.role}: {pki.cert_path(cn)} + {pki.key_path(cn)} "
         f"(until {issued.not_after})"
