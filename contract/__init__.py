@@ -15,6 +15,8 @@ from contract.codec import (
 from contract.confirm import (
     CONFIRM_VERSION,
     Confirmation,
+    authentic,
+    confirmation_mac,
     decode_confirmation,
     encode_confirmation,
 )
@@ -49,7 +51,9 @@ __all__ = [
     "RejectedReading",
     "Severity",
     "TimeWindow",
+    "authentic",
     "check_reading",
+    "confirmation_mac",
     "decode_alert",
     "decode_batch",
     "decode_confirmation",

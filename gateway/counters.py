@@ -56,7 +56,7 @@ class GatewayCounters:
         )
         self.confirmations_rejected = Counter(
             "vigil_gateway_confirmations_rejected",
-            "Confirmation messages ignored as malformed or for another gateway",
+            "Confirmation messages ignored: malformed, for another gateway, or without our MAC",
             registry=r,
         )
         self.readings_confirmed = Counter(

@@ -26,6 +26,7 @@ from gateway.outbox import Outbox
 from gateway.source import ReadingSink
 from infra.consume import ConsumeLoop, ConsumerSettings, payload_bytes
 from infra.errors import StorageUnavailable
+from infra.mqtt_tls import MqttTls
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class SiteBrokerSettings:
     reconnect_backoff_s: float = 1.0
     # MQTT 3.1.1 by default: site brokers (and the demo's embedded amqtt) may not speak 5.
     mqtt_v5: bool = False
+    tls: MqttTls | None = None  # None: plain TCP
 
 
 class EquipmentBridge:
@@ -70,6 +72,7 @@ class EquipmentBridge:
                 subscription=equipment_subscription(settings.site),
                 mqtt_v5=settings.mqtt_v5,
                 reconnect_backoff_s=settings.reconnect_backoff_s,
+                tls=settings.tls,
             ),
             self._handle,
             self._dead_letter,

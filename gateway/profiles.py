@@ -23,6 +23,7 @@ from gateway.ble import BleAcquisition, BleConfig, PairedPatch
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.keystore import KeyStore, KeyStoreError
 from gateway.uplink import UplinkSettings
+from infra.mqtt_tls import MqttTls
 
 # What one patch frame becomes: pH, wound and skin temperature, exudate, battery, status.
 READINGS_PER_FRAME: Final = 6
@@ -131,6 +132,8 @@ def home_kit_profile(
     state_dir: Path,
     uplink_host: str = "127.0.0.1",
     uplink_port: int = 1883,
+    uplink_tls: MqttTls | None = None,
+    confirm_key: bytes | None = None,
     offline_days: float = 14.0,
     measure_every_s: float = 60.0,
 ) -> GatewayProfile:
@@ -159,6 +162,8 @@ def home_kit_profile(
             max_inflight=2,
             ack_timeout_s=30.0,  # cellular round trips
             reconnect_backoff_max_s=120.0,
+            tls=uplink_tls,
+            confirm_key=confirm_key,
         ),
         site_broker=None,  # no equipment at home
     )

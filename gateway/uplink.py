@@ -14,6 +14,11 @@ An ingest that does not confirm (older than confirmations): nothing is ever dele
 ``confirm_backoff_max_s``) and every timeout logs a warning naming the missing confirmations.
 Set ``require_confirmation=False`` to run on PUBACK semantics instead (a broker crash can then
 lose what it had acknowledged but not yet saved).
+
+With a ``confirm_key`` the uplink accepts only confirmations MACed with it (contract.confirm):
+a confirmation published by anyone but ingest — a broker ACL gone wrong — is counted as
+rejected and forgets nothing; the batch is resent after its timeout as if none had come.
+The connection uses TLS with the gateway's own certificate when ``tls`` is set.
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ from dataclasses import dataclass
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract import Batch, ContractError, decode_confirmation, encode_batch
+from contract import (
+    Batch,
+    Confirmation,
+    ContractError,
+    authentic,
+    decode_confirmation,
+    encode_batch,
+)
 from contract.codec import MAX_READINGS_PER_BATCH
 from contract.topics import alert_topic, batch_topic, confirm_topic
 from gateway.counters import GatewayCounters
 from gateway.outbox import Outbox
 from gateway.overflow_alert import OverflowAlarm
+from infra.mqtt_tls import MqttTls, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +67,8 @@ class UplinkSettings:
     confirm_timeout_s: float = 30.0  # resend a published batch whose confirmation is this late
     confirm_backoff_max_s: float = 600.0  # the timeout doubles while no confirmation arrives
     max_unconfirmed: int = 64  # batches cut and not yet confirmed, at most
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
+    confirm_key: bytes | None = None  # set: refuse confirmations without this key's MAC
 
     def __post_init__(self) -> None:
         # Ingest rejects a bigger batch whole: it would be resent forever and never confirmed.
@@ -106,6 +121,7 @@ class Uplink:
                     clean_session=not self.settings.require_confirmation,
                     timeout=self.settings.ack_timeout_s,
                     max_inflight_messages=self.settings.max_inflight,
+                    tls_context=tls_context(self.settings.tls),
                 ) as client:
                     self.connected.set()
                     backoff = self.settings.reconnect_backoff_s
@@ -217,13 +233,10 @@ class Uplink:
                 self.counters.confirmations_rejected.inc()
                 log.warning("ignoring a bad confirmation on %s: %s", self.confirms, exc)
                 continue
-            if confirmation.gateway_id != self.outbox.gateway_id:
+            refusal = self._refusal(confirmation)
+            if refusal is not None:
                 self.counters.confirmations_rejected.inc()
-                log.warning(
-                    "ignoring a confirmation for gateway %r on %s",
-                    confirmation.gateway_id,
-                    self.confirms,
-                )
+                log.warning("ignoring a confirmation on %s: %s", self.confirms, refusal)
                 continue
             self.counters.confirmations_received.inc()
             removed = await asyncio.to_thread(self.outbox.confirm, confirmation.batch_seqs)
@@ -235,6 +248,17 @@ class Uplink:
             self._room.set()
             if self.alarm.active:
                 await self.check_alarm()  # the backlog shrank: maybe below the clear level
+
+    def _refusal(self, confirmation: Confirmation) -> str | None:
+        """Why ``confirmation`` must not make us forget anything, or None if it may."""
+        if confirmation.gateway_id != self.outbox.gateway_id:
+            return f"it is for gateway {confirmation.gateway_id!r}"
+        key = self.settings.confirm_key
+        if key is None or authentic(confirmation, key):
+            return None
+        if confirmation.mac is None:
+            return "it carries no MAC (is ingest's [ingest] confirm_key_file set?)"
+        return "its MAC is wrong (forged, or ingest's master secret is not ours)"
 
     async def _resend_overdue(
         self, client: aiomqtt.Client, slots: asyncio.Semaphore, group: asyncio.TaskGroup

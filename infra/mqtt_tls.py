@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+class TlsFilesError(ValueError):
+    """A TLS file is missing, unreadable or unusable; ``str()`` names it and says why."""
+
+
 @dataclass(frozen=True, slots=True)
 class MqttTls:
     """The files a client needs: the CA that signed the broker, and its own certificate."""
@@ -27,6 +31,28 @@ class MqttTls:
         if self.cert is not None:
             ctx.load_cert_chain(str(self.cert), str(self.key) if self.key else None)
         return ctx
+
+    def check(self) -> ssl.SSLContext:
+        """The context, or TlsFilesError naming the file that is missing, unreadable or bad.
+
+        Called at start-up, so a misconfigured process stops with one clear line instead of
+        retrying a connection that can never succeed.
+        """
+        files = (("CA file", self.ca), ("certificate file", self.cert), ("key file", self.key))
+        for what, path in files:
+            if path is None:
+                continue
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise TlsFilesError(f"TLS {what} {path}: {exc.strerror or exc}") from None
+        try:
+            return self.context()
+        except (ssl.SSLError, ValueError) as exc:
+            named = ", ".join(f"{what} {path}" for what, path in files if path is not None)
+            reason = getattr(exc, "reason", None) or exc
+            raise TlsFilesError(f"TLS files unusable ({named}): {reason}") from None
 
 
 def tls_context(tls: MqttTls | None) -> ssl.SSLContext | None:

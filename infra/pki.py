@@ -7,10 +7,13 @@ server processes use the reserved names in ``SERVICE_IDENTITIES``.
 
 Layout of a PKI directory::
 
-    ca.crt  ca.key  crl.pem  index.json  issued/<cn>.crt  issued/<cn>.key
+    ca.crt  ca.key  crl.pem  index.json  confirm-master.key
+    issued/<cn>.crt  issued/<cn>.key  issued/<gateway>.confirm-key
 
 Keys are written 0600; ``index.json`` records every issued serial and whether it was revoked,
-and the CRL is re-signed from it on every revocation.
+and the CRL is re-signed from it on every revocation. ``confirm-master.key`` is ingest's master
+secret for confirmation MACs; each gateway's ``.confirm-key`` is derived from it
+(``infra.confirm_keys``) when its certificate is issued.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from infra.confirm_keys import gateway_key, new_key, read_key, write_key
 
 SERVICE_IDENTITIES = ("vigil-ingest", "vigil-rules", "vigil-service", "vigil-api")
 # An identity becomes an MQTT topic level: no wildcards, separators or control characters.
@@ -98,11 +103,22 @@ class Pki:
         """Where the private key of ``cn`` is."""
         return self.root / "issued" / f"{cn}.key"
 
+    @property
+    def confirm_master_path(self) -> Path:
+        """Ingest's master secret for confirmation MACs (``[ingest] confirm_key_file``)."""
+        return self.root / "confirm-master.key"
+
+    def confirm_key_path(self, gateway_id: str) -> Path:
+        """Where the confirmation key of ``gateway_id`` is (``[gateway] confirm_key_file``)."""
+        return self.root / "issued" / f"{gateway_id}.confirm-key"
+
     def init(self, name: str = "vigil project CA") -> bool:
-        """Create the CA if there is none; True when it was created now."""
+        """Create the CA (and the confirmation master secret) if absent; True if created now."""
+        (self.root / "issued").mkdir(parents=True, exist_ok=True)
+        if not self.confirm_master_path.exists():
+            write_key(self.confirm_master_path, new_key())
         if self.ca_cert_path.exists():
             return False
-        (self.root / "issued").mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = _now()
@@ -133,9 +149,23 @@ class Pki:
         return self._issue(cn, "server", ExtendedKeyUsageOID.SERVER_AUTH, sans, days)
 
     def issue_client(self, cn: str, role: Role, days: int = LEAF_DAYS) -> Issued:
-        """A client certificate whose CN is the identity the broker will see."""
+        """A client certificate whose CN is the identity the broker will see.
+
+        A gateway also gets its confirmation key, derived from the master secret.
+        """
         check_identity(cn, role)
-        return self._issue(cn, str(role), ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+        issued = self._issue(cn, str(role), ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+        if role is Role.GATEWAY:
+            self.write_confirm_key(cn)
+        return issued
+
+    def write_confirm_key(self, gateway_id: str) -> Path:
+        """Derive and write the confirmation key of ``gateway_id``; its path."""
+        if not self.confirm_master_path.exists():
+            write_key(self.confirm_master_path, new_key())  # a PKI from before the MACs
+        path = self.confirm_key_path(gateway_id)
+        write_key(path, gateway_key(read_key(self.confirm_master_path), gateway_id))
+        return path
 
     def revoke(self, cn: str) -> Issued:
         """Revoke the current certificate of ``cn`` and re-sign the CRL."""

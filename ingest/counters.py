@@ -36,9 +36,22 @@ class IngestCounters:
         self.dead_letters = Counter(
             "vigil_ingest_dead_letters",
             "Dead letters by kind: payload (undecodable), reading (rejected by the contract),"
-            " topic (batch of another gateway), message (refused by storage or failed),"
+            " topic (batch of another gateway), unregistered (device not registered to the"
+            " gateway's site), message (refused by storage or failed),"
             " unstorable (could not be stored; logged instead)",
             ["kind"],
+            registry=r,
+        )
+        self.readings_unregistered = Counter(
+            "vigil_ingest_readings_unregistered",
+            "Readings dead-lettered because the installed base does not register their device"
+            " to the reporting gateway's site",
+            ["gateway_id"],
+            registry=r,
+        )
+        self.gateway_alerts = Counter(
+            "vigil_ingest_gateway_alerts",
+            "Gateway-level alerts published (a gateway reporting unregistered devices)",
             registry=r,
         )
 

@@ -1,4 +1,9 @@
-"""Uplink messages → the batches to store and the dead letters to keep, with why."""
+"""Uplink messages → the batches to store and the dead letters to keep, with why.
+
+Identity is bound to data twice: a batch must come from its own gateway's topic (the broker
+proved the publisher's identity), and, given an installed base, every device in it must be
+registered to that gateway's site; a reading of any other device is dead-lettered alone.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import aiomqtt
 from contract import Batch, Confirmation, ContractError, TimeWindow, decode_batch
 from contract.topics import UPLINK_PREFIX
 from infra.consume import payload_bytes
+from infra.installed_base import InstalledBase
 from infra.telemetry.base import DeadLetter
 
 _BATCHES_SUFFIX = "/batches"
@@ -24,6 +30,9 @@ class DecodedGroup:
     batches: list[Batch] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     letter_kinds: Counter[str] = field(default_factory=Counter)
+    # Readings of devices a gateway may not report, per gateway, and one reason for each.
+    unregistered: Counter[str] = field(default_factory=Counter)
+    unregistered_reason: dict[str, str] = field(default_factory=dict)
 
     def reject(self, kind: str, letter: DeadLetter) -> None:
         """Keep ``letter``, counted under ``kind``."""
@@ -51,9 +60,16 @@ def topic_mismatch(topic: str, batch: Batch) -> str | None:
 
 
 def decode_group(
-    messages: Sequence[aiomqtt.Message], now_us: int, window: TimeWindow | None = None
+    messages: Sequence[aiomqtt.Message],
+    now_us: int,
+    window: TimeWindow | None = None,
+    installed: InstalledBase | None = None,
 ) -> DecodedGroup:
-    """Decode every message: its batch, or a dead letter saying why it is unusable."""
+    """Decode every message: its batch, or a dead letter saying why it is unusable.
+
+    With ``installed``, readings of devices the gateway may not report leave the batch as dead
+    letters (the rest of it is stored).
+    """
     group = DecodedGroup()
     for message in messages:
         payload = payload_bytes(message)
@@ -72,6 +88,8 @@ def decode_group(
             letter = DeadLetter(now_us, topic, mismatch, payload, batch.gateway_id, batch.batch_seq)
             group.reject("topic", letter)
             continue
+        if installed is not None:
+            batch = _registered_only(batch, installed, topic, now_us, group)
         group.batches.append(batch)
         for reject in decoded.rejected:
             fields = json.dumps(reject.fields).encode()
@@ -79,6 +97,26 @@ def decode_group(
             letter = DeadLetter(now_us, topic, reason, fields, batch.gateway_id, batch.batch_seq)
             group.reject("reading", letter)
     return group
+
+
+def _registered_only(
+    batch: Batch, installed: InstalledBase, topic: str, now_us: int, group: DecodedGroup
+) -> Batch:
+    """``batch`` without the readings its gateway may not report; those become dead letters."""
+    refused = installed.unregistered(batch)
+    if not refused:
+        return batch
+    gateway = batch.gateway_id
+    for index, reason in refused:
+        reading = batch.readings[index]
+        fields = json.dumps(reading._asdict(), default=repr).encode()
+        letter = DeadLetter(now_us, topic, reason, fields, gateway, batch.batch_seq)
+        group.reject("unregistered", letter)
+    group.unregistered[gateway] += len(refused)
+    group.unregistered_reason.setdefault(gateway, refused[0][1])
+    dropped = {index for index, _ in refused}
+    kept = tuple(r for i, r in enumerate(batch.readings) if i not in dropped)
+    return Batch(gateway, batch.batch_seq, kept)
 
 
 def batch_of(message: aiomqtt.Message) -> Batch | None:

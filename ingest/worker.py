@@ -13,12 +13,13 @@ acknowledge the messages. Every message ends in one of three ways:
   lost with a broker is harmless: the gateway resends the batch, storage deduplicates it, and it
   is confirmed again.
 - **dead-lettered** with a reason: a payload that does not decode, a batch whose gateway is not
-  the one its topic names, or a batch the database refuses for its data (``BadBatch``: NUL in
-  a text, a timestamp or integer out of range) or that fails in any other unexpected way. The
-  loop retries a failing group message by message, so only the bad message is dead-lettered
-  (by ``_dead_letter``, into the store); its neighbours commit. A dead-lettered batch that
-  decoded is confirmed too: its fate is final, and a gateway resending it would only fill the
-  dead letters.
+  the one its topic names, a reading of a device the installed base does not register to that
+  gateway's site (the batch's other readings are stored), or a batch the database refuses for
+  its data (``BadBatch``: NUL in a text, a timestamp or integer out of range) or that fails in
+  any other unexpected way. The loop retries a failing group message by message, so only the
+  bad message is dead-lettered (by ``_dead_letter``, into the store); its neighbours commit.
+  A dead-lettered batch that decoded is confirmed too: its fate is final, and a gateway
+  resending it would only fill the dead letters.
 - **held** while storage is unreachable (``StorageUnavailable``: PostgreSQL restarting, failing
   over, unreachable; SQLite locked past its busy timeout): the loop keeps its MQTT connection
   and the group in hand, acks none of it, and retries with exponential backoff
@@ -28,6 +29,11 @@ acknowledge the messages. Every message ends in one of three ways:
   drop, the loop reconnects and the broker redelivers the unacked messages.
 
 Counters are incremented once per settled group, however often it was retried.
+
+Confirmations carry a MAC under the gateway's key (derived from ``confirm_master_key``), so a
+gateway holding that key forgets a batch only on ingest's word. A gateway that keeps sending
+unregistered devices gets one gateway-level alert (``UnregisteredAlarm``), published after the
+group's confirmations.
 """
 
 from __future__ import annotations
@@ -36,19 +42,24 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 
-from contract import Batch, Confirmation, encode_confirmation
+from contract import AlertEvent, Batch, Confirmation, encode_confirmation
 from contract.confirm import split_confirmation
-from contract.topics import batch_subscription, confirm_topic
+from contract.topics import alert_topic, batch_subscription, confirm_topic
 from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, TimeWindow
+from infra.confirm_keys import gateway_key
 from infra.consume import ConsumeLoop, ConsumerSettings, Outage, hold_until_done, payload_bytes
 from infra.errors import StorageUnavailable
+from infra.installed_base import InstalledBaseFile
+from infra.mqtt_tls import MqttTls
 from infra.telemetry.base import DeadLetter, ReadingStore, StoreOutcome
 from infra.time_us import now_us
 from ingest.counters import IngestCounters
 from ingest.messages import DecodedGroup, batch_of, confirmations, decode_group
+from ingest.unregistered_alarm import UnregisteredAlarm
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +85,11 @@ class IngestSettings:
     # Readings outside [now - age, now + skew] are dead-lettered (None: no bound that side).
     max_reading_age_s: float | None = DEFAULT_MAX_AGE_S
     max_clock_skew_s: float | None = DEFAULT_MAX_FUTURE_S
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
+    confirm_master_key: bytes | None = None  # None: confirmations without a MAC
+    installed_base_file: Path | None = None  # None: any gateway may report any device
+    unregistered_alert_after: int = 100  # unregistered readings per gateway per window
+    unregistered_alert_window_s: float = 3600.0
 
     def window(self, at_us: int) -> TimeWindow:
         """The timestamps accepted at ``at_us``."""
@@ -92,7 +108,13 @@ class IngestSettings:
             max_group=self.max_messages_per_write,
             retry_backoff_s=self.storage_backoff_s,
             retry_backoff_max_s=self.storage_backoff_max_s,
+            tls=self.tls,
         )
+
+    def confirm_key(self, gateway_id: str) -> bytes | None:
+        """The key that MACs ``gateway_id``'s confirmations (None: no master secret)."""
+        master = self.confirm_master_key
+        return None if master is None else gateway_key(master, gateway_id)
 
 
 class StorageOutage(Outage):
@@ -139,11 +161,19 @@ class IngestWorker:
         store: ReadingStore,
         counters: IngestCounters | None = None,
         on_stored: StoredHook | None = None,
+        installed_base: InstalledBaseFile | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.counters = counters or IngestCounters()
         self.on_stored = on_stored
+        if installed_base is None and settings.installed_base_file is not None:
+            installed_base = InstalledBaseFile(settings.installed_base_file)
+        self.installed_base = installed_base
+        self.alarm = UnregisteredAlarm(
+            settings.unregistered_alert_after, settings.unregistered_alert_window_s
+        )
+        self._alerts: list[AlertEvent] = []  # raised, not yet published
         self.outage = StorageOutage(self.counters)
         self.loop = ConsumeLoop(
             settings.consumer(),
@@ -176,7 +206,8 @@ class IngestWorker:
     async def store_group(self, messages: Sequence[aiomqtt.Message]) -> list[Confirmation]:
         """Decode and store one group once; what to confirm. Raises what the store raises."""
         at_us = now_us()
-        group = decode_group(messages, at_us, self.settings.window(at_us))
+        installed = None if self.installed_base is None else self.installed_base.current()
+        group = decode_group(messages, at_us, self.settings.window(at_us), installed)
         outcome = await self._store_batches(messages, group.batches)
         if group.letters:
             # Stored after the batches, which a BadBatch leaves unstored: the message-by-message
@@ -195,9 +226,14 @@ class IngestWorker:
         if not self.settings.confirm or not confirmations:
             return
         pieces = [p for c in confirmations for p in split_confirmation(c)]
+        key = self.settings.confirm_key
         await asyncio.gather(
             *(
-                client.publish(confirm_topic(p.gateway_id), encode_confirmation(p), qos=1)
+                client.publish(
+                    confirm_topic(p.gateway_id),
+                    encode_confirmation(p, key(p.gateway_id)),
+                    qos=1,
+                )
                 for p in pieces
             )
         )
@@ -210,6 +246,16 @@ class IngestWorker:
         # Awaited before the acks: unacked, a lost confirmation's batches are redelivered and
         # confirmed again (the gateway would also resend them).
         await self.confirm(client, confirmed)
+        await self.publish_alerts(client)
+
+    async def publish_alerts(self, client: aiomqtt.Client) -> None:
+        """Publish the gateway alerts raised so far, QoS 1, each forgotten once PUBACKed."""
+        while self._alerts:
+            event = self._alerts[0]
+            await client.publish(alert_topic(event.device_id), event.encode(), qos=1)
+            self._alerts.pop(0)
+            self.counters.gateway_alerts.inc()
+            log.warning("alert %s published for gateway %s", event.rule_id, event.device_id)
 
     async def _store_batches(
         self, messages: Sequence[aiomqtt.Message], batches: list[Batch]
@@ -234,6 +280,13 @@ class IngestWorker:
         c.batches_new.inc(outcome.batches_new)
         c.batches_duplicate.inc(outcome.batches_duplicate)
         c.readings_stored.inc(outcome.readings_inserted)
+        for gateway, readings in group.unregistered.items():
+            c.readings_unregistered.labels(gateway_id=gateway).inc(readings)
+            example = group.unregistered_reason[gateway]
+            log.info("dead-lettered %d readings of gateway %s: %s", readings, gateway, example)
+            event = self.alarm.note(gateway, readings, example, now_us())
+            if event is not None:
+                self._alerts.append(event)
 
     async def _run_hook(self, batches: Sequence[Batch]) -> None:
         """Feed committed batches to ``on_stored``; its failure cannot undo the commit."""

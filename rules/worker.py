@@ -8,6 +8,10 @@ the batch and retries it. The alerts go out on the same connection, handed to th
 loop's ``on_client`` hook. A redelivered batch is dropped by the engine as duplicates, and the
 runtime's outbox publishes the stored alerts still unpublished.
 
+Identity is bound to data as ingest binds it (ingest dead-letters what the rules skip here): a
+batch must arrive on its own gateway's topic, and, with an installed base, readings of devices
+not registered to that gateway's site are left out before the rules see them.
+
 Rule state is per series, so one worker evaluates at a time: alone (SQLite), or as one replica
 of several behind the lease (``rules.replica``), each subscribed to every batch.
 """
@@ -18,13 +22,17 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiomqtt
 
 from contract import Batch, decode_batch
-from contract.topics import batch_subscription
+from contract.topics import batch_subscription, batch_topic
 from infra.consume import ConsumeLoop, ConsumerSettings, payload_bytes
+from infra.errors import Poison
+from infra.installed_base import InstalledBase, InstalledBaseFile
+from infra.mqtt_tls import MqttTls
 from rules.runtime import RuleRuntime
 
 if TYPE_CHECKING:
@@ -45,6 +53,8 @@ class RulesWorkerSettings:
     reconnect_backoff_s: float = 0.5
     mqtt_v5: bool = True
     max_batches: int = 16  # batches evaluated (and their alerts stored) at once
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
+    installed_base_file: Path | None = None  # ingest's registry; None: any device passes
 
     def consumer(self) -> ConsumerSettings:
         """The consume loop's settings."""
@@ -57,6 +67,7 @@ class RulesWorkerSettings:
             session_expiry_s=self.session_expiry_s,
             reconnect_backoff_s=self.reconnect_backoff_s,
             max_group=self.max_batches,
+            tls=self.tls,
         )
 
 
@@ -81,7 +92,10 @@ class RulesWorker:
         )
         self.subscribed = self.loop.subscribed
         self.rejected = 0  # invalid readings dropped from otherwise valid batches
+        self.unregistered = 0  # readings of devices the batch's gateway may not report
         self.dead_letters = 0
+        path = settings.installed_base_file
+        self.installed_base = None if path is None else InstalledBaseFile(path)
 
     async def run(self) -> None:
         """Consume forever (and keep the lease in view, as a replica)."""
@@ -99,14 +113,27 @@ class RulesWorker:
         by one and dead-letter the bad one; ``StorageUnavailable`` holds them all.
         """
         batches: list[Batch] = []
+        installed = None if self.installed_base is None else self.installed_base.current()
         for message in messages:
             decoded = decode_batch(payload_bytes(message))
             self.rejected += len(decoded.rejected)
-            batches.append(decoded.batch)
+            batch = decoded.batch
+            if str(message.topic) != batch_topic(batch.gateway_id):
+                raise Poison(f"batch of gateway {batch.gateway_id!r} on {message.topic}")
+            batches.append(batch if installed is None else self._registered(batch, installed))
         if self.replica is not None:
             await self.replica.handle(batches)
         else:
             await self.runtime.on_stored(batches)
+
+    def _registered(self, batch: Batch, installed: InstalledBase) -> Batch:
+        """``batch`` without the readings its gateway may not report."""
+        refused = {index for index, _ in installed.unregistered(batch)}
+        if not refused:
+            return batch
+        self.unregistered += len(refused)
+        kept = tuple(r for i, r in enumerate(batch.readings) if i not in refused)
+        return Batch(batch.gateway_id, batch.batch_seq, kept)
 
     async def dead_letter(self, message: aiomqtt.Message, reason: str) -> None:
         """Count a batch the rules cannot use; ingest keeps its payload as a dead letter."""

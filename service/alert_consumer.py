@@ -105,6 +105,7 @@ class AlertConsumer:
                 reconnect_backoff_s=s.reconnect_backoff_s,
                 retry_backoff_s=s.retry_backoff_s,
                 retry_backoff_max_s=s.retry_backoff_max_s,
+                tls=s.tls,
             ),
             self._handle,
             self._dead_letter,

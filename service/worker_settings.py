@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.mqtt_tls import MqttTls
 from service.notifications import NotifyConfig
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
@@ -17,6 +18,7 @@ class WorkerSettings:
     port: int = 1883
     client_id: str = "vigil-service-1"
     mqtt_v5: bool = True  # False for MQTT 3.1.1 brokers such as the embedded amqtt
+    tls: MqttTls | None = None  # None: plain TCP (the embedded demo broker)
     session_expiry_s: int = 24 * 3600
     reconnect_backoff_s: float = 0.5
     tick_s: float = 60.0

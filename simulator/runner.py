@@ -10,9 +10,12 @@ import aiomqtt
 
 from contract import Reading
 from contract.topics import equipment_topic
+from infra.mqtt_tls import MqttTls, tls_context
 from simulator.fleet import Fleet
 
 ReadingSink = Callable[[Sequence[Reading]], Awaitable[None]]
+# The TLS files a device connects with, by device id (None: plain TCP).
+DeviceTls = Callable[[str], MqttTls | None]
 
 
 class SimulatedFleet:
@@ -20,7 +23,8 @@ class SimulatedFleet:
 
     Patch readings go straight to the sink (BLE arrives through the bleak backend instead);
     each piece of equipment publishes its own telemetry to the site broker, QoS 1, as real
-    equipment does, under its own MQTT client id.
+    equipment does, under its own MQTT client id (and, with ``device_tls``, its own
+    certificate: the site broker's ACL lets a device publish only under its own id).
     """
 
     name = "simulator"
@@ -32,12 +36,14 @@ class SimulatedFleet:
         tick_wall_s: float = 0.0,
         site_broker: tuple[str, int] | None = None,
         start_after: asyncio.Event | None = None,
+        device_tls: DeviceTls | None = None,
     ) -> None:
         self.fleet = fleet
         self.ticks = ticks
         self.tick_wall_s = tick_wall_s
         self.site_broker = site_broker
         self.start_after = start_after
+        self.device_tls = device_tls
         self.ticks_done = 0
 
     async def run(self, sink: ReadingSink) -> None:
@@ -49,9 +55,14 @@ class SimulatedFleet:
             if self.site_broker is not None and self.fleet.equipment:
                 host, port = self.site_broker
                 for device in self.fleet.equipment:
-                    clients[device.device_id] = await stack.enter_async_context(
-                        aiomqtt.Client(host, port, identifier=f"equipment-{device.device_id}")
+                    tls = self.device_tls(device.device_id) if self.device_tls else None
+                    client = aiomqtt.Client(
+                        host,
+                        port,
+                        identifier=f"equipment-{device.device_id}",
+                        tls_context=tls_context(tls),
                     )
+                    clients[device.device_id] = await stack.enter_async_context(client)
             site = self.fleet.spec.site
             for tick in range(self.ticks):
                 patch_readings = self.fleet.patch_readings(tick)

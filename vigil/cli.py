@@ -14,6 +14,7 @@ from vigil.commands import (
     audit,
     broker,
     deadletters,
+    devices,
     gateway,
     ingest,
     pki,
@@ -34,6 +35,7 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(service.app, name="service")
 app.add_typer(audit.app, name="audit")
 app.add_typer(deadletters.app, name="deadletters")
+app.add_typer(devices.app, name="devices")
 app.add_typer(pki.app, name="pki")
 app.add_typer(broker.app, name="broker")
 app.add_typer(tokens.app, name="tokens")

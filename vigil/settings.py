@@ -29,6 +29,8 @@ from contract import DeviceKind, Severity
 from gateway.app import GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
+from infra.confirm_keys import KeyFileError, read_key
+from infra.mqtt_tls import MqttTls, TlsFilesError
 from ingest.worker import IngestSettings
 
 if TYPE_CHECKING:
@@ -53,12 +55,32 @@ class Section(BaseModel):
 
 
 class BrokerConfig(Section):
-    """An MQTT broker address."""
+    """An MQTT broker address, and this process's TLS identity on it."""
 
     host: str = "127.0.0.1"
-    """Host name or address."""
+    """Host name or address (with TLS: a name the broker's certificate is issued for)."""
     port: int = 1883
-    """TCP port."""
+    """TCP port (the TLS listener of `vigil broker config` is 8883)."""
+    tls_ca_file: Path | None = None
+    """CA certificate the broker's is checked against; set: connect with TLS, unset: plain TCP."""
+    tls_cert_file: Path | None = None
+    """This process's client certificate: its CN is the identity the broker's ACL sees."""
+    tls_key_file: Path | None = None
+    """The private key of `tls_cert_file`."""
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> BrokerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_cert_file is not None and self.tls_ca_file is None:
+            raise ValueError("a client certificate needs tls_ca_file to check the broker with")
+        return self
+
+    def tls(self) -> MqttTls | None:
+        """The TLS files to connect with, or None for plain TCP (not checked: see check_tls)."""
+        if self.tls_ca_file is None:
+            return None
+        return MqttTls(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
 
 class GatewayConfig(Section):
@@ -92,6 +114,8 @@ class GatewayConfig(Section):
     """Dead-letter readings further ahead of the gateway clock than this (s)."""
     dead_letter_max_bytes: int = 64 * 1024 * 1024
     """Bytes of dead letters the outbox keeps; the oldest are dropped first, and counted."""
+    confirm_key_file: Path | None = None
+    """Its confirmation key (from `vigil pki client`); set: MAC-less confirmations are refused."""
 
 
 class IngestConfig(Section):
@@ -115,6 +139,14 @@ class IngestConfig(Section):
     """Dead-letter readings older than this (s, ingest clock); default: a year plus a month."""
     max_clock_skew_s: float = 300.0
     """Dead-letter readings further ahead of the ingest clock than this (s)."""
+    confirm_key_file: Path | None = None
+    """Master secret for confirmation MACs (the PKI's confirm-master.key); unset: no MACs."""
+    installed_base_file: Path | None = None
+    """Gateway and device sites (YAML/JSON); readings of other sites' devices are dead-lettered."""
+    unregistered_alert_after: Annotated[int, Field(ge=1)] = 100
+    """Unregistered readings from one gateway within the window that raise a gateway alert."""
+    unregistered_alert_window_s: Annotated[float, Field(gt=0)] = 3600.0
+    """The window of `unregistered_alert_after` (s); at most one alert per gateway in it."""
 
     @model_validator(mode="after")
     def _client_id_from_replica(self) -> IngestConfig:
@@ -209,6 +241,8 @@ class SimulatorConfig(Section):
     """Simulated seconds between samples."""
     tick_wall_s: float = 0.05
     """Wall seconds between samples."""
+    device_certs_dir: Path | None = None
+    """Per-device `<id>.crt`/`.key` (a PKI's issued/); unset: all use [site_broker]'s cert."""
 
 
 BUILTIN_CALENDAR = "weekdays"
@@ -375,8 +409,23 @@ class VigilSettings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
 
+    def check_tls(self, section: Literal["uplink_broker", "site_broker"]) -> MqttTls | None:
+        """A broker section's TLS files, checked, or None for plain TCP.
+
+        Raises TlsFilesError naming the section and the file that is missing or unusable.
+        """
+        broker: BrokerConfig = getattr(self, section)
+        tls = broker.tls()
+        if tls is not None:
+            try:
+                tls.check()
+            except TlsFilesError as exc:
+                raise TlsFilesError(f"[{section}] {exc}") from None
+        return tls
+
     def gateway_settings(self) -> GatewaySettings:
-        """The gateway's runtime settings."""
+        """The gateway's runtime settings; reads its TLS and key files (TlsFilesError,
+        KeyFileError if they are missing or unusable)."""
         g = self.gateway
         return GatewaySettings(
             gateway_id=g.id,
@@ -394,16 +443,21 @@ class VigilSettings(BaseSettings):
                 require_confirmation=g.require_confirmation,
                 confirm_timeout_s=g.confirm_timeout_s,
                 max_unconfirmed=g.max_unconfirmed,
+                tls=self.check_tls("uplink_broker"),
+                confirm_key=_key("[gateway] confirm_key_file", g.confirm_key_file),
             ),
-            site_broker=SiteBrokerSettings(
-                host=self.site_broker.host, port=self.site_broker.port, site=g.site
-            )
-            if g.bridge_equipment
-            else None,
+            site_broker=self.site_broker_settings() if g.bridge_equipment else None,
+        )
+
+    def site_broker_settings(self) -> SiteBrokerSettings:
+        """Where the gateway's equipment bridge consumes; reads its TLS files."""
+        b = self.site_broker
+        return SiteBrokerSettings(
+            host=b.host, port=b.port, site=self.gateway.site, tls=self.check_tls("site_broker")
         )
 
     def ingest_settings(self) -> IngestSettings:
-        """The ingest worker's runtime settings."""
+        """The ingest worker's runtime settings; reads its TLS and key files."""
         i = self.ingest
         return IngestSettings(
             host=self.uplink_broker.host,
@@ -415,6 +469,11 @@ class VigilSettings(BaseSettings):
             confirm=i.confirm,
             max_reading_age_s=i.max_reading_age_s,
             max_clock_skew_s=i.max_clock_skew_s,
+            tls=self.check_tls("uplink_broker"),
+            confirm_master_key=_key("[ingest] confirm_key_file", i.confirm_key_file),
+            installed_base_file=i.installed_base_file,
+            unregistered_alert_after=i.unregistered_alert_after,
+            unregistered_alert_window_s=i.unregistered_alert_window_s,
         )
 
     def runtime_settings(self) -> RuntimeSettings:
@@ -446,6 +505,8 @@ class VigilSettings(BaseSettings):
             port=self.uplink_broker.port,
             client_id=client_id,
             shared_group=r.shared_group,
+            tls=self.check_tls("uplink_broker"),
+            installed_base_file=self.ingest.installed_base_file,
         )
 
     def notify_config(self) -> NotifyConfig:
@@ -527,6 +588,7 @@ class VigilSettings(BaseSettings):
             port=self.uplink_broker.port,
             client_id=s.client_id,
             mqtt_v5=s.mqtt_v5,
+            tls=self.check_tls("uplink_broker"),
             tick_s=s.tick_interval_s,
             sla=self.sla_config(devices),
             schedules=self.schedule_config(),
@@ -545,6 +607,16 @@ class VigilSettings(BaseSettings):
             notifications_days=r.notifications_days,
             interval_s=r.interval_s,
         )
+
+
+def _key(setting: str, path: Path | None) -> bytes | None:
+    """The key in ``path`` (None if unset); KeyFileError naming ``setting`` if unusable."""
+    if path is None:
+        return None
+    try:
+        return read_key(path)
+    except KeyFileError as exc:
+        raise KeyFileError(f"{setting}: {exc}") from None
 
 
 def env_name(*path: str) -> str:

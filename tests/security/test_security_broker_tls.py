@@ -136,3 +136,19 @@ async def test_a_gateway_cannot_consume_other_gateways_batches(uplink: TlsBroker
         async with client(uplink, uplink.context("vigil-ingest"), "ingest") as ingest:
             await ingest.publish("vigil/v1/gateways/gw-b/confirms", b"canary", qos=1)
         assert await _received(gw_b, b"canary") == [b"canary"]
+
+
+async def test_ingest_may_raise_a_gateways_alert_and_a_gateway_only_its_own(
+    uplink: TlsBroker,
+) -> None:
+    uplink.pki.issue_client("vigil-service", Role.SERVICE)
+    async with (
+        client(uplink, uplink.context("vigil-service"), "service") as service,
+        client(uplink, uplink.context("gw-a"), "gw-a") as gw_a,
+        client(uplink, uplink.context("vigil-ingest"), "ingest") as ingest,
+    ):
+        await service.subscribe("vigil/v1/alerts/+", qos=1)
+        await gw_a.publish("vigil/v1/alerts/gw-b", b"forged-by-a", qos=1)
+        await gw_a.publish("vigil/v1/alerts/gw-a", b"own", qos=1)
+        await ingest.publish("vigil/v1/alerts/gw-b", b"canary", qos=1)
+        assert await _received(service, b"canary") == [b"own", b"canary"]

@@ -36,8 +36,14 @@ class TlsBroker:
         return ctx
 
 
-def start_tls_broker(*, kind: str = "uplink", site: str = "site-a") -> TlsBroker:
-    """Create a PKI and start a TLS broker with the generated config.
+# An ACL gone wrong: every identity may read and write everything.
+PERMISSIVE_ACL = "pattern readwrite #\n"
+
+
+def start_tls_broker(
+    *, kind: str = "uplink", site: str = "site-a", acl_text: str | None = None
+) -> TlsBroker:
+    """Create a PKI and start a TLS broker with the generated config (or ``acl_text``).
 
     The PKI lives in the broker's own work dir: mosquitto, dropped to its own user, could not
     traverse pytest's private tmp_path.
@@ -47,7 +53,8 @@ def start_tls_broker(*, kind: str = "uplink", site: str = "site-a") -> TlsBroker
     pki.init()
     pki.issue_server("broker", ["localhost", "127.0.0.1"])
     acl = broker.dir / "acl"
-    acl.write_text(uplink_acl() if kind == "uplink" else site_acl(site, ["gw-a"]))
+    generated = uplink_acl() if kind == "uplink" else site_acl(site, ["gw-a"])
+    acl.write_text(generated if acl_text is None else acl_text)
     files = ListenerFiles(
         ca=pki.ca_cert_path,
         cert=pki.cert_path("broker"),

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from vigil.settings import VigilSettings
+from vigil.startup import startup_files
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -88,7 +89,9 @@ def gateway_run(
     vigil.uplink_broker.port = uplink_port or vigil.uplink_broker.port
     vigil.site_broker.host = site_host or vigil.site_broker.host
     vigil.site_broker.port = site_port or vigil.site_broker.port
-    settings = dataclasses.replace(vigil.gateway_settings(), outbox_max_bytes=outbox_max_bytes)
+    with startup_files("gateway run"):
+        base = vigil.gateway_settings()
+    settings = dataclasses.replace(base, outbox_max_bytes=outbox_max_bytes)
 
     sources: list[ReadingSource] = []
     if keys is not None:
@@ -197,10 +200,12 @@ def _profile(
     vigil: VigilSettings, keys: Path, patient: str | None, state_dir: Path
 ) -> GatewayProfile:
     """The ward or home-kit profile for these keys, with a clear exit on a bad key store."""
-    from gateway.equipment_bridge import SiteBrokerSettings
     from gateway.keystore import KeyStoreError, load_keystore
     from gateway.profiles import home_kit_profile, ward_profile
 
+    with startup_files("gateway"):
+        uplink = vigil.gateway_settings().uplink
+        site = vigil.site_broker_settings() if vigil.gateway.bridge_equipment else None
     try:
         store = load_keystore(keys)
         if patient is not None:
@@ -209,15 +214,11 @@ def _profile(
                 patient,
                 gateway_id=vigil.gateway.id,
                 state_dir=state_dir,
-                uplink_host=vigil.uplink_broker.host,
-                uplink_port=vigil.uplink_broker.port,
+                uplink_host=uplink.host,
+                uplink_port=uplink.port,
+                uplink_tls=uplink.tls,
+                confirm_key=uplink.confirm_key,
             )
-        uplink = vigil.gateway_settings().uplink
-        site = (
-            SiteBrokerSettings(vigil.site_broker.host, vigil.site_broker.port, vigil.gateway.site)
-            if vigil.gateway.bridge_equipment
-            else None
-        )
         return ward_profile(
             store, gateway_id=vigil.gateway.id, state_dir=state_dir, uplink=uplink, site_broker=site
         )

@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 
 from vigil.settings import VigilSettings
+from vigil.startup import startup_files
 
 if TYPE_CHECKING:
     from infra.retention import Pruned
     from infra.telemetry import ReadingStore
+    from ingest.worker import StoredHook
 
 app = typer.Typer(help="The ingest worker.", no_args_is_help=True)
 console = Console()
@@ -42,6 +44,8 @@ def ingest_run(
     ] = None,
 ) -> None:
     """Run one ingest worker until interrupted."""
+    from infra.installed_base import InstalledBaseError, InstalledBaseFile
+    from infra.mqtt_tls import tls_context
     from ingest.worker import IngestWorker
     from rules.runtime import RuleRuntime, publish_through
     from vigil.commands.rules import load_rules, registry_from
@@ -50,17 +54,32 @@ def ingest_run(
     # Merged into the [ingest] section from the file and the environment, over both.
     overrides: dict[str, Any] = {} if replica is None else {"ingest": {"replica": replica}}
     settings = VigilSettings(**overrides)
+    with startup_files("ingest run", InstalledBaseError):
+        ingest = settings.ingest_settings()
+        path = ingest.installed_base_file
+        installed = None if path is None else InstalledBaseFile(path)
+    if installed is None:
+        log.warning(
+            "no [ingest] installed_base_file: readings are not checked against the installed "
+            "base, so any gateway may report any device (see `vigil devices export-registry`)"
+        )
     chosen = load_rules(None, None, settings) if rules else []
     registry = registry_from(settings.rules.registry_file) if rules else {}
     store = _open_when_reachable(settings.ingest.storage_url)
-    ingest = settings.ingest_settings()
 
     def publisher() -> aiomqtt.Client:
         # Its own connection: the ingest client's session only consumes.
         protocol = aiomqtt.ProtocolVersion.V5 if ingest.mqtt_v5 else aiomqtt.ProtocolVersion.V311
         return aiomqtt.Client(
-            ingest.host, ingest.port, identifier=f"{ingest.client_id}-alerts", protocol=protocol
+            ingest.host,
+            ingest.port,
+            identifier=f"{ingest.client_id}-alerts",
+            protocol=protocol,
+            tls_context=tls_context(ingest.tls),
         )
+
+    def worker(on_stored: StoredHook | None = None) -> IngestWorker:
+        return IngestWorker(ingest, store, on_stored=on_stored, installed_base=installed)
 
     async def main() -> None:
         async with _pruning(settings):
@@ -68,14 +87,14 @@ def ingest_run(
 
     async def work() -> None:
         if not rules:
-            await IngestWorker(ingest, store).run()
+            await worker().run()
             return
         async with RuleRuntime(
             chosen, registry, store, None, settings.runtime_settings()
         ) as runtime:
             link = asyncio.create_task(publish_through(runtime, publisher))
             try:
-                await IngestWorker(ingest, store, on_stored=runtime.on_stored).run()
+                await worker(runtime.on_stored).run()
             finally:
                 link.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.pki import Pki, PkiError, Role
+from infra.pki import Pki, PkiError, Role, check_identity
 
 app = typer.Typer(
     help="Certificates: the project CA, broker and client identities, CRL.", no_args_is_help=True
@@ -17,6 +17,12 @@ app = typer.Typer(
 console = Console()
 
 PkiDir = Annotated[Path, typer.Option("--dir", help="The PKI directory.")]
+IfAbsent = Annotated[
+    bool,
+    typer.Option(
+        "--if-absent", help="Do nothing if the identity already has a certificate (bootstrap)."
+    ),
+]
 DEFAULT_DIR = Path("var/pki")
 
 
@@ -31,9 +37,11 @@ def pki_init(
     name: Annotated[str, typer.Option(help="The CA's common name.")] = "vigil project CA",
 ) -> None:
     """Create the project CA (once) and an empty CRL."""
-    created = Pki(directory).init(name)
+    pki = Pki(directory)
+    created = pki.init(name)
     state = "created" if created else "already exists"
     console.print(f"CA {state}: {directory / 'ca.crt'} (key ca.key: keep it offline)")
+    console.print(f"confirmation master secret: {pki.confirm_master_path} (for ingest only)")
 
 
 @app.command("server")
@@ -41,10 +49,15 @@ def pki_server(
     cn: Annotated[str, typer.Argument(help="The broker's name, e.g. broker.")],
     hosts: Annotated[list[str], typer.Option("--host", help="DNS name or IP the clients use.")],
     directory: PkiDir = DEFAULT_DIR,
+    if_absent: IfAbsent = False,
 ) -> None:
     """Issue a broker (TLS server) certificate."""
+    pki = Pki(directory)
+    if if_absent and pki.cert_path(cn).exists():
+        console.print(f"{cn}: a certificate exists already, kept: {pki.cert_path(cn)}")
+        return
     try:
-        issued = Pki(directory).issue_server(cn, hosts)
+        issued = pki.issue_server(cn, hosts)
     except PkiError as exc:
         raise _fail(exc) from None
     console.print(f"issued {issued.cn} (serial {issued.serial:x}, until {issued.not_after})")
@@ -52,20 +65,43 @@ def pki_server(
 
 @app.command("client")
 def pki_client(
-    cn: Annotated[str, typer.Argument(help="Identity: gateway id, device id or vigil-<svc>.")],
-    role: Annotated[Role, typer.Option(help="What the identity is.")],
+    cns: Annotated[
+        list[str],
+        typer.Argument(help="Identities of one role: gateway ids, device ids or vigil-<svc>."),
+    ],
+    role: Annotated[Role, typer.Option(help="What the identities are.")],
     directory: PkiDir = DEFAULT_DIR,
+    if_absent: IfAbsent = False,
 ) -> None:
-    """Issue a client certificate whose common name is the broker identity."""
+    """Issue client certificates whose common name is the broker identity.
+
+    A gateway also gets ``issued/<id>.confirm-key``, its confirmation MAC key. Every name is
+    checked before any certificate is issued.
+    """
     pki = Pki(directory)
     try:
-        issued = pki.issue_client(cn, role)
+        for cn in cns:
+            check_identity(cn, role)
+        for cn in cns:
+            _issue_client(pki, cn, role, if_absent)
     except PkiError as exc:
         raise _fail(exc) from None
+
+
+def _issue_client(pki: Pki, cn: str, role: Role, if_absent: bool) -> None:
+    """Issue one client certificate (and a gateway's confirmation key), saying what was done."""
+    if if_absent and pki.cert_path(cn).exists():
+        console.print(f"{cn}: a certificate exists already, kept: {pki.cert_path(cn)}")
+        if role is Role.GATEWAY and not pki.confirm_key_path(cn).exists():
+            console.print(f"confirmation key: {pki.write_confirm_key(cn)}")
+        return
+    issued = pki.issue_client(cn, role)
     console.print(
         f"issued {issued.cn} as {issued.role}: {pki.cert_path(cn)} + {pki.key_path(cn)} "
         f"(until {issued.not_after})"
     )
+    if role is Role.GATEWAY:
+        console.print(f"confirmation key: {pki.confirm_key_path(cn)}")
 
 
 @app.command("revoke")

@@ -115,16 +115,21 @@ def rules_run(
     With PostgreSQL storage any number of replicas may run: one evaluates (it holds the lease),
     the others stand by and take over when it goes. With SQLite, run exactly one.
     """
+    from infra.installed_base import InstalledBaseError, load_installed_base
     from vigil.settings import VigilSettings
+    from vigil.startup import startup_files
     from vigil.stopping import run_until_stopped
 
     settings = VigilSettings()
+    with startup_files("rules run", InstalledBaseError):
+        worker_settings = settings.rules_worker_settings(replica)
+        if worker_settings.installed_base_file is not None:
+            load_installed_base(worker_settings.installed_base_file)
     rules = load_rules(pack, rule_file, settings)
     devices = registry_from(registry or settings.rules.registry_file)
     runtime_settings = settings.runtime_settings()
     if snapshot is not None:
         runtime_settings = dataclasses.replace(runtime_settings, snapshot_path=snapshot)
-    worker_settings = settings.rules_worker_settings(replica)
     if client_id is not None:
         worker_settings = dataclasses.replace(worker_settings, client_id=client_id)
     url = settings.ingest.storage_url

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vigil.settings import VigilSettings
+from vigil.startup import startup_files
 
 if TYPE_CHECKING:
     from infra.retention import Pruned
@@ -70,6 +71,8 @@ def service_run(
     s.mqtt_v5 = s.mqtt_v5 if mqtt_v5 is None else mqtt_v5
     s.tick_interval_s = tick_s or s.tick_interval_s
     s.notify_file = notify or s.notify_file
+    with startup_files("service run"):
+        vigil.check_tls("uplink_broker")
     store = open_service_store(store_url or s.store_url)
     worker_settings = vigil.service_worker_settings(store)
     checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
+from infra.mqtt_tls import MqttTls, TlsFilesError
 from vigil.settings import VigilSettings
+from vigil.startup import startup_files
+
+if TYPE_CHECKING:
+    from simulator.runner import DeviceTls
 
 app = typer.Typer(help="The device simulator.", no_args_is_help=True)
 console = Console()
@@ -30,11 +36,14 @@ def sim_run() -> None:
             site=settings.gateway.site,
         )
     )
+    with startup_files("sim run"):
+        device_tls = _device_tls(settings, [d.device_id for d in fleet.equipment])
     source = SimulatedFleet(
         fleet,
         s.ticks,
         s.tick_wall_s,
         site_broker=(settings.site_broker.host, settings.site_broker.port),
+        device_tls=device_tls,
     )
 
     async def discard(_: object) -> None:
@@ -42,3 +51,25 @@ def sim_run() -> None:
 
     asyncio.run(source.run(discard))
     console.print(f"published {fleet.tally.readings:,} equipment readings")
+
+
+def _device_tls(settings: VigilSettings, device_ids: list[str]) -> DeviceTls | None:
+    """Each device's TLS files, checked: its own certificate from ``device_certs_dir``, or
+    the [site_broker] one for all (None: plain TCP)."""
+    shared = settings.check_tls("site_broker")
+    certs = settings.simulator.device_certs_dir
+    if shared is None or certs is None:
+        return None if shared is None else (lambda _: shared)
+    own: dict[str, MqttTls] = {}
+    for device_id in device_ids:
+        tls = MqttTls(shared.ca, certs / f"{device_id}.crt", certs / f"{device_id}.key")
+        try:
+            tls.check()
+        except TlsFilesError as exc:
+            raise TlsFilesError(f"[simulator] device_certs_dir: {exc}") from None
+        own[device_id] = tls
+
+    def device_tls(device_id: str) -> MqttTls | None:
+        return own[device_id]
+
+    return device_tls
