@@ -24,6 +24,7 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.traceability.model import Recall, UdiRecord
 
 
 class ServiceStore(Protocol):
@@ -161,4 +162,24 @@ class ServiceStore(Protocol):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent ``limit`` dead letters, newest first."""
+        ...
+
+    def put_udi(self, record: UdiRecord) -> None:
+        """Insert or replace the UDI a device was registered with."""
+        ...
+
+    def udi(self, device_id: str) -> UdiRecord | None:
+        """The UDI of one device, or None."""
+        ...
+
+    def udis(self, lot: str | None = None) -> list[UdiRecord]:
+        """UDI records by device id, optionally of one lot."""
+        ...
+
+    def put_recall(self, recall: Recall) -> None:
+        """Insert or replace a recalled lot."""
+        ...
+
+    def recalls(self) -> list[Recall]:
+        """Every recalled lot, by lot."""
         ...
