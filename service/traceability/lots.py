@@ -135,6 +135,15 @@ def register(
             raise RegistrationRefused(
                 f"device {device.id} is registered with another UDI ({known.hri})"
             )
+        if known is not None:  # a repeated scan keeps what the first one added
+            udi = udi.model_copy(
+                update={
+                    "ble_address": udi.ble_address or known.ble_address,
+                    "system_id": udi.system_id or known.system_id,
+                    "manufacturer": udi.manufacturer or known.manufacturer,
+                    "registered_at": known.registered_at,
+                }
+            )
         put_installed(store, device, actor, at)
         store.put_udi(udi)
         store.append_audit(at, actor, "udi_registered", device.id, {"hri": udi.hri})

@@ -11,14 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-from fastapi.testclient import TestClient
+from typing import TYPE_CHECKING
 
 from contract import METRICS, Batch, DeviceKind, Reading
 from infra.telemetry.sqlite import SQLiteStore
 from service.api import Principal, build_app
 from service.model import Device, Patient, Site
 from service.store import SqliteStore
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 T0_US = 1_772_000_000_000_000  # 2026-02-25, before NOW
@@ -106,6 +108,8 @@ def seed_readings(store: SQLiteStore, devices: list[Device]) -> list[Reading]:
 @contextmanager
 def api(tmp_path: Path) -> Iterator[tuple[TestClient, SqliteStore, list[Reading]]]:
     """The API over the seeded stores, as a TestClient."""
+    from fastapi.testclient import TestClient
+
     store = SqliteStore(tmp_path / "service.db")
     seed_store(store)
     readings = SQLiteStore(str(tmp_path / "readings.db"))
