@@ -14,6 +14,8 @@ from vigil.commands import (
     audit,
     broker,
     deadletters,
+    devices,
+    fhir,
     gateway,
     ingest,
     pki,
@@ -21,6 +23,7 @@ from vigil.commands import (
     service,
     sim,
     tokens,
+    trace,
 )
 
 app = typer.Typer(
@@ -36,6 +39,9 @@ app.add_typer(deadletters.app, name="deadletters")
 app.add_typer(pki.app, name="pki")
 app.add_typer(broker.app, name="broker")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(fhir.app, name="fhir")
+app.add_typer(devices.app, name="devices")
+app.add_typer(trace.app, name="trace")
 
 console = Console()
 
