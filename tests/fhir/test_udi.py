@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import string
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract import Reading
 from service.fhir.validate import validate
@@ -179,3 +182,44 @@ def test_a_lot_is_traced_across_two_sites(world: World) -> None:
     kinds = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
     assert kinds == ["Device"] * 2 + ["Observation"] * 2 + ["Patient"] * 2 + ["Task"] * 2
     assert client.get("/trace/lot", params={"lot": "LOT-A"}, headers=auth(P1)).status_code == 403
+
+
+def _gtin14(body: str) -> str:
+    """``body`` (13 digits) with its GS1 check digit."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+# Lot and serial are GS1 AI 10/21 (up to 20 characters of CSET 82); parentheses are left out
+# because the human-readable form cannot tell them from an AI.
+_field = st.text(alphabet=string.ascii_letters + string.digits + "-./_", min_size=1, max_size=20)
+
+
+@settings(max_examples=100)
+@given(
+    body=st.from_regex(r"[0-9]{13}", fullmatch=True),
+    expiry=st.none() | st.dates(date(2000, 1, 1), date(2049, 12, 31)),
+    lot=st.none() | _field,
+    serial=st.none() | _field,
+    symbology=st.sampled_from(["", "]d2", "]C1", "]Q3", GS]),
+)
+def test_any_udi_reads_back_from_each_encoding(
+    body: str, expiry: date | None, lot: str | None, serial: str | None, symbology: str
+) -> None:
+    gtin = _gtin14(body)
+    fields = [("01", gtin)]
+    fields += [("17", f"{expiry:%y%m%d}")] if expiry else []
+    fields += [(ai, v) for ai, v in (("10", lot), ("21", serial)) if v]
+    hri = "".join(f"({ai}){v}" for ai, v in fields)
+    raw = symbology + "".join(
+        f"{ai}{v}{GS if ai in ('10', '21') else ''}" for ai, v in fields
+    ).rstrip(GS)
+    for text in (hri, raw):
+        udi = parse_udi(text)
+        assert (udi.gtin, udi.expiry, udi.lot, udi.serial) == (
+            gtin,
+            expiry,
+            lot or "",
+            serial or "",
+        )
+        assert udi.hri == hri
