@@ -45,21 +45,24 @@ def normalised(text: str) -> str:
 
 def _message(text: str) -> GS1ElementStrings:
     """The element strings of ``text``: parenthesised HRI, raw element strings or a URI."""
-    if text.startswith("("):
-        try:
-            return GS1Message.parse_hri(text).element_strings
-        except biip.ParseError as exc:
-            raise UdiError(f"not a GS1 barcode: {exc}") from None
+    # biip raises more than ParseError on hostile input (IndexError for a lone "]"), and no
+    # input may crash a caller: any failure of the parser is a barcode that cannot be read.
     try:
+        if text.startswith("("):
+            return GS1Message.parse_hri(text).element_strings
         result = biip.parse(text)
-    except biip.ParseError as exc:
-        raise UdiError(f"not a GS1 barcode: {exc}") from None
+    except Exception as exc:
+        raise UdiError(f"not a GS1 barcode: {_reason(exc)}") from None
     if result.gs1_message is not None:
         return result.gs1_message.element_strings
     if result.gs1_digital_link_uri is not None:
         return result.gs1_digital_link_uri.element_strings
     reason = result.gs1_message_error or "no GS1 element strings found"
     raise UdiError(f"not a GS1 barcode: {reason}")
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, biip.ParseError) else f"unreadable ({type(exc).__name__})"
 
 
 def parse_udi(text: str) -> Udi:

@@ -65,6 +65,7 @@ def test_without_a_separator_a_variable_field_swallows_the_rest() -> None:
         ("   ", "empty"),
         ("x" * 600, "longer than"),
         ("hello world", "not a GS1 barcode"),
+        ("]", "not a GS1 barcode"),  # biip itself fails with IndexError here
         ("(10)LOT-A(21)SN1", "no (01) GTIN"),
         ("(01)09506000134377", "check digit"),
         ("(01)0950600013437", "not a GS1 barcode"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import unicodedata
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from contract import AlertEvent, DeviceKind
 from infra.time_us import us_from_datetime
@@ -146,6 +146,26 @@ def register_device(
     if known is not None and not sees_device(who, known):
         raise not_found()
     udi = _parsed(body.barcode)
+    try:
+        device, record = _registration(body, udi, known, now)
+    except ValidationError as exc:  # a barcode field the installed base cannot hold
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)[:500]) from None
+    try:
+        done = register(store, device, record, actor=actor(who), at=now, sla=sla)
+    except RegistrationRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return RegistrationOut(
+        device=done.device,
+        udi=done.udi,
+        alerts=list(done.alerts),
+        tickets=[t.id for t in done.tickets],
+    )
+
+
+def _registration(
+    body: RegisterIn, udi: Udi, known: Device | None, now: datetime
+) -> tuple[Device, UdiRecord]:
+    """The device and UDI record a registration stores."""
     device = Device(
         id=body.device_id,
         kind=body.kind,
@@ -169,16 +189,7 @@ def register_device(
         manufacturer=body.manufacturer,
         registered_at=now,
     )
-    try:
-        done = register(store, device, record, actor=actor(who), at=now, sla=sla)
-    except RegistrationRefused as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return RegistrationOut(
-        device=done.device,
-        udi=done.udi,
-        alerts=list(done.alerts),
-        tickets=[t.id for t in done.tickets],
-    )
+    return device, record
 
 
 def _trace_out(trace: LotTrace) -> TraceOut:
