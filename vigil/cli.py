@@ -15,6 +15,7 @@ from vigil.commands import (
     broker,
     deadletters,
     devices,
+    fhir,
     gateway,
     ingest,
     pki,
@@ -23,6 +24,7 @@ from vigil.commands import (
     service,
     sim,
     tokens,
+    trace,
 )
 
 app = typer.Typer(
@@ -40,6 +42,9 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(broker.app, name="broker")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(retention.app, name="retention")
+app.add_typer(fhir.app, name="fhir")
+app.add_typer(devices.app, name="devices")
+app.add_typer(trace.app, name="trace")
 
 console = Console()
 

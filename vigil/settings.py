@@ -245,6 +245,57 @@ class SimulatorConfig(Section):
     """Per-device `<id>.crt`/`.key` (a PKI's issued/); unset: all use [site_broker]'s cert."""
 
 
+class FhirConfig(Section):
+    """[fhir]: pushing readings to a hospital's FHIR server (`vigil fhir upload`)."""
+
+    base_url: str = ""
+    """FHIR R4 base URL the transaction Bundles are posted to; empty: no upload."""
+    auth: Literal["none", "bearer", "client_credentials"] = "none"
+    """How to authenticate: no token, `bearer_token`, or OAuth2 client credentials."""
+    bearer_token: SecretStr = SecretStr("")
+    """Static bearer token (auth = "bearer")."""
+    token_url: str = ""
+    """OAuth2 token endpoint (auth = "client_credentials")."""
+    client_id: str = ""
+    """OAuth2 client id (auth = "client_credentials")."""
+    client_secret: SecretStr = SecretStr("")
+    """OAuth2 client secret, sent as HTTP Basic (auth = "client_credentials")."""
+    scope: str = ""
+    """OAuth2 scope to ask for, e.g. "system/Observation.write"; empty: none."""
+    gateway_id: str | None = None
+    """Id of the personal health gateway the Observations name; default [gateway] id."""
+    sites: list[str] = []
+    """Upload only devices of these sites; empty: every site."""
+    outbox_path: Path = Path("var/fhir-outbox.db")
+    """SQLite file of the upload outbox."""
+    readings_url: str | None = None
+    """Readings store to upload from; default [ingest] storage_url."""
+    bundle_size: int = Field(100, ge=1, le=1000)
+    """Observations per transaction Bundle at most."""
+    poll_s: float = Field(30.0, gt=0)
+    """Seconds between upload passes."""
+    lookback_s: float = Field(3600.0, ge=0)
+    """Each pass looks this far behind the newest reading seen, for readings that came late."""
+    backoff_s: float = Field(5.0, gt=0)
+    """First delay after a failed upload; doubles per failure."""
+    backoff_cap_s: float = Field(300.0, gt=0)
+    """Longest delay between tries of one Observation."""
+    timeout_s: float = Field(30.0, gt=0)
+    """HTTP timeout of one request to the FHIR server or token endpoint."""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> FhirConfig:
+        if self.auth == "bearer" and not self.bearer_token.get_secret_value():
+            raise ValueError('auth = "bearer" needs a bearer_token')
+        if self.auth == "client_credentials" and not (
+            self.token_url and self.client_id and self.client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                'auth = "client_credentials" needs token_url, client_id, client_secret'
+            )
+        return self
+
+
 BUILTIN_CALENDAR = "weekdays"
 
 
@@ -375,6 +426,7 @@ class VigilSettings(BaseSettings):
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
     schedules: SchedulingConfig = SchedulingConfig()
     retention: RetentionConfig = RetentionConfig()
+    fhir: FhirConfig = FhirConfig()
 
     @field_validator("calendars", mode="after")
     @classmethod

@@ -41,6 +41,7 @@ from service.model import (
 )
 from service.store.postgres_schema import AFTER_UPGRADES, MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
 from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
+from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -411,3 +412,42 @@ class PostgresStore:
             [(count,)] = self._rows(sql.SQL("SELECT count(*) ") + rows, params)
             return Pruned(kind, int(count), cutoff_us)
         return Pruned(kind, self._write(sql.SQL("DELETE ") + rows, params), cutoff_us)
+
+    def put_udi(self, record: UdiRecord) -> None:
+        """Insert or replace the UDI a device was registered with."""
+        self._write(
+            "INSERT INTO service_device_udi (device_id, lot, doc) VALUES (%s, %s, %s)"
+            " ON CONFLICT (device_id) DO UPDATE SET lot = EXCLUDED.lot, doc = EXCLUDED.doc",
+            (record.device_id, record.lot, record.model_dump_json()),
+        )
+
+    def udi(self, device_id: str) -> UdiRecord | None:
+        """The UDI of one device, or None."""
+        rows = self._rows(
+            "SELECT doc::text FROM service_device_udi WHERE device_id = %s", (device_id,)
+        )
+        return UdiRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def udis(self, lot: str | None = None) -> list[UdiRecord]:
+        """UDI records by device id, optionally of one lot."""
+        if lot is None:
+            rows = self._rows("SELECT doc::text FROM service_device_udi ORDER BY device_id")
+        else:
+            rows = self._rows(
+                "SELECT doc::text FROM service_device_udi WHERE lot = %s ORDER BY device_id",
+                (lot,),
+            )
+        return [UdiRecord.model_validate_json(r[0]) for r in rows]
+
+    def put_recall(self, recall: Recall) -> None:
+        """Insert or replace a recalled lot."""
+        self._write(
+            "INSERT INTO service_recalls (key, lot, doc) VALUES (%s, %s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET lot = EXCLUDED.lot, doc = EXCLUDED.doc",
+            (recall.key, recall.lot, recall.model_dump_json()),
+        )
+
+    def recalls(self) -> list[Recall]:
+        """Every recalled lot, by lot."""
+        rows = self._rows("SELECT doc::text FROM service_recalls ORDER BY key")
+        return [Recall.model_validate_json(r[0]) for r in rows]

@@ -59,6 +59,12 @@ SCHEMA: tuple[LiteralString, ...] = (
         reason text NOT NULL, payload bytea NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS service_dead_letters_received"
     " ON service_dead_letters (received_at)",
+    # Traceability: the UDI each device was registered with, and the recalled lots.
+    """CREATE TABLE IF NOT EXISTS service_device_udi (
+        device_id text PRIMARY KEY, lot text NOT NULL, doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_device_udi_lot ON service_device_udi (lot)",
+    """CREATE TABLE IF NOT EXISTS service_recalls (
+        key text PRIMARY KEY, lot text NOT NULL, doc jsonb NOT NULL)""",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when

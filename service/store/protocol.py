@@ -25,6 +25,7 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.traceability.model import Recall, UdiRecord
 
 
 class ServiceStore(Protocol):
@@ -177,4 +178,23 @@ class ServiceStore(Protocol):
 
     def prune_dead_letters(self, older_than: datetime, *, dry_run: bool = False) -> Pruned:
         """Remove dead letters received before ``older_than`` (a dry run only counts them)."""
+
+    def put_udi(self, record: UdiRecord) -> None:
+        """Insert or replace the UDI a device was registered with."""
+        ...
+
+    def udi(self, device_id: str) -> UdiRecord | None:
+        """The UDI of one device, or None."""
+        ...
+
+    def udis(self, lot: str | None = None) -> list[UdiRecord]:
+        """UDI records by device id, optionally of one lot."""
+        ...
+
+    def put_recall(self, recall: Recall) -> None:
+        """Insert or replace a recalled lot."""
+        ...
+
+    def recalls(self) -> list[Recall]:
+        """Every recalled lot, by lot."""
         ...

@@ -36,6 +36,7 @@ from service.model import (
     TicketState,
 )
 from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
+from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -81,6 +82,11 @@ CREATE TABLE IF NOT EXISTS service_dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, topic TEXT NOT NULL,
     reason TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS service_dead_letters_received ON service_dead_letters (received_at);
+-- Traceability: the UDI each device was registered with, and the recalled lots.
+CREATE TABLE IF NOT EXISTS device_udi (
+    device_id TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS device_udi_lot ON device_udi (lot);
+CREATE TABLE IF NOT EXISTS recalls (key TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
 """
 
 # Deliveries recorded before at_s existed get it from their document (julianday → epoch s).
@@ -421,3 +427,34 @@ class SqliteStore:
                 return max(self._db.execute(delete, (*params, limit)).rowcount, 0)
 
         return Pruned(kind, delete_in_chunks(chunk, self.prune_chunk_rows), cutoff_us)
+
+    def put_udi(self, record: UdiRecord) -> None:
+        """Insert or replace the UDI a device was registered with."""
+        self._write(
+            "INSERT OR REPLACE INTO device_udi VALUES (?, ?, ?)",
+            (record.device_id, record.lot, record.model_dump_json()),
+        )
+
+    def udi(self, device_id: str) -> UdiRecord | None:
+        """The UDI of one device, or None."""
+        rows = self._rows("SELECT doc FROM device_udi WHERE device_id = ?", (device_id,))
+        return UdiRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def udis(self, lot: str | None = None) -> list[UdiRecord]:
+        """UDI records by device id, optionally of one lot."""
+        if lot is None:
+            return self._many(UdiRecord, "SELECT doc FROM device_udi ORDER BY device_id")
+        return self._many(
+            UdiRecord, "SELECT doc FROM device_udi WHERE lot = ? ORDER BY device_id", (lot,)
+        )
+
+    def put_recall(self, recall: Recall) -> None:
+        """Insert or replace a recalled lot."""
+        self._write(
+            "INSERT OR REPLACE INTO recalls VALUES (?, ?, ?)",
+            (recall.key, recall.lot, recall.model_dump_json()),
+        )
+
+    def recalls(self) -> list[Recall]:
+        """Every recalled lot, by lot."""
+        return self._many(Recall, "SELECT doc FROM recalls ORDER BY key")

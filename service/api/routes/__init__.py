@@ -3,12 +3,14 @@
 from service.api.routes import (
     audit,
     devices,
+    fhir,
     health,
     installed_base,
     kpis,
     reports,
     telemetry,
     tickets,
+    traceability,
 )
 
 ROUTERS = (
@@ -20,6 +22,8 @@ ROUTERS = (
     kpis.router,
     reports.router,
     audit.router,
+    traceability.router,
+    fhir.router,
 )
 
 __all__ = ["ROUTERS"]
