@@ -158,7 +158,7 @@ async def test_two_weeks_offline_then_everything_arrives_exactly_once(
         assert counters.value("vigil_ble_unflushed_total") == 0
         assert counters.rejected(RejectReason.REPLAYED) == 0
         assert counters.rejected(RejectReason.AUTH_FAILED) == 0
-        assert acquisition.slots.peak <= 2
+        assert acquisition.peak_links <= 2
     # The neighbour's patch is paired, but to another patient: this kit treats it as unknown.
     assert neighbour.device_id not in {r.device_id for r in stored}
     assert sum(a.counters.rejected(RejectReason.UNKNOWN_DEVICE) for a in acquisitions) > 0
