@@ -82,7 +82,11 @@ class BleAcquisition:
         self.patches = allowlist(paired)
         self.counters = BleCounters(registry or CollectorRegistry())
         self.time, self._clock = _clocks(clock, now_us, time_source)
-        self.presence = Presence(self.config.gone_after_s)
+        c = self.config
+        # Silences that start within a few adverts of each other (a scan cycle when duty
+        # cycling) started together.
+        together = max(5.0, 3 * c.measure_every_s, c.scan_every_s if c.scan_window_s else 0.0)
+        self.presence = Presence(c.gone_after_s, together)
         self.faults = Faults()
         self.device_info: dict[str, DeviceInformation] = {}  # for the installed-base archive
         self.battery: dict[str, BatteryLevel] = {}
@@ -163,9 +167,7 @@ class BleAcquisition:
                     self._tasks = None
         except ExceptionGroup as group:
             # Link failures are handled inside; what escapes is the sink's or the scanner's.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            raise _leaf(group) from None
         except asyncio.CancelledError:
             # Patches do not resend what they notified or advertised, so readings decoded but
             # still queued exist nowhere else: give them to the sink before going.
@@ -255,8 +257,9 @@ class BleAcquisition:
                 runner.links.offer(device, None, first=True)
 
     def _wake_all(self) -> None:
+        """A link BlueZ counted came or went (another process's too): look at the queues."""
         for runner in self.runners.values():
-            runner.links.wake()
+            runner.links.restore_capacity()
 
     # -- adverts and links ----------------------------------------------------------------------
 
@@ -553,6 +556,14 @@ def _clocks(
         return SystemTime(), time.monotonic
     injected = InjectedTime(clock or time.monotonic, now_us or (lambda: time.time_ns() // 1000))
     return injected, clock or time.monotonic
+
+
+def _leaf(group: BaseExceptionGroup[Exception]) -> BaseException:
+    """The one exception inside nested single-exception groups (else the group itself)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _renamed(runner: AdapterRunner, info: AdapterInfo | None) -> bool:

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 from bleak.backends.device import BLEDevice
+from bleak.exc import BleakError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class AdapterLinks:
         self._arrivals = itertools.count()
         self._wake = asyncio.Event()
         self.waiting_for_slot = False
+        self._releases = 0  # links ended so far: a refusal teaches only if none ended meanwhile
 
     @property
     def in_use(self) -> int:
@@ -104,16 +106,18 @@ class AdapterLinks:
     def released(self, address: str, device: BLEDevice | None = None) -> None:
         """A link through this adapter ended: its slot is free again."""
         self.links.discard(address)
-        if device is not None and self._slot_manager is not None:
-            self._slot_manager.release_slot(device)
-        self.wake()
+        self._releases += 1
+        if device is not None:
+            self._release_slot(device)
+        self.restore_capacity()
 
     def wake(self) -> None:
         """Look at the queue again (a slot may be free)."""
         self._wake.set()
 
     def restore_capacity(self) -> None:
-        """Forget what the controller refused (after a power cycle or re-creation)."""
+        """Forget what the controller refused: a link (ours or another process's) ended, or
+        the adapter was power-cycled; the next refusal teaches it again."""
         self.capacity = self.slots
         self.wake()
 
@@ -131,15 +135,26 @@ class AdapterLinks:
                 continue
             self._queue.pop(candidate.address, None)
             self.connecting = candidate.address
+            links, releases = len(self.links), self._releases
             try:
                 outcome = await connect(candidate.device)
             finally:
                 self.connecting = None
-            if outcome is not Outcome.LINKED and self._slot_manager is not None:
-                self._slot_manager.release_slot(candidate.device)
+            if outcome is not Outcome.LINKED:
+                self._release_slot(candidate.device)
             if outcome is Outcome.NO_SLOT:
-                self._learn_capacity()
+                if releases == self._releases:  # nothing freed meanwhile: the refusal stands
+                    self._learn_capacity(links)
                 self.offer(candidate.device, -candidate.rank[0])  # waits for a slot, no backoff
+
+    def _release_slot(self, device: BLEDevice) -> None:
+        if self._slot_manager is None:
+            return
+        try:
+            self._slot_manager.release_slot(device)
+        except BleakError:
+            # The device object is gone (adapter removed, cache cleared): BlueZ released it.
+            self._slot_manager._release_slot(device.details["path"])
 
     def _next(self) -> _Candidate | None:
         oldest = self._clock() - self._ttl_s
@@ -156,13 +171,14 @@ class AdapterLinks:
         self.waiting_for_slot = not room
         return room
 
-    def _learn_capacity(self) -> None:
-        if self.links and len(self.links) < self.capacity:
+    def _learn_capacity(self, links: int) -> None:
+        """The controller refused a link with ``links`` of ours up: that is its room for now."""
+        if links and links < self.capacity:
             log.warning(
                 "BLE %s: the controller refused a link with %d up; using %d slots, not %d",
                 self.adapter,
-                len(self.links),
-                len(self.links),
+                links,
+                links,
                 self.capacity,
             )
-            self.capacity = len(self.links)
+            self.capacity = links

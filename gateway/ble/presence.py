@@ -24,8 +24,9 @@ class Sweep:
 class Presence:
     """Last time each patch sent something new and authentic, on the caller's clock."""
 
-    def __init__(self, gone_after_s: float) -> None:
+    def __init__(self, gone_after_s: float, together_s: float = 0.0) -> None:
         self.gone_after_s = gone_after_s
+        self.together_s = together_s  # silences starting this close together are "at once"
         self.last_seen: dict[str, float] = {}
         self.gone: set[str] = set()
         self.floor = float("-inf")
@@ -60,8 +61,9 @@ class Presence:
     def sweep(self, now: float) -> Sweep:
         """Patches silent for longer than the limit and not yet reported, now marked gone.
 
-        When two or more patches cross the limit in one sweep and every tracked patch is then
-        silent, they are reported as ``all_silent`` instead: the gateway is deaf.
+        When every tracked patch (two or more) has been silent for nearly the limit — their
+        silences began within ``together_s`` of each other — they are all reported as
+        ``all_silent`` instead: the gateway is deaf, not the patients gone.
         """
         if self.suspended:
             return Sweep([], [])
@@ -71,8 +73,16 @@ class Presence:
             for a, t in self.last_seen.items()
             if max(t, self.floor) < limit and a not in self.gone
         ]
+        if not newly:
+            return Sweep([], [])
+        # Everyone else fell silent at about the same moment: the gateway stopped hearing.
+        nearly = limit + self.together_s
+        rest = [a for a, t in self.last_seen.items() if a not in self.gone and a not in newly]
+        if len(self.last_seen) >= 2 and all(
+            max(self.last_seen[a], self.floor) < nearly for a in rest
+        ):
+            together = [*newly, *rest]
+            self.gone.update(together)
+            return Sweep([], together)
         self.gone.update(newly)
-        everyone_silent = len(self.gone) == len(self.last_seen)
-        if len(newly) >= 2 and everyone_silent:
-            return Sweep([], newly)
         return Sweep(newly, [])

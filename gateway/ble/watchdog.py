@@ -51,8 +51,9 @@ class ScanWatchdog:
         self._last_tick = now
         if not scanning:
             return Verdict.OK
-        patience = self.silence_s * min(8, 2 ** max(0, self.tries - 1))
-        if discovering is False and self.quiet_s > patience / 9:
+        factor = min(8, 2 ** max(0, self.tries - 1))
+        patience = self.silence_s * factor
+        if discovering is False and self.quiet_s > min(self.silence_s / 9, 5.0) * factor:
             return self._act()  # BlueZ says we are not scanning although we think we are
         if expected and self.quiet_s > patience:
             return self._act()

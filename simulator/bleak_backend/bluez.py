@@ -48,6 +48,7 @@ class BlueZErrorForm(Enum):
     # What a connect gets when the controller refuses it for lack of resources (HCI 0x0d).
     OUT_OF_SLOTS = ("org.bluez.Error.Failed", "le-connection-abort-by-local")
     UNKNOWN_OBJECT = ("org.freedesktop.DBus.Error.UnknownObject", "Object does not exist")
+    NOT_PERMITTED = ("org.bluez.Error.NotPermitted", "Read not permitted")
 
     def error(self) -> BleakDBusError:
         """The exception bleak raises for this reply."""
@@ -87,6 +88,7 @@ class VirtualAdapter:
     power_cycles: int = 0
     sessions: set[VirtualBleakScanner] = field(default_factory=set)
     connecting: str | None = None  # the address of the LE connect in flight
+    in_flight: int = 0  # Connect calls under way, refused ones included
     max_concurrent_connects: int = 0
 
     @property

@@ -89,13 +89,18 @@ class VirtualBleakClient(BaseBleakClient):
         if held is not None and held.client is None and held.adapter is adapter:
             self._up(radio.adopt(self, self.address, adapter), path)
             return
-        if adapter.one_pending_connect and adapter.connecting is not None:
-            raise BlueZErrorForm.IN_PROGRESS.error()
-        adapter.connecting = self.address
+        adapter.in_flight += 1
+        adapter.max_concurrent_connects = max(adapter.max_concurrent_connects, adapter.in_flight)
         try:
-            await self._attempt(float(kwargs.get("timeout", self._timeout)), adapter, path)
+            if adapter.one_pending_connect and adapter.connecting is not None:
+                raise BlueZErrorForm.IN_PROGRESS.error()
+            adapter.connecting = self.address
+            try:
+                await self._attempt(float(kwargs.get("timeout", self._timeout)), adapter, path)
+            finally:
+                adapter.connecting = None
         finally:
-            adapter.connecting = None
+            adapter.in_flight -= 1
 
     async def _attempt(self, wait_s: float, adapter: VirtualAdapter, path: str) -> None:
         radio = self._radio
@@ -151,6 +156,8 @@ class VirtualBleakClient(BaseBleakClient):
     ) -> bytearray:
         """Read a characteristic's value from the patch."""
         link = self._live_link()
+        if link.patch.refuses_read(characteristic.uuid.lower()):
+            raise BlueZErrorForm.NOT_PERMITTED.error()
         value = link.patch.read(characteristic.uuid.lower())
         if value is None or "read" not in characteristic.properties:
             raise BleakError(f"{characteristic.uuid}: read not permitted")

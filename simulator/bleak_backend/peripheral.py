@@ -77,6 +77,7 @@ class VirtualPatch:
         self.present = True  # within radio range of the gateway
         self.advertising = True
         self.advertise_while_connected = False  # most patch firmware stops advertising
+        self.unreadable: set[str] = set()  # characteristics answering NotPermitted
         self.info = DeviceInformation(
             model_number="VGL-PATCH-1",
             serial_number=f"SN-{model.device_id}",
@@ -214,6 +215,14 @@ class VirtualPatch:
         return Transmission(air.parse(advert), air.parse(response), self.rssi, advert, response)
 
     # -- GATT values -------------------------------------------------------------------------
+
+    def refuses_read(self, char_uuid: str) -> bool:
+        """Whether a read of ``char_uuid`` is answered NotPermitted (a firmware quirk)."""
+        return char_uuid in self.unreadable
+
+    def refuse_device_information(self) -> None:
+        """Answer every Device Information read with NotPermitted."""
+        self.unreadable |= {uuids.MODEL_NUMBER, uuids.SERIAL_NUMBER, uuids.FIRMWARE_REVISION}
 
     def read(self, char_uuid: str) -> bytes | None:
         """The value of a readable characteristic, or None if it is not readable."""
