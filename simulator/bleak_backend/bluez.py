@@ -89,6 +89,7 @@ class VirtualAdapter:
     sessions: set[VirtualBleakScanner] = field(default_factory=set)
     connecting: str | None = None  # the address of the LE connect in flight
     in_flight: int = 0  # Connect calls under way, refused ones included
+    foreign_connects: int = 0  # our next Connect calls that meet another process's pending one
     max_concurrent_connects: int = 0
 
     @property
@@ -349,7 +350,8 @@ class VirtualBlueZ:
         """Adapter1.RemoveDevice / InterfacesRemoved: the object and its cached services go."""
         if self._properties.get(path, {}).get(DEVICE_IFACE, {}).get("Connected"):
             self.set_connected(path, False)
-        self._properties.pop(path, None)
+        for child in [p for p in self._properties if p == path or p.startswith(path + "/")]:
+            del self._properties[child]  # the device object and its GATT objects
         self._services_cache.pop(path, None)
         self.foreign.discard(path)
         self.stale_gatt.discard(path)  # the cache went with the device object

@@ -92,6 +92,9 @@ class VirtualBleakClient(BaseBleakClient):
         adapter.in_flight += 1
         adapter.max_concurrent_connects = max(adapter.max_concurrent_connects, adapter.in_flight)
         try:
+            if adapter.foreign_connects > 0:  # another process's LE connect is pending
+                adapter.foreign_connects -= 1
+                raise BlueZErrorForm.IN_PROGRESS.error()
             if adapter.one_pending_connect and adapter.connecting is not None:
                 raise BlueZErrorForm.IN_PROGRESS.error()
             adapter.connecting = self.address
@@ -113,8 +116,14 @@ class VirtualBleakClient(BaseBleakClient):
         self._up(radio.connect(self, patch, adapter), path)
 
     def _up(self, link: Link, path: str) -> None:
-        # BlueZ resolves services from its cache, stale or not, until the device is removed.
-        link.services = build_services(stale=path in self._radio.bluez.stale_gatt)
+        # BlueZ resolves services from its cache, stale or not, until the device is removed;
+        # bleak keeps what it resolved in its own cache, as its BlueZ manager does.
+        bluez = self._radio.bluez
+        link.services = build_services(path, stale=path in bluez.stale_gatt)
+        for service in link.services:
+            service_path, props = service.obj
+            bluez._properties[service_path] = {"org.bluez.GattService1": props}
+        bluez._services_cache[path] = link.services
         self._link = link
         self.services = link.services
 
