@@ -91,6 +91,10 @@ class GatewayConfig(Section):
     """Dead-letter readings further ahead of the gateway clock than this (s)."""
     dead_letter_max_bytes: int = 64 * 1024 * 1024
     """Bytes of dead letters the outbox keeps; the oldest are dropped first, and counted."""
+    health_every_s: float = 60.0
+    """Seconds between health summaries on `vigil/v1/gateways/<id>/health` (retained)."""
+    metrics_port: int | None = None
+    """Serve the gateway's Prometheus metrics (BLE counters included) on this port; unset: off."""
 
 
 class IngestConfig(Section):
@@ -347,6 +351,7 @@ class VigilSettings(BaseSettings):
             max_reading_age_s=g.max_reading_age_s,
             max_clock_skew_s=g.max_clock_skew_s,
             dead_letter_max_bytes=g.dead_letter_max_bytes,
+            health_every_s=g.health_every_s,
             uplink=UplinkSettings(
                 host=self.uplink_broker.host,
                 port=self.uplink_broker.port,

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from contract.ble import uuids
 from contract.ble.gatt import DeviceInformation
-from contract.health import BleHealth
+from contract.health import BleHealth, ClockHealth
 from contract.reading import Reading
 from gateway.ble import health
 from gateway.ble.adapters import AdapterRunner
@@ -147,6 +147,11 @@ class BleAcquisition:
     def health(self) -> BleHealth:
         """A summary for the gateway's health message."""
         return health.summary(self)
+
+    def clock_health(self) -> ClockHealth:
+        """Whether readings are stamped with the wall clock now, or held."""
+        state = self.clock_state
+        return ClockHealth(state=state.value, trusted=state.trusted, wall_us=self.time.wall_us())
 
     # -- running ------------------------------------------------------------------------------
 

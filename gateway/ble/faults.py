@@ -65,6 +65,11 @@ class Faults:
         self._emit(FaultReport(fault, False, message, evidence))
         return True
 
+    @staticmethod
+    def names() -> list[str]:
+        """Every fault this source can raise."""
+        return [f.value for f in Fault]
+
     def raised(self, fault: Fault) -> int:
         """How often ``fault`` was raised so far."""
         return sum(1 for r in self.history if r.fault is fault and r.raised)
