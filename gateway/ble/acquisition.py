@@ -29,7 +29,7 @@ from contract.reading import Reading
 from gateway.ble import health
 from gateway.ble.adapters import AdapterRunner
 from gateway.ble.allowlist import PairedPatch, allowlist
-from gateway.ble.bluez import DEFAULT_ADAPTER, AdapterInfo, BlueZ, open_bluez
+from gateway.ble.bluez import DEFAULT_ADAPTER, AdapterInfo, BlueZ, BlueZRestarted, open_bluez
 from gateway.ble.clock import ClockState, InjectedTime, SystemTime, TimeSource, clock_state
 from gateway.ble.config import BleConfig
 from gateway.ble.connector import Outcome
@@ -113,6 +113,7 @@ class BleAcquisition:
         self._adopting: set[str] = set()  # links BlueZ held at start-up, offered for adoption
         self._tasks: asyncio.TaskGroup | None = None
         self._bluez: BlueZ | None = None
+        self._bluez_restarted = False
         self._slot_manager: BleakSlotManager | None = None
         self.clock_state = clock_state(self.time)
         self.peak_links = 0
@@ -171,7 +172,9 @@ class BleAcquisition:
                 finally:
                     self._tasks = None
         except ExceptionGroup as group:
-            # Link failures are handled inside; what escapes is the sink's or the scanner's.
+            # Link failures are handled inside; what escapes is the sink's or the scanner's
+            # (or bluetoothd restarted). Queued readings still go to the sink if it takes them.
+            await self.delivery.flush(sink)
             raise _leaf(group) from None
         except asyncio.CancelledError:
             # Patches do not resend what they notified or advertised, so readings decoded but
@@ -187,10 +190,16 @@ class BleAcquisition:
         """Keep one runner per adapter BlueZ shows (by MAC), forever."""
         missing_since: float | None = None
         while True:
+            if self._bluez_restarted:
+                raise BlueZRestarted(
+                    "bluetoothd restarted (org.bluez changed owner): bleak's view of BlueZ is "
+                    "stale; the BLE source ends so that the gateway restarts with a fresh one"
+                )
             if self._bluez is None:
                 self._bluez = await open_bluez()
                 if self._bluez is not None:
                     await self._setup_slots()
+                    await self._bluez.watch_restarts(self._on_bluez_restart)
             wanted: dict[str, AdapterInfo | None] = {DEFAULT_ADAPTER: None}
             if self._bluez is not None:
                 wanted = dict(self._bluez.adapters())
@@ -204,6 +213,10 @@ class BleAcquisition:
             missing_since = self._adapters_present(bool(wanted), missing_since)
             self.counters.adapters.set(len(self.runners))
             await asyncio.sleep(self.config.adapter_poll_s)
+
+    def _on_bluez_restart(self) -> None:
+        self._bluez_restarted = True
+        log.error("BLE: bluetoothd restarted")
 
     def _adapters_present(self, present: bool, since: float | None) -> float | None:
         """Raise ADAPTER_MISSING while BlueZ shows none; give up after a long absence."""

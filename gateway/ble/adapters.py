@@ -161,6 +161,6 @@ class AdapterRunner:
 
     def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
         self.owner.counters.adverts.inc()
-        if self.watchdog.heard():
+        if self.watchdog.heard(self._clock()):
             self.owner.scanner_silent(self, False, "adverts are heard again")
         self.owner.on_advert(self, device, adv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 ADAPTER_IFACE = "org.bluez.Adapter1"
 DEVICE_IFACE = "org.bluez.Device1"
 DEFAULT_ADAPTER = "default"  # the key of the single adapter used without BlueZ
+
+
+class BlueZRestarted(Exception):
+    """bluetoothd restarted (org.bluez changed owner): bleak's mirror of its objects is stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,30 @@ class BlueZ:
                 devices.append(BLEDevice(props["Address"], name, {"path": path, "props": props}))
         return devices
 
+    async def watch_restarts(self, on_restart: Callable[[], None]) -> bool:
+        """Call ``on_restart`` when org.bluez changes owner; False if this bus cannot tell."""
+        bus = self._manager._bus
+        add_handler = getattr(bus, "add_message_handler", None)
+        if add_handler is None:
+            return False
+        from bleak.backends.bluezdbus.signals import MatchRules, add_match
+        from bleak.backends.bluezdbus.utils import assert_reply
+
+        def handler(message: Any) -> None:
+            body = message.body
+            if message.member == "NameOwnerChanged" and body and body[0] == "org.bluez":
+                on_restart()
+
+        add_handler(handler)
+        # Only the bus daemon sends this signal (bleak's MatchRules cannot take a sender).
+        rules = MatchRules(
+            interface="org.freedesktop.DBus",
+            member="NameOwnerChanged",
+            arg0="org.bluez",
+        )
+        assert_reply(await add_match(bus, rules))
+        return True
+
     async def power_cycle(self, adapter: str, off_s: float) -> None:
         """Power the adapter off and on again (``Adapter1.Powered``); BleakError if refused."""
         await self._set_powered(adapter, False)
@@ -105,13 +134,3 @@ async def open_bluez() -> BlueZ | None:
         return None
     manager = await get_global_bluez_manager_with_timeout()
     return None if manager is None else BlueZ(manager)
-
-
-def adapter_of(device: BLEDevice) -> str:
-    """The adapter name in a BlueZ device path, or DEFAULT_ADAPTER."""
-    details = device.details
-    if isinstance(details, dict):
-        path = details.get("path")
-        if isinstance(path, str) and path.count("/") >= 4:
-            return path.split("/")[3]
-    return DEFAULT_ADAPTER

@@ -29,25 +29,27 @@ class ScanWatchdog:
     quiet_s: float = 0.0  # scanning time since the last advert (or the last remedy)
     tries: int = 0  # remedies since the last advert
     _last_tick: float | None = None
+    _last_heard: float = float("-inf")
 
     @property
     def faulted(self) -> bool:
         """Whether the watchdog has acted since the last advert (a gateway fault is up)."""
         return self.tries > 0
 
-    def heard(self) -> bool:
-        """An advert arrived; True if this ends a fault."""
+    def heard(self, now: float) -> bool:
+        """An advert arrived at ``now``; True if this ends a fault."""
         was = self.faulted
         self.quiet_s = 0.0
         self.tries = 0
+        self._last_heard = now
         return was
 
     def tick(
         self, now: float, *, scanning: bool, discovering: bool | None, expected: bool
     ) -> Verdict:
-        """Account the time since the last tick and judge the scanner."""
+        """Account the scanning time since the last tick (or advert) and judge the scanner."""
         if self._last_tick is not None and scanning:
-            self.quiet_s += max(0.0, now - self._last_tick)
+            self.quiet_s += max(0.0, now - max(self._last_tick, self._last_heard))
         self._last_tick = now
         if not scanning:
             return Verdict.OK

@@ -217,6 +217,15 @@ class VirtualBlueZ:
         old = self.remove_adapter(name)
         return self.add_adapter(new_name, old.address)
 
+    def restart_daemon(self) -> None:
+        """bluetoothd restarts: every object goes, org.bluez changes owner, adapters return."""
+        adapters = [(a.name, a.address) for a in self.adapters.values()]
+        for name, _ in adapters:
+            self.remove_adapter(name)
+        self._bus.signal_owner_changed("org.bluez", ":1.7", ":1.42")
+        for name, address in adapters:
+            self.add_adapter(name, address)
+
     def power(self, adapter: VirtualAdapter, on: bool) -> None:
         """Adapter1.Powered: off drops every link and discovery session; on clears a stall."""
         if not on and adapter.powered:

@@ -9,9 +9,10 @@ messages, so ``assert_reply`` raises ``BleakDBusError`` exactly as it would on B
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dbus_fast import Message, Variant
+from dbus_fast import Message, MessageType, Variant
 
 if TYPE_CHECKING:
     from simulator.bleak_backend.bluez import VirtualBlueZ
@@ -28,6 +29,24 @@ class VirtualBus:
         self._bluez = bluez
         self._serials = itertools.count(1)
         self.calls: list[tuple[str, str, str]] = []  # (path, interface, member), for tests
+        self._handlers: list[Callable[[Message], object]] = []
+
+    def add_message_handler(self, handler: Callable[[Message], object]) -> None:
+        """Receive every signal the bus delivers (dbus_fast's API)."""
+        self._handlers.append(handler)
+
+    def signal_owner_changed(self, name: str, old: str, new: str) -> None:
+        """org.freedesktop.DBus.NameOwnerChanged, as the bus daemon sends it."""
+        signal = Message(
+            message_type=MessageType.SIGNAL,
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="NameOwnerChanged",
+            signature="sss",
+            body=[name, old, new],
+        )
+        for handler in list(self._handlers):
+            handler(signal)
 
     async def call(self, message: Message) -> Message:
         """Handle ``message`` and return the reply bluetoothd would send."""
@@ -47,6 +66,8 @@ class VirtualBus:
 
     def _dispatch(self, path: str, iface: str, member: str, body: list[Any]) -> Any:
         bluez = self._bluez
+        if iface == "org.freedesktop.DBus" and member in ("AddMatch", "RemoveMatch"):
+            return None
         if iface == _DEVICE and member == "Disconnect":
             _exists(bluez, path)
             bluez.hangup(path)

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from gateway.ble import Fault, RejectReason
+from gateway.ble.bluez import BlueZRestarted
 from gateway.ble.scan_control import ScannerStartError
 from simulator.bleak_backend import BlueZErrorForm, Stall, VirtualPatch, VirtualRadio
 from tests.bleak.test_bleak_harness import FAST, Harness, running, started
@@ -194,6 +195,20 @@ async def test_adapter_removed_and_recreated_as_hci1_scanning_resumes() -> None:
         assert list(h.acquisition.runners) == [mac]  # one adapter, followed by its MAC
         assert all(heard_after(h, p, back + 1.0) for p in h.patches)
         assert h.radio.links[linked.address].adapter.name == "hci1"
+
+
+async def test_a_bluetoothd_restart_ends_the_source_after_handing_over_its_readings() -> None:
+    """org.bluez changed owner: bleak's mirror of BlueZ is stale, so the source ends (and the
+    gateway restarts fresh) — but what it decoded reaches the sink first."""
+    with pytest.raises(BlueZRestarted):
+        async with running(2, connectable=1) as h:
+            await h.play(5.0)
+            before = len(h.delivered)
+            h.radio.bluez.restart_daemon()
+            task = h.task
+            assert task is not None
+            await wait_until_async(task.done, 10, "the source to end")
+            assert len(h.delivered) >= before and h.acquisition.pending == 0
 
 
 async def test_five_patches_one_pending_connect_per_controller_all_linked() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 from bleak import BleakClient, BleakScanner
@@ -176,3 +177,13 @@ async def test_clear_cache_removes_the_device_and_its_cached_services() -> None:
     assert path in radio.bluez._services_cache
     assert await clear_cache(address)
     assert path not in radio.bluez._properties and path not in radio.bluez._services_cache
+
+
+def test_the_examples_in_the_profile_are_what_the_simulator_sends() -> None:
+    """docs/ble-profile.md §3.1 quotes these bytes."""
+    doc = (Path(__file__).parents[2] / "docs" / "ble-profile.md").read_text(encoding="utf-8")
+    advert = advert_pdu(bytes.fromhex("41e445f3c9962b332211006c7c4519"))
+    response = scan_response("patch-0042", connectable=True)
+    flat = " ".join(doc.split())  # the doc groups and wraps the bytes
+    assert advert.hex(" ") in flat and len(advert) == 22
+    assert response.hex(" ") in flat and len(response) == 30

@@ -80,7 +80,11 @@ def simulated(profile: GatewayProfile, radio: VirtualRadio, port: int) -> Gatewa
         profile.ble,
         wall_poll_s=0.005,
         wall_sweep_s=0.005,
+        adapter_poll_s=0.01,
         connect_attempts=1,
+        # Simulated time jumps STEP_S between two turns of the connect queue: a queued connect
+        # must outlive a step (on the wall clock, 10 s is plenty).
+        candidate_ttl_s=2 * STEP_S,
         scanner_backend=VirtualBleakScanner.bind(radio),
         client_backend=VirtualBleakClient,
     )
