@@ -133,6 +133,8 @@ class BleCounters:
             "vigil_ble_scanning_adapters", "Adapters whose scanner is running", registry=r
         )
         self._seen: dict[tuple[str, RejectReason], int] = {}
+        # Labelled children looked up once: ``labels()`` takes a lock on every call.
+        self._accepted_by = {c: self._accepted.labels(c) for c in ("notify", "advert")}
 
     def reject(self, address: str, reason: RejectReason, detail: str = "") -> None:
         """Count a refusal and log it, at powers of two per device and reason (no log floods)."""
@@ -146,7 +148,8 @@ class BleCounters:
 
     def accept(self, channel: str) -> None:
         """Count an authentic, new frame (``notify``) or advert (``advert``)."""
-        self._accepted.labels(channel).inc()
+        child = self._accepted_by.get(channel)
+        (child if child is not None else self._accepted.labels(channel)).inc()
 
     def rejected(self, reason: RejectReason) -> int:
         """How many refusals for ``reason`` so far."""
