@@ -80,6 +80,11 @@ class AdapterRunner:
         self.links.on_slot_wait = owner.counters.slot_waits.inc
 
     @property
+    def bluez(self) -> BlueZ | None:
+        """The BlueZ this adapter lives in (None: no BlueZ here)."""
+        return self._bluez
+
+    @property
     def label(self) -> str:
         """``hci0 (00:1A:…)`` for logs."""
         return f"{self.name} ({self.key})" if self.name else "default adapter"

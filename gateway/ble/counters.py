@@ -60,6 +60,13 @@ class BleCounters:
             "Connection slots in use (connecting or connected)",
             registry=r,
         )
+        self._field_counters(r)
+        self._seen: dict[tuple[str, RejectReason], int] = {}
+        # Labelled children looked up once: ``labels()`` takes a lock on every call.
+        self._accepted_by = {c: self._accepted.labels(c) for c in ("notify", "advert")}
+
+    def _field_counters(self, r: CollectorRegistry) -> None:
+        """What the gateway does about BlueZ's failure modes, and the clock (docs/ble-field.md)."""
         self.adverts = Counter(
             "vigil_ble_adverts", "Advert callbacks from every scanner (any device)", registry=r
         )
@@ -132,9 +139,6 @@ class BleCounters:
         self.scanning = Gauge(
             "vigil_ble_scanning_adapters", "Adapters whose scanner is running", registry=r
         )
-        self._seen: dict[tuple[str, RejectReason], int] = {}
-        # Labelled children looked up once: ``labels()`` takes a lock on every call.
-        self._accepted_by = {c: self._accepted.labels(c) for c in ("notify", "advert")}
 
     def reject(self, address: str, reason: RejectReason, detail: str = "") -> None:
         """Count a refusal and log it, at powers of two per device and reason (no log floods)."""
