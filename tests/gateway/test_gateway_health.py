@@ -22,6 +22,7 @@ from gateway.health import SOURCE_FAILED, HealthAlarms
 from gateway.outbox import Outbox
 from gateway.uplink import UplinkSettings
 from simulator.bleak_backend import (
+    BlueZErrorForm,
     Stall,
     VirtualBleakClient,
     VirtualBleakScanner,
@@ -105,13 +106,17 @@ async def test_a_restart_that_runs_healthy_clears_what_the_last_run_raised(
 
 
 def _acquisition(
-    radio: VirtualRadio, patches: list[VirtualPatch], registry: CollectorRegistry | None = None
+    radio: VirtualRadio,
+    patches: list[VirtualPatch],
+    registry: CollectorRegistry | None = None,
+    scanner_max_failures: int = 10,
 ) -> BleAcquisition:
     config = replace(
         FAST,
         scanner_backend=VirtualBleakScanner.bind(radio),
         client_backend=VirtualBleakClient,
         watchdog_silence_s=10.0,
+        scanner_max_failures=scanner_max_failures,
     )
     return BleAcquisition(
         paired(patches),
@@ -168,3 +173,21 @@ async def test_a_stall_is_one_alert_upstream_and_health_is_published(
     exported = generate_latest(counters.registry).decode()
     assert "vigil_ble_scanner_restarts_total 1.0" in exported  # BLE beside the gateway's
     assert "vigil_gateway_readings_in_total" in exported
+
+
+async def test_a_ble_source_that_cannot_start_raises_its_faults_then_fails_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """The scanner never starts: `scanner_failing` goes up, then past the limit the source
+    dies, `gateway.source_failed` goes up, and the gateway reports the failure (exit 1)."""
+    radio = VirtualRadio()
+    patches = populate(radio, FleetSpec(patches=1))
+    radio.default_adapter.fail_starts(BlueZErrorForm.NOT_READY, 10_000)
+    acquisition = _acquisition(radio, patches, scanner_max_failures=2)
+    async with Gateway(settings(tmp_path), [acquisition]) as gateway:
+        failure = await asyncio.wait_for(gateway.wait_failed(), 20)
+        assert "did not start" in str(failure)
+        assert queued(gateway.outbox) == [
+            ("gateway.ble.scanner_failing", AlertTransition.RAISED),
+            (SOURCE_FAILED, AlertTransition.RAISED),
+        ]
