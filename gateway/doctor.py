@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -114,12 +115,16 @@ def check_disk(outbox_path: Path, needed_bytes: int) -> Check:
     return Check("outbox disk headroom", Status.OK, detail)
 
 
-async def check_broker(host: str, port: int, timeout_s: float = 5.0) -> Check:
-    """The uplink broker accepts a TCP/MQTT connection."""
+async def check_broker(
+    host: str, port: int, timeout_s: float = 5.0, tls: ssl.SSLContext | None = None
+) -> Check:
+    """The uplink broker accepts an MQTT connection (over TLS with ``tls``, as the uplink)."""
     where = f"{host}:{port}"
     try:
         async with asyncio.timeout(timeout_s):
-            async with aiomqtt.Client(host, port, identifier="vigil-doctor", timeout=timeout_s):
+            async with aiomqtt.Client(
+                host, port, identifier="vigil-doctor", timeout=timeout_s, tls_context=tls
+            ):
                 pass
     except aiomqtt.MqttCodeError as exc:  # the broker answered: reachable, but refused us
         return Check("uplink broker", Status.OK, f"{where} answers (refused this probe: {exc})")
@@ -216,6 +221,7 @@ class DoctorInputs:
     broker_port: int
     paired: Sequence[tuple[str, str]] = ()  # (address, device id)
     listen_s: float = 60.0
+    broker_tls: ssl.SSLContext | None = None  # the uplink's TLS context, if it uses one
     scanner_backend: Any | None = None  # None: the OS stack
     bus_present: bool | None = None  # None: look for the D-Bus system bus
     time_source: Any | None = None  # None: this machine's clocks
@@ -233,7 +239,7 @@ async def examine(inputs: DoctorInputs) -> list[Check]:
     bluez = await open_bluez() if bus else None
     checks = await check_bluez(bluez, bus)
     checks.append(check_disk(inputs.outbox_path, inputs.outbox_bytes))
-    checks.append(await check_broker(inputs.broker_host, inputs.broker_port))
+    checks.append(await check_broker(inputs.broker_host, inputs.broker_port, tls=inputs.broker_tls))
     state = clock_state(inputs.time_source or SystemTime())
     checks.append(check_clock(state.value, state.trusted))
     listen: Listen | None = None
