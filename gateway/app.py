@@ -2,9 +2,12 @@
 
 Every reading is validated (catalog, ids, 64-bit integers, the timestamp window of the gateway's
 clock) before the outbox; what fails is dead-lettered with its reason. The gateway supervises
-its tasks: a source or the uplink dying of an exception is logged with its traceback and
+its tasks: a source or the uplink dying of an exception is logged with its traceback, raised as
+a ``gateway.source_failed`` alert upstream (durable: published after the restart if need be) and
 reported through ``wait_failed()``, so that the process exits (and is restarted) rather than
-running on as a zombie that no longer forwards anything.
+running on as a zombie that no longer forwards anything. Sources recover what they can
+themselves and report faults (``gateway.ble.…`` alerts); a periodic health summary goes out on
+``vigil/v1/gateways/<id>/health`` (gateway/health.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from gateway import dead_letters
 from gateway.counters import GatewayCounters
 from gateway.dead_letters import Letter
 from gateway.equipment_bridge import EquipmentBridge, SiteBrokerSettings
+from gateway.health import BLE_PREFIX, SOURCE_FAILED, FaultingSource, HealthAlarms, HealthReporter
 from gateway.outbox import Outbox
 from gateway.source import ReadingSource
 from gateway.uplink import Uplink, UplinkSettings
@@ -53,6 +57,10 @@ class GatewaySettings:
     # checked every dead_letter_expiry_interval_s.
     dead_letter_max_age_s: float | None = 90 * 86_400.0
     dead_letter_expiry_interval_s: float = 3600.0
+    health_every_s: float = 60.0  # how often the health summary is published
+    # Running this long without a task dying clears a source-failed alert left by an earlier
+    # run, and faults an earlier run raised that the sources do not see any more.
+    healthy_after_s: float = 60.0
 
 
 class Gateway:
@@ -94,6 +102,17 @@ class Gateway:
         self._source_tasks: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None  # the first task that died, if one did
         self._failed = asyncio.Event()
+        self.alarms = HealthAlarms(self.outbox, self.uplink.alerts_queued.set)
+        for source in self.sources:
+            if isinstance(source, FaultingSource):
+                source.faults.sink = self.alarms.source_fault
+            use_dead_letters = getattr(source, "use_dead_letters", None)
+            if callable(use_dead_letters):
+                use_dead_letters(self.dead_letter_readings)
+        self.health = HealthReporter(
+            self.outbox, self.sources, self.alarms, settings.health_every_s, self._rules
+        )
+        self.uplink.publishers.append(self.health.publish)
 
     async def __aenter__(self) -> Self:
         self._tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
@@ -105,6 +124,7 @@ class Gateway:
             self._source_tasks.append(task)
         for task in (*self._tasks, *self._source_tasks):
             task.add_done_callback(self._watch)
+        self._tasks.append(asyncio.create_task(self._reconcile(), name="reconcile"))
         return self
 
     def _watch(self, task: asyncio.Task[None]) -> None:
@@ -113,9 +133,41 @@ class Gateway:
             return
         exc = task.exception()
         log.error("gateway task %s died; the gateway stops", task.get_name(), exc_info=exc)
+        try:
+            self.alarms.report(
+                SOURCE_FAILED,
+                True,
+                f"{task.get_name()} died: {exc!r}; the gateway process exits to be restarted",
+                {"task": task.get_name(), "error": repr(exc)},
+            )
+        except Exception:  # the outbox itself may be what failed; the exit still happens
+            log.exception("could not queue the source-failed alert")
         if self.failure is None:
             self.failure = exc
         self._failed.set()
+
+    def _rules(self) -> list[str]:
+        """Every gateway-level alert rule this gateway can raise."""
+        rules = [SOURCE_FAILED]
+        for source in self.sources:
+            if isinstance(source, FaultingSource):
+                rules += [BLE_PREFIX + name for name in source.faults.names()]
+        return rules
+
+    async def _reconcile(self) -> None:
+        """After running healthy for a while, clear what an earlier run left raised."""
+        await asyncio.sleep(self.settings.healthy_after_s)
+        if self.failure is not None:
+            return
+        up = {SOURCE_FAILED: False}
+        for source in self.sources:
+            if isinstance(source, FaultingSource):
+                active = {f.value for f in source.faults.active}
+                up |= {BLE_PREFIX + n: n in active for n in source.faults.names()}
+        for rule, raised in up.items():
+            if not raised:
+                message = f"running for {self.settings.healthy_after_s:g} s without it"
+                await asyncio.to_thread(self.alarms.report, rule, False, message)
 
     async def wait_failed(self) -> BaseException:
         """Wait until a source or the uplink dies of an exception; return that exception."""
@@ -198,6 +250,12 @@ class Gateway:
             else:
                 appended.append(reading)
         return appended, dropped
+
+    async def dead_letter_readings(self, readings: Sequence[Reading], reason: str) -> None:
+        """Dead-letter readings a source cannot forward (e.g. their time is unknown)."""
+        received = now_us()
+        self.counters.readings_rejected.labels(reason="source_dead_letter").inc(len(readings))
+        await self._dead_letter([_letter(received, r, reason) for r in readings])
 
     async def _dead_letter(self, letters: Sequence[Letter]) -> None:
         dropped = await asyncio.to_thread(self.outbox.dead_letter_many, letters)

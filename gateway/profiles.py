@@ -19,7 +19,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry
 
 from gateway.app import GatewaySettings
-from gateway.ble import BleAcquisition, BleConfig, PairedPatch
+from gateway.ble import BleAcquisition, BleConfig, PairedPatch, TimeSource
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.keystore import KeyStore, KeyStoreError
 from gateway.uplink import UplinkSettings
@@ -98,11 +98,20 @@ class GatewayProfile:
         self,
         *,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        now_us: Callable[[], int] = wall_us,
+        clock: Callable[[], float] | None = None,
+        now_us: Callable[[], int] | None = None,
+        time_source: TimeSource | None = None,
     ) -> BleAcquisition:
-        """The BLE source of this profile (clocks replaceable for simulated time)."""
-        return BleAcquisition(self.paired, self.ble, registry=registry, clock=clock, now_us=now_us)
+        """The BLE source of this profile: the system's clocks (NTP state included) unless
+        replaced for simulated time."""
+        return BleAcquisition(
+            self.paired,
+            self.ble,
+            registry=registry,
+            clock=clock,
+            now_us=now_us,
+            time_source=time_source,
+        )
 
 
 def ward_profile(
@@ -120,7 +129,10 @@ def ward_profile(
         uplink=uplink or UplinkSettings(),
         site_broker=site_broker,
     )
-    ble = BleConfig(replay_marks_path=state_dir / "ble-replay-marks.db")
+    ble = BleConfig(
+        replay_marks_path=state_dir / "ble-replay-marks.db",
+        held_path=state_dir / "ble-held-readings.db",
+    )
     return GatewayProfile(ProfileKind.WARD, settings, ble, tuple(keys.paired()))
 
 
@@ -180,5 +192,9 @@ def home_kit_profile(
         scan_window_s=10.0,
         scan_every_s=60.0,
         replay_marks_path=state_dir / "ble-replay-marks.db",
+        held_path=state_dir / "ble-held-readings.db",
+        measure_every_s=measure_every_s,
+        # A patch at one measurement a minute: a link silent for 10 minutes is given up.
+        link_silence_intervals=10.0,
     )
     return GatewayProfile(ProfileKind.HOME_KIT, settings, ble, paired, sizing)

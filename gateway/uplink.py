@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -96,6 +98,8 @@ class Uplink:
         # batch_seq → monotonic time of its latest PUBACK, for batches awaiting confirmation.
         self._awaiting: dict[int, float] = {}
         self._confirm_wait_s = settings.confirm_timeout_s
+        # Other publishers sharing the connection (the health summary), run while connected.
+        self.publishers: list[Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]] = []
 
     def wake(self) -> None:
         """Tell the uplink that readings were appended."""
@@ -159,6 +163,8 @@ class Uplink:
             await self.check_alarm()
             self.alerts_queued.set()
             group.create_task(self._publish_alerts(client))
+            for publish in self.publishers:
+                group.create_task(publish(client))
             if confirming:
                 group.create_task(self._receive_confirmations(client))
                 group.create_task(self._resend_overdue(client, slots, group))

@@ -116,6 +116,12 @@ class GatewayConfig(Section):
     """Bytes of dead letters the outbox keeps; the oldest are dropped first, and counted."""
     confirm_key_file: Path | None = None
     """Its confirmation key (from `vigil pki client`); set: MAC-less confirmations are refused."""
+    clock_ntp: bool = True
+    """The box keeps time by NTP (BLE readings wait for a sync); false: a battery-backed RTC."""
+    health_every_s: float = 60.0
+    """Seconds between health summaries on `vigil/v1/gateways/<id>/health` (retained)."""
+    metrics_port: int | None = None
+    """Serve the gateway's Prometheus metrics (BLE counters included) on this port; unset: off."""
 
 
 class IngestConfig(Section):
@@ -486,6 +492,7 @@ class VigilSettings(BaseSettings):
             max_reading_age_s=g.max_reading_age_s,
             max_clock_skew_s=g.max_clock_skew_s,
             dead_letter_max_bytes=g.dead_letter_max_bytes,
+            health_every_s=g.health_every_s,
             uplink=UplinkSettings(
                 host=self.uplink_broker.host,
                 port=self.uplink_broker.port,

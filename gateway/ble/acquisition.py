@@ -1,51 +1,54 @@
-"""BLE acquisition: scan, link to paired patches within the slot budget, deliver readings."""
+"""BLE acquisition: scan every adapter, link to paired patches within their slots, deliver readings.
+
+One ``AdapterRunner`` per adapter BlueZ shows (followed by MAC as adapters come and go), each
+with its scanner, watchdog and connect queue; links, intake, presence, the clock and delivery
+are shared. Scanner trouble is recovered here and reported as gateway faults; only a scanner
+that cannot be started after every retry ends the source (and so, through the gateway's
+supervision, the process, for systemd to restart).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
-from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from prometheus_client import CollectorRegistry
 
 from contract.ble import uuids
 from contract.ble.gatt import DeviceInformation
+from contract.health import BleHealth, ClockHealth
 from contract.reading import Reading
+from gateway.ble import health
+from gateway.ble.adapters import AdapterRunner
 from gateway.ble.allowlist import PairedPatch, allowlist
+from gateway.ble.clock import ClockState, InjectedTime, SystemTime, TimeSource, clock_state
 from gateway.ble.config import BleConfig
+from gateway.ble.connector import Outcome
 from gateway.ble.counters import BleCounters, RejectReason
+from gateway.ble.delivery import DeadLetterSink, Delivery
+from gateway.ble.faults import Fault, Faults
+from gateway.ble.fleet import AdapterFleet
+from gateway.ble.held import HeldReadings, Stamp
 from gateway.ble.intake import PatchIntake
-from gateway.ble.link import hold_link
+from gateway.ble.links import BatteryLevel, PatchLinks
 from gateway.ble.marks import ReplayMarks
 from gateway.ble.presence import Presence
-from gateway.ble.slots import ConnectionSlots
 from gateway.source import ReadingSink
 
 log = logging.getLogger(__name__)
 
-
-def _wall_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass(frozen=True, slots=True)
-class BatteryLevel:
-    """A Battery Level read over GATT, and when (acquisition clock)."""
-
-    percent: int
-    at: float
+__all__ = ["BatteryLevel", "BleAcquisition"]
 
 
 class BleAcquisition:
     """A ``ReadingSource``: ``await BleAcquisition(paired).run(sink)`` until cancelled.
 
-    Connectable patches get a link while a slot is free; every paired patch is also heard
-    through its BTHome adverts, so patches beyond the slot budget still report.
+    Connectable patches get a link while their adapter has a slot; every paired patch is also
+    heard through its BTHome adverts, so patches beyond the slot budget still report.
     """
 
     name = "ble"
@@ -56,37 +59,42 @@ class BleAcquisition:
         config: BleConfig | None = None,
         *,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        now_us: Callable[[], int] = _wall_us,
+        clock: Callable[[], float] | None = None,
+        now_us: Callable[[], int] | None = None,
+        time_source: TimeSource | None = None,
         on_gone: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config or BleConfig()
         self.patches = allowlist(paired)
         self.counters = BleCounters(registry or CollectorRegistry())
-        self.presence = Presence(self.config.gone_after_s)
-        self.slots = ConnectionSlots(self.config.max_connections)
-        self.device_info: dict[str, DeviceInformation] = {}  # for the installed-base archive
-        self.battery: dict[str, BatteryLevel] = {}
-        self._clock = clock
+        self.time, self._clock = _clocks(clock, now_us, time_source, self.config.clock_ntp)
+        c = self.config
+        # Silences that start within a few adverts of each other (a scan cycle when duty
+        # cycling) started together.
+        together = max(5.0, 3 * c.measure_every_s, c.scan_every_s if c.scan_window_s else 0.0)
+        self.presence = Presence(c.gone_after_s, together)
+        self.faults = Faults()
         self._on_gone = on_gone
         self._intake = PatchIntake(
-            self.patches, self.counters, self.presence, clock=clock, now_us=now_us
+            self.patches, self.counters, self.presence, clock=self._clock, now_us=self.time.wall_us
         )
-        self._outbox: asyncio.Queue[list[Reading]] = asyncio.Queue()
-        self._queued = 0
-        self._links: dict[str, asyncio.Task[None]] = {}
-        self._retry_at: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
-        self._bad_frames: dict[str, int] = {}
-        self._tasks: asyncio.TaskGroup | None = None
-        self._handover: asyncio.Future[None] | None = None
-        self._in_flight = 0
-        self._address_of = {p.device_id: p.address for p in self.patches.values()}
-        self.scanning = False
         self.marks: ReplayMarks | None = None
         if self.config.replay_marks_path is not None:
             self.marks = ReplayMarks(self.config.replay_marks_path)
             self._intake.resume(self.marks.load())
+        held = HeldReadings(self.config.held_path, self.config.held_max_readings)
+        address_of = {p.device_id: p.address for p in self.patches.values()}
+        self.delivery = Delivery(self.config, self.counters, self.marks, held, address_of)
+        self.links = PatchLinks(
+            self.config, self.counters, self._intake, self._clock, self._queue, self._heard
+        )
+        self.fleet = AdapterFleet(
+            self, self.links, self.faults, self._clock, self._intake.knows, self._runner_gone
+        )
+        self.clock_state = clock_state(self.time)
+        self.adverts_mark = (time.monotonic(), 0.0)  # for the advert rate in health()
+
+    # -- state ------------------------------------------------------------------------------
 
     @property
     def gone(self) -> frozenset[str]:
@@ -95,66 +103,88 @@ class BleAcquisition:
 
     @property
     def connected(self) -> frozenset[str]:
-        """Addresses with a link task running (connecting or connected)."""
-        return frozenset(self._links)
+        """Addresses with a link task running (connected, or being set up)."""
+        return frozenset(self.links.held)
+
+    @property
+    def runners(self) -> dict[str, AdapterRunner]:
+        """The adapters in use, by MAC."""
+        return self.fleet.runners
+
+    @property
+    def device_info(self) -> dict[str, DeviceInformation]:
+        """Device Information read from each patch (for the installed-base archive)."""
+        return self.links.device_info
+
+    @property
+    def battery(self) -> dict[str, BatteryLevel]:
+        """The last Battery Level read from each patch."""
+        return self.links.battery
+
+    @property
+    def peak_links(self) -> int:
+        """The most links held at once."""
+        return self.links.peak_links
 
     @property
     def pending(self) -> int:
         """Readings decoded but not yet taken by the sink."""
-        return self._queued + self._in_flight
+        return self.delivery.pending
+
+    @property
+    def scanning(self) -> bool:
+        """Whether some adapter's scanner is running."""
+        return any(r.scan.scanning for r in self.runners.values())
+
+    def use_dead_letters(self, sink: DeadLetterSink) -> None:
+        """Where readings that cannot be forwarded go (the gateway's dead letters)."""
+        self.delivery.dead_letter = sink
+
+    def health(self) -> BleHealth:
+        """A summary for the gateway's health message."""
+        return health.summary(self)
+
+    def clock_health(self) -> ClockHealth:
+        """Whether readings are stamped with the wall clock now, or held."""
+        state = self.clock_state
+        return ClockHealth(state=state.value, trusted=state.trusted, wall_us=self.time.wall_us())
+
+    # -- running ------------------------------------------------------------------------------
 
     async def run(self, sink: ReadingSink) -> None:
         """Scan, link and deliver into ``sink`` until cancelled; on cancel, hand over the rest."""
-        scanner = BleakScanner(self._on_advert, backend=self.config.scanner_backend)
+        self.presence.track(self.patches, self._clock())  # a patch never heard goes gone on time
+        install = getattr(self.config.scanner_backend, "install_in_loop", None)
+        if callable(install):
+            install()  # a custom backend (the simulator's virtual BlueZ) joins this loop
         try:
             async with asyncio.TaskGroup() as tasks:
-                self._tasks = tasks
-                tasks.create_task(self._deliver(sink))
-                tasks.create_task(self._watch_silence())
+                self.links.tasks = tasks
+                tasks.create_task(self.delivery.run(sink))
+                tasks.create_task(self._sweep(sink))
                 try:
-                    await self._scan(scanner)
+                    await self.fleet.follow(tasks)
                 finally:
-                    self._tasks = None
-                    self.scanning = False
+                    self.links.tasks = None
         except ExceptionGroup as group:
-            # Link failures are handled inside; what escapes is the sink's, so raise it as is.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            # Link failures are handled inside; what escapes is the sink's or the scanner's
+            # (or bluetoothd restarted). Queued readings still go to the sink if it takes them.
+            await self.delivery.flush(sink)
+            raise _leaf(group) from None
         except asyncio.CancelledError:
             # Patches do not resend what they notified or advertised, so readings decoded but
             # still queued exist nowhere else: give them to the sink before going.
-            await self._flush(sink)
+            await self.delivery.flush(sink)
             raise
         finally:
             if self.marks is not None:
                 self.marks.close()
+            self.delivery.held.close()
 
-    async def _scan(self, scanner: BleakScanner) -> None:
-        window = self.config.scan_window_s
-        if window is None or window >= self.config.scan_every_s:
-            async with scanner:
-                self.scanning = True
-                await asyncio.Event().wait()  # the scanner works through callbacks
-            return
-        try:
-            while True:
-                # Polled on the acquisition clock, so simulated time drives the cycle in tests.
-                due = self._clock() % self.config.scan_every_s < window
-                if due and not self.scanning:
-                    await scanner.start()
-                    self.scanning = True
-                elif not due and self.scanning:
-                    await scanner.stop()
-                    self.scanning = False
-                await asyncio.sleep(self.config.wall_poll_s)
-        finally:
-            if self.scanning:
-                await scanner.stop()
+    # -- adverts and links ----------------------------------------------------------------------
 
-    # -- adverts ---------------------------------------------------------------------------------
-
-    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+    def on_advert(self, runner: AdapterRunner, device: BLEDevice, adv: AdvertisementData) -> None:
+        """An advert: decode what paired patches send, queue a link for connectable ones."""
         address = device.address.upper()
         bthome = adv.service_data.get(uuids.BTHOME_SERVICE_DATA)
         connectable = uuids.PATCH_SERVICE in adv.service_uuids
@@ -166,153 +196,126 @@ class BleAcquisition:
         if bthome is not None:
             readings = self._intake.advert(address, bthome)
             self._queue(readings)
+        if readings:
+            self._heard(address)
         # Never spend a slot on a device whose advert was just refused (a spoofer, a replay).
-        if connectable and readings is not None:
-            self._maybe_link(device)
+        if readings is not None and (connectable or self.config.scanning_mode == "passive"):
+            self._offer(runner, device, adv.rssi)
 
-    def _maybe_link(self, device: BLEDevice) -> None:
+    def _offer(self, runner: AdapterRunner, device: BLEDevice, rssi: int | None) -> None:
         address = device.address.upper()
-        if address in self._links or self._tasks is None:
+        if address in self.links.held or self.links.backing_off(address):
             return
-        if self._clock() < self._retry_at.get(address, 0.0) or not self.slots.try_acquire():
-            return
-        self._links[address] = self._tasks.create_task(self._link(device))
+        runner.links.offer(device, rssi)
 
-    async def _link(self, device: BLEDevice) -> None:
-        address = device.address.upper()
-        failed: Exception | None = None
-        try:
-            await hold_link(device, self, self.config)
-        except Exception as exc:  # one patch's failure must not stop the gateway
-            failed = exc
-        finally:
-            self._links.pop(address, None)
-            self.slots.release()
-            self.counters.connected.set(self.slots.in_use)
-        if failed is None and self._bad_frames.get(address, 0) < self.config.max_bad_frames:
-            self.counters.drops.inc()
-            self._retry_at[address] = self._clock() + self.config.reconnect_after_s
-            log.info("BLE link to %s ended", address)
-            return
-        # Failed to connect, or hung up on bad frames: back off exponentially.
-        failures = self._failures.get(address, 0) + 1
-        self._failures[address] = failures
-        self.counters.link_failures.inc()
-        delay = min(self.config.backoff_max_s, self.config.reconnect_after_s * 2**failures)
-        self._retry_at[address] = self._clock() + delay
-        log.warning(
-            "BLE link to %s failed (%s); retry in %.0f s",
-            address,
-            failed or "too many refused frames",
-            delay,
-        )
+    async def connect(self, runner: AdapterRunner, device: BLEDevice) -> Outcome:
+        """One link attempt through ``runner``'s adapter (its connect worker awaits this)."""
+        return await self.links.connect(runner, device)
 
-    # -- LinkOwner -------------------------------------------------------------------------------
+    # -- AdapterOwner ------------------------------------------------------------------------
 
-    def on_connected(self, address: str) -> None:
-        """Count the link; its backoff resets once an authentic frame arrives."""
-        self._bad_frames.pop(address, None)
-        self.counters.connects.inc()
-        self.counters.connected.set(self.slots.in_use)
-        log.info("BLE link to %s up (%d/%d slots)", address, self.slots.in_use, self.slots.size)
+    def expects_adverts(self) -> bool:
+        """Some paired patch is unlinked, so adverts should be heard."""
+        return len(self.links.held) < len(self.patches)
 
-    def on_frame(self, address: str, data: bytes) -> bool:
-        """Decode a notification; hang up after too many refused frames in a row."""
-        readings = self._intake.notification(address, data)
-        if readings is not None:
-            self._bad_frames.pop(address, None)
-            self._failures.pop(address, None)  # authentic data: this patch is fine
-            self._queue(readings)
-            return True
-        bad = self._bad_frames.get(address, 0) + 1
-        self._bad_frames[address] = bad
-        return bad < self.config.max_bad_frames
+    def scanner_failing(self, runner: AdapterRunner, failures: int, why: str) -> None:
+        """Raise SCANNER_FAILING on the first failed start cycle, clear it on a start."""
+        if failures:
+            self.faults.raise_(Fault.SCANNER_FAILING, why, adapter=runner.key, failures=failures)
+            if failures >= self.config.scanner_max_failures:
+                log.error("BLE %s: giving up after %d failed starts", runner.label, failures)
+        else:
+            self.faults.clear(Fault.SCANNER_FAILING, f"{runner.label} scans again")
 
-    def wants_info(self, address: str) -> bool:
-        """Device Information is read once per patch."""
-        return address not in self.device_info
+    def scanner_silent(self, runner: AdapterRunner, silent: bool, why: str) -> None:
+        """One gateway fault for a deaf scanner; nobody is declared gone meanwhile."""
+        if silent:
+            self.faults.raise_(Fault.SCANNER_SILENT, f"{runner.label}: {why}", adapter=runner.key)
+            self.presence.suspend()
+        else:
+            self._resume_presence()
 
-    def on_info(self, address: str, info: DeviceInformation) -> None:
-        """Keep Device Information for the installed-base archive."""
-        self.device_info[address] = info
-        log.info(
-            "BLE %s is %s serial %s firmware %s",
-            address,
-            info.model_number,
-            info.serial_number,
-            info.firmware_revision,
-        )
+    def _runner_gone(self, runner: AdapterRunner) -> None:
+        self.faults.clear(Fault.SCANNER_SILENT, f"{runner.label} is gone")
+        self._resume_presence()
 
-    def battery_due(self, address: str) -> bool:
-        """Battery Level is read on first connect, then every ``battery_every_s``."""
-        last = self.battery.get(address)
-        return last is None or self._clock() - last.at >= self.config.battery_every_s
+    def _resume_presence(self) -> None:
+        deaf = any(r.watchdog.faulted for r in self.runners.values())
+        if not deaf and self.faults.clear(Fault.SCANNER_SILENT, "adverts are heard again"):
+            self.presence.resume(self._clock())
 
-    def on_battery(self, address: str, percent: int) -> None:
-        """Keep the polled Battery Level (frames carry it too; this covers idle links)."""
-        self.battery[address] = BatteryLevel(percent, self._clock())
+    # -- readings, silence and the clock ----------------------------------------------------------
 
-    # -- delivery and silence ----------------------------------------------------------------------
+    def _heard(self, address: str) -> None:
+        if Fault.ALL_PATCHES_SILENT in self.faults.active:
+            self.faults.clear(Fault.ALL_PATCHES_SILENT, f"{address} is heard again")
 
     def _queue(self, readings: list[Reading] | None) -> None:
         if not readings:
             return
-        if self._queued + len(readings) > self.config.outbox_readings:
-            self.counters.outbox_overflow.inc(len(readings))
-            return
-        self._queued += len(readings)
-        self._outbox.put_nowait(readings)
+        stamp = None
+        if not self.clock_state.trusted:
+            stamp = Stamp(self.time.boot_id(), self.time.monotonic_us())
+        self.delivery.put(readings, stamp)
 
-    async def _deliver(self, sink: ReadingSink) -> None:
-        while True:
-            batch = self._next_batch(await self._outbox.get())
-            self._handover = asyncio.ensure_future(self._hand_over(sink, batch))
-            # Shielded: a cancel must not abandon a batch half-way into the sink; _flush waits.
-            await asyncio.shield(self._handover)
-
-    def _next_batch(self, first: list[Reading]) -> list[Reading]:
-        batch = first
-        while len(batch) < self.config.batch_readings and not self._outbox.empty():
-            batch.extend(self._outbox.get_nowait())
-        self._queued -= len(batch)
-        self._in_flight = len(batch)
-        return batch
-
-    async def _hand_over(self, sink: ReadingSink, batch: Sequence[Reading]) -> None:
-        await sink(batch)
-        self._in_flight = 0
-        self.counters.readings.inc(len(batch))
-        if self.marks is not None:
-            # After the sink: a mark never claims readings that are not in the outbox.
-            marks: dict[str, int] = {}
-            for r in batch:
-                address = self._address_of[r.device_id]
-                marks[address] = max(marks.get(address, 0), r.seq)
-            await asyncio.to_thread(self.marks.raise_to, marks)
-
-    async def _flush(self, sink: ReadingSink) -> None:
-        """Finish the hand-over under way and deliver what is queued, within the flush timeout."""
-        try:
-            async with asyncio.timeout(self.config.flush_timeout_s):
-                if self._handover is not None and not self._handover.done():
-                    await self._handover
-                while not self._outbox.empty():
-                    await self._hand_over(sink, self._next_batch(self._outbox.get_nowait()))
-        except Exception as exc:  # the gateway is stopping anyway: count and say what is lost
-            lost = self.pending
-            self.counters.unflushed.inc(lost)
-            log.error("BLE acquisition stopped with %d readings not delivered (%r)", lost, exc)
-
-    async def _watch_silence(self) -> None:
+    async def _sweep(self, sink: ReadingSink) -> None:
         while True:
             await asyncio.sleep(self.config.wall_sweep_s)
-            for address in self.presence.sweep(self._clock()):
-                self.counters.gone.inc()
-                log.warning(
-                    "BLE patch %s (%s) silent for over %.0f s: gone",
-                    address,
-                    self.patches[address].device_id,
-                    self.config.gone_after_s,
-                )
-                if self._on_gone is not None:
-                    self._on_gone(address)
+            self._sweep_presence()
+            await self._check_clock(sink)
+
+    def _sweep_presence(self) -> None:
+        swept = self.presence.sweep(self._clock())
+        if swept.all_silent:
+            self.faults.raise_(
+                Fault.ALL_PATCHES_SILENT,
+                f"all {len(swept.all_silent)} paired patches went silent at once: "
+                "the gateway, not the patients, is the likely cause",
+                patches=len(swept.all_silent),
+            )
+        for address in swept.gone:
+            self.counters.gone.inc()
+            log.warning(
+                "BLE patch %s (%s) silent for over %.0f s: gone",
+                address,
+                self.patches[address].device_id,
+                self.config.gone_after_s,
+            )
+            if self._on_gone is not None:
+                self._on_gone(address)
+
+    async def _check_clock(self, sink: ReadingSink) -> None:
+        self.clock_state = clock_state(self.time)
+        self.counters.clock_trusted.set(int(self.clock_state.trusted))
+        if self.clock_state is ClockState.UNTRUSTED:
+            self.faults.raise_(
+                Fault.CLOCK_UNTRUSTED,
+                "the clock is not NTP-synchronised: readings are held until it is",
+            )
+            return
+        self.faults.clear(Fault.CLOCK_UNTRUSTED, f"clock trusted ({self.clock_state.value})")
+        if self.delivery.held.count:
+            await self.delivery.release_held(sink, self.time)
+
+
+def _clocks(
+    clock: Callable[[], float] | None,
+    now_us: Callable[[], int] | None,
+    source: TimeSource | None,
+    ntp: bool = True,
+) -> tuple[TimeSource, Callable[[], float]]:
+    """The time source and the acquisition clock (seconds) from what the caller gave."""
+    if source is not None:
+        return source, clock or (lambda: source.monotonic_us() / 1e6)
+    if clock is None and now_us is None:
+        return SystemTime(ntp=ntp), time.monotonic
+    injected = InjectedTime(clock or time.monotonic, now_us or (lambda: time.time_ns() // 1000))
+    return injected, clock or time.monotonic
+
+
+def _leaf(group: BaseExceptionGroup[Exception]) -> BaseException:
+    """The one exception inside nested single-exception groups (else the group itself)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -60,7 +60,85 @@ class BleCounters:
             "Connection slots in use (connecting or connected)",
             registry=r,
         )
+        self._field_counters(r)
         self._seen: dict[tuple[str, RejectReason], int] = {}
+        # Labelled children looked up once: ``labels()`` takes a lock on every call.
+        self._accepted_by = {c: self._accepted.labels(c) for c in ("notify", "advert")}
+
+    def _field_counters(self, r: CollectorRegistry) -> None:
+        """What the gateway does about BlueZ's failure modes, and the clock (docs/ble-field.md)."""
+        self.adverts = Counter(
+            "vigil_ble_adverts", "Advert callbacks from every scanner (any device)", registry=r
+        )
+        self.duplicate_frames = Counter(
+            "vigil_ble_duplicate_frames",
+            "Byte-identical repeats of the last accepted notification (doubled by the stack)",
+            registry=r,
+        )
+        self.scanner_starts = Counter(
+            "vigil_ble_scanner_starts", "Scanner starts that succeeded", registry=r
+        )
+        self.scanner_start_failures = Counter(
+            "vigil_ble_scanner_start_failures", "Scanner start attempts that failed", registry=r
+        )
+        self.scanner_stop_failures = Counter(
+            "vigil_ble_scanner_stop_failures", "Scanner stops that failed or timed out", registry=r
+        )
+        self.scanner_restarts = Counter(
+            "vigil_ble_scanner_restarts",
+            "Scanner restarts by the watchdog (silence, or Discovering dropped)",
+            registry=r,
+        )
+        self.power_cycles = Counter(
+            "vigil_ble_adapter_power_cycles", "Adapters power-cycled to recover", registry=r
+        )
+        self.silent_hangups = Counter(
+            "vigil_ble_silent_hangups",
+            "Links hung up because no authentic frame came for too long",
+            registry=r,
+        )
+        self.cache_clears = Counter(
+            "vigil_ble_gatt_cache_clears",
+            "BlueZ device caches cleared (characteristic missing, or a connect in progress)",
+            registry=r,
+        )
+        self.stale_links = Counter(
+            "vigil_ble_stale_links",
+            "Links BlueZ already held at start-up, adopted or closed",
+            ["action"],
+            registry=r,
+        )
+        self.slot_waits = Counter(
+            "vigil_ble_slot_waits",
+            "Connects that waited for a free slot (no per-patch backoff)",
+            registry=r,
+        )
+        self.gatt_read_failures = Counter(
+            "vigil_ble_gatt_read_failures",
+            "Best-effort GATT reads that failed (the link streams on)",
+            ["what"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "vigil_ble_held_readings", "Readings waiting for a trusted clock", registry=r
+        )
+        self.restamped = Counter(
+            "vigil_ble_restamped_readings",
+            "Held readings re-stamped once the clock was trusted",
+            registry=r,
+        )
+        self.time_unknown = Counter(
+            "vigil_ble_time_unknown_readings",
+            "Held readings whose time could not be recovered (dead-lettered)",
+            registry=r,
+        )
+        self.clock_trusted = Gauge(
+            "vigil_ble_clock_trusted", "1 if the wall clock is trusted for stamping", registry=r
+        )
+        self.adapters = Gauge("vigil_ble_adapters", "Bluetooth adapters in use", registry=r)
+        self.scanning = Gauge(
+            "vigil_ble_scanning_adapters", "Adapters whose scanner is running", registry=r
+        )
 
     def reject(self, address: str, reason: RejectReason, detail: str = "") -> None:
         """Count a refusal and log it, at powers of two per device and reason (no log floods)."""
@@ -74,7 +152,8 @@ class BleCounters:
 
     def accept(self, channel: str) -> None:
         """Count an authentic, new frame (``notify``) or advert (``advert``)."""
-        self._accepted.labels(channel).inc()
+        child = self._accepted_by.get(channel)
+        (child if child is not None else self._accepted.labels(channel)).inc()
 
     def rejected(self, reason: RejectReason) -> int:
         """How many refusals for ``reason`` so far."""

@@ -22,7 +22,8 @@ class PatchIntake:
     """Authenticate, replay-check and convert what paired patches send; count what is refused.
 
     Notifications and adverts share one replay guard per patch: the patch numbers each
-    measurement once, whichever way it goes out.
+    measurement once, whichever way it goes out. A notification byte-identical to the last one
+    accepted is the stack delivering it twice (bleak#2002), not a replay: counted as a duplicate.
     """
 
     def __init__(
@@ -41,12 +42,17 @@ class PatchIntake:
         self._now_us = now_us
         self._guard = ReplayGuard()
         self._last_advert: dict[str, bytes] = {}
+        self._last_frame: dict[str, bytes] = {}
 
     def notification(self, address: str, data: bytes) -> list[Reading] | None:
-        """Readings of one measurement-characteristic notification; None if refused."""
+        """Readings of one measurement-characteristic notification ([] for a doubled one);
+        None if refused."""
         patch = self._patch(address)
         if patch is None:
             return None
+        if self._last_frame.get(patch.address) == data:
+            self._counters.duplicate_frames.inc()
+            return []
         try:
             frame = decode_patch_frame(data, patch.key, patch.mac)
         except BleAuthError as exc:
@@ -57,6 +63,7 @@ class PatchIntake:
             return None
         if not self._fresh(patch, frame.counter, replay_is_duplicate=False):
             return None
+        self._last_frame[patch.address] = bytes(data)
         self._counters.accept("notify")
         ts_us = self._now_us()
         converted = frame_readings(frame, device_id=patch.device_id, ts_us=ts_us)
@@ -112,6 +119,7 @@ class PatchIntake:
         """Drop a patch's replay history (after re-pairing: its counter restarts)."""
         self._guard.forget(address.upper())
         self._last_advert.pop(address.upper(), None)
+        self._last_frame.pop(address.upper(), None)
 
     def _patch(self, address: str) -> PairedPatch | None:
         patch = self._patches.get(address.upper())

@@ -1,4 +1,9 @@
-"""``VirtualBleakClient``: a bleak client backend whose peer is a patch on a VirtualRadio."""
+"""``VirtualBleakClient``: a bleak client backend whose peer is a patch on a VirtualRadio.
+
+A connect goes through the adapter named by the device's BlueZ path (as on BlueZ), fails the
+way bluetoothd fails it (no device object, adapter powered off, another LE connect in flight on
+the controller, no controller slot) and adopts a stale link BlueZ already holds to the patch.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakError
+from bleak.exc import BleakDeviceNotFoundError, BleakError
 
-from simulator.bleak_backend.gatt_table import ATT_MTU
-from simulator.bleak_backend.radio import DeviceHandle, Link, VirtualRadio
+from simulator.bleak_backend.bluez import BlueZErrorForm, VirtualAdapter
+from simulator.bleak_backend.gatt_table import ATT_MTU, build_services
+from simulator.bleak_backend.radio import Link, VirtualRadio
 
 
 class VirtualBleakClient(BaseBleakClient):
@@ -36,11 +42,14 @@ class VirtualBleakClient(BaseBleakClient):
             address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
         )
         details = getattr(address_or_ble_device, "details", None)
-        chosen = radio or (details.radio if isinstance(details, DeviceHandle) else type(self).radio)
+        details = details if isinstance(details, dict) else {}
+        chosen = radio or details.get("radio") or type(self).radio or _installed_radio()
         if chosen is None:
             raise TypeError("VirtualBleakClient needs a radio: scan it, pass radio= or bind()")
         self._radio: VirtualRadio = chosen
         self.address = self.address.upper()
+        self._path: str | None = details.get("path")
+        self._adapter_name: str | None = (kwargs.get("bluez") or {}).get("adapter")
         self._link: Link | None = None
 
     @classmethod
@@ -52,7 +61,7 @@ class VirtualBleakClient(BaseBleakClient):
     def name(self) -> str:
         """The patch's advertised name."""
         patch = self._radio.patches.get(self.address)
-        return f"vigil {patch.device_id}" if patch else self.address.replace(":", "-")
+        return patch.local_name if patch else self.address.replace(":", "-")
 
     @property
     def mtu_size(self) -> int:
@@ -66,18 +75,71 @@ class VirtualBleakClient(BaseBleakClient):
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         """Connect; an absent or busy patch times out as a real controller's attempt would."""
-        timeout = float(kwargs.get("timeout", self._timeout))
-        patch = self._radio.reachable(self.address)
+        radio, bluez = self._radio, self._radio.bluez
+        bluez.install()
+        adapter = self._adapter()
+        path = self._path or bluez.device_path(adapter, self.address)
+        if not adapter.powered:
+            raise BlueZErrorForm.NOT_READY.error()
+        if path not in bluez._properties:
+            raise BleakDeviceNotFoundError(
+                self.address, f"Device with address {self.address} was not found."
+            )
+        held = radio.links.get(self.address)
+        if held is not None and held.client is None and held.adapter is adapter:
+            self._up(radio.adopt(self, self.address, adapter), path)
+            return
+        adapter.in_flight += 1
+        adapter.max_concurrent_connects = max(adapter.max_concurrent_connects, adapter.in_flight)
+        try:
+            if adapter.foreign_connects > 0:  # another process's LE connect is pending
+                adapter.foreign_connects -= 1
+                raise BlueZErrorForm.IN_PROGRESS.error()
+            if adapter.one_pending_connect and adapter.connecting is not None:
+                raise BlueZErrorForm.IN_PROGRESS.error()
+            adapter.connecting = self.address
+            try:
+                await self._attempt(float(kwargs.get("timeout", self._timeout)), adapter, path)
+            finally:
+                adapter.connecting = None
+        finally:
+            adapter.in_flight -= 1
+
+    async def _attempt(self, wait_s: float, adapter: VirtualAdapter, path: str) -> None:
+        radio = self._radio
+        patch = radio.reachable(self.address)
         if patch is None:
-            await asyncio.sleep(min(timeout, self._radio.connect_timeout_s))
+            await asyncio.sleep(min(wait_s, radio.connect_timeout_s))
             raise TimeoutError(f"{self.address}: no connectable patch answered")
-        if self._radio.connect_latency_s:
-            await asyncio.sleep(self._radio.connect_latency_s)
-        self._link = self._radio.connect(self, patch)
-        self.services = self._link.services
+        if radio.connect_latency_s:
+            await asyncio.sleep(radio.connect_latency_s)
+        self._up(radio.connect(self, patch, adapter), path)
+
+    def _up(self, link: Link, path: str) -> None:
+        # BlueZ resolves services from its cache, stale or not, until the device is removed;
+        # bleak keeps what it resolved in its own cache, as its BlueZ manager does.
+        bluez = self._radio.bluez
+        link.services = build_services(path, stale=path in bluez.stale_gatt)
+        for service in link.services:
+            service_path, props = service.obj
+            bluez._properties[service_path] = {"org.bluez.GattService1": props}
+        bluez._services_cache[path] = link.services
+        self._link = link
+        self.services = link.services
+
+    def _adapter(self) -> VirtualAdapter:
+        bluez = self._radio.bluez
+        if self._path is not None:
+            name = self._path.split("/")[3]
+            if name not in bluez.adapters:
+                raise BleakDeviceNotFoundError(self.address, f"adapter '{name}' not found")
+            return bluez.adapters[name]
+        if self._adapter_name is not None:
+            return bluez.adapter(self._adapter_name)
+        return bluez.adapter(bluez.get_default_adapter().rsplit("/", 1)[-1])
 
     async def disconnect(self) -> None:
-        """Disconnect at our request: the disconnected callback does not fire."""
+        """Disconnect at our request; on BlueZ the disconnected callback fires for this too."""
         self._radio.disconnect(self)
         self._link = None
 
@@ -103,6 +165,8 @@ class VirtualBleakClient(BaseBleakClient):
     ) -> bytearray:
         """Read a characteristic's value from the patch."""
         link = self._live_link()
+        if link.patch.refuses_read(characteristic.uuid.lower()):
+            raise BlueZErrorForm.NOT_PERMITTED.error()
         value = link.patch.read(characteristic.uuid.lower())
         if value is None or "read" not in characteristic.properties:
             raise BleakError(f"{characteristic.uuid}: read not permitted")
@@ -143,3 +207,15 @@ class VirtualBleakClient(BaseBleakClient):
         """Unsubscribe from ``characteristic``."""
         link = self._live_link()
         link.subscriptions.pop(characteristic.uuid.lower(), None)
+
+
+def _installed_radio() -> VirtualRadio | None:
+    """The radio whose virtual BlueZ is bleak's manager in this event loop, if any."""
+    from bleak.backends.bluezdbus import manager
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    owner = getattr(manager._global_instances.get(loop), "radio", None)
+    return owner if isinstance(owner, VirtualRadio) else None

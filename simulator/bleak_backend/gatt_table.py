@@ -32,15 +32,25 @@ PATCH_GATT: Final[tuple[tuple[str, _Chars], ...]] = (
 )
 
 
-def build_services() -> BleakGATTServiceCollection:
-    """A fresh service collection for one connection; CCCDs follow notifying characteristics."""
+def build_services(device_path: str = "", *, stale: bool = False) -> BleakGATTServiceCollection:
+    """A fresh service collection for one connection; CCCDs follow notifying characteristics.
+
+    Each service's ``obj`` is ``(D-Bus path, properties)`` under ``device_path``, as bleak's
+    BlueZ backend builds them. ``stale``: the table an older firmware had (no Patch Measurement
+    yet), as a stale BlueZ GATT cache still resolves it after a firmware update.
+    """
     collection = BleakGATTServiceCollection()
     handle = 0
     for service_uuid, characteristics in PATCH_GATT:
         handle += 1
-        service = BleakGATTService(None, handle, service_uuid)
+        props = {"UUID": service_uuid, "Device": device_path, "Primary": True}
+        service = BleakGATTService(
+            (f"{device_path}/service{handle:04x}", props), handle, service_uuid
+        )
         collection.add_service(service)
         for char_uuid, properties in characteristics:
+            if stale and char_uuid == uuids.PATCH_MEASUREMENT:
+                continue
             handle += 2  # the declaration takes one handle, the value the next
             char = BleakGATTCharacteristic(
                 None, handle, char_uuid, list(properties), lambda: ATT_MTU - 3, service

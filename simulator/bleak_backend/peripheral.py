@@ -14,6 +14,8 @@ from contract.ble.bthome import BTHomeObject, BTHomeValue, encode_bthome_adv
 from contract.ble.frame import PatchFlags, PatchFrame, encode_patch_frame
 from contract.ble.gatt import DeviceInformation, encode_battery_level, encode_device_information
 from contract.ble.health_thermometer import celsius_measurement, encode_temperature_measurement
+from simulator.bleak_backend import air
+from simulator.bleak_backend.air import AirData
 from simulator.faults import Fault, FaultKind
 from simulator.patch import PatchModel, PatchSample
 
@@ -30,10 +32,22 @@ class Emission:
     frame: PatchFrame
     authentic: bool = True  # sealed with the provisioned key and not corrupted
     notified: bool = False
-    advertised: bool = False
+    advertised: bool = False  # a scanner was called back with its advert
     air_key: bytes = field(default=b"", repr=False)  # what frame and advert were sealed with
     corrupted: bool = False  # its notified frame had a byte flipped (its advert did not)
-    adverts: int = 0  # how often its advert went out to a listening scanner
+    adverts: int = 0  # how often a scanner was called back with its advert
+
+
+@dataclass(frozen=True, slots=True)
+class Transmission:
+    """One advertising event: the advert PDU and the scan response (decoded as a scanner would
+    decode them; ``air.advert_pdu``/``air.scan_response`` made and size-checked the bytes)."""
+
+    advert: AirData
+    scan_response: AirData
+    rssi: int
+    advert_bytes: bytes
+    scan_response_bytes: bytes
 
 
 class VirtualPatch:
@@ -63,18 +77,21 @@ class VirtualPatch:
         self.present = True  # within radio range of the gateway
         self.advertising = True
         self.advertise_while_connected = False  # most patch firmware stops advertising
+        self.unreadable: set[str] = set()  # characteristics answering NotPermitted
         self.info = DeviceInformation(
             model_number="VGL-PATCH-1",
             serial_number=f"SN-{model.device_id}",
             firmware_revision="1.4.2",
         )
         self.counter = 0
-        self.adverts_sent = 0  # adverts that went out to a listening scanner, data or not
+        self.adverts_sent = 0  # advertising events on the air, heard or not
+        self.adverts_heard = 0  # scanner callbacks those events caused
         self.emissions: deque[Emission] = deque(maxlen=history)
         self._sent: deque[bytes] = deque(maxlen=8)  # recent frames, for replay scenarios
-        self._advert: AdvertisementData | None = None
+        self._air: Transmission | None = None
         self._corrupt = 0
         self._replay = 0
+        self._double = 0
         self._rebooted = False
 
     @property
@@ -118,15 +135,16 @@ class VirtualPatch:
             air_key=self.air_key,
         )
         self.emissions.append(emission)
-        self._advert = self._build_advert(emission)
+        self._air = self._transmission(self._bthome(emission))
         return emission
 
     def frames_for(self, emission: Emission) -> list[bytes]:
-        """What the measurement characteristic notifies for ``emission``, replays first."""
+        """What the measurement characteristic notifies for ``emission``: a replayed older
+        frame first, and the frame twice when notifications are doubled (bleak#2002)."""
         out: list[bytes] = []
-        if self._replay and self._sent:
+        if self._replay and len(self._sent) >= 2:
             self._replay -= 1
-            out.append(self._sent[-1])
+            out.append(self._sent[-2])  # a recorded frame, not the one just before
         data = encode_patch_frame(emission.frame, self.air_key, self.mac)
         self._sent.append(data)
         if self._corrupt:
@@ -136,25 +154,51 @@ class VirtualPatch:
             data = data[:-1] + bytes([data[-1] ^ 0x5A])  # a flipped MIC byte
         emission.notified = True
         out.append(data)
+        if self._double:
+            self._double -= 1
+            out.append(data)
         return out
 
-    def advert(self) -> AdvertisementData | None:
-        """The advert the patch would send now, or None when it is not advertising."""
+    def transmit(self) -> Transmission | None:
+        """One advertising event, or None when the patch is not advertising."""
         if not (self.present and self.advertising):
             return None
         self.adverts_sent += 1
-        if self._advert is None:
-            return self._discovery_advert({})
+        if self._air is None or self._air.rssi != self.rssi:
+            bthome = self._bthome(self.emissions[-1]) if self.emissions else None
+            self._air = self._transmission(bthome)
+        return self._air
+
+    def heard(self, callbacks: int) -> None:
+        """The radio reports how many scanners were called back with the last transmission."""
+        if not callbacks:
+            return
+        self.adverts_heard += callbacks
         if self.emissions:
             self.emissions[-1].advertised = True
-            self.emissions[-1].adverts += 1
-        return self._advert
+            self.emissions[-1].adverts += callbacks
 
     def current_advert(self) -> AdvertisementData | None:
-        """The advert payload as it stands, whether or not the patch is advertising."""
-        return self._advert
+        """The advert and scan response as an active scanner reports them (None before the
+        first measurement), whether or not the patch is advertising."""
+        if self._air is None or not self._air.advert.service_data:
+            return None
+        return AdvertisementData(
+            local_name=self._air.scan_response.local_name,
+            manufacturer_data={},
+            service_data=dict(self._air.advert.service_data),
+            service_uuids=list(self._air.scan_response.service_uuids),
+            tx_power=None,
+            rssi=self.rssi,
+            platform_data=(),
+        )
 
-    def _build_advert(self, emission: Emission) -> AdvertisementData:
+    @property
+    def local_name(self) -> str:
+        """The name in the scan response (the device id, shortened if it must be)."""
+        return self.device_id
+
+    def _bthome(self, emission: Emission) -> bytes:
         sample = emission.sample
         values = [BTHomeValue(BTHomeObject.BATTERY, float(round(sample.battery)))]
         if not sample.off_skin:  # values measured in air would mislead; frames flag it instead
@@ -163,23 +207,22 @@ class VirtualPatch:
                 BTHomeValue(BTHomeObject.TEMPERATURE, sample.skin_temp),
                 BTHomeValue(BTHomeObject.MOISTURE, sample.exudate),
             ]
-        payload = encode_bthome_adv(
-            values, mac=self.mac, key=self.air_key, counter=emission.counter
-        )
-        return self._discovery_advert({uuids.BTHOME_SERVICE_DATA: payload})
+        return encode_bthome_adv(values, mac=self.mac, key=self.air_key, counter=emission.counter)
 
-    def _discovery_advert(self, service_data: dict[str, bytes]) -> AdvertisementData:
-        return AdvertisementData(
-            local_name=f"vigil {self.device_id}",
-            manufacturer_data={},
-            service_data=service_data,
-            service_uuids=[uuids.PATCH_SERVICE] if self.connectable else [],
-            tx_power=None,
-            rssi=self.rssi,
-            platform_data=(),
-        )
+    def _transmission(self, bthome: bytes | None) -> Transmission:
+        advert = air.advert_pdu(bthome)
+        response = air.scan_response(self.local_name, connectable=self.connectable)
+        return Transmission(air.parse(advert), air.parse(response), self.rssi, advert, response)
 
     # -- GATT values -------------------------------------------------------------------------
+
+    def refuses_read(self, char_uuid: str) -> bool:
+        """Whether a read of ``char_uuid`` is answered NotPermitted (a firmware quirk)."""
+        return char_uuid in self.unreadable
+
+    def refuse_device_information(self) -> None:
+        """Answer every Device Information read with NotPermitted."""
+        self.unreadable |= {uuids.MODEL_NUMBER, uuids.SERIAL_NUMBER, uuids.FIRMWARE_REVISION}
 
     def read(self, char_uuid: str) -> bytes | None:
         """The value of a readable characteristic, or None if it is not readable."""
@@ -199,8 +242,12 @@ class VirtualPatch:
         self._corrupt += frames
 
     def replay_next(self, frames: int = 1) -> None:
-        """Before each of the next ``frames`` frames, re-send the previous one verbatim."""
+        """Before each of the next ``frames`` frames, re-send an older one (two back) verbatim."""
         self._replay += frames
+
+    def double_next(self, frames: int = 1) -> None:
+        """Notify each of the next ``frames`` frames twice, byte for byte (bleak#2002)."""
+        self._double += frames
 
     def reboot(self, *, persisted: bool = True) -> None:
         """Power-cycle: resume at the flash mark + 256 as the profile asks (or, with a firmware

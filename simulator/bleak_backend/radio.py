@@ -1,4 +1,9 @@
-"""The virtual radio: a world of patches, a simulated clock, and who hears or is linked to whom."""
+"""The virtual radio: a world of patches, a simulated clock, and who hears or is linked to whom.
+
+Patches transmit advert and scan-response bytes (``simulator.bleak_backend.air``); the virtual
+BlueZ (``radio.bluez``) decides which adapter hears what and when its scanners are called back.
+Links belong to an adapter; a link without a client is a stale one (left by a crashed process).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,17 @@ from typing import TYPE_CHECKING
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.backends.service import BleakGATTServiceCollection
-from bleak.exc import BleakError
 
 from contract.ble import uuids
+from simulator.bleak_backend.air import AirData
+from simulator.bleak_backend.bluez import BlueZErrorForm, VirtualAdapter, VirtualBlueZ
+from simulator.bleak_backend.clock import VirtualGatewayClock
 from simulator.bleak_backend.gatt_table import build_services
 from simulator.bleak_backend.peripheral import Emission, VirtualPatch
 from simulator.fleet import DEFAULT_START_US
 
 if TYPE_CHECKING:
     from simulator.bleak_backend.client import VirtualBleakClient
-    from simulator.bleak_backend.scanner import VirtualBleakScanner
 
 NotifyCallback = Callable[[bytearray], None]
 
@@ -32,20 +38,13 @@ class _Event(Enum):
     ADVERT = 2
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceHandle:
-    """What ``BLEDevice.details`` carries: the way back from a scan result to its radio."""
-
-    radio: VirtualRadio
-    address: str
-
-
 @dataclass
 class Link:
-    """A live connection between one client and one patch."""
+    """A live connection between one client (None: a stale link nobody owns) and one patch."""
 
-    client: VirtualBleakClient
+    client: VirtualBleakClient | None
     patch: VirtualPatch
+    adapter: VirtualAdapter
     services: BleakGATTServiceCollection = field(default_factory=build_services)
     subscriptions: dict[str, NotifyCallback] = field(default_factory=dict)
 
@@ -59,14 +58,31 @@ class VirtualRadio:
         self.now_s = 0.0
         self.patches: dict[str, VirtualPatch] = {}
         self.links: dict[str, Link] = {}
-        self.max_connections: int | None = None  # the controller's own limit, if any
         self.peak_connections = 0
         self.connect_latency_s = 0.0  # wall seconds a successful connect takes
         self.connect_timeout_s = 0.05  # wall seconds before connecting to an absent patch fails
         self.connects = 0
-        self._scanners: set[VirtualBleakScanner] = set()
+        self.bluez = VirtualBlueZ()
+        self.bluez.radio = self
+        self.bluez.on_power_off = self._adapter_down
+        self.bluez.hangup = self._hangup
+        self.gateway_clock = VirtualGatewayClock(self.monotonic, self.now_us)
         self._queue: list[tuple[float, int, str, _Event]] = []
         self._order = 0
+
+    @property
+    def max_connections(self) -> int | None:
+        """The default adapter's own connection limit (None: unlimited)."""
+        return self.default_adapter.max_connections
+
+    @max_connections.setter
+    def max_connections(self, limit: int | None) -> None:
+        self.default_adapter.max_connections = limit
+
+    @property
+    def default_adapter(self) -> VirtualAdapter:
+        """The first adapter (hci0 unless it was removed)."""
+        return next(iter(self.bluez.adapters.values()))
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -142,7 +158,7 @@ class VirtualRadio:
         disconnected callback fires."""
         link = self.links.pop(address.upper(), None)
         if link is not None:
-            link.client.on_link_lost()
+            self._unlinked(link)
 
     def leave(self, address: str) -> None:
         """The patch goes out of range: no adverts, no connections, its link drops."""
@@ -154,9 +170,28 @@ class VirtualRadio:
         self.patch(address).present = True
 
     def inject(self, address: str, advert: AdvertisementData) -> None:
-        """Transmit ``advert`` under ``address`` now: a replaying or spoofing attacker."""
-        for scanner in list(self._scanners):
-            scanner.hear(self, address.upper(), advert)
+        """Transmit ``advert`` under ``address`` now: a replaying or spoofing attacker. BlueZ
+        reports it only if it differs from what the device object holds (or its RSSI by 8 dB)."""
+        air = AirData(
+            None, advert.local_name, dict(advert.service_data), tuple(advert.service_uuids)
+        )
+        for adapter in list(self.bluez.adapters.values()):
+            self.bluez.heard(adapter, address.upper(), air, None, advert.rssi)
+
+    def stale_link(self, address: str, adapter: VirtualAdapter | None = None) -> None:
+        """A link to ``address`` that a crashed (or SIGKILLed) gateway left up in BlueZ."""
+        patch = self.patch(address)
+        self._link(None, patch, adapter or self.default_adapter)
+
+    def stale_gatt_cache(self, address: str) -> None:
+        """The patch's firmware changed its GATT table; BlueZ's cache of it did not (every
+        adapter's device object resolves the old table until it is removed)."""
+        for adapter in self.bluez.adapters.values():
+            self.bluez.stale_gatt.add(self.bluez.ensure_device(adapter, address))
+
+    def foreign_link(self, address: str, adapter: VirtualAdapter | None = None) -> str:
+        """Another process holds a link to a device (not a patch) through ``adapter``."""
+        return self.bluez.foreign_link(adapter or self.default_adapter, address)
 
     @property
     def connected(self) -> int:
@@ -165,19 +200,13 @@ class VirtualRadio:
 
     # -- the backend's side --------------------------------------------------------------------
 
-    def attach_scanner(self, scanner: VirtualBleakScanner) -> None:
-        """Start delivering adverts to ``scanner``."""
-        self._scanners.add(scanner)
-
-    def detach_scanner(self, scanner: VirtualBleakScanner) -> None:
-        """Stop delivering adverts to ``scanner``."""
-        self._scanners.discard(scanner)
-
-    def device(self, address: str) -> BLEDevice:
-        """A BLEDevice for ``address`` whose details lead back to this radio."""
-        patch = self.patches.get(address.upper())
-        name = f"vigil {patch.device_id}" if patch else None
-        return BLEDevice(address.upper(), name, DeviceHandle(self, address.upper()))
+    def device(self, address: str, adapter: VirtualAdapter | None = None) -> BLEDevice:
+        """A BLEDevice for ``address`` as BlueZ would give it (its device object is created)."""
+        chosen = adapter or self.default_adapter
+        path = self.bluez.ensure_device(chosen, address)
+        props = self.bluez._properties[path]["org.bluez.Device1"]
+        details = {"path": path, "props": props, "radio": self}
+        return BLEDevice(address.upper(), props["Alias"], details)
 
     def reachable(self, address: str) -> VirtualPatch | None:
         """The connectable patch at ``address`` if one is in range and free, else None."""
@@ -186,22 +215,65 @@ class VirtualRadio:
             return None
         return None if patch.address in self.links else patch
 
-    def connect(self, client: VirtualBleakClient, patch: VirtualPatch) -> Link:
-        """Link ``client`` to ``patch``; BleakError when the controller is out of slots."""
-        if self.max_connections is not None and len(self.links) >= self.max_connections:
-            # Wording as bleak-retry-connector recognises an out-of-slots failure.
-            raise BleakError("No available connection slot on the adapter")
-        link = Link(client, patch)
-        self.links[patch.address] = link
-        self.connects += 1
-        self.peak_connections = max(self.peak_connections, len(self.links))
+    def connect(
+        self, client: VirtualBleakClient, patch: VirtualPatch, adapter: VirtualAdapter
+    ) -> Link:
+        """Link ``client`` to ``patch`` through ``adapter``; the BlueZ form of an out-of-slots
+        refusal when the controller has no room."""
+        limit = adapter.max_connections
+        if limit is not None and self.bluez.links_on(adapter) >= limit:
+            raise BlueZErrorForm.OUT_OF_SLOTS.error()
+        return self._link(client, patch, adapter)
+
+    def adopt(self, client: VirtualBleakClient, address: str, adapter: VirtualAdapter) -> Link:
+        """Connect on a device BlueZ already holds a stale link to: it answers at once."""
+        link = self.links[address.upper()]
+        assert link.client is None and link.adapter is adapter
+        link.client = client
+        link.subscriptions.clear()
         return link
 
     def disconnect(self, client: VirtualBleakClient) -> None:
-        """End the link ``client`` holds, at the client's request (no callback)."""
+        """End the link ``client`` holds, at its request; as on BlueZ, its callback fires."""
         for address, link in list(self.links.items()):
             if link.client is client:
                 del self.links[address]
+                self._unlinked(link)
+
+    def _link(
+        self, client: VirtualBleakClient | None, patch: VirtualPatch, adapter: VirtualAdapter
+    ) -> Link:
+        link = Link(client, patch, adapter)
+        self.links[patch.address] = link
+        self.connects += 1
+        self.peak_connections = max(self.peak_connections, len(self.links))
+        self.bluez.set_connected(self.bluez.ensure_device(adapter, patch.address), True)
+        return link
+
+    def _unlinked(self, link: Link) -> None:
+        path = self.bluez.device_path(link.adapter, link.patch.address)
+        if path in self.bluez._properties:
+            self.bluez.set_connected(path, False)
+        if link.client is not None:
+            link.client.on_link_lost()
+
+    def _hangup(self, path: str) -> None:
+        """Device1.Disconnect or RemoveDevice from the bus: whoever holds the link loses it."""
+        for address, link in list(self.links.items()):
+            if self.bluez.device_path(link.adapter, address) == path:
+                del self.links[address]
+                self._unlinked(link)
+                return
+        if path in self.bluez._properties:
+            self.bluez.set_connected(path, False)
+        self.bluez.foreign.discard(path)
+
+    def _adapter_down(self, adapter: VirtualAdapter) -> None:
+        """Powered off or removed: every link through it drops."""
+        for address, link in list(self.links.items()):
+            if link.adapter is adapter:
+                del self.links[address]
+                self._unlinked(link)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -223,15 +295,17 @@ class VirtualRadio:
             indicate(bytearray(patch.temperature_indication(emission)))
 
     def _advertise(self, patch: VirtualPatch) -> None:
-        if not self._scanners or (
-            patch.address in self.links and not patch.advertise_while_connected
-        ):
+        if patch.address in self.links and not patch.advertise_while_connected:
             return
-        advert = patch.advert()
-        if advert is None:
+        sent = patch.transmit()
+        if sent is None:
             return
-        for scanner in list(self._scanners):
-            scanner.hear(self, patch.address, advert)
+        heard = 0
+        for adapter in list(self.bluez.adapters.values()):
+            heard += self.bluez.heard(
+                adapter, patch.address, sent.advert, sent.scan_response, sent.rssi
+            )
+        patch.heard(heard)
 
     def last_emission(self, address: str) -> Emission | None:
         """The most recent measurement the patch at ``address`` made."""

@@ -133,7 +133,7 @@ async def test_never_more_links_than_slots_and_everyone_still_reports() -> None:
             for address in list(h.radio.links)[:2]:
                 h.radio.drop(address)
         assert h.radio.peak_connections == 3
-        assert h.acquisition.slots.peak == 3 and h.acquisition.slots.in_use <= 3
+        assert h.acquisition.peak_links == 3 and len(h.acquisition.connected) <= 3
         assert h.radio.connects > 3
         for patch in h.patches:
             assert h.of(patch, "battery"), patch.device_id

@@ -98,7 +98,9 @@ async def test_replay_marks_survive_a_gateway_restart(tmp_path: Path) -> None:
     again = acquire(radio, patches, config)
     task = asyncio.create_task(again.run(functools.partial(_keep, second)))
     await started(again)
-    radio.inject(patches[0].address, recorded)  # what the patch still advertises, or a recording
+    # What the patch still advertises (or a recording): BlueZ reports an unchanged advert again
+    # only when its RSSI moved by 8 dB or more, as it does when someone walks past.
+    radio.inject(patches[0].address, recorded._replace(rssi=recorded.rssi - 10))
     await settle(again)
     assert second == []  # already stored by the first run: not again, under a new timestamp
     await radio.play(3.0)
@@ -124,7 +126,9 @@ async def test_without_marks_a_restart_stores_the_last_advert_twice() -> None:
         await started(acquisition)
         await radio.play(2.2 if run is runs[0] else 0.0)
         if run is runs[1]:
-            radio.inject(patches[0].address, patches[0].current_advert())  # type: ignore[arg-type]
+            advert = patches[0].current_advert()
+            assert advert is not None
+            radio.inject(patches[0].address, advert._replace(rssi=advert.rssi - 10))
             await settle(acquisition)
         await stop(task)
     assert runs[1] and {r.seq for r in runs[1]} <= {r.seq for r in runs[0]}

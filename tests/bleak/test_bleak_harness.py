@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from contract.reading import Reading
@@ -26,6 +26,12 @@ FAST = BleConfig(
     reconnect_after_s=2.0,
     gone_after_s=30.0,
     connect_attempts=1,
+    adapter_poll_s=0.01,
+    adapter_off_s=0.001,
+    scanner_retry_s=0.005,
+    scanner_retry_max_s=0.02,
+    scanner_start_timeout_s=2.0,
+    scanner_stop_timeout_s=2.0,
 )
 
 
@@ -43,14 +49,15 @@ class Harness:
     acquisition: BleAcquisition
     delivered: list[Reading] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
 
     async def sink(self, readings: Sequence[Reading]) -> None:
         """The ReadingSink: keep everything."""
         self.delivered.extend(readings)
 
-    async def play(self, seconds: float, step_s: float = 0.5) -> None:
+    async def play(self, seconds: float, step_s: float = 0.5, wall_step_s: float = 0.002) -> None:
         """Advance simulated time, letting the gateway run, then let deliveries settle."""
-        await self.radio.play(seconds, step_s=step_s)
+        await self.radio.play(seconds, step_s=step_s, wall_step_s=wall_step_s)
         await settle(self.acquisition)
 
     def of(self, patch: VirtualPatch, metric: str | None = None) -> list[Reading]:
@@ -80,10 +87,22 @@ async def running(
     config: BleConfig = FAST,
     allow: list[PairedPatch] | None = None,
     seed: int = 7,
+    prepare: Callable[[VirtualRadio, list[VirtualPatch]], None] | None = None,
+    wait_scanning: bool = True,
+    measure_every_s: float = 1.0,
 ) -> AsyncIterator[Harness]:
-    """A world of ``patches`` virtual patches and a running acquisition paired with them."""
+    """A world of ``patches`` virtual patches and a running acquisition paired with them;
+    ``prepare`` scripts the radio (faults, stale links) before the acquisition starts."""
     radio = VirtualRadio()
-    world = populate(radio, FleetSpec(seed=seed, patches=patches), connectable=connectable)
+    world = populate(
+        radio,
+        FleetSpec(seed=seed, patches=patches),
+        connectable=connectable,
+        measure_every_s=measure_every_s,
+        advert_every_s=measure_every_s,
+    )
+    if prepare is not None:
+        prepare(radio, world)
     config = replace(
         config,
         scanner_backend=VirtualBleakScanner.bind(radio),
@@ -94,12 +113,14 @@ async def running(
         paired(world) if allow is None else allow,
         config,
         clock=radio.monotonic,
-        now_us=radio.now_us,
+        time_source=radio.gateway_clock,
         on_gone=harness.gone.append,
     )
     harness.acquisition = acquisition
     task = asyncio.create_task(acquisition.run(harness.sink))
-    await started(acquisition)
+    harness.task = task
+    if wait_scanning:
+        await started(acquisition)
     try:
         yield harness
     finally:

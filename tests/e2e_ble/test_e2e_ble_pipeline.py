@@ -154,23 +154,18 @@ async def wait_handed_over(acquisition: BleAcquisition, timeout_s: float = 10.0)
     await wait_until_async(lambda: not acquisition.pending, timeout_s, "the hand-over")
 
 
-def test_expected_readings_skip_unpaired_and_wrongly_sealed() -> None:
-    from simulator.bleak_backend import VirtualRadio, populate
+async def test_expected_readings_skip_unpaired_and_wrongly_sealed() -> None:
+    from bleak import BleakScanner
+
+    from simulator.bleak_backend import VirtualBleakScanner, VirtualRadio, populate
     from simulator.fleet import FleetSpec
 
     radio = VirtualRadio()
     a, b = populate(radio, FleetSpec(patches=2), connectable=0)
-    radio.attach_scanner(_Deaf())  # type: ignore[arg-type]
-    radio.advance(3.5)  # measurements at 0, 1, 2 and 3 s, each advertised 1 ms later
+    async with BleakScanner(lambda _d, _a: None, backend=VirtualBleakScanner.bind(radio)):
+        radio.advance(3.5)  # measurements at 0, 1, 2 and 3 s, each advertised 1 ms later
     paired = [PairedPatch(a.address, a.key, a.device_id)]
     expected = expected_readings([a, b], paired)
     assert {d for d, _, _ in expected} == {a.device_id}
     assert {s for _, _, s in expected} == {e.counter for e in a.emissions}
     assert auth_failures_expected([a], [PairedPatch(a.address, bytes(range(16)), "x")]) == 4
-
-
-class _Deaf:
-    """A scanner stand-in that hears nothing, so the radio sends adverts."""
-
-    def hear(self, *_args: object) -> None:
-        """Ignore the advert."""

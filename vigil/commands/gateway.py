@@ -76,6 +76,10 @@ def gateway_run(
     state_dir: Annotated[
         Path, typer.Option(help="With --keys: where the outbox and replay marks live.")
     ] = Path("var/gateway"),
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics here (env VIGIL_GATEWAY__METRICS_PORT)."),
+    ] = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
     from gateway.app import Gateway
@@ -93,12 +97,18 @@ def gateway_run(
         base = vigil.gateway_settings()
     settings = dataclasses.replace(base, outbox_max_bytes=outbox_max_bytes)
 
+    from gateway.counters import GatewayCounters
+
+    counters = GatewayCounters()
     sources: list[ReadingSource] = []
     if keys is not None:
         profile = _profile(vigil, keys, patient, state_dir)
+        ble = dataclasses.replace(profile.ble, clock_ntp=g.clock_ntp)
+        profile = dataclasses.replace(profile, ble=ble)
         # The profile's outbox sizing, links and batching replace the generic settings.
-        settings = profile.settings
-        sources.append(profile.acquisition())
+        settings = dataclasses.replace(profile.settings, health_every_s=g.health_every_s)
+        # BLE counters go into the gateway's registry: exported with its metrics.
+        sources.append(profile.acquisition(registry=counters.registry))
         console.print(
             f"{profile.kind} gateway {settings.gateway_id}: {len(profile.paired)} paired patches"
         )
@@ -110,13 +120,19 @@ def gateway_run(
         dead_letter_max_age_s=retention.dead_letters_days * 86_400.0,
         dead_letter_expiry_interval_s=retention.interval_s,
     )
+    port = g.metrics_port if metrics_port is None else metrics_port
+    if port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, registry=counters.registry)
+        console.print(f"metrics on :{port}/metrics")
 
     from vigil.stopping import run_until_stopped
 
     failures: list[BaseException] = []
 
     async def main() -> None:
-        async with Gateway(settings, sources) as gateway:
+        async with Gateway(settings, sources, counters) as gateway:
             log.info("gateway %s running", settings.gateway_id)
             work = _until_drained(gateway) if exit_when_drained else asyncio.Event().wait()
             failure = await _unless_failed(gateway, work)
@@ -194,6 +210,51 @@ def gateway_profile(
     console.print(f"outbox bound: {profile.settings.outbox_max_readings:,} readings")
     if profile.sizing is not None:
         console.print(profile.sizing.explain())
+
+
+@app.command("doctor")
+def gateway_doctor(
+    keys: Annotated[
+        Path | None, typer.Option(help="Key store: check that its patches are heard.")
+    ] = None,
+    patient: Annotated[
+        str | None, typer.Option(help="With --keys: only this patient's home-kit patches.")
+    ] = None,
+    state_dir: Annotated[Path, typer.Option(help="With --keys: where the outbox lives.")] = Path(
+        "var/gateway"
+    ),
+    listen_s: Annotated[float, typer.Option(help="How long to listen for patches.")] = 60.0,
+) -> None:
+    """Check this gateway box: Bluetooth, outbox disk, uplink broker, clock, patches heard."""
+    from gateway.doctor import DoctorInputs, examine, failed
+    from gateway.profiles import OUTBOX_BYTES_PER_READING
+
+    vigil = VigilSettings()
+    outbox_path = vigil.gateway.outbox_path
+    outbox_bytes = vigil.gateway.outbox_max_readings * OUTBOX_BYTES_PER_READING
+    paired: list[tuple[str, str]] = []
+    if keys is not None:
+        profile = _profile(vigil, keys, patient, state_dir)
+        outbox_path = profile.settings.outbox_path
+        outbox_bytes = profile.settings.outbox_max_readings * OUTBOX_BYTES_PER_READING
+        paired = [(p.address, p.device_id) for p in profile.paired]
+    inputs = DoctorInputs(
+        outbox_path=outbox_path,
+        outbox_bytes=outbox_bytes,
+        broker_host=vigil.uplink_broker.host,
+        broker_port=vigil.uplink_broker.port,
+        paired=paired,
+        listen_s=listen_s,
+    )
+    checks = asyncio.run(examine(inputs))
+    for check in checks:
+        style = {"ok": "green", "FAIL": "red"}.get(check.status.value, "yellow")
+        console.print(f"[{style}]{check.status.value:>7}[/] {check.name}: ", end="")
+        console.print(check.detail, markup=False, soft_wrap=True)
+        if check.fix:
+            console.print(f"          fix: {check.fix}", markup=False, soft_wrap=True)
+    if failed(checks):
+        raise typer.Exit(1)
 
 
 def _profile(
