@@ -122,9 +122,9 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     assert urgent.tier is Tier.URGENT and urgent.state == "dispatched"
     assert urgent.assignee in {"eng-ana", "eng-ben"}  # north, skilled in patches, not full
     assert "region north, skilled in patch" in urgent.dispatch_reason
-    assert [e.rule_id for e in readings.fetch_alert_events(INFECTED)][-1] == (
-        "dressing.infection_signs"
-    )
+    # Raised and stored (which other dressing alerts come after it depends on how batches
+    # interleave under load; the ticket above is what matters to the nurse).
+    assert "dressing.infection_signs" in {e.rule_id for e in readings.fetch_alert_events(INFECTED)}
     # Webhooks: signed, fresh, and for the right people.
     mine = [(h, b) for h, b in receiver.received if json.loads(b)["ticket_id"] == urgent.id]
     assert len(mine) == 3  # service team, the engineer, the patient's carer
