@@ -1,4 +1,10 @@
-"""Alert lifecycle in memory: raised -> acknowledged -> cleared, one per (device, rule)."""
+"""Alert lifecycle in memory: raised -> acknowledged -> cleared, one per (device, rule).
+
+A raise for a (device, rule) already active is a repeat and dropped, unless it is of higher
+severity (the rule was redefined more severe while the alert was up): then it replaces the
+alert, keeping its raise time and acknowledgement, and is passed on as an escalation. A clear
+or acknowledgement stamped before its alert's raise is passed on stamped at the raise.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +63,16 @@ class AlertBook:
             current = self._active.get(key)
             if event.transition is AlertTransition.RAISED:
                 if current is not None:
-                    continue  # exactly one active alert per (device, rule)
+                    if event.severity <= current.severity:
+                        continue  # exactly one active alert per (device, rule)
+                    self._active[key] = replace(
+                        current,
+                        severity=event.severity,
+                        message=event.message,
+                        evidence={**event.evidence, "escalated_from": current.severity.name},
+                    )
+                    changed.append(event)
+                    continue
                 self._active[key] = ActiveAlert(
                     event.device_id,
                     event.rule_id,
@@ -66,16 +81,20 @@ class AlertBook:
                     event.message,
                     event.evidence,
                 )
-            elif event.transition is AlertTransition.ACKNOWLEDGED:
-                if current is None or current.acknowledged:
+                changed.append(event)
+                continue
+            if current is None:
+                continue
+            if event.at_us < current.raised_at_us:
+                event = event.model_copy(update={"at_us": current.raised_at_us})
+            if event.transition is AlertTransition.ACKNOWLEDGED:
+                if current.acknowledged:
                     continue
                 by = str(event.evidence.get("acknowledged_by", ""))
                 self._active[key] = replace(
                     current, acknowledged_at_us=event.at_us, acknowledged_by=by
                 )
             else:
-                if current is None:
-                    continue
                 del self._active[key]
             changed.append(event)
         return changed

@@ -4,6 +4,11 @@ Every evaluator, the reading policy and the snapshot codec work on one ``EngineS
 (device, metric) get dense indices; per series it keeps the last accepted timestamp/value and a
 ring of the last ``window_capacity`` readings; per (rule, series), or per (rule, device) for
 device-level rules, each evaluator keeps its own arrays in ``state[rule.id]``.
+
+Per device it also keeps the first accepted reading (the patch's application) and when a newer
+patch of the same wound superseded it (``retired_at``, see ``rules.wounds``). A rule whose
+history is the wound's keeps it on the wound's *anchor* series (the first series of that wound
+and metric): ``series_x["owner"]``. Only the current patch of a wound feeds its history.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from rules.registry import DeviceInfo, Registry, device_matches
 from rules.state import Arrays, Ring
 
 NEVER = np.iinfo(np.int64).min
+NOT_RETIRED = np.iinfo(np.int64).max
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 Idx = NDArray[np.intp]
@@ -33,8 +39,10 @@ class EngineStats:
     dropped_late: int = 0
     dropped_duplicate: int = 0
     evaluations: int = 0  # reading-rule evaluations of value-driven rules
-    # Last, so that snapshots written before it existed still load (stats are positional).
+    # Last, so that snapshots written before they existed still load (stats are positional).
     dropped_out_of_window: int = 0  # stamped too far ahead of the clock: see rules.policy
+    dropped_invalid: int = 0  # NaN or infinite values: not a reading
+    dropped_retired: int = 0  # from a patch a newer patch of the same wound has superseded
 
 
 def device_level(rule: AnyRule) -> bool:
@@ -73,6 +81,13 @@ class EngineState:
         self.n_series = 0
         self.dev = Arrays()
         self.dev.add("last_ts", np.int64, 0)
+        self.dev.add("first_ts", np.int64, 0)  # first accepted reading: the patch's application
+        self.dev.add("retired_at", np.int64, NOT_RETIRED)
+        self.dev_x = Arrays()  # derived from the registry: never snapshotted
+        self.dev_x.add("wound", np.intp, -1)
+        self.dev_x.add("ref_wound", np.intp, -1)
+        self.wounds = DeviceTable()  # (patient, wound) keys interned
+        self.any_retired = False
         self.table = Arrays()  # (device, metric code) -> series; rebuilt on restore
         self.table.add("series", np.intp, -1, width=self.width)
         self.scope = Arrays()  # derived from the registry: never snapshotted
@@ -85,6 +100,13 @@ class EngineState:
         self.series.add("last_ts", np.int64, 0)
         self.series.add("last_val", np.float64, np.nan)
         self.series.add("ring_head", np.intp, 0)
+        self.series_x = Arrays()  # derived (rebuilt on restore), never snapshotted
+        self.series_x.add("owner", np.intp, 0)  # whose wound history this series feeds/reads
+        self.series_x.add("current", np.bool_, True)  # its device is its wound's newest patch
+        self.anchors: dict[tuple[int, int], int] = {}  # (wound, metric code) -> anchor series
+        self.wound_series: dict[tuple[int, int], int] = {}  # (wound, code) -> current series
+        self.wound_members: dict[int, list[int]] = {}  # wound -> its devices (first read)
+        self.wound_current: dict[int, int] = {}  # wound -> its newest device
         self.ring = Ring(window_capacity)
         # Per metric code: whether its series keep a ring, and whether every reading goes in
         # (window rules) rather than only those inside a sustain run (evidence).
@@ -104,6 +126,7 @@ class EngineState:
     def ensure_series(self, size: int) -> None:
         """Grow every per-series array so that ``size`` series fit."""
         self.series.ensure(size)
+        self.series_x.ensure(size)
         self.ring.ensure(size)
         self.scratch.ensure(size)
         for rule in self.rules:
@@ -118,6 +141,7 @@ class EngineState:
         if n_new == self.n_dev:
             return
         self.dev.ensure(n_new)
+        self.dev_x.ensure(n_new)
         self.table.ensure(n_new)
         self.scope.ensure(n_new)
         for rule in self.rules:
@@ -125,6 +149,7 @@ class EngineState:
                 self.state[rule.id].ensure(n_new)
         new = range(self.n_dev, n_new)
         infos = [self.registry.get(self.devices.ids[i]) for i in new]
+        self._wounds_of(new, infos)
         memo: dict[tuple[str, DeviceInfo | None], bool] = {}
         for rule in self.rules:
             mask = self.scope[rule.id]
@@ -137,6 +162,15 @@ class EngineState:
                     memo[key] = device_matches(rule.scope, info)
                 mask[i] = memo[key]
         self.n_dev = n_new
+
+    def _wounds_of(self, new: range, infos: list[DeviceInfo | None]) -> None:
+        """Which wound (and reference wound) each new device is on, from the registry."""
+        for i, info in zip(new, infos, strict=True):
+            if info is not None and info.wound_key is not None:
+                self.dev_x["wound"][i] = self.wounds.intern(info.wound_key)
+                if info.reference_wound is not None:
+                    other = f"{info.patient}\x1f{info.reference_wound}"
+                    self.dev_x["ref_wound"][i] = self.wounds.intern(other)
 
     def series_index(self, dev: Idx, metric: Idx) -> tuple[Idx, Idx]:
         """Series indices for (device, metric) pairs, and the ids of series new in this call."""

@@ -16,6 +16,10 @@ skipped by active-alert counts. A batch made of a few runs of increasing series,
 time order (e.g. several readings per series appended round after round), is evaluated run by
 run without sorting. Rings are slot-major (``state.Ring``); metrics without window rules push
 only readings inside a sustain run, the only ones their evidence can show.
+
+Patches of one wound (``rules.wounds``): a new device's first readings are recorded before its
+batch is evaluated; a patch it supersedes has its active alerts cleared and its later readings
+dropped. Composites replay their components' transitions in time order after each batch.
 """
 
 from __future__ import annotations
@@ -26,20 +30,21 @@ import numpy as np
 
 from contract.alert import AlertEvent
 from contract.reading import Reading
-from rules import snapshot
+from rules import snapshot, wounds
 from rules.columns import METRIC_CODES, Columns, DeviceTable, columns_from_readings
 from rules.context import F64, I64, EngineState, EngineStats, Idx
 from rules.evaluators import (
     CompositeEvaluator,
+    Observed,
     SignalEvaluator,
     SilenceEvaluator,
     device_active,
     signal_evaluator,
 )
 from rules.evaluators.base import Prepared
-from rules.evidence import event_order
+from rules.evidence import event_order, superseded_event
 from rules.loader import normalize_rules
-from rules.model import SIGNAL_KINDS, AnyRule, CompositeRule, RepeatingRule, SilenceRule
+from rules.model import SIGNAL_KINDS, AnyRule, CompositeRule, SilenceRule
 from rules.policy import (
     ReadingPolicy,
     Run,
@@ -76,9 +81,6 @@ class RuleEngine:
         self.window_capacity = window_capacity
         self.policy = policy or ReadingPolicy()
         ctx = self._ctx = EngineState(self.rules, self.registry, window_capacity, METRIC_CODES)
-        for rule in self.rules:
-            if isinstance(rule, RepeatingRule) and rule.raise_.test[1] > window_capacity:
-                raise ValueError(f"rule {rule.id!r}: count above window capacity {window_capacity}")
         self._signal = [signal_evaluator(r, ctx) for r in self.rules if isinstance(r, SIGNAL_KINDS)]
         self._silence = [SilenceEvaluator(r, ctx) for r in self.rules if isinstance(r, SilenceRule)]
         by_id = {r.id: r for r in self.rules}
@@ -138,19 +140,23 @@ class RuleEngine:
             return []
         ctx.sync_devices()
         series, new = ctx.series_index(cols.device, cols.metric)
+        events: list[AlertEvent] = []
         if len(new):
-            self._on_new_series(new)
+            self._admit(new, cols, events)
+        if ctx.any_retired:
+            cols, series = self._drop_retired(cols, series)
+            if len(cols) == 0:
+                return self._finish(events)
         value = cols.value.astype(np.float64, copy=False)
         starts = run_starts(series)
         if 1 < len(starts) <= _MAX_RUNS:
             runs = accept_runs(ctx, series, cols.ts_us, value, cols.metric, starts)
             if runs is not None:
-                return self._process_runs(runs)
-        events: list[AlertEvent] = []
+                return self._process_runs(runs, events)
         if len(starts) == 1 or each_once(series, ctx.n_series):
             s, t, v, codes = accept_unique(ctx, series, cols.ts_us, value, cols.metric)
             if len(s) == 0:
-                return []
+                return self._finish(events)
             self._clear_series_silence(s, t, events)
             self._rounds(s, t, v, codes, None, events)
             s_end, t_end, v_end = s, t, v
@@ -160,7 +166,7 @@ class RuleEngine:
                 ctx, series[order], cols.ts_us[order], value[order], cols.metric[order]
             )
             if len(s) == 0:
-                return []
+                return self._finish(events)
             first = rank == 0
             self._clear_series_silence(s[first], t[first], events)
             self._rounds(s, t, v, codes, rank, events)
@@ -170,15 +176,17 @@ class RuleEngine:
         # Updated only now: delta_reference compares against values as of the previous batch.
         self._end_batch([(s_end, t_end, v_end)])
         self._device_bookkeeping(lambda: (s, t), events)
+        return self._finish(events)
+
+    def _finish(self, events: list[AlertEvent]) -> list[AlertEvent]:
         events.sort(key=event_order)
         return events
 
-    def _process_runs(self, runs: list[Run]) -> list[AlertEvent]:
+    def _process_runs(self, runs: list[Run], events: list[AlertEvent]) -> list[AlertEvent]:
         """Evaluate a batch that is a few runs of increasing series, each series in time order.
 
         Rule state is per series, so each run is a round by itself: no sort, no ranks.
         """
-        events: list[AlertEvent] = []
         for run in runs:
             if len(run.s):
                 self._clear_series_silence(run.s[run.first], run.t[run.first], events)
@@ -192,8 +200,7 @@ class RuleEngine:
             ),
             events,
         )
-        events.sort(key=event_order)
-        return events
+        return self._finish(events)
 
     def tick(self, now_us: int) -> list[AlertEvent]:
         """Evaluate time-driven rules (silence) at ``now_us``, then composites."""
@@ -201,10 +208,10 @@ class RuleEngine:
         events: list[AlertEvent] = []
         for ev in self._silence:
             ev.tick(now_us, events)
+        observed = Observed(tick=now_us)
         for comp in self._composite:
-            comp.step(np.full(self._ctx.n_dev, now_us, dtype=np.int64), events)
-        events.sort(key=event_order)
-        return events
+            comp.step(events, observed, events)
+        return self._finish(events)
 
     def active(self, rule_id: str) -> list[str]:
         """Devices on which ``rule_id`` is currently active."""
@@ -229,9 +236,12 @@ class RuleEngine:
             engine = cls(rules, registry, window_capacity=capacity, policy=policy)
             snapshot.load(engine._ctx, data)
         every = np.arange(engine._ctx.n_series)
+        wounds.rebuild(engine._ctx)
         engine._on_new_series(every)
         for ev in engine._signal:
             ev.rebuild(every)
+        for comp in engine._composite:
+            comp.rebuild()
         return engine
 
     # ---- evaluation -------------------------------------------------------------------------
@@ -239,6 +249,67 @@ class RuleEngine:
     def _on_new_series(self, ids: Idx) -> None:
         for ev in self._signal:
             ev.on_new_series(ids)
+
+    def _admit(self, new: Idx, cols: Columns, events: list[AlertEvent]) -> None:
+        """New series: record new devices' first readings, place series in their wounds."""
+        ctx = self._ctx
+        first_ts = ctx.dev["first_ts"]
+        devs = ctx.series["dev"][new]
+        fresh = np.unique(devs[first_ts[devs] == 0])
+        retired: list[wounds.Retirement] = []
+        if len(fresh):
+            sel = first_ts[cols.device] == 0
+            first = np.full(ctx.n_dev, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first, cols.device[sel], cols.ts_us[sel])
+            retired = wounds.admit(ctx, fresh, first[fresh])
+        wounds.assign(ctx, new)
+        self._on_new_series(new)
+        if retired:
+            self._retire(retired, events)
+
+    def _drop_retired(self, cols: Columns, series: Idx) -> tuple[Columns, Idx]:
+        """Readings of superseded patches stamped from their retirement on are not evaluated."""
+        keep = cols.ts_us < self._ctx.dev["retired_at"][cols.device]
+        if keep.all():
+            return cols, series
+        self._ctx.stats.dropped_retired += len(keep) - int(np.count_nonzero(keep))
+        kept = Columns(cols.device[keep], cols.metric[keep], cols.value[keep], cols.ts_us[keep])
+        return kept, series[keep]
+
+    def _retire(self, retired: list[wounds.Retirement], events: list[AlertEvent]) -> None:
+        """Clear every active alert of superseded patches, at their retirement."""
+        ctx = self._ctx
+        ids = ctx.devices.ids
+        for r in retired:
+            d, by = r.device, ids[r.by_device]
+            own = ctx.table["series"][d]
+            own = own[own >= 0]
+            last = int(ctx.series["last_ts"][own].max()) if len(own) else 0
+            at = max(r.at_us, last)
+            for ev in self._signal:
+                s = int(ctx.table["series"][d, ev.code])
+                if s >= 0:
+                    if ev.state["active"][s]:
+                        ctx.n_active[ev.rule.id] -= 1
+                        events.append(superseded_event(ev.rule, ids[d], at, by, ev.rule.metric))
+                    ev.reset(np.array([s]))
+            for sil in self._silence:
+                i = d if sil.per_device else int(ctx.table["series"][d, sil.code])
+                if i >= 0 and sil.active["active"][i]:
+                    sil.active["active"][i] = False
+                    ctx.n_active[sil.rule.id] -= 1
+                    when = max(at, int(sil.active["raised_at"][i]))
+                    events.append(
+                        superseded_event(sil.rule, ids[d], when, by, sil.rule.scope.metric)
+                    )
+            for comp in self._composite:
+                comp.reset(d)
+                if comp.state["active"][d]:
+                    comp.state["active"][d] = False
+                    ctx.n_active[comp.rule.id] -= 1
+                    when = max(at, int(comp.state["last_at"][d]))
+                    comp.state["last_at"][d] = when
+                    events.append(superseded_event(comp.rule, ids[d], when, by, None))
 
     def _end_batch(self, accepted: list[tuple[Idx, I64, F64]]) -> None:
         """Record each series' last accepted reading, and the engine clock."""
@@ -309,8 +380,9 @@ class RuleEngine:
                 else np.unique(np.concatenate([item[1] for item in todo]))
             )
             ctx.push(s[pushed], t[pushed], v[pushed])
-        for ev, rows, (_, signal, r_on) in todo:
-            ev.step(s[rows], t[rows], v[rows], (np.arange(len(rows)), signal, r_on), events)
+        for ev, rows, (_, signal, r_on, forced) in todo:
+            prepared = (np.arange(len(rows)), signal, r_on, forced)
+            ev.step(s[rows], t[rows], v[rows], prepared, events)
 
     def _scoped(self, code: int, s: Idx) -> Scoped:
         """The metric's rules with the readings in their scope (None: all of them)."""
@@ -334,23 +406,25 @@ class RuleEngine:
     def _device_bookkeeping(
         self, accepted: Callable[[], tuple[Idx, I64]], events: list[AlertEvent]
     ) -> None:
-        """Device-wide silence and composites: skipped when the active counts rule them out."""
+        """Device-wide silence, then composites over the batch's transitions."""
         device_silence = self._device_silence
-        composites = any(comp.may_change() for comp in self._composite)
-        if not device_silence and not composites:
-            return
         ctx = self._ctx
-        s, t = accepted()
-        dev = ctx.series["dev"][s]
-        if any(ev.any_active for ev in device_silence):
-            dev_first = np.full(ctx.n_dev, np.iinfo(np.int64).max, dtype=np.int64)
-            np.minimum.at(dev_first, dev, t)
-            for ev in device_silence:
-                ev.clear_devices(dev_first, events)
         if device_silence:
+            s, t = accepted()
+            dev = ctx.series["dev"][s]
+            if any(ev.any_active for ev in device_silence):
+                dev_first = np.full(ctx.n_dev, np.iinfo(np.int64).max, dtype=np.int64)
+                np.minimum.at(dev_first, dev, t)
+                for ev in device_silence:
+                    ev.clear_devices(dev_first, events)
             np.maximum.at(ctx.dev["last_ts"], dev, t)
-        if composites:
-            dev_last = np.zeros(ctx.n_dev, dtype=np.int64)
-            np.maximum.at(dev_last, dev, t)
+        if self._composite:
+
+            def readings() -> tuple[Idx, I64]:
+                s, t = accepted()
+                dev: Idx = ctx.series["dev"][s]
+                return dev, t
+
+            observed = Observed(readings)
             for comp in self._composite:
-                comp.step(dev_last, events)
+                comp.step(events, observed, events)

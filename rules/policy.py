@@ -9,7 +9,9 @@ Per series the engine remembers the last accepted timestamp. A reading is
   one bad timestamp would switch the series' alerting off. Dropped, counted;
 * **late** when older than the series' last accepted timestamp: dropped, counted;
 * a **duplicate** when stamped like the last accepted reading, or like an earlier reading of the
-  series in the batch: the first wins, the rest are dropped and counted.
+  series in the batch: the first wins, the rest are dropped and counted;
+* **invalid** when its value is NaN or infinite: not a reading at all (the catalog's ranges keep
+  such values out at the edge; the engine must not depend on it). Dropped, counted.
 
 A far-past reading cannot move a series' clock backwards: it is late (or, on a new series, its
 first reading, superseded by the next).
@@ -50,12 +52,16 @@ class ReadingPolicy:
 
 
 def within_window(cols: Columns, bound: int, stats: EngineStats) -> Columns:
-    """``cols`` without the readings stamped after ``bound`` (counted as out of window)."""
+    """``cols`` without readings stamped after ``bound`` (out of window) or not finite."""
     ahead = cols.ts_us > bound
-    if not ahead.any():
+    finite = np.isfinite(cols.value)
+    if not ahead.any() and finite.all():
         return cols
     keep = ~ahead
     stats.dropped_out_of_window += len(cols) - int(np.count_nonzero(keep))
+    invalid = keep & ~finite
+    stats.dropped_invalid += int(np.count_nonzero(invalid))
+    keep &= finite
     return Columns(cols.device[keep], cols.metric[keep], cols.value[keep], cols.ts_us[keep])
 
 

@@ -47,7 +47,7 @@ def disjoint(a: Condition, b: Condition) -> bool:
 
 
 def zscore_of(
-    value: F64, n: I64, total: F64, total_sq: F64, min_count: int, min_std: float = 0.0
+    value: F64, n: F64, total: F64, total_sq: F64, min_count: int, min_std: float = 0.0
 ) -> F64:
     """The value's z-score from the count, sum and sum of squares of the earlier readings."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,7 +20,9 @@ from rules.context import EngineState, EngineStats, device_level
 
 # 2: rings of metrics without window rules hold only readings inside a sustain run
 # ("full_ring_metrics" lists the others); version 1 snapshots still load.
-SNAPSHOT_VERSION = 2
+# 3: devices' first readings and retirements (wounds), bucketed windows, learnt baselines,
+# confirmation and composite timers; arrays an older snapshot lacks start at their fill value.
+SNAPSHOT_VERSION = 3
 Data = Any  # an open np.load archive: name -> array
 
 
@@ -53,7 +55,7 @@ def opened(blob: bytes) -> Iterator[tuple[int, Data]]:
     """The window capacity a snapshot was taken with, and its arrays; ValueError if unusable."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as data:
         version, capacity = (int(x) for x in data["meta"][:2])
-        if version not in (1, SNAPSHOT_VERSION):
+        if version not in (1, 2, SNAPSHOT_VERSION):
             raise ValueError(f"snapshot version {version} is not {SNAPSHOT_VERSION}")
         yield capacity, data
 

@@ -50,9 +50,14 @@ class Arrays:
         return {prefix + name: arr[:size] for name, arr in self._arrays.items()}
 
     def load(self, prefix: str, data: Any, size: int) -> None:
-        """Fill the first ``size`` rows from a mapping produced by ``dump``."""
+        """Fill the first ``size`` rows from a mapping produced by ``dump``.
+
+        Arrays the mapping lacks (a snapshot older than them) keep their fill value.
+        """
         self.ensure(size)
         for name, arr in self._arrays.items():
+            if prefix + name not in data:
+                continue
             saved = data[prefix + name]
             if saved.shape[1:] != arr.shape[1:]:
                 raise ValueError(f"snapshot array {prefix + name} has shape {saved.shape}")

@@ -7,25 +7,29 @@ from __future__ import annotations
 
 from rules.context import EngineState
 from rules.evaluators.base import SignalEvaluator
-from rules.evaluators.composite import CompositeEvaluator, device_active
+from rules.evaluators.composite import CompositeEvaluator, Observed, device_active
+from rules.evaluators.counting import ProportionEvaluator, RepeatingEvaluator, ZScoreEvaluator
 from rules.evaluators.delta import BaselineEvaluator, ReferenceEvaluator
 from rules.evaluators.rate import RateEvaluator
-from rules.evaluators.repeating import RepeatingEvaluator
 from rules.evaluators.silence import SilenceEvaluator
+from rules.evaluators.smoothed import RollingEvaluator, TrendEvaluator
 from rules.evaluators.threshold import ThresholdEvaluator
-from rules.evaluators.zscore import ZScoreEvaluator
 from rules.model import (
     DeltaBaselineRule,
     DeltaReferenceRule,
+    ProportionRule,
     RateRule,
     RepeatingRule,
+    RollingRule,
     SignalRule,
     ThresholdRule,
+    TrendRule,
     ZScoreRule,
 )
 
 __all__ = [
     "CompositeEvaluator",
+    "Observed",
     "SignalEvaluator",
     "SilenceEvaluator",
     "device_active",
@@ -39,6 +43,12 @@ def signal_evaluator(rule: SignalRule, ctx: EngineState) -> SignalEvaluator:
         return ThresholdEvaluator(rule, ctx)
     if isinstance(rule, RepeatingRule):
         return RepeatingEvaluator(rule, ctx)
+    if isinstance(rule, ProportionRule):
+        return ProportionEvaluator(rule, ctx)
+    if isinstance(rule, RollingRule):
+        return RollingEvaluator(rule, ctx)
+    if isinstance(rule, TrendRule):
+        return TrendEvaluator(rule, ctx)
     if isinstance(rule, RateRule):
         return RateEvaluator(rule, ctx)
     if isinstance(rule, ZScoreRule):

@@ -1,4 +1,8 @@
-"""Delta rules: the reading minus a baseline of its own, or minus a reference device's reading."""
+"""Delta rules: the reading minus the patient's learnt baseline, or minus a reference device.
+
+Baselines and learnt contralateral offsets belong to the wound (``history: wound``): a new patch
+of the same wound inherits them. See ``rules.evaluators.learn`` for how they are learnt.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +12,55 @@ import numpy as np
 
 from rules.context import F64, I64, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
+from rules.evaluators.learn import Learner
+from rules.evaluators.smoothed import excluded
 from rules.model import DeltaBaselineRule, DeltaReferenceRule
-from rules.signals import row_median
 from rules.state import Arrays
+from rules.wounds import reference_series
 
 
 class BaselineEvaluator(SignalEvaluator):
-    """Value minus the median of the series' first ``baseline``; NaN while it is learnt."""
+    """Value minus the wound's (or series') learnt baseline; NaN while it is learnt."""
 
     rule: DeltaBaselineRule
 
     def add_state(self, state: Arrays) -> None:
-        """The baseline's start, samples and median."""
-        state.add("base_start", np.int64, -1)
-        state.add("base_n", np.intp, 0)
-        state.add("base_buf", np.float64, np.nan, width=self.rule.baseline_samples)
-        state.add("base_value", np.float64, np.nan)
-        state.add("base_ready", np.bool_, False)
+        """The baseline being learnt."""
+        rule = self.rule
+        self.learner = Learner(state, "base_", rule.baseline, rule.res_us, rule.min_coverage)
+
+    def owners(self, s: Idx) -> Idx:
+        """Whose baseline each series uses."""
+        if self.rule.history == "series":
+            return s
+        out: Idx = self.ctx.series_x["owner"][s]
+        return out
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
-        """Value minus the baseline median; samples are taken until the baseline closes."""
-        rule = self.rule
-        st = self.state
-        ready = st["base_ready"][s]
-        if ready.all():
-            done: F64 = v - st["base_value"][s]
-            return done
-        start = st["base_start"][s]
-        start = np.where(start < 0, t, start)
-        st["base_start"][s] = start
-        learning = ~ready & (t < start + rule.baseline)
-        count = st["base_n"][s]
-        take = learning & (count < rule.baseline_samples)
-        st["base_buf"].reshape(-1)[s[take] * rule.baseline_samples + count[take]] = v[take]
-        st["base_n"][s[take]] = count[take] + 1
-        closing = ~ready & ~learning
-        if closing.any():
-            closed = s[closing]
-            st["base_value"][closed] = row_median(st["base_buf"][closed], st["base_n"][closed])
-            st["base_ready"][closed] = True
-        delta: F64 = np.where(ready | closing, v - st["base_value"][s], np.nan)
+        """Value minus the baseline; readings outside the exclusion window teach it first."""
+        o = self.owners(s)
+        if not self.learner.all_ready(o):
+            out = excluded(self.ctx, s, t, self.rule.exclude)
+            fed = np.flatnonzero(~out & self.ctx.series_x["current"][s])
+            self.learner.feed(o[fed], t[fed], v[fed])
+        delta: F64 = v - self.learner.value()[o]
+        if self.rule.exclude:
+            delta[excluded(self.ctx, s, t, self.rule.exclude)] = np.nan
         return delta
 
-    def extra(self, s: int) -> dict[str, Any]:
+    def extra(self, s: int, t: int) -> dict[str, Any]:
         """The baseline the reading was compared with."""
-        return {"baseline": float(self.state["base_value"][s])}
+        return {"baseline": float(self.learner.value()[self.owners(np.array([s]))[0]])}
 
 
 class ReferenceEvaluator(SignalEvaluator):
     """Value minus the reference device's latest value of the same metric, as of the last batch.
 
-    Each series' reference series is resolved when it appears; a reference device not seen
-    yet stays pending until its series appears.
+    The reference is the rule's ``references`` entry or the registry's ``reference`` device
+    (resolved when its series appears), or the current patch of the registry's
+    ``reference_wound``. With ``offset`` the pair first learns its normal difference, which is
+    then subtracted. A missing or stale reference (older than ``max_age``) forces the clear
+    test, so an alert on it clears instead of staying up on data that no longer comes.
     """
 
     rule: DeltaReferenceRule
@@ -69,28 +70,63 @@ class ReferenceEvaluator(SignalEvaluator):
         super().__init__(rule, ctx)
 
     def add_state(self, state: Arrays) -> None:
-        """The reference series of each series (-1: none or not seen yet)."""
+        """The fixed reference series of each series (-1: none or not seen yet); the offset."""
         state.add("ref_series", np.intp, -1)
+        self.learner: Learner | None = None
+        offset = self.rule.offset
+        if offset is not None:
+            self.learner = Learner(state, "off_", offset.learn, offset.res_us, offset.min_coverage)
+
+    def refs(self, s: Idx) -> Idx:
+        """The reference series now (-1: none)."""
+        fixed: Idx = self.state["ref_series"][s]
+        if not self.ctx.wound_series:
+            return fixed
+        dynamic = reference_series(self.ctx, s, self.code)
+        out: Idx = np.where(dynamic >= 0, dynamic, fixed)
+        return out
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
-        """Difference to the reference's last value, NaN without one or when it is too old."""
+        """Difference to the reference's last value (less the learnt offset), NaN without one."""
         ser = self.ctx.series
-        ref = self.state["ref_series"][s]
+        ref = self.refs(s)
         has = ref >= 0
         ref_c = np.where(has, ref, 0)
         ref_ts = ser["last_ts"][ref_c]  # not yet updated: as of the previous batch
         ok = has & (ref_ts > 0) & (np.abs(t - ref_ts) <= self.rule.max_age)
+        self.forced = ~ok
         delta: F64 = np.where(ok, v - ser["last_val"][ref_c], np.nan)
-        return delta
+        if self.learner is None:
+            return delta
+        offset = self.rule.offset
+        assert offset is not None
+        dev = ser["dev"]
+        first = self.ctx.dev["first_ts"]
+        start = np.maximum(first[dev[s]], first[dev[ref_c]]) + offset.exclude
+        o = self.ctx.series_x["owner"][s]
+        inside = ok & (t >= start)
+        fed = np.flatnonzero(inside & self.ctx.series_x["current"][s])
+        self.learner.feed(o[fed], t[fed], delta[fed])
+        out: F64 = np.where(inside, delta - self.learner.value()[o], np.nan)
+        return out
 
-    def extra(self, s: int) -> dict[str, Any]:
-        """The reference device and the value compared with."""
+    def extra(self, s: int, t: int) -> dict[str, Any]:
+        """The reference device and value compared with, or that it is missing or stale."""
         ctx = self.ctx
-        ref = int(self.state["ref_series"][s])
-        return {
+        ref = int(self.refs(np.array([s]))[0])
+        if ref < 0:
+            return {"reference_missing": True}
+        last = int(ctx.series["last_ts"][ref])
+        out: dict[str, Any] = {
             "reference_device": ctx.device_id(ref),
             "reference_value": float(ctx.series["last_val"][ref]),
         }
+        if not (last > 0 and abs(t - last) <= self.rule.max_age):
+            out["reference_stale"] = True
+            out["reference_last_us"] = last
+        if self.learner is not None:
+            out["offset"] = float(self.learner.value()[ctx.series_x["owner"][s]])
+        return out
 
     def on_new_series(self, ids: Idx) -> None:
         """Resolve the reference series of new series, and of pending ones now present."""

@@ -28,10 +28,6 @@ class RateEvaluator(WindowEvaluator):
         self.derived["n"][s] = n
         return signal
 
-    def rebuilt_count(self, filled: Idx) -> Idx:
-        """All ring readings: a rate window includes the current one."""
-        return filled
-
 
 def _nothing(rows: Idx, tail: Idx) -> None:
     """Rate windows have no sums to adjust."""

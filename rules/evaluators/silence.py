@@ -1,6 +1,9 @@
 """Silence rules: no reading of a metric (or of any metric of a device) for ``after``.
 
-Raised by ticks, cleared by the series' (or device's) first accepted reading in a batch.
+Raised by ticks, cleared by the series' (or device's) first accepted reading in a batch, at
+that reading's time or, for a reading stamped before the tick that raised the alert (it was
+buffered on the way), at the raise: a clear never precedes its raise. A superseded patch is not
+silent: it was taken off.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from contract.alert import AlertEvent, AlertTransition
-from rules.context import I64, EngineState, Idx
+from rules.context import I64, NOT_RETIRED, EngineState, Idx
 from rules.evidence import silence_event
 from rules.model import SilenceRule
 
@@ -24,7 +27,8 @@ class SilenceEvaluator:
         self.ctx = ctx
         self.per_device = rule.scope.metric is None
         self.code = -1 if rule.scope.metric is None else ctx.codes[rule.scope.metric]
-        self.active = ctx.state[rule.id]  # "active" only
+        self.active = ctx.state[rule.id]  # "active", and when it was raised
+        self.active.add("raised_at", np.int64, 0)
 
     @property
     def any_active(self) -> bool:
@@ -38,15 +42,17 @@ class SilenceEvaluator:
         if self.per_device:
             n = ctx.n_dev
             last = ctx.dev["last_ts"][:n]
-            scope = ctx.scope[rule.id][:n]
+            scope = ctx.scope[rule.id][:n] & (ctx.dev["retired_at"][:n] == NOT_RETIRED)
             ids: Idx = np.arange(n)
         else:
             n = ctx.n_series
             last = ctx.series["last_ts"][:n]
             ids = ctx.series["dev"][:n]
             scope = (ctx.series["metric"][:n] == self.code) & ctx.scope[rule.id][ids]
+            scope &= ctx.dev["retired_at"][ids] == NOT_RETIRED
         fire = np.flatnonzero(scope & ~active[:n] & (last > 0) & (now_us - last >= rule.after))
         active[fire] = True
+        self.active["raised_at"][fire] = now_us
         ctx.n_active[rule.id] += len(fire)
         for i in fire.tolist():
             device_id = ctx.devices.ids[int(ids[i])]
@@ -64,7 +70,8 @@ class SilenceEvaluator:
         for i in hit.tolist():
             si = int(s[i])
             last = int(ctx.series["last_ts"][si])
-            events.append(silence_event(self.rule, ctx.device_id(si), CLEARED, int(t[i]), last))
+            at = max(int(t[i]), int(self.active["raised_at"][si]))
+            events.append(silence_event(self.rule, ctx.device_id(si), CLEARED, at, last))
 
     def clear_devices(self, dev_first: I64, events: list[AlertEvent]) -> None:
         """Devices with a first accepted reading in the batch (``dev_first``) end their silence."""
@@ -77,5 +84,5 @@ class SilenceEvaluator:
         ctx.n_active[self.rule.id] -= len(hit)
         for d in hit.tolist():
             last = int(ctx.dev["last_ts"][d])
-            at = int(dev_first[d])
+            at = max(int(dev_first[d]), int(self.active["raised_at"][d]))
             events.append(silence_event(self.rule, ctx.devices.ids[d], CLEARED, at, last))

@@ -1,8 +1,10 @@
-"""What the window kinds (repeating, rate, zscore) share: running counts over the series' ring.
+"""Raw-ring windows (rate): running counts over the series' ring of recent readings.
 
 The window of a series is its last ``n`` ring readings, ``n`` kept per (rule, series) instead of
 rescanning the ring: each new reading joins it, the oldest leave when they fall out of the time
-window or are about to be overwritten by the next push.
+window or the ring overwrites them. A raw-ring window holds at most ``window_capacity``
+readings, whatever its stated length: the bucketed kinds (``rules.evaluators.counting``,
+``rules.evaluators.smoothed``) are the ones for long windows.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rules.context import F64, I64, Idx
+from rules.context import I64, Idx
 from rules.evaluators.base import SignalEvaluator
 from rules.signals import EMPTY_TS
 from rules.state import Arrays
@@ -21,8 +23,6 @@ Dropped = Callable[[Idx, Idx], None]  # (rows leaving the window, their flat rin
 
 class WindowEvaluator(SignalEvaluator):
     """A rule whose signal reads the readings of a time window from the ring."""
-
-    window = True
 
     def add_derived(self, derived: Arrays) -> None:
         """``n``: ring readings still inside the window."""
@@ -50,44 +50,10 @@ class WindowEvaluator(SignalEvaluator):
             dropped(rows, tail)
             rows = rows[n[rows] > keep_min]
 
-    def make_room(self, s: Idx, head: Idx, n: Idx) -> tuple[Idx, F64]:
-        """Full windows let their oldest leave while readable: the next push overwrites it.
-
-        Returns the rows affected and the values leaving.
-        """
-        cap = self.ctx.window_capacity
-        full = np.flatnonzero(n == cap)
-        if len(full) == 0:
-            return full, np.empty(0)
-        _, ring_val = self.ctx.ring.flat()
-        old: F64 = ring_val[(head[full] + 1) % cap * self.ctx.ring.capacity + s[full]]
-        n[full] -= 1
-        return full, old
-
     def rebuild(self, ids: Idx) -> None:
-        """Window counts (and sums) of ``ids`` from their rings."""
+        """Window counts of ``ids`` from their rings."""
         super().rebuild(ids)
         ctx = self.ctx
         rows = ids[ctx.series["metric"][ids] == self.code]
-        ring_ts, ring_val = ctx.ring.rows(rows)
-        filled = np.count_nonzero(ring_ts != EMPTY_TS, axis=1)
-        # What the window state holds right after a reading: at most cap - 1 readings for
-        # z-score and repeating (the next push evicts one), all ring readings for rate.
-        n = self.rebuilt_count(filled)
-        self.derived["n"][rows] = n
-        newest = ctx.series["ring_head"][rows] - 1
-        self.rebuild_sums(rows, ring_val, n, newest)
-
-    def rebuilt_count(self, filled: Idx) -> Idx:
-        """The window count after a reading, given how many ring slots are filled."""
-        capped: Idx = np.minimum(filled, self.ctx.window_capacity - 1)
-        return capped
-
-    def rebuild_sums(self, rows: Idx, ring_val: F64, n: Idx, newest: Idx) -> None:
-        """Recompute the kind's running sums (series-major ``ring_val`` of ``rows``)."""
-
-    def window_values(self, ring_val: F64, newest: Idx, back: int) -> F64:
-        """Per row, the ring value ``back`` readings before the newest."""
-        cap = self.ctx.window_capacity
-        values: F64 = ring_val[np.arange(len(newest)), (newest - back) % cap]
-        return values
+        ring_ts, _ = ctx.ring.rows(rows)
+        self.derived["n"][rows] = np.count_nonzero(ring_ts != EMPTY_TS, axis=1)

@@ -11,7 +11,9 @@ from rules import ReferenceEngine, RuleEngine, parse_rules
 from rules.model import AnyRule
 from rules.registry import Registry
 
-T0 = 1_000_000_000_000  # an arbitrary epoch offset in microseconds
+# An epoch offset in microseconds, on a UTC midnight so that time buckets (aligned to the epoch)
+# start on whole test minutes and hours.
+T0 = 864_000_000_000
 MIN = 60_000_000
 
 Step = Sequence[Reading] | int  # a batch of readings, or a tick at that time

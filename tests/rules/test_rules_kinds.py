@@ -90,12 +90,13 @@ def test_delta_against_own_baseline_median() -> None:
     rules = rules_from(
         _rule(
             "id: b, kind: delta_baseline, scope: {metric: wound_temp}, "
-            "baseline: 60m, raise: {above: 2}, clear: {below: 1}"
+            "baseline: 60m, resolution: 10m, raise: {above: 2}, clear: {below: 1}"
         )
     )
     series = [(0, 33), (10, 40), (30, 34), (50, 33.5), (60, 36), (70, 34.5)]
     events = run(rules, each([r("d", "wound_temp", m, v) for m, v in series]))
-    # baseline = median(33, 40, 34, 33.5) = 33.75; 40 during learning never raises
+    # baseline = median of the 10-minute means (33, 40, 34, 33.5) = 33.75, 4 of 6 buckets
+    # filled; 40 during learning never raises
     assert summary(events) == [(60, "d", "b", "raised"), (70, "d", "b", "cleared")]
     assert events[0].evidence["baseline"] == 33.75
 
@@ -155,7 +156,9 @@ def test_silence_raises_on_tick_and_clears_on_data() -> None:
     assert summary(run(rules, steps)) == [
         (30, "d", "q", "raised"),
         (55, "d", "dev", "raised"),
-        (40, "d", "dev", "cleared"),
+        # the battery reading stamped 40 arrived after the tick at 55 raised the alert: the
+        # clear is stamped at the raise, never before it
+        (55, "d", "dev", "cleared"),
         (81, "d", "q", "cleared"),
     ]
 
@@ -194,7 +197,7 @@ def test_composite_all_of_with_hysteresis() -> None:
         (0, "d", "a", "raised"),
         (0, "d", "either", "raised"),
         (1, "d", "b", "raised"),
-        (2, "d", "both", "raised"),
+        (1, "d", "both", "raised"),  # at the transition that completed it, not the batch's end
         (3, "d", "b", "cleared"),
         (4, "d", "a", "cleared"),
         (4, "d", "both", "cleared"),

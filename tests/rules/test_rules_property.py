@@ -17,19 +17,42 @@ RULES = rules_from("""
 rules:
   - {id: th, kind: threshold, severity: warning, source: t, scope: {metric: wound_temp},
      raise: {above: 3, for: 2m}, clear: {below: 1}}
+  - {id: conf, kind: threshold, severity: warning, source: t, scope: {metric: wound_temp},
+     raise: {above: 2}, clear: {below: 0.5, for: 1m}, confirm: 3m}
   - {id: rep, kind: repeating, severity: warning, source: t, scope: {metric: error_code},
      match: {above: 0}, within: 5m, raise: {at_least: 2}, clear: {at_most: 0}}
+  - {id: share, kind: proportion, severity: info, source: t, scope: {metric: error_code},
+     match: {above: 1}, window: 6m, resolution: 2m, min_count: 2,
+     raise: {at_least: 0.5}, clear: {below: 0.25}}
   - {id: rate, kind: rate, severity: info, source: t, scope: {metric: wound_temp},
      window: 10m, min_span: 2m, raise: {above: 6}, clear: {below: 1, for: 1m}}
   - {id: z, kind: zscore, severity: info, source: t, scope: {metric: skin_temp},
      window: 10m, min_count: 3, raise: {outside: [-2, 2]}, clear: {inside: [-1, 1]}}
   - {id: z_floor, kind: zscore, severity: info, source: t, scope: {metric: wound_temp},
-     window: 10m, min_count: 3, min_std: 0.5, raise: {outside: [-2, 2]},
+     window: 10m, resolution: 5m, min_count: 3, min_std: 0.5, raise: {outside: [-2, 2]},
      clear: {inside: [-1, 1]}}
+  - {id: roll, kind: rolling, severity: info, source: t, scope: {metric: skin_temp},
+     statistic: median, window: 6m, resolution: 2m, raise: {above: 3}, clear: {below: 2}}
+  - {id: mean, kind: rolling, severity: info, source: t, scope: {metric: wound_temp},
+     statistic: mean, window: 4m, resolution: 2m, min_coverage: 1,
+     raise: {above: 3.5}, clear: {below: 2, for: 2m}}
+  - {id: tp, kind: trend, severity: warning, source: t, scope: {metric: wound_temp},
+     window: 4m, prior: 6m, resolution: 2m, per: 1h, exclude: 1m,
+     raise: {above: 10}, clear: {below: 5}}
+  - {id: tb, kind: trend, severity: warning, source: t, scope: {metric: skin_temp},
+     against: baseline, window: 2m, baseline: 4m, resolution: 1m, exclude: 1m,
+     raise: {above: 1}, clear: {below: 0.5}}
+  - {id: hold, kind: trend, severity: info, source: t, scope: {metric: skin_temp},
+     window: 0, prior: 4m, resolution: 1m, history: series, hold_reference: true,
+     raise: {below: -1.5, for: 1m}, clear: {above: -0.5}}
   - {id: base, kind: delta_baseline, severity: warning, source: t, scope: {metric: wound_temp},
-     baseline: 5m, baseline_samples: 3, raise: {above: 1.5, for: 1m}, clear: {below: 0.5}}
+     baseline: 5m, resolution: 1m, exclude: 2m, raise: {above: 1.5, for: 1m},
+     clear: {below: 0.5}}
   - {id: ref, kind: delta_reference, severity: warning, source: t, scope: {metric: skin_temp},
      max_age: 5m, raise: {above: 1}, clear: {below: 0}}
+  - {id: learnt, kind: delta_reference, severity: info, source: t, scope: {metric: wound_temp},
+     max_age: 5m, offset: {learn: 3m, exclude: 1m, resolution: 1m},
+     raise: {above: 1}, clear: {below: 0.5, for: 1m}}
   - {id: bat, kind: battery_low, severity: info, source: t, scope: {kind: patch},
      below: 2, clear_above: 3}
   - {id: sil, kind: silence, severity: warning, source: t, scope: {metric: wound_temp},
@@ -38,13 +61,18 @@ rules:
   - {id: both, kind: composite, severity: critical, source: t, all_of: [th, ref],
      clear_when: none_active}
   - {id: any, kind: composite, severity: info, source: t, any_of: [rep, sil_dev, both]}
+  - {id: two, kind: composite, severity: critical, source: t, at_least: 2,
+     of: [tp, tb, base, learnt], for: 2m}
 """)
 REGISTRY = {
-    "a": DeviceInfo(kind="patch", reference="b"),
-    "b": DeviceInfo(kind="patch", reference="a"),
+    "a": DeviceInfo(
+        kind="patch", reference="b", patient="p", wound="left", reference_wound="right"
+    ),
+    "b": DeviceInfo(kind="patch", reference="a", patient="p", wound="right"),
+    "a2": DeviceInfo(kind="patch", patient="p", wound="left", reference_wound="right"),
     "c": DeviceInfo(kind="ultrasound"),
 }
-DEVICES = ("a", "b", "c")
+DEVICES = ("a", "b", "c", "a2")
 METRIC_NAMES = ("wound_temp", "skin_temp", "error_code", "battery")
 
 raw_reading = st.tuples(

@@ -1,0 +1,149 @@
+"""Time buckets per owner (a series, or a wound's anchor series): the multi-resolution windows.
+
+A bucket of width ``res`` holds the readings with ``ts // res == key`` (aligned to the epoch):
+their count, sum and whatever else a rule adds up. Each owner has one *open* bucket (its newest
+reading's) and a ring of ``slots`` completed buckets before it, slot ``key % slots``; rolling
+to a newer key commits the open bucket and empties the slots of the keys skipped. A reading
+stamped in a bucket older than the open one is not added. All of it is fixed-size numpy arrays,
+updated for many owners at once; an owner appears at most once per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from rules.context import F64, I64, Bool, Idx
+from rules.state import Arrays
+
+NO_KEY = np.iinfo(np.int64).min  # no open bucket yet
+
+
+class Buckets:
+    """Open bucket and a ring of completed ones per owner, for the named sums."""
+
+    def __init__(
+        self, state: Arrays, prefix: str, fields: Sequence[str], slots: int, res_us: int
+    ) -> None:
+        self.state = state
+        self.prefix = prefix
+        self.fields = tuple(fields)
+        self.slots = slots
+        self.res = res_us
+        state.add(prefix + "key", np.int64, NO_KEY)
+        for f in self.fields:
+            state.add(prefix + "cur_" + f, np.float64, 0.0)
+            if slots:
+                state.add(prefix + "ring_" + f, np.float64, 0.0, width=slots)
+
+    def cur(self, field: str) -> F64:
+        """The open buckets' sums of ``field`` (all owners)."""
+        arr: F64 = self.state[self.prefix + "cur_" + field]
+        return arr
+
+    def ring(self, field: str) -> F64:
+        """The completed buckets' sums of ``field``, ``(owners, slots)``."""
+        arr: F64 = self.state[self.prefix + "ring_" + field]
+        return arr
+
+    def open_key(self) -> I64:
+        """Every owner's open bucket key."""
+        arr: I64 = self.state[self.prefix + "key"]
+        return arr
+
+    def roll(self, o: Idx, t: I64) -> tuple[Idx, Bool]:
+        """Move owners to the buckets of ``t`` where those begin (commit, empty skipped slots).
+
+        Returns the positions (into ``o``) that rolled, and where ``t`` falls in the open
+        bucket (older readings are not added).
+        """
+        key = t // self.res
+        open_ = self.open_key()[o]
+        rolled = np.flatnonzero(key > open_)
+        if len(rolled):
+            self._roll(o[rolled], key[rolled], open_[rolled])
+        inside: Bool = key >= open_
+        return rolled, inside
+
+    def add(self, o: Idx, values: Mapping[str, F64]) -> None:
+        """Add to the open buckets of owners ``o`` (rolled already)."""
+        for f in self.fields:
+            self.cur(f)[o] += values[f]
+
+    def feed(self, o: Idx, t: I64, values: Mapping[str, F64]) -> tuple[Idx, Bool]:
+        """Roll, then add the readings that fall in their owner's open bucket."""
+        rolled, inside = self.roll(o, t)
+        if inside.all():
+            self.add(o, values)
+        else:
+            self.add(o[inside], {f: v[inside] for f, v in values.items()})
+        return rolled, inside
+
+    def totals(self, o: Idx, field: str) -> F64:
+        """Sums over every completed bucket of owners ``o``, oldest first."""
+        if not self.slots:
+            return np.zeros(len(o))
+        return sequential_sum(self.window(o, field, self.slots, self.slots))
+
+    def _roll(self, o: Idx, new: I64, old: I64) -> None:
+        """Commit the open buckets and empty the slots of skipped keys."""
+        m = self.slots
+        if m:
+            fresh = old == NO_KEY
+            big = fresh | (new - np.where(fresh, new, old) > m)
+            small = np.flatnonzero(~big)
+            cleared = o[big]
+            os, ks = o[small], old[small]
+            gap = new[small] - ks
+            longest = int(gap.max()) if len(gap) else 1
+            for f in self.fields:
+                ring = self.ring(f)
+                if len(cleared):
+                    ring[cleared] = 0.0
+                for d in range(1, longest):  # keys skipped between the old and new bucket
+                    sel = gap > d
+                    ring[os[sel], (ks[sel] + d) % m] = 0.0
+                ring[os, ks % m] = self.cur(f)[os]
+        for f in self.fields:
+            self.cur(f)[o] = 0.0
+        self.open_key()[o] = new
+
+    def window(self, o: Idx, field: str, first: int, count: int) -> F64:
+        """``(len(o), count)`` completed sums, oldest first, starting ``first`` slots back.
+
+        ``first = slots`` starts at the oldest completed bucket; the newest is 1 slot back.
+        """
+        m = self.slots
+        key = self.open_key()[o]
+        cols = (key[:, None] - first + np.arange(count)) % m
+        out: F64 = self.ring(field)[o[:, None], cols]
+        return out
+
+
+def sequential_sum(block: F64) -> F64:
+    """Row sums added left to right, oldest first: the order a plain ``sum()`` adds them in."""
+    if block.shape[1] == 0:
+        return np.zeros(block.shape[0])
+    out: F64 = np.cumsum(block, axis=1)[:, -1]
+    return out
+
+
+def bucket_statistic(sums: F64, counts: F64, statistic: str, min_coverage: float) -> F64:
+    """Per row: the median of bucket means, or the mean of all readings; NaN below coverage."""
+    width = sums.shape[1]
+    filled = np.count_nonzero(counts > 0, axis=1)
+    if statistic == "mean":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = sequential_sum(sums) / sequential_sum(counts)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = np.where(counts > 0, sums / counts, np.nan)
+        ordered = np.sort(means, axis=1)  # NaN sorts last
+        rows = np.arange(len(ordered))
+        low = ordered[rows, np.maximum(filled - 1, 0) // 2]
+        high = ordered[rows, np.minimum(filled // 2, width - 1)]
+        stat = (low + high) / 2
+    ok = (filled > 0) & (filled / width >= min_coverage)
+    out: F64 = np.where(ok, stat, np.nan)
+    return out
