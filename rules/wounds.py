@@ -65,7 +65,11 @@ def _order(ctx: EngineState, w: int) -> list[Retirement]:
 
 def assign(ctx: EngineState, ids: Idx) -> None:
     """Owners and current flags of new series."""
-    for s in ids.tolist():
+    wound = ctx.dev_x["wound"][ctx.series["dev"][ids]]
+    alone = ids[wound < 0]  # no wound: its own history, always current
+    ctx.series_x["owner"][alone] = alone
+    ctx.series_x["current"][alone] = True
+    for s in ids[wound >= 0].tolist():
         _place(ctx, s)
 
 

@@ -10,10 +10,12 @@ from enum import StrEnum
 class FaultKind(StrEnum):
     """Every fault the simulator can script."""
 
-    INFECTION = "infection"  # wound pH drifts alkaline, temperature rises
+    INFECTION = "infection"  # fast (hours): wound warms, pH rises, exudate increases
+    INFECTION_SLOW = "infection_slow"  # the same over days
+    FEVER = "fever"  # systemic: every site warms for a day or so, pH and exudate unchanged
     SATURATION = "saturation"  # exudate accumulates fast until the dressing is changed
     DETACH = "detach"  # patch comes off the skin: temperature falls toward ambient
-    SENSOR_FAULT = "sensor_fault"  # pH electrode reports a fault flag
+    SENSOR_FAULT = "sensor_fault"  # pH electrode goes erratic and offset (and is flagged)
     BATTERY_DRAIN = "battery_drain"  # battery drains many times faster
     MAINS_SAG = "mains_sag"  # supply voltage drops below the nominal band
     NG_FAULT = "ng_fault"  # neutral-to-ground voltage rises (bad earth, shared neutral)

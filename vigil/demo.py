@@ -60,17 +60,22 @@ class DemoResult:
     service_db: Path | None = None
 
 
+# The infection starts once the wound's temperature baseline is learnt (24 h after the first
+# 2 h of the patch): the infection rules compare with the wound's own history.
+DEMO_INFECTION_START_S = 30 * 3600.0
+
+
 def demo_faults() -> tuple[Fault, ...]:
     """The demo's scripted trouble: an infected wound, a detached patch, a mains sag."""
     return (
-        Fault("patch-0003", FaultKind.INFECTION, start_s=2 * 3600),
+        Fault("patch-0003", FaultKind.INFECTION, start_s=DEMO_INFECTION_START_S),
         Fault("patch-0007", FaultKind.DETACH, start_s=3 * 3600),
         Fault("us-000", FaultKind.MAINS_SAG, start_s=4 * 3600, duration_s=1800),
     )
 
 
-# Simulated seconds per tick: ten minutes, so 360 ticks cover 60 h and an infection that starts
-# at 2 h is both alkaline for 6 h and warmer than the patch's own 24 h baseline before the end.
+# Simulated seconds per tick: ten minutes, so 360 ticks cover 60 h: the wound's baseline is
+# learnt by 26 h, and an infection starting at 30 h is a confirmed (critical) alert by ~40 h.
 DEMO_TICK_S = 600.0
 DEMO_REGION = "north"
 DEMO_RULES_TICK_WALL_S = 0.5

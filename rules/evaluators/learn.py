@@ -68,7 +68,6 @@ class Learner:
         st[p + "start"][o] = start
         # (a reading stamped before the start, from a newer patch overlapping the old, is not)
         learning = np.flatnonzero((t >= start) & (t < start + self.span))
-        ol = o[learning]
-        slot = (t[learning] - start[learning]) // self.res
-        st[p + "sum"][ol, slot] += v[learning]
-        st[p + "n"][ol, slot] += 1.0
+        flat = o[learning] * self.width + (t[learning] - start[learning]) // self.res
+        st[p + "sum"].reshape(-1)[flat] += v[learning]
+        st[p + "n"].reshape(-1)[flat] += 1.0

@@ -20,7 +20,7 @@ from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
 from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
-from rules import RuleEngine, load_pack
+from rules import DeviceInfo, RuleEngine, load_pack
 from rules.runtime import RuleRuntime, RuntimeSettings
 from rules.worker import RulesWorker, RulesWorkerSettings
 from simulator.faults import Fault, FaultKind
@@ -75,13 +75,15 @@ async def run_scenario(
     rules_store = TimescaleStore(dsn)  # the rules side has its own connection
     received: list[AlertEvent] = []
     settings = RuntimeSettings(snapshot_path=snapshot, data_clock=True)
+    # The registry says what kind each piece of equipment is (probe rules are for ultrasound).
+    registry = {d.device_id: DeviceInfo(kind=str(d.kind)) for d in fleet.equipment}
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(store.close)
         stack.callback(rules_store.close)
         await stack.enter_async_context(alert_listener(port, received))
         if separate_worker:
             runtime = await stack.enter_async_context(
-                RuleRuntime(RULES, {}, rules_store, None, settings)
+                RuleRuntime(RULES, registry, rules_store, None, settings)
             )
             worker = RulesWorker(RulesWorkerSettings(port=port, client_id="e2e-rules"), runtime)
             worker_task = asyncio.create_task(worker.run())
@@ -93,7 +95,7 @@ async def run_scenario(
                 aiomqtt.Client("127.0.0.1", port, identifier="e2e-rules-publisher")
             )
             runtime = await stack.enter_async_context(
-                RuleRuntime(RULES, {}, rules_store, publisher, settings)
+                RuleRuntime(RULES, registry, rules_store, publisher, settings)
             )
             hook = runtime.on_stored
         ingest = IngestWorker(
@@ -178,10 +180,10 @@ SCENARIOS = {
         "equipment.mains.out_of_band",
     ),
     "ng_fault": (Fault("endo-001", FaultKind.NG_FAULT, 0.5 * HOUR), 60, 60.0, "equipment.ng.high"),
-    # rate needs >= 6 h inside the 32-slot ring: a probe self-test every 12 min
+    # a drop below the probe's own 30-day median needs 2 days of daily means first
     "degrading_probe": (
-        Fault("us-000", FaultKind.PROBE_DEGRADATION, 1 * HOUR),
-        40,
+        Fault("us-000", FaultKind.PROBE_DEGRADATION, 50 * HOUR),
+        280,
         720.0,
         "equipment.probe.degrading",
     ),
@@ -220,19 +222,21 @@ async def test_e2e_rules_scenario(
 async def test_e2e_rules_infection_raises_the_composite(
     mosquitto: PrivateMosquitto, timescale_dsn: str, tmp_path: Path
 ) -> None:
-    # The temperature rule compares with the first 24 h, so the infection starts after that.
-    fault = Fault("patch-0000", FaultKind.INFECTION, 24 * HOUR)
+    # The infection rules compare with the wound's baseline (24 h after the first 2 h), so the
+    # infection starts after that.
+    fault = Fault("patch-0000", FaultKind.INFECTION, 28 * HOUR)
     outcome = await run_scenario(
         mosquitto, timescale_dsn, tmp_path, (fault,), ticks=504, tick_s=300.0
     )
     for rule in (
-        "dressing.ph.alkaline",
-        "dressing.temp.rise_over_baseline",
+        "dressing.temp.rise",
+        "dressing.ph.rise",
+        "dressing.infection.suspected",
         "dressing.infection_signs",
     ):
         check(outcome, "patch-0000", rule)
     # The snapshot written on close carries the active alert into the next run.
-    restored = RuleEngine.restore(RULES, {}, outcome.snapshot.read_bytes())
+    restored = RuleEngine.restore(RULES, None, outcome.snapshot.read_bytes())
     assert restored.active("dressing.infection_signs") == ["patch-0000"]
 
 
@@ -245,6 +249,8 @@ async def test_e2e_rules_broker_fed_worker(
     )
     check(outcome, "us-000", "equipment.mains.out_of_band")
     cleared = [e for e in outcome.events if e.transition is AlertTransition.CLEARED]
+    # the undervoltage event ends with the sag; the 10-minute mean clears with the next interval
     assert [(e.device_id, e.rule_id) for e in cleared] == [
-        ("us-000", "equipment.mains.out_of_band")
+        ("us-000", "equipment.mains.undervoltage_event"),
+        ("us-000", "equipment.mains.out_of_band"),
     ]

@@ -29,7 +29,7 @@ from tests.servers import PrivateMosquitto, PrivatePostgres
 from tests.service.live import fresh_database
 from tests.waiting import wait_until_async
 from tests.webhook_receiver import Receiver
-from vigil.demo import DEMO_TICK_S, seed_service
+from vigil.demo import DEMO_INFECTION_START_S, DEMO_TICK_S, seed_service
 
 SECRET = "e2e-shared-secret"
 INFECTED = "patch-0003"
@@ -45,7 +45,9 @@ def dsn(postgres_server: PrivatePostgres) -> Iterator[str]:
 async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     mosquitto: PrivateMosquitto, dsn: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    infection = Fault(INFECTED, FaultKind.INFECTION, start_s=2 * 3600)
+    # After the wound's baseline is learnt; 250 ticks of 10 min end just after the confirmed
+    # (critical) infection alert.
+    infection = Fault(INFECTED, FaultKind.INFECTION, start_s=DEMO_INFECTION_START_S)
     fleet = Fleet(FleetSpec(patches=6, equipment=0, tick_s=DEMO_TICK_S, faults=(infection,)))
     service = PostgresStore(dsn)
     seed_service(service, fleet)
@@ -98,7 +100,7 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
                 uplink=UplinkSettings(host=host, port=port),
             )
         )
-        gateway.sources.insert(0, SimulatedFleet(fleet, 170))
+        gateway.sources.insert(0, SimulatedFleet(fleet, 250))
         async with gateway:
             await gateway.sources_done()
             await gateway.drained()

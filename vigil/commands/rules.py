@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rules.worker import RulesWorkerSettings
     from vigil.settings import VigilSettings
 
-app = typer.Typer(help="Alert rules: check, replay, run.", no_args_is_help=True)
+app = typer.Typer(help="Alert rules: check, replay, run, evaluate.", no_args_is_help=True)
 console = Console()
 
 PackOption = Annotated[
@@ -137,6 +137,37 @@ def rules_run(
         run_until_stopped(_replica(url, rules, devices, runtime_settings, worker_settings))
     else:
         run_until_stopped(_single(url, rules, devices, runtime_settings, worker_settings))
+
+
+@app.command("evaluate")
+def rules_evaluate(
+    pack: PackOption = None,
+    rule_file: RulesOption = None,
+    patients: Annotated[int, typer.Option(min=1, help="Patients per cohort.")] = 40,
+    days: Annotated[float, typer.Option(min=3.0, help="Simulated days per patient.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Cohort seed.")] = 11,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the Markdown report to this file.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 if a target of the report is missed.")
+    ] = False,
+) -> None:
+    """Score the rules on a labelled synthetic cohort (sensitivity, delays, false alerts).
+
+    A synthetic cohort tests the engine and the pack's logic, not clinical validity.
+    """
+    from simulator.cohort import CohortSpec
+    from vigil.evaluation import check_targets, evaluate, report_markdown
+
+    rules = load_rules(pack or (None if rule_file else ["dressings"]), rule_file)
+    result = evaluate(CohortSpec(patients=patients, days=days, seed=seed), rules)
+    text = report_markdown(result)
+    typer.echo(text)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    if strict and check_targets(result):
+        raise typer.Exit(1)
 
 
 def is_postgres(url: str) -> bool:
