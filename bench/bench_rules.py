@@ -8,6 +8,12 @@ Prints reading-rule evaluations per second for both and their ratio. Single-thre
 
 ``--stagger`` first gives each series 0-31 earlier readings so that the ring heads of the series
 differ (as in a fleet whose devices report at different rates) instead of moving in lock step.
+
+Every series first reports from three days before the timed batches (untimed warm-up): with
+``--learning`` one reading then, so every patch is past its exclusion window but every baseline
+and learnt offset is still learning during the timed batches (the first day of a fleet that all
+started at once); by default a reading every 15 minutes for the day before, so the baselines are
+learnt (the steady state of a fleet whose patients have been monitored for more than a day).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from contract.catalog import METRICS
 from contract.reading import Reading
 from rules import DeviceInfo, ReferenceEngine, RuleEngine, load_pack
 from rules.columns import METRIC_CODES, Columns, DeviceTable
+from rules.context import device_level
 
 PATCH_METRICS = ("wound_ph", "wound_temp", "skin_temp", "exudate", "battery")
 EQUIPMENT_METRICS = ("mains_voltage", "ng_voltage", "probe_health", "error_code")
@@ -94,6 +101,26 @@ def batches(
     return devices, metrics, registry, out
 
 
+def applied(metrics: list[str], history: bool) -> list[tuple[np.ndarray, ...]]:
+    """Untimed warm-up batches: one reading per series three days before ``T0`` and, with
+    ``history``, one every 15 minutes through the last 26 h before it (baselines learnt)."""
+    level = np.array([LEVELS[m][0] for m in metrics])
+    n = len(metrics)
+    day_us = 86_400 * 1_000_000
+    stamps = [T0 - 3 * day_us]
+    if history:
+        stamps += [T0 - 26 * 3_600_000_000 + k * 900_000_000 for k in range(26 * 4)]
+    rng = np.random.default_rng(3)
+    return [
+        (
+            np.arange(n),
+            np.round((level + 0.01 * rng.standard_normal(n)) * 4) / 4,
+            np.full(n, ts, dtype=np.int64),
+        )
+        for ts in stamps
+    ]
+
+
 def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
     """One batch of 0-31 readings per series at each metric's level, before ``T0``."""
     rng = np.random.default_rng(seed)
@@ -106,18 +133,22 @@ def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
 
 
 def run_engine(
-    n_series: int, n_batches: int, depth: int, stagger: bool = False
-) -> tuple[float, int, int]:
+    n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
+) -> tuple[float, int, int, dict[str, float]]:
     """Evaluations per second of RuleEngine.process on pre-interned columns."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
         data.insert(0, staggered(metrics))
+    warm = applied(metrics, history=not learning)
+    data[:0] = warm
     rules = load_pack("dressings") + load_pack("equipment")
     engine = RuleEngine(rules, registry)
     table: DeviceTable = engine.devices
     dev_idx = table.intern_many(devices)
     met_idx = np.array([METRIC_CODES[m] for m in metrics], dtype=np.intp)
     cols = [Columns(dev_idx[s], met_idx[s], v, t) for s, v, t in data]
+    for _ in warm:
+        engine.process(cols.pop(0))
     if stagger:
         engine.process(cols.pop(0))
     for c in cols[:2]:  # warm-up: series creation and baselines start
@@ -129,12 +160,38 @@ def run_engine(
         events += len(engine.process(c))
     elapsed = time.perf_counter() - start
     evaluations = engine.stats.evaluations - before
-    return evaluations / elapsed, evaluations, events
+    return evaluations / elapsed, evaluations, events, state_bytes(engine)
+
+
+def state_bytes(engine: RuleEngine) -> dict[str, float]:
+    """Bytes of evaluation state per series: all of it, and per metric the dense window state.
+
+    Counts the rows in use of every array (rings, per-series hysteresis, buckets, baselines),
+    not the spare capacity the arrays grow into.
+    """
+    ctx = engine._ctx  # the benchmark looks inside on purpose
+    n = ctx.n_series
+    total = sum(arr[:n].nbytes for arr in (ctx.ring.ts.T, ctx.ring.val.T))
+    total += sum(ctx.series[name][:n].nbytes for name in ctx.series.names())
+    for rule in engine.rules:
+        size = ctx.n_dev if device_level(rule) else n
+        state = ctx.state[rule.id]
+        total += sum(state[name][:size].nbytes for name in state.names())
+    dense: dict[str, float] = {}
+    for code, arrays in ctx.mstate.values():
+        rows = int(ctx.metric_rows[code])
+        nbytes = sum(arrays[name][:rows].nbytes for name in arrays.names())
+        total += nbytes
+        metric = ctx.names[code]
+        dense[metric] = dense.get(metric, 0.0) + nbytes / max(rows, 1)
+    return {"all": total / max(n, 1), **dense}
 
 
 def run_reference(n_series: int, n_batches: int, depth: int) -> tuple[float, int]:
     """Evaluations per second of the reference loop on the same kind of stream."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
+    warm = applied(metrics, history=False)
+    data[:0] = warm
     rules = load_pack("dressings") + load_pack("equipment")
     reference = ReferenceEngine(rules, registry)
     readings = [
@@ -144,11 +201,11 @@ def run_reference(n_series: int, n_batches: int, depth: int) -> tuple[float, int
         ]
         for s, vals, ts in data
     ]
-    for batch in readings[:2]:
+    for batch in readings[: len(warm) + 2]:
         reference.process(batch)
     before = reference.stats.evaluations
     start = time.perf_counter()
-    for batch in readings[2:]:
+    for batch in readings[len(warm) + 2 :]:
         reference.process(batch)
     elapsed = time.perf_counter() - start
     evaluations = reference.stats.evaluations - before
@@ -165,12 +222,18 @@ def main() -> None:
     parser.add_argument(
         "--stagger", action="store_true", help="ring heads differ between series (not in lock step)"
     )
+    parser.add_argument(
+        "--learning", action="store_true", help="baselines still learning (a fleet's first day)"
+    )
     args = parser.parse_args()
-    rate, evaluations, events = run_engine(args.series, args.batches, args.depth, args.stagger)
+    rate, evaluations, events, memory = run_engine(
+        args.series, args.batches, args.depth, args.stagger, args.learning
+    )
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
     print(
         f"series={args.series} batches={args.batches} depth={args.depth} "
-        f"readings/batch={args.series * args.depth} stagger={args.stagger}"
+        f"readings/batch={args.series * args.depth} stagger={args.stagger} "
+        f"learning={args.learning}"
     )
     print(
         f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
@@ -181,6 +244,8 @@ def main() -> None:
         f"({args.reference_series} series subset, {ref_evaluations} evaluations)"
     )
     print(f"ratio:     {rate / ref_rate:8.1f}x")
+    windows = ", ".join(f"{m} {b:,.0f}" for m, b in memory.items() if m != "all")
+    print(f"state:     {memory['all']:,.0f} bytes/series (window state per series of: {windows})")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ class EngineState:
         self.dev_x.add("ref_wound", np.intp, -1)
         self.wounds = DeviceTable()  # (patient, wound) keys interned
         self.any_retired = False
+        self.newest_first = 0  # the latest first reading of any device (exclusion fast path)
         self.table = Arrays()  # (device, metric code) -> series; rebuilt on restore
         self.table.add("series", np.intp, -1, width=self.width)
         self.scope = Arrays()  # derived from the registry: never snapshotted
@@ -103,6 +104,11 @@ class EngineState:
         self.series_x = Arrays()  # derived (rebuilt on restore), never snapshotted
         self.series_x.add("owner", np.intp, 0)  # whose wound history this series feeds/reads
         self.series_x.add("current", np.bool_, True)  # its device is its wound's newest patch
+        # Dense rows per metric: wide per-series state (buckets, baselines) is kept only for the
+        # series of its rule's metric, row ``mrow`` among them (in series order).
+        self.series_x.add("mrow", np.intp, 0)
+        self.metric_rows = np.zeros(self.width, dtype=np.intp)
+        self.mstate: dict[str, tuple[int, Arrays]] = {}  # rule id -> (metric code, arrays)
         self.anchors: dict[tuple[int, int], int] = {}  # (wound, metric code) -> anchor series
         self.wound_series: dict[tuple[int, int], int] = {}  # (wound, code) -> current series
         self.wound_members: dict[int, list[int]] = {}  # wound -> its devices (first read)
@@ -118,6 +124,28 @@ class EngineState:
         self.state: dict[str, Arrays] = {r.id: _active_flags() for r in rules}
         self.derived: dict[str, Arrays] = {}
         self.n_active: dict[str, int] = {r.id: 0 for r in rules}
+
+    def metric_state(self, rule_id: str, code: int) -> Arrays:
+        """A rule's snapshotted arrays with one row per series of metric ``code``."""
+        arrays = Arrays()
+        self.mstate[rule_id] = (code, arrays)
+        return arrays
+
+    def assign_rows(self, ids: Idx) -> None:
+        """Dense metric rows for series ``ids`` (new, in index order); grows metric state."""
+        codes = self.series["metric"][ids].astype(np.intp)
+        for code in np.unique(codes).tolist():
+            mine = ids[codes == code]
+            start = int(self.metric_rows[code])
+            self.series_x["mrow"][mine] = np.arange(start, start + len(mine))
+            self.metric_rows[code] = start + len(mine)
+        for code, arrays in self.mstate.values():
+            arrays.ensure(int(self.metric_rows[code]))
+
+    def rows(self, s: Idx) -> Idx:
+        """The dense metric rows of series ``s``."""
+        out: Idx = self.series_x["mrow"][s]
+        return out
 
     def device_id(self, series: int) -> str:
         """The device id of a series."""
@@ -191,6 +219,7 @@ class EngineState:
         self.series["dev"][ids] = keys // self.width
         self.series["metric"][ids] = keys % self.width
         self.n_series = size
+        self.assign_rows(ids)
         result: Idx = flat[key]
         return result, ids
 

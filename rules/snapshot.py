@@ -45,6 +45,9 @@ def encode(ctx: EngineState) -> bytes:
         size = ctx.n_dev if device_level(rule) else ctx.n_series
         arrays[f"rule:{rule.id}:fingerprint"] = np.array(rule.model_dump_json())
         arrays.update(ctx.state[rule.id].dump(f"rule:{rule.id}:", size))
+        if rule.id in ctx.mstate:
+            code, dense = ctx.mstate[rule.id]
+            arrays.update(dense.dump(f"mrule:{rule.id}:", int(ctx.metric_rows[code])))
     buf = io.BytesIO()
     np.savez(buf, allow_pickle=False, **arrays)
     return buf.getvalue()
@@ -73,6 +76,8 @@ def load(ctx: EngineState, data: Data) -> None:
     ctx.ensure_series(n_series)
     ctx.n_series = n_series
     _remap_metrics(ctx, [str(m) for m in data["metric_names"].tolist()])
+    ctx.metric_rows[:] = 0
+    ctx.assign_rows(np.arange(n_series))
     # Older snapshots kept every ring; otherwise only the metrics listed had one.
     kept = set(ctx.names)
     if "ring_metrics" in data:
@@ -91,6 +96,9 @@ def load(ctx: EngineState, data: Data) -> None:
         state.ensure(size)
         if key in data and str(data[key]) == rule.model_dump_json():
             state.load(f"rule:{rule.id}:", data, size)
+            if rule.id in ctx.mstate:
+                code, dense = ctx.mstate[rule.id]
+                dense.load(f"mrule:{rule.id}:", data, int(ctx.metric_rows[code]))
         ctx.n_active[rule.id] = int(np.count_nonzero(state["active"][:size]))
     ctx.clock = int(ctx.series["last_ts"][:n_series].max()) if n_series else 0
 

@@ -30,6 +30,8 @@ class Retirement:
 def admit(ctx: EngineState, devices: Idx, first: I64) -> list[Retirement]:
     """Record new devices' first readings; returns the patches they newly supersede."""
     ctx.dev["first_ts"][devices] = first
+    if len(first):
+        ctx.newest_first = max(ctx.newest_first, int(first.max()))
     wound = ctx.dev_x["wound"][devices]
     touched = sorted({int(w) for w in wound[wound >= 0].tolist()})
     for d, w in zip(devices.tolist(), wound.tolist(), strict=True):
@@ -107,6 +109,7 @@ def rebuild(ctx: EngineState) -> None:
     ctx.wound_current.clear()
     n = ctx.n_dev
     first = ctx.dev["first_ts"][:n]
+    ctx.newest_first = int(first.max()) if n else 0
     wound = ctx.dev_x["wound"][:n]
     for d in np.flatnonzero((wound >= 0) & (first > 0)).tolist():
         ctx.wound_members.setdefault(int(wound[d]), []).append(d)

@@ -52,17 +52,19 @@ class Buckets:
         arr: I64 = self.state[self.prefix + "key"]
         return arr
 
-    def roll(self, o: Idx, t: I64) -> tuple[Idx, Bool]:
+    def roll(self, o: Idx, t: I64, totals: Mapping[str, F64] | None = None) -> tuple[Idx, Bool]:
         """Move owners to the buckets of ``t`` where those begin (commit, empty skipped slots).
 
         Returns the positions (into ``o``) that rolled, and where ``t`` falls in the open
-        bucket (older readings are not added).
+        bucket (older readings are not added). ``totals`` (per owner, per field): sums over the
+        completed buckets, kept up to date: the committed bucket joins, the buckets that leave
+        the window leave; re-summed exactly once per ring turn (staggered by owner).
         """
         key = t // self.res
         open_ = self.open_key()[o]
         rolled = np.flatnonzero(key > open_)
         if len(rolled):
-            self._roll(o[rolled], key[rolled], open_[rolled])
+            self._roll(o[rolled], key[rolled], open_[rolled], totals)
         inside: Bool = key >= open_
         return rolled, inside
 
@@ -80,10 +82,12 @@ class Buckets:
             self.add(o[inside], {f: v[inside] for f, v in values.items()})
         return rolled, inside
 
-    def _roll(self, o: Idx, new: I64, old: I64) -> None:
+    def _roll(self, o: Idx, new: I64, old: I64, totals: Mapping[str, F64] | None = None) -> None:
         """Commit the open buckets and empty the slots of skipped keys."""
         m = self.slots
-        if m:
+        if m and totals is not None:
+            self._roll_totals(o, new, old, totals)
+        elif m:
             fresh = old == NO_KEY
             big = fresh | (new - np.where(fresh, new, old) > m)
             small = np.flatnonzero(~big)
@@ -103,20 +107,50 @@ class Buckets:
             self.cur(f)[o] = 0.0
         self.open_key()[o] = new
 
-    def window(self, o: Idx, field: str, first: int, count: int) -> F64:
-        """``(len(o), count)`` completed sums, oldest first, starting ``first`` slots back.
+    def _roll_totals(self, o: Idx, new: I64, old: I64, totals: Mapping[str, F64]) -> None:
+        """``_roll`` keeping completed totals: what joins minus what leaves the window."""
+        m = self.slots
+        fresh = old == NO_KEY
+        big = fresh | (new - np.where(fresh, new, old) > m)
+        small = np.flatnonzero(~big)
+        cleared = o[big]
+        os, ks = o[small], old[small]
+        gap = new[small] - ks
+        longest = int(gap.max()) if len(gap) else 1
+        resum = os[new[small] % m == os % m]  # once per ring turn, staggered by owner
+        for f in self.fields:
+            ring, tot = self.ring(f), totals[f]
+            if len(cleared):
+                ring[cleared] = 0.0
+                tot[cleared] = 0.0  # everything left the window
+            joined = self.cur(f)[os]
+            tot[os] += joined - ring[os, ks % m]  # the committed bucket takes the oldest's slot
+            ring[os, ks % m] = joined
+            for d in range(1, longest):  # keys skipped between the old and new bucket
+                sel = gap > d
+                rows, slot = os[sel], (ks[sel] + d) % m
+                tot[rows] -= ring[rows, slot]
+                ring[rows, slot] = 0.0
+            if len(resum):
+                tot[resum] = ring[resum].sum(axis=1)
 
-        ``first = slots`` starts at the oldest completed bucket; the newest is 1 slot back.
-        Owners usually share their open key (buckets are aligned to the epoch), so the columns
-        are picked once per distinct key rather than per element.
+    def window(self, o: Idx, field: str, first: int, count: int) -> F64:
+        """``(len(o), count)`` completed sums starting ``first`` slots back (oldest first).
+
+        ``first = slots`` starts at the oldest completed bucket; the newest is 1 slot back. The
+        whole ring comes in slot order (a median or a sum does not need key order); otherwise
+        owners usually share their open key (buckets are aligned to the epoch), so the columns
+        are picked once rather than per element.
         """
         m = self.slots
-        key = self.open_key()[o]
         ring = self.ring(field)
-        distinct = np.unique(key)
-        if len(distinct) == 1:
-            cols = (int(distinct[0]) - first + np.arange(count)) % m
-            same: F64 = ring[np.ix_(o, cols)]
+        if first == count == m:
+            whole: F64 = rows_of(ring, o)
+            return whole
+        key = self.open_key()[o]
+        if len(key) and bool((key == key[0]).all()):
+            cols = (int(key[0]) - first + np.arange(count)) % m
+            same: F64 = np.take(rows_of(ring, o), cols, axis=1)
             return same
         cols2 = (key[:, None] - first + np.arange(count)) % m
         out: F64 = ring[o[:, None], cols2]
@@ -132,6 +166,17 @@ class Buckets:
             return np.zeros(len(o))
         out: F64 = self.ring(field)[o].sum(axis=1)
         return out
+
+
+def rows_of(arr: F64, o: Idx) -> F64:
+    """``arr[o]``, as a view without a copy when ``o`` is a run of consecutive rows (the usual
+    case: a metric's rows are dense and a lock-step fleet reads them in order)."""
+    n = len(o)
+    if n and int(o[-1]) - int(o[0]) == n - 1 and bool((np.diff(o) == 1).all()):
+        view: F64 = arr[int(o[0]) : int(o[0]) + n]
+        return view
+    out: F64 = arr[o]
+    return out
 
 
 def sequential_sum(block: F64) -> F64:

@@ -1,8 +1,10 @@
 """Counting windows: repeating (matches), proportion (share that matches) and z-score.
 
 The window of ``W`` at resolution ``R`` holds the readings of the last ``W / R`` buckets, the
-open one included: between ``W - R`` and ``W`` of history. Completed buckets are summed once,
-when a bucket closes (``tot_*``, derived state); each reading adds the open bucket's sums.
+open one included: between ``W - R`` and ``W`` of history. The totals over the completed
+buckets (``tot_*``, derived state) change only when a bucket closes: the closed bucket joins,
+the oldest leaves, and once per ring turn they are re-summed from the ring so that rounding
+cannot drift; each reading adds the open bucket's sums.
 """
 
 from __future__ import annotations
@@ -29,34 +31,28 @@ class CountingEvaluator(SignalEvaluator):
         super().__init__(rule, ctx)
 
     def add_state(self, state: Arrays) -> None:
-        """The buckets: the window's completed ones in a ring, plus the open one."""
+        """The buckets (one row per series of the metric) and their completed totals."""
         res = self.rule.res_us
-        self.buckets = Buckets(state, "b_", self.fields, self.span // res - 1, res)
+        self.dense = self.ctx.metric_state(self.rule.id, self.code)
+        self.buckets = Buckets(self.dense, "b_", self.fields, self.span // res - 1, res)
+        for f in self.fields:  # derived: rebuilt from the ring on restore
+            self.dense.add("tot_" + f, np.float64, 0.0)
 
-    def add_derived(self, derived: Arrays) -> None:
-        """Totals over the completed buckets."""
-        for f in self.fields:
-            derived.add("tot_" + f, np.float64, 0.0)
+    def roll(self, r: Idx, t: I64) -> None:
+        """Roll the buckets of rows ``r`` to ``t``, keeping their completed totals."""
+        self.buckets.roll(r, t, {f: self.dense["tot_" + f] for f in self.fields})
 
-    def roll(self, s: Idx, t: I64) -> None:
-        """Roll the buckets of series ``s`` to ``t`` and refresh their completed totals."""
-        rolled, _ = self.buckets.roll(s, t)
-        if len(rolled):
-            self._totals(s[rolled])
-
-    def _totals(self, s: Idx) -> None:
-        for f in self.fields:
-            self.derived["tot_" + f][s] = self.buckets.totals(s, f)
-
-    def window_sum(self, s: Idx, field: str) -> F64:
-        """Completed totals plus the open bucket, per series."""
-        out: F64 = self.derived["tot_" + field][s] + self.buckets.cur(field)[s]
+    def window_sum(self, r: Idx, field: str) -> F64:
+        """Completed totals plus the open bucket, per row."""
+        out: F64 = self.dense["tot_" + field][r] + self.buckets.cur(field)[r]
         return out
 
     def rebuild(self, ids: Idx) -> None:
         """Totals from the buckets (after a restore)."""
         super().rebuild(ids)
-        self._totals(ids[self.ctx.series["metric"][ids] == self.code])
+        r = self.ctx.rows(ids[self.ctx.series["metric"][ids] == self.code])
+        for f in self.fields:
+            self.dense["tot_" + f][r] = self.buckets.totals(r, f)
 
 
 class RepeatingEvaluator(CountingEvaluator):
@@ -67,9 +63,10 @@ class RepeatingEvaluator(CountingEvaluator):
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """Matches within the window."""
-        self.roll(s, t)
-        self.buckets.add(s, {"match": test(self.rule.match, v).astype(np.float64)})
-        return self.window_sum(s, "match")
+        r = self.ctx.rows(s)
+        self.roll(r, t)
+        self.buckets.add(r, {"match": test(self.rule.match, v).astype(np.float64)})
+        return self.window_sum(r, "match")
 
 
 class ProportionEvaluator(CountingEvaluator):
@@ -80,11 +77,13 @@ class ProportionEvaluator(CountingEvaluator):
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """Matches over readings in the window; NaN below ``min_count`` readings."""
-        self.roll(s, t)
+        r = self.ctx.rows(s)
+        self.roll(r, t)
         match = test(self.rule.match, v).astype(np.float64)
-        self.buckets.add(s, {"n": np.ones(len(s)), "match": match})
-        n = self.window_sum(s, "n")
-        share: F64 = np.where(n >= self.rule.min_count, self.window_sum(s, "match") / n, np.nan)
+        self.buckets.add(r, {"n": np.ones(len(s)), "match": match})
+        n = self.window_sum(r, "n")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share: F64 = np.where(n >= self.rule.min_count, self.window_sum(r, "match") / n, np.nan)
         return share
 
 
@@ -96,16 +95,11 @@ class ZScoreEvaluator(CountingEvaluator):
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """The z-score against the window before this reading, which then joins it."""
-        self.roll(s, t)
+        r = self.ctx.rows(s)
+        self.roll(r, t)
         rule = self.rule
-        n = self.window_sum(s, "n")
-        signal = zscore_of(
-            v,
-            n,
-            self.window_sum(s, "sum"),
-            self.window_sum(s, "sumsq"),
-            rule.min_count,
-            rule.min_std,
-        )
-        self.buckets.add(s, {"n": np.ones(len(s)), "sum": v, "sumsq": v * v})
+        n = self.window_sum(r, "n")
+        total, total_sq = self.window_sum(r, "sum"), self.window_sum(r, "sumsq")
+        signal = zscore_of(v, n, total, total_sq, rule.min_count, rule.min_std)
+        self.buckets.add(r, {"n": np.ones(len(s)), "sum": v, "sumsq": v * v})
         return signal

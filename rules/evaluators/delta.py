@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from rules.context import F64, I64, EngineState, Idx
+from rules.context import F64, I64, Bool, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
+from rules.evaluators.history import excluded, feeding, owners
 from rules.evaluators.learn import Learner
-from rules.evaluators.smoothed import excluded
 from rules.model import DeltaBaselineRule, DeltaReferenceRule
 from rules.state import Arrays
 from rules.wounds import reference_series
@@ -27,30 +27,32 @@ class BaselineEvaluator(SignalEvaluator):
     def add_state(self, state: Arrays) -> None:
         """The baseline being learnt."""
         rule = self.rule
-        self.learner = Learner(state, "base_", rule.baseline, rule.res_us, rule.min_coverage)
+        dense = self.ctx.metric_state(rule.id, self.code)
+        self.learner = Learner(dense, "base_", rule.baseline, rule.res_us, rule.min_coverage)
 
     def owners(self, s: Idx) -> Idx:
         """Whose baseline each series uses."""
-        if self.rule.history == "series":
-            return s
-        out: Idx = self.ctx.series_x["owner"][s]
-        return out
+        return owners(self.ctx, s, self.rule.history)
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """Value minus the baseline; readings outside the exclusion window teach it first."""
-        o = self.owners(s)
-        if not self.learner.all_ready(o):
-            out = excluded(self.ctx, s, t, self.rule.exclude)
-            fed = np.flatnonzero(~out & self.ctx.series_x["current"][s])
-            self.learner.feed(o[fed], t[fed], v[fed])
-        delta: F64 = v - self.learner.value()[o]
-        if self.rule.exclude:
-            delta[excluded(self.ctx, s, t, self.rule.exclude)] = np.nan
+        r = self.ctx.rows(self.owners(s))
+        out = excluded(self.ctx, s, t, self.rule.exclude)
+        if not self.learner.all_ready(r):
+            fed = feeding(self.ctx, s, out)
+            if fed is None:
+                self.learner.feed(r, t, v)
+            else:
+                self.learner.feed(r[fed], t[fed], v[fed])
+        delta: F64 = v - self.learner.value()[r]
+        if out is not None:
+            delta[out] = np.nan
         return delta
 
     def extra(self, s: int, t: int) -> dict[str, Any]:
         """The baseline the reading was compared with."""
-        return {"baseline": float(self.learner.value()[self.owners(np.array([s]))[0]])}
+        row = self.ctx.rows(self.owners(np.array([s])))[0]
+        return {"baseline": float(self.learner.value()[row])}
 
 
 class ReferenceEvaluator(SignalEvaluator):
@@ -75,7 +77,8 @@ class ReferenceEvaluator(SignalEvaluator):
         self.learner: Learner | None = None
         offset = self.rule.offset
         if offset is not None:
-            self.learner = Learner(state, "off_", offset.learn, offset.res_us, offset.min_coverage)
+            dense = self.ctx.metric_state(self.rule.id, self.code)
+            self.learner = Learner(dense, "off_", offset.learn, offset.res_us, offset.min_coverage)
 
     def refs(self, s: Idx) -> Idx:
         """The reference series now (-1: none)."""
@@ -100,13 +103,17 @@ class ReferenceEvaluator(SignalEvaluator):
             return delta
         offset = self.rule.offset
         assert offset is not None
-        dev = ser["dev"]
-        first = self.ctx.dev["first_ts"]
-        start = np.maximum(first[dev[s]], first[dev[ref_c]]) + offset.exclude
-        o = self.ctx.series_x["owner"][s]
-        inside = ok & (t >= start)
-        fed = np.flatnonzero(inside & self.ctx.series_x["current"][s])
-        self.learner.feed(o[fed], t[fed], delta[fed])
+        o = self.ctx.rows(owners(self.ctx, s, "wound"))
+        inside: Bool = ok
+        if offset.exclude and int(t.min()) < self.ctx.newest_first + offset.exclude:
+            dev, first = ser["dev"], self.ctx.dev["first_ts"]
+            inside = ok & (t >= np.maximum(first[dev[s]], first[dev[ref_c]]) + offset.exclude)
+        if not self.learner.all_ready(o):
+            teach = inside
+            if self.ctx.wound_members:  # only the wound's current patch teaches it
+                teach = inside & self.ctx.series_x["current"][s]
+            rows = np.flatnonzero(teach)
+            self.learner.feed(o[rows], t[rows], delta[rows])
         out: F64 = np.where(inside, delta - self.learner.value()[o], np.nan)
         return out
 
@@ -125,7 +132,8 @@ class ReferenceEvaluator(SignalEvaluator):
             out["reference_stale"] = True
             out["reference_last_us"] = last
         if self.learner is not None:
-            out["offset"] = float(self.learner.value()[ctx.series_x["owner"][s]])
+            row = ctx.rows(owners(ctx, np.array([s]), "wound"))[0]
+            out["offset"] = float(self.learner.value()[row])
         return out
 
     def on_new_series(self, ids: Idx) -> None:

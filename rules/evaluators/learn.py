@@ -46,10 +46,12 @@ class Learner:
     def feed(self, o: Idx, t: I64, v: F64) -> None:
         """Learn from readings (owners unique); closes spans that have ended."""
         st, p = self.state, self.prefix
-        todo = np.flatnonzero(~st[p + "ready"][o])
-        if len(todo) == 0:
-            return
-        o, t, v = o[todo], t[todo], v[todo]
+        ready = st[p + "ready"][o]
+        if ready.any():
+            todo = np.flatnonzero(~ready)
+            if len(todo) == 0:
+                return
+            o, t, v = o[todo], t[todo], v[todo]
         start = st[p + "start"][o]
         start = np.where(start < 0, t, start)
         ended = t >= start + self.span

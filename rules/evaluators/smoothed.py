@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from rules.context import F64, I64, Bool, EngineState, Idx
+from rules.context import F64, I64, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
 from rules.evaluators.buckets import NO_KEY, Buckets, bucket_statistic
+from rules.evaluators.history import excluded, feeding, owners
 from rules.evaluators.learn import Learner
 from rules.model import RollingRule, TrendRule
 from rules.state import Arrays
@@ -31,43 +32,36 @@ class RollingEvaluator(SignalEvaluator):
     rule: RollingRule
 
     def add_state(self, state: Arrays) -> None:
-        """The window's completed buckets and the open one."""
+        """The window's completed buckets and the open one; the statistic (derived)."""
         res = self.rule.res_us
-        self.buckets = Buckets(state, "b_", ("n", "sum"), self.rule.window // res, res)
-
-    def add_derived(self, derived: Arrays) -> None:
-        """The statistic, refreshed when a bucket closes."""
-        derived.add("stat", np.float64, np.nan)
+        self.dense = self.ctx.metric_state(self.rule.id, self.code)
+        self.buckets = Buckets(self.dense, "b_", ("n", "sum"), self.rule.window // res, res)
+        self.dense.add("stat", np.float64, np.nan)  # refreshed when a bucket closes
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
-        """The owner's statistic after this reading joined its bucket."""
-        rolled, _ = self.buckets.feed(s, t, {"n": np.ones(len(s)), "sum": v})
+        """The series' statistic after this reading joined its bucket."""
+        r = self.ctx.rows(s)
+        rolled, _ = self.buckets.feed(r, t, {"n": np.ones(len(s)), "sum": v})
         if len(rolled):
-            self._refresh(s[rolled])
-        out: F64 = self.derived["stat"][s]
+            self._refresh(r[rolled])
+        out: F64 = self.dense["stat"][r]
         return out
 
-    def _refresh(self, o: Idx) -> None:
+    def _refresh(self, r: Idx) -> None:
         b, rule, m = self.buckets, self.rule, self.buckets.slots
-        self.derived["stat"][o] = bucket_statistic(
-            b.window(o, "sum", m, m), b.window(o, "n", m, m), rule.statistic, rule.min_coverage
+        self.dense["stat"][r] = bucket_statistic(
+            b.window(r, "sum", m, m), b.window(r, "n", m, m), rule.statistic, rule.min_coverage
         )
 
     def rebuild(self, ids: Idx) -> None:
         """The statistic from the buckets (after a restore)."""
         super().rebuild(ids)
-        o = ids[self.ctx.series["metric"][ids] == self.code]
-        self._refresh(o[self.buckets.open_key()[o] != NO_KEY])
+        r = self.ctx.rows(ids[self.ctx.series["metric"][ids] == self.code])
+        self._refresh(r[self.buckets.open_key()[r] != NO_KEY])
 
     def extra(self, s: int, t: int) -> dict[str, Any]:
         """The statistic's window."""
         return {"statistic": self.rule.statistic, "window_us": self.rule.window}
-
-
-def excluded(ctx: EngineState, s: Idx, t: I64, exclude: int) -> Bool:
-    """Readings inside their patch's exclusion window after its first reading."""
-    out: Bool = t < ctx.dev["first_ts"][ctx.series["dev"][s]] + exclude
-    return out
 
 
 class TrendEvaluator(SignalEvaluator):
@@ -88,48 +82,45 @@ class TrendEvaluator(SignalEvaluator):
         """Buckets of the recent and prior windows; the baseline; the held reference."""
         rule = self.rule
         res = rule.res_us
-        self.buckets = Buckets(state, "b_", ("n", "sum"), self.n_recent + self.n_prior, res)
+        self.dense = dense = self.ctx.metric_state(rule.id, self.code)
+        self.buckets = Buckets(dense, "b_", ("n", "sum"), self.n_recent + self.n_prior, res)
         self.learner: Learner | None = None
         if rule.against == "baseline":
-            self.learner = Learner(state, "base_", rule.baseline, res, rule.min_coverage)
+            self.learner = Learner(dense, "base_", rule.baseline, res, rule.min_coverage)
+        dense.add("recent", np.float64, np.nan)  # derived: refreshed when a bucket closes
+        dense.add("prior", np.float64, np.nan)
         state.add("held", np.float64, np.nan)
-
-    def add_derived(self, derived: Arrays) -> None:
-        """The recent and prior statistics, refreshed when a bucket closes."""
-        derived.add("recent", np.float64, np.nan)
-        derived.add("prior", np.float64, np.nan)
 
     def owners(self, s: Idx) -> Idx:
         """Whose history each series reads: its wound's anchor series, or itself."""
-        if self.rule.history == "series":
-            return s
-        out: Idx = self.ctx.series_x["owner"][s]
-        return out
+        return owners(self.ctx, s, self.rule.history)
 
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """Recent minus reference; NaN inside the exclusion window or while unknown."""
-        rule = self.rule
-        o = self.owners(s)
-        out = excluded(self.ctx, s, t, rule.exclude)
-        fed = np.flatnonzero(~out & self.ctx.series_x["current"][s])
-        if len(fed):
-            of, tf, vf = o[fed], t[fed], v[fed]
-            rolled, _ = self.buckets.feed(of, tf, {"n": np.ones(len(fed)), "sum": vf})
+        r = self.ctx.rows(self.owners(s))
+        out = excluded(self.ctx, s, t, self.rule.exclude)
+        fed = feeding(self.ctx, s, out)
+        rf, tf, vf = (r, t, v) if fed is None else (r[fed], t[fed], v[fed])
+        if len(rf):
+            rolled, _ = self.buckets.feed(rf, tf, {"n": np.ones(len(rf)), "sum": vf})
             if len(rolled):
-                self._refresh(of[rolled])
+                self._refresh(rf[rolled])
             if self.learner is not None:
-                self.learner.feed(of, tf, vf)
-        recent = v if self.n_recent == 0 else self.derived["recent"][o]
-        ref = self.reference(s, o)
-        trend: F64 = np.where(out, np.nan, (recent - ref) / self.scale)
+                self.learner.feed(rf, tf, vf)
+        recent = v if self.n_recent == 0 else self.dense["recent"][r]
+        trend: F64 = recent - self.reference(s, r)
+        if self.scale != 1.0:
+            trend /= self.scale
+        if out is not None:
+            trend[out] = np.nan
         return trend
 
-    def reference(self, s: Idx, o: Idx) -> F64:
-        """What each reading's recent value is compared with."""
+    def reference(self, s: Idx, r: Idx) -> F64:
+        """What each reading's recent value is compared with (``r``: its history's rows)."""
         if self.learner is not None:
-            ref: F64 = self.learner.value()[o]
+            ref: F64 = self.learner.value()[r]
         else:
-            ref = self.derived["prior"][o]
+            ref = self.dense["prior"][r]
         if self.rule.hold_reference:
             held = self.state["held"][s]
             ref = np.where(np.isnan(held), ref, held)
@@ -138,7 +129,8 @@ class TrendEvaluator(SignalEvaluator):
     def transitioned(self, raised: Idx, cleared: Idx) -> None:
         """Hold the reference at the raise, release it at the clear."""
         if self.rule.hold_reference:
-            self.state["held"][raised] = self.reference(raised, self.owners(raised))
+            rows = self.ctx.rows(self.owners(raised))
+            self.state["held"][raised] = self.reference(raised, rows)
             self.state["held"][cleared] = np.nan
 
     def reset(self, s: Idx) -> None:
@@ -146,20 +138,20 @@ class TrendEvaluator(SignalEvaluator):
         super().reset(s)
         self.state["held"][s] = np.nan
 
-    def _refresh(self, o: Idx) -> None:
+    def _refresh(self, r: Idx) -> None:
         b, rule = self.buckets, self.rule
         m = b.slots
         if self.n_recent:
-            self.derived["recent"][o] = bucket_statistic(
-                b.window(o, "sum", self.n_recent, self.n_recent),
-                b.window(o, "n", self.n_recent, self.n_recent),
+            self.dense["recent"][r] = bucket_statistic(
+                b.window(r, "sum", self.n_recent, self.n_recent),
+                b.window(r, "n", self.n_recent, self.n_recent),
                 rule.statistic,
                 rule.min_coverage,
             )
         if self.n_prior:
-            self.derived["prior"][o] = bucket_statistic(
-                b.window(o, "sum", m, self.n_prior),
-                b.window(o, "n", m, self.n_prior),
+            self.dense["prior"][r] = bucket_statistic(
+                b.window(r, "sum", m, self.n_prior),
+                b.window(r, "n", m, self.n_prior),
                 rule.statistic,
                 rule.min_coverage,
             )
@@ -168,13 +160,14 @@ class TrendEvaluator(SignalEvaluator):
         """Recent and prior statistics from the buckets (after a restore)."""
         super().rebuild(ids)
         o = np.unique(self.owners(ids[self.ctx.series["metric"][ids] == self.code]))
-        self._refresh(o[self.buckets.open_key()[o] != NO_KEY])
+        r = self.ctx.rows(o)
+        self._refresh(r[self.buckets.open_key()[r] != NO_KEY])
 
     def extra(self, s: int, t: int) -> dict[str, Any]:
         """The two values compared."""
-        o = self.owners(np.array([s]))
-        ref = float(self.reference(np.array([s]), o)[0])
+        r = self.ctx.rows(self.owners(np.array([s])))
+        ref = float(self.reference(np.array([s]), r)[0])
         out: dict[str, Any] = {"reference": ref, "against": self.rule.against}
         if self.n_recent:
-            out["recent"] = float(self.derived["recent"][o[0]])
+            out["recent"] = float(self.dense["recent"][r[0]])
         return out
