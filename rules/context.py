@@ -109,6 +109,8 @@ class EngineState:
         self.series_x.add("mrow", np.intp, 0)
         self.metric_rows = np.zeros(self.width, dtype=np.intp)
         self.mstate: dict[str, tuple[int, Arrays]] = {}  # rule id -> (metric code, arrays)
+        self._rows_for: Idx | None = None  # the last ``rows`` lookup, by array identity
+        self._rows: Idx = np.zeros(0, dtype=np.intp)
         self.anchors: dict[tuple[int, int], int] = {}  # (wound, metric code) -> anchor series
         self.wound_series: dict[tuple[int, int], int] = {}  # (wound, code) -> current series
         self.wound_members: dict[int, list[int]] = {}  # wound -> its devices (first read)
@@ -133,6 +135,7 @@ class EngineState:
 
     def assign_rows(self, ids: Idx) -> None:
         """Dense metric rows for series ``ids`` (new, in index order); grows metric state."""
+        self._rows_for = None
         codes = self.series["metric"][ids].astype(np.intp)
         for code in np.unique(codes).tolist():
             mine = ids[codes == code]
@@ -143,8 +146,11 @@ class EngineState:
             arrays.ensure(int(self.metric_rows[code]))
 
     def rows(self, s: Idx) -> Idx:
-        """The dense metric rows of series ``s``."""
+        """The dense metric rows of series ``s`` (the rules of a metric share one lookup)."""
+        if s is self._rows_for:
+            return self._rows
         out: Idx = self.series_x["mrow"][s]
+        self._rows_for, self._rows = s, out
         return out
 
     def device_id(self, series: int) -> str:

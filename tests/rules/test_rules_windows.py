@@ -13,6 +13,7 @@ import pytest
 from contract.alert import AlertEvent, AlertTransition, Severity
 from contract.reading import Reading
 from rules import AlertBook, DeviceInfo, RuleEngine, check_rule_file, load_rule_file
+from rules.registry import load_registry
 from tests.rules.harness import at, each, r, rules_from, run, summary
 
 HEAD = "rules:\n"
@@ -349,3 +350,16 @@ def test_engine_and_reference_agree_on_a_wound_with_dressing_changes(capacity: i
         ]
         steps += [batch[:10], batch[10:], start + 8 * 60]
     run(rules_from(text), steps, registry, capacity)
+
+
+def test_registry_names_patient_wound_and_reference_wound(tmp_path: Path) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text(
+        "p1: {kind: patch, patient: pt-7, wound: left-heel, reference_wound: right-heel}\n"
+        "p2: {kind: patch, patient: pt-7, wound: right-heel}\n"
+    )
+    registry = load_registry(path)
+    assert registry["p1"].wound_key == "pt-7\x1fleft-heel"
+    assert registry["p2"].wound_key == "pt-7\x1fright-heel"
+    assert registry["p1"].reference_wound == "right-heel"
+    assert DeviceInfo(kind="patch").wound_key is None

@@ -39,8 +39,8 @@ RulesOption = Annotated[
 RegistryOption = Annotated[
     Path | None,
     typer.Option(
-        help="YAML/JSON device registry: {device: {kind, model, site, reference}} "
-        "[default: rules.registry_file]."
+        help="YAML/JSON device registry: {device: {kind, model, site, reference, patient, "
+        "wound, reference_wound}} [default: rules.registry_file]."
     ),
 ]
 REPLAY_CHUNK = 20_000
