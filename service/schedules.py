@@ -41,6 +41,13 @@ class ScheduledTask:
     reason: str
 
 
+def warranty_rule(device: Device) -> str | None:
+    """The rule id of the warranty-expiry ticket of ``device``'s current warranty, if any."""
+    if device.warranty_end is None:
+        return None
+    return f"{WARRANTY_RULE_PREFIX}{device.warranty_end.isoformat()}"
+
+
 def last_inspection(device: Device, tickets: Iterable[Ticket]) -> date:
     """The latest of the recorded inspection, the install date and resolved preventive tickets."""
     done = [
@@ -77,8 +84,7 @@ def due_tasks(
                         f"last inspection {last.isoformat()} is {(today - last).days} days ago",
                     )
                 )
-        if device.warranty_end is not None:
-            rule = f"{WARRANTY_RULE_PREFIX}{device.warranty_end.isoformat()}"
+        if (rule := warranty_rule(device)) is not None and device.warranty_end is not None:
             notice = device.warranty_end - config.warranty_notice
             late = device.warranty_end + config.warranty_grace
             if notice <= today <= late and (device.id, rule) not in existing_rules:

@@ -1,8 +1,9 @@
 """ServiceStore on PostgreSQL (psycopg 3): the same shape as SqliteStore, documents in jsonb.
 
-One ``infra.postgres.PgConnection`` per store (timeouts, keepalives, reconnect), guarded by its
-lock, so the store can be shared by the API's worker threads and ``asyncio.to_thread``. A server
-lost mid-transaction is ``StorageUnavailable``: the caller repeats the whole transaction.
+One ``infra.pg_pool.PgPool`` per store (psycopg_pool: timeouts, keepalives, dead connections
+replaced), so the API's worker threads and ``asyncio.to_thread`` each work on a connection of
+their own. A server lost mid-transaction is ``StorageUnavailable``: the caller repeats the whole
+transaction.
 Separate processes (API, worker) each open their own store; the audit chain stays single because
 ``append_audit`` takes a transaction-scoped advisory lock, and a ticket write that lost a race
 (stale version, deadlock, serialization failure) is ``ConcurrentUpdate``.
@@ -10,7 +11,8 @@ Separate processes (API, worker) each open their own store; the audit chain stay
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, LiteralString, TypeVar
@@ -21,7 +23,8 @@ from psycopg.abc import QueryNoTemplate as Query
 from psycopg.rows import TupleRow
 from pydantic import BaseModel
 
-from infra.postgres import PgConnection, Work
+from infra.pg_pool import DEFAULT_MAX_SIZE, PgPool
+from infra.postgres import Work
 from infra.retention import Pruned
 from infra.time_us import us_from_datetime
 from service import audit
@@ -39,8 +42,10 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.sla import SlaConfig
 from service.store.postgres_schema import AFTER_UPGRADES, MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
-from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
+from service.store.rows import outbox_row, ticket_at, utc_text
+from service.store.sql_store import Dialect, SqlQueries
 from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,6 +53,8 @@ T = TypeVar("T")
 
 # Serialises audit appends across connections and processes: one chain, no forks.
 _AUDIT_LOCK_KEY = 0x76_69_67_61_75_64  # "vigaud"
+# The first key of the per-device advisory locks (the second is the device id's hash).
+_DEVICE_LOCK_CLASS = 0x7664  # "vd"
 
 _NO_FILTER = sql.SQL("")
 _FINISHED = [str(OutboxStatus.DONE), str(OutboxStatus.FAILED)]
@@ -65,13 +72,37 @@ _TABLES = {
 }
 
 
-class PostgresStore:
-    """ServiceStore on one PostgreSQL database; safe to share between threads."""
+DIALECT = Dialect(
+    tickets="service_tickets",
+    devices="service_devices",
+    audit="service_audit_log",
+    signatures="service_audit_signatures",
+    doc="doc::text",
+    greatest="GREATEST",
+    differs="IS DISTINCT FROM",
+)
 
-    def __init__(self, conninfo: str, *, migrate: bool = True) -> None:
-        self._db = PgConnection(conninfo, name="PostgreSQL (service store)")
-        # The connection of the transaction atomic() has open, if any; nested calls join it.
-        self._tx: psycopg.Connection[TupleRow] | None = None
+
+class PostgresStore(SqlQueries):
+    """ServiceStore on one PostgreSQL database; safe to share between threads.
+
+    Each thread's transaction (``atomic``) and each read outside one take a connection of the
+    store's pool, so concurrent requests and the worker's jobs run side by side.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        migrate: bool = True,
+        sla: SlaConfig | None = None,
+        pool_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self._db = PgPool(conninfo, name="PostgreSQL (service store)", max_size=pool_size)
+        # The connection of the transaction atomic() has open in this thread, if any.
+        self._local = threading.local()
+        self.dialect = DIALECT
+        self.sla = sla or SlaConfig()
         self.audit_signer: AuditSigner | None = None
         if migrate:
             self.migrate()
@@ -93,49 +124,67 @@ class PostgresStore:
                     conn.execute(alter)
             for statement in AFTER_UPGRADES:
                 conn.execute(statement)
+        self.backfill()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the pool's connections."""
         self._db.close()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """One transaction around everything inside; nested calls join the outer one."""
-        with self._db.lock:
-            if self._tx is not None:
-                yield
-                return
-            try:
-                with self._db.transaction() as conn:
-                    self._tx = conn
-                    try:
-                        yield
-                    finally:
-                        self._tx = None
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
-                # The server chose this transaction to lose a race: nothing of it was kept.
-                raise ConcurrentUpdate(f"transaction aborted by a concurrent one: {exc}") from exc
+        if self._open() is not None:
+            yield
+            return
+        try:
+            with self._db.transaction() as conn:
+                self._local.tx = conn
+                try:
+                    yield
+                finally:
+                    self._local.tx = None
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+            # The server chose this transaction to lose a race: nothing of it was kept.
+            raise ConcurrentUpdate(f"transaction aborted by a concurrent one: {exc}") from exc
+
+    def _open(self) -> psycopg.Connection[TupleRow] | None:
+        """This thread's open transaction's connection, if any."""
+        tx: psycopg.Connection[TupleRow] | None = getattr(self._local, "tx", None)
+        return tx
 
     def _current(self) -> psycopg.Connection[TupleRow]:
         """The open transaction's connection; call inside ``atomic()``."""
-        if self._tx is None:
+        tx = self._open()
+        if tx is None:
             raise RuntimeError("no transaction open")
-        return self._tx
+        return tx
 
     def _run(self, work: Work[T]) -> T:
-        """``work`` in the open transaction, or alone (retried once on a stale connection)."""
-        with self._db.lock:
-            if self._tx is not None:
-                return work(self._tx)
-            return self._db.run(work)
+        """``work`` in this thread's open transaction, or alone on a pooled connection."""
+        tx = self._open()
+        return work(tx) if tx is not None else self._db.run(work)
 
     def _write(self, query: Query, params: tuple[Any, ...] = ()) -> int:
         """One statement in a transaction (the open one, or its own); the rows it touched."""
         with self.atomic():
             return self._current().execute(query, params).rowcount
 
-    def _rows(self, query: Query, params: tuple[Any, ...] = ()) -> list[TupleRow]:
-        return self._run(lambda conn: conn.execute(query, params).fetchall())
+    def _rows(self, query: Query | str, params: Sequence[Any] = ()) -> list[TupleRow]:
+        """Rows of a read; ``?`` placeholders of the shared queries become ``%s``."""
+        if isinstance(query, str):
+            query = query.replace("?", "%s")
+        final = query
+        return self._run(lambda conn: conn.execute(final, tuple(params)).fetchall())
+
+    def _execute(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Run a write of the shared queries inside ``atomic()``; the rows it touched."""
+        return self._current().execute(query.replace("?", "%s"), tuple(params)).rowcount
+
+    def lock_device(self, device_id: str) -> None:
+        """Serialise changes of one device's tickets until the transaction ends (any process)."""
+        self._current().execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DEVICE_LOCK_CLASS, device_id)
+        )
 
     def _upsert(self, obj: BaseModel, key: str, columns: Mapping[str, str]) -> None:
         names = ["id", *columns, "doc"]
@@ -178,10 +227,6 @@ class PostgresStore:
         """All sites by id."""
         return self._many(Site)
 
-    def put_device(self, device: Device) -> None:
-        """Insert or replace a device."""
-        self._upsert(device, device.id, {"site_id": device.site_id})
-
     def device(self, device_id: str) -> Device | None:
         """One device, or None."""
         return self._one(Device, device_id)
@@ -213,28 +258,6 @@ class PostgresStore:
         if region is None:
             return self._many(Engineer)
         return self._many(Engineer, sql.SQL("WHERE region = %s"), (region,))
-
-    def put_ticket(self, ticket: Ticket) -> Ticket:
-        """Write ``ticket`` over the revision it was read at; return it at its new version."""
-        columns = (ticket.device_id, str(ticket.state), ticket_doc(ticket))
-        with self.atomic():
-            if ticket.version == 0:
-                done = self._write(
-                    "INSERT INTO service_tickets (id, device_id, state, doc, version)"
-                    " VALUES (%s, %s, %s, %s, 1) ON CONFLICT (id) DO NOTHING",
-                    (ticket.id, *columns),
-                )
-            else:
-                # Under READ COMMITTED a concurrent writer's UPDATE waits for this row lock and
-                # then re-checks the version, so exactly one of two racing writes succeeds.
-                done = self._write(
-                    "UPDATE service_tickets SET device_id = %s, state = %s, doc = %s,"
-                    " version = version + 1 WHERE id = %s AND version = %s",
-                    (*columns, ticket.id, ticket.version),
-                )
-            if done != 1:
-                raise ticket_conflict(ticket)
-        return ticket.model_copy(update={"version": ticket.version + 1})
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """One ticket, or None."""
@@ -288,11 +311,6 @@ class PostgresStore:
     def audit_rows(self) -> list[tuple[Any, ...]]:
         """Every audit row as stored, in sequence order."""
         return [tuple(r) for r in self._rows("SELECT * FROM service_audit_log ORDER BY seq")]
-
-    def audit_signatures(self) -> dict[int, str]:
-        """The signature of each signed audit row, by seq."""
-        rows = self._rows("SELECT seq, signature FROM service_audit_signatures")
-        return {int(seq): str(sig) for seq, sig in rows}
 
     def audit_log(self) -> list[AuditEntry]:
         """Every audit entry in sequence order."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+from service.store.columns import DEVICE_COLUMNS, TICKET_COLUMNS
+
 # Serialises migrations of concurrent processes (API and worker start together).
 MIGRATE_LOCK_KEY = 0x76_69_67_73_76_63  # "vigsvc"
 
@@ -69,7 +71,7 @@ SCHEMA: tuple[LiteralString, ...] = (
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when
 # the column is missing, since ALTER TABLE locks the table exclusively even when it does nothing.
-UPGRADES: tuple[tuple[str, str, LiteralString], ...] = (
+UPGRADES: tuple[tuple[str, str, str], ...] = (
     # Before optimistic concurrency: every existing ticket starts at version 1.
     (
         "service_tickets",
@@ -83,9 +85,34 @@ UPGRADES: tuple[tuple[str, str, LiteralString], ...] = (
         "ALTER TABLE service_deliveries ADD COLUMN at_s double precision;"
         " UPDATE service_deliveries SET at_s = extract(epoch FROM (doc->>'at')::timestamptz)",
     ),
+    # The columns lists, scopes and clocks query (service.store.columns), filled by backfill().
+    *(
+        ("service_tickets", name, f"ALTER TABLE service_tickets ADD COLUMN {name} {kind}")
+        for name, kind in TICKET_COLUMNS
+    ),
+    *(
+        ("service_devices", name, f"ALTER TABLE service_devices ADD COLUMN {name} {kind}")
+        for name, kind in DEVICE_COLUMNS
+    ),
 )
 
-# Statements that need the upgraded columns, run after UPGRADES.
+# Statements that need the upgraded columns (indexes on them), run after UPGRADES.
 AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_deliveries_at ON service_deliveries (at_s)",
+    "CREATE INDEX IF NOT EXISTS service_devices_site_id ON service_devices (site_id, id)",
+    "CREATE INDEX IF NOT EXISTS service_devices_site_ward ON service_devices (site_id, ward, id)",
+    "CREATE INDEX IF NOT EXISTS service_devices_patient ON service_devices (patient, id)",
+    "CREATE INDEX IF NOT EXISTS service_devices_pm ON service_devices (last_pm_day)",
+    "CREATE INDEX IF NOT EXISTS service_devices_warranty ON service_devices (warranty_day)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_site ON service_tickets (site_id, id)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_patient ON service_tickets (patient, id)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_assignee ON service_tickets (assignee, state)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_opened ON service_tickets (opened_us, id)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_updated ON service_tickets (updated_us, id)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_due ON service_tickets (due_us, id)",
+    """CREATE INDEX IF NOT EXISTS service_tickets_respond_breach
+        ON service_tickets (respond_breach_us)""",
+    """CREATE INDEX IF NOT EXISTS service_tickets_resolve_breach
+        ON service_tickets (resolve_breach_us)""",
+    "CREATE INDEX IF NOT EXISTS service_tickets_escalate ON service_tickets (escalate_us)",
 )

@@ -7,9 +7,9 @@ ticket changed since it was read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from infra.retention import Pruned
@@ -26,6 +26,10 @@ from service.model import (
     TicketState,
 )
 from service.traceability.model import Recall, UdiRecord
+from service.schedules import ScheduleConfig
+from service.sla import SlaConfig
+from service.store.aggregates import KpiFacts
+from service.store.queries import DeviceQuery, Position, Scope, TicketQuery
 
 
 class ServiceStore(Protocol):
@@ -34,6 +38,9 @@ class ServiceStore(Protocol):
     # Set by the composition root when an audit signing key is configured: every appended row's
     # hash is then signed in the same transaction (``service.checkpoint.row_signature``).
     audit_signer: AuditSigner | None
+    # The SLA policy the tickets' clock columns (deadlines, breach and escalation instants) are
+    # computed with when written; see ``refresh_clocks`` for rows computed under another one.
+    sla: SlaConfig
 
     def atomic(self) -> AbstractContextManager[None]:
         """Group the calls inside into one transaction; nested calls join the outer one."""
@@ -65,6 +72,14 @@ class ServiceStore(Protocol):
 
     def devices(self, site_id: str | None = None) -> list[Device]:
         """Devices by id, optionally of one site."""
+        ...
+
+    def device_page(self, query: DeviceQuery) -> list[Device]:
+        """One keyset page of devices, by id."""
+        ...
+
+    def device_ids(self, query: DeviceQuery) -> list[str]:
+        """The ids of the devices ``query`` selects, by id."""
         ...
 
     def put_patient(self, patient: Patient) -> None:
@@ -107,6 +122,38 @@ class ServiceStore(Protocol):
         """Tickets by id, optionally filtered by state and device."""
         ...
 
+    def ticket_page(self, query: TicketQuery) -> list[tuple[Ticket, Position]]:
+        """One keyset page of tickets, each with its position under the query's sort."""
+        ...
+
+    def lock_device(self, device_id: str) -> None:
+        """Inside ``atomic()``: serialise changes of one device's tickets until it ends."""
+        ...
+
+    def engineer_load(self, engineer_ids: Sequence[str], exclude_ticket: str) -> dict[str, int]:
+        """Tickets each engineer holds now (dispatched … waiting), but ``exclude_ticket``."""
+        ...
+
+    def escalations_due(self, now: datetime) -> list[str]:
+        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        ...
+
+    def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
+        """Tickets whose stored breach instants fall in (since, now]: a superset of the breaches."""
+        ...
+
+    def schedule_candidates(self, today: date, config: ScheduleConfig) -> list[Device]:
+        """Devices that may need a preventive or warranty ticket ``today``: a superset, by id."""
+        ...
+
+    def refresh_clocks(self, limit: int | None = None, *, missing_only: bool = False) -> int:
+        """Recompute the clock columns of tickets computed under another SLA policy; how many."""
+        ...
+
+    def kpi_facts(self, scope: Scope, now: datetime) -> KpiFacts:
+        """The KPIs' sums over the tickets and devices of ``scope`` as of ``now``."""
+        ...
+
     def append_audit(
         self, at: datetime, actor: str, action: str, subject: str, data: Mapping[str, Any]
     ) -> AuditEntry:
@@ -121,8 +168,16 @@ class ServiceStore(Protocol):
         """Every audit row as stored, in sequence order (``audit.parse_rows`` reads them)."""
         ...
 
-    def audit_signatures(self) -> dict[int, str]:
-        """The signature of each signed audit row, by seq (see ``service.checkpoint``)."""
+    def audit_head(self) -> AuditEntry | None:
+        """The last audit entry (the chain's head), or None for an empty log; one row read."""
+        ...
+
+    def audit_rows_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` audit rows as stored with a seq above ``seq``, in sequence order."""
+        ...
+
+    def audit_signatures(self, since_seq: int = 0, until_seq: int | None = None) -> dict[int, str]:
+        """The signature of each signed audit row in (since_seq, until_seq], by seq."""
         ...
 
     def record_delivery(self, delivery: Delivery) -> None:

@@ -8,9 +8,10 @@ database, and the same transaction may succeed a moment later.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -35,24 +36,24 @@ from service.model import (
     Ticket,
     TicketState,
 )
-from service.store.rows import outbox_row, ticket_at, ticket_conflict, ticket_doc, utc_text
+from service.sla import SlaConfig
+from service.store.columns import DEVICE_COLUMNS, TICKET_COLUMNS
+from service.store.rows import outbox_row, ticket_at, utc_text
+from service.store.sql_store import Dialect, SqlQueries
 from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS sites (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, site_id TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
 CREATE TABLE IF NOT EXISTS patients (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS engineers (
     id TEXT PRIMARY KEY, region TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (
     id TEXT PRIMARY KEY, device_id TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1);
-CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
-CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
 CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     subject TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
@@ -88,6 +89,42 @@ CREATE TABLE IF NOT EXISTS device_udi (
 CREATE INDEX IF NOT EXISTS device_udi_lot ON device_udi (lot);
 CREATE TABLE IF NOT EXISTS recalls (key TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
 """
+# Made after the upgrades, since older tables gain the columns they cover only then.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
+CREATE INDEX IF NOT EXISTS devices_site_id ON devices (site_id, id);
+CREATE INDEX IF NOT EXISTS devices_site_ward ON devices (site_id, ward, id);
+CREATE INDEX IF NOT EXISTS devices_patient ON devices (patient, id);
+CREATE INDEX IF NOT EXISTS devices_pm ON devices (last_pm_day);
+CREATE INDEX IF NOT EXISTS devices_warranty ON devices (warranty_day);
+CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
+CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE INDEX IF NOT EXISTS tickets_site ON tickets (site_id, id);
+CREATE INDEX IF NOT EXISTS tickets_patient ON tickets (patient, id);
+CREATE INDEX IF NOT EXISTS tickets_assignee ON tickets (assignee, state);
+CREATE INDEX IF NOT EXISTS tickets_opened ON tickets (opened_us, id);
+CREATE INDEX IF NOT EXISTS tickets_updated ON tickets (updated_us, id);
+CREATE INDEX IF NOT EXISTS tickets_due ON tickets (due_us, id);
+CREATE INDEX IF NOT EXISTS tickets_respond_breach ON tickets (respond_breach_us);
+CREATE INDEX IF NOT EXISTS tickets_resolve_breach ON tickets (resolve_breach_us);
+CREATE INDEX IF NOT EXISTS tickets_escalate ON tickets (escalate_us);
+"""
+# Columns added since the first release: (table, column, type).
+_UPGRADES: tuple[tuple[str, str, str], ...] = (
+    ("tickets", "version", "INTEGER NOT NULL DEFAULT 1"),
+    *(("tickets", name, kind) for name, kind in TICKET_COLUMNS),
+    *(("devices", name, kind) for name, kind in DEVICE_COLUMNS),
+)
+DIALECT = Dialect(
+    tickets="tickets",
+    devices="devices",
+    audit="audit_log",
+    signatures="audit_signatures",
+    doc="doc",
+    greatest="max",
+    differs="IS NOT",
+)
+READERS = 4  # connections reading beside the one writer (file databases in WAL mode)
 
 # Deliveries recorded before at_s existed get it from their document (julianday → epoch s).
 _BACKFILL_DELIVERY_AT = (
@@ -118,40 +155,94 @@ def _locked_is_unavailable() -> Iterator[None]:
         raise
 
 
-class SqliteStore:
-    """ServiceStore on one SQLite database; safe to share between threads."""
+class _Readers:
+    """Connections for reads outside a transaction: WAL lets them run beside the writer."""
 
-    def __init__(self, path: str | Path = ":memory:", *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str, busy_timeout_s: float, size: int) -> None:
+        self._path, self._timeout = path, busy_timeout_s
+        self._free: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._opened: list[sqlite3.Connection] = []
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection, returned afterwards; waits while all ``size`` are in use."""
+        with self._slots:
+            try:
+                conn = self._free.get_nowait()
+            except queue.Empty:
+                conn = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False, timeout=self._timeout
+                )
+                conn.execute("PRAGMA query_only=ON")
+                self._opened.append(conn)
+            try:
+                yield conn
+            finally:
+                self._free.put(conn)
+
+    def close(self) -> None:
+        """Close every reader connection."""
+        for conn in self._opened:
+            conn.close()
+
+
+class SqliteStore(SqlQueries):
+    """ServiceStore on one SQLite database; safe to share between threads.
+
+    One writer connection, its transactions serialised by a lock (``atomic``); reads outside a
+    transaction go to a few reader connections that WAL lets run while the writer writes, so a
+    long read never holds up intake. An in-memory database has the one connection only.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        busy_timeout_s: float = 5.0,
+        sla: SlaConfig | None = None,
+        readers: int = READERS,
+    ) -> None:
         # Autocommit mode: transactions are opened explicitly by atomic().
         self._db = sqlite3.connect(
             str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
         )
         self._lock = threading.RLock()
+        self._writing: int | None = None  # the thread whose transaction is open
+        self.dialect = DIALECT
+        self.sla = sla or SlaConfig()
         self.audit_signer: AuditSigner | None = None
         self.prune_chunk_rows = CHUNK_ROWS  # rows per prune transaction at most
+        memory = str(path) == ":memory:"
+        self._readers: _Readers | None = None  # until migrated: everything on the writer
         with _locked_is_unavailable():
-            if str(path) != ":memory:":
+            if not memory:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_TABLES)
         self._migrate()
+        self._readers = None if memory else _Readers(str(path), busy_timeout_s, readers)
 
     def _migrate(self) -> None:
         """Bring a database made by an older release up to this schema."""
         with self.atomic():
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(tickets)")}
-            if "version" not in columns:
-                self._db.execute(
-                    "ALTER TABLE tickets ADD COLUMN version INTEGER NOT NULL DEFAULT 1"
-                )
+            for table, column, kind in _UPGRADES:
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             if "at_s" not in columns:
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN at_s REAL")
                 self._db.execute(_BACKFILL_DELIVERY_AT)
             self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_s)")
+            for statement in _INDEXES.strip().splitlines():
+                self._db.execute(statement)
+        self.backfill()
 
     def close(self) -> None:
         """Close the database."""
+        if self._readers is not None:
+            self._readers.close()
         self._db.close()
 
     @contextmanager
@@ -163,6 +254,7 @@ class SqliteStore:
                 return
             with _locked_is_unavailable():
                 self._db.execute("BEGIN IMMEDIATE")
+            self._writing = threading.get_ident()
             try:
                 with _locked_is_unavailable():
                     yield
@@ -171,14 +263,24 @@ class SqliteStore:
                 if self._db.in_transaction:  # a failed COMMIT leaves it open too
                     self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing = None
+
+    def _execute(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Run a write inside ``atomic()``; the rows it touched."""
+        return int(self._db.execute(query, tuple(params)).rowcount)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         with self.atomic():
             self._db.execute(sql, params)
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock, _locked_is_unavailable():
-            return self._db.execute(sql, params).fetchall()
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """A read: in this thread's open transaction, else on a reader beside the writer."""
+        if self._readers is None or self._writing == threading.get_ident():
+            with self._lock, _locked_is_unavailable():
+                return self._db.execute(query, tuple(params)).fetchall()
+        with self._readers.connection() as conn, _locked_is_unavailable():
+            return conn.execute(query, tuple(params)).fetchall()
 
     def _one(self, model: type[M], table: str, key: str) -> M | None:
         rows = self._rows(f"SELECT doc FROM {table} WHERE id = ?", (key,))
@@ -186,6 +288,9 @@ class SqliteStore:
 
     def _many(self, model: type[M], sql: str, params: tuple[Any, ...] = ()) -> list[M]:
         return [model.model_validate_json(r[0]) for r in self._rows(sql, params)]
+
+    def lock_device(self, device_id: str) -> None:
+        """Serialise changes of one device's tickets: SQLite's one writer already does."""
 
     def put_site(self, site: Site) -> None:
         """Insert or replace a site."""
@@ -198,13 +303,6 @@ class SqliteStore:
     def sites(self) -> list[Site]:
         """All sites by id."""
         return self._many(Site, "SELECT doc FROM sites ORDER BY id")
-
-    def put_device(self, device: Device) -> None:
-        """Insert or replace a device."""
-        self._write(
-            "INSERT OR REPLACE INTO devices VALUES (?, ?, ?)",
-            (device.id, device.site_id, device.model_dump_json()),
-        )
 
     def device(self, device_id: str) -> Device | None:
         """One device, or None."""
@@ -246,26 +344,6 @@ class SqliteStore:
         return self._many(
             Engineer, "SELECT doc FROM engineers WHERE region = ? ORDER BY id", (region,)
         )
-
-    def put_ticket(self, ticket: Ticket) -> Ticket:
-        """Write ``ticket`` over the revision it was read at; return it at its new version."""
-        columns = (ticket.device_id, str(ticket.state), ticket_doc(ticket))
-        with self.atomic():
-            if ticket.version == 0:
-                done = self._db.execute(
-                    "INSERT INTO tickets (id, device_id, state, doc, version)"
-                    " VALUES (?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-                    (ticket.id, *columns),
-                )
-            else:
-                done = self._db.execute(
-                    "UPDATE tickets SET device_id = ?, state = ?, doc = ?, version = version + 1"
-                    " WHERE id = ? AND version = ?",
-                    (*columns, ticket.id, ticket.version),
-                )
-            if done.rowcount != 1:
-                raise ticket_conflict(ticket)
-        return ticket.model_copy(update={"version": ticket.version + 1})
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """One ticket, or None."""
@@ -316,11 +394,6 @@ class SqliteStore:
     def audit_rows(self) -> list[tuple[Any, ...]]:
         """Every audit row as stored, in sequence order."""
         return [tuple(r) for r in self._rows("SELECT * FROM audit_log ORDER BY seq")]
-
-    def audit_signatures(self) -> dict[int, str]:
-        """The signature of each signed audit row, by seq."""
-        rows = self._rows("SELECT seq, signature FROM audit_signatures")
-        return {int(seq): str(sig) for seq, sig in rows}
 
     def record_delivery(self, delivery: Delivery) -> None:
         """Keep one notification delivery attempt."""

@@ -1,0 +1,139 @@
+"""The service KPIs as SQL aggregates over the caller's rows: work proportional to their scope.
+
+Exactly ``service.kpis`` over the same tickets: a clock is decided once stopped or breached,
+breached when it ran (or stopped) past its deadline, and its SLA time at the stop was stored
+with the row (``service.store.columns``). Those rules need every instant of a ticket to lie at
+or before ``now``; the rare ticket recording a later instant (a clock set in the future) is
+returned as ``later`` and judged in Python by the caller, so nothing is approximated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from service.model import Ticket
+from service.store.queries import Scope
+
+Rows = Callable[[str, Sequence[Any]], list[Any]]
+_CORRECTIVE = "('alert', 'manual')"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockTotals:
+    """One SLA clock over many tickets: decided, met, and SLA time of those stopped."""
+
+    decided: int = 0
+    met: int = 0
+    stopped: int = 0
+    elapsed_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTotals:
+    """Devices of one model, their exposure in device-days, and their corrective tickets."""
+
+    model: str
+    devices: int
+    device_days: int
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemTotals:
+    """How often a fault hit a model, on how many devices."""
+
+    model: str
+    fault: str
+    count: int
+    devices: int
+
+
+@dataclass(frozen=True, slots=True)
+class KpiFacts:
+    """The KPIs' sums over a scope; ``later`` holds the tickets not counted in ``tickets``."""
+
+    tickets: int
+    respond: ClockTotals
+    resolve: ClockTotals
+    fixed_first_time: int
+    resolved: int
+    models: tuple[ModelTotals, ...]
+    problems: tuple[ProblemTotals, ...]
+    later: tuple[Ticket, ...] = ()
+
+
+def _clock_sums(clock: str) -> str:
+    """decided, breached, stopped, elapsed sum of one clock (``?`` twice: now, now)."""
+    due, stop = f"{clock}_due_us", f"{clock}_stop_us"
+    breached = f"{due} IS NOT NULL AND coalesce({stop}, ?) > {due}"
+    return (
+        f"sum(CASE WHEN {stop} IS NOT NULL OR ({due} IS NOT NULL AND ? > {due})"
+        " THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN {breached} THEN 1 ELSE 0 END),"
+        f" count({clock}_elapsed_us), coalesce(sum({clock}_elapsed_us), 0)"
+    )
+
+
+def ticket_totals(rows: Rows, tickets: str, scope: Scope, now_us: int) -> list[int]:
+    """count, the two clocks' sums and first-time fix over the scope's tickets up to ``now``."""
+    where, params = scope.clause()
+    query = (
+        f"SELECT count(*), {_clock_sums('respond')}, {_clock_sums('resolve')},"
+        f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL AND site_visits = 1"
+        " THEN 1 ELSE 0 END)"
+        f" FROM {tickets} WHERE {where} AND updated_us <= ?"
+    )
+    (row,) = rows(query, [now_us] * 4 + params + [now_us])
+    return [int(value or 0) for value in row]
+
+
+def clock_totals(values: Sequence[int]) -> ClockTotals:
+    """A ClockTotals from (decided, breached, stopped, elapsed) sums."""
+    decided, breached, stopped, elapsed = values
+    return ClockTotals(decided, decided - breached, stopped, elapsed)
+
+
+def model_totals(
+    rows: Rows, tickets: str, devices: str, scope: Scope, today: date
+) -> tuple[ModelTotals, ...]:
+    """Per model of the scope's devices: how many, their device-days, their failures."""
+    where, params = scope.clause("d")
+    day = today.toordinal()
+    exposure = rows(
+        f"SELECT d.model, count(*), sum(CASE WHEN d.installed_day < ? THEN ? - d.installed_day"
+        f" ELSE 0 END) FROM {devices} d WHERE {where} GROUP BY d.model",
+        [day, day, *params],
+    )
+    failures = dict(
+        rows(
+            f"SELECT d.model, count(*) FROM {tickets} t JOIN {devices} d ON d.id = t.device_id"
+            f" WHERE {where} AND t.kind IN {_CORRECTIVE} GROUP BY d.model",
+            params,
+        )
+    )
+    found = [
+        ModelTotals(model, int(n), int(days or 0), int(failures.get(model, 0)))
+        for model, n, days in exposure
+    ]
+    return tuple(sorted(found, key=lambda m: m.model))
+
+
+def problem_totals(
+    rows: Rows, tickets: str, devices: str, scope: Scope
+) -> tuple[ProblemTotals, ...]:
+    """Model × fault (or rule, or "unspecified") × frequency, most frequent first."""
+    where, params = scope.clause("d")
+    fault = "coalesce(nullif(t.fault, ''), nullif(t.rule_id, ''), 'unspecified')"
+    found = rows(
+        f"SELECT d.model, {fault}, count(*), count(DISTINCT t.device_id)"
+        f" FROM {tickets} t JOIN {devices} d ON d.id = t.device_id"
+        f" WHERE {where} AND t.kind IN {_CORRECTIVE} GROUP BY d.model, {fault}",
+        params,
+    )
+    problems = [ProblemTotals(m, f, int(n), int(k)) for m, f, n, k in found]
+    # Sorted here, not in SQL: Python's code-point order on both databases.
+    return tuple(sorted(problems, key=lambda p: (-p.count, p.model, p.fault)))

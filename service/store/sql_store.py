@@ -1,0 +1,372 @@
+"""The queries both stores share: derived columns kept in step, keyset pages, the worker's "due".
+
+``SqlQueries`` is a mixin: a store provides ``atomic()``, ``_rows`` (a read, inside the open
+transaction when there is one) and ``_execute`` (a write in the open transaction), its table
+names and the few words its SQL dialect spells differently. Everything here is the same SQL on
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from service import audit
+from service.audit import AuditEntry
+from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind
+from service.schedules import PREVENTIVE_RULE, ScheduleConfig
+from service.sla import SlaConfig
+from service.store import aggregates
+from service.store.aggregates import KpiFacts
+from service.store.columns import (
+    UNPLACED,
+    Placement,
+    device_columns,
+    last_pm_day,
+    sla_fingerprint,
+    ticket_columns,
+    us,
+)
+from service.store.queries import (
+    EVERYTHING,
+    DeviceQuery,
+    Position,
+    Scope,
+    TicketQuery,
+    in_clause,
+)
+from service.store.rows import ticket_at, ticket_conflict, ticket_doc
+
+REFRESH_CHUNK = 500  # tickets re-derived per transaction, so writers are never held up long
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """Table names and the spellings that differ between SQLite and PostgreSQL."""
+
+    tickets: str
+    devices: str
+    audit: str
+    signatures: str
+    doc: str  # the document column as JSON text ("doc" or "doc::text")
+    greatest: str  # the two-argument maximum ("max" or "GREATEST")
+    differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
+
+
+class SqlQueries:
+    """Derived columns, list pages, aggregates and the worker's due rows, on any SQL store."""
+
+    dialect: Dialect
+    _sla: SlaConfig
+    _fingerprint: str
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction around everything inside (provided by the store)."""
+        raise NotImplementedError
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read (provided by the store)."""
+        raise NotImplementedError
+
+    def _execute(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Run a write inside ``atomic()``; the rows it touched (provided by the store)."""
+        raise NotImplementedError
+
+    @property
+    def sla(self) -> SlaConfig:
+        """The SLA policy the ticket clock columns are computed with."""
+        return self._sla
+
+    @sla.setter
+    def sla(self, config: SlaConfig) -> None:
+        self._sla = config
+        self._fingerprint = sla_fingerprint(config)
+
+    # --- devices ------------------------------------------------------------------------
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace a device; its tickets follow it to its site and patient."""
+        d = self.dialect
+        with self.atomic():
+            columns = {**device_columns(device), "last_pm_day": self._last_pm(device)}
+            names = ["id", "site_id", "doc", *columns]
+            self._execute(
+                f"INSERT INTO {d.devices} ({', '.join(names)})"
+                f" VALUES ({', '.join('?' * len(names))}) ON CONFLICT (id) DO UPDATE SET "
+                + ", ".join(f"{n} = excluded.{n}" for n in names[1:]),
+                (device.id, device.site_id, device.model_dump_json(), *columns.values()),
+            )
+            moved = self._rows(
+                f"SELECT id FROM {d.tickets} WHERE device_id = ? AND (site_id {d.differs} ?"
+                f" OR patient {d.differs} ? OR device_kind {d.differs} ?)",
+                (device.id, device.site_id, device.patient, str(device.kind)),
+            )
+            # Site calendars count SLA time, so a ticket that moved gets its clocks again.
+            self._refresh([r[0] for r in moved])
+
+    def device_page(self, query: DeviceQuery) -> list[Device]:
+        """One page of devices (by id)."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.devices}"
+            f" WHERE {' AND '.join(where)}{query.order()}",
+            params,
+        )
+        return [Device.model_validate_json(r[0]) for r in rows]
+
+    def device_ids(self, query: DeviceQuery) -> list[str]:
+        """The ids of the devices ``query`` selects (by id)."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT id FROM {self.dialect.devices} WHERE {' AND '.join(where)}{query.order()}",
+            params,
+        )
+        return [r[0] for r in rows]
+
+    # --- tickets ------------------------------------------------------------------------
+
+    def _placement(self, device_id: str) -> Placement:
+        rows = self._rows(
+            f"SELECT site_id, patient, kind FROM {self.dialect.devices} WHERE id = ?", (device_id,)
+        )
+        return Placement(*rows[0]) if rows else UNPLACED
+
+    def put_ticket(self, ticket: Ticket) -> Ticket:
+        """Write ``ticket`` over the revision it was read at; return it at its new version."""
+        t = self.dialect.tickets
+        with self.atomic():
+            columns = ticket_columns(
+                ticket, self._placement(ticket.device_id), self._sla, self._fingerprint
+            )
+            values = (ticket.device_id, str(ticket.state), ticket_doc(ticket), *columns.values())
+            if ticket.version == 0:
+                names = ("id", "device_id", "state", "doc", *columns, "version")
+                done = self._execute(
+                    f"INSERT INTO {t} ({', '.join(names)}) VALUES"
+                    f" ({', '.join('?' * (len(names) - 1))}, 1) ON CONFLICT (id) DO NOTHING",
+                    (ticket.id, *values),
+                )
+            else:
+                # Under READ COMMITTED a concurrent writer's UPDATE waits for this row lock and
+                # then re-checks the version, so exactly one of two racing writes succeeds.
+                sets = ", ".join(f"{n} = ?" for n in ("device_id", "state", "doc", *columns))
+                done = self._execute(
+                    f"UPDATE {t} SET {sets}, version = version + 1 WHERE id = ? AND version = ?",
+                    (*values, ticket.id, ticket.version),
+                )
+            if done != 1:
+                raise ticket_conflict(ticket)
+            if ticket.kind is TicketKind.PREVENTIVE and columns["resolved_us"] is not None:
+                self._inspected(ticket, columns["resolved_us"])
+        return ticket.model_copy(update={"version": ticket.version + 1})
+
+    def _inspected(self, ticket: Ticket, resolved_us: int) -> None:
+        """A resolved preventive ticket moves its device's last inspection forward."""
+        d = self.dialect
+        rows = self._rows(f"SELECT {d.doc} FROM {d.devices} WHERE id = ?", (ticket.device_id,))
+        if rows:
+            device = Device.model_validate_json(rows[0][0])
+            self._execute(
+                f"UPDATE {d.devices} SET last_pm_day = {d.greatest}(last_pm_day, ?) WHERE id = ?",
+                (last_pm_day(device, resolved_us), ticket.device_id),
+            )
+
+    def ticket_page(self, query: TicketQuery) -> list[tuple[Ticket, Position]]:
+        """One page of tickets, each with its keyset position under the query's sort."""
+        where, params = query.where()
+        key = query.sort_column()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc}, version, {key}, id FROM {self.dialect.tickets}"
+            f" WHERE {' AND '.join(where)}{query.order()}",
+            params,
+        )
+        return [
+            (ticket_at(doc, version), (ident,) if key == "id" else (value, ident))
+            for doc, version, value, ident in rows
+        ]
+
+    def _tickets_by_id(self, ids: Sequence[str]) -> list[Ticket]:
+        if not ids:
+            return []
+        rows = self._rows(
+            f"SELECT {self.dialect.doc}, version FROM {self.dialect.tickets}"
+            f" WHERE {in_clause('id', len(ids))} ORDER BY id",
+            list(ids),
+        )
+        return [ticket_at(doc, version) for doc, version in rows]
+
+    # --- the worker's due rows ------------------------------------------------------------
+
+    def engineer_load(self, engineer_ids: Sequence[str], exclude_ticket: str) -> dict[str, int]:
+        """Tickets each engineer holds now (dispatched … waiting), but ``exclude_ticket``."""
+        if not engineer_ids:
+            return {}
+        held = sorted(str(s) for s in ASSIGNED_STATES)
+        rows = self._rows(
+            f"SELECT assignee, count(*) FROM {self.dialect.tickets}"
+            f" WHERE {in_clause('assignee', len(engineer_ids))}"
+            f" AND {in_clause('state', len(held))} AND id <> ? GROUP BY assignee",
+            [*engineer_ids, *held, exclude_ticket],
+        )
+        return {assignee: int(n) for assignee, n in rows}
+
+    def escalations_due(self, now: datetime) -> list[str]:
+        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        rows = self._rows(
+            f"SELECT id FROM {self.dialect.tickets} WHERE escalate_us <= ?"
+            " ORDER BY escalate_us, id",
+            (us(now),),
+        )
+        return [r[0] for r in rows]
+
+    def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
+        """Tickets with a clock breached in (since, now], as last computed (a superset)."""
+        t = self.dialect.tickets
+        window = (us(since), us(now))
+        rows = self._rows(
+            f"SELECT id FROM {t} WHERE respond_breach_us > ? AND respond_breach_us <= ?"
+            f" UNION SELECT id FROM {t} WHERE resolve_breach_us > ? AND resolve_breach_us <= ?",
+            (*window, *window),
+        )
+        return self._tickets_by_id(sorted(r[0] for r in rows))
+
+    def schedule_candidates(self, today: date, config: ScheduleConfig) -> list[Device]:
+        """Devices that may need a preventive or warranty ticket today (a superset, by id)."""
+        d, t = self.dialect.devices, self.dialect.tickets
+        kinds = sorted(str(k) for k in config.inspected_kinds)
+        open_states = sorted(str(s) for s in OPEN_STATES)
+        day = today.toordinal()
+        overdue = self._rows(
+            f"SELECT id FROM {d} WHERE last_pm_day < ? AND {in_clause('kind', len(kinds))}"
+            f" AND NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.device_id = {d}.id"
+            f" AND {t}.rule_id = ? AND {in_clause(f'{t}.state', len(open_states))})",
+            [day - config.inspection_interval.days + 1, *kinds, PREVENTIVE_RULE, *open_states],
+        )
+        expiring = self._rows(
+            f"SELECT id FROM {d} WHERE warranty_day BETWEEN ? AND ? AND NOT EXISTS (SELECT 1"
+            f" FROM {t} WHERE {t}.device_id = {d}.id AND {t}.rule_id = {d}.warranty_rule)",
+            (day - config.warranty_grace.days - 1, day + config.warranty_notice.days + 1),
+        )
+        ids = sorted({r[0] for r in overdue} | {r[0] for r in expiring})
+        if not ids:
+            return []
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {d} WHERE {in_clause('id', len(ids))} ORDER BY id",
+            ids,
+        )
+        return [Device.model_validate_json(r[0]) for r in rows]
+
+    # --- clocks under another SLA configuration -----------------------------------------
+
+    def refresh_clocks(self, limit: int | None = None, *, missing_only: bool = False) -> int:
+        """Re-derive the columns of tickets computed under another SLA configuration (or none).
+
+        Run in chunks of ``REFRESH_CHUNK``, each its own transaction; at most ``limit`` rows.
+        Returns how many were refreshed.
+        """
+        t = self.dialect.tickets
+        stale = "clocks IS NULL" if missing_only else f"clocks {self.dialect.differs} ?"
+        params: tuple[Any, ...] = () if missing_only else (self._fingerprint,)
+        done = 0
+        while limit is None or done < limit:
+            size = REFRESH_CHUNK if limit is None else min(REFRESH_CHUNK, limit - done)
+            found = self._rows(f"SELECT id FROM {t} WHERE {stale} LIMIT ?", (*params, size))
+            ids = [r[0] for r in found]
+            if not ids:
+                break
+            with self.atomic():
+                self._refresh(ids)
+            done += len(ids)
+        return done
+
+    def _refresh(self, ids: Sequence[str]) -> None:
+        """Re-derive every column of the tickets ``ids`` from their documents (in a transaction)."""
+        for ticket in self._tickets_by_id(ids):
+            columns = ticket_columns(
+                ticket, self._placement(ticket.device_id), self._sla, self._fingerprint
+            )
+            names = ", ".join(f"{n} = ?" for n in columns)
+            self._execute(
+                f"UPDATE {self.dialect.tickets} SET {names} WHERE id = ?",
+                (*columns.values(), ticket.id),
+            )
+
+    def backfill(self) -> None:
+        """Fill the derived columns of rows stored before they existed (an upgrade)."""
+        d = self.dialect.devices
+        select = f"SELECT {self.dialect.doc} FROM {d} WHERE {{}} IS NULL LIMIT {REFRESH_CHUNK}"
+        while rows := self._rows(select.format("kind")):
+            with self.atomic():
+                for row in rows:
+                    device = Device.model_validate_json(row[0])
+                    self._set_device(device, device_columns(device))
+        # Tickets need their devices' placement; last inspections need the tickets' columns.
+        self.refresh_clocks(missing_only=True)
+        while rows := self._rows(select.format("last_pm_day")):
+            with self.atomic():
+                for row in rows:
+                    device = Device.model_validate_json(row[0])
+                    self._set_device(device, {"last_pm_day": self._last_pm(device)})
+
+    def _set_device(self, device: Device, columns: dict[str, Any]) -> None:
+        self._execute(
+            f"UPDATE {self.dialect.devices} SET {', '.join(f'{n} = ?' for n in columns)}"
+            " WHERE id = ?",
+            (*columns.values(), device.id),
+        )
+
+    def _last_pm(self, device: Device) -> int:
+        """The device's last inspection day, from its record and its resolved PM tickets."""
+        ((best,),) = self._rows(
+            f"SELECT max(resolved_us) FROM {self.dialect.tickets} WHERE device_id = ? AND kind = ?",
+            (device.id, str(TicketKind.PREVENTIVE)),
+        )
+        return last_pm_day(device, best)
+
+    # --- aggregates -----------------------------------------------------------------------
+
+    def kpi_facts(self, scope: Scope, now: datetime) -> KpiFacts:
+        """The KPIs' sums over ``scope`` as of ``now`` (see ``service.store.aggregates``)."""
+        d = self.dialect
+        now_us = us(now)
+        assert now_us is not None
+        totals = aggregates.ticket_totals(self._rows, d.tickets, scope, now_us)
+        later = self.ticket_page(TicketQuery(scope=scope, updated_after=now, limit=None))
+        return KpiFacts(
+            tickets=totals[0],
+            respond=aggregates.clock_totals(totals[1:5]),
+            resolve=aggregates.clock_totals(totals[5:9]),
+            resolved=totals[9],
+            fixed_first_time=totals[10],
+            models=aggregates.model_totals(self._rows, d.tickets, d.devices, scope, now.date()),
+            problems=aggregates.problem_totals(self._rows, d.tickets, d.devices, scope),
+            later=tuple(t for t, _ in later),
+        )
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def audit_head(self) -> AuditEntry | None:
+        """The last audit entry (the chain's head), or None for an empty log."""
+        rows = self._rows(f"SELECT * FROM {self.dialect.audit} ORDER BY seq DESC LIMIT 1")
+        return audit.from_row(rows[0]) if rows else None
+
+    def audit_rows_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` audit rows as stored with a seq above ``seq``, in sequence order."""
+        rows = self._rows(
+            f"SELECT * FROM {self.dialect.audit} WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [tuple(r) for r in rows]
+
+    def audit_signatures(self, since_seq: int = 0, until_seq: int | None = None) -> dict[int, str]:
+        """The signature of each signed audit row in (since_seq, until_seq], by seq."""
+        rows = self._rows(
+            f"SELECT seq, signature FROM {self.dialect.signatures} WHERE seq > ? AND seq <= ?",
+            (since_seq, until_seq if until_seq is not None else 2**62),
+        )
+        return {int(seq): str(sig) for seq, sig in rows}
+
+
+__all__ = ["EVERYTHING", "Dialect", "SqlQueries"]
