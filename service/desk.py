@@ -25,8 +25,8 @@ from pydantic import BaseModel
 from contract import AlertEvent
 from service import audit
 from service.concurrency import ConcurrentUpdate
-from service.dispatch import Assignment, NoEngineer, dispatch
-from service.escalation import Escalation, escalate, escalations_due
+from service.dispatch import Assignment, NoEngineer, assign
+from service.escalation import Escalation, escalate_loaded, escalations_due
 from service.intake import alert_time, open_or_append
 from service.lifecycle import Dispatch, Event, transition
 from service.model import (
@@ -40,7 +40,7 @@ from service.model import (
     Tier,
     new_ticket,
 )
-from service.schedules import ScheduleConfig, due_tasks, ticket_for
+from service.schedules import ScheduleConfig, ScheduledTask, due_tasks, ticket_for
 from service.sla import Breach, SlaConfig, breaches_between
 from service.store import ServiceStore
 
@@ -107,14 +107,29 @@ def event_fields(event: Event) -> dict[str, Any]:
     return fields
 
 
+def _staff(store: ServiceStore, site: Site, also: str | None = None) -> list[Engineer]:
+    """The engineers of ``site``'s region, and ``also`` (e.g. a lapsed assignee) wherever."""
+    staff = store.engineers(region=site.region)
+    if also is not None and all(e.id != also for e in staff):
+        extra = store.engineer(also)
+        staff += [extra] if extra is not None else []
+    return staff
+
+
 def auto_dispatch(store: ServiceStore, ticket: Ticket, at: datetime) -> Ticket:
-    """Dispatch an open ticket to the best engineer; leave it open (and say why) if none fits."""
+    """Dispatch an open ticket to the best engineer; leave it open (and say why) if none fits.
+
+    Only the region's engineers are read, and their load is counted by the store in SQL, so a
+    dispatch costs the same however many tickets are open.
+    """
     device = store.device(ticket.device_id)
     site = store.site(device.site_id) if device else None
     if device is None or site is None:
         outcome: Assignment | NoEngineer = NoEngineer(f"device {ticket.device_id} not installed")
     else:
-        outcome = dispatch(ticket, device, site, store.engineers(), store.tickets(OPEN_STATES))
+        staff = _staff(store, site)
+        load = store.engineer_load([e.id for e in staff], ticket.id)
+        outcome = assign(device, site, staff, load)
     if isinstance(outcome, NoEngineer):
         store.append_audit(
             at, "dispatcher", "dispatch_failed", ticket.id, {"reason": outcome.reason}
@@ -159,6 +174,7 @@ def intake_alert(
 ) -> tuple[Ticket | None, bool]:
     """``handle_alert`` made idempotent: (ticket or None, whether it was opened just now)."""
     with store.atomic():
+        store.lock_device(alert.device_id)  # one intake per device at a time, in any process
         if already_handled(store, alert):
             return None, False
         new_id = alert_ticket_id(alert)
@@ -249,32 +265,83 @@ def apply(
         return save(store, moved, actor, type(event).__name__.lower(), at, fields)
 
 
-def run_escalations(store: ServiceStore, now: datetime, config: SlaConfig) -> list[Escalation]:
-    """Escalate every urgent ticket due at ``now``; the caller notifies the supervisors."""
-    done: list[Escalation] = []
+def escalate_one(
+    store: ServiceStore, ticket_id: str, now: datetime, config: SlaConfig
+) -> Escalation | None:
+    """Escalate one ticket if it is (still) due at ``now``, in one transaction; None if not."""
     with store.atomic():
-        for ticket in escalations_due(store.tickets(OPEN_STATES), now, config):
-            device = store.device(ticket.device_id)
-            site = store.site(device.site_id) if device else None
-            if device is None or site is None:
-                continue
-            result = escalate(
-                ticket, now, device, site, store.engineers(), store.tickets(OPEN_STATES)
-            )
-            save(
-                store,
-                result.ticket,
-                "escalation",
-                "escalated",
-                now,
-                {
-                    "supervisor": result.supervisor_id,
-                    "lapsed": result.lapsed_assignee,
-                    "outcome": result.outcome.reason,
-                },
-            )
+        ticket = store.ticket(ticket_id)
+        if ticket is None or not escalations_due([ticket], now, config):
+            return None
+        device = store.device(ticket.device_id)
+        site = store.site(device.site_id) if device else None
+        if device is None or site is None:
+            return None
+        staff = _staff(store, site, also=ticket.assignee)
+        load = store.engineer_load([e.id for e in staff], ticket.id)
+        result = escalate_loaded(ticket, now, device, site, staff, load)
+        save(
+            store,
+            result.ticket,
+            "escalation",
+            "escalated",
+            now,
+            {
+                "supervisor": result.supervisor_id,
+                "lapsed": result.lapsed_assignee,
+                "outcome": result.outcome.reason,
+            },
+        )
+        return result
+
+
+def run_escalations(store: ServiceStore, now: datetime, config: SlaConfig) -> list[Escalation]:
+    """Escalate every urgent ticket due at ``now``; the caller notifies the supervisors.
+
+    The due tickets are found through their stored escalation instants (an index), not by
+    reading every open ticket.
+    """
+    done = []
+    for ticket_id in store.escalations_due(now):
+        if (result := escalate_one(store, ticket_id, now, config)) is not None:
             done.append(result)
     return done
+
+
+def schedule_tasks(
+    store: ServiceStore, now: datetime, config: ScheduleConfig
+) -> list[ScheduledTask]:
+    """The preventive and warranty tasks due at ``now``.
+
+    Decided by ``due_tasks`` over the few devices the store finds through their last-inspection
+    and warranty-end columns, and their tickets only.
+    """
+    devices = store.schedule_candidates(now.date(), config)
+    if not devices:
+        return []
+    tickets = store.tickets(device_ids=[d.id for d in devices])
+    return due_tasks(devices, tickets, now, config)
+
+
+def open_scheduled(
+    store: ServiceStore, task: ScheduledTask, now: datetime, config: ScheduleConfig, new_id: str
+) -> Ticket | None:
+    """Open (and dispatch) the ticket of ``task`` if it is still due, in one transaction."""
+    with store.atomic():
+        store.lock_device(task.device_id)
+        device = store.device(task.device_id)
+        tickets = store.tickets(device_ids=[task.device_id])
+        if device is None or task not in due_tasks([device], tickets, now, config):
+            return None
+        ticket = save(
+            store,
+            ticket_for(task, new_id, now),
+            "scheduler",
+            "opened",
+            now,
+            {"rule": task.rule_id, "reason": task.reason},
+        )
+        return auto_dispatch(store, ticket, now)
 
 
 def run_schedules(
@@ -282,22 +349,18 @@ def run_schedules(
 ) -> list[Ticket]:
     """Open (and dispatch) the preventive and warranty tickets due at ``now``."""
     opened: list[Ticket] = []
-    with store.atomic():
-        for task in due_tasks(store.devices(), store.tickets(), now, config):
-            ticket = save(
-                store,
-                ticket_for(task, new_id(), now),
-                "scheduler",
-                "opened",
-                now,
-                {"rule": task.rule_id, "reason": task.reason},
-            )
-            opened.append(auto_dispatch(store, ticket, now))
+    for task in schedule_tasks(store, now, config):
+        if (ticket := open_scheduled(store, task, now, config, new_id())) is not None:
+            opened.append(ticket)
     return opened
 
 
 def breaches(
     store: ServiceStore, since: datetime, now: datetime, config: SlaConfig
 ) -> list[Breach]:
-    """SLA breaches that happened in (since, now]; call with adjacent windows."""
-    return breaches_between(store.tickets(), since, now, config)
+    """SLA breaches that happened in (since, now]; call with adjacent windows.
+
+    Judged by ``breaches_between`` over the tickets whose stored breach instants fall in the
+    window (an index), not over every ticket.
+    """
+    return breaches_between(store.breach_candidates(since, now), since, now, config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -43,8 +43,20 @@ def dispatch(
     Load is held tickets / capacity; ties go to the lower engineer id so results are reproducible.
     Engineers in ``exclude`` (e.g. one who let an urgent ticket lapse) are never chosen.
     """
-    family = device.family
     load = workload(t for t in tickets if t.id != ticket.id)
+    return assign(device, site, engineers, load, exclude)
+
+
+def assign(
+    device: Device,
+    site: Site,
+    engineers: Iterable[Engineer],
+    load: Mapping[str, int],
+    exclude: Collection[str] = (),
+) -> Assignment | NoEngineer:
+    """``dispatch`` given each engineer's held tickets (``load``, e.g. counted by the store)."""
+    family = device.family
+    load = Counter(load)
     pool = sorted((e for e in engineers if e.id not in exclude), key=lambda e: e.id)
     in_region = [e for e in pool if e.region == site.region]
     skilled = [e for e in in_region if family in e.skills]

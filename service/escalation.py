@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.dispatch import Assignment, NoEngineer, dispatch
+from service.dispatch import Assignment, NoEngineer, assign, workload
 from service.lifecycle import Dispatch, transition
 from service.model import Device, Engineer, Site, Ticket, TicketState, Tier
 from service.sla import Clock, SlaConfig, advance_in
@@ -57,11 +57,27 @@ def escalate(
     tickets: Iterable[Ticket],
 ) -> Escalation:
     """Escalate ``ticket`` at ``at``: name the supervisor and re-dispatch to someone new."""
+    load = workload(t for t in tickets if t.id != ticket.id)
+    return escalate_loaded(ticket, at, device, site, engineers, load)
+
+
+def escalate_loaded(
+    ticket: Ticket,
+    at: datetime,
+    device: Device,
+    site: Site,
+    engineers: Iterable[Engineer],
+    load: Mapping[str, int],
+) -> Escalation:
+    """``escalate`` given each engineer's held tickets (``load``, e.g. counted by the store).
+
+    ``engineers`` must include the lapsed assignee, whose supervisor is notified.
+    """
     staff = {e.id: e for e in engineers}
     lapsed = ticket.assignee
     supervisor = staff[lapsed].supervisor if lapsed in staff else None
     exclude = {*ticket.previous_assignees, *([lapsed] if lapsed else [])}
-    outcome = dispatch(ticket, device, site, staff.values(), tickets, exclude=exclude)
+    outcome = assign(device, site, staff.values(), load, exclude=exclude)
     updated = ticket.model_copy(update={"escalated_at": (*ticket.escalated_at, at)})
     if isinstance(outcome, Assignment):
         reason = f"escalated after {lapsed or 'no one'} did not accept; {outcome.reason}"

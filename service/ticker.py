@@ -1,9 +1,17 @@
 """The service worker's periodic jobs: escalations, SLA breach scan and schedules, every tick.
 
-Each job commits its ticket changes together with their outbox rows, re-deciding from fresh
-reads when a ticket write loses a race. A storage outage skips the round (logged once per
-outage) and the next tick tries again; the breach scan's persisted cursor makes the round after
-the outage report what the skipped ones would have.
+A tick does only what is due: each job finds its rows through indexed instants the store keeps
+with every ticket and device (escalation and breach instants, last inspection, warranty end),
+then commits each ticket change, with its outbox rows, in a short transaction of its own —
+re-deciding from fresh reads when a ticket write loses a race. Alert intake runs between those
+transactions (on SQLite) or beside them (PostgreSQL, a connection each), never behind a whole
+tick. A storage outage skips the round (logged once per outage) and the next tick tries again;
+the breach scan's persisted cursor makes the round after the outage report what the skipped
+ones would have.
+
+Each tick also re-derives the clock columns of a bounded number of tickets computed under
+another SLA configuration (``ServiceStore.refresh_clocks``); the worker refreshes all of them
+when it starts, so a changed [sla] section takes effect at the restart that loads it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from functools import partial
 
 from infra.consume import Outage
 from infra.errors import StorageUnavailable
@@ -27,6 +36,7 @@ from service.notifications import (
     outbox_items,
     wall_clock,
 )
+from service.schedules import ScheduledTask
 from service.sla import Breach
 from service.store import ServiceStore
 from service.worker_settings import WorkerSettings
@@ -34,6 +44,7 @@ from service.worker_settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breach_scan"  # the store cursor: breaches are reported up to this instant
+REFRESH_PER_TICK = 2_000  # tickets with stale clock columns re-derived per tick at most
 
 
 class Ticker:
@@ -73,12 +84,17 @@ class Ticker:
             return
         self.outage.recovered()
 
+    async def refresh(self, limit: int | None = None) -> int:
+        """Re-derive clock columns computed under another SLA configuration; how many."""
+        return await asyncio.to_thread(self.store.refresh_clocks, limit)
+
     async def tick(self, now: datetime | None = None) -> None:
         """Run escalations, breach detection and schedules once, at ``now``."""
         now = now or self.clock()
-        await asyncio.to_thread(desk.retrying, self.store, lambda: self._escalate(now))
+        await self.refresh(REFRESH_PER_TICK)
+        await asyncio.to_thread(self._escalate, now)
         await self.scan_breaches(now)
-        await asyncio.to_thread(desk.retrying, self.store, lambda: self._schedule(now))
+        await asyncio.to_thread(self._schedule, now)
         if self.checkpoints is not None:
             await asyncio.to_thread(self.checkpoints.export, self.store, now)
         self._committed()
@@ -98,17 +114,28 @@ class Ticker:
         self.store.enqueue_notifications(outbox_items(notes, self.settings.notify, now))
 
     def _escalate(self, now: datetime) -> None:
+        """Escalate each due ticket in a transaction of its own, with its notifications."""
+        for ticket_id in self.store.escalations_due(now):
+            desk.retrying(self.store, partial(self._escalate_one, ticket_id, now))
+
+    def _escalate_one(self, ticket_id: str, now: datetime) -> None:
         sla, store = self.settings.sla, self.store
-        for result in desk.run_escalations(store, now, sla):
+        result = desk.escalate_one(store, ticket_id, now, sla)
+        if result is not None:
             device = store.device(result.ticket.device_id)
             self._enqueue(escalation_notifications(result, device, now, sla), now)
 
     def _schedule(self, now: datetime) -> None:
+        """Open each due scheduled ticket in a transaction of its own, with its notifications."""
+        for task in desk.schedule_tasks(self.store, now, self.settings.schedules):
+            desk.retrying(self.store, partial(self._open_scheduled, task, now))
+
+    def _open_scheduled(self, task: ScheduledTask, now: datetime) -> None:
         store, sla = self.store, self.settings.sla
-        opened: list[Ticket] = desk.run_schedules(
-            store, now, self.settings.schedules, lambda: uuid.uuid4().hex
+        ticket: Ticket | None = desk.open_scheduled(
+            store, task, now, self.settings.schedules, uuid.uuid4().hex
         )
-        for ticket in opened:
+        if ticket is not None:
             device = store.device(ticket.device_id)
             self._enqueue(opened_notifications(ticket, device, now, sla), now)
 

@@ -114,7 +114,10 @@ class ServiceWorker:
     async def run(self) -> None:
         """Catch up, then take alerts, send notifications and run periodic jobs until cancelled."""
         async with self.notifier.running():
-            # Pending notifications of an earlier run go out first; breaches of the downtime too.
+            # Clock columns of another SLA configuration are re-derived before anything reads
+            # them; pending notifications of an earlier run go out first, breaches of the
+            # downtime too.
+            await self.ticker.guarded(self.ticker.refresh)
             await self.ticker.guarded(self.ticker.scan_breaches)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.ticker.run())
