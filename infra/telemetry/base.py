@@ -85,6 +85,15 @@ class StoreOutcome:
     readings_duplicate: int = 0
 
 
+# An alert event's place in time order: (at_us, device_id, rule_id, transition).
+AlertKey = tuple[int, str, str, str]
+
+
+def alert_key(event: AlertEvent) -> AlertKey:
+    """``event``'s place in the time order of ``alert_page``."""
+    return (event.at_us, event.device_id, event.rule_id, event.transition.value)
+
+
 class Bucket(NamedTuple):
     """Min, avg, max and number of samples of one metric in one epoch-aligned time bucket."""
 
@@ -150,6 +159,27 @@ class ReadingStore(Protocol):
 
     def fetch_alert_events(self, device_id: str | None = None) -> list[AlertEvent]:
         """Stored alert events, optionally for one device, ordered by time."""
+        ...
+
+    def latest_by_device(
+        self, device_ids: Sequence[str], since_us: int | None = None
+    ) -> list[Reading]:
+        """The latest reading of each metric of each device (taken at or after ``since_us``),
+        ordered by device and metric: one query, however many devices."""
+        ...
+
+    def alert_page(
+        self,
+        device_ids: Sequence[str] | None,
+        *,
+        after: AlertKey | None = None,
+        limit: int = 100,
+    ) -> list[AlertEvent]:
+        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        ...
+
+    def active_alerts(self, device_ids: Sequence[str]) -> list[AlertEvent]:
+        """The last event of each (device, rule) of ``device_ids`` whose alert is not cleared."""
         ...
 
     def reading_count(self) -> int:

@@ -15,6 +15,7 @@ from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
 from infra.retention import CHUNK_ROWS, Pruned, delete_in_chunks
 from infra.sqlite_db import SQLiteDatabase
 from infra.telemetry.base import (
+    AlertKey,
     BadBatch,
     Bucket,
     DeadLetter,
@@ -38,7 +39,8 @@ _SCHEMA = (
         batch_seq INTEGER NOT NULL
     )
     """,
-    "CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (device_id, metric, seq, ts_us)",
+    # Unique on the same columns as before, time before seq: a series' time range is one range
+    # of the index. (Made by migrate(), which drops the old seq-first readings_key.)
     "CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts_us)",
     """
     CREATE TABLE IF NOT EXISTS ingested_batches (
@@ -84,6 +86,12 @@ _ADD_PUBLISHED_AT = "ALTER TABLE alerts ADD COLUMN published_at INTEGER"
 _BACKFILL_PUBLISHED_AT = "UPDATE alerts SET published_at = ?"
 _UNPUBLISHED_INDEX = (
     "CREATE INDEX IF NOT EXISTS alerts_unpublished ON alerts (at_us) WHERE published_at IS NULL"
+)
+_LATER_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS readings_series_ts"
+    " ON readings (device_id, metric, ts_us, seq)",
+    "DROP INDEX IF EXISTS readings_key",
+    "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at_us, device_id, rule_id, transition)",
 )
 _SELECT_UNPUBLISHED = """
     SELECT device_id, rule_id, severity, transition, at_us, message, evidence FROM alerts
@@ -178,6 +186,8 @@ class SQLiteStore(StoreContext):
                 conn.execute(_ADD_PUBLISHED_AT)
                 conn.execute(_BACKFILL_PUBLISHED_AT, (time.time_ns() // 1000,))
             conn.execute(_UNPUBLISHED_INDEX)
+            for statement in _LATER_INDEXES:
+                conn.execute(statement)
 
     def store_batches(self, batches: Sequence[Batch]) -> StoreOutcome:
         """Store all ``batches`` in one transaction, skipping batches and readings already kept.
@@ -297,6 +307,56 @@ class SQLiteStore(StoreContext):
             rows = conn.execute(query, {"device_id": device_id}).fetchall()
         return _alert_events(rows)
 
+    def latest_by_device(
+        self, device_ids: Sequence[str], since_us: int | None = None
+    ) -> list[Reading]:
+        """The latest reading of each metric of each device (at or after ``since_us``)."""
+        found: list[Reading] = []
+        for first in range(0, len(device_ids), _CHUNK):
+            chunk = list(device_ids[first : first + _CHUNK])
+            values = ", ".join(["(?)"] * len(chunk))
+            with self._db.reading() as conn:
+                rows = conn.execute(_LATEST.format(values=values), [*chunk, since_us, since_us])
+                found += [Reading(*row) for row in rows]
+        return sorted(found, key=lambda r: (r.device_id, r.metric))
+
+    def alert_page(
+        self,
+        device_ids: Sequence[str] | None,
+        *,
+        after: AlertKey | None = None,
+        limit: int = 100,
+    ) -> list[AlertEvent]:
+        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        where, params = ["1 = 1"], list[object]()
+        if device_ids is not None:
+            if not device_ids:
+                return []
+            where.append(f"device_id IN ({', '.join('?' * len(device_ids))})")
+            params += device_ids
+        if after is not None:
+            where.append("(at_us, device_id, rule_id, transition) > (?, ?, ?, ?)")
+            params += after
+        query = (
+            f"{_SELECT_EVENTS} WHERE {' AND '.join(where)}"
+            " ORDER BY at_us, device_id, rule_id, transition LIMIT ?"
+        )
+        with self._db.reading() as conn:
+            rows = conn.execute(query, [*params, limit]).fetchall()
+        return _alert_events(rows)
+
+    def active_alerts(self, device_ids: Sequence[str]) -> list[AlertEvent]:
+        """The last event of each (device, rule) of ``device_ids`` whose alert is not cleared."""
+        found: list[AlertEvent] = []
+        for first in range(0, len(device_ids), _CHUNK):
+            chunk = list(device_ids[first : first + _CHUNK])
+            with self._db.reading() as conn:
+                rows = conn.execute(
+                    _ACTIVE.format(ids=", ".join("?" * len(chunk))), chunk
+                ).fetchall()
+            found += _alert_events(rows)
+        return [e for e in found if e.transition is not AlertTransition.CLEARED]
+
     def reading_count(self) -> int:
         """How many readings are stored."""
         with self._db.reading() as conn:
@@ -386,6 +446,36 @@ def _reading_rows(claimed: list[Batch]) -> Iterator[tuple[object, ...]]:
                 b.batch_seq,
             )
 
+
+_CHUNK = 5_000  # device ids per statement (SQLite binds at most 32,766 parameters)
+# For each device, its metrics by a loose index scan (one seek per metric), then each metric's
+# latest reading by one more seek on (device_id, metric, ts_us, seq).
+_LATEST = """
+WITH RECURSIVE ids(device_id) AS (VALUES {values}),
+m(device_id, metric) AS (
+    SELECT ids.device_id, (SELECT min(metric) FROM readings r WHERE r.device_id = ids.device_id)
+    FROM ids
+    UNION ALL
+    SELECT m.device_id,
+        (SELECT min(metric) FROM readings r WHERE r.device_id = m.device_id AND r.metric > m.metric)
+    FROM m WHERE m.metric IS NOT NULL
+)
+SELECT r.device_id, r.metric, r.value, r.unit, r.ts_us, r.seq
+FROM m JOIN readings r ON r.rowid = (
+    SELECT x.rowid FROM readings x
+    WHERE x.device_id = m.device_id AND x.metric = m.metric AND (? IS NULL OR x.ts_us >= ?)
+    ORDER BY x.ts_us DESC, x.seq DESC LIMIT 1
+)
+WHERE m.metric IS NOT NULL
+"""
+_SELECT_EVENTS = (
+    "SELECT device_id, rule_id, severity, transition, at_us, message, evidence FROM alerts"
+)
+_ACTIVE = f"""
+{_SELECT_EVENTS} AS a WHERE a.device_id IN ({{ids}}) AND a.at_us = (
+    SELECT max(b.at_us) FROM alerts b WHERE b.device_id = a.device_id AND b.rule_id = a.rule_id
+) ORDER BY a.device_id, a.rule_id, a.transition
+"""
 
 _SELECT_DEAD_LETTERS = (
     "SELECT received_at_us, source, reason, payload, gateway_id, batch_seq, id FROM dead_letters"

@@ -17,6 +17,7 @@ from infra.postgres import PgConnection, Work
 from infra.retention import Pruned
 from infra.telemetry import timescale_schema
 from infra.telemetry.base import (
+    AlertKey,
     BadBatch,
     Bucket,
     DeadLetter,
@@ -83,6 +84,32 @@ _SELECT_ALERTS = f"""
     FROM alerts
     WHERE (%(device_id)s::text IS NULL OR device_id = %(device_id)s)
     ORDER BY at, device_id, rule_id, transition
+"""
+# The latest reading per (device, metric): DISTINCT ON over the series' newest rows first.
+_LATEST = f"""
+    SELECT DISTINCT ON (device_id, metric) device_id, metric, value, unit, {_US.format("ts")}, seq
+    FROM readings
+    WHERE device_id = ANY(%(ids)s) AND (%(since)s::timestamptz IS NULL OR ts >= %(since)s)
+    ORDER BY device_id, metric, ts DESC, seq DESC
+"""
+_SELECT_EVENTS = f"""
+    SELECT device_id, rule_id, severity, transition, {_US.format("at")}, message, evidence
+    FROM alerts"""
+_ALERT_PAGE = f"""{_SELECT_EVENTS}
+    WHERE (%(all)s OR device_id = ANY(%(ids)s))
+      AND (%(after_at)s::timestamptz IS NULL
+           OR (at, device_id, rule_id, transition)
+              > (%(after_at)s, %(after_device)s, %(after_rule)s, %(after_transition)s))
+    ORDER BY at, device_id, rule_id, transition
+    LIMIT %(limit)s
+"""
+_ACTIVE = f"""
+    SELECT * FROM (
+        SELECT DISTINCT ON (device_id, rule_id) device_id, rule_id, severity, transition,
+            {_US.format("at")}, message, evidence
+        FROM alerts WHERE device_id = ANY(%s)
+        ORDER BY device_id, rule_id, at DESC
+    ) AS last WHERE transition <> 'cleared'
 """
 _SELECT_UNPUBLISHED = f"""
     SELECT device_id, rule_id, severity, transition, {_US.format("at")}, message, evidence
@@ -317,6 +344,44 @@ class TimescaleStore(StoreContext):
         rows = self._run(
             lambda conn: conn.execute(_SELECT_ALERTS, {"device_id": device_id}).fetchall()
         )
+        return _alert_events(rows)
+
+    def latest_by_device(
+        self, device_ids: Sequence[str], since_us: int | None = None
+    ) -> list[Reading]:
+        """The latest reading of each metric of each device (at or after ``since_us``)."""
+        params = {
+            "ids": list(device_ids),
+            "since": None if since_us is None else datetime_from_us(since_us),
+        }
+        rows = self._run(lambda conn: conn.execute(_LATEST, params).fetchall())
+        return [Reading(*row) for row in rows]
+
+    def alert_page(
+        self,
+        device_ids: Sequence[str] | None,
+        *,
+        after: AlertKey | None = None,
+        limit: int = 100,
+    ) -> list[AlertEvent]:
+        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        at, device, rule, transition = after or (None, None, None, None)
+        params = {
+            "all": device_ids is None,
+            "ids": list(device_ids or ()),
+            "after_at": None if at is None else datetime_from_us(at),
+            "after_device": device,
+            "after_rule": rule,
+            "after_transition": transition,
+            "limit": limit,
+        }
+        rows = self._run(lambda conn: conn.execute(_ALERT_PAGE, params).fetchall())
+        return _alert_events(rows)
+
+    def active_alerts(self, device_ids: Sequence[str]) -> list[AlertEvent]:
+        """The last event of each (device, rule) of ``device_ids`` whose alert is not cleared."""
+        ids = list(device_ids)
+        rows = self._run(lambda conn: conn.execute(_ACTIVE, (ids,)).fetchall())
         return _alert_events(rows)
 
     def reading_count(self) -> int:

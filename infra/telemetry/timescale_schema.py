@@ -82,6 +82,10 @@ _ADD_PUBLISHED_AT = (
 _UNPUBLISHED_INDEX = (
     "CREATE INDEX IF NOT EXISTS alerts_unpublished ON alerts (at) WHERE published_at IS NULL"
 )
+# Alert events in time order, for keyset pages of every device's alerts.
+_ALERTS_AT_INDEX = (
+    "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at, device_id, rule_id, transition)"
+)
 
 _COMPRESSION_ENABLED = """
     SELECT compression_enabled FROM timescaledb_information.hypertables
@@ -129,6 +133,7 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> frozenset[str]:
             for statement in _ADD_PUBLISHED_AT:
                 conn.execute(statement)
         conn.execute(_UNPUBLISHED_INDEX)
+        conn.execute(_ALERTS_AT_INDEX)
     license_row = conn.execute("SHOW timescaledb.license").fetchone()
     license_name = str(license_row[0]) if license_row else "apache"
     if license_name != "timescale":

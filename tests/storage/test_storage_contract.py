@@ -479,3 +479,39 @@ def test_a_resent_batch_after_pruning_follows_the_retention_rule(store: ReadingS
     assert store.store_batches([old]).batches_new == 1
     assert store.prune_readings(readings_cutoff).rows == 5
     assert store.reading_count() == 0
+
+
+def test_latest_reading_of_each_metric_of_each_device(store: ReadingStore) -> None:
+    temps = [reading(i) for i in range(30)]
+    phs = [reading(i, metric="wound_ph") for i in range(5)]
+    other = [reading(i, device_id="patch-2", metric="battery") for i in range(3)]
+    store.store_batches([batch(0, list(reversed(temps)) + phs), batch(1, other)])
+    latest = store.latest_by_device(["patch-1", "patch-2", "nobody"])
+    assert latest == [phs[-1], temps[-1], other[-1]]  # by device, then metric
+    assert store.latest_by_device(["patch-2"]) == [other[-1]]
+    assert store.latest_by_device([]) == []
+    # Only readings at or after ``since_us`` count: patch-2 has none that late.
+    recent = store.latest_by_device(["patch-1", "patch-2"], since_us=temps[10].ts_us)
+    assert recent == [temps[-1]]
+
+
+def test_alert_pages_in_time_order_and_active_alerts(store: ReadingStore) -> None:
+    events = [
+        alert("patch-1", T0_US),
+        alert("patch-2", T0_US + 1, rule_id="ph-high"),
+        alert("patch-1", T0_US + 2, AlertTransition.CLEARED),
+        alert("patch-3", T0_US + 3),
+        alert("patch-1", T0_US + 4, rule_id="ph-high"),
+    ]
+    store.store_alert_events(list(reversed(events)))
+    assert store.alert_page(None) == events
+    first = store.alert_page(None, limit=2)
+    assert first == events[:2]
+    after = (first[-1].at_us, first[-1].device_id, first[-1].rule_id, first[-1].transition.value)
+    assert store.alert_page(None, after=after, limit=2) == events[2:4]
+    assert store.alert_page(["patch-1"]) == [events[0], events[2], events[4]]
+    assert store.alert_page([]) == []
+    # temp-high on patch-1 was cleared; the rest are still active.
+    active = store.active_alerts(["patch-1", "patch-2"])
+    assert active == [events[4], events[1]]
+    assert store.active_alerts([]) == []
