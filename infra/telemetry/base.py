@@ -174,8 +174,11 @@ class ReadingStore(Protocol):
         *,
         after: AlertKey | None = None,
         limit: int = 100,
+        since_us: int | None = None,
+        until_us: int | None = None,
     ) -> list[AlertEvent]:
-        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        """Alert events of ``device_ids`` (None: all) in [since_us, until_us), in time order,
+        after the key ``after``."""
         ...
 
     def active_alerts(self, device_ids: Sequence[str]) -> list[AlertEvent]:

@@ -326,8 +326,11 @@ class SQLiteStore(StoreContext):
         *,
         after: AlertKey | None = None,
         limit: int = 100,
+        since_us: int | None = None,
+        until_us: int | None = None,
     ) -> list[AlertEvent]:
-        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        """Alert events of ``device_ids`` (None: all) in [since_us, until_us), in time order,
+        after the key ``after``."""
         where, params = ["1 = 1"], list[object]()
         if device_ids is not None:
             if not device_ids:
@@ -337,6 +340,10 @@ class SQLiteStore(StoreContext):
         if after is not None:
             where.append("(at_us, device_id, rule_id, transition) > (?, ?, ?, ?)")
             params += after
+        for clause, bound in (("at_us >= ?", since_us), ("at_us < ?", until_us)):
+            if bound is not None:
+                where.append(clause)
+                params.append(bound)
         query = (
             f"{_SELECT_EVENTS} WHERE {' AND '.join(where)}"
             " ORDER BY at_us, device_id, rule_id, transition LIMIT ?"

@@ -100,6 +100,8 @@ _ALERT_PAGE = f"""{_SELECT_EVENTS}
       AND (%(after_at)s::timestamptz IS NULL
            OR (at, device_id, rule_id, transition)
               > (%(after_at)s, %(after_device)s, %(after_rule)s, %(after_transition)s))
+      AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
     ORDER BY at, device_id, rule_id, transition
     LIMIT %(limit)s
 """
@@ -363,8 +365,11 @@ class TimescaleStore(StoreContext):
         *,
         after: AlertKey | None = None,
         limit: int = 100,
+        since_us: int | None = None,
+        until_us: int | None = None,
     ) -> list[AlertEvent]:
-        """Alert events of ``device_ids`` (None: all) in time order, after the key ``after``."""
+        """Alert events of ``device_ids`` (None: all) in [since_us, until_us), in time order,
+        after the key ``after``."""
         at, device, rule, transition = after or (None, None, None, None)
         params = {
             "all": device_ids is None,
@@ -374,6 +379,8 @@ class TimescaleStore(StoreContext):
             "after_rule": rule,
             "after_transition": transition,
             "limit": limit,
+            "since": None if since_us is None else datetime_from_us(since_us),
+            "until": None if until_us is None else datetime_from_us(until_us),
         }
         rows = self._run(lambda conn: conn.execute(_ALERT_PAGE, params).fetchall())
         return _alert_events(rows)

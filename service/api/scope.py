@@ -11,6 +11,7 @@ from fastapi import HTTPException, status
 from service.api.schemas import Principal, Role
 from service.model import Device, Site, Ticket
 from service.store import ServiceStore
+from service.store.queries import Scope
 
 NOT_FOUND = "not found"
 
@@ -47,11 +48,15 @@ def visible_device(store: ServiceStore, who: Principal, device_id: str) -> Devic
     return device
 
 
-def visible_devices(store: ServiceStore, who: Principal) -> list[Device]:
-    """Every device in the caller's scope."""
-    if who.role is Role.HOSPITAL and who.subject:
-        return store.devices(site_id=who.subject)
-    return [d for d in store.devices() if sees_device(who, d)]
+def scope_of(who: Principal) -> Scope:
+    """The caller's scope as the store's SQL predicate: the same rule as ``sees_device``."""
+    if sees_everything(who):
+        return Scope()
+    if not who.subject:
+        return Scope(empty=True)
+    if who.role is Role.HOSPITAL:
+        return Scope(site_id=who.subject)
+    return Scope(patient=who.subject)
 
 
 def visible_ticket(store: ServiceStore, who: Principal, ticket_id: str) -> Ticket:

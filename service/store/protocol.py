@@ -172,6 +172,10 @@ class ServiceStore(Protocol):
         """The last audit entry (the chain's head), or None for an empty log; one row read."""
         ...
 
+    def audit_seq_of(self, digest: str) -> int | None:
+        """The seq of the last audit row whose hash is ``digest``, or None (for broken links)."""
+        ...
+
     def audit_rows_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Up to ``limit`` audit rows as stored with a seq above ``seq``, in sequence order."""
         ...

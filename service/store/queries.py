@@ -36,6 +36,7 @@ class Scope:
     site_id: str | None = None
     patient: str | None = None
     empty: bool = False  # nothing at all (a hospital or patient token without a subject)
+    unplaced: bool = False  # also tickets of devices not (or no longer) installed
 
     def clause(self, alias: str = "") -> tuple[str, list[Any]]:
         """The SQL predicate of this scope on a tickets or devices table (optionally aliased)."""
@@ -46,11 +47,14 @@ class Scope:
             return f"{p}site_id = ?", [self.site_id]
         if self.patient is not None:
             return f"{p}patient = ?", [self.patient]
+        if self.unplaced:
+            return "1 = 1", []
         # A ticket counts only while its device is installed (site_id is kept in step).
         return f"{p}site_id IS NOT NULL", []
 
 
 EVERYTHING = Scope()
+EVERY_TICKET = Scope(unplaced=True)  # for audits: every stored ticket, installed device or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class TicketQuery:
     """Tickets in ``scope`` matching every given filter, sorted, one page (``limit`` None: all)."""
 
     scope: Scope = EVERYTHING
+    ids: tuple[str, ...] | None = None
     states: tuple[TicketState, ...] | None = None
     device_id: str | None = None
     site_id: str | None = None
@@ -76,6 +81,9 @@ class TicketQuery:
         """The predicates and their parameters."""
         scope, params = self.scope.clause()
         clauses = [scope]
+        if self.ids is not None:
+            clauses.append(_in("id", len(self.ids)))
+            params += self.ids
         if self.states is not None:
             clauses.append(_in("state", len(self.states)))
             params += [str(s) for s in self.states]

@@ -353,6 +353,14 @@ class SqlQueries:
         rows = self._rows(f"SELECT * FROM {self.dialect.audit} ORDER BY seq DESC LIMIT 1")
         return audit.from_row(rows[0]) if rows else None
 
+    def audit_seq_of(self, digest: str) -> int | None:
+        """The seq of the last audit row whose hash is ``digest`` (a scan: for broken links)."""
+        rows = self._rows(
+            f"SELECT seq FROM {self.dialect.audit} WHERE hash = ? ORDER BY seq DESC LIMIT 1",
+            (digest,),
+        )
+        return int(rows[0][0]) if rows else None
+
     def audit_rows_after(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         """Up to ``limit`` audit rows as stored with a seq above ``seq``, in sequence order."""
         rows = self._rows(

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from service.audit import AuditEntry, Problem
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from service.checkpoint import Checkpoint
     from service.store import ServiceStore
 
 app = typer.Typer(help="The tamper-evident service audit log.", no_args_is_help=True)
@@ -86,13 +88,13 @@ def audit_checkpoint(
         raise typer.Exit(2) from None
     store = _open(store_url)
     try:
-        log = store.audit_log()
+        head = store.audit_head()  # one row, however long the log
     finally:
         store.close()
-    if not log:
+    if head is None:
         console.print("[red]error:[/red] the audit log is empty: nothing to sign")
         raise typer.Exit(2)
-    checkpoint = sign_checkpoint(signing, log[-1], datetime.now(UTC))
+    checkpoint = sign_checkpoint(signing, head, datetime.now(UTC))
     with out.open("a", encoding="utf-8") as sink:
         sink.write(checkpoint.to_json() + "\n")
     console.print(f"checkpoint at row {checkpoint.seq}, head {checkpoint.head}, appended to {out}")
@@ -112,29 +114,46 @@ def audit_verify(
         Path | None,
         typer.Option(help="The signing key's public half [default: the signing key]."),
     ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Only the rows after the latest checkpoint of --checkpoint (and the tickets "
+            "written since); run a full verification now and then.",
+        ),
+    ] = False,
 ) -> None:
-    """Verify every row and every ticket; exit 1 naming each tampered, missing or forged row."""
-    from service import audit
+    """Verify every row and every ticket; exit 1 naming each tampered, missing or forged row.
 
+    The log is read in chunks, so memory stays flat however long it is.
+    """
+    from service.audit_stream import verify_store
+
+    if incremental and checkpoint is None:
+        console.print("[red]error:[/red] --incremental needs --checkpoint FILE")
+        raise typer.Exit(2)
+    public, checkpoints = _checkpoints(checkpoint, public_key) if checkpoint else (None, [])
+    since = max(checkpoints, key=lambda cp: cp.seq) if incremental else None
     store = _open(store_url)
     try:
-        entries, problems = audit.parse_rows(store.audit_rows())
-        tickets = [(t.id, t.model_dump(mode="json")) for t in store.tickets()]
-        signatures = store.audit_signatures() if checkpoint else {}
+        result = verify_store(
+            store,
+            expected_head=expected_head,
+            checkpoints=[since] if since is not None else checkpoints,
+            public=public,
+            since=since,
+        )
     finally:
         store.close()
-    problems += audit.verify(entries, expected_head).problems
-    problems += audit.verify_documents(tickets, entries)
-    if checkpoint is not None:
-        problems += _against_checkpoints(checkpoint, public_key, entries, signatures)
-    if not problems:
-        head = entries[-1].hash if entries else "-"
+    if result.ok:
+        where = "" if since is None else f" after checkpoint row {since.seq}"
         console.print(
-            f"audit log intact: {len(entries)} rows, {len(tickets)} tickets, head {head}",
+            f"audit log intact{where}: {result.rows} rows, {result.tickets} tickets, "
+            f"head {result.head or '-'}",
             markup=False,
         )
         return
-    for problem in problems:
+    for problem in result.problems:
         console.print(
             f"row seq={problem.seq} (position {problem.index}): {problem.reason}",
             style="red",
@@ -143,19 +162,9 @@ def audit_verify(
     raise typer.Exit(1)
 
 
-def _against_checkpoints(
-    path: Path,
-    public_key: Path | None,
-    entries: list[AuditEntry],
-    signatures: dict[int, str],
-) -> list[Problem]:
-    """Problems of the log against every checkpoint in ``path`` (each signature checked)."""
-    from service.checkpoint import (
-        CheckpointError,
-        against_checkpoint,
-        load_public,
-        parse_checkpoint,
-    )
+def _checkpoints(path: Path, public_key: Path | None) -> tuple[Ed25519PublicKey, list[Checkpoint]]:
+    """The verification key and every checkpoint in ``path`` (each signature checked)."""
+    from service.checkpoint import CheckpointError, load_public, parse_checkpoint
 
     try:
         public = load_public(public_key or _key_path(None))
@@ -167,8 +176,4 @@ def _against_checkpoints(
     if not checkpoints:
         console.print(f"[red]error:[/red] no checkpoint in {path}")
         raise typer.Exit(2)
-    seen: dict[tuple[int, str], Problem] = {}
-    for cp in checkpoints:
-        for problem in against_checkpoint(entries, cp, public, signatures):
-            seen.setdefault((problem.seq, problem.reason), problem)
-    return list(seen.values())
+    return public, checkpoints

@@ -4,29 +4,52 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
+from contract import DeviceKind
 from service.api.deps import CallerDep, Id, ReadingsDep, StoreDep
+from service.api.pages import DEFAULT_PAGE, Cursor, Limit, Offset, decode_cursor, page
 from service.api.schemas import DeviceFile, Inspection, PatientDeviceFile, Role
-from service.api.scope import visible_device, visible_devices
+from service.api.scope import scope_of, visible_device
+from service.api.text import ID_PATTERN
 from service.api.views import patient_ticket
 from service.model import Device, Ticket, TicketKind, TicketState
-
-MAX_PAGE = 1000
-MAX_OFFSET = 1_000_000
+from service.store.queries import DeviceQuery
 
 router = APIRouter(prefix="/devices", tags=["devices"])
+
+IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
 
 
 @router.get("")
 def devices(
     who: CallerDep,
     store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    request: Request,
+    response: Response,
+    site_id: IdFilter = None,
+    kind: DeviceKind | None = None,
+    ward: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> list[Device]:
-    """The devices in the caller's scope (by id), one page."""
-    return visible_devices(store, who)[offset : offset + limit]
+    """The devices in the caller's scope (by id), optionally of one site, kind or ward; a page.
+
+    More pages: follow the ``Link: rel="next"`` header (or pass its ``X-Next-Cursor``).
+    """
+    after = decode_cursor(cursor, "id", (str,))
+    query = DeviceQuery(
+        scope=scope_of(who),
+        site_id=site_id,
+        kind=kind,
+        ward=ward,
+        after=None if after is None else after[0],
+        limit=limit + 1,
+        offset=offset,
+    )
+    found = [(d, (d.id,)) for d in store.device_page(query)]
+    return page(found, limit, "id", request, response)
 
 
 @router.get("/{device_id}")

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from contract import METRICS, AlertEvent
+from infra.telemetry.base import alert_key
 from infra.time_us import us_from_datetime
+from service.api.context import Telemetry
 from service.api.deps import CallerDep, Id, NowDep, ReadingsDep, StoreDep
+from service.api.pages import DEFAULT_PAGE, Cursor, Limit, decode_cursor, page
 from service.api.schemas import BucketOut, ReadingOut
-from service.api.scope import sees_everything, visible_device, visible_devices
+from service.api.scope import scope_of, sees_everything, visible_device
 from service.api.text import ApiInstant
+from service.store.queries import DeviceQuery
 
 MAX_BUCKETS = 10_000
 
@@ -58,19 +62,53 @@ def device_readings(
     return [BucketOut(**b._asdict()) for b in buckets]
 
 
+_ALERT_SORT = "at"
+_ALERT_SHAPE = (int, str, str, str)
+
+
+def _alert_page(
+    readings: Telemetry,
+    device_ids: list[str] | None,
+    cursor: str | None,
+    limit: int,
+    request: Request,
+    response: Response,
+) -> list[AlertEvent]:
+    """One time-ordered page of alert events, with a next link when more follow."""
+    after = decode_cursor(cursor, _ALERT_SORT, _ALERT_SHAPE)
+    key = None if after is None else (int(after[0]), str(after[1]), str(after[2]), str(after[3]))
+    found = readings.alert_page(device_ids, key, limit + 1)
+    return page([(a, alert_key(a)) for a in found], limit, _ALERT_SORT, request, response)
+
+
 @router.get("/devices/{device_id}/alerts")
 def device_alerts(
-    who: CallerDep, store: StoreDep, readings: ReadingsDep, device_id: Id
+    who: CallerDep,
+    store: StoreDep,
+    readings: ReadingsDep,
+    request: Request,
+    response: Response,
+    device_id: Id,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE,
 ) -> list[AlertEvent]:
-    """Alert events of one device."""
+    """Alert events of one device, oldest first, one page (``Link: rel="next"`` for more)."""
     visible_device(store, who, device_id)
-    return readings.alerts(device_id)
+    return _alert_page(readings, [device_id], cursor, limit, request, response)
 
 
 @router.get("/alerts")
-def alerts(who: CallerDep, store: StoreDep, readings: ReadingsDep) -> list[AlertEvent]:
-    """Alert events of every device in the caller's scope."""
-    if sees_everything(who):
-        return readings.alerts(None)
-    mine = {d.id for d in visible_devices(store, who)}
-    return [a for a in readings.alerts(None) if a.device_id in mine]
+def alerts(
+    who: CallerDep,
+    store: StoreDep,
+    readings: ReadingsDep,
+    request: Request,
+    response: Response,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE,
+) -> list[AlertEvent]:
+    """Alert events of every device in the caller's scope, oldest first, one page."""
+    mine = None
+    if not sees_everything(who):
+        mine = store.device_ids(DeviceQuery(scope=scope_of(who), limit=None))
+    return _alert_page(readings, mine, cursor, limit, request, response)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from service import desk
 from service.api.deps import (
@@ -18,37 +18,63 @@ from service.api.deps import (
     TokenKeyDep,
 )
 from service.api.events import EVENT_ROLES, build_event
+from service.api.pages import DEFAULT_PAGE, Cursor, Limit, Offset, decode_cursor, page
 from service.api.requests import EventRequest, NewTicket
 from service.api.schemas import PatientStateChange, Principal, Role
-from service.api.scope import actor, visible_device, visible_devices, visible_ticket
-from service.api.text import ID_PATTERN
+from service.api.scope import actor, scope_of, visible_device, visible_ticket
+from service.api.text import ID_PATTERN, ApiInstant
 from service.api.views import TicketView, history_for, ticket_for
 from service.lifecycle import TransitionError
-from service.model import OPEN_STATES, StateChange, Ticket, TicketKind, TicketState
+from service.model import OPEN_STATES, StateChange, Ticket, TicketKind, TicketState, Tier
 from service.store import ServiceStore
-
-MAX_PAGE = 1000
-MAX_OFFSET = 1_000_000
+from service.store.queries import TicketQuery, TicketSort
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
 
 
 @router.get("")
 def tickets(
     who: CallerDep,
     store: StoreDep,
-    state: TicketState | None = None,
-    device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    request: Request,
+    response: Response,
+    state: Annotated[list[TicketState] | None, Query(max_length=len(TicketState))] = None,
+    device_id: IdFilter = None,
+    site_id: IdFilter = None,
+    tier: Tier | None = None,
+    assignee: IdFilter = None,
+    due_before: Annotated[ApiInstant | None, Query()] = None,
+    updated_since: Annotated[ApiInstant | None, Query()] = None,
+    sort: TicketSort = "id",
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
 ) -> list[TicketView]:
-    """Tickets of the caller's devices (by id), optionally of one state or device; one page."""
-    mine = {d.id for d in visible_devices(store, who)}
-    wanted = None if device_id is None else [device_id]
-    found = [
-        t for t in store.tickets(None if state is None else [state], wanted) if t.device_id in mine
-    ]
-    return [ticket_for(who, t) for t in found[offset : offset + limit]]
+    """Tickets of the caller's devices matching every filter given, sorted, one page.
+
+    ``state`` may repeat (any of them); ``due_before`` selects tickets with a running SLA
+    clock due before then; ``sort`` is ``id`` (default), ``opened``, ``updated`` (``-`` first:
+    newest first) or ``due``. More pages: follow the ``Link: rel="next"`` header.
+    """
+    shape: tuple[type, ...] = (str,) if sort == "id" else (int, str)
+    query = TicketQuery(
+        scope=scope_of(who),
+        states=None if state is None else tuple(state),
+        device_id=device_id,
+        site_id=site_id,
+        tier=tier,
+        assignee=assignee,
+        due_before=due_before,
+        updated_since=updated_since,
+        sort=sort,
+        after=decode_cursor(cursor, sort, shape),
+        limit=limit + 1,
+        offset=offset,
+    )
+    found = page(store.ticket_page(query), limit, sort, request, response)
+    return [ticket_for(who, t) for t in found]
 
 
 @router.get("/{ticket_id}")
@@ -91,8 +117,10 @@ def open_ticket(
     new one, so repeated clicks cannot flood the engineers.
     """
     visible_device(store, who, body.device_id)
-    # One transaction, so two clicks at once cannot both find no ticket and both open one.
+    # One transaction holding the device's lock, so two clicks at once (even on two API
+    # processes) cannot both find no ticket and both open one.
     with store.atomic():
+        store.lock_device(body.device_id)
         existing = _open_manual(store, body.device_id)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
