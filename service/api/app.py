@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from infra.telemetry import open_store
@@ -23,6 +24,9 @@ from service.checkpoint import load_key, row_signature
 from service.sla import SlaConfig
 from service.store import ServiceStore, open_service_store
 
+GZIP_MIN_BYTES = 1024
+READING_STORES = 4  # reading store connections the API serves requests from, side by side
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -34,7 +38,7 @@ def build_app(
     *,
     authenticate: Authenticate | None = None,
     guards: ApiGuards | None = None,
-    readings: ReadingStore | None = None,
+    readings: ReadingStore | Sequence[ReadingStore] | None = None,
     sla: SlaConfig | None = None,
     clock: Callable[[], datetime] = _utc_now,
     owned: AbstractContextManager[object] | None = None,
@@ -65,6 +69,8 @@ def build_app(
         telemetry=Telemetry(readings),
     )
     errors.install(app)
+    # Lists and boards are JSON that compresses 5-10×; small answers are sent as they are.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
     # Added last, so outermost: the Host check, then the body limit, run before anything else.
     # No www-redirect: no response ever names a host the client made up.
     app.add_middleware(
@@ -81,17 +87,20 @@ def create_app(
 ) -> FastAPI:
     """The API as ``settings`` describe it; raises TokensUnavailable before opening any store."""
     registry = open_registry(settings.tokens_file)
+    sla = sla or SlaConfig()
     with ExitStack() as opened:
-        store = open_service_store(settings.store_url)
+        # Ticket clock columns are written with the same SLA policy the worker uses.
+        store = open_service_store(settings.store_url, sla=sla)
         opened.callback(store.close)
         if settings.audit_key_file is not None:
             key = load_key(settings.audit_key_file)
             store.audit_signer = lambda entry: row_signature(key, entry)
-        readings: ReadingStore | None = None
+        readings: list[ReadingStore] = []
         if settings.readings_url is not None:
-            readings = open_store(settings.readings_url)
-            opened.callback(readings.close)
-            readings.migrate()
+            for _ in range(READING_STORES):
+                readings.append(open_store(settings.readings_url))
+                opened.callback(readings[-1].close)
+            readings[0].migrate()
         # From here on the app owns the stores and closes them when it shuts down.
         owned = opened.pop_all()
     return build_app(
@@ -100,7 +109,7 @@ def create_app(
         guards=settings,
         readings=readings,
         # Tickets' SLA clocks count in their device's site calendar.
-        sla=(sla or SlaConfig()).located(store),
+        sla=sla.located(store),
         clock=clock,
         owned=owned,
     )

@@ -212,3 +212,62 @@ class AuditVerification(Out):
 
     ok: bool
     problems: list[AuditProblemOut]
+
+
+class BoardTicket(Out):
+    """An open ticket on the SLA board: who holds it and both of its clocks, as of now."""
+
+    id: str
+    device_id: str
+    kind: TicketKind
+    tier: Tier
+    state: TicketState
+    assignee: str | None
+    opened_at: IsoDatetime
+    title: str
+    breached: bool
+    respond: SlaClockOut
+    resolve: SlaClockOut
+
+
+class LatestReading(Out):
+    """The latest reading of one metric of one device."""
+
+    value: float
+    unit: str
+    ts_us: int
+    seq: int
+
+
+class OpenTicketBrief(Out):
+    """An open ticket of a device, as a site board shows it."""
+
+    id: str
+    kind: TicketKind
+    tier: Tier
+    state: TicketState
+    assignee: str | None
+    opened_at: IsoDatetime
+    title: str
+
+
+class DeviceBoardRow(Out):
+    """One device on a site (or ward) board: where it is, its latest readings per metric, its
+    open tickets and its active alerts."""
+
+    device_id: str
+    kind: str
+    model: str
+    ward: str
+    room: str
+    patient: str | None
+    latest: dict[str, LatestReading]
+    tickets: list[OpenTicketBrief]
+    alerts: list[AlertEvent]
+
+
+class SiteBoard(Out):
+    """A site's (or ward's) devices with their latest readings, open tickets and active alerts."""
+
+    site: Site
+    devices: list[DeviceBoardRow]

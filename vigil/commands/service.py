@@ -73,7 +73,7 @@ def service_run(
     s.notify_file = notify or s.notify_file
     with startup_files("service run"):
         vigil.check_tls("uplink_broker")
-    store = open_service_store(store_url or s.store_url)
+    store = open_service_store(store_url or s.store_url, sla=vigil.sla_config())
     worker_settings = vigil.service_worker_settings(store)
     checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)
     if checkpoints is not None:

@@ -2,6 +2,7 @@
 
 from service.api.routes import (
     audit,
+    boards,
     devices,
     fhir,
     health,
@@ -24,6 +25,7 @@ ROUTERS = (
     audit.router,
     traceability.router,
     fhir.router,
+    boards.router,
 )
 
 __all__ = ["ROUTERS"]

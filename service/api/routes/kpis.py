@@ -36,7 +36,8 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _clock(c: ClockStatus) -> SlaClockOut:
+def clock_out(c: ClockStatus) -> SlaClockOut:
+    """One SLA clock as the API shows it."""
     return SlaClockOut(
         deadline=c.deadline,
         remaining_s=c.remaining.total_seconds(),
@@ -56,8 +57,8 @@ def ticket_sla(
         ticket_id=status_.ticket_id,
         tier=status_.tier,
         breached=status_.breached,
-        respond=_clock(status_.respond),
-        resolve=_clock(status_.resolve),
+        respond=clock_out(status_.respond),
+        resolve=clock_out(status_.resolve),
     )
 
 
