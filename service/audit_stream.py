@@ -138,6 +138,19 @@ class _Checkpoints:
         return list(seen.values())
 
 
+def _locator(store: ServiceStore) -> Callable[[str], int | None]:
+    """Which readable row carries a hash (``audit.verify`` looks among the rows it could read)."""
+
+    def locate(digest: str) -> int | None:
+        seq = store.audit_seq_of(digest)
+        if seq is None:
+            return None
+        entries, _ = audit.parse_rows(store.audit_rows_after(seq - 1, 1))
+        return seq if entries and entries[0].hash == digest else None
+
+    return locate
+
+
 def stream_rows(store: ServiceStore, after_seq: int = 0, chunk: int = CHUNK) -> Iterator[Any]:
     """Every audit row as stored with a seq above ``after_seq``, in seq order, chunk by chunk."""
     while rows := store.audit_rows_after(after_seq, chunk):
@@ -208,7 +221,7 @@ def verify_store(
     start = 0 if since is None else since.seq
     run = _Run(
         store,
-        _Chain(store.audit_seq_of, None if since is None else (since.seq, since.head)),
+        _Chain(_locator(store), None if since is None else (since.seq, since.head)),
         _Checkpoints(checkpoints, public),
         chunk,
         index=start,
