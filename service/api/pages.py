@@ -44,7 +44,7 @@ Cursor = Annotated[
 def encode_cursor(sort: str, position: Position) -> str:
     """The cursor of ``position`` under ``sort``."""
     raw = json.dumps([sort, *position], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")  # nothing to escape in a URL
 
 
 def decode_cursor(cursor: str | None, sort: str, shape: Sequence[type]) -> Position | None:
@@ -52,7 +52,8 @@ def decode_cursor(cursor: str | None, sort: str, shape: Sequence[type]) -> Posit
     if cursor is None:
         return None
     try:
-        value: Any = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        padded = cursor.rstrip("=") + "=" * (-len(cursor.rstrip("=")) % 4)
+        value: Any = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError):
         value = None
     if (

@@ -272,7 +272,7 @@ def _legacy_postgres(dsn: str) -> None:
         def execute(query: str, params: tuple[object, ...]) -> None:
             raw.execute(
                 query.replace("?", "%s")
-                .replace("INTO devices", "INTO service_devices")  # type: ignore[arg-type]
+                .replace("INTO devices", "INTO service_devices")
                 .replace("INTO tickets", "INTO service_tickets"),
                 params,
             )
