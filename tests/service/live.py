@@ -78,9 +78,10 @@ def api_env(store_url: str, tokens_file: Path, readings_url: str | None = None) 
 
 @contextmanager
 def uvicorn_api(
-    env: Mapping[str, str], tokens: Mapping[str, str] | None = None
+    env: Mapping[str, str], tokens: Mapping[str, str] | None = None, *, workers: int = 1
 ) -> Iterator[LiveApi]:
-    """``vigil.api_app:app`` in its own uvicorn process, knowing ``tokens`` (name → token)."""
+    """``vigil.api_app:app`` in its own uvicorn process (``workers`` processes behind it),
+    knowing ``tokens`` (name → token)."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -95,6 +96,8 @@ def uvicorn_api(
             str(port),
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ],
         cwd=ROOT,
         env={**os.environ, **env},
@@ -107,7 +110,7 @@ def uvicorn_api(
                 raise RuntimeError(f"uvicorn exited with {proc.returncode}")
             return answers(f"{base}/health")
 
-        wait_until(up, 20, "uvicorn to answer /health")
+        wait_until(up, 20 * workers, "uvicorn to answer /health")
         yield LiveApi(base, proc.pid, dict(tokens or {}))
     finally:
         proc.terminate()

@@ -140,9 +140,7 @@ def test_incremental_reads_only_what_follows_the_checkpoint(tmp_path: Path) -> N
     forge_append(path)
     attack(path, "UPDATE tickets SET doc = json_set(doc, '$.title', 'y') WHERE id = 'T-0';")
     store = SqliteStore(path)
-    found = verify_store(
-        store, checkpoints=[checkpoint], public=KEY.public_key(), since=checkpoint
-    )
+    found = verify_store(store, checkpoints=[checkpoint], public=KEY.public_key(), since=checkpoint)
     reasons = [p.reason for p in found.problems]
     assert reasons == [
         "T-0: changed outside the audited paths",
@@ -163,8 +161,6 @@ def test_incremental_checks_the_checkpoint_row(tmp_path: Path, script: str, reas
     checkpoint = build(path)
     attack(path, script.format(seq=checkpoint.seq))
     store = SqliteStore(path)
-    found = verify_store(
-        store, checkpoints=[checkpoint], public=KEY.public_key(), since=checkpoint
-    )
+    found = verify_store(store, checkpoints=[checkpoint], public=KEY.public_key(), since=checkpoint)
     assert any(p.reason.startswith(reason) for p in found.problems), found.problems
     store.close()
