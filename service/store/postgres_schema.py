@@ -102,7 +102,7 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_devices_site_id ON service_devices (site_id, id)",
     "CREATE INDEX IF NOT EXISTS service_devices_site_ward ON service_devices (site_id, ward, id)",
     "CREATE INDEX IF NOT EXISTS service_devices_patient ON service_devices (patient, id)",
-    "CREATE INDEX IF NOT EXISTS service_devices_pm ON service_devices (last_pm_day)",
+    "CREATE INDEX IF NOT EXISTS service_devices_pm ON service_devices (kind, last_pm_day)",
     "CREATE INDEX IF NOT EXISTS service_devices_warranty ON service_devices (warranty_day)",
     "CREATE INDEX IF NOT EXISTS service_tickets_site ON service_tickets (site_id, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_patient ON service_tickets (patient, id)",
@@ -115,4 +115,5 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     """CREATE INDEX IF NOT EXISTS service_tickets_resolve_breach
         ON service_tickets (resolve_breach_us)""",
     "CREATE INDEX IF NOT EXISTS service_tickets_escalate ON service_tickets (escalate_us)",
+    "CREATE INDEX IF NOT EXISTS service_tickets_clocks ON service_tickets (clocks)",
 )

@@ -268,12 +268,13 @@ class SqlQueries:
         Returns how many were refreshed.
         """
         t = self.dialect.tickets
-        stale = "clocks IS NULL" if missing_only else f"clocks {self.dialect.differs} ?"
-        params: tuple[Any, ...] = () if missing_only else (self._fingerprint,)
+        # Three index ranges rather than a scan: NULL, below and above the fingerprint.
+        stale = "clocks IS NULL" + ("" if missing_only else " OR clocks < ? OR clocks > ?")
+        params: tuple[Any, ...] = () if missing_only else (self._fingerprint,) * 2
         done = 0
         while limit is None or done < limit:
             size = REFRESH_CHUNK if limit is None else min(REFRESH_CHUNK, limit - done)
-            found = self._rows(f"SELECT id FROM {t} WHERE {stale} LIMIT ?", (*params, size))
+            found = self._rows(f"SELECT id FROM {t} WHERE ({stale}) LIMIT ?", (*params, size))
             ids = [r[0] for r in found]
             if not ids:
                 break

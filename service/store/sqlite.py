@@ -95,7 +95,7 @@ CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
 CREATE INDEX IF NOT EXISTS devices_site_id ON devices (site_id, id);
 CREATE INDEX IF NOT EXISTS devices_site_ward ON devices (site_id, ward, id);
 CREATE INDEX IF NOT EXISTS devices_patient ON devices (patient, id);
-CREATE INDEX IF NOT EXISTS devices_pm ON devices (last_pm_day);
+CREATE INDEX IF NOT EXISTS devices_pm ON devices (kind, last_pm_day);
 CREATE INDEX IF NOT EXISTS devices_warranty ON devices (warranty_day);
 CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
@@ -108,6 +108,7 @@ CREATE INDEX IF NOT EXISTS tickets_due ON tickets (due_us, id);
 CREATE INDEX IF NOT EXISTS tickets_respond_breach ON tickets (respond_breach_us);
 CREATE INDEX IF NOT EXISTS tickets_resolve_breach ON tickets (resolve_breach_us);
 CREATE INDEX IF NOT EXISTS tickets_escalate ON tickets (escalate_us);
+CREATE INDEX IF NOT EXISTS tickets_clocks ON tickets (clocks);
 """
 # Columns added since the first release: (table, column, type).
 _UPGRADES: tuple[tuple[str, str, str], ...] = (
@@ -162,7 +163,8 @@ class _Readers:
         self._path, self._timeout = path, busy_timeout_s
         self._free: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
-        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
 
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -175,16 +177,22 @@ class _Readers:
                     self._path, isolation_level=None, check_same_thread=False, timeout=self._timeout
                 )
                 conn.execute("PRAGMA query_only=ON")
-                self._opened.append(conn)
             try:
                 yield conn
             finally:
-                self._free.put(conn)
+                with self._lock:
+                    # One in use while the store closed is closed by its user, never under it.
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._free.put(conn)
 
     def close(self) -> None:
-        """Close every reader connection."""
-        for conn in self._opened:
-            conn.close()
+        """Close the idle reader connections now, the busy ones as they come back."""
+        with self._lock:
+            self._closed = True
+            while not self._free.empty():
+                self._free.get_nowait().close()
 
 
 class SqliteStore(SqlQueries):
@@ -240,10 +248,11 @@ class SqliteStore(SqlQueries):
         self.backfill()
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (after a transaction another thread has open, never under it)."""
         if self._readers is not None:
             self._readers.close()
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:

@@ -1,0 +1,159 @@
+"""The API measured by ``bench_service_scale``: a uvicorn process, its clients, its memory."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from service.tokens import TokenRegistry
+from testing_services import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """A running API: its base URL, its pid and the tokens minted for it by name."""
+
+    base: str
+    pid: int
+    tokens: dict[str, str]
+
+    def client(self, name: str) -> httpx.Client:
+        """A client sending the token minted as ``name`` (and accepting gzip, as httpx does)."""
+        return httpx.Client(
+            base_url=self.base,
+            headers={"Authorization": f"Bearer {self.tokens[name]}"},
+            timeout=600,
+        )
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(resident now, peak resident) of the server process, in MB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        now, peak = (
+            int(re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
+            for key in ("VmRSS", "VmHWM")
+        )
+        return now / 1024, peak / 1024
+
+
+@contextmanager
+def running_api(
+    store_url: str, readings_url: str, folder: Path, principals: dict[str, dict[str, str]]
+) -> Iterator[Api]:
+    """``vigil.api_app:app`` in one uvicorn process over the two stores."""
+    registry = TokenRegistry(folder / "tokens.json")
+    tokens = {
+        name: registry.mint(p["role"], p.get("subject"), note=name)[0]
+        for name, p in principals.items()
+    }
+    env = {
+        **os.environ,
+        "VIGIL_CONFIG": str(folder / "absent.toml"),
+        "VIGIL_SERVICE__STORE_URL": store_url,
+        "VIGIL_SERVICE__READINGS_URL": readings_url,
+        "VIGIL_SERVICE__TOKENS_FILE": str(folder / "tokens.json"),
+        "VIGIL_SERVICE__API_RATE_LIMIT": "1000000/minute",
+    }
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "vigil.api_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while not _answers(f"{base}/health"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the API did not start")
+            time.sleep(0.2)
+        yield Api(base, proc.pid, tokens)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Latencies of one route: sequential and with concurrent clients (seconds)."""
+
+    sequential: list[float]
+    concurrent: list[float]
+    status: int
+    bytes: int
+
+    @staticmethod
+    def pct(values: Sequence[float], q: int) -> float:
+        """The q-th percentile (inclusive method); the value itself for one sample."""
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def time_route(api: Api, who: str, path: str, samples: int, clients: int, rounds: int) -> Timing:
+    """``samples`` sequential requests, then ``clients`` clients making ``rounds`` each at once."""
+    with api.client(who) as http:
+        first = http.get(path)  # warm (and checked)
+        status, size = first.status_code, len(first.content)
+        sequential = [_timed(http, path) for _ in range(samples)]
+
+    def one_client(_: int) -> list[float]:
+        with api.client(who) as http:
+            return [_timed(http, path) for _ in range(rounds)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        concurrent = [t for ts in pool.map(one_client, range(clients)) for t in ts]
+    return Timing(sequential, concurrent, status, size)
+
+
+def _timed(http: httpx.Client, path: str) -> float:
+    started = time.perf_counter()
+    answer = http.get(path)
+    answer.read()
+    took = time.perf_counter() - started
+    if answer.status_code != 200:
+        raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:200]}")
+    return took
+
+
+def run_child(cmd: Sequence[str]) -> tuple[int, float, float, str]:
+    """Run a command: (exit code, seconds, peak RSS in MB, output)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, took, usage.ru_maxrss / 1024, output
