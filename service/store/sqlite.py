@@ -170,6 +170,8 @@ class _Readers:
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A reader connection, returned afterwards; waits while all ``size`` are in use."""
         with self._slots:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
             try:
                 conn = self._free.get_nowait()
             except queue.Empty:

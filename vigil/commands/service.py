@@ -151,7 +151,7 @@ def service_api(
                 "readings_url": readings_url or s.readings_url,
             }
         )
-        api = create_app(settings)
+        api = create_app(settings, sla=vigil.sla_config())  # the worker's SLA policy
     except TokensUnavailable as exc:
         typer.echo(
             f"vigil service api: {exc}\nName another file with --tokens FILE or [service]"
