@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from bench.scale_api import Api, Timing, run_child, running_api, time_route
+from bench.scale_api import Api, Timing, run_vigil, running_api, time_route
 from bench.scale_network import (
     FULL,
     Network,
@@ -284,7 +284,7 @@ def measure_audit(target: Target, network: Network, sla: SlaConfig) -> dict[str,
             desk.apply(store, made.id, Accept(), "bench", at)
     rows = (store.audit_head() or head).seq
     store.close()
-    vigil = [str(Path(sys.executable).parent / "vigil"), "audit", "verify"]
+    vigil = ["audit", "verify"]
     where = ["--store-url", target.store_url]
     signed = ["--checkpoint", str(checkpoints), "--public-key", str(key_path)]
     out: dict[str, Any] = {"rows": rows}
@@ -292,7 +292,7 @@ def measure_audit(target: Target, network: Network, sla: SlaConfig) -> dict[str,
         ("full", [*vigil, *where]),
         ("incremental", [*vigil, *where, *signed, "--incremental"]),
     ):
-        code, took, rss, output = run_child(cmd)
+        code, took, rss, output = run_vigil(cmd)
         out[name] = {"exit": code, "seconds": round(took, 2), "peak_rss_mb": round(rss, 1)}
         said = output.strip()[-200:]
         log(f"{target.backend}/{target.label} audit verify {name}: {out[name]} {said}")

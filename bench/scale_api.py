@@ -147,13 +147,27 @@ def _timed(http: httpx.Client, path: str) -> float:
     return took
 
 
-def run_child(cmd: Sequence[str]) -> tuple[int, float, float, str]:
-    """Run a command: (exit code, seconds, peak RSS in MB, output)."""
+# Runs `vigil …` and reports its own peak resident set (VmHWM: of this program, not of the
+# bench process it was forked from, which wait4's ru_maxrss would count).
+_PEAK = """
+import atexit, re, sys
+def peak():
+    status = open("/proc/self/status").read()
+    sys.stdout.write("PEAK_KB=" + re.search(r"VmHWM:\\s+(\\d+)", status).group(1) + "\\n")
+atexit.register(peak)
+from vigil.cli import app
+sys.argv = ["vigil", *sys.argv[1:]]
+app()
+"""
+
+
+def run_vigil(args: Sequence[str]) -> tuple[int, float, float, str]:
+    """Run ``vigil *args``: (exit code, seconds, its peak RSS in MB, output)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    output = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, *args], cwd=ROOT, capture_output=True, text=True
+    )
     took = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, took, usage.ru_maxrss / 1024, output
+    found = re.search(r"PEAK_KB=(\d+)", done.stdout)
+    peak = int(found.group(1)) / 1024 if found else float("nan")
+    return done.returncode, took, peak, done.stdout + done.stderr

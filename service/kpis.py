@@ -102,7 +102,8 @@ def first_time_fix(tickets: Iterable[Ticket]) -> Rate:
     return Rate(sum(1 for t in resolved if t.site_visits == 1), len(resolved))
 
 
-def _years(start: date, end: date) -> float:
+def years_between(start: date, end: date) -> float:
+    """Whole days from ``start`` to ``end`` in years (none before ``start``)."""
     return max((end - start).days, 0) / _YEAR_DAYS
 
 
@@ -115,8 +116,13 @@ def failure_rates(
     tickets: Iterable[Ticket],
     now: datetime,
     group: Callable[[Device], str],
+    *,
+    exposed_from: date | None = None,
 ) -> list[FailureRate]:
-    """Corrective tickets per device-year for each group of devices, sorted by group."""
+    """Corrective tickets per device-year for each group of devices, sorted by group.
+
+    Exposure counts from installation, or from ``exposed_from`` for devices installed before.
+    """
     members: dict[str, list[Device]] = defaultdict(list)
     group_of: dict[str, str] = {}
     for device in devices:
@@ -130,10 +136,15 @@ def failure_rates(
             key,
             len(found),
             failures[key],
-            sum(_years(d.installed_on, today) for d in found),
+            sum(years_between(_exposed(d, exposed_from), today) for d in found),
         )
         for key, found in sorted(members.items())
     ]
+
+
+def _exposed(device: Device, since: date | None) -> date:
+    """When ``device`` started counting exposure: its installation, or ``since`` if later."""
+    return device.installed_on if since is None else max(device.installed_on, since)
 
 
 def failure_rate_by_model(
@@ -168,7 +179,7 @@ def failure_rate_by_age(
     population: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     for device in devices:
-        age = _years(device.installed_on, today)
+        age = years_between(device.installed_on, today)
         for label, low, high in bands:
             spent = max(min(age, high) - low, 0.0)
             exposure[label] += spent
@@ -177,7 +188,7 @@ def failure_rate_by_age(
         owner = by_id.get(ticket.device_id)
         if owner is None:
             continue
-        at_age = _years(owner.installed_on, ticket.opened_at.date())
+        at_age = years_between(owner.installed_on, ticket.opened_at.date())
         band = next((b[0] for b in bands if b[1] <= at_age < b[2]), None)
         if band is not None:
             failures[band] += 1

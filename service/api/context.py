@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from contract import AlertEvent, Reading
@@ -119,6 +120,9 @@ class NoReadingStore(LookupError):
     """A route needs readings but the API was started without a reading store (503)."""
 
 
+HEAVY_AT_ONCE = 2
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     """Shared by every request of one app; kept in ``app.state.context``."""
@@ -129,3 +133,9 @@ class ApiContext:
     sla: SlaConfig
     clock: Callable[[], datetime]
     telemetry: Telemetry
+    # Reports, site boards and audit verification each hold (or walk) a site's or the log's
+    # rows: only this many run at once, so memory stays bounded however many ask; they are
+    # CPU-bound, so more at once would not finish sooner.
+    heavy: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(HEAVY_AT_ONCE)
+    )

@@ -8,6 +8,7 @@ object and stay in the route.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -58,6 +59,11 @@ def get_limits(context: ContextDep) -> RateLimits:
     return context.limits
 
 
+def get_heavy(context: ContextDep) -> threading.BoundedSemaphore:
+    """The guard of the routes that hold many rows at once (reports, boards, audit)."""
+    return context.heavy
+
+
 def get_now(context: ContextDep) -> datetime:
     """The current instant, from the app's clock."""
     return context.clock()
@@ -68,6 +74,7 @@ ReadingsDep = Annotated[Telemetry, Depends(get_telemetry)]
 SlaDep = Annotated[SlaConfig, Depends(get_sla)]
 NowDep = Annotated[datetime, Depends(get_now)]
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
+HeavyDep = Annotated[threading.BoundedSemaphore, Depends(get_heavy)]
 
 
 def _unauthorized() -> HTTPException:

@@ -7,7 +7,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from service.kpis import FailureRate, failure_rate_by_age, failure_rate_by_model
+from service.kpis import (
+    DEFAULT_AGE_BANDS,
+    FailureRate,
+    failure_rate_by_age,
+    failure_rates,
+    years_between,
+)
 from service.model import Device, Ticket
 
 
@@ -15,28 +21,26 @@ def period_rates_by_model(
     fleet: Sequence[Device], failures: Sequence[Ticket], start: datetime, end: datetime
 ) -> list[FailureRate]:
     """Failures per device-year of each model, counting only device-years in [start, end)."""
-    # kpis count exposure from installation; clipping installation to the period start turns it
+    # kpis count exposure from installation; counting it from the period start instead turns it
     # into the device-years spent in the period, matching failures counted in the period.
-    clipped = [
-        d.model_copy(update={"installed_on": max(d.installed_on, start.date())}) for d in fleet
-    ]
-    return failure_rate_by_model(clipped, failures, end)
+    return failure_rates(fleet, failures, end, lambda d: d.model, exposed_from=start.date())
 
 
 def period_rates_by_age(
     fleet: Sequence[Device], failures: Sequence[Ticket], start: datetime, end: datetime
 ) -> list[FailureRate]:
     """Failures per device-year of each age band, counting only device-years in [start, end)."""
-    # Device-years spent in each band during the period = exposure up to end - up to start.
+    # Device-years spent in each band during the period = exposure up to end - up to start,
+    # with ``failure_rate_by_age``'s arithmetic, one device at a time.
     exposure: defaultdict[str, float] = defaultdict(float)
     population: Counter[str] = Counter()
     for device in fleet:
-        before = failure_rate_by_age([device], (), start)
-        after = failure_rate_by_age([device], (), end)
-        for old, new in zip(before, after, strict=True):
-            spent = new.device_years - old.device_years
-            exposure[new.group] += spent
-            population[new.group] += spent > 0
+        before = years_between(device.installed_on, start.date())
+        after = years_between(device.installed_on, end.date())
+        for label, low, high in DEFAULT_AGE_BANDS:
+            spent = max(min(after, high) - low, 0.0) - max(min(before, high) - low, 0.0)
+            exposure[label] += spent
+            population[label] += spent > 0
     return [
         FailureRate(r.group, population[r.group], r.failures, exposure[r.group])
         for r in failure_rate_by_age(fleet, failures, end)

@@ -101,17 +101,18 @@ def model_totals(
     rows: Rows, tickets: str, devices: str, scope: Scope, today: date
 ) -> tuple[ModelTotals, ...]:
     """Per model of the scope's devices: how many, their device-days, their failures."""
-    where, params = scope.clause("d")
     day = today.toordinal()
+    where, params = scope.clause()
     exposure = rows(
-        f"SELECT d.model, count(*), sum(CASE WHEN d.installed_day < ? THEN ? - d.installed_day"
-        f" ELSE 0 END) FROM {devices} d WHERE {where} GROUP BY d.model",
+        f"SELECT model, count(*), sum(CASE WHEN installed_day < ? THEN ? - installed_day"
+        f" ELSE 0 END) FROM {devices} WHERE {where} GROUP BY model",
         [day, day, *params],
     )
+    # A ticket's device model is kept on the ticket row, so this is one table's group-by.
     failures = dict(
         rows(
-            f"SELECT d.model, count(*) FROM {tickets} t JOIN {devices} d ON d.id = t.device_id"
-            f" WHERE {where} AND t.kind IN {_CORRECTIVE} GROUP BY d.model",
+            f"SELECT device_model, count(*) FROM {tickets}"
+            f" WHERE {where} AND kind IN {_CORRECTIVE} GROUP BY device_model",
             params,
         )
     )
@@ -122,16 +123,13 @@ def model_totals(
     return tuple(sorted(found, key=lambda m: m.model))
 
 
-def problem_totals(
-    rows: Rows, tickets: str, devices: str, scope: Scope
-) -> tuple[ProblemTotals, ...]:
+def problem_totals(rows: Rows, tickets: str, scope: Scope) -> tuple[ProblemTotals, ...]:
     """Model × fault (or rule, or "unspecified") × frequency, most frequent first."""
-    where, params = scope.clause("d")
-    fault = "coalesce(nullif(t.fault, ''), nullif(t.rule_id, ''), 'unspecified')"
+    where, params = scope.clause()
+    fault = "coalesce(nullif(fault, ''), nullif(rule_id, ''), 'unspecified')"
     found = rows(
-        f"SELECT d.model, {fault}, count(*), count(DISTINCT t.device_id)"
-        f" FROM {tickets} t JOIN {devices} d ON d.id = t.device_id"
-        f" WHERE {where} AND t.kind IN {_CORRECTIVE} GROUP BY d.model, {fault}",
+        f"SELECT device_model, {fault}, count(*), count(DISTINCT device_id) FROM {tickets}"
+        f" WHERE {where} AND kind IN {_CORRECTIVE} GROUP BY device_model, {fault}",
         params,
     )
     problems = [ProblemTotals(m, f, int(n), int(k)) for m, f, n, k in found]

@@ -28,6 +28,7 @@ TICKET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("site_id", "TEXT"),
     ("patient", "TEXT"),
     ("device_kind", "TEXT"),
+    ("device_model", "TEXT"),
     ("tier", "TEXT"),
     ("kind", "TEXT"),
     ("rule_id", "TEXT"),
@@ -59,6 +60,7 @@ DEVICE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "TEXT"),
     ("lot", "TEXT"),
     ("ward", "TEXT"),
+    ("room", "TEXT"),
     ("installed_day", "INTEGER"),
     ("warranty_day", "INTEGER"),
     ("warranty_rule", "TEXT"),
@@ -74,9 +76,10 @@ class Placement:
     site_id: str | None
     patient: str | None
     kind: str | None
+    model: str | None
 
 
-UNPLACED = Placement(None, None, None)
+UNPLACED = Placement(None, None, None, None)
 
 
 def sla_fingerprint(sla: SlaConfig) -> str:
@@ -125,6 +128,7 @@ def ticket_columns(
         "site_id": placed.site_id,
         "patient": placed.patient,
         "device_kind": placed.kind,
+        "device_model": placed.model,
         "tier": str(ticket.tier),
         "kind": str(ticket.kind),
         "rule_id": ticket.rule_id,
@@ -171,6 +175,7 @@ def device_columns(device: Device) -> dict[str, Any]:
         "model": device.model,
         "lot": device.lot,
         "ward": device.location.ward if device.location else "",
+        "room": device.location.room if device.location else "",
         "installed_day": day(device.installed_on),
         "warranty_day": day(device.warranty_end),
         "warranty_rule": warranty_rule(device),

@@ -29,7 +29,7 @@ from service.traceability.model import Recall, UdiRecord
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
 from service.store.aggregates import KpiFacts
-from service.store.queries import DeviceQuery, Position, Scope, TicketQuery
+from service.store.queries import DeviceQuery, DeviceRow, Position, Scope, TicketQuery
 
 
 class ServiceStore(Protocol):
@@ -76,6 +76,10 @@ class ServiceStore(Protocol):
 
     def device_page(self, query: DeviceQuery) -> list[Device]:
         """One keyset page of devices, by id."""
+        ...
+
+    def device_rows(self, query: DeviceQuery) -> list[DeviceRow]:
+        """Where the devices ``query`` selects stand (id, kind, model, ward, room, patient)."""
         ...
 
     def device_ids(self, query: DeviceQuery) -> list[str]:

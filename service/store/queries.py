@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from contract import DeviceKind
 from service.model import TicketState, Tier
@@ -152,6 +152,17 @@ class DeviceQuery:
     def order(self) -> str:
         """ORDER BY … LIMIT … OFFSET … of this query."""
         return f" ORDER BY id{_page(self.limit, self.offset)}"
+
+
+class DeviceRow(NamedTuple):
+    """A device as a board lists it, read from its columns."""
+
+    id: str
+    kind: str
+    model: str
+    ward: str
+    room: str
+    patient: str | None
 
 
 def _in(column: str, count: int) -> str:

@@ -33,6 +33,7 @@ from service.store.columns import (
 from service.store.queries import (
     EVERYTHING,
     DeviceQuery,
+    DeviceRow,
     Position,
     Scope,
     TicketQuery,
@@ -101,8 +102,9 @@ class SqlQueries:
             )
             moved = self._rows(
                 f"SELECT id FROM {d.tickets} WHERE device_id = ? AND (site_id {d.differs} ?"
-                f" OR patient {d.differs} ? OR device_kind {d.differs} ?)",
-                (device.id, device.site_id, device.patient, str(device.kind)),
+                f" OR patient {d.differs} ? OR device_kind {d.differs} ?"
+                f" OR device_model {d.differs} ?)",
+                (device.id, device.site_id, device.patient, str(device.kind), device.model),
             )
             # Site calendars count SLA time, so a ticket that moved gets its clocks again.
             self._refresh([r[0] for r in moved])
@@ -117,6 +119,16 @@ class SqlQueries:
         )
         return [Device.model_validate_json(r[0]) for r in rows]
 
+    def device_rows(self, query: DeviceQuery) -> list[DeviceRow]:
+        """Where the devices ``query`` selects stand, from their columns (no document read)."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT id, kind, model, ward, room, patient FROM {self.dialect.devices}"
+            f" WHERE {' AND '.join(where)}{query.order()}",
+            params,
+        )
+        return [DeviceRow(*r) for r in rows]
+
     def device_ids(self, query: DeviceQuery) -> list[str]:
         """The ids of the devices ``query`` selects (by id)."""
         where, params = query.where()
@@ -130,7 +142,8 @@ class SqlQueries:
 
     def _placement(self, device_id: str) -> Placement:
         rows = self._rows(
-            f"SELECT site_id, patient, kind FROM {self.dialect.devices} WHERE id = ?", (device_id,)
+            f"SELECT site_id, patient, kind, model FROM {self.dialect.devices} WHERE id = ?",
+            (device_id,),
         )
         return Placement(*rows[0]) if rows else UNPLACED
 
@@ -343,7 +356,7 @@ class SqlQueries:
             resolved=totals[9],
             fixed_first_time=totals[10],
             models=aggregates.model_totals(self._rows, d.tickets, d.devices, scope, now.date()),
-            problems=aggregates.problem_totals(self._rows, d.tickets, d.devices, scope),
+            problems=aggregates.problem_totals(self._rows, d.tickets, scope),
             later=tuple(t for t, _ in later),
         )
 

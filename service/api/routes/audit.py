@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import AdminDep, StoreDep
+from service.api.deps import AdminDep, HeavyDep, StoreDep
 from service.api.schemas import AuditProblemOut, AuditVerification
 from service.audit_stream import verify_store
 
@@ -12,12 +12,13 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 @router.get("/verify")
-def audit_verify(who: AdminDep, store: StoreDep) -> AuditVerification:
+def audit_verify(who: AdminDep, store: StoreDep, heavy: HeavyDep) -> AuditVerification:
     """Whether the audit log is intact; each broken row by seq with the reason.
 
     The log is read in chunks, so the API's memory stays flat however long it is.
     """
-    result = verify_store(store, documents=False)
+    with heavy:
+        result = verify_store(store, documents=False)
     return AuditVerification(
         ok=result.ok,
         problems=[AuditProblemOut(seq=p.seq, reason=p.reason) for p in result.problems],

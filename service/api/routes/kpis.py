@@ -38,7 +38,7 @@ def _pct(value: float | None) -> float | None:
 
 def clock_out(c: ClockStatus) -> SlaClockOut:
     """One SLA clock as the API shows it."""
-    return SlaClockOut(
+    return SlaClockOut.model_construct(
         deadline=c.deadline,
         remaining_s=c.remaining.total_seconds(),
         breached=c.breached,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from infra.time_us import us_from_datetime
-from service.api.deps import Id, NowDep, ReadingsDep, SlaDep, StaffDep, StoreDep
+from service.api.context import Telemetry
+from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StaffDep, StoreDep
 from service.api.scope import visible_site
 from service.api.text import ApiDate
+from service.model import Site
 from service.report import half_year, hospital_report
+from service.sla import SlaConfig
+from service.store import ServiceStore
 from service.store.queries import DeviceQuery, TicketQuery
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -22,14 +28,21 @@ def report(
     readings: ReadingsDep,
     sla: SlaDep,
     now: NowDep,
+    heavy: HeavyDep,
     site_id: Id,
     day: ApiDate | None = None,
 ) -> str:
     """The half-yearly HTML report of one hospital for the half-year containing ``day``."""
     site = visible_site(store, who, site_id)
-    start, end = half_year(day or now.date())
+    with heavy:  # a few at a time: each holds a hospital's devices and tickets
+        return _report(store, readings, sla, site, day or now.date())
+
+
+def _report(store: ServiceStore, readings: Telemetry, sla: SlaConfig, site: Site, day: date) -> str:
+    """The report's HTML: only this site's rows are read, so the work grows with the hospital."""
+    site_id = site.id
+    start, end = half_year(day)
     head = store.audit_head()  # one row, however long the log
-    # Only this site's rows are read: the work grows with the hospital, not the network.
     devices = store.device_page(DeviceQuery(site_id=site_id, limit=None))
     query = TicketQuery(site_id=site_id, opened_before=end, limit=None)
     tickets = [t for t, _ in store.ticket_page(query)]
