@@ -25,11 +25,11 @@ from service.model import (
     Ticket,
     TicketState,
 )
-from service.traceability.model import Recall, UdiRecord
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
 from service.store.aggregates import KpiFacts
 from service.store.queries import DeviceQuery, DeviceRow, Position, Scope, TicketQuery
+from service.traceability.model import Recall, UdiRecord
 
 
 class ServiceStore(Protocol):

@@ -128,6 +128,8 @@ class DeviceQuery:
     site_id: str | None = None
     kind: DeviceKind | None = None
     ward: str | None = None
+    lot: str | None = None
+    patient: str | None = None
     after: str | None = None
     limit: int | None = 100
     offset: int = 0
@@ -140,6 +142,8 @@ class DeviceQuery:
             ("site_id", self.site_id),
             ("kind", None if self.kind is None else str(self.kind)),
             ("ward", self.ward),
+            ("lot", self.lot),
+            ("patient", self.patient),
         ):
             if value is not None:
                 clauses.append(f"{column} = ?")

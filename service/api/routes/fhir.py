@@ -7,7 +7,7 @@ the route class below turns them, authentication's 401 and 429 included.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -24,12 +24,13 @@ from infra.time_us import us_from_datetime
 from service.api.context import NoReadingStore
 from service.api.deps import CallerDep, NowDep, ReadingsDep, StoreDep
 from service.api.schemas import Principal, Role
-from service.api.scope import not_found, sees_device, sees_everything, visible_devices
+from service.api.scope import not_found, scope_of, sees_device, sees_everything
 from service.fhir import mapping, search
 from service.fhir.bundles import operation_outcome, searchset
 from service.fhir.ids import FHIR_ID, fhir_id
 from service.model import Device, Patient
 from service.store import ServiceStore
+from service.store.queries import DeviceQuery
 
 FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = frozenset({"json", "application/json", FHIR_JSON, f"{FHIR_JSON};fhir-version=4.0"})
@@ -133,11 +134,14 @@ def metadata(request: Request) -> dict[str, Any]:
     }
 
 
-def _by_fhir_id(items: Sequence[Device], wanted: str) -> Device:
-    found = next((d for d in items if fhir_id(d.id) == wanted), None)
-    if found is None:
+def _by_fhir_id(store: ServiceStore, who: Principal, wanted: str) -> Device:
+    """The visible device with a hashed FHIR id: a scan of ids only (no documents parsed)."""
+    ids = store.device_ids(DeviceQuery(scope=scope_of(who), limit=None))
+    found = next((i for i in ids if fhir_id(i) == wanted), None)
+    device = None if found is None else store.device(found)
+    if device is None:
         raise not_found()
-    return found
+    return device
 
 
 def device_for(store: ServiceStore, who: Principal, wanted: str) -> Device:
@@ -149,7 +153,7 @@ def device_for(store: ServiceStore, who: Principal, wanted: str) -> Device:
         if not sees_device(who, direct):
             raise not_found()
         return direct
-    return _by_fhir_id(visible_devices(store, who), wanted)
+    return _by_fhir_id(store, who, wanted)
 
 
 def _sees_patient(who: Principal, patient: Patient) -> bool:
@@ -166,7 +170,8 @@ def patient_for(store: ServiceStore, who: Principal, wanted: str) -> Patient:
         raise not_found()
     patient = store.patient(wanted)
     if patient is None or fhir_id(patient.id) != wanted:
-        ids = {d.patient for d in visible_devices(store, who) if d.patient}
+        rows = store.device_rows(DeviceQuery(scope=scope_of(who), limit=None))
+        ids = {r.patient for r in rows if r.patient}
         patient = next((store.patient(i) for i in ids if fhir_id(i) == wanted), None)
     if patient is None or not _sees_patient(who, patient):
         raise not_found()
@@ -201,8 +206,8 @@ def _subject_devices(store: ServiceStore, who: Principal, subject: str) -> list[
         device = device_for(store, who, wanted)
         return [] if device.patient else [device]
     patient = patient_for(store, who, wanted)
-    visible = visible_devices(store, who)
-    return [d for d in visible if d.patient == patient.id]
+    mine = DeviceQuery(scope=scope_of(who), patient=patient.id, limit=None)
+    return store.device_page(mine)
 
 
 def _one(request: Request, name: str) -> str | None:

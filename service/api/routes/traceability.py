@@ -15,9 +15,10 @@ from contract import AlertEvent, DeviceKind
 from infra.time_us import us_from_datetime
 from service.api.deps import CallerDep, NowDep, ReadingsDep, SlaDep, StaffDep, StoreDep, require
 from service.api.schemas import Out, Role
-from service.api.scope import actor, not_found, sees_device, visible_devices
+from service.api.scope import actor, not_found, scope_of, sees_device
 from service.api.text import ApiDate, IdText, Label, SafeText, ShortText
 from service.model import Device, Patient, Ticket
+from service.store.queries import DeviceQuery
 from service.traceability.gs1 import MAX_BARCODE_CHARS, Udi, UdiError, parse_udi
 from service.traceability.lots import RegistrationRefused, register
 from service.traceability.model import EUI48_PATTERN, EUI64_PATTERN, UdiRecord
@@ -120,7 +121,8 @@ def scan(who: CallerDep, store: StoreDep, now: NowDep, body: ScanIn) -> ScanOut:
     reasons = [
         r.reason or "recalled" for r in store.recalls() if udi.lot and r.covers(udi.lot, udi.gtin)
     ]
-    devices = [d.id for d in visible_devices(store, who) if udi.lot and d.lot == udi.lot]
+    lot_query = DeviceQuery(scope=scope_of(who), lot=udi.lot, limit=None)
+    devices = store.device_ids(lot_query) if udi.lot else []
     return ScanOut(
         gtin=udi.gtin,
         expiry=udi.expiry,
