@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiomqtt
+from prometheus_client import CollectorRegistry
 
 from contract import ContractError
 from infra.errors import InfrastructureUnavailable, Poison
+from infra.logs import started
+from infra.metrics import ConsumeMetrics, consume_metrics
 from infra.mqtt_session import ack, enable_manual_ack, persistent_client
 from infra.mqtt_tls import MqttTls
 
@@ -81,7 +84,12 @@ class Outage:
             self.since = time.monotonic()
             self.count += 1
             log.warning(
-                "%s unavailable (%s); holding work, retrying in %.1fs", self.what, exc, delay
+                "%s unavailable (%s: %s); holding work, retrying in %.1fs",
+                self.what,
+                type(exc).__name__,
+                exc,
+                delay,
+                extra={"outage": self.what, "error": f"{type(exc).__name__}: {exc}"},
             )
         else:
             log.info("%s still unavailable after %.1fs (%s)", self.what, self.elapsed(), exc)
@@ -89,7 +97,14 @@ class Outage:
     def recovered(self) -> None:
         """Note a success; ends the outage if one was running."""
         if self.since is not None:
-            log.warning("%s available again after %.1fs", self.what, self.elapsed())
+            elapsed = self.elapsed()
+            log.warning(
+                "%s available again after %.1fs (%d retries so far)",
+                self.what,
+                elapsed,
+                self.retries,
+                extra={"outage": self.what, "outage_seconds": round(elapsed, 3)},
+            )
             self.since = None
 
     @property
@@ -140,6 +155,13 @@ class ConsumeLoop:
         self.outage = Outage(f"{name}: infrastructure")
         self.dead_lettered = 0
         self.committed = 0
+        self.metrics: ConsumeMetrics | None = None  # set by instrument()
+        self._connections = 0
+
+    def instrument(self, registry: CollectorRegistry) -> None:
+        """Count this loop's work in ``registry`` (the process's), labelled with its name."""
+        self.metrics = consume_metrics(registry)
+        self.metrics.connected.labels(self.name).set(0)
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
@@ -161,14 +183,7 @@ class ConsumeLoop:
                     if self.on_client is not None:
                         self.on_client(client)
                     await client.subscribe(self.settings.subscription, qos=1)
-                    log.info(
-                        "%s: connected to %s:%d as %s, subscribed to %s",
-                        self.name,
-                        self.settings.host,
-                        self.settings.port,
-                        self.settings.client_id,
-                        self.settings.subscription,
-                    )
+                    self._connected()
                     self.subscribed.set()
                     await self._consume(client)
             except* aiomqtt.MqttError as group:
@@ -176,8 +191,29 @@ class ConsumeLoop:
                 self.subscribed.clear()
                 if self.on_client is not None:
                     self.on_client(None)
+                if self.metrics is not None:
+                    self.metrics.connected.labels(self.name).set(0)
+                    self.metrics.disconnects.labels(self.name).inc()
                 log.warning("%s lost the broker (%s); reconnecting", self.name, group.exceptions[0])
                 await asyncio.sleep(self.settings.reconnect_backoff_s)
+
+    def _connected(self) -> None:
+        """Say where the loop consumes: always the first time, at INFO on reconnections."""
+        s = self.settings
+        self._connections += 1
+        if self.metrics is not None:
+            self.metrics.connected.labels(self.name).set(1)
+        context = {
+            "broker": f"{s.host}:{s.port}",
+            "tls": s.tls is not None,
+            "client_id": s.client_id,
+            "topic": s.subscription,
+            "mqtt": "5" if s.mqtt_v5 else "3.1.1",
+        }
+        if self._connections == 1:
+            started(self.name, "consuming", **context)
+        else:
+            log.info("%s: reconnected, consuming again", self.name, extra=context)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=4 * self.settings.max_group)
@@ -200,16 +236,31 @@ class ConsumeLoop:
     async def process(self, client: aiomqtt.Client, messages: Sequence[aiomqtt.Message]) -> None:
         """Commit or dead-letter every message of the group, holding it through outages."""
         s = self.settings
+        m = self.metrics
 
         async def attempt() -> None:
-            await self._settle(client, messages)
+            try:
+                await self._settle(client, messages)
+            except InfrastructureUnavailable:
+                if m is not None:
+                    m.retries.labels(self.name).inc()
+                    if not self.outage.active:
+                        m.outages.labels(self.name).inc()
+                    m.holding.labels(self.name).set(1)
+                raise
 
         await hold_until_done(attempt, self.outage, s.retry_backoff_s, s.retry_backoff_max_s)
+        if m is not None:
+            m.holding.labels(self.name).set(0)
 
     async def _settle(self, client: aiomqtt.Client, messages: Sequence[aiomqtt.Message]) -> None:
         try:
+            began = time.perf_counter()
             await self.handle(client, messages)
             self.committed += len(messages)
+            if self.metrics is not None:
+                self.metrics.handle_seconds.labels(self.name).observe(time.perf_counter() - began)
+                self.metrics.messages.labels(self.name, "committed").inc(len(messages))
             return
         except (InfrastructureUnavailable, aiomqtt.MqttError):
             raise
@@ -219,11 +270,29 @@ class ConsumeLoop:
                 for message in messages:
                     await self._settle(client, [message])
                 return
-            reason = _reason(exc)
+            reason, kind = _reason(exc), type(exc).__name__
         message = messages[0]
         await self.dead_letter(message, reason)
         self.dead_lettered += 1
-        log.warning("%s dead-lettered a message on %s: %s", self.name, message.topic, reason)
+        if self.metrics is not None:
+            self.metrics.messages.labels(self.name, "dead_lettered").inc()
+            self.metrics.dead_letters.labels(self.name, kind).inc()
+        log.warning(
+            "%s dead-lettered a message on %s (%s, %d bytes): %s",
+            self.name,
+            message.topic,
+            kind,
+            len(payload_bytes(message)),
+            reason,
+            extra={
+                "consumer": self.name,
+                "topic": str(message.topic),
+                "error": kind,
+                "reason": reason,
+                "mid": message.mid,
+                "client_id": self.settings.client_id,
+            },
+        )
 
 
 def _reason(exc: Exception) -> str:
