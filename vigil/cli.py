@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from infra.logs import LogFormat
 from vigil.commands import (
     audit,
     broker,
@@ -27,8 +28,12 @@ from vigil.commands import (
     trace,
 )
 
+# Help texts are plain text: "[default: service.store_url]" and "[rules]" are words to show,
+# not rich markup (which silently swallowed them). Every sub-app inherits this.
 app = typer.Typer(
-    help="vigil: telemetry gateway and remote-service backbone.", no_args_is_help=True
+    help="vigil: telemetry gateway and remote-service backbone.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(sim.app, name="sim")
 app.add_typer(gateway.app, name="gateway")
@@ -49,14 +54,50 @@ app.add_typer(trace.app, name="trace")
 console = Console()
 
 
+class LogFormatChoice(StrEnum):
+    """The --log-format choices."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log at INFO (same as --log-level INFO).")
+    ] = False,
+    log_format: Annotated[
+        LogFormatChoice | None,
+        typer.Option(
+            help="Log lines as text, or as one JSON object each [default: logging.format].",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING or ERROR [default: logging.level]."),
+    ] = None,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from infra.logs import configure, level_of
+
+    fmt, level = _logging_settings()
+    if verbose:
+        level = "INFO"
+    try:
+        configure(level_of(log_level or level), log_format.value if log_format else fmt)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
+
+
+def _logging_settings() -> tuple[LogFormat, str]:
+    """[logging] format and level; the defaults if the settings do not load (the command
+    that needs them reports why)."""
+    from vigil.settings import LoggingConfig, VigilSettings
+
+    try:
+        config = VigilSettings().logging
+    except Exception:
+        config = LoggingConfig()
+    return config.format, config.level
 
 
 @app.command()

@@ -409,6 +409,38 @@ class RetentionConfig(Section):
         return self
 
 
+class MetricsConfig(Section):
+    """[metrics]: where each process serves its Prometheus metrics (docs/operations.md)."""
+
+    host: str = "0.0.0.0"
+    """Address the metrics endpoints listen on (every process's; the gateway's included)."""
+    ingest_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Port of `vigil ingest run`'s metrics (its in-process rules included); unset: off."""
+    rules_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Port of `vigil rules run`'s metrics; unset: off."""
+    service_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Port of `vigil service run`'s metrics (tickets, SLA, notifications); unset: off."""
+    api_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Port of `vigil service api`'s metrics (requests, latency); unset: off."""
+
+
+class LoggingConfig(Section):
+    """[logging]: how every process logs (stderr); `vigil --log-format/--log-level` override."""
+
+    format: Literal["text", "json"] = "text"
+    """"text" lines, or "json": one JSON object a line with its context as keys."""
+    level: str = "WARNING"
+    """DEBUG, INFO, WARNING or ERROR; start-up lines (what a process connected to) always show."""
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        from infra.logs import level_of
+
+        level_of(level)
+        return level.upper()
+
+
 class VigilSettings(BaseSettings):
     """Every setting of every vigil process; see docs/configuration.md."""
 
@@ -433,6 +465,8 @@ class VigilSettings(BaseSettings):
     schedules: SchedulingConfig = SchedulingConfig()
     retention: RetentionConfig = RetentionConfig()
     fhir: FhirConfig = FhirConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("calendars", mode="after")
     @classmethod
