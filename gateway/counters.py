@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -72,6 +72,12 @@ class GatewayCounters:
         )
         self.outbox_pending = Gauge(
             "vigil_gateway_outbox_pending", "Readings waiting in the outbox", registry=r
+        )
+        self.confirm_seconds = Histogram(
+            "vigil_gateway_confirm_latency_seconds",
+            "From the broker's PUBACK of a batch to ingest's confirmation that it stored it",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
         )
 
     def value(self, name: str, **labels: str) -> float:

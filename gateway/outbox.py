@@ -399,6 +399,12 @@ class Outbox:
                 self._pending, int(batches), self._meta("dropped"), self._bound, int(published)
             )
 
+    def oldest_pending_us(self) -> int | None:
+        """Timestamp of the oldest reading still waiting (first appended), None if none."""
+        with self._lock:
+            row = self._db.execute("SELECT ts_us FROM pending ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
     def alarm(self, rule_id: str) -> AlarmState:
         """The stored state of a gateway-level alarm (inactive, mark 0 if never raised)."""
         with self._lock:

@@ -247,7 +247,9 @@ class Uplink:
             self.counters.confirmations_received.inc()
             removed = await asyncio.to_thread(self.outbox.confirm, confirmation.batch_seqs)
             for seq in confirmation.batch_seqs:
-                self._awaiting.pop(seq, None)
+                acked = self._awaiting.pop(seq, None)
+                if acked is not None:  # PUBACK → ingest's word that it committed the batch
+                    self.counters.confirm_seconds.observe(time.monotonic() - acked)
             self._confirm_wait_s = self.settings.confirm_timeout_s  # ingest is answering
             if removed:
                 self.counters.readings_confirmed.inc(removed)

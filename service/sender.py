@@ -13,6 +13,7 @@ once the store is back instead of being sent again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -30,6 +31,7 @@ from service.store import ServiceStore
 from service.worker_settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+_OUTCOMES = {OutboxStatus.DONE: "delivered", OutboxStatus.PENDING: "retry"}
 
 
 class NotificationSender:
@@ -45,6 +47,8 @@ class NotificationSender:
         self._client: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Attempts by (channel, outcome: delivered, retry, failed), for metrics.
+        self.attempts: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @property
     def policy(self) -> RetryPolicy:
@@ -139,6 +143,7 @@ class NotificationSender:
             log.exception("notification %s failed unexpectedly", item.key)
             delivery = _failed(item, number, f"{type(exc).__name__}: {exc}")
         moved = self._moved(item, delivery, number)
+        self.attempts[(str(item.channel), _OUTCOMES.get(moved.status, str(moved.status)))] += 1
         s = self.settings
 
         async def settle() -> None:

@@ -65,6 +65,8 @@ class Ticker:
         self.checkpoints = checkpoints  # signs and exports the audit head every tick
         self.on_commit = on_commit  # told after each round that may have queued notifications
         self.outage = Outage("service ticker: storage")
+        self.escalations = 0  # tickets escalated, for metrics
+        self.breaches = 0  # SLA breaches reported, for metrics
 
     async def run(self) -> None:
         """Tick forever; neither an outage nor a failing job stops the next round."""
@@ -124,6 +126,7 @@ class Ticker:
         if result is not None:
             device = store.device(result.ticket.device_id)
             self._enqueue(escalation_notifications(result, device, now, sla), now)
+            self.escalations += 1
 
     def _schedule(self, now: datetime) -> None:
         """Open each due scheduled ticket in a transaction of its own, with its notifications."""
@@ -148,4 +151,5 @@ class Ticker:
         found = [] if since is None else desk.breaches(store, since, now, self.settings.sla)
         self._enqueue((breach_notification(b) for b in found), now)
         store.set_cursor(BREACH_CURSOR, now)
+        self.breaches += len(found)
         return found

@@ -91,6 +91,34 @@ def ticket_totals(rows: Rows, tickets: str, scope: Scope, now_us: int) -> list[i
     return [int(value or 0) for value in row]
 
 
+@dataclass(frozen=True, slots=True)
+class OpenTickets:
+    """Open tickets of one tier and state, and how many of them breached each SLA clock."""
+
+    tier: str
+    state: str
+    count: int
+    respond_breached: int
+    resolve_breached: int
+
+
+def open_tickets(
+    rows: Rows, tickets: str, open_states: Sequence[str], now_us: int
+) -> list[OpenTickets]:
+    """Open tickets by tier and state at ``now`` (through the state index: open ones only)."""
+    marks = ", ".join("?" * len(open_states))
+    query = (
+        "SELECT tier, state, count(*),"
+        " sum(CASE WHEN respond_breach_us <= ? THEN 1 ELSE 0 END),"
+        " sum(CASE WHEN resolve_breach_us <= ? THEN 1 ELSE 0 END)"
+        f" FROM {tickets} WHERE state IN ({marks}) GROUP BY tier, state"
+    )
+    found = rows(query, [now_us, now_us, *open_states])
+    return [
+        OpenTickets(str(t), str(s), int(n), int(a or 0), int(b or 0)) for t, s, n, a, b in found
+    ]
+
+
 def clock_totals(values: Sequence[int]) -> ClockTotals:
     """A ClockTotals from (decided, breached, stopped, elapsed) sums."""
     decided, breached, stopped, elapsed = values

@@ -360,6 +360,13 @@ class SqlQueries:
             later=tuple(t for t, _ in later),
         )
 
+    def open_tickets(self, now: datetime) -> list[aggregates.OpenTickets]:
+        """Open tickets by tier and state, with their breached clocks, at ``now`` (metrics)."""
+        now_us = us(now)
+        assert now_us is not None
+        states = sorted(str(state) for state in OPEN_STATES)
+        return aggregates.open_tickets(self._rows, self.dialect.tickets, states, now_us)
+
     # --- audit ----------------------------------------------------------------------------
 
     def audit_head(self) -> AuditEntry | None:
