@@ -92,7 +92,12 @@ class Replica:
         while True:
             if self.runtime.active:
                 if not await asyncio.to_thread(self.lease.check):
-                    log.warning("rules lease lost; standing by")
+                    log.warning(
+                        "rules lease %r lost by %s; standing by",
+                        self.lease.name,
+                        self.lease.holder,
+                        extra={"lease": self.lease.name, "holder": self.lease.holder},
+                    )
                     await self._stand_down()
                 await asyncio.sleep(s.check_every_s)
                 continue

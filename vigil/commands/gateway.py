@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from vigil.commands.observe import chosen_port, metrics_endpoint
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.app import Gateway, GatewaySettings
     from gateway.profiles import GatewayProfile
     from gateway.source import ReadingSource
 
@@ -78,7 +79,12 @@ def gateway_run(
     ] = Path("var/gateway"),
     metrics_port: Annotated[
         int | None,
-        typer.Option(help="Serve Prometheus metrics here (env VIGIL_GATEWAY__METRICS_PORT)."),
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://<metrics.host>:PORT/metrics "
+            "[default: gateway.metrics_port; unset: off].",
+        ),
     ] = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
@@ -120,19 +126,18 @@ def gateway_run(
         dead_letter_max_age_s=retention.dead_letters_days * 86_400.0,
         dead_letter_expiry_interval_s=retention.interval_s,
     )
-    port = g.metrics_port if metrics_port is None else metrics_port
-    if port is not None:
-        from prometheus_client import start_http_server
+    port = chosen_port(metrics_port, g.metrics_port)
 
-        start_http_server(port, registry=counters.registry)
-        console.print(f"metrics on :{port}/metrics")
-
+    from gateway import metrics
     from vigil.stopping import run_until_stopped
 
     failures: list[BaseException] = []
 
     async def main() -> None:
-        async with Gateway(settings, sources, counters) as gateway:
+        gateway = Gateway(settings, sources, counters)
+        metrics.register(counters.registry, gateway)
+        _log_start(settings)
+        async with gateway:
             log.info("gateway %s running", settings.gateway_id)
             work = _until_drained(gateway) if exit_when_drained else asyncio.Event().wait()
             failure = await _unless_failed(gateway, work)
@@ -140,13 +145,32 @@ def gateway_run(
                 failures.append(failure)
         log.info("gateway %s stopped", settings.gateway_id)
 
-    run_until_stopped(main())
+    with metrics_endpoint("gateway", counters.registry, port, vigil.metrics.host):
+        run_until_stopped(main())
     if failures:
         # A dead source or uplink: exit non-zero so the supervisor (systemd) restarts us.
         console.print(
             f"gateway {settings.gateway_id} failed: {failures[0]!r}", style="red", markup=False
         )
         raise typer.Exit(1)
+
+
+def _log_start(settings: GatewaySettings) -> None:
+    """Say what the gateway connects to and where its outbox is (the bridge says its own)."""
+    from contract.topics import batch_topic, confirm_topic
+    from infra.logs import started
+
+    u = settings.uplink
+    started(
+        "gateway",
+        "uplink",
+        broker=f"{u.host}:{u.port}",
+        tls=u.tls is not None,
+        client_id=f"vigil-gateway-{settings.gateway_id}",
+        publishes=batch_topic(settings.gateway_id),
+        confirms=confirm_topic(settings.gateway_id) if u.require_confirmation else "off",
+        outbox=settings.outbox_path,
+    )
 
 
 async def _unless_failed(

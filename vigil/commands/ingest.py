@@ -12,6 +12,7 @@ import aiomqtt
 import typer
 from rich.console import Console
 
+from vigil.commands.observe import chosen_port, metrics_endpoint, metrics_port_option
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
 
@@ -39,14 +40,21 @@ def ingest_run(
         typer.Option(
             min=0,
             help="This worker's replica number in its shared group; client id "
-            "vigil-ingest-<replica> unless ingest.client_id is set (default: ingest.replica).",
+            "vigil-ingest-<replica> unless ingest.client_id is set [default: ingest.replica].",
         ),
     ] = None,
+    metrics_port: Annotated[int | None, metrics_port_option("ingest_port")] = None,
 ) -> None:
     """Run one ingest worker until interrupted."""
+    from prometheus_client import CollectorRegistry
+
     from infra.installed_base import InstalledBaseError, InstalledBaseFile
+    from infra.logs import mask_url, started
     from infra.mqtt_tls import tls_context
+    from ingest import metrics
+    from ingest.counters import IngestCounters
     from ingest.worker import IngestWorker
+    from rules import metrics as rules_metrics
     from rules.runtime import RuleRuntime, publish_through
     from vigil.commands.rules import load_rules, registry_from
     from vigil.stopping import run_until_stopped
@@ -66,6 +74,11 @@ def ingest_run(
     chosen = load_rules(None, None, settings) if rules else []
     registry = registry_from(settings.rules.registry_file) if rules else {}
     store = _open_when_reachable(settings.ingest.storage_url)
+    started("ingest", "storage", url=mask_url(settings.ingest.storage_url), rules=rules)
+    # One registry for the process: the worker's counters, its loop, and the in-process rules.
+    exported = CollectorRegistry()
+    counters = IngestCounters(exported)
+    writes = metrics.timed_store(store, exported)
 
     def publisher() -> aiomqtt.Client:
         # Its own connection: the ingest client's session only consumes.
@@ -79,7 +92,9 @@ def ingest_run(
         )
 
     def worker(on_stored: StoredHook | None = None) -> IngestWorker:
-        return IngestWorker(ingest, store, on_stored=on_stored, installed_base=installed)
+        made = IngestWorker(ingest, writes, counters, on_stored=on_stored, installed_base=installed)
+        metrics.instrument(made, exported)
+        return made
 
     async def main() -> None:
         async with _pruning(settings):
@@ -92,6 +107,15 @@ def ingest_run(
         async with RuleRuntime(
             chosen, registry, store, None, settings.runtime_settings()
         ) as runtime:
+            rules_metrics.register(exported, runtime, store=store)
+            started(
+                "ingest",
+                "publishing alerts",
+                broker=f"{ingest.host}:{ingest.port}",
+                tls=ingest.tls is not None,
+                client_id=f"{ingest.client_id}-alerts",
+                rules=len(chosen),
+            )
             link = asyncio.create_task(publish_through(runtime, publisher))
             try:
                 await worker(runtime.on_stored).run()
@@ -100,7 +124,8 @@ def ingest_run(
                 with contextlib.suppress(asyncio.CancelledError):
                     await link
 
-    with store:
+    port = chosen_port(metrics_port, settings.metrics.ingest_port)
+    with store, metrics_endpoint("ingest", exported, port, settings.metrics.host):
         run_until_stopped(main())
 
 

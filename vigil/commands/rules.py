@@ -14,8 +14,11 @@ from rich.table import Table
 
 from contract import AlertEvent, Reading
 from infra.time_us import datetime_from_us, now_us, us_from_datetime
+from vigil.commands.observe import metrics_port_option
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from rules.model import AnyRule
     from rules.registry import Registry
     from rules.runtime import RuntimeSettings
@@ -109,13 +112,18 @@ def rules_run(
             "vigil-rules-N [default: rules.replica].",
         ),
     ] = None,
+    metrics_port: Annotated[int | None, metrics_port_option("rules_port")] = None,
 ) -> None:
     """Run the broker-fed rules worker until interrupted (broker and storage from settings).
 
     With PostgreSQL storage any number of replicas may run: one evaluates (it holds the lease),
     the others stand by and take over when it goes. With SQLite, run exactly one.
     """
+    from prometheus_client import CollectorRegistry
+
     from infra.installed_base import InstalledBaseError, load_installed_base
+    from infra.logs import mask_url, started
+    from vigil.commands.observe import chosen_port, metrics_endpoint
     from vigil.settings import VigilSettings
     from vigil.startup import startup_files
     from vigil.stopping import run_until_stopped
@@ -133,10 +141,19 @@ def rules_run(
     if client_id is not None:
         worker_settings = dataclasses.replace(worker_settings, client_id=client_id)
     url = settings.ingest.storage_url
-    if is_postgres(url):
-        run_until_stopped(_replica(url, rules, devices, runtime_settings, worker_settings))
-    else:
-        run_until_stopped(_single(url, rules, devices, runtime_settings, worker_settings))
+    exported = CollectorRegistry()
+    kind = "replica behind the lease" if is_postgres(url) else "single worker"
+    started("rules", "storage", url=mask_url(url), mode=kind, rules=len(rules))
+    port = chosen_port(metrics_port, settings.metrics.rules_port)
+    with metrics_endpoint("rules", exported, port, settings.metrics.host):
+        if is_postgres(url):
+            run_until_stopped(
+                _replica(url, rules, devices, runtime_settings, worker_settings, exported)
+            )
+        else:
+            run_until_stopped(
+                _single(url, rules, devices, runtime_settings, worker_settings, exported)
+            )
 
 
 @app.command("evaluate")
@@ -181,16 +198,21 @@ async def _single(
     devices: Registry,
     runtime_settings: RuntimeSettings,
     worker_settings: RulesWorkerSettings,
+    exported: CollectorRegistry,
 ) -> None:
     """The one rules worker of a SQLite deployment, with its checkpoint in a file."""
     from infra.telemetry import open_store
+    from rules import metrics
     from rules.runtime import RuleRuntime
     from rules.worker import RulesWorker
 
     with open_store(url) as store:
         store.migrate()
         async with RuleRuntime(rules, devices, store, None, runtime_settings) as runtime:
-            await RulesWorker(worker_settings, runtime).run()
+            worker = RulesWorker(worker_settings, runtime)
+            holder = worker_settings.client_id
+            metrics.register(exported, runtime, worker=worker, store=store, holder=holder)
+            await worker.run()
 
 
 async def _replica(
@@ -199,9 +221,11 @@ async def _replica(
     devices: Registry,
     runtime_settings: RuntimeSettings,
     worker_settings: RulesWorkerSettings,
+    exported: CollectorRegistry,
 ) -> None:
     """One of several replicas: it evaluates while it holds the lease, else stands by."""
     from infra.telemetry import open_store
+    from rules import metrics
     from rules.checkpoint import FileCheckpoints
     from rules.lease import AdvisoryLease, LeasedCheckpoints
     from rules.replica import Replica
@@ -223,7 +247,16 @@ async def _replica(
                 return store.fetch_readings(since_us=ts_us)
 
             replica = Replica(runtime, lease, checkpoints, stored_since)
-            await RulesWorker(worker_settings, runtime, replica).run()
+            worker = RulesWorker(worker_settings, runtime, replica)
+            metrics.register(
+                exported,
+                runtime,
+                worker=worker,
+                replica=replica,
+                store=store,
+                holder=worker_settings.client_id,
+            )
+            await worker.run()
 
 
 def replay(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vigil.commands.observe import chosen_port, metrics_endpoint, metrics_port_option
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
 
@@ -54,9 +55,14 @@ def service_run(
             help="JSON file of webhook endpoints (NotifyConfig) [default: service.notify_file]."
         ),
     ] = None,
+    metrics_port: Annotated[int | None, metrics_port_option("service_port")] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
+    from prometheus_client import CollectorRegistry
+
+    from infra.logs import mask_url, started
     from infra.retention import pruning
+    from service import metrics
     from service.notifications import wall_clock
     from service.retention import prune_service
     from service.store import open_service_store
@@ -74,11 +80,14 @@ def service_run(
     with startup_files("service run"):
         vigil.check_tls("uplink_broker")
     store = open_service_store(store_url or s.store_url, sla=vigil.sla_config())
+    started("service", "store", url=mask_url(store_url or s.store_url))
     worker_settings = vigil.service_worker_settings(store)
     checkpoints = _audit_signing(store, s.audit_key_file, s.audit_checkpoint_file)
     if checkpoints is not None:
         checkpoints.notify = worker_settings.notify
     worker = ServiceWorker(worker_settings, store, checkpoints=checkpoints)
+    exported = CollectorRegistry()
+    metrics.register(exported, worker, store)
     policy = vigil.retention_policy()
 
     def prune() -> list[Pruned]:
@@ -90,8 +99,10 @@ def service_run(
         async with pruning(prune, policy.interval_s, "service"):
             await worker.run()
 
+    port = chosen_port(metrics_port, vigil.metrics.service_port)
     try:
-        run_until_stopped(main())
+        with metrics_endpoint("service", exported, port, vigil.metrics.host):
+            run_until_stopped(main())
     finally:
         store.close()
 
@@ -132,11 +143,15 @@ def service_api(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on [default: service.api_port].")
     ] = None,
+    metrics_port: Annotated[int | None, metrics_port_option("api_port")] = None,
 ) -> None:
     """Serve the REST API with uvicorn."""
     import uvicorn
+    from prometheus_client import CollectorRegistry
 
+    from infra.logs import mask_url, started
     from service.api import TokensUnavailable, create_app
+    from service.api.metrics import RequestMetrics
     from vigil.api_app import api_settings
 
     vigil = VigilSettings()
@@ -162,4 +177,19 @@ def service_api(
     except ValueError as exc:  # an unsupported store URL, an unreadable limit
         typer.echo(f"vigil service api: {exc}", err=True)
         raise typer.Exit(1) from None
-    uvicorn.run(api, host=host or s.api_host, port=port or s.api_port)
+    # Outermost: requests refused by the host check or the body limit are counted too.
+    exported = CollectorRegistry()
+    api.add_middleware(RequestMetrics, registry=exported)
+    listen = (host or s.api_host, port or s.api_port)
+    readings = settings.readings_url
+    started(
+        "api",
+        "serving",
+        listen=f"{listen[0]}:{listen[1]}",
+        store=mask_url(settings.store_url),
+        readings="none" if readings is None else mask_url(readings),
+        tokens=settings.tokens_file,
+    )
+    metrics = chosen_port(metrics_port, vigil.metrics.api_port)
+    with metrics_endpoint("api", exported, metrics, vigil.metrics.host):
+        uvicorn.run(api, host=listen[0], port=listen[1])
