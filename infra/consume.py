@@ -210,10 +210,11 @@ class ConsumeLoop:
             "topic": s.subscription,
             "mqtt": "5" if s.mqtt_v5 else "3.1.1",
         }
+        where = f"connected to {s.host}:{s.port} as {s.client_id}, subscribed to {s.subscription}"
         if self._connections == 1:
-            started(self.name, "consuming", **context)
+            started(self.name, where, shown=("tls", "mqtt"), **context)
         else:
-            log.info("%s: reconnected, consuming again", self.name, extra=context)
+            log.info("%s: %s again", self.name, where, extra=context)
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=4 * self.settings.max_group)

@@ -1,10 +1,11 @@
 """Process logs an operator can use: plain text or one JSON object a line, on stderr.
 
 The command line configures this once (``vigil --log-format json …`` or ``[logging]``). Every
-process says at start what it connected to and subscribed to through ``started`` (logger
-``vigil.start``), which is emitted whatever the level: an operator reading a failed deploy needs
-those lines most when the level is quiet. Context goes in ``extra=``: the text format keeps it in
-the message, the JSON format also gives each item its own key.
+long-running process says at start what it connected to and subscribed to through ``started``
+(logger ``vigil.start``); its `run` command calls ``show_start_lines`` so they are emitted
+whatever the level: an operator reading a failed deploy needs them most when the level is
+quiet. Context goes in ``extra=``: the text format keeps it in the message, the JSON format
+also gives each item its own key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -49,7 +51,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str | int = logging.WARNING, fmt: LogFormat = "text") -> None:
-    """Send every log record to stderr in ``fmt``, at ``level`` and above (start lines always)."""
+    """Send every log record to stderr in ``fmt``, at ``level`` and above."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
@@ -57,7 +59,14 @@ def configure(level: str | int = logging.WARNING, fmt: LogFormat = "text") -> No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level_of(level))
-    logging.getLogger(START_LOGGER).setLevel(min(logging.INFO, root.level))
+    # Start lines follow the level again until a run command asks for them (show_start_lines).
+    logging.getLogger(START_LOGGER).setLevel(logging.NOTSET)
+
+
+def show_start_lines() -> None:
+    """Emit ``started`` lines whatever the level (a long-running process; not the demo)."""
+    start = logging.getLogger(START_LOGGER)
+    start.setLevel(min(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
 
 def level_of(level: str | int) -> int:
@@ -76,12 +85,16 @@ def mask_url(url: str) -> str:
     return _DSN_PASSWORD.sub(r"\g<head>***", masked)
 
 
-def started(component: str, what: str, **context: Any) -> None:
-    """Log, always, what ``component`` connected to or subscribed to at start.
+def started(
+    component: str, what: str, *, shown: Sequence[str] | None = None, **context: Any
+) -> None:
+    """Log what ``component`` connected to or subscribed to at start, with ``context``.
 
-    ``context`` keys must not be LogRecord attributes (``name``, ``process``, ``message`` …).
+    The text line appends the ``shown`` keys of ``context`` (default: all) as ``key=value``;
+    JSON has them all as keys. Keys must not be LogRecord attributes (``name``, ``process`` …).
     """
-    detail = " ".join(f"{key}={value}" for key, value in context.items())
+    keys = context if shown is None else shown
+    detail = "".join(f" {key}={context[key]}" for key in keys)
     logging.getLogger(START_LOGGER).info(
-        "%s: %s %s", component, what, detail, extra={"component": component, **context}
+        "%s: %s%s", component, what, detail, extra={"component": component, **context}
     )

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from infra.logs import JsonFormatter, configure, level_of, mask_url, started
+from infra.logs import JsonFormatter, configure, level_of, mask_url, show_start_lines, started
 from vigil.cli import app
 from vigil.settings import VigilSettings
 
@@ -58,6 +58,7 @@ def test_json_lines_carry_context_and_tracebacks(
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     configure("WARNING", "json")
+    show_start_lines()
     log = logging.getLogger("vigil.test")
     log.info("not shown at WARNING")
     log.warning("dead-lettered %s", "x", extra={"topic": "t/1", "reason": "bad"})
@@ -82,9 +83,13 @@ def test_text_format_keeps_the_context_in_the_message(
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
     configure("ERROR", "text")
+    started("rules", "not shown: not a long-running process")
+    show_start_lines()
     started("rules", "storage", url="sqlite:///x.db", mode="single worker")
-    line = stream.getvalue().strip()
-    assert "INFO vigil.start: rules: storage url=sqlite:///x.db mode=single worker" in line
+    started("ingest", "connected to b:1", shown=("tls",), tls=True, broker="b:1")
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("INFO vigil.start: rules: storage url=sqlite:///x.db mode=single worker")
+    assert second.endswith("INFO vigil.start: ingest: connected to b:1 tls=True")
 
 
 def test_json_formatter_never_fails_on_odd_values() -> None:

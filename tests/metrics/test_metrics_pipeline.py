@@ -160,7 +160,7 @@ def _assert_start_lines(ingest: Running, rules: Running, service: Running) -> No
         consuming = [
             r
             for r in process.records()
-            if r.get("component") == component and "consuming" in r["message"]
+            if r.get("component") == component and "subscribed to" in r["message"]
         ]
         assert len(consuming) == 1, process.tail()
         (line,) = consuming

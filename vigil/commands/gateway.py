@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from infra.logs import show_start_lines
 from vigil.commands.observe import chosen_port, metrics_endpoint
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
@@ -88,6 +89,7 @@ def gateway_run(
     ] = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or until drained, if asked)."""
+    show_start_lines()  # a long-running process: say what it connects to, at any level
     from gateway.app import Gateway
 
     vigil = VigilSettings()

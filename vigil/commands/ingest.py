@@ -12,6 +12,7 @@ import aiomqtt
 import typer
 from rich.console import Console
 
+from infra.logs import show_start_lines
 from vigil.commands.observe import chosen_port, metrics_endpoint, metrics_port_option
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
@@ -46,6 +47,7 @@ def ingest_run(
     metrics_port: Annotated[int | None, metrics_port_option("ingest_port")] = None,
 ) -> None:
     """Run one ingest worker until interrupted."""
+    show_start_lines()  # a long-running process: say what it connects to, at any level
     from prometheus_client import CollectorRegistry
 
     from infra.installed_base import InstalledBaseError, InstalledBaseFile

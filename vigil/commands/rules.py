@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contract import AlertEvent, Reading
+from infra.logs import show_start_lines
 from infra.time_us import datetime_from_us, now_us, us_from_datetime
 from vigil.commands.observe import metrics_port_option
 
@@ -119,6 +120,7 @@ def rules_run(
     With PostgreSQL storage any number of replicas may run: one evaluates (it holds the lease),
     the others stand by and take over when it goes. With SQLite, run exactly one.
     """
+    show_start_lines()  # a long-running process: say what it connects to, at any level
     from prometheus_client import CollectorRegistry
 
     from infra.installed_base import InstalledBaseError, load_installed_base

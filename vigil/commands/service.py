@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from infra.logs import show_start_lines
 from vigil.commands.observe import chosen_port, metrics_endpoint, metrics_port_option
 from vigil.settings import VigilSettings
 from vigil.startup import startup_files
@@ -58,6 +59,7 @@ def service_run(
     metrics_port: Annotated[int | None, metrics_port_option("service_port")] = None,
 ) -> None:
     """Turn alerts into dispatched tickets and notify people, until interrupted."""
+    show_start_lines()  # a long-running process: say what it connects to, at any level
     from prometheus_client import CollectorRegistry
 
     from infra.logs import mask_url, started
@@ -146,6 +148,7 @@ def service_api(
     metrics_port: Annotated[int | None, metrics_port_option("api_port")] = None,
 ) -> None:
     """Serve the REST API with uvicorn."""
+    show_start_lines()  # a long-running process: say what it connects to, at any level
     import uvicorn
     from prometheus_client import CollectorRegistry
 
