@@ -35,7 +35,7 @@ def register(
     """Export ``worker``'s counts and ``store``'s open tickets into ``registry``."""
     worker.alerts.loop.instrument(registry)
     registry.register(FunctionCollector("service worker", lambda: _worker(worker)))
-    registry.register(FunctionCollector("service tickets", lambda: _tickets(store, clock())))
+    registry.register(FunctionCollector("service tickets", lambda: ticket_metrics(store, clock())))
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -71,7 +71,8 @@ def _worker(worker: ServiceWorker) -> Iterator[Metric]:
     yield attempts
 
 
-def _tickets(store: ServiceStore, now: datetime) -> Iterator[Metric]:
+def ticket_metrics(store: ServiceStore, now: datetime) -> Iterator[Metric]:
+    """Open tickets by tier and state, and the open ones in breach, at ``now`` (one query)."""
     if not isinstance(store, SqlQueries):
         return
     rows = store.open_tickets(now)
