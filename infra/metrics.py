@@ -61,6 +61,10 @@ class FunctionCollector(Collector):
         self.name = name
         self._collect = collect
 
+    def describe(self) -> Iterable[Metric]:
+        """Nothing: registering must not run the function (it may query a database)."""
+        return []
+
     def collect(self) -> Iterable[Metric]:
         """The metrics as they are now."""
         try:
