@@ -40,6 +40,7 @@ def test_gateway_metrics_follow_the_outbox_and_the_confirmations(
         "VIGIL_SIMULATOR__TICKS": "5",
         "VIGIL_SIMULATOR__TICK_WALL_S": "0.01",
         "VIGIL_INGEST__STORAGE_URL": f"sqlite:///{tmp_path / 'vigil.db'}",
+        "VIGIL_RULES__SNAPSHOT_PATH": str(tmp_path / "rules.snap"),
         "VIGIL_METRICS__HOST": "127.0.0.1",
     }
     args = ["gateway", "run", "--simulate-patches", "2"]
@@ -56,7 +57,8 @@ def test_gateway_metrics_follow_the_outbox_and_the_confirmations(
         )
         assert s.value("vigil_gateway_readings_confirmed_total") == 0
         assert s.value("vigil_gateway_outbox_bound_readings") > 0
-        with running(["ingest", "run", "--no-rules"], env, tmp_path, "ingest") as ingest:
+        # Ingest with its rules in process: one endpoint for both.
+        with running(["ingest", "run"], env, tmp_path, "ingest") as ingest:
             ingest.wait_scraped()
             s = _until(
                 gateway,
@@ -67,6 +69,13 @@ def test_gateway_metrics_follow_the_outbox_and_the_confirmations(
                 ),
             )
             stored = ingest.scrape().value("vigil_ingest_readings_stored_total")
+            rules = _until(
+                ingest,
+                "the in-process rules evaluated every stored reading",
+                lambda r: r.value("vigil_rules_readings_evaluated_total") == stored,
+            )
+    assert rules.value("vigil_rules_lease_held", holder="in-process") == 1
+    assert rules.value("vigil_ingest_write_seconds_count") >= 1
     assert s.value("vigil_gateway_readings_confirmed_total") == stored
     assert s.total("vigil_gateway_readings_in_total") == stored
     assert s.value("vigil_gateway_confirm_latency_seconds_count") >= 1
