@@ -89,6 +89,16 @@ class Running:
                 records.append(record)
         return records
 
+    def plain_lines(self) -> list[str]:
+        """Output lines that are not JSON records (with --log-format json: none expected)."""
+        plain = []
+        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                plain.append(line)
+        return [line for line in plain if line.strip()]
+
     def wait_scraped(self, timeout: float = 60.0) -> None:
         """Wait until the endpoint answers, failing early if the process died."""
 

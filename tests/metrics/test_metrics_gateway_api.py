@@ -116,6 +116,7 @@ def test_api_metrics_count_requests_by_route_template_and_status(tmp_path: Path)
             lambda s: s.total("vigil_api_requests_total") >= 6,
         )
         records = api.records()
+    assert api.plain_lines() == []  # uvicorn's own lines too are JSON
     assert s.value("vigil_api_requests_total", method="GET", route="/tickets", status="200") == 1
     assert s.value("vigil_api_requests_total", method="GET", route="/tickets", status="401") == 1
     assert (

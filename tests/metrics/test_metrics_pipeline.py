@@ -148,6 +148,8 @@ async def test_every_process_serves_metrics_that_move(
         assert "vigil_service_escalations" in s.families
 
     _assert_start_lines(ingest, rules, service)
+    for process in (ingest, rules, service):
+        assert process.plain_lines() == [], process.tail()  # every line of the log is JSON
 
 
 def _assert_start_lines(ingest: Running, rules: Running, service: Running) -> None:

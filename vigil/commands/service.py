@@ -195,4 +195,5 @@ def service_api(
     )
     metrics = chosen_port(metrics_port, vigil.metrics.api_port)
     with metrics_endpoint("api", exported, metrics, vigil.metrics.host):
-        uvicorn.run(api, host=listen[0], port=listen[1])
+        # log_config=None: uvicorn's loggers go through ours (--log-format json included).
+        uvicorn.run(api, host=listen[0], port=listen[1], log_config=None)
