@@ -13,6 +13,7 @@ from rich.console import Console
 from vigil.commands import (
     audit,
     broker,
+    contract,
     deadletters,
     devices,
     fhir,
@@ -45,6 +46,7 @@ app.add_typer(retention.app, name="retention")
 app.add_typer(fhir.app, name="fhir")
 app.add_typer(devices.app, name="devices")
 app.add_typer(trace.app, name="trace")
+app.add_typer(contract.app, name="contract")
 
 console = Console()
 

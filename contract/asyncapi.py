@@ -1,0 +1,520 @@
+"""The AsyncAPI 3.0 document of every MQTT channel, generated from the contract's own models.
+
+One table (``CHANNELS``) says which channel carries which model, on which broker, who publishes
+and who subscribes; the message schemas come from ``model_json_schema()`` and the topic
+templates from the helpers in ``contract.topics``, so the document cannot drift from the code.
+Rules the models enforce in validators (ids, 64-bit integers, the metric catalog) are added to
+the schemas from the same constants the validators use. ``vigil contract asyncapi`` prints it;
+``docs/asyncapi.yaml`` is its committed copy (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.alert import AlertEvent, AlertTransition, Severity
+from contract.catalog import KIND_METRICS, METRICS
+from contract.codec import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, _WireBatchV1, encode_batch
+from contract.confirm import MAX_CONFIRM_BYTES, Confirmation, _WireConfirmationV1
+from contract.confirm import encode_confirmation as _encode_confirmation
+from contract.equipment import (
+    MAX_EQUIPMENT_PAYLOAD_BYTES,
+    MAX_METRICS,
+    EquipmentMessage,
+    decode_equipment_message,
+)
+from contract.health import ClockHealth, GatewayHealth, health_topic
+from contract.reading import Batch, Reading
+from contract.topics import (
+    alert_topic,
+    batch_topic,
+    confirm_topic,
+    equipment_topic,
+    notification_topic,
+)
+from contract.validation import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_FUTURE_S,
+    ID_RESERVED,
+    INT64_MAX,
+    MAX_ID_LENGTH,
+    MAX_TS_US,
+)
+
+ASYNCAPI_VERSION = "3.0.0"
+DOCUMENT_VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+MQTT_BINDING = "0.2.0"
+EXAMPLE_TS_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+Broker = Literal["site", "uplink"]
+
+
+class NotificationMessage(BaseModel):
+    """A notification for one recipient: the event name and what that recipient may see.
+
+    Written by the service worker (``service.notifications.mqtt_body``) as canonical JSON (sorted
+    keys). Which further fields appear depends on the event and on the recipient's role: the
+    service team and engineers get the full ticket summary, a hospital a brief, a patient only
+    their kit's ticket, state and a message. Receivers must ignore fields they do not know.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event: Annotated[str, Field(pattern=r"^[a-z_]+\.[a-z_]+$")]
+    ticket_id: Annotated[str, Field(min_length=1)]
+    device_id: str | None = None
+    state: str | None = None
+    assignee: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One row of the table: an MQTT channel, its message, its broker, its two ends.
+
+    ``topic`` is the contract's topic helper called with ``{placeholders}``; publishers and
+    subscribers that are vigil processes become operations, the others (equipment, third-party
+    receivers) are named in the description.
+    """
+
+    name: str
+    topic: str
+    model: type[BaseModel]
+    broker: Broker
+    publishers: tuple[str, ...]
+    subscribers: tuple[str, ...]
+    summary: str
+    examples: Callable[[], list[bytes]]
+    max_bytes: int | None = None
+    retained: bool = False
+
+
+VIGIL_PROCESSES = frozenset({"gateway", "ingest", "rules", "service"})
+
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "site": {"description": "The site (hospital) id; the gateway is configured with it."},
+    "device_id": {
+        "description": (
+            f"The device id: 1-{MAX_ID_LENGTH} printable characters without"
+            f" {' '.join(ID_RESERVED)}. Equal to the payload's device_id."
+        )
+    },
+    "gateway_id": {"description": "The gateway id; its certificate CN on the uplink broker."},
+    "role": {
+        "description": "Who the notification is for.",
+        "enum": ["service", "engineer", "hospital", "patient"],
+    },
+    "subject": {
+        "description": "Which one of them: `team`, an engineer id, a site id or a patient id."
+    },
+}
+
+
+def _equipment_examples() -> list[bytes]:
+    payload = json.dumps(
+        {
+            "device_id": "us-000",
+            "kind": "ultrasound",
+            "seq": 15,
+            "ts_us": EXAMPLE_TS_US,
+            "metrics": {"mains_voltage": 230.6, "ng_voltage": 0.4, "error_code": 0},
+        }
+    ).encode()
+    return [decode_equipment_message(payload).encode()]
+
+
+def _batch_examples() -> list[bytes]:
+    readings = (
+        Reading("patch-0001", "wound_temp", 33.1, "degC", EXAMPLE_TS_US, 41),
+        Reading("patch-0001", "wound_ph", 7.2, "pH", EXAMPLE_TS_US, 41),
+        Reading("us-000", "mains_voltage", 230.6, "V", EXAMPLE_TS_US, 15),
+    )
+    return [encode_batch(Batch("gw-ward-3", 7, readings))]
+
+
+def _confirmation_examples() -> list[bytes]:
+    confirmation = Confirmation.of("gw-ward-3", [7, 8, 9])
+    return [_encode_confirmation(confirmation, key=b"example confirmation key")]
+
+
+def _health_examples() -> list[bytes]:
+    clock = ClockHealth(state="ntp", trusted=True, wall_us=EXAMPLE_TS_US)
+    health = GatewayHealth(
+        gateway_id="gw-ward-3", at_us=EXAMPLE_TS_US, uptime_s=3600.0, outbox_pending=0, clock=clock
+    )
+    return [health.encode()]
+
+
+def _alert_examples() -> list[bytes]:
+    event = AlertEvent(
+        device_id="patch-0001",
+        rule_id="dressing.infection_suspected",
+        severity=Severity.WARNING,
+        transition=AlertTransition.RAISED,
+        at_us=EXAMPLE_TS_US,
+        message="wound temperature 2.1 degC above baseline for 6 h",
+        evidence={"metric": "wound_temp", "threshold": 1.5},
+    )
+    return [event.encode()]
+
+
+def _notification_examples() -> list[bytes]:
+    body = {
+        "event": "ticket.dispatched",
+        "ticket_id": "T-000042",
+        "device_id": "us-000",
+        "state": "dispatched",
+        "title": "ultrasound us-000: mains sag",
+        "assignee": "e1",
+    }
+    return [json.dumps(body, sort_keys=True, separators=(",", ":")).encode()]
+
+
+CHANNELS: list[Channel] = [
+    Channel(
+        "equipmentTelemetry",
+        equipment_topic("{site}", "{device_id}"),
+        EquipmentMessage,
+        "site",
+        ("equipment",),
+        ("gateway",),
+        "Telemetry of one piece of equipment: several metrics at one instant.",
+        _equipment_examples,
+        MAX_EQUIPMENT_PAYLOAD_BYTES,
+    ),
+    Channel(
+        "gatewayBatches",
+        batch_topic("{gateway_id}"),
+        _WireBatchV1,
+        "uplink",
+        ("gateway",),
+        ("ingest", "rules"),
+        "A gateway's batch of readings (columnar, wire version 1).",
+        _batch_examples,
+        MAX_PAYLOAD_BYTES,
+    ),
+    Channel(
+        "gatewayConfirms",
+        confirm_topic("{gateway_id}"),
+        _WireConfirmationV1,
+        "uplink",
+        ("ingest",),
+        ("gateway",),
+        "Ingest confirms the batches it committed; only then does the gateway forget them.",
+        _confirmation_examples,
+        MAX_CONFIRM_BYTES,
+    ),
+    Channel(
+        "gatewayHealth",
+        health_topic("{gateway_id}"),
+        GatewayHealth,
+        "uplink",
+        ("gateway",),
+        ("monitoring",),
+        "A gateway's periodic health summary (retained: the latest is there on subscribe).",
+        _health_examples,
+        retained=True,
+    ),
+    Channel(
+        "alerts",
+        alert_topic("{device_id}"),
+        AlertEvent,
+        "uplink",
+        ("rules", "ingest", "gateway"),
+        ("service",),
+        "One step in the life of an alert about one device (raised, acknowledged, cleared).",
+        _alert_examples,
+    ),
+    Channel(
+        "notifications",
+        notification_topic("{role}", "{subject}"),
+        NotificationMessage,
+        "uplink",
+        ("service",),
+        ("pagers, apps and hospital systems",),
+        "What one recipient is told about a ticket or an SLA breach.",
+        _notification_examples,
+    ),
+]
+
+
+def model_schemas(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's schema and the definitions it refers to, refs pointing at components."""
+    schema = copy.deepcopy(model.model_json_schema(ref_template=REF))
+    defs = schema.pop("$defs", {})
+    schema["title"] = _public_name(model)
+    return schema, defs
+
+
+def _public_name(model: type[BaseModel]) -> str:
+    """``_WireBatchV1`` is published as ``WireBatchV1``: the underscore is Python privacy."""
+    return model.__name__.lstrip("_")
+
+
+# Constraints the validators enforce, stated in the schema from the validators' constants.
+_ID = {
+    "description": (
+        f"1-{MAX_ID_LENGTH} printable characters (no control, format or unassigned character),"
+        f" without {' '.join(ID_RESERVED)}: ids become MQTT topic levels."
+    ),
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    # What id_problem refuses that a regular expression can say: MQTT's reserved characters
+    # and the C0 controls (the description names the rest).
+    # "not contains" rather than an anchored class: Python's `$` also matches before a "\n".
+    "not": {"pattern": f"[{ID_RESERVED}\\u0000-\\u001f\\u007f]"},
+}
+# JSON Schema's "integer" admits 15.0; vigil's strict parser does not: write integers bare.
+_INT64 = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+_TS_US = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_TS_US,
+    "description": (
+        "Microseconds since the Unix epoch, UTC. The gateway accepts only times in a window"
+        f" around its clock: by default at most {DEFAULT_MAX_AGE_S // 86_400} days old and at"
+        f" most {DEFAULT_MAX_FUTURE_S} s ahead ([gateway] max_reading_age_s, max_clock_skew_s)."
+    ),
+}
+FIELD_RULES: dict[str, dict[str, Any]] = {
+    "device_id": _ID,
+    "gateway_id": _ID,
+    "seq": {
+        **_INT64,
+        "description": (
+            "The device's own counter: increase it with every message. An integer"
+            " written without a fraction (15, not 15.0)."
+        ),
+    },
+    "batch_seq": _INT64,
+    "ts_us": _TS_US,
+}
+
+
+def constrain(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the validators' rules to the top-level properties they apply to (columns: items)."""
+    for name, prop in schema.get("properties", {}).items():
+        rule = FIELD_RULES.get(name)
+        if rule is None:
+            continue
+        if prop.get("type") == "array":
+            prop["items"] = {**prop.get("items", {}), **rule}
+            prop.pop("title", None)
+        else:
+            prop.update(rule)
+    return schema
+
+
+def metric_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """The equipment message's metrics: catalog units and ranges, and what each kind reports."""
+    metrics = schema["properties"]["metrics"]
+    metrics["minProperties"] = 1
+    metrics["maxProperties"] = MAX_METRICS
+    metrics["properties"] = {
+        spec.name: {
+            "type": "number",
+            **({"multipleOf": 1} if spec.integral else {}),
+            "minimum": spec.low,
+            "maximum": spec.high,
+            "description": f"{spec.description} [{spec.unit}]",
+        }
+        for spec in METRICS.values()
+    }
+    metrics["additionalProperties"] = False
+    metrics["description"] = (
+        "Metric name → value, in the catalog's unit. An unknown metric, a metric the device's"
+        " kind does not report, or a value out of range is refused alone (dead-lettered); the"
+        " message's other readings are kept."
+    )
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"kind": {"const": kind.value}}},
+            "then": {
+                "properties": {"metrics": {"propertyNames": {"enum": sorted(KIND_METRICS[kind])}}}
+            },
+        }
+        for kind in KIND_METRICS
+    ]
+    return schema
+
+
+def batch_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """The batch's columns: equally long, at most MAX_READINGS_PER_BATCH readings."""
+    for name in ("device_id", "metric", "value", "unit", "ts_us", "seq"):
+        schema["properties"][name]["maxItems"] = MAX_READINGS_PER_BATCH
+    schema["properties"]["metric"]["items"] = {"type": "string", "enum": sorted(METRICS)}
+    schema["description"] = (
+        "Readings as columns: the i-th reading is (device_id[i], metric[i], value[i], unit[i],"
+        " ts_us[i], seq[i]); every column has the same length (not expressible in JSON Schema;"
+        " a batch whose columns differ is refused whole)."
+    )
+    return schema
+
+
+# Per-model refinements beyond the generic field rules.
+REFINE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "EquipmentMessage": metric_rules,
+    "WireBatchV1": batch_rules,
+}
+
+
+def _message(channel: Channel, schema_name: str) -> dict[str, Any]:
+    """The message object: its payload schema, examples and MQTT binding."""
+    message: dict[str, Any] = {
+        "name": schema_name,
+        "title": schema_name,
+        "summary": channel.summary,
+        "contentType": "application/json",
+        "payload": {"$ref": REF.format(model=schema_name)},
+        "examples": [
+            {"name": f"example{i + 1}", "payload": json.loads(raw)}
+            for i, raw in enumerate(channel.examples())
+        ],
+    }
+    if channel.max_bytes is not None:
+        message["description"] = f"UTF-8 JSON of at most {channel.max_bytes:,} bytes."
+    return message
+
+
+def _channel(channel: Channel, schema_name: str) -> dict[str, Any]:
+    names = re.findall(r"{(\w+)}", channel.topic)
+    ends = (
+        f"Published by {', '.join(channel.publishers)};"
+        f" subscribed by {', '.join(channel.subscribers)}."
+    )
+    return {
+        "address": channel.topic,
+        "title": channel.name,
+        "summary": channel.summary,
+        "description": ends,
+        "servers": [{"$ref": f"#/servers/{channel.broker}"}],
+        "parameters": {name: PARAMETERS[name] for name in names},
+        "messages": {schema_name: {"$ref": f"#/components/messages/{schema_name}"}},
+    }
+
+
+def _operations(channel: Channel, schema_name: str) -> dict[str, Any]:
+    """One operation per vigil process at either end: ``gateway_receives_equipmentTelemetry``."""
+    ops: dict[str, Any] = {}
+    ends = [("send", "sends", p) for p in channel.publishers]
+    ends += [("receive", "receives", s) for s in channel.subscribers]
+    for action, verb, process in ends:
+        if process not in VIGIL_PROCESSES:
+            continue
+        ops[f"{process}_{verb}_{channel.name}"] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{channel.name}"},
+            "summary": f"{process} {verb} {channel.summary[0].lower()}{channel.summary[1:]}",
+            "messages": [{"$ref": f"#/channels/{channel.name}/messages/{schema_name}"}],
+            "bindings": {
+                "mqtt": {"qos": 1, "retain": channel.retained, "bindingVersion": MQTT_BINDING}
+            },
+        }
+    return ops
+
+
+SERVERS: dict[str, Any] = {
+    "site": {
+        "host": "{host}:{port}",
+        "protocol": "secure-mqtt",
+        "title": "Site broker",
+        "summary": "The ward's broker: equipment publishes here, the gateway bridges it.",
+        "description": (
+            "TLS with a client certificate per device (CN = device id); the broker's ACL lets a"
+            " device write only its own topics (`vigil broker config --kind site`). The demo's"
+            " embedded broker (`vigil demo`) is plain MQTT on 127.0.0.1:18830, site `site-a`."
+        ),
+        "variables": {
+            "host": {"default": "site-broker.hospital.example"},
+            "port": {"default": "8883"},
+        },
+        "security": [{"$ref": "#/components/securitySchemes/clientCertificate"}],
+    },
+    "uplink": {
+        "host": "{host}:{port}",
+        "protocol": "secure-mqtt",
+        "title": "Uplink broker",
+        "summary": "The backbone's broker: gateways, ingest, rules and the service worker.",
+        "description": (
+            "TLS with a client certificate per process (CN = gateway id or vigil-ingest,"
+            " vigil-rules, vigil-service); ACL from `vigil broker config --kind uplink`."
+        ),
+        "variables": {
+            "host": {"default": "broker.vigil.example"},
+            "port": {"default": "8883"},
+        },
+        "security": [{"$ref": "#/components/securitySchemes/clientCertificate"}],
+    },
+}
+
+
+def document(channels: list[Channel] | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of ``channels`` (default: every channel of the contract)."""
+    channels = CHANNELS if channels is None else channels
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    doc_channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for channel in channels:
+        schema, defs = model_schemas(channel.model)
+        name = schema["title"]
+        schema = constrain(schema)
+        if name in REFINE:
+            schema = REFINE[name](schema)
+        for def_name, definition in {**defs, name: schema}.items():
+            if schemas.setdefault(def_name, definition) != definition:
+                raise ValueError(f"two models define schema {def_name!r} differently")
+        messages[name] = _message(channel, name)
+        doc_channels[channel.name] = _channel(channel, name)
+        operations |= _operations(channel, name)
+    doc = {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": _info(),
+        "defaultContentType": "application/json",
+        "servers": SERVERS,
+        "channels": doc_channels,
+        "operations": operations,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "messages": messages,
+            "securitySchemes": {
+                "clientCertificate": {
+                    "type": "X509",
+                    "description": "Mutual TLS: the certificate's CN is the client's identity.",
+                }
+            },
+        },
+    }
+    # Plain JSON values, nothing shared: the YAML has no anchors and the JSON no surprises.
+    plain: dict[str, Any] = json.loads(json.dumps(doc))
+    return plain
+
+
+def _info() -> dict[str, Any]:
+    return {
+        "title": "vigil MQTT contract",
+        "version": DOCUMENT_VERSION,
+        "description": (
+            "Every MQTT channel of vigil, generated from the pydantic models in `contract/`"
+            " (`vigil contract asyncapi`). The application described is the vigil platform"
+            " (gateway, ingest, rules, service worker); equipment and notification receivers are"
+            " its clients. Every message is QoS 1 and UTF-8 JSON; extra fields are refused"
+            " except in notifications. What is refused and why: docs/contract.md; a worked"
+            " example for equipment vendors: docs/integration.md."
+        ),
+        "license": {"name": "Apache-2.0"},
+    }
+
+
+# Models the document publishes, by schema name: for tests and tools that check payloads.
+def models() -> dict[str, type[BaseModel]]:
+    """Each channel's message model under the schema name the document gives it."""
+    return {_public_name(c.model): c.model for c in CHANNELS}
