@@ -127,12 +127,16 @@ def gateway_run(
         start_http_server(port, registry=counters.registry)
         console.print(f"metrics on :{port}/metrics")
 
+    from gateway.sd_notify import supervised
     from vigil.stopping import run_until_stopped
 
     failures: list[BaseException] = []
 
     async def main() -> None:
-        async with Gateway(settings, sources, counters) as gateway:
+        async with (
+            Gateway(settings, sources, counters) as gateway,
+            supervised(f"gateway {settings.gateway_id} running", lambda: gateway.failure is None),
+        ):
             log.info("gateway %s running", settings.gateway_id)
             work = _until_drained(gateway) if exit_when_drained else asyncio.Event().wait()
             failure = await _unless_failed(gateway, work)
