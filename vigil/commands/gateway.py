@@ -228,9 +228,16 @@ def gateway_doctor(
         "var/gateway"
     ),
     listen_s: Annotated[float, typer.Option(help="How long to listen for patches.")] = 60.0,
+    ntp_server: Annotated[
+        str | None, typer.Option(help="Measure the clock offset against this NTP server.")
+    ] = None,
+    max_clock_offset_s: Annotated[float, typer.Option(help="Largest clock offset.")] = 1.0,
+    certificate_days: Annotated[
+        float, typer.Option(help="Fail a certificate that expires within these days.")
+    ] = 30.0,
 ) -> None:
-    """Check this gateway box: Bluetooth, outbox disk, uplink broker, clock, patches heard."""
-    from gateway.doctor import DoctorInputs, examine, failed
+    """Check this box: Bluetooth, disk, brokers, clock and offset, certificates, patches heard."""
+    from gateway.doctor import DoctorInputs, examine, failed, tls_inputs
     from gateway.profiles import OUTBOX_BYTES_PER_READING
 
     vigil = VigilSettings()
@@ -242,6 +249,12 @@ def gateway_doctor(
         outbox_path = profile.settings.outbox_path
         outbox_bytes = profile.settings.outbox_max_readings * OUTBOX_BYTES_PER_READING
         paired = [(p.address, p.device_id) for p in profile.paired]
+    uplink_tls, certificates = tls_inputs(vigil.uplink_broker.tls(), "uplink")
+    site = None
+    if vigil.gateway.bridge_equipment:
+        site_tls, site_files = tls_inputs(vigil.site_broker.tls(), "site")
+        site = (vigil.site_broker.host, vigil.site_broker.port, site_tls)
+        certificates += site_files
     inputs = DoctorInputs(
         outbox_path=outbox_path,
         outbox_bytes=outbox_bytes,
@@ -249,6 +262,12 @@ def gateway_doctor(
         broker_port=vigil.uplink_broker.port,
         paired=paired,
         listen_s=listen_s,
+        broker_tls=uplink_tls,
+        site_broker=site,
+        ntp_server=ntp_server or vigil.uplink_broker.host,
+        max_clock_offset_s=max_clock_offset_s,
+        certificates=certificates,
+        min_certificate_days=certificate_days,
     )
     checks = asyncio.run(examine(inputs))
     for check in checks:
