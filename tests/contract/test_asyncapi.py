@@ -93,6 +93,9 @@ def test_the_command_prints_and_writes_the_document(tmp_path: Path) -> None:
     written = CliRunner().invoke(app, ["contract", "asyncapi", "--out", str(out)])
     assert written.exit_code == 0, written.output
     assert out.read_text(encoding="utf-8") == asyncapi_yaml()
+    as_json = CliRunner().invoke(app, ["contract", "asyncapi", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output) == yaml.safe_load(asyncapi_yaml())
 
 
 def test_it_is_a_valid_asyncapi_3_document(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -25,14 +26,26 @@ def asyncapi_yaml() -> str:
     return HEADER + body
 
 
+def asyncapi_json() -> str:
+    """The document as JSON (no YAML library needed: an edge box has none)."""
+    from contract.asyncapi import document
+
+    return json.dumps(document(), indent=2, ensure_ascii=False) + "\n"
+
+
 @app.command("asyncapi")
 def asyncapi(
     out: Annotated[
         Path | None, typer.Option(help="Write the document here instead of printing it.")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Print (or write) the AsyncAPI 3.0 document generated from the contract's models."""
-    text = asyncapi_yaml()
+    try:
+        text = asyncapi_json() if as_json else asyncapi_yaml()
+    except ModuleNotFoundError as exc:
+        typer.echo(f"YAML needs {exc.name}: pip install pyyaml, or use --json", err=True)
+        raise typer.Exit(2) from None
     if out is None:
         typer.echo(text, nl=False)
         return
