@@ -11,6 +11,8 @@ the schemas from the same constants the validators use. ``vigil contract asyncap
 from __future__ import annotations
 
 import copy
+import importlib
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -19,19 +21,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contract.alert import AlertEvent, AlertTransition, Severity
+from contract import asyncapi_examples as ex
+from contract.alert import AlertEvent
 from contract.catalog import KIND_METRICS, METRICS
-from contract.codec import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, _WireBatchV1, encode_batch
-from contract.confirm import MAX_CONFIRM_BYTES, Confirmation, _WireConfirmationV1
-from contract.confirm import encode_confirmation as _encode_confirmation
+from contract.codec import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_BATCH, _WireBatchV1
+from contract.confirm import MAX_CONFIRM_BYTES, _WireConfirmationV1
 from contract.equipment import (
     MAX_EQUIPMENT_PAYLOAD_BYTES,
     MAX_METRICS,
     EquipmentMessage,
-    decode_equipment_message,
 )
-from contract.health import ClockHealth, GatewayHealth, health_topic
-from contract.reading import Batch, Reading
+from contract.health import GatewayHealth, health_topic
 from contract.topics import (
     alert_topic,
     batch_topic,
@@ -52,7 +52,6 @@ ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
 MQTT_BINDING = "0.2.0"
-EXAMPLE_TS_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 Broker = Literal["site", "uplink"]
 
@@ -115,67 +114,8 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "subject": {
         "description": "Which one of them: `team`, an engineer id, a site id or a patient id."
     },
+    "command_id": {"description": "The command's id: 1-64 characters of A-Z a-z 0-9 . _ -"},
 }
-
-
-def _equipment_examples() -> list[bytes]:
-    payload = json.dumps(
-        {
-            "device_id": "us-000",
-            "kind": "ultrasound",
-            "seq": 15,
-            "ts_us": EXAMPLE_TS_US,
-            "metrics": {"mains_voltage": 230.6, "ng_voltage": 0.4, "error_code": 0},
-        }
-    ).encode()
-    return [decode_equipment_message(payload).encode()]
-
-
-def _batch_examples() -> list[bytes]:
-    readings = (
-        Reading("patch-0001", "wound_temp", 33.1, "degC", EXAMPLE_TS_US, 41),
-        Reading("patch-0001", "wound_ph", 7.2, "pH", EXAMPLE_TS_US, 41),
-        Reading("us-000", "mains_voltage", 230.6, "V", EXAMPLE_TS_US, 15),
-    )
-    return [encode_batch(Batch("gw-ward-3", 7, readings))]
-
-
-def _confirmation_examples() -> list[bytes]:
-    confirmation = Confirmation.of("gw-ward-3", [7, 8, 9])
-    return [_encode_confirmation(confirmation, key=b"example confirmation key")]
-
-
-def _health_examples() -> list[bytes]:
-    clock = ClockHealth(state="ntp", trusted=True, wall_us=EXAMPLE_TS_US)
-    health = GatewayHealth(
-        gateway_id="gw-ward-3", at_us=EXAMPLE_TS_US, uptime_s=3600.0, outbox_pending=0, clock=clock
-    )
-    return [health.encode()]
-
-
-def _alert_examples() -> list[bytes]:
-    event = AlertEvent(
-        device_id="patch-0001",
-        rule_id="dressing.infection_suspected",
-        severity=Severity.WARNING,
-        transition=AlertTransition.RAISED,
-        at_us=EXAMPLE_TS_US,
-        message="wound temperature 2.1 degC above baseline for 6 h",
-        evidence={"metric": "wound_temp", "threshold": 1.5},
-    )
-    return [event.encode()]
-
-
-def _notification_examples() -> list[bytes]:
-    body = {
-        "event": "ticket.dispatched",
-        "ticket_id": "T-000042",
-        "device_id": "us-000",
-        "state": "dispatched",
-        "title": "ultrasound us-000: mains sag",
-        "assignee": "e1",
-    }
-    return [json.dumps(body, sort_keys=True, separators=(",", ":")).encode()]
 
 
 CHANNELS: list[Channel] = [
@@ -187,7 +127,7 @@ CHANNELS: list[Channel] = [
         ("equipment",),
         ("gateway",),
         "Telemetry of one piece of equipment: several metrics at one instant.",
-        _equipment_examples,
+        ex.equipment,
         MAX_EQUIPMENT_PAYLOAD_BYTES,
     ),
     Channel(
@@ -198,7 +138,7 @@ CHANNELS: list[Channel] = [
         ("gateway",),
         ("ingest", "rules"),
         "A gateway's batch of readings (columnar, wire version 1).",
-        _batch_examples,
+        ex.batch,
         MAX_PAYLOAD_BYTES,
     ),
     Channel(
@@ -209,7 +149,7 @@ CHANNELS: list[Channel] = [
         ("ingest",),
         ("gateway",),
         "Ingest confirms the batches it committed; only then does the gateway forget them.",
-        _confirmation_examples,
+        ex.confirmation,
         MAX_CONFIRM_BYTES,
     ),
     Channel(
@@ -220,7 +160,7 @@ CHANNELS: list[Channel] = [
         ("gateway",),
         ("monitoring",),
         "A gateway's periodic health summary (retained: the latest is there on subscribe).",
-        _health_examples,
+        ex.health,
         retained=True,
     ),
     Channel(
@@ -231,7 +171,7 @@ CHANNELS: list[Channel] = [
         ("rules", "ingest", "gateway"),
         ("service",),
         "One step in the life of an alert about one device (raised, acknowledged, cleared).",
-        _alert_examples,
+        ex.alert,
     ),
     Channel(
         "notifications",
@@ -241,9 +181,120 @@ CHANNELS: list[Channel] = [
         ("service",),
         ("pagers, apps and hospital systems",),
         "What one recipient is told about a ticket or an SLA breach.",
-        _notification_examples,
+        ex.notification,
     ),
 ]
+
+
+def _landed(module: str) -> bool:
+    """Whether a contract module that another branch adds (presence, commands) is here yet."""
+    return importlib.util.find_spec(module) is not None
+
+
+def presence_channels() -> list[Channel]:
+    """The retained online/offline status of equipment and gateways (contract/presence.py)."""
+    presence = importlib.import_module("contract.presence")
+    status, limit = presence.PresenceStatus, presence.MAX_PRESENCE_PAYLOAD_BYTES
+    summary = "Online or offline, retained; the broker publishes the last will when a link dies."
+    return [
+        Channel(
+            "equipmentStatus",
+            presence.equipment_status_topic("{site}", "{device_id}"),
+            status,
+            "site",
+            ("equipment",),
+            ("gateway",),
+            f"A piece of equipment's presence. {summary}",
+            ex.equipment_status,
+            limit,
+            retained=True,
+        ),
+        Channel(
+            "gatewayStatus",
+            presence.gateway_status_topic("{gateway_id}"),
+            status,
+            "uplink",
+            ("gateway",),
+            ("service",),
+            f"A gateway's presence. {summary}",
+            ex.gateway_status,
+            limit,
+            retained=True,
+        ),
+        Channel(
+            "relayedEquipmentStatus",
+            presence.relayed_status_topic("{gateway_id}", "{device_id}"),
+            status,
+            "uplink",
+            ("gateway",),
+            ("service",),
+            "Equipment presence relayed upstream by its gateway.",
+            ex.equipment_status,
+            limit,
+            retained=True,
+        ),
+    ]
+
+
+def command_channels() -> list[Channel]:
+    """Remote diagnosis: commands and their results, both legs (contract/commands.py)."""
+    commands = importlib.import_module("contract.commands")
+    request_limit = commands.MAX_COMMAND_PAYLOAD_BYTES
+    result_limit = commands.MAX_RESULT_PAYLOAD_BYTES
+    return [
+        Channel(
+            "gatewayCommands",
+            commands.command_topic("{gateway_id}", "{command_id}"),
+            commands.CommandRequest,
+            "uplink",
+            ("service",),
+            ("gateway",),
+            "A command for one piece of equipment behind a gateway: MQTT 5 request, retained"
+            " with a message expiry until answered or expired.",
+            ex.command_request,
+            request_limit,
+            retained=True,
+        ),
+        Channel(
+            "gatewayCommandResults",
+            commands.command_result_topic("{gateway_id}"),
+            commands.CommandResult,
+            "uplink",
+            ("gateway",),
+            ("service",),
+            "A command's final result, as the gateway reports it (the requests' Response Topic).",
+            ex.command_result,
+            result_limit,
+        ),
+        Channel(
+            "equipmentCommands",
+            commands.equipment_command_topic("{site}", "{device_id}"),
+            commands.CommandRequest,
+            "site",
+            ("gateway",),
+            ("equipment",),
+            "The gateway's command to one piece of equipment (MQTT 5 request).",
+            ex.command_request,
+            request_limit,
+        ),
+        Channel(
+            "equipmentReplies",
+            commands.equipment_reply_topic("{site}", "{gateway_id}"),
+            commands.EquipmentReply,
+            "site",
+            ("equipment",),
+            ("gateway",),
+            "The equipment's answer, with the request's Correlation Data.",
+            ex.equipment_reply,
+            result_limit,
+        ),
+    ]
+
+
+if _landed("contract.presence"):
+    CHANNELS += presence_channels()
+if _landed("contract.commands"):
+    CHANNELS += command_channels()
 
 
 def model_schemas(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -284,9 +335,13 @@ _TS_US = {
         f" most {DEFAULT_MAX_FUTURE_S} s ahead ([gateway] max_reading_age_s, max_clock_skew_s)."
     ),
 }
+# A command id becomes a topic level too; "not" for the same reason as in _ID.
+_COMMAND_ID = {"minLength": 1, "maxLength": 64, "not": {"pattern": "[^A-Za-z0-9._-]"}}
 FIELD_RULES: dict[str, dict[str, Any]] = {
     "device_id": _ID,
     "gateway_id": _ID,
+    "id": _ID,
+    "command_id": _COMMAND_ID,
     "seq": {
         **_INT64,
         "description": (
@@ -359,10 +414,24 @@ def batch_rules(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def command_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """A command's ``args``: the catalogue's argument model of the command named."""
+    catalogue = importlib.import_module("contract.commands").CATALOGUE
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"command": {"const": name.value}}},
+            "then": {"properties": {"args": model_schemas(spec.args)[0]}},
+        }
+        for name, spec in catalogue.items()
+    ]
+    return schema
+
+
 # Per-model refinements beyond the generic field rules.
 REFINE: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "EquipmentMessage": metric_rules,
     "WireBatchV1": batch_rules,
+    "CommandRequest": command_rules,
 }
 
 
@@ -472,7 +541,8 @@ def document(channels: list[Channel] | None = None) -> dict[str, Any]:
         for def_name, definition in {**defs, name: schema}.items():
             if schemas.setdefault(def_name, definition) != definition:
                 raise ValueError(f"two models define schema {def_name!r} differently")
-        messages[name] = _message(channel, name)
+        if name not in messages:  # a model on two channels (presence, commands): one message
+            messages[name] = _message(channel, name)
         doc_channels[channel.name] = _channel(channel, name)
         operations |= _operations(channel, name)
     doc = {
