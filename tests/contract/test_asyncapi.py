@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
@@ -28,6 +30,7 @@ from typer.testing import CliRunner
 
 from contract import Batch, Confirmation, encode_batch, encode_confirmation
 from contract.asyncapi import CHANNELS, document
+from contract.catalog import METRICS
 from contract.topics import (
     alert_topic,
     batch_subscription,
@@ -37,6 +40,7 @@ from contract.topics import (
     equipment_topic,
     notification_topic,
 )
+from contract.validation import MAX_TS_US
 from vigil.cli import app
 from vigil.commands.contract import asyncapi_yaml
 
@@ -401,3 +405,80 @@ def test_a_command_with_arguments_its_catalogue_refuses_is_refused_by_the_schema
             commands.decode_command_request(json.dumps(bad).encode())
     assert errors(validator, {**example, "command_id": "a/b"})
     assert errors(validator, {**example, "command_id": "abc\n"})
+
+
+# --- the schema and the decoder agree --------------------------------------------------------
+
+# Characters a regular expression can judge: MQTT's reserved ones, C0 controls, DEL, and
+# printable ones. (Other non-printable characters, which no JSON Schema regex can name
+# portably, are refused by the code alone: the schema's description says so.)
+_ID_ALPHABET = "ab-09.é/+#\x00\n\x1f\x7f"
+_METRIC_NAMES = [*sorted(METRICS), "colour"]
+
+
+def _metric_value(name: str) -> st.SearchStrategy[float | int]:
+    spec = METRICS[name]
+    if spec.integral:
+        return st.integers(int(spec.low), int(spec.high))
+    return st.floats(spec.low, spec.high)
+
+
+_GOOD_METRICS = st.lists(
+    st.sampled_from(["mains_voltage", "ng_voltage", "probe_health", "error_code", "usage_hours"]),
+    min_size=1,
+    max_size=5,
+    unique=True,
+).flatmap(lambda names: st.fixed_dictionaries({n: _metric_value(n) for n in names}))
+
+_WILD: dict[str, st.SearchStrategy[Any]] = {
+    "device_id": st.text(_ID_ALPHABET, max_size=130) | st.just("d" * 129),
+    "kind": st.sampled_from(["patch", "toaster", "ULTRASOUND"]),
+    "seq": st.sampled_from([-1, 2**63, 2**64]) | st.integers(-5, 2**63 + 5),
+    "ts_us": st.sampled_from([0, -1, MAX_TS_US + 1, 2**63]) | st.integers(-5, MAX_TS_US + 5),
+    "metrics": st.dictionaries(
+        st.sampled_from(_METRIC_NAMES),
+        st.floats(-200, 70_000, allow_nan=False)
+        | st.integers(-200, 70_000)
+        | st.sampled_from([0.5, 255.0, 300.0, 300.5, 65535.5, True]),
+        max_size=6,
+    ),
+}
+
+
+@st.composite
+def equipment_payloads(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid equipment message, and half the time one to three fields made wild."""
+    message: dict[str, Any] = {
+        "device_id": draw(st.sampled_from(["us-000", "endo-1"]) | st.text("ab-09.é", min_size=1)),
+        "kind": draw(st.sampled_from(["ultrasound", "endoscope"])),
+        "seq": draw(st.integers(0, 2**63 - 1)),
+        "ts_us": draw(st.integers(1, MAX_TS_US)),
+        "metrics": draw(_GOOD_METRICS),
+    }
+    if draw(st.booleans()):
+        for field in draw(st.lists(st.sampled_from(sorted(_WILD)), min_size=1, max_size=3)):
+            message[field] = draw(_WILD[field])
+        if draw(st.integers(0, 4)) == 0:
+            message.pop(draw(st.sampled_from(sorted(message))))
+        if draw(st.integers(0, 4)) == 0:
+            message["firmware"] = "1.2"
+    return message
+
+
+@settings(max_examples=400)
+@given(message=equipment_payloads())
+def test_the_equipment_schema_accepts_exactly_what_the_gateway_stores_whole(
+    message: dict[str, Any],
+) -> None:
+    from contract import ContractError, equipment_readings
+
+    try:
+        decoded = equipment_readings(json.dumps(message).encode())
+    except ContractError:
+        accepted = False
+    else:
+        accepted = not decoded.rejected
+    assert (errors(EQUIPMENT_VALIDATOR, message) == []) == accepted, message
+
+
+EQUIPMENT_VALIDATOR = payload_validator(yaml.safe_load(asyncapi_yaml()), "EquipmentMessage")
