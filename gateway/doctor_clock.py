@@ -50,6 +50,17 @@ def from_ntp(raw: bytes) -> float:
     return float(seconds - NTP_TO_UNIX_S + fraction / 2**32)
 
 
+def ntp_server(text: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` as (host, port); the port defaults to 123."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else NTP_PORT
+    host, colon, port = text.rpartition(":")
+    if colon and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return text, NTP_PORT
+
+
 def sntp_query(
     host: str, port: int = NTP_PORT, timeout_s: float = 2.0, clock: Callable[[], float] = time.time
 ) -> Offset:

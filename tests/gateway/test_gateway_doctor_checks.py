@@ -271,3 +271,51 @@ def test_the_command_reports_expired_certificates_and_a_full_disk(tmp_path: Path
     ):
         assert line in out, out
     assert "EXPIRED" in out and out.count("fix:") >= 5
+
+
+def test_ntp_servers_are_read_with_or_without_a_port() -> None:
+    from gateway.doctor_clock import ntp_server
+
+    assert ntp_server("broker.example") == ("broker.example", 123)
+    assert ntp_server("127.0.0.1:1123") == ("127.0.0.1", 1123)
+    assert ntp_server("[::1]:1123") == ("::1", 1123)
+    assert ntp_server("[::1]") == ("::1", 123)
+    assert ntp_server("fe80::1") == ("fe80::1", 123)
+
+
+@pytest.mark.services  # starts its own TLS Mosquitto
+def test_the_command_probes_a_tls_broker_as_the_gateway_and_checks_its_certificates(
+    tmp_path: Path, sntp: list[SntpServer]
+) -> None:
+    from infra.pki import Role
+    from tests.security.tls_broker import start_tls_broker
+
+    tls = start_tls_broker()
+    try:
+        tls.pki.issue_client("gw-a", Role.GATEWAY)
+        sntp.append(server := SntpServer())
+        env = {
+            "COLUMNS": "240",
+            "VIGIL_CONFIG": str(tmp_path / "absent.toml"),
+            "VIGIL_GATEWAY__ID": "gw-a",
+            "VIGIL_GATEWAY__OUTBOX_PATH": str(tmp_path / "outbox.db"),
+            "VIGIL_GATEWAY__BRIDGE_EQUIPMENT": "false",
+            "VIGIL_UPLINK_BROKER__HOST": "localhost",
+            "VIGIL_UPLINK_BROKER__PORT": str(tls.port),
+            "VIGIL_UPLINK_BROKER__TLS_CA_FILE": str(tls.pki.ca_cert_path),
+            "VIGIL_UPLINK_BROKER__TLS_CERT_FILE": str(tls.pki.cert_path("gw-a")),
+            "VIGIL_UPLINK_BROKER__TLS_KEY_FILE": str(tls.pki.key_path("gw-a")),
+        }
+        args = ["gateway", "doctor", "--listen-s", "0", "--ntp-server", f"127.0.0.1:{server.port}"]
+        result = CliRunner().invoke(app, args, env=env)
+    finally:
+        tls.broker.cleanup()
+    out = result.output
+    for line in (
+        "ok uplink broker",
+        "ok clock offset",
+        "ok certificate uplink CA",
+        "ok certificate uplink client",
+    ):
+        assert line in out, out
+    assert "CN=gw-a" in out and "site broker" not in out

@@ -229,7 +229,7 @@ def gateway_doctor(
     ),
     listen_s: Annotated[float, typer.Option(help="How long to listen for patches.")] = 60.0,
     ntp_server: Annotated[
-        str | None, typer.Option(help="Measure the clock offset against this NTP server.")
+        str | None, typer.Option(help="NTP server (HOST[:PORT]) to measure the clock against.")
     ] = None,
     max_clock_offset_s: Annotated[float, typer.Option(help="Largest clock offset.")] = 1.0,
     certificate_days: Annotated[
@@ -238,6 +238,7 @@ def gateway_doctor(
 ) -> None:
     """Check this box: Bluetooth, disk, brokers, clock and offset, certificates, patches heard."""
     from gateway.doctor import DoctorInputs, examine, failed, tls_inputs
+    from gateway.doctor_clock import ntp_server as parse_ntp
     from gateway.profiles import OUTBOX_BYTES_PER_READING
 
     vigil = VigilSettings()
@@ -250,6 +251,7 @@ def gateway_doctor(
         outbox_bytes = profile.settings.outbox_max_readings * OUTBOX_BYTES_PER_READING
         paired = [(p.address, p.device_id) for p in profile.paired]
     uplink_tls, certificates = tls_inputs(vigil.uplink_broker.tls(), "uplink")
+    ntp = parse_ntp(ntp_server or vigil.uplink_broker.host)
     site = None
     if vigil.gateway.bridge_equipment:
         site_tls, site_files = tls_inputs(vigil.site_broker.tls(), "site")
@@ -264,7 +266,8 @@ def gateway_doctor(
         listen_s=listen_s,
         broker_tls=uplink_tls,
         site_broker=site,
-        ntp_server=ntp_server or vigil.uplink_broker.host,
+        ntp_server=ntp[0],
+        ntp_port=ntp[1],
         max_clock_offset_s=max_clock_offset_s,
         certificates=certificates,
         min_certificate_days=certificate_days,
