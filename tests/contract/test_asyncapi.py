@@ -260,15 +260,18 @@ def test_gateway_batches_and_ingest_confirmations_fit(doc: dict[str, Any]) -> No
     assert errors(payload_validator(doc, "WireConfirmationV1"), confirmation) == []
 
 
-def test_a_gateways_health_summary_fits(doc: dict[str, Any], tmp_path: Path) -> None:
+def test_a_gateways_health_summary_and_alerts_fit(doc: dict[str, Any], tmp_path: Path) -> None:
     from gateway.app import Gateway, GatewaySettings
 
     gateway = Gateway(GatewaySettings(outbox_path=tmp_path / "outbox.db"))
     try:
         health = gateway.health.snapshot()
+        alarm = gateway.alarms.report("gateway.source_failed", True, "x died", {"task": "x"})
     finally:
         gateway.outbox.close()
     assert errors(payload_validator(doc, "GatewayHealth"), json.loads(health.encode())) == []
+    assert alarm is not None  # the gateway's own alerts go out on the alerts channel
+    assert errors(payload_validator(doc, "AlertEvent"), json.loads(alarm.encode())) == []
 
 
 def test_the_rule_packs_alerts_fit(doc: dict[str, Any]) -> None:
