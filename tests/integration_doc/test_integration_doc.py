@@ -172,3 +172,17 @@ def test_the_quoted_reading_reason_is_the_codes(change: str, quoted: str) -> Non
     ]
     assert f"`reading 0: {decoded.rejected[0].reason}`" in TEXT.replace("\n", " ")
     assert quoted in TEXT
+
+
+def test_the_metric_table_is_the_catalogs() -> None:
+    from contract.catalog import EQUIPMENT_METRICS, METRICS
+
+    rows = re.findall(r"^\| `(\w+)` \| (\S+) \| ([^|]+) \| ([^|]+) \|$", TEXT, flags=re.MULTILINE)
+    assert {name for name, *_ in rows} == EQUIPMENT_METRICS
+    for name, unit, valid, meaning in rows:
+        spec = METRICS[name]
+        bounds = valid.strip().removesuffix(", whole").replace(",", "")
+        low, high = (float(x) for x in bounds.split("–"))
+        assert (unit, low, high) == (spec.unit, spec.low, spec.high), name
+        assert ("whole" in valid) == spec.integral, name
+        assert meaning.strip() == spec.description, name
