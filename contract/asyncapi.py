@@ -250,7 +250,8 @@ def command_channels() -> list[Channel]:
             ("service",),
             ("gateway",),
             "A command for one piece of equipment behind a gateway: MQTT 5 request, retained"
-            " with a message expiry until answered or expired.",
+            " with a message expiry until answered or expired (an empty retained payload, which"
+            " the service publishes then, clears it).",
             ex.command_request,
             request_limit,
             retained=True,
