@@ -11,7 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import re
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,11 +25,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.app import Gateway, GatewaySettings
-from gateway.equipment_bridge import SiteBrokerSettings
-from gateway.uplink import UplinkSettings
-from infra.telemetry import ReadingStore, open_store
-from ingest.worker import IngestSettings, IngestWorker
 from simulator.fleet import FleetSpec
 from tests.servers import PrivateMosquitto
 from tests.waiting import wait_until_async
@@ -44,7 +45,7 @@ def commands() -> list[str]:
 
 def quoted(marker: str) -> str:
     """The block the document quotes under ``<!-- marker -->``."""
-    match = re.search(rf"<!-- {marker} -->\n```\n(.*?)\n```", TEXT, flags=re.DOTALL)
+    match = re.search(rf"<!-- {marker} -->\n```\w*\n(.*?)\n```", TEXT, flags=re.DOTALL)
     assert match, f"no quoted block {marker!r}"
     return match.group(1)
 
@@ -76,30 +77,60 @@ def test_the_document_names_the_demos_broker_and_site() -> None:
         assert f"site/{FleetSpec().site}/equipment/us-900/telemetry" in command
 
 
+def setup_lines() -> tuple[dict[str, str], list[str]]:
+    """The try-it block: its exported settings, and its `vigil` commands (not the broker's)."""
+    block = quoted("try:setup")
+    (export,) = [line for line in block.splitlines() if line.startswith("export ")]
+    settings = dict(item.split("=", 1) for item in export.split()[1:])
+    vigil = [
+        line.removesuffix("&").strip() for line in block.splitlines() if line.startswith("vigil")
+    ]
+    return settings, vigil
+
+
+class Process:
+    """A documented command running in the background, its output collected."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.output = ""
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.output += line.decode(errors="replace")
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await self._reader
+
+
 @contextlib.asynccontextmanager
-async def a_site(tmp_path: Path, port: int) -> AsyncIterator[tuple[Gateway, ReadingStore]]:
-    """A gateway bridging site-a of ``port`` with its default timestamp window, and ingest."""
-    store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
-    store.migrate()
-    ingest = IngestWorker(IngestSettings(port=port, client_id="doc-ingest"), store)
-    ingesting = asyncio.create_task(ingest.run())
-    settings = GatewaySettings(
-        gateway_id="gw-doc",
-        outbox_path=tmp_path / "outbox.db",
-        uplink=UplinkSettings(port=port),
-        site_broker=SiteBrokerSettings(port=port, site=FleetSpec().site),
-    )
+async def the_documented_site(cwd: Path, port: int) -> AsyncIterator[list[Process]]:
+    """The try-it block's `vigil` commands, on the test's broker, in ``cwd``."""
+    exported, commands = setup_lines()
+    env = {**os.environ, "VIGIL_CONFIG": str(cwd / "absent.toml")}
+    env |= {k: v.replace(str(DEMO_PORT), str(port)) for k, v in exported.items()}
+    vigil = str(Path(sys.executable).parent / "vigil")
+    running: list[Process] = []
     try:
-        await asyncio.wait_for(ingest.subscribed.wait(), 30)
-        async with Gateway(settings) as gateway:
-            assert gateway.bridge is not None
-            await asyncio.wait_for(gateway.bridge.subscribed.wait(), 30)
-            yield gateway, store
+        for command in commands:
+            argv = [vigil, *shlex.split(command)[1:]]
+            process = await asyncio.create_subprocess_exec(
+                *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            running.append(Process(process))
+        yield running
     finally:
-        ingesting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ingesting
-        store.close()
+        for process in running:
+            await process.stop()
 
 
 async def run(command: str, port: int) -> None:
@@ -112,45 +143,59 @@ async def run(command: str, port: int) -> None:
     assert process.returncode == 0, output.decode()
 
 
+def stored(database: Path) -> list[tuple[str, float, str, int]]:
+    """What the document's SQL query shows."""
+    (query,) = re.findall(r'sqlite3 \S+ "(SELECT .*?)"', TEXT)
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return [tuple(row) for row in db.execute(query)]  # type: ignore[misc]
+
+
+def letters(outbox: Path) -> str:
+    shown = CliRunner().invoke(
+        app, ["deadletters", "list", "--outbox", str(outbox)], env={"COLUMNS": "300"}
+    )
+    return shown.output
+
+
 async def test_the_documented_reading_is_stored_and_the_refused_ones_dead_lettered(
     tmp_path: Path, mosquitto: PrivateMosquitto
 ) -> None:
-    async with a_site(tmp_path, mosquitto.port) as (gateway, store):
+    port = mosquitto.port
+    (tmp_path / "var").mkdir()
+    async with the_documented_site(tmp_path, port) as (ingest, gateway):
+        subscribed = f"subscribed to site/{FleetSpec().site}/equipment/+/telemetry"
+        await wait_until_async(lambda: subscribed in gateway.output, 60, gateway.output[-2000:])
+        await wait_until_async(lambda: "subscribed to" in ingest.output, 60, ingest.output[-2000:])
         before_us = time.time_ns() // 1000
-        await run(GOOD, mosquitto.port)
-        await wait_until_async(lambda: store.reading_count() >= 3, 30, "the reading stored")
-        stored = {r.metric: r for r in store.fetch_readings(device_id="us-900")}
-        assert {m: r.value for m, r in stored.items()} == {
-            "mains_voltage": 230.6,
-            "ng_voltage": 0.4,
-            "error_code": 0.0,
-        }
-        assert {r.unit for r in stored.values()} == {"V", "code"}
-        assert {r.seq for r in stored.values()} == {1}
-        ts_us = stored["mains_voltage"].ts_us  # `date +%s%6N`: µs since the epoch, now
-        assert before_us - 5_000_000 <= ts_us <= time.time_ns() // 1000
-        await asyncio.wait_for(gateway.drained(), 30)  # ingest confirmed it: the outbox forgot
+        await run(GOOD, port)
+        database = tmp_path / "var" / "vigil.db"
+        await wait_until_async(lambda: len(stored(database)) >= 3, 30, "the readings stored")
+        assert sorted(stored(database)) == [
+            ("error_code", 0.0, "code", 1),
+            ("mains_voltage", 230.6, "V", 1),
+            ("ng_voltage", 0.4, "V", 1),
+        ]
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            (ts_us,) = db.execute("SELECT DISTINCT ts_us FROM readings").fetchone()
+        assert before_us - 5_000_000 <= ts_us <= time.time_ns() // 1000  # µs since the epoch
 
         extra = GOOD.replace('"seq":1,', '"seq":3,"firmware":"1.2",')
         for command in (IN_SECONDS, extra):
-            await run(command, mosquitto.port)
-        letters = gateway.outbox.dead_letter_page
-        await wait_until_async(lambda: len(letters(10)) >= 2, 30, "two dead letters")
-        refused = {letter.reason: letter for letter in letters(10)}
-        assert set(refused) == {reason("seconds"), reason("extra")}
-        assert {letter.source for letter in refused.values()} == {
-            "site/site-a/equipment/us-900/telemetry"
-        }
-        assert b'"ts_us":1795925660,' in refused[reason("seconds")].payload
-        assert store.reading_count() == 3
-
-    shown = CliRunner().invoke(
-        app,
-        ["deadletters", "show", "1", "--outbox", str(tmp_path / "outbox.db")],
-        env={"COLUMNS": "200"},
-    )
-    assert shown.exit_code == 0, shown.output
-    assert _without_time(shown.output.strip("\n")) == _without_time(quoted("deadletter:show"))
+            await run(command, port)
+        outbox = tmp_path / "var" / "outbox.db"
+        await wait_until_async(
+            lambda: reason("extra") in letters(outbox), 30, "both refused messages dead-lettered"
+        )
+        listed = letters(outbox)
+        assert reason("seconds")[:60] in listed
+        shown = CliRunner().invoke(
+            app, ["deadletters", "show", "1", "--outbox", str(outbox)], env={"COLUMNS": "200"}
+        )
+        assert shown.exit_code == 0, shown.output
+        assert _without_time(shown.output.strip("\n")) == _without_time(quoted("deadletter:show"))
+        assert len(stored(database)) == 3
 
 
 @pytest.mark.parametrize(
