@@ -122,12 +122,23 @@ async def check_broker(
     host: str,
     port: int,
     timeout_s: float = 5.0,
-    tls: ssl.SSLContext | None = None,
+    tls: ssl.SSLContext | str | None = None,
     name: str = "uplink broker",
     settings: str = "[uplink_broker] host and port (VIGIL_UPLINK_BROKER__HOST/__PORT)",
 ) -> Check:
-    """The broker accepts an MQTT connection (over TLS with ``tls``, as the gateway connects)."""
+    """The broker accepts an MQTT connection (over TLS with ``tls``, as the gateway connects).
+
+    ``tls`` as text: why the TLS files could not make a context; the broker is not probed.
+    """
     where = f"{host}:{port}"
+    if isinstance(tls, str):
+        return Check(
+            name,
+            Status.FAIL,
+            f"{where} not tried: its TLS files cannot be used ({tls})",
+            f"check the tls_ca_file, tls_cert_file and tls_key_file of {settings.split()[0]}:"
+            " each must exist, be readable by this user, and the key must be the certificate's",
+        )
     try:
         async with asyncio.timeout(timeout_s):
             async with aiomqtt.Client(
@@ -195,18 +206,18 @@ async def check_patches_heard(
 
 def tls_inputs(
     tls: MqttTls | None, label: str
-) -> tuple[ssl.SSLContext | None, list[tuple[str, Path]]]:
-    """For one broker: the TLS context to probe it with, and the certificate files to check."""
+) -> tuple[ssl.SSLContext | str | None, list[tuple[str, Path]]]:
+    """For one broker: the TLS context to probe it with (or why there is none: text), and the
+    certificate files to check."""
     if tls is None:
         return None, []
     files = [(f"{label} CA", tls.ca)]
     if tls.cert is not None:
         files.append((f"{label} client", tls.cert))
     try:
-        context: ssl.SSLContext | None = tls.context()
-    except (OSError, ssl.SSLError):
-        context = None  # the certificate checks say which file is wrong
-    return context, files
+        return tls.context(), files
+    except (OSError, ssl.SSLError) as exc:
+        return f"{type(exc).__name__}: {exc}", files
 
 
 def failed(checks: Sequence[Check]) -> bool:
@@ -245,12 +256,12 @@ class DoctorInputs:
     broker_port: int
     paired: Sequence[tuple[str, str]] = ()  # (address, device id)
     listen_s: float = 60.0
-    broker_tls: ssl.SSLContext | None = None  # the uplink's TLS context, if it uses one
+    broker_tls: ssl.SSLContext | str | None = None  # the uplink's TLS context (text: unusable)
     scanner_backend: Any | None = None  # None: the OS stack
     bus_present: bool | None = None  # None: look for the D-Bus system bus
     time_source: Any | None = None  # None: this machine's clocks
     # The site broker the equipment bridge consumes, when it bridges: (host, port, TLS).
-    site_broker: tuple[str, int, ssl.SSLContext | None] | None = None
+    site_broker: tuple[str, int, ssl.SSLContext | str | None] | None = None
     ntp_server: str | None = None  # the backbone's time; None: the clock offset is skipped
     ntp_port: int = 123
     max_clock_offset_s: float = 1.0

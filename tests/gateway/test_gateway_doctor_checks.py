@@ -319,3 +319,31 @@ def test_the_command_probes_a_tls_broker_as_the_gateway_and_checks_its_certifica
     ):
         assert line in out, out
     assert "CN=gw-a" in out and "site broker" not in out
+
+
+async def test_tls_files_that_cannot_be_used_fail_the_broker_check_without_a_plain_probe(
+    tmp_path: Path,
+) -> None:
+    from gateway.doctor import tls_inputs
+    from infra.mqtt_tls import MqttTls
+
+    now = datetime.now(UTC)
+    cert = make_certificate(
+        tmp_path / "gw.crt", now - timedelta(days=1), now + timedelta(days=99), "gw"
+    )
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    key = tmp_path / "other.key"
+    key.write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context, files = tls_inputs(MqttTls(cert, cert, key), "uplink")
+    assert isinstance(context, str) and files == [("uplink CA", cert), ("uplink client", cert)]
+    check = await check_broker("127.0.0.1", free_port(), 2.0, context)
+    assert check.status is Status.FAIL and "not tried" in check.detail
+    assert "the key must be the certificate's" in check.fix
+    # The certificate itself is fine, and says so: the broker line names the real problem.
+    assert check_certificate("uplink client", cert, now, 30).status is Status.OK
