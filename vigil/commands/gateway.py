@@ -229,9 +229,12 @@ def gateway_doctor(
     ),
     listen_s: Annotated[float, typer.Option(help="How long to listen for patches.")] = 60.0,
     ntp_server: Annotated[
-        str | None, typer.Option(help="NTP server (HOST[:PORT]) to measure the clock against.")
+        str | None,
+        typer.Option(help="NTP server HOST[:PORT] to compare the clock with (default: uplink's)."),
     ] = None,
-    max_clock_offset_s: Annotated[float, typer.Option(help="Largest clock offset.")] = 1.0,
+    max_clock_offset_s: Annotated[
+        float, typer.Option(help="Largest acceptable clock offset, in seconds.")
+    ] = 1.0,
     certificate_days: Annotated[
         float, typer.Option(help="Fail a certificate that expires within these days.")
     ] = 30.0,
