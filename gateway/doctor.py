@@ -1,8 +1,9 @@
 """`vigil gateway doctor`: what a technician checks on a gateway box, each failure with its fix.
 
 The checks that need Bluetooth hardware (BlueZ, adapters, patches heard) are skipped — and say
-so — where there is no D-Bus system bus; the others (outbox disk, uplink broker, clock) run
-anywhere. A linked patch does not advertise, so a patch BlueZ holds a link to counts as heard.
+so — where there is no D-Bus system bus; the others (outbox disk, the uplink and site brokers,
+the clock and its offset from the backbone's, certificate expiry) run anywhere. A linked patch
+does not advertise, so a patch BlueZ holds a link to counts as heard.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+
+from infra.mqtt_tls import MqttTls
 
 DBUS_SOCKET = Path("/run/dbus/system_bus_socket")
 
@@ -116,10 +119,26 @@ def check_disk(outbox_path: Path, needed_bytes: int) -> Check:
 
 
 async def check_broker(
-    host: str, port: int, timeout_s: float = 5.0, tls: ssl.SSLContext | None = None
+    host: str,
+    port: int,
+    timeout_s: float = 5.0,
+    tls: ssl.SSLContext | str | None = None,
+    name: str = "uplink broker",
+    settings: str = "[uplink_broker] host and port (VIGIL_UPLINK_BROKER__HOST/__PORT)",
 ) -> Check:
-    """The uplink broker accepts an MQTT connection (over TLS with ``tls``, as the uplink)."""
+    """The broker accepts an MQTT connection (over TLS with ``tls``, as the gateway connects).
+
+    ``tls`` as text: why the TLS files could not make a context; the broker is not probed.
+    """
     where = f"{host}:{port}"
+    if isinstance(tls, str):
+        return Check(
+            name,
+            Status.FAIL,
+            f"{where} not tried: its TLS files cannot be used ({tls})",
+            f"check the tls_ca_file, tls_cert_file and tls_key_file of {settings.split()[0]}:"
+            " each must exist, be readable by this user, and the key must be the certificate's",
+        )
     try:
         async with asyncio.timeout(timeout_s):
             async with aiomqtt.Client(
@@ -127,16 +146,16 @@ async def check_broker(
             ):
                 pass
     except aiomqtt.MqttCodeError as exc:  # the broker answered: reachable, but refused us
-        return Check("uplink broker", Status.OK, f"{where} answers (refused this probe: {exc})")
+        return Check(name, Status.OK, f"{where} answers (refused this probe: {exc})")
     except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
         return Check(
-            "uplink broker",
+            name,
             Status.FAIL,
             f"{where} unreachable: {exc or type(exc).__name__}",
-            "check [uplink_broker] host and port (VIGIL_UPLINK_BROKER__HOST/__PORT), the "
-            f"network and the firewall; `mosquitto_sub -h {host} -p {port} -t x -C 1 -W 5`",
+            f"check {settings}, the network and the firewall; "
+            f"`mosquitto_sub -h {host} -p {port} -t x -C 1 -W 5`",
         )
-    return Check("uplink broker", Status.OK, f"{where} accepts connections")
+    return Check(name, Status.OK, f"{where} accepts connections")
 
 
 def check_clock(state: str, trusted: bool) -> Check:
@@ -185,6 +204,22 @@ async def check_patches_heard(
     return checks
 
 
+def tls_inputs(
+    tls: MqttTls | None, label: str
+) -> tuple[ssl.SSLContext | str | None, list[tuple[str, Path]]]:
+    """For one broker: the TLS context to probe it with (or why there is none: text), and the
+    certificate files to check."""
+    if tls is None:
+        return None, []
+    files = [(f"{label} CA", tls.ca)]
+    if tls.cert is not None:
+        files.append((f"{label} client", tls.cert))
+    try:
+        return tls.context(), files
+    except (OSError, ssl.SSLError) as exc:
+        return f"{type(exc).__name__}: {exc}", files
+
+
 def failed(checks: Sequence[Check]) -> bool:
     """Whether any check failed."""
     return any(c.status is Status.FAIL for c in checks)
@@ -221,10 +256,17 @@ class DoctorInputs:
     broker_port: int
     paired: Sequence[tuple[str, str]] = ()  # (address, device id)
     listen_s: float = 60.0
-    broker_tls: ssl.SSLContext | None = None  # the uplink's TLS context, if it uses one
+    broker_tls: ssl.SSLContext | str | None = None  # the uplink's TLS context (text: unusable)
     scanner_backend: Any | None = None  # None: the OS stack
     bus_present: bool | None = None  # None: look for the D-Bus system bus
     time_source: Any | None = None  # None: this machine's clocks
+    # The site broker the equipment bridge consumes, when it bridges: (host, port, TLS).
+    site_broker: tuple[str, int, ssl.SSLContext | str | None] | None = None
+    ntp_server: str | None = None  # the backbone's time; None: the clock offset is skipped
+    ntp_port: int = 123
+    max_clock_offset_s: float = 1.0
+    certificates: Sequence[tuple[str, Path]] = ()  # (label, PEM file) the gateway connects with
+    min_certificate_days: float = 30.0
 
 
 async def examine(inputs: DoctorInputs) -> list[Check]:
@@ -240,8 +282,13 @@ async def examine(inputs: DoctorInputs) -> list[Check]:
     checks = await check_bluez(bluez, bus)
     checks.append(check_disk(inputs.outbox_path, inputs.outbox_bytes))
     checks.append(await check_broker(inputs.broker_host, inputs.broker_port, tls=inputs.broker_tls))
+    if inputs.site_broker is not None:
+        host, port, tls = inputs.site_broker
+        where = "[site_broker] host and port (VIGIL_SITE_BROKER__HOST/__PORT)"
+        checks.append(await check_broker(host, port, tls=tls, name="site broker", settings=where))
     state = clock_state(inputs.time_source or SystemTime())
     checks.append(check_clock(state.value, state.trusted))
+    checks += await _time_and_certificates(inputs)
     listen: Listen | None = None
     linked: set[str] = set()
     if bluez is not None and bluez.adapters():
@@ -254,3 +301,14 @@ async def examine(inputs: DoctorInputs) -> list[Check]:
             linked |= {d.address.upper() for d in bluez.connected(info.name)}
     checks += await check_patches_heard(inputs.paired, listen, linked, inputs.listen_s)
     return checks
+
+
+async def _time_and_certificates(inputs: DoctorInputs) -> list[Check]:
+    """The clock against the backbone's, and the expiry of every certificate in use."""
+    from gateway.doctor_certs import check_certificates
+    from gateway.doctor_clock import check_clock_offset
+
+    offset = await check_clock_offset(
+        inputs.ntp_server, inputs.max_clock_offset_s, port=inputs.ntp_port
+    )
+    return [offset, *check_certificates(inputs.certificates, inputs.min_certificate_days)]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real services the tests start privately: Mosquitto, PostgreSQL 15 and
+# Installs the real services the tests start privately: Mosquitto (and its clients: the
+# integration guide's mosquitto_pub line is run by a test), PostgreSQL 15 and
 # TimescaleDB (built from Debian's trixie source package, which bookworm does not ship).
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
@@ -11,7 +12,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 need_pkgs=()
-for pkg in mosquitto postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR cmake libssl-dev gcc make; do
+for pkg in mosquitto mosquitto-clients postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR cmake libssl-dev gcc make; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

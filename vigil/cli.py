@@ -14,6 +14,7 @@ from infra.logs import LogFormat
 from vigil.commands import (
     audit,
     broker,
+    contract,
     deadletters,
     devices,
     fhir,
@@ -50,6 +51,7 @@ app.add_typer(retention.app, name="retention")
 app.add_typer(fhir.app, name="fhir")
 app.add_typer(devices.app, name="devices")
 app.add_typer(trace.app, name="trace")
+app.add_typer(contract.app, name="contract")
 
 console = Console()
 

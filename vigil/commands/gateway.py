@@ -131,6 +131,7 @@ def gateway_run(
     port = chosen_port(metrics_port, g.metrics_port)
 
     from gateway import metrics
+    from gateway.sd_notify import supervised
     from vigil.stopping import run_until_stopped
 
     failures: list[BaseException] = []
@@ -139,7 +140,10 @@ def gateway_run(
         gateway = Gateway(settings, sources, counters)
         metrics.register(counters.registry, gateway)
         _log_start(settings)
-        async with gateway:
+        async with (
+            gateway,
+            supervised(f"gateway {settings.gateway_id} running", lambda: gateway.failure is None),
+        ):
             log.info("gateway %s running", settings.gateway_id)
             work = _until_drained(gateway) if exit_when_drained else asyncio.Event().wait()
             failure = await _unless_failed(gateway, work)
@@ -250,9 +254,20 @@ def gateway_doctor(
         "var/gateway"
     ),
     listen_s: Annotated[float, typer.Option(help="How long to listen for patches.")] = 60.0,
+    ntp_server: Annotated[
+        str | None,
+        typer.Option(help="NTP server HOST[:PORT] to compare the clock with (default: uplink's)."),
+    ] = None,
+    max_clock_offset_s: Annotated[
+        float, typer.Option(help="Largest acceptable clock offset, in seconds.")
+    ] = 1.0,
+    certificate_days: Annotated[
+        float, typer.Option(help="Fail a certificate that expires within these days.")
+    ] = 30.0,
 ) -> None:
-    """Check this gateway box: Bluetooth, outbox disk, uplink broker, clock, patches heard."""
-    from gateway.doctor import DoctorInputs, examine, failed
+    """Check this box: Bluetooth, disk, brokers, clock and offset, certificates, patches heard."""
+    from gateway.doctor import DoctorInputs, examine, failed, tls_inputs
+    from gateway.doctor_clock import ntp_server as parse_ntp
     from gateway.profiles import OUTBOX_BYTES_PER_READING
 
     vigil = VigilSettings()
@@ -264,6 +279,13 @@ def gateway_doctor(
         outbox_path = profile.settings.outbox_path
         outbox_bytes = profile.settings.outbox_max_readings * OUTBOX_BYTES_PER_READING
         paired = [(p.address, p.device_id) for p in profile.paired]
+    uplink_tls, certificates = tls_inputs(vigil.uplink_broker.tls(), "uplink")
+    ntp = parse_ntp(ntp_server or vigil.uplink_broker.host)
+    site = None
+    if vigil.gateway.bridge_equipment:
+        site_tls, site_files = tls_inputs(vigil.site_broker.tls(), "site")
+        site = (vigil.site_broker.host, vigil.site_broker.port, site_tls)
+        certificates += site_files
     inputs = DoctorInputs(
         outbox_path=outbox_path,
         outbox_bytes=outbox_bytes,
@@ -271,6 +293,13 @@ def gateway_doctor(
         broker_port=vigil.uplink_broker.port,
         paired=paired,
         listen_s=listen_s,
+        broker_tls=uplink_tls,
+        site_broker=site,
+        ntp_server=ntp[0],
+        ntp_port=ntp[1],
+        max_clock_offset_s=max_clock_offset_s,
+        certificates=certificates,
+        min_certificate_days=certificate_days,
     )
     checks = asyncio.run(examine(inputs))
     for check in checks:
