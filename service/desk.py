@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -28,7 +29,7 @@ from service.concurrency import ConcurrentUpdate
 from service.dispatch import Assignment, NoEngineer, assign
 from service.escalation import Escalation, escalate_loaded, escalations_due
 from service.intake import alert_time, open_or_append
-from service.lifecycle import Dispatch, Event, transition
+from service.lifecycle import Dispatch, Event, Reopen, transition
 from service.model import (
     OPEN_STATES,
     Device,
@@ -37,6 +38,7 @@ from service.model import (
     Site,
     Ticket,
     TicketKind,
+    TicketState,
     Tier,
     new_ticket,
 )
@@ -116,27 +118,72 @@ def _staff(store: ServiceStore, site: Site, also: str | None = None) -> list[Eng
     return staff
 
 
-def auto_dispatch(store: ServiceStore, ticket: Ticket, at: datetime) -> Ticket:
+# (region, device family) pairs found without a free engineer in this round of retries.
+Blocked = set[tuple[str, str]]
+
+
+def auto_dispatch(
+    store: ServiceStore, ticket: Ticket, at: datetime, blocked: Blocked | None = None
+) -> Ticket:
     """Dispatch an open ticket to the best engineer; leave it open (and say why) if none fits.
 
     Only the region's engineers are read, and their load is counted by the store in SQL, so a
-    dispatch costs the same however many tickets are open.
+    dispatch costs the same however many tickets are open. When nobody fits, the reason is
+    stored on the ticket (``dispatch_reason``) and audited — once per distinct reason, so the
+    worker retrying every tick does not grow the audit log. ``blocked`` remembers, for one
+    round of retries, the (region, family) pairs that had nobody free.
     """
     device = store.device(ticket.device_id)
     site = store.site(device.site_id) if device else None
     if device is None or site is None:
         outcome: Assignment | NoEngineer = NoEngineer(f"device {ticket.device_id} not installed")
+    elif blocked is not None and (site.region, str(device.kind)) in blocked:
+        return ticket
     else:
         staff = _staff(store, site)
         load = store.engineer_load([e.id for e in staff], ticket.id)
         outcome = assign(device, site, staff, load)
+        if blocked is not None and isinstance(outcome, NoEngineer):
+            blocked.add((site.region, str(device.kind)))
     if isinstance(outcome, NoEngineer):
-        store.append_audit(
-            at, "dispatcher", "dispatch_failed", ticket.id, {"reason": outcome.reason}
-        )
-        return ticket
+        if ticket.dispatch_reason == outcome.reason:
+            return ticket
+        waiting = ticket.model_copy(update={"dispatch_reason": outcome.reason})
+        return save(store, waiting, "dispatcher", "dispatch_failed", at, {"reason": outcome.reason})
     moved = transition(ticket, Dispatch(outcome.engineer_id, outcome.reason), at)
     return save(store, moved, "dispatcher", "dispatched", at, {"engineer": outcome.engineer_id})
+
+
+def dispatch_waiting_one(
+    store: ServiceStore, ticket_id: str, at: datetime, blocked: Blocked
+) -> Ticket | None:
+    """Try again to dispatch one undispatched ticket; the ticket if it was dispatched now."""
+    with store.atomic():
+        ticket = store.ticket(ticket_id)
+        if ticket is None or ticket.state is not TicketState.OPEN:
+            return None
+        store.lock_device(ticket.device_id)
+        moved = auto_dispatch(store, ticket, at, blocked)
+        return moved if moved.assignee is not None else None
+
+
+def waiting_ids(store: ServiceStore, limit: int) -> list[str]:
+    """Up to ``limit`` undispatched tickets, oldest first (an index range, never a scan)."""
+    return store.undispatched(limit)
+
+
+def dispatch_waiting(store: ServiceStore, at: datetime, limit: int = 200) -> list[Ticket]:
+    """Retry dispatching the oldest ``limit`` undispatched tickets, each in its transaction.
+
+    Called when capacity may have freed (a ticket resolved) and by the worker every tick.
+    """
+    blocked: Blocked = set()
+    done = []
+    for ticket_id in waiting_ids(store, limit):
+        work = partial(dispatch_waiting_one, store, ticket_id, at, blocked)
+        if (ticket := retrying(store, work)) is not None:
+            done.append(ticket)
+    return done
 
 
 def handle_alert(
@@ -265,6 +312,23 @@ def apply(
         return save(store, moved, actor, type(event).__name__.lower(), at, fields)
 
 
+def reopen(
+    store: ServiceStore,
+    ticket_id: str,
+    reason: str,
+    actor: str,
+    at: datetime,
+    expected_version: int | None = None,
+) -> Ticket:
+    """Reopen a resolved (or later) ticket whose fault came back, and dispatch it again.
+
+    Audited as ``reopen`` with the reason; TransitionError when the ticket is still open.
+    """
+    with store.atomic():
+        moved = apply(store, ticket_id, Reopen(reason), actor, at, expected_version)
+        return auto_dispatch(store, moved, at)
+
+
 def escalate_one(
     store: ServiceStore, ticket_id: str, now: datetime, config: SlaConfig
 ) -> Escalation | None:
@@ -358,7 +422,7 @@ def run_schedules(
 def breaches(
     store: ServiceStore, since: datetime, now: datetime, config: SlaConfig
 ) -> list[Breach]:
-    """SLA breaches that happened in (since, now]; call with adjacent windows.
+    """SLA breaches whose instant lies in [since, now); call with adjacent windows.
 
     Judged by ``breaches_between`` over the tickets whose stored breach instants fall in the
     window (an index), not over every ticket.

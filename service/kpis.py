@@ -97,7 +97,9 @@ def attainment(
 def first_time_fix(tickets: Iterable[Ticket]) -> Rate:
     """Resolved corrective tickets fixed on the first site visit."""
     resolved = [
-        t for t in tickets if t.kind in CORRECTIVE and t.entered(TicketState.RESOLVED) is not None
+        t
+        for t in tickets
+        if t.kind in CORRECTIVE and t.episode().entered(TicketState.RESOLVED) is not None
     ]
     return Rate(sum(1 for t in resolved if t.site_visits == 1), len(resolved))
 

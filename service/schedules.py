@@ -54,7 +54,7 @@ def last_inspection(device: Device, tickets: Iterable[Ticket]) -> date:
         resolved.date()
         for t in tickets
         if t.device_id == device.id and t.kind is TicketKind.PREVENTIVE
-        if (resolved := t.entered(TicketState.RESOLVED)) is not None
+        if (resolved := t.episode().entered(TicketState.RESOLVED)) is not None
     ]
     return max(
         [device.installed_on, *([device.last_inspection] if device.last_inspection else []), *done]

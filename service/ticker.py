@@ -1,4 +1,5 @@
-"""The service worker's periodic jobs: escalations, SLA breach scan and schedules, every tick.
+"""The service worker's periodic jobs, every tick: retried dispatch, escalations, SLA breach scan
+and schedules.
 
 A tick does only what is due: each job finds its rows through indexed instants the store keeps
 with every ticket and device (escalation and breach instants, last inspection, warranty end),
@@ -34,6 +35,7 @@ from service.notifications import (
     escalation_notifications,
     opened_notifications,
     outbox_items,
+    ticket_notifications,
     wall_clock,
 )
 from service.schedules import ScheduledTask
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breach_scan"  # the store cursor: breaches are reported up to this instant
 REFRESH_PER_TICK = 2_000  # tickets with stale clock columns re-derived per tick at most
+WAITING_PER_TICK = 500  # undispatched tickets (oldest first) offered to engineers per tick
 
 
 class Ticker:
@@ -92,6 +95,7 @@ class Ticker:
         """Run escalations, breach detection and schedules once, at ``now``."""
         now = now or self.clock()
         await self.refresh(REFRESH_PER_TICK)
+        await asyncio.to_thread(self._dispatch_waiting, now)
         await asyncio.to_thread(self._escalate, now)
         await self.scan_breaches(now)
         await asyncio.to_thread(self._schedule, now)
@@ -112,6 +116,21 @@ class Ticker:
 
     def _enqueue(self, notes: Iterable[Notification], now: datetime) -> None:
         self.store.enqueue_notifications(outbox_items(notes, self.settings.notify, now))
+
+    def _dispatch_waiting(self, now: datetime) -> None:
+        """Offer undispatched tickets to engineers again: capacity may have freed since."""
+        blocked: desk.Blocked = set()
+        for ticket_id in desk.waiting_ids(self.store, WAITING_PER_TICK):
+            desk.retrying(self.store, partial(self._dispatch_one, ticket_id, now, blocked))
+
+    def _dispatch_one(self, ticket_id: str, now: datetime, blocked: desk.Blocked) -> None:
+        ticket = desk.dispatch_waiting_one(self.store, ticket_id, now, blocked)
+        if ticket is not None:
+            device = self.store.device(ticket.device_id)
+            notes = ticket_notifications(
+                ticket, device, "ticket.dispatched", now, self.settings.sla
+            )
+            self._enqueue(notes, now)
 
     def _escalate(self, now: datetime) -> None:
         """Escalate each due ticket in a transaction of its own, with its notifications."""

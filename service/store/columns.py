@@ -136,7 +136,7 @@ def ticket_columns(
         "fault": ticket.fault,
         "opened_us": us(ticket.opened_at),
         "updated_us": us(updated_at(ticket)),
-        "resolved_us": us(ticket.entered(TicketState.RESOLVED)),
+        "resolved_us": us(ticket.episode().entered(TicketState.RESOLVED)),
         "site_visits": ticket.site_visits,
         "paused": int(ticket.state is TicketState.WAITING_FOR_CUSTOMER),
         "escalate_us": us(escalation_due_at(ticket, config)),
@@ -154,7 +154,9 @@ def ticket_columns(
 
 def _clock_columns(ticket: Ticket, clock: Clock, config: SlaConfig) -> dict[str, int | None]:
     """Deadline, stop, SLA time spent at the stop, and breach instant of one clock."""
-    stop = ticket.entered(TicketState.ACCEPTED if clock is Clock.RESPOND else TicketState.RESOLVED)
+    stop = ticket.episode().entered(
+        TicketState.ACCEPTED if clock is Clock.RESPOND else TicketState.RESOLVED
+    )
     elapsed = None
     if stop is not None:
         spent = clock_status(ticket, clock, stop, config).elapsed

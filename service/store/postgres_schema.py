@@ -108,6 +108,9 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_tickets_patient ON service_tickets (patient, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_assignee ON service_tickets (assignee, state)",
     "CREATE INDEX IF NOT EXISTS service_tickets_opened ON service_tickets (opened_us, id)",
+    # Undispatched tickets, oldest first: the worker retries them every tick.
+    """CREATE INDEX IF NOT EXISTS service_tickets_state_opened
+        ON service_tickets (state, opened_us, id)""",
     "CREATE INDEX IF NOT EXISTS service_tickets_updated ON service_tickets (updated_us, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_due ON service_tickets (due_us, id)",
     """CREATE INDEX IF NOT EXISTS service_tickets_respond_breach

@@ -139,11 +139,15 @@ class ServiceStore(Protocol):
         ...
 
     def escalations_due(self, now: datetime) -> list[str]:
-        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        """Ids of the tickets whose escalation instant is before ``now``, earliest first."""
+        ...
+
+    def undispatched(self, limit: int, after: tuple[int, str] | None = None) -> list[str]:
+        """Ids of open (undispatched) tickets, oldest first; keyset ``after`` = (opened µs, id)."""
         ...
 
     def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
-        """Tickets whose stored breach instants fall in (since, now]: a superset of the breaches."""
+        """Tickets whose stored breach instants fall in [since, now): a superset of the breaches."""
         ...
 
     def schedule_candidates(self, today: date, config: ScheduleConfig) -> list[Device]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from service import audit
 from service.audit import AuditEntry
-from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind
+from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
 from service.store import aggregates
@@ -227,21 +227,34 @@ class SqlQueries:
         return {assignee: int(n) for assignee, n in rows}
 
     def escalations_due(self, now: datetime) -> list[str]:
-        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        """Ids of the tickets whose escalation instant is before ``now``, earliest first."""
         rows = self._rows(
-            f"SELECT id FROM {self.dialect.tickets} WHERE escalate_us <= ?"
-            " ORDER BY escalate_us, id",
+            f"SELECT id FROM {self.dialect.tickets} WHERE escalate_us < ? ORDER BY escalate_us, id",
             (us(now),),
         )
         return [r[0] for r in rows]
 
+    def undispatched(self, limit: int, after: tuple[int, str] | None = None) -> list[str]:
+        """Ids of open tickets nobody holds, oldest first, from after ``after`` (opened, id)."""
+        t = self.dialect.tickets
+        keyset = ""
+        params: list[Any] = [str(TicketState.OPEN)]
+        if after is not None:
+            keyset = " AND (opened_us > ? OR (opened_us = ? AND id > ?))"
+            params += [after[0], after[0], after[1]]
+        rows = self._rows(
+            f"SELECT id FROM {t} WHERE state = ?{keyset} ORDER BY opened_us, id LIMIT ?",
+            [*params, limit],
+        )
+        return [r[0] for r in rows]
+
     def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
-        """Tickets with a clock breached in (since, now], as last computed (a superset)."""
+        """Tickets with a clock breached in [since, now), as last computed (a superset)."""
         t = self.dialect.tickets
         window = (us(since), us(now))
         rows = self._rows(
-            f"SELECT id FROM {t} WHERE respond_breach_us > ? AND respond_breach_us <= ?"
-            f" UNION SELECT id FROM {t} WHERE resolve_breach_us > ? AND resolve_breach_us <= ?",
+            f"SELECT id FROM {t} WHERE respond_breach_us >= ? AND respond_breach_us < ?"
+            f" UNION SELECT id FROM {t} WHERE resolve_breach_us >= ? AND resolve_breach_us < ?",
             (*window, *window),
         )
         return self._tickets_by_id(sorted(r[0] for r in rows))

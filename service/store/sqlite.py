@@ -99,6 +99,7 @@ CREATE INDEX IF NOT EXISTS devices_pm ON devices (kind, last_pm_day);
 CREATE INDEX IF NOT EXISTS devices_warranty ON devices (warranty_day);
 CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE INDEX IF NOT EXISTS tickets_state_opened ON tickets (state, opened_us, id);
 CREATE INDEX IF NOT EXISTS tickets_site ON tickets (site_id, id);
 CREATE INDEX IF NOT EXISTS tickets_patient ON tickets (patient, id);
 CREATE INDEX IF NOT EXISTS tickets_assignee ON tickets (assignee, state);

@@ -11,6 +11,7 @@ from service.api.routes import (
     reports,
     telemetry,
     tickets,
+    tickets_reopen,
     traceability,
 )
 
@@ -20,6 +21,7 @@ ROUTERS = (
     installed_base.router,
     telemetry.router,
     tickets.router,
+    tickets_reopen.router,
     kpis.router,
     reports.router,
     audit.router,
