@@ -103,7 +103,8 @@ def ticket_notifications(
     if ticket.assignee:
         notes.append(Notification("engineer", ticket.assignee, event, full, when))
     if device is not None:
-        brief = {k: full[k] for k in ("ticket_id", "device_id", "state", "title", "assignee")}
+        keys = ("ticket_id", "device_id", "state", "title", "assignee", "dispatch_reason")
+        brief = {k: full[k] for k in keys}
         notes.append(Notification("hospital", device.site_id, event, brief, when))
         if device.patient:
             # Patients and carers get what they need to act on, nothing about other people.

@@ -632,6 +632,8 @@ class VigilSettings(BaseSettings):
             warranty_notice=timedelta(days=s.warranty_notice_days),
             warranty_grace=timedelta(days=s.warranty_grace_days),
             inspected_kinds=frozenset(s.inspected_kinds),
+            timezone=self.sla.timezone,
+            site_timezones={site: c.timezone for site, c in self.sites.items()},
         )
 
     def service_worker_settings(self, devices: DeviceDirectory | None = None) -> WorkerSettings:

@@ -265,16 +265,19 @@ class SqlQueries:
         kinds = sorted(str(k) for k in config.inspected_kinds)
         open_states = sorted(str(s) for s in OPEN_STATES)
         day = today.toordinal()
+        # Sites count in their local dates (up to a day either side of ``today`` in UTC) and
+        # last_pm_day holds a resolution's UTC date: two days of slack keep this a superset.
+        slack = 2
         overdue = self._rows(
             f"SELECT id FROM {d} WHERE last_pm_day < ? AND {in_clause('kind', len(kinds))}"
             f" AND NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.device_id = {d}.id"
             f" AND {t}.rule_id = ? AND {in_clause(f'{t}.state', len(open_states))})",
-            [day - config.inspection_interval.days + 1, *kinds, PREVENTIVE_RULE, *open_states],
+            [day - config.inspection_interval.days + slack, *kinds, PREVENTIVE_RULE, *open_states],
         )
         expiring = self._rows(
             f"SELECT id FROM {d} WHERE warranty_day BETWEEN ? AND ? AND NOT EXISTS (SELECT 1"
             f" FROM {t} WHERE {t}.device_id = {d}.id AND {t}.rule_id = {d}.warranty_rule)",
-            (day - config.warranty_grace.days - 1, day + config.warranty_notice.days + 1),
+            (day - config.warranty_grace.days - slack, day + config.warranty_notice.days + slack),
         )
         ids = sorted({r[0] for r in overdue} | {r[0] for r in expiring})
         if not ids:

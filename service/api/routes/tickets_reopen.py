@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 from service import desk
 from service.api.deps import Id, NowDep, OpenerDep, StoreDep
@@ -27,7 +27,7 @@ def _not_blank(value: str) -> str:
 class ReopenRequest(In):
     """Why the ticket is reopened (the fault came back, the fix did not hold …)."""
 
-    reason: Annotated[Note, Field(min_length=1), AfterValidator(_not_blank)]
+    reason: Annotated[Note, AfterValidator(_not_blank)]
 
 
 @router.post("/{ticket_id}/reopen")
