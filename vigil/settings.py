@@ -311,6 +311,10 @@ def _known_zone(name: str) -> str:
     return check_timezone(name)
 
 
+def _hours(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(hours=value)
+
+
 # An IANA time zone name, checked when the settings are read rather than at the first SLA use.
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
@@ -336,6 +340,10 @@ class SlaTargetsConfig(Section):
     """[calendars.<name>] of sites not listed under [sites]."""
     timezone: TimeZone = "UTC"
     """IANA time zone of sites not listed under [sites]."""
+    urgent_undispatched_h: float | None = Field(None, gt=0)
+    """Hours an urgent ticket may wait unassigned before the desk is told (unset: respond)."""
+    general_undispatched_h: float | None = Field(None, gt=0)
+    """Hours a general ticket may wait unassigned before the desk is told (unset: respond)."""
 
 
 class CalendarConfig(Section):
@@ -609,11 +617,13 @@ class VigilSettings(BaseSettings):
                     respond=timedelta(hours=a.urgent_respond_h),
                     resolve=timedelta(hours=a.urgent_resolve_h),
                     business_hours=a.urgent_business_hours,
+                    undispatched=_hours(a.urgent_undispatched_h),
                 ),
                 Tier.GENERAL: TierPolicy(
                     respond=timedelta(hours=a.general_respond_h),
                     resolve=timedelta(hours=a.general_resolve_h),
                     business_hours=a.general_business_hours,
+                    undispatched=_hours(a.general_undispatched_h),
                 ),
             },
             urgent_from=Severity[a.urgent_from.upper()],

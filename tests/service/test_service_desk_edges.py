@@ -294,3 +294,22 @@ def test_desk_reopen_is_audited_and_dispatched(store: SqliteStore) -> None:
     actions = [(e.action, e.actor) for e in store.audit_log()[-2:]]
     assert actions == [("reopen", "hospital:s1"), ("dispatched", "dispatcher")]
     assert store.audit_log()[-2].data["event"]["reason"] == "leaks again"
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def test_settings_carry_undispatched_times_and_site_time_zones() -> None:
+    from vigil.settings import VigilSettings
+
+    settings = VigilSettings(
+        sla={"general_undispatched_h": 12},
+        sites={"sh": {"timezone": "Asia/Shanghai"}},
+    )
+    sla = settings.sla_config()
+    assert sla.undispatched(Tier.GENERAL) == hours(12)
+    assert sla.undispatched(Tier.URGENT) == hours(2)  # unset: the respond target
+    schedules = settings.schedule_config()
+    assert schedules.site_timezones == {"sh": "Asia/Shanghai"} and schedules.timezone == "UTC"
+    with pytest.raises(ValueError, match="greater than 0"):
+        VigilSettings(sla={"urgent_undispatched_h": 0})

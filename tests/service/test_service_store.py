@@ -514,3 +514,17 @@ def test_postgres_deliveries_of_an_older_release_get_their_time(timescale_dsn: s
     assert db.prune_deliveries(T0 - DAY).rows == 1
     assert db.deliveries() == _OLD_ATTEMPTS[1:]
     db.close()
+
+
+def test_undispatched_tickets_are_listed_oldest_first_in_pages(store: ServiceStore) -> None:
+    store.put_site(site("s1"))
+    store.put_device(device("d1"))
+    for n in range(5):
+        store.put_ticket(ticket(f"t{n}", at=T0 + timedelta(minutes=5 - n)))
+    store.put_ticket(walk(ticket("held", at=T0), (Dispatch("e1", "x"), T0)))
+    assert store.undispatched(10) == ["t4", "t3", "t2", "t1", "t0"]
+    first = store.undispatched(2)
+    assert first == ["t4", "t3"]
+    after = (int((T0 + timedelta(minutes=2)).timestamp() * 1_000_000), "t3")
+    assert store.undispatched(2, after) == ["t2", "t1"]
+    assert store.undispatched(0) == []
