@@ -264,6 +264,7 @@ class Channel(StrEnum):
 
     WEBHOOK = "webhook"
     MQTT = "mqtt"
+    EMAIL = "email"
 
 
 class OutboxStatus(StrEnum):
