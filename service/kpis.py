@@ -94,6 +94,25 @@ def attainment(
     return Attainment(clock, decided, met, mean)
 
 
+@dataclass(frozen=True, slots=True)
+class Satisfaction:
+    """Follow-up scores (1-5): how many tickets were scored and their sum."""
+
+    responses: int
+    total: int
+
+    @property
+    def mean(self) -> float | None:
+        """The mean score; None before the first follow-up."""
+        return self.total / self.responses if self.responses else None
+
+
+def satisfaction(tickets: Iterable[Ticket]) -> Satisfaction:
+    """The follow-up scores of ``tickets`` (a reopened ticket's score is cleared until rescored)."""
+    scores = [t.satisfaction for t in tickets if t.satisfaction is not None]
+    return Satisfaction(len(scores), sum(scores))
+
+
 def first_time_fix(tickets: Iterable[Ticket]) -> Rate:
     """Resolved corrective tickets fixed on the first site visit."""
     resolved = [

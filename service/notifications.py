@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from contract.topics import notification_topic
 from service.audit import canonical_json
 from service.business_hours import TimeZoneName
+from service.compensation import ServiceCredit
 from service.email import SmtpConfig
 from service.escalation import Escalation
 from service.model import Channel, Device, OutboxItem, Ticket, Tier
@@ -240,19 +241,18 @@ def escalation_notifications(
     return notes
 
 
-def breach_notification(breach: Breach) -> Notification:
-    """The service team hears of every SLA breach, once."""
+def breach_notification(breach: Breach, credit: ServiceCredit | None = None) -> Notification:
+    """The service team hears of every SLA breach, once (with the service credit it earned)."""
+    payload: dict[str, Any] = {
+        "ticket_id": breach.ticket_id,
+        "clock": str(breach.clock),
+        "tier": str(breach.tier),
+        "at": breach.at.isoformat(),
+    }
+    if credit is not None:
+        payload |= {"credit_minor": credit.amount_minor, "currency": credit.currency}
     return Notification(
-        "service",
-        "team",
-        "sla.breached",
-        {
-            "ticket_id": breach.ticket_id,
-            "clock": str(breach.clock),
-            "tier": str(breach.tier),
-            "at": breach.at.isoformat(),
-        },
-        f"{breach.clock}:{breach.at.isoformat()}",
+        "service", "team", "sla.breached", payload, f"{breach.clock}:{breach.at.isoformat()}"
     )
 
 

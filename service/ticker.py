@@ -28,6 +28,7 @@ from infra.consume import Outage
 from infra.errors import StorageUnavailable
 from service import desk
 from service.checkpoint_export import CheckpointExporter
+from service.compensation import ServiceCredit, credit_for
 from service.model import Ticket
 from service.notifications import (
     Notification,
@@ -158,6 +159,24 @@ class Ticker:
             device = store.device(ticket.device_id)
             self._enqueue(opened_notifications(ticket, device, now, sla), now)
 
+    def _credit(self, breach: Breach, now: datetime) -> ServiceCredit | None:
+        """The service credit ``breach`` earns, kept and audited (in the scan's transaction)."""
+        policy = self.settings.compensation
+        if policy is None:
+            return None
+        ticket = self.store.ticket(breach.ticket_id)
+        device = self.store.device(ticket.device_id) if ticket is not None else None
+        credit = credit_for(breach, device, policy, now)
+        if credit is not None and self.store.put_credit(credit):
+            fields = {
+                "key": credit.key,
+                "clock": str(credit.clock),
+                "amount_minor": credit.amount_minor,
+                "currency": credit.currency,
+            }
+            self.store.append_audit(now, "sla", "service_credit", credit.ticket_id, fields)
+        return credit
+
     def _scan(self, now: datetime) -> list[Breach]:
         store = self.store
         since = store.cursor(BREACH_CURSOR)
@@ -165,6 +184,7 @@ class Ticker:
             return []  # a clock that went back: never report a window twice
         # The first run ever has nothing to catch up on: it starts the scan here.
         found = [] if since is None else desk.breaches(store, since, now, self.settings.sla)
-        self._enqueue((breach_notification(b) for b in found), now)
+        credits = {b: self._credit(b, now) for b in found}
+        self._enqueue((breach_notification(b, credits[b]) for b in found), now)
         store.set_cursor(BREACH_CURSOR, now)
         return found

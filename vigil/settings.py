@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rules.runtime import RuntimeSettings
     from rules.worker import RulesWorkerSettings
     from service.business_hours import BusinessCalendar
+    from service.compensation import CompensationPolicy
     from service.schedules import ScheduleConfig
     from service.sla import DeviceDirectory, SlaConfig
     from service.worker import NotifyConfig, WorkerSettings
@@ -391,6 +392,23 @@ class SchedulingConfig(Section):
     """Days after a warranty ended that a reminder still opens (older ends are old news)."""
 
 
+class CompensationConfig(Section):
+    """[compensation]: the service credit an SLA breach earns (amounts in cents; 0: none)."""
+
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 currency of the credits."""
+    urgent_respond_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when an urgent ticket's respond clock is breached."""
+    urgent_resolve_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when an urgent ticket's resolve clock is breached."""
+    general_respond_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when a general ticket's respond clock is breached."""
+    general_resolve_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when a general ticket's resolve clock is breached."""
+    contract_only: bool = False
+    """Credit only breaches of devices under a service contract."""
+
+
 class RetentionConfig(Section):
     """[retention]: how long records are kept before ingest, the service and gateways prune them."""
 
@@ -439,6 +457,7 @@ class VigilSettings(BaseSettings):
     sites: dict[str, SiteConfig] = {}
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
     schedules: SchedulingConfig = SchedulingConfig()
+    compensation: CompensationConfig = CompensationConfig()
     retention: RetentionConfig = RetentionConfig()
     fhir: FhirConfig = FhirConfig()
 
@@ -646,6 +665,29 @@ class VigilSettings(BaseSettings):
             site_timezones={site: c.timezone for site, c in self.sites.items()},
         )
 
+    def compensation_policy(self) -> CompensationPolicy | None:
+        """The service credits SLA breaches earn; None when every amount is 0."""
+        from service.compensation import CompensationPolicy
+        from service.model import Tier
+        from service.sla import Clock
+
+        c = self.compensation
+        credits = {
+            Tier.URGENT: {
+                Clock.RESPOND: c.urgent_respond_credit,
+                Clock.RESOLVE: c.urgent_resolve_credit,
+            },
+            Tier.GENERAL: {
+                Clock.RESPOND: c.general_respond_credit,
+                Clock.RESOLVE: c.general_resolve_credit,
+            },
+        }
+        if not any(amount for by_clock in credits.values() for amount in by_clock.values()):
+            return None
+        return CompensationPolicy(
+            currency=c.currency, credits=credits, contract_only=c.contract_only
+        )
+
     def service_worker_settings(self, devices: DeviceDirectory | None = None) -> WorkerSettings:
         """The ticket worker's settings (broker = [uplink_broker], where the alerts go).
 
@@ -664,6 +706,7 @@ class VigilSettings(BaseSettings):
             sla=self.sla_config(devices),
             schedules=self.schedule_config(),
             notify=self.notify_config(),
+            compensation=self.compensation_policy(),
         )
 
     def retention_policy(self) -> RetentionPolicy:

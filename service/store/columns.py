@@ -49,8 +49,12 @@ TICKET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("resolve_breach_us", "BIGINT"),
     ("escalate_us", "BIGINT"),
     ("due_us", "BIGINT"),
+    ("satisfaction", "INTEGER"),
     ("clocks", "TEXT"),
 )
+# Bumped when a derived column is added or computed differently: rows derived under an older
+# version count as computed under another configuration, so ``refresh_clocks`` fills them in.
+COLUMNS_VERSION = 2
 TICKET_COLUMN_NAMES = tuple(name for name, _ in TICKET_COLUMNS)
 
 # Every derived device column with its SQL type; ``last_pm_day`` is kept by the store.
@@ -84,7 +88,7 @@ UNPLACED = Placement(None, None, None, None)
 
 def sla_fingerprint(sla: SlaConfig) -> str:
     """A short, stable name of an SLA configuration: equal configurations, equal names."""
-    dumped = _sorted_sets(sla.model_dump(mode="json"))
+    dumped = {**_sorted_sets(sla.model_dump(mode="json")), "columns": COLUMNS_VERSION}
     digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
@@ -140,6 +144,7 @@ def ticket_columns(
         "site_visits": ticket.site_visits,
         "paused": int(ticket.state is TicketState.WAITING_FOR_CUSTOMER),
         "escalate_us": us(escalation_due_at(ticket, config)),
+        "satisfaction": ticket.satisfaction,
         "clocks": fingerprint,
     }
     running: list[int] = []

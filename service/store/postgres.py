@@ -77,6 +77,7 @@ DIALECT = Dialect(
     devices="service_devices",
     audit="service_audit_log",
     signatures="service_audit_signatures",
+    credits="service_credits",
     doc="doc::text",
     greatest="GREATEST",
     differs="IS DISTINCT FROM",

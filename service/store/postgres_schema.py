@@ -67,6 +67,14 @@ SCHEMA: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_device_udi_lot ON service_device_udi (lot)",
     """CREATE TABLE IF NOT EXISTS service_recalls (
         key text PRIMARY KEY, lot text NOT NULL, doc jsonb NOT NULL)""",
+    # Service credits: what SLA breaches owe customers, one per (ticket, clock, breach instant).
+    """CREATE TABLE IF NOT EXISTS service_credits (
+        key text PRIMARY KEY, ticket_id text NOT NULL, site_id text NOT NULL, patient text,
+        at_us bigint NOT NULL, amount_minor bigint NOT NULL, currency text NOT NULL,
+        doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key)",
+    "CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key)",
+    "CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id)",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from infra.retention import Pruned
 from service.audit import AuditEntry, AuditSigner
+from service.compensation import ServiceCredit
 from service.model import (
     DeadLetter,
     Delivery,
@@ -27,8 +28,8 @@ from service.model import (
 )
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
-from service.store.aggregates import KpiFacts
-from service.store.queries import DeviceQuery, DeviceRow, Position, Scope, TicketQuery
+from service.store.aggregates import CreditTotals, KpiFacts
+from service.store.queries import CreditQuery, DeviceQuery, DeviceRow, Position, Scope, TicketQuery
 from service.traceability.model import Recall, UdiRecord
 
 
@@ -160,6 +161,18 @@ class ServiceStore(Protocol):
 
     def kpi_facts(self, scope: Scope, now: datetime) -> KpiFacts:
         """The KPIs' sums over the tickets and devices of ``scope`` as of ``now``."""
+        ...
+
+    def put_credit(self, credit: ServiceCredit) -> bool:
+        """Keep a service credit; False (nothing changed) when its key is already kept."""
+        ...
+
+    def credits(self, query: CreditQuery) -> list[ServiceCredit]:
+        """One keyset page of service credits, by breach instant and key."""
+        ...
+
+    def credit_totals(self, query: CreditQuery) -> list[CreditTotals]:
+        """Count and sum of the credits ``query`` selects, per currency."""
         ...
 
     def append_audit(

@@ -53,6 +53,36 @@ class Scope:
         return f"{p}site_id IS NOT NULL", []
 
 
+@dataclass(frozen=True, slots=True)
+class CreditQuery:
+    """Service credits in ``scope`` whose breach lies in [since, until), one keyset page."""
+
+    scope: Scope = Scope()
+    site_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: tuple[int, str] | None = None  # (breach µs, key) of the previous page's last row
+    limit: int | None = None
+
+    def where(self, *, keyset: bool = True) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters."""
+        clause, params = self.scope.clause()
+        where = [clause]
+        if self.site_id is not None:
+            where.append("site_id = ?")
+            params.append(self.site_id)
+        if self.since is not None:
+            where.append("at_us >= ?")
+            params.append(us(self.since))
+        if self.until is not None:
+            where.append("at_us < ?")
+            params.append(us(self.until))
+        if keyset and self.after is not None:
+            where.append("(at_us > ? OR (at_us = ? AND key > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
 EVERYTHING = Scope()
 EVERY_TICKET = Scope(unplaced=True)  # for audits: every stored ticket, installed device or not
 

@@ -16,11 +16,12 @@ from typing import Any
 
 from service import audit
 from service.audit import AuditEntry
+from service.compensation import ServiceCredit
 from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
 from service.store import aggregates
-from service.store.aggregates import KpiFacts
+from service.store.aggregates import CreditTotals, KpiFacts
 from service.store.columns import (
     UNPLACED,
     Placement,
@@ -32,6 +33,7 @@ from service.store.columns import (
 )
 from service.store.queries import (
     EVERYTHING,
+    CreditQuery,
     DeviceQuery,
     DeviceRow,
     Position,
@@ -52,6 +54,7 @@ class Dialect:
     devices: str
     audit: str
     signatures: str
+    credits: str  # service credits (compensation records)
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
@@ -371,10 +374,55 @@ class SqlQueries:
             resolve=aggregates.clock_totals(totals[5:9]),
             resolved=totals[9],
             fixed_first_time=totals[10],
+            scored=totals[11],
+            score_total=totals[12],
             models=aggregates.model_totals(self._rows, d.tickets, d.devices, scope, now.date()),
             problems=aggregates.problem_totals(self._rows, d.tickets, scope),
             later=tuple(t for t, _ in later),
+            credits=tuple(self.credit_totals(CreditQuery(scope=scope))),
         )
+
+    # --- service credits ------------------------------------------------------------------
+
+    def put_credit(self, credit: ServiceCredit) -> bool:
+        """Keep a service credit; False (and nothing changed) when its key is already kept."""
+        with self.atomic():
+            done = self._execute(
+                f"INSERT INTO {self.dialect.credits} (key, ticket_id, site_id, patient, at_us,"
+                " amount_minor, currency, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (
+                    credit.key,
+                    credit.ticket_id,
+                    credit.site_id,
+                    credit.patient,
+                    us(credit.breach_at),
+                    credit.amount_minor,
+                    credit.currency,
+                    credit.model_dump_json(),
+                ),
+            )
+        return done == 1
+
+    def credits(self, query: CreditQuery) -> list[ServiceCredit]:
+        """One keyset page of the service credits ``query`` selects, by breach instant and key."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.credits} WHERE {' AND '.join(where)}"
+            f" ORDER BY at_us, key{' LIMIT ?' if query.limit is not None else ''}",
+            [*params, *([query.limit] if query.limit is not None else [])],
+        )
+        return [ServiceCredit.model_validate_json(r[0]) for r in rows]
+
+    def credit_totals(self, query: CreditQuery) -> list[CreditTotals]:
+        """How many credits ``query`` selects and their sum, per currency (keyset ignored)."""
+        where, params = query.where(keyset=False)
+        rows = self._rows(
+            f"SELECT currency, count(*), sum(amount_minor) FROM {self.dialect.credits}"
+            f" WHERE {' AND '.join(where)} GROUP BY currency ORDER BY currency",
+            params,
+        )
+        return [CreditTotals(c, int(n), int(total or 0)) for c, n, total in rows]
 
     # --- audit ----------------------------------------------------------------------------
 

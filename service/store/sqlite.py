@@ -88,6 +88,14 @@ CREATE TABLE IF NOT EXISTS device_udi (
     device_id TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS device_udi_lot ON device_udi (lot);
 CREATE TABLE IF NOT EXISTS recalls (key TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
+-- Service credits: what SLA breaches owe customers, one per (ticket, clock, breach instant).
+CREATE TABLE IF NOT EXISTS service_credits (
+    key TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, site_id TEXT NOT NULL, patient TEXT,
+    at_us INTEGER NOT NULL, amount_minor INTEGER NOT NULL, currency TEXT NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key);
+CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key);
+CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id);
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
@@ -122,6 +130,7 @@ DIALECT = Dialect(
     devices="devices",
     audit="audit_log",
     signatures="audit_signatures",
+    credits="service_credits",
     doc="doc",
     greatest="max",
     differs="IS NOT",

@@ -24,6 +24,7 @@ from service.model import (
     OutboxStatus,
     Patient,
     TicketState,
+    Tier,
 )
 from service.store import PostgresStore, ServiceStore, SqliteStore, open_service_store
 from tests.service.factories import T0, device, engineer, site, ticket, walk
@@ -528,3 +529,41 @@ def test_undispatched_tickets_are_listed_oldest_first_in_pages(store: ServiceSto
     after = (int((T0 + timedelta(minutes=2)).timestamp() * 1_000_000), "t3")
     assert store.undispatched(2, after) == ["t2", "t1"]
     assert store.undispatched(0) == []
+
+
+def test_service_credits_are_kept_once_paged_and_summed(store: ServiceStore) -> None:
+    from service.compensation import ServiceCredit
+    from service.sla import Clock
+    from service.store.aggregates import CreditTotals
+    from service.store.queries import CreditQuery, Scope
+
+    def credit(key: str, site_id: str, minutes: int, amount: int, currency: str) -> ServiceCredit:
+        return ServiceCredit(
+            key=key,
+            ticket_id=f"t-{key}",
+            device_id="d1",
+            site_id=site_id,
+            clock=Clock.RESOLVE,
+            tier=Tier.GENERAL,
+            breach_at=T0 + timedelta(minutes=minutes),
+            amount_minor=amount,
+            currency=currency,
+            created_at=T0,
+            reason="late",
+        )
+
+    kept = [credit("a", "s1", 1, 100, "EUR"), credit("b", "s1", 2, 250, "EUR")]
+    kept += [credit("c", "s2", 2, 999, "CHF"), credit("d", "s1", 3, 50, "CHF")]
+    assert all(store.put_credit(c) for c in kept)
+    assert not store.put_credit(credit("a", "s1", 1, 1, "EUR"))  # the key is kept once
+    assert store.credits(CreditQuery()) == [kept[0], kept[1], kept[2], kept[3]]
+    page = store.credits(CreditQuery(scope=Scope(site_id="s1"), limit=2))
+    assert page == kept[:2]
+    after = (int(page[-1].breach_at.timestamp() * 1_000_000), page[-1].key)
+    assert store.credits(CreditQuery(site_id="s1", after=after)) == [kept[3]]
+    assert store.credit_totals(CreditQuery()) == [
+        CreditTotals("CHF", 2, 1049),
+        CreditTotals("EUR", 2, 350),
+    ]
+    window = CreditQuery(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=3))
+    assert store.credit_totals(window) == [CreditTotals("CHF", 1, 999), CreditTotals("EUR", 1, 250)]
