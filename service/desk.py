@@ -29,6 +29,7 @@ from service.concurrency import ConcurrentUpdate
 from service.dispatch import Assignment, NoEngineer, assign
 from service.escalation import Escalation, escalate_loaded, escalations_due
 from service.intake import alert_time, open_or_append
+from service.knowledge import KnowledgeEntry, fault_codes
 from service.lifecycle import Dispatch, Event, Reopen, transition
 from service.model import (
     OPEN_STATES,
@@ -186,6 +187,22 @@ def dispatch_waiting(store: ServiceStore, at: datetime, limit: int = 200) -> lis
     return done
 
 
+def suggestions(store: ServiceStore, ticket: Ticket) -> list[KnowledgeEntry]:
+    """The knowledge-base entries for ``ticket``'s device model and fault codes."""
+    device = store.device(ticket.device_id)
+    if device is None:
+        return []
+    return store.knowledge_for(device.model, fault_codes(ticket))
+
+
+def _suggest(store: ServiceStore, ticket: Ticket, at: datetime) -> None:
+    """Record which knowledge was suggested when ``ticket`` opened (nothing when none fits)."""
+    found = suggestions(store, ticket)
+    if found:
+        keys = [f"{e.model}/{e.code}" for e in found]
+        store.append_audit(at, "knowledge", "suggested", ticket.id, {"entries": keys})
+
+
 def handle_alert(
     store: ServiceStore, alert: AlertEvent, new_id: str, at: datetime, config: SlaConfig
 ) -> Ticket | None:
@@ -197,7 +214,10 @@ def handle_alert(
             return None
         action = "opened" if result.created else "evidence_added"
         ticket = save(store, result.ticket, "alerts", action, at, {"rule": alert.rule_id})
-        return auto_dispatch(store, ticket, at) if result.created else ticket
+        if not result.created:
+            return ticket
+        _suggest(store, ticket, at)
+        return auto_dispatch(store, ticket, at)
 
 
 def alert_ticket_id(alert: AlertEvent) -> str:
@@ -281,7 +301,9 @@ def open_ticket(
         raise NotFound(f"device {device_id} not found")
     with store.atomic():
         ticket = new_ticket(new_id, device_id, tier, at, kind=TicketKind.MANUAL, title=title)
-        return auto_dispatch(store, save(store, ticket, actor, "opened", at, {"title": title}), at)
+        saved = save(store, ticket, actor, "opened", at, {"title": title})
+        _suggest(store, saved, at)
+        return auto_dispatch(store, saved, at)
 
 
 def apply(

@@ -78,6 +78,7 @@ DIALECT = Dialect(
     audit="service_audit_log",
     signatures="service_audit_signatures",
     credits="service_credits",
+    knowledge="service_knowledge",
     doc="doc::text",
     greatest="GREATEST",
     differs="IS DISTINCT FROM",

@@ -75,6 +75,11 @@ SCHEMA: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key)",
     "CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key)",
     "CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id)",
+    # The knowledge base: causes and fixes per (device model, fault code); text is lower-cased.
+    """CREATE TABLE IF NOT EXISTS service_knowledge (
+        model text NOT NULL, code text NOT NULL, text text NOT NULL, doc jsonb NOT NULL,
+        PRIMARY KEY (model, code))""",
+    "CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model)",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when

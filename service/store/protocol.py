@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from infra.retention import Pruned
 from service.audit import AuditEntry, AuditSigner
 from service.compensation import ServiceCredit
+from service.knowledge import KnowledgeEntry
 from service.model import (
     DeadLetter,
     Delivery,
@@ -29,7 +30,15 @@ from service.model import (
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
 from service.store.aggregates import CreditTotals, KpiFacts
-from service.store.queries import CreditQuery, DeviceQuery, DeviceRow, Position, Scope, TicketQuery
+from service.store.queries import (
+    CreditQuery,
+    DeviceQuery,
+    DeviceRow,
+    KnowledgeQuery,
+    Position,
+    Scope,
+    TicketQuery,
+)
 from service.traceability.model import Recall, UdiRecord
 
 
@@ -173,6 +182,18 @@ class ServiceStore(Protocol):
 
     def credit_totals(self, query: CreditQuery) -> list[CreditTotals]:
         """Count and sum of the credits ``query`` selects, per currency."""
+        ...
+
+    def put_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Insert or replace the knowledge of one (model, fault code)."""
+        ...
+
+    def knowledge_for(self, model: str, codes: Sequence[str]) -> list[KnowledgeEntry]:
+        """Entries of ``model`` and of any model for ``codes``, the model's own first."""
+        ...
+
+    def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
+        """One keyset page (by model, code) of the entries matching ``query``."""
         ...
 
     def append_audit(

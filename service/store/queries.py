@@ -83,6 +83,36 @@ class CreditQuery:
         return where, params
 
 
+@dataclass(frozen=True, slots=True)
+class KnowledgeQuery:
+    """Knowledge entries containing ``text`` (any case), of a model or code, one keyset page."""
+
+    text: str | None = None
+    model: str | None = None
+    code: str | None = None
+    after: tuple[str, str] | None = None  # (model, code) of the previous page's last row
+    limit: int = 100
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters (LIKE wildcards in ``text`` match themselves)."""
+        where, params = ["1 = 1"], []
+        if self.text:
+            escaped = self.text.lower().replace("\\", "\\\\").replace("%", "\\%")
+            escaped = escaped.replace("_", "\\_")
+            where.append("text LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        if self.model is not None:
+            where.append("model = ?")
+            params.append(self.model)
+        if self.code is not None:
+            where.append("code = ?")
+            params.append(self.code)
+        if self.after is not None:
+            where.append("(model > ? OR (model = ? AND code > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
 EVERYTHING = Scope()
 EVERY_TICKET = Scope(unplaced=True)  # for audits: every stored ticket, installed device or not
 

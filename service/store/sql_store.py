@@ -17,6 +17,7 @@ from typing import Any
 from service import audit
 from service.audit import AuditEntry
 from service.compensation import ServiceCredit
+from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
 from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
@@ -36,6 +37,7 @@ from service.store.queries import (
     CreditQuery,
     DeviceQuery,
     DeviceRow,
+    KnowledgeQuery,
     Position,
     Scope,
     TicketQuery,
@@ -55,6 +57,7 @@ class Dialect:
     audit: str
     signatures: str
     credits: str  # service credits (compensation records)
+    knowledge: str  # the knowledge base
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
@@ -423,6 +426,39 @@ class SqlQueries:
             params,
         )
         return [CreditTotals(c, int(n), int(total or 0)) for c, n, total in rows]
+
+    # --- knowledge base ---------------------------------------------------------------------
+
+    def put_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Insert or replace the knowledge of one (model, fault code)."""
+        with self.atomic():
+            self._execute(
+                f"INSERT INTO {self.dialect.knowledge} (model, code, text, doc)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (model, code)"
+                " DO UPDATE SET text = excluded.text, doc = excluded.doc",
+                (entry.model, entry.code, entry.search_text(), entry.model_dump_json()),
+            )
+
+    def knowledge_for(self, model: str, codes: Sequence[str]) -> list[KnowledgeEntry]:
+        """The entries of ``model`` and of any model for ``codes`` (primary-key lookups)."""
+        if not codes:
+            return []
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.knowledge}"
+            f" WHERE {in_clause('code', len(codes))} AND model IN (?, ?) ORDER BY code, model",
+            [*codes, model, ANY_MODEL],
+        )
+        return ranked([KnowledgeEntry.model_validate_json(r[0]) for r in rows], model)
+
+    def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
+        """One keyset page (by model, code) of the entries matching ``query``."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.knowledge} WHERE {' AND '.join(where)}"
+            " ORDER BY model, code LIMIT ?",
+            [*params, query.limit],
+        )
+        return [KnowledgeEntry.model_validate_json(r[0]) for r in rows]
 
     # --- audit ----------------------------------------------------------------------------
 

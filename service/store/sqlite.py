@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS service_credits (
 CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key);
 CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key);
 CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id);
+-- The knowledge base: causes and fixes per (device model, fault code); text is lower-cased.
+CREATE TABLE IF NOT EXISTS service_knowledge (
+    model TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (model, code));
+CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model);
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
@@ -131,6 +136,7 @@ DIALECT = Dialect(
     audit="audit_log",
     signatures="audit_signatures",
     credits="service_credits",
+    knowledge="service_knowledge",
     doc="doc",
     greatest="max",
     differs="IS NOT",

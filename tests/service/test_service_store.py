@@ -567,3 +567,39 @@ def test_service_credits_are_kept_once_paged_and_summed(store: ServiceStore) -> 
     ]
     window = CreditQuery(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=3))
     assert store.credit_totals(window) == [CreditTotals("CHF", 1, 999), CreditTotals("EUR", 1, 250)]
+
+
+def test_knowledge_is_found_by_model_code_and_text(store: ServiceStore) -> None:
+    from service.knowledge import Fix, KnowledgeEntry
+    from service.store.queries import KnowledgeQuery
+
+    def entry(model: str, code: str, title: str) -> KnowledgeEntry:
+        fix = Fix(text=f"replace the {title}", parts=(f"P-{code}",))
+        return KnowledgeEntry(model=model, code=code, title=title, causes=("wear",), fixes=(fix,))
+
+    fan = entry("EX-100", "fan", "Fan 100% stuck_")
+    store.put_knowledge(fan)
+    store.put_knowledge(entry("any", "fan", "Generic fan"))
+    store.put_knowledge(entry("EX-200", "fan", "Other model's fan"))
+    store.put_knowledge(entry("EX-100", "probe", "Probe cable"))
+    assert [(e.model, e.code) for e in store.knowledge_for("EX-100", ["fan", "nope"])] == [
+        ("EX-100", "fan"),
+        ("any", "fan"),
+    ]
+    assert store.knowledge_for("EX-100", []) == []
+    # Replacing keeps one row per (model, code).
+    store.put_knowledge(fan.model_copy(update={"title": "Fan 100% stuck_ (v2)"}))
+    assert [e.title for e in store.knowledge_page(KnowledgeQuery(code="fan", model="EX-100"))] == [
+        "Fan 100% stuck_ (v2)"
+    ]
+
+    def found(**kwargs: object) -> list[str]:
+        return [f"{e.model}/{e.code}" for e in store.knowledge_page(KnowledgeQuery(**kwargs))]  # type: ignore[arg-type]
+
+    assert found(text="FAN") == ["EX-100/fan", "EX-200/fan", "any/fan"]
+    assert found(text="100%") == ["EX-100/fan"]  # % and _ match themselves
+    assert found(text="k_") == ["EX-100/fan"]
+    assert found(text="0%s") == []
+    assert found(text="p-probe") == ["EX-100/probe"]
+    assert found(limit=2) == ["EX-100/fan", "EX-100/probe"]
+    assert found(after=("EX-100", "probe"), limit=2) == ["EX-200/fan", "any/fan"]
