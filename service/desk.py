@@ -30,7 +30,7 @@ from service.dispatch import Assignment, NoEngineer, assign
 from service.escalation import Escalation, escalate_loaded, escalations_due
 from service.intake import alert_time, open_or_append
 from service.knowledge import KnowledgeEntry, fault_codes
-from service.lifecycle import Dispatch, Event, Reopen, transition
+from service.lifecycle import Dispatch, Event, Reopen, Resolve, transition
 from service.model import (
     OPEN_STATES,
     Device,
@@ -43,6 +43,7 @@ from service.model import (
     Tier,
     new_ticket,
 )
+from service.parts import counted, warehouse_of
 from service.schedules import ScheduleConfig, ScheduledTask, due_tasks, ticket_for
 from service.sla import Breach, SlaConfig, breaches_between
 from service.store import ServiceStore
@@ -152,7 +153,54 @@ def auto_dispatch(
         waiting = ticket.model_copy(update={"dispatch_reason": outcome.reason})
         return save(store, waiting, "dispatcher", "dispatch_failed", at, {"reason": outcome.reason})
     moved = transition(ticket, Dispatch(outcome.engineer_id, outcome.reason), at)
-    return save(store, moved, "dispatcher", "dispatched", at, {"engineer": outcome.engineer_id})
+    saved = save(store, moved, "dispatcher", "dispatched", at, {"engineer": outcome.engineer_id})
+    assert site is not None  # an assignment needs the site's region
+    reserve_kit(store, saved, site.region, at)
+    return saved
+
+
+def reserve_kit(store: ServiceStore, ticket: Ticket, region: str, at: datetime) -> None:
+    """Hold the parts of the ticket's likely fix in its region's warehouse; audit what is short.
+
+    The kit is the first fix of the ticket's best knowledge-base entry; no entry, no kit.
+    """
+    found = suggestions(store, ticket)
+    kit = counted(found[0].kit) if found else {}
+    if not kit:
+        return
+    warehouse = warehouse_of(region)
+    held, short = {}, {}
+    for part, quantity in kit.items():
+        if store.reserve(ticket.id, warehouse, part, quantity):
+            held[part] = quantity
+        else:
+            short[part] = quantity
+    data = {"warehouse": warehouse, "reserved": held, "short": short}
+    store.append_audit(at, "parts", "parts_reserved", ticket.id, data)
+
+
+def consume_parts(
+    store: ServiceStore, ticket: Ticket, parts: tuple[str, ...], at: datetime
+) -> None:
+    """A fix's reported ``parts`` leave the stock; what the ticket held beyond them returns.
+
+    The warehouse is that of the engineer's region (or where the parts were held).
+    """
+    held = store.reservations(ticket.id)
+    engineer = store.engineer(ticket.assignee) if ticket.assignee else None
+    if engineer is not None:
+        warehouse = warehouse_of(engineer.region)
+    elif held:
+        warehouse = held[0].warehouse
+    else:
+        return
+    used = counted(parts)
+    if not used and not held:
+        return
+    store.consume(ticket.id, warehouse, used)
+    store.append_audit(
+        at, "parts", "parts_consumed", ticket.id, {"warehouse": warehouse, "used": used}
+    )
 
 
 def dispatch_waiting_one(
@@ -331,7 +379,10 @@ def apply(
         moved = transition(ticket, event, at)
         # Every field of the event is audited: the engineer, the fault, the parts, the signer.
         fields = {"event": event_fields(event)}
-        return save(store, moved, actor, type(event).__name__.lower(), at, fields)
+        stored = save(store, moved, actor, type(event).__name__.lower(), at, fields)
+        if isinstance(event, Resolve):
+            consume_parts(store, stored, event.parts, at)
+        return stored
 
 
 def reopen(
@@ -366,7 +417,8 @@ def escalate_one(
         staff = _staff(store, site, also=ticket.assignee)
         load = store.engineer_load([e.id for e in staff], ticket.id)
         result = escalate_loaded(ticket, now, device, site, staff, load)
-        save(
+        first = ticket.assignee is None and result.ticket.assignee is not None
+        saved = save(
             store,
             result.ticket,
             "escalation",
@@ -378,6 +430,8 @@ def escalate_one(
                 "outcome": result.outcome.reason,
             },
         )
+        if first:  # dispatched for the first time: hold its parts like any dispatch
+            reserve_kit(store, saved, site.region, now)
         return result
 
 

@@ -22,6 +22,7 @@ from service.compensation import ServiceCredit
 from service.email import SmtpConfig
 from service.escalation import Escalation
 from service.model import Channel, Device, OutboxItem, Ticket, Tier
+from service.parts import Stock
 from service.routing import Route, patient_message, route_of
 from service.sla import Breach, SlaConfig, sla_status
 
@@ -254,6 +255,20 @@ def breach_notification(breach: Breach, credit: ServiceCredit | None = None) -> 
     return Notification(
         "service", "team", "sla.breached", payload, f"{breach.clock}:{breach.at.isoformat()}"
     )
+
+
+def low_stock_notification(stock: Stock, now: datetime) -> Notification:
+    """The service team hears once each time a part's stock falls to its low mark."""
+    payload = {
+        "warehouse": stock.warehouse,
+        "part": stock.part,
+        "on_hand": stock.on_hand,
+        "reserved": stock.reserved,
+        "available": stock.available,
+        "low_at": stock.low_at,
+    }
+    occurrence = f"{stock.warehouse}/{stock.part}/{now.isoformat()}"
+    return Notification("service", "team", "stock.low", payload, occurrence)
 
 
 def mqtt_body(note: Notification) -> bytes:

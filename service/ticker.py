@@ -34,11 +34,13 @@ from service.notifications import (
     Notification,
     breach_notification,
     escalation_notifications,
+    low_stock_notification,
     opened_notifications,
     outbox_items,
     ticket_notifications,
     wall_clock,
 )
+from service.parts import Stock
 from service.schedules import ScheduledTask
 from service.sla import Breach
 from service.store import ServiceStore
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breach_scan"  # the store cursor: breaches are reported up to this instant
 REFRESH_PER_TICK = 2_000  # tickets with stale clock columns re-derived per tick at most
+LOW_STOCK_PER_TICK = 200  # low-stock rows the team is told about per tick at most
 WAITING_PER_TICK = 500  # undispatched tickets (oldest first) offered to engineers per tick
 
 
@@ -100,6 +103,7 @@ class Ticker:
         await asyncio.to_thread(self._escalate, now)
         await self.scan_breaches(now)
         await asyncio.to_thread(self._schedule, now)
+        await asyncio.to_thread(self._stock_alerts, now)
         if self.checkpoints is not None:
             await asyncio.to_thread(self.checkpoints.export, self.store, now)
         self._committed()
@@ -144,6 +148,15 @@ class Ticker:
         if result is not None:
             device = store.device(result.ticket.device_id)
             self._enqueue(escalation_notifications(result, device, now, sla), now)
+
+    def _stock_alerts(self, now: datetime) -> None:
+        """Tell the team of each part newly at its low mark (an index: low and not yet told)."""
+        for stock in self.store.low_stock_unalerted(LOW_STOCK_PER_TICK):
+            desk.retrying(self.store, partial(self._alert_low, stock, now))
+
+    def _alert_low(self, stock: Stock, now: datetime) -> None:
+        if self.store.mark_stock_alerted(stock.warehouse, stock.part):
+            self._enqueue([low_stock_notification(stock, now)], now)
 
     def _schedule(self, now: datetime) -> None:
         """Open each due scheduled ticket in a transaction of its own, with its notifications."""

@@ -80,6 +80,16 @@ SCHEMA: tuple[LiteralString, ...] = (
         model text NOT NULL, code text NOT NULL, text text NOT NULL, doc jsonb NOT NULL,
         PRIMARY KEY (model, code))""",
     "CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model)",
+    # Spare parts per warehouse; low/alerted drive the worker's once-per-fall low-stock alert.
+    """CREATE TABLE IF NOT EXISTS service_stock (
+        warehouse text NOT NULL, part text NOT NULL, on_hand integer NOT NULL,
+        reserved integer NOT NULL DEFAULT 0, low_at integer NOT NULL DEFAULT 0,
+        low integer NOT NULL DEFAULT 0, alerted integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (warehouse, part))""",
+    "CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted)",
+    """CREATE TABLE IF NOT EXISTS service_reservations (
+        ticket_id text NOT NULL, warehouse text NOT NULL, part text NOT NULL,
+        quantity integer NOT NULL, PRIMARY KEY (ticket_id, warehouse, part))""",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when

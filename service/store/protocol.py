@@ -27,6 +27,7 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.parts import Reservation, Stock
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
 from service.store.aggregates import CreditTotals, KpiFacts
@@ -37,6 +38,7 @@ from service.store.queries import (
     KnowledgeQuery,
     Position,
     Scope,
+    StockQuery,
     TicketQuery,
 )
 from service.traceability.model import Recall, UdiRecord
@@ -194,6 +196,42 @@ class ServiceStore(Protocol):
 
     def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
         """One keyset page (by model, code) of the entries matching ``query``."""
+        ...
+
+    def put_stock(self, warehouse: str, part: str, on_hand: int, low_at: int) -> Stock:
+        """Set a warehouse's stock of a part and its low mark (reservations kept); the row."""
+        ...
+
+    def stock(self, warehouse: str, part: str) -> Stock | None:
+        """One warehouse's stock of one part, or None."""
+        ...
+
+    def stock_page(self, query: StockQuery) -> list[Stock]:
+        """One keyset page (by warehouse, part) of stock rows."""
+        ...
+
+    def reserve(self, ticket_id: str, warehouse: str, part: str, quantity: int) -> bool:
+        """Hold ``quantity`` of a part for a ticket if that many are available; whether held."""
+        ...
+
+    def reservations(self, ticket_id: str) -> list[Reservation]:
+        """The parts held for one ticket."""
+        ...
+
+    def consume(self, ticket_id: str, warehouse: str, parts: Mapping[str, int]) -> None:
+        """Take used parts out of stock (their reservation first), then release the rest."""
+        ...
+
+    def release(self, ticket_id: str) -> None:
+        """Give back every part still held for a ticket."""
+        ...
+
+    def low_stock_unalerted(self, limit: int) -> list[Stock]:
+        """Low stock rows the team has not been told about since they fell."""
+        ...
+
+    def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
+        """Note that the team was told a row is low; False when it is not (or was told)."""
         ...
 
     def append_audit(

@@ -113,6 +113,29 @@ class KnowledgeQuery:
         return where, params
 
 
+@dataclass(frozen=True, slots=True)
+class StockQuery:
+    """Stock rows of one warehouse (or all), only the low ones if asked, one keyset page."""
+
+    warehouse: str | None = None
+    low_only: bool = False
+    after: tuple[str, str] | None = None  # (warehouse, part) of the previous page's last row
+    limit: int = 100
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters."""
+        where, params = ["1 = 1"], []
+        if self.warehouse is not None:
+            where.append("warehouse = ?")
+            params.append(self.warehouse)
+        if self.low_only:
+            where.append("low = 1")
+        if self.after is not None:
+            where.append("(warehouse > ? OR (warehouse = ? AND part > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
 EVERYTHING = Scope()
 EVERY_TICKET = Scope(unplaced=True)  # for audits: every stored ticket, installed device or not
 

@@ -8,7 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,6 +19,7 @@ from service.audit import AuditEntry
 from service.compensation import ServiceCredit
 from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
 from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
+from service.parts import Reservation, Stock
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
 from service.store import aggregates
@@ -40,10 +41,17 @@ from service.store.queries import (
     KnowledgeQuery,
     Position,
     Scope,
+    StockQuery,
     TicketQuery,
     in_clause,
 )
 from service.store.rows import ticket_at, ticket_conflict, ticket_doc
+
+
+def _stock(row: Sequence[Any]) -> Stock:
+    warehouse, part, on_hand, reserved, low_at = row
+    return Stock(warehouse=warehouse, part=part, on_hand=on_hand, reserved=reserved, low_at=low_at)
+
 
 REFRESH_CHUNK = 500  # tickets re-derived per transaction, so writers are never held up long
 
@@ -58,6 +66,8 @@ class Dialect:
     signatures: str
     credits: str  # service credits (compensation records)
     knowledge: str  # the knowledge base
+    stock: str  # spare parts per warehouse
+    reservations: str  # parts held for tickets
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
@@ -459,6 +469,146 @@ class SqlQueries:
             [*params, query.limit],
         )
         return [KnowledgeEntry.model_validate_json(r[0]) for r in rows]
+
+    # --- spare parts ------------------------------------------------------------------------
+
+    # Every stock write recomputes ``low`` and re-arms the alert once the row is no longer low.
+    _LOW = (
+        "low = CASE WHEN {on_hand} - {reserved} <= {low_at} THEN 1 ELSE 0 END,"
+        " alerted = CASE WHEN {on_hand} - {reserved} <= {low_at} THEN {alerted} ELSE 0 END"
+    )
+
+    def put_stock(self, warehouse: str, part: str, on_hand: int, low_at: int) -> Stock:
+        """Set what a warehouse holds of a part and its low mark (reservations are kept)."""
+        s = self.dialect.stock
+        low = self._LOW.format(
+            on_hand="?", reserved=f"{s}.reserved", low_at="?", alerted=f"{s}.alerted"
+        )
+        with self.atomic():
+            self._execute(
+                f"INSERT INTO {s} (warehouse, part, on_hand, reserved, low_at, low, alerted)"
+                " VALUES (?, ?, ?, 0, ?, CASE WHEN ? <= ? THEN 1 ELSE 0 END, 0)"
+                f" ON CONFLICT (warehouse, part) DO UPDATE SET on_hand = ?, low_at = ?, {low}",
+                (warehouse, part, *(on_hand, low_at) * 5),
+            )
+            found = self.stock(warehouse, part)
+        assert found is not None
+        return found
+
+    def stock(self, warehouse: str, part: str) -> Stock | None:
+        """One warehouse's stock of one part, or None."""
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            " WHERE warehouse = ? AND part = ?",
+            (warehouse, part),
+        )
+        return _stock(rows[0]) if rows else None
+
+    def stock_page(self, query: StockQuery) -> list[Stock]:
+        """One keyset page (by warehouse, part) of stock rows, optionally only low ones."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            f" WHERE {' AND '.join(where)} ORDER BY warehouse, part LIMIT ?",
+            [*params, query.limit],
+        )
+        return [_stock(r) for r in rows]
+
+    def reserve(self, ticket_id: str, warehouse: str, part: str, quantity: int) -> bool:
+        """Hold ``quantity`` of a part for a ticket if that many are available; whether held."""
+        s, r = self.dialect.stock, self.dialect.reservations
+        low = self._LOW.format(
+            on_hand="on_hand", reserved="(reserved + ?)", low_at="low_at", alerted="alerted"
+        )
+        with self.atomic():
+            done = self._execute(
+                f"UPDATE {s} SET reserved = reserved + ?, {low}"
+                " WHERE warehouse = ? AND part = ? AND on_hand - reserved >= ?",
+                (quantity, quantity, quantity, warehouse, part, quantity),
+            )
+            if done != 1:
+                return False
+            self._execute(
+                f"INSERT INTO {r} (ticket_id, warehouse, part, quantity) VALUES (?, ?, ?, ?)"
+                f" ON CONFLICT (ticket_id, warehouse, part)"
+                f" DO UPDATE SET quantity = {r}.quantity + excluded.quantity",
+                (ticket_id, warehouse, part, quantity),
+            )
+        return True
+
+    def reservations(self, ticket_id: str) -> list[Reservation]:
+        """The parts held for one ticket, by warehouse and part."""
+        rows = self._rows(
+            f"SELECT ticket_id, warehouse, part, quantity FROM {self.dialect.reservations}"
+            " WHERE ticket_id = ? ORDER BY warehouse, part",
+            (ticket_id,),
+        )
+        return [Reservation(ticket_id=t, warehouse=w, part=p, quantity=q) for t, w, p, q in rows]
+
+    def consume(self, ticket_id: str, warehouse: str, parts: Mapping[str, int]) -> None:
+        """Take used parts out of stock (their reservation first), then release what is left."""
+        s, r = self.dialect.stock, self.dialect.reservations
+        with self.atomic():
+            held = {
+                x.part: x.quantity for x in self.reservations(ticket_id) if x.warehouse == warehouse
+            }
+            for part, used in parts.items():
+                freed = min(used, held.get(part, 0))
+                low = self._LOW.format(
+                    on_hand="(on_hand - ?)",
+                    reserved="(reserved - ?)",
+                    low_at="low_at",
+                    alerted="alerted",
+                )
+                self._execute(
+                    f"UPDATE {s} SET on_hand = on_hand - ?, reserved = reserved - ?, {low}"
+                    " WHERE warehouse = ? AND part = ?",
+                    (used, freed, used, freed, used, freed, warehouse, part),
+                )
+                if freed:
+                    self._execute(
+                        f"UPDATE {r} SET quantity = quantity - ?"
+                        " WHERE ticket_id = ? AND warehouse = ? AND part = ?",
+                        (freed, ticket_id, warehouse, part),
+                    )
+            self.release(ticket_id)
+
+    def release(self, ticket_id: str) -> None:
+        """Give back every part still held for a ticket."""
+        s = self.dialect.stock
+        low = self._LOW.format(
+            on_hand="on_hand", reserved="(reserved - ?)", low_at="low_at", alerted="alerted"
+        )
+        with self.atomic():
+            for held in self.reservations(ticket_id):
+                q = held.quantity
+                self._execute(
+                    f"UPDATE {s} SET reserved = reserved - ?, {low}"
+                    " WHERE warehouse = ? AND part = ?",
+                    (q, q, q, held.warehouse, held.part),
+                )
+            self._execute(
+                f"DELETE FROM {self.dialect.reservations} WHERE ticket_id = ?", (ticket_id,)
+            )
+
+    def low_stock_unalerted(self, limit: int) -> list[Stock]:
+        """Low rows the service team has not been told about since they fell (an index)."""
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            " WHERE low = 1 AND alerted = 0 ORDER BY warehouse, part LIMIT ?",
+            (limit,),
+        )
+        return [_stock(r) for r in rows]
+
+    def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
+        """Note that the team was told this row is low; False when it no longer is (or was)."""
+        with self.atomic():
+            done = self._execute(
+                f"UPDATE {self.dialect.stock} SET alerted = 1"
+                " WHERE warehouse = ? AND part = ? AND low = 1 AND alerted = 0",
+                (warehouse, part),
+            )
+        return done == 1
 
     # --- audit ----------------------------------------------------------------------------
 

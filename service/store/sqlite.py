@@ -101,6 +101,16 @@ CREATE TABLE IF NOT EXISTS service_knowledge (
     model TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (model, code));
 CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model);
+-- Spare parts per warehouse; low/alerted drive the worker's once-per-fall low-stock alert.
+CREATE TABLE IF NOT EXISTS service_stock (
+    warehouse TEXT NOT NULL, part TEXT NOT NULL, on_hand INTEGER NOT NULL,
+    reserved INTEGER NOT NULL DEFAULT 0, low_at INTEGER NOT NULL DEFAULT 0,
+    low INTEGER NOT NULL DEFAULT 0, alerted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (warehouse, part));
+CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted);
+CREATE TABLE IF NOT EXISTS service_reservations (
+    ticket_id TEXT NOT NULL, warehouse TEXT NOT NULL, part TEXT NOT NULL,
+    quantity INTEGER NOT NULL, PRIMARY KEY (ticket_id, warehouse, part));
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
@@ -137,6 +147,8 @@ DIALECT = Dialect(
     signatures="audit_signatures",
     credits="service_credits",
     knowledge="service_knowledge",
+    stock="service_stock",
+    reservations="service_reservations",
     doc="doc",
     greatest="max",
     differs="IS NOT",

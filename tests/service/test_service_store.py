@@ -603,3 +603,50 @@ def test_knowledge_is_found_by_model_code_and_text(store: ServiceStore) -> None:
     assert found(text="p-probe") == ["EX-100/probe"]
     assert found(limit=2) == ["EX-100/fan", "EX-100/probe"]
     assert found(after=("EX-100", "probe"), limit=2) == ["EX-200/fan", "any/fan"]
+
+
+def test_stock_is_reserved_consumed_released_and_flagged_low(store: ServiceStore) -> None:
+    from service.store.queries import StockQuery
+
+    fan = store.put_stock("north", "FAN-12", on_hand=3, low_at=1)
+    assert (fan.available, fan.low) == (3, False)
+    store.put_stock("north", "CON-7", on_hand=0, low_at=0)
+    store.put_stock("south", "FAN-12", on_hand=9, low_at=2)
+    assert store.reserve("t1", "north", "FAN-12", 2)
+    assert not store.reserve("t2", "north", "FAN-12", 2)  # only one left
+    assert not store.reserve("t2", "north", "NOPE", 1)
+    assert store.reserve("t1", "north", "FAN-12", 0) or True  # a zero hold changes nothing
+    held = store.stock("north", "FAN-12")
+    assert held is not None and (held.on_hand, held.reserved, held.low) == (3, 2, True)
+    assert [(r.part, r.quantity) for r in store.reservations("t1")] == [("FAN-12", 2)]
+    assert [(s.warehouse, s.part) for s in store.low_stock_unalerted(10)] == [
+        ("north", "CON-7"),
+        ("north", "FAN-12"),
+    ]
+    assert store.mark_stock_alerted("north", "FAN-12")
+    assert not store.mark_stock_alerted("north", "FAN-12")  # told once per fall
+    assert not store.mark_stock_alerted("south", "FAN-12")  # not low
+    # One fan used: it comes out of the hold; the other held one goes back.
+    store.consume("t1", "north", {"FAN-12": 1})
+    after = store.stock("north", "FAN-12")
+    assert after is not None and (after.on_hand, after.reserved) == (2, 0)
+    assert store.reservations("t1") == []
+    assert after.low is False  # 2 available > 1: re-armed
+    assert [s.part for s in store.low_stock_unalerted(10)] == ["CON-7"]
+    # Restocking keeps holds; a new fall is told again.
+    assert store.reserve("t3", "north", "FAN-12", 1)
+    store.put_stock("north", "FAN-12", on_hand=1, low_at=1)
+    again = store.stock("north", "FAN-12")
+    assert again is not None and (again.on_hand, again.reserved, again.low) == (1, 1, True)
+    assert store.mark_stock_alerted("north", "FAN-12")
+    store.release("t3")
+    released = store.stock("north", "FAN-12")
+    assert released is not None and released.reserved == 0
+    assert [(s.warehouse, s.part) for s in store.stock_page(StockQuery(limit=2))] == [
+        ("north", "CON-7"),
+        ("north", "FAN-12"),
+    ]
+    page2 = store.stock_page(StockQuery(after=("north", "FAN-12")))
+    assert [(s.warehouse, s.part) for s in page2] == [("south", "FAN-12")]
+    low = store.stock_page(StockQuery(low_only=True))
+    assert [(s.warehouse, s.part) for s in low] == [("north", "CON-7"), ("north", "FAN-12")]
