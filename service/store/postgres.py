@@ -81,6 +81,7 @@ DIALECT = Dialect(
     knowledge="service_knowledge",
     stock="service_stock",
     reservations="service_reservations",
+    harm="service_harm_flags",
     doc="doc::text",
     greatest="GREATEST",
     differs="IS DISTINCT FROM",

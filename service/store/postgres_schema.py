@@ -87,6 +87,11 @@ SCHEMA: tuple[LiteralString, ...] = (
         low integer NOT NULL DEFAULT 0, alerted integer NOT NULL DEFAULT 0,
         PRIMARY KEY (warehouse, part))""",
     "CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted)",
+    # Tickets flagged "patient harm suspected": the start of a vigilance (incident) report.
+    """CREATE TABLE IF NOT EXISTS service_harm_flags (
+        ticket_id text PRIMARY KEY, flagged_us bigint NOT NULL, doc jsonb NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS service_harm_flags_at
+        ON service_harm_flags (flagged_us, ticket_id)""",
     """CREATE TABLE IF NOT EXISTS service_reservations (
         ticket_id text NOT NULL, warehouse text NOT NULL, part text NOT NULL,
         quantity integer NOT NULL, PRIMARY KEY (ticket_id, warehouse, part))""",

@@ -42,6 +42,7 @@ from service.store.queries import (
     TicketQuery,
 )
 from service.traceability.model import Recall, UdiRecord
+from service.vigilance import HarmFlag
 
 
 class ServiceStore(Protocol):
@@ -232,6 +233,18 @@ class ServiceStore(Protocol):
 
     def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
         """Note that the team was told a row is low; False when it is not (or was told)."""
+        ...
+
+    def flag_harm(self, flag: HarmFlag) -> bool:
+        """Keep the first harm flag of a ticket; False when it already has one."""
+        ...
+
+    def harm_flag(self, ticket_id: str) -> HarmFlag | None:
+        """The harm flag of one ticket, or None."""
+        ...
+
+    def harm_flags(self, limit: int, after: tuple[int, str] | None = None) -> list[HarmFlag]:
+        """One keyset page of harm flags, oldest first."""
         ...
 
     def append_audit(

@@ -46,6 +46,7 @@ from service.store.queries import (
     in_clause,
 )
 from service.store.rows import ticket_at, ticket_conflict, ticket_doc
+from service.vigilance import HarmFlag
 
 
 def _stock(row: Sequence[Any]) -> Stock:
@@ -68,6 +69,7 @@ class Dialect:
     knowledge: str  # the knowledge base
     stock: str  # spare parts per warehouse
     reservations: str  # parts held for tickets
+    harm: str  # tickets flagged "patient harm suspected"
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
@@ -609,6 +611,38 @@ class SqlQueries:
                 (warehouse, part),
             )
         return done == 1
+
+    # --- vigilance --------------------------------------------------------------------------
+
+    def flag_harm(self, flag: HarmFlag) -> bool:
+        """Keep the first harm flag of a ticket; False (nothing changed) when it has one."""
+        with self.atomic():
+            done = self._execute(
+                f"INSERT INTO {self.dialect.harm} (ticket_id, flagged_us, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT (ticket_id) DO NOTHING",
+                (flag.ticket_id, us(flag.flagged_at), flag.model_dump_json()),
+            )
+        return done == 1
+
+    def harm_flag(self, ticket_id: str) -> HarmFlag | None:
+        """The harm flag of one ticket, or None."""
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.harm} WHERE ticket_id = ?", (ticket_id,)
+        )
+        return HarmFlag.model_validate_json(rows[0][0]) if rows else None
+
+    def harm_flags(self, limit: int, after: tuple[int, str] | None = None) -> list[HarmFlag]:
+        """One keyset page of harm flags, oldest first; ``after`` = (flagged µs, ticket id)."""
+        keyset, params = "1 = 1", []
+        if after is not None:
+            keyset = "(flagged_us > ? OR (flagged_us = ? AND ticket_id > ?))"
+            params = [after[0], after[0], after[1]]
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.harm} WHERE {keyset}"
+            " ORDER BY flagged_us, ticket_id LIMIT ?",
+            [*params, limit],
+        )
+        return [HarmFlag.model_validate_json(r[0]) for r in rows]
 
     # --- audit ----------------------------------------------------------------------------
 

@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS service_stock (
     low INTEGER NOT NULL DEFAULT 0, alerted INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (warehouse, part));
 CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted);
+-- Tickets flagged "patient harm suspected": the start of a vigilance (incident) report.
+CREATE TABLE IF NOT EXISTS service_harm_flags (
+    ticket_id TEXT PRIMARY KEY, flagged_us INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS service_harm_flags_at ON service_harm_flags (flagged_us, ticket_id);
 CREATE TABLE IF NOT EXISTS service_reservations (
     ticket_id TEXT NOT NULL, warehouse TEXT NOT NULL, part TEXT NOT NULL,
     quantity INTEGER NOT NULL, PRIMARY KEY (ticket_id, warehouse, part));
@@ -149,6 +153,7 @@ DIALECT = Dialect(
     knowledge="service_knowledge",
     stock="service_stock",
     reservations="service_reservations",
+    harm="service_harm_flags",
     doc="doc",
     greatest="max",
     differs="IS NOT",

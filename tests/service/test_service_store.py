@@ -650,3 +650,24 @@ def test_stock_is_reserved_consumed_released_and_flagged_low(store: ServiceStore
     assert [(s.warehouse, s.part) for s in page2] == [("south", "FAN-12")]
     low = store.stock_page(StockQuery(low_only=True))
     assert [(s.warehouse, s.part) for s in low] == [("north", "CON-7"), ("north", "FAN-12")]
+
+
+def test_harm_flags_are_kept_once_and_paged(store: ServiceStore) -> None:
+    from service.vigilance import HarmFlag
+
+    flags = [
+        HarmFlag(
+            ticket_id=f"t{n}",
+            flagged_at=T0 + timedelta(minutes=n % 2),
+            flagged_by="hospital:s1",
+            description="burn under the dressing",
+        )
+        for n in range(3)
+    ]
+    assert all(store.flag_harm(f) for f in flags)
+    assert not store.flag_harm(flags[0].model_copy(update={"description": "again"}))
+    assert store.harm_flag("t0") == flags[0] and store.harm_flag("nope") is None
+    assert [f.ticket_id for f in store.harm_flags(10)] == ["t0", "t2", "t1"]
+    after = (int(T0.timestamp() * 1_000_000), "t2")
+    assert [f.ticket_id for f in store.harm_flags(10, after)] == ["t1"]
+    assert [f.ticket_id for f in store.harm_flags(1)] == ["t0"]

@@ -15,6 +15,7 @@ from service.api.routes import (
     tickets,
     tickets_reopen,
     traceability,
+    vigilance,
 )
 
 ROUTERS = (
@@ -32,6 +33,7 @@ ROUTERS = (
     traceability.router,
     fhir.router,
     boards.router,
+    vigilance.router,
 )
 
 __all__ = ["ROUTERS"]
