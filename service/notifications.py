@@ -232,7 +232,12 @@ def escalation_notifications(
         "outcome": result.outcome.reason,
     }
     when = now.isoformat()
-    notes = [Notification("service", "team", "ticket.escalated", full, when)]
+    # A wound alert nobody took is the clinical team's to chase, not field service's.
+    clinical = device is not None and route_of(result.ticket, device) is Route.CLINICAL
+    desk_role, desk_subject = (
+        ("clinical", device.site_id) if clinical and device else ("service", "team")
+    )
+    notes = [Notification(desk_role, desk_subject, "ticket.escalated", full, when)]
     if result.supervisor_id:
         notes.append(Notification("engineer", result.supervisor_id, "ticket.escalated", full, when))
     if result.ticket.assignee and result.ticket.assignee != result.lapsed_assignee:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -15,12 +15,13 @@ from service.notifications import (
     NotifyConfig,
     QuietHours,
     RecipientPrefs,
+    escalation_notifications,
     opened_notifications,
     outbox_items,
 )
 from service.routing import CLINICAL_RULE_PREFIXES, Route, patient_message, route_of
 from service.sla import SlaConfig
-from tests.service.factories import T0, device, ticket, walk
+from tests.service.factories import T0, device, site, ticket, walk
 
 WOUND_RULES = [
     "dressing.ph.alkaline",
@@ -173,3 +174,16 @@ def test_channel_preferences_and_email_targets() -> None:
 def test_bad_notification_settings_are_refused(config: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         NotifyConfig.model_validate(config)
+
+
+def test_an_unstaffed_wound_alert_escalates_to_the_clinical_team() -> None:
+    from service.escalation import escalate
+
+    t = alert_ticket("dressing.infection_signs", tier=Tier.URGENT, assignee=None)
+    result = escalate(t, T0 + timedelta(hours=3), kit(), site("s1"), [], [])
+    notes = escalation_notifications(result, kit(), T0 + timedelta(hours=3), SlaConfig())
+    assert [(n.role, n.subject) for n in notes] == [("clinical", "s1")]
+    fault = alert_ticket("dressing.battery.low", tier=Tier.URGENT, assignee=None)
+    result = escalate(fault, T0 + timedelta(hours=3), kit(), site("s1"), [], [])
+    notes = escalation_notifications(result, kit(), T0 + timedelta(hours=3), SlaConfig())
+    assert [(n.role, n.subject) for n in notes] == [("service", "team")]
