@@ -26,7 +26,7 @@ from service.parts import Stock
 from service.routing import Route, patient_message, route_of
 from service.sla import Breach, SlaConfig, sla_status
 
-ROLES = ("service", "engineer", "hospital", "patient", "clinical")
+ROLES = ("service", "engineer", "hospital", "patient", "clinical", "nurse")
 _RECIPIENT = re.compile(rf"^({'|'.join(ROLES)})/[A-Za-z0-9._:-]{{1,128}}$")
 EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
@@ -70,6 +70,34 @@ class QuietHours(BaseModel):
         return datetime.combine(day, self.end, tzinfo=zone).astimezone(UTC)
 
 
+class Shift(BaseModel):
+    """One nurse on duty for a site's clinical support team: local hours on given weekdays."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nurse: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+    start: time
+    end: time  # before ``start``: the shift runs past midnight
+    weekdays: frozenset[Annotated[int, Field(ge=0, le=6)]] = frozenset(range(7))
+    timezone: TimeZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _span(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("a shift must start and end at different times")
+        return self
+
+    def covers(self, at: datetime) -> bool:
+        """True when ``at`` falls in this shift (a night shift counts from its start's day)."""
+        local = at.astimezone(ZoneInfo(self.timezone))
+        now = local.time().replace(tzinfo=None)
+        if self.start < self.end:
+            return local.weekday() in self.weekdays and self.start <= now < self.end
+        if now >= self.start:
+            return local.weekday() in self.weekdays
+        return now < self.end and (local.weekday() - 1) % 7 in self.weekdays
+
+
 class RecipientPrefs(BaseModel):
     """One recipient's choices: which channels, which e-mail addresses, when to stay quiet."""
 
@@ -95,6 +123,8 @@ class NotifyConfig(BaseModel):
     sites: dict[str, tuple[Endpoint, ...]] = {}
     patients: dict[str, tuple[Endpoint, ...]] = {}
     clinical: dict[str, tuple[Endpoint, ...]] = {}
+    nurses: dict[str, tuple[Endpoint, ...]] = {}
+    rota: dict[str, tuple[Shift, ...]] = {}  # site → the shifts of its clinical support team
     recipients: dict[str, RecipientPrefs] = {}
     patient_quiet_hours: QuietHours | None = None
     smtp: SmtpConfig | None = None
@@ -120,6 +150,7 @@ class NotifyConfig(BaseModel):
             "hospital": self.sites,
             "patient": self.patients,
             "clinical": self.clinical,
+            "nurse": self.nurses,
         }
         if role == "service":
             return self.service_team
@@ -134,6 +165,10 @@ class NotifyConfig(BaseModel):
         if found.quiet_hours is None and role == "patient" and self.patient_quiet_hours:
             return found.model_copy(update={"quiet_hours": self.patient_quiet_hours})
         return found
+
+    def on_duty(self, site_id: str, at: datetime) -> list[str]:
+        """The nurses of ``site_id``'s clinical team on duty at ``at``, by id."""
+        return sorted({s.nurse for s in self.rota.get(site_id, ()) if s.covers(at)})
 
     def first_try(self, note: Notification, now: datetime) -> datetime:
         """When ``note`` may go out: now, or after a patient's quiet hours unless urgent."""
@@ -286,7 +321,7 @@ def outbox_items(
 ) -> list[OutboxItem]:
     """The outbox rows for ``notes``: one per MQTT topic and one per configured webhook."""
     items: list[OutboxItem] = []
-    for note in notes:
+    for note in _with_nurses_on_duty(notes, config, now):
         prefs = config.prefs(note.role, note.subject)
         targets = [(Channel.MQTT, notification_topic(note.role, note.subject))]
         targets += [(Channel.WEBHOOK, e.url) for e in config.endpoints(note.role, note.subject)]
@@ -310,6 +345,23 @@ def outbox_items(
                 )
             )
     return items
+
+
+def _with_nurses_on_duty(
+    notes: Iterable[Notification], config: NotifyConfig, now: datetime
+) -> list[Notification]:
+    """``notes``, and for each one to a site's clinical team the same to its nurses on duty."""
+    out: list[Notification] = []
+    for note in notes:
+        out.append(note)
+        if note.role == "clinical":
+            for nurse in config.on_duty(note.subject, now):
+                out.append(
+                    Notification(
+                        "nurse", nurse, note.event, note.payload, note.occurrence, note.urgent
+                    )
+                )
+    return out
 
 
 def wall_clock() -> datetime:

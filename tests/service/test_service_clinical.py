@@ -160,7 +160,7 @@ def test_channel_preferences_and_email_targets() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"recipients": {"nurse/x": {}}}, "must read role/subject"),
+        ({"recipients": {"doctor/x": {}}}, "must read role/subject"),
         ({"recipients": {"patient/": {}}}, "must read role/subject"),
         ({"recipients": {"patient/p1": {"emails": ["a@b.example"]}}}, "no smtp is configured"),
         ({"recipients": {"patient/p1": {"emails": ["not-an-address"]}}}, "pattern"),
@@ -187,3 +187,76 @@ def test_an_unstaffed_wound_alert_escalates_to_the_clinical_team() -> None:
     result = escalate(fault, T0 + timedelta(hours=3), kit(), site("s1"), [], [])
     notes = escalation_notifications(result, kit(), T0 + timedelta(hours=3), SlaConfig())
     assert [(n.role, n.subject) for n in notes] == [("service", "team")]
+
+
+# --- the nurse on duty ------------------------------------------------------------------------
+
+
+def rota() -> NotifyConfig:
+    return NotifyConfig.model_validate(
+        {
+            "rota": {
+                "s1": [
+                    {
+                        "nurse": "n-day",
+                        "start": "07:00",
+                        "end": "19:00",
+                        "timezone": "Asia/Shanghai",
+                    },
+                    {
+                        "nurse": "n-night",
+                        "start": "19:00",
+                        "end": "07:00",
+                        "weekdays": [0, 1, 2, 3, 4],
+                        "timezone": "Asia/Shanghai",
+                    },
+                ]
+            },
+            "nurses": {"n-night": [{"url": "https://pager.example/n-night", "secret": "s"}]},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("at", "on_duty"),
+    [
+        (datetime(2026, 3, 2, 2, tzinfo=UTC), ["n-day"]),  # Monday 10:00 in Shanghai
+        (datetime(2026, 3, 2, 12, tzinfo=UTC), ["n-night"]),  # Monday 20:00
+        (datetime(2026, 3, 2, 22, tzinfo=UTC), ["n-night"]),  # Tuesday 06:00, Monday's night
+        (datetime(2026, 3, 6, 22, tzinfo=UTC), ["n-night"]),  # Saturday 06:00, Friday's night
+        (datetime(2026, 3, 7, 22, tzinfo=UTC), []),  # Sunday 06:00: no Saturday night shift
+        (datetime(2026, 3, 2, 11, tzinfo=UTC), ["n-night"]),  # 19:00 sharp: the night begins
+    ],
+)
+def test_the_nurse_on_duty_is_found_in_the_sites_time(at: datetime, on_duty: list[str]) -> None:
+    assert rota().on_duty("s1", at) == on_duty
+    assert rota().on_duty("s2", at) == []
+
+
+def test_a_wound_alert_also_reaches_the_nurse_on_duty() -> None:
+    night = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    t = alert_ticket("dressing.infection_signs")
+    items = outbox_items(opened_notifications(t, kit(), night, SlaConfig()), rota(), night)
+    nurse = {(i.channel, i.target) for i in items if i.role == "nurse"}
+    assert nurse == {
+        (Channel.MQTT, "vigil/v1/notifications/nurse/n-night"),
+        (Channel.WEBHOOK, "https://pager.example/n-night"),
+    }
+    fault = alert_ticket("dressing.battery.low")
+    items = outbox_items(opened_notifications(fault, kit(), night, SlaConfig()), rota(), night)
+    assert not [i for i in items if i.role == "nurse"]  # device faults are field service's
+
+
+@pytest.mark.parametrize(
+    ("shift", "message"),
+    [
+        ({"nurse": "n", "start": "07:00", "end": "07:00"}, "different times"),
+        ({"nurse": "n 1", "start": "07:00", "end": "08:00"}, "pattern"),
+        ({"nurse": "n", "start": "07:00", "end": "08:00", "weekdays": [7]}, "less than or equal"),
+        ({"nurse": "n", "start": "25:00", "end": "08:00"}, "time"),
+        ({"nurse": "n", "start": "07:00", "end": "08:00", "timezone": "Nowhere/X"}, "timezone"),
+    ],
+)
+def test_bad_shifts_are_refused(shift: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        NotifyConfig.model_validate({"rota": {"s1": [shift]}})
