@@ -113,6 +113,12 @@ def satisfaction(tickets: Iterable[Ticket]) -> Satisfaction:
     return Satisfaction(len(scores), sum(scores))
 
 
+def reopened(tickets: Iterable[Ticket]) -> Rate:
+    """Tickets reopened at least once, of all tickets (the fix did not hold)."""
+    tickets = list(tickets)
+    return Rate(sum(1 for t in tickets if t.reopens), len(tickets))
+
+
 def first_time_fix(tickets: Iterable[Ticket]) -> Rate:
     """Resolved corrective tickets fixed on the first site visit."""
     resolved = [

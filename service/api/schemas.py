@@ -215,6 +215,7 @@ class Kpis(Out):
     problems: list[ProblemOut]
     satisfaction: SatisfactionOut
     service_credits: list[CreditTotalOut]
+    reopened: int  # tickets reopened at least once (their fix did not hold)
 
 
 class AuditProblemOut(Out):

@@ -74,6 +74,7 @@ class KpiFacts:
     later: tuple[Ticket, ...] = ()
     scored: int = 0  # tickets with a follow-up score
     score_total: int = 0  # the sum of those scores
+    reopened: int = 0  # tickets reopened at least once
     credits: tuple[CreditTotals, ...] = ()  # service credits per currency
 
 
@@ -96,7 +97,8 @@ def ticket_totals(rows: Rows, tickets: str, scope: Scope, now_us: int) -> list[i
         f"SELECT count(*), {_clock_sums('respond')}, {_clock_sums('resolve')},"
         f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL THEN 1 ELSE 0 END),"
         f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL AND site_visits = 1"
-        " THEN 1 ELSE 0 END), count(satisfaction), coalesce(sum(satisfaction), 0)"
+        " THEN 1 ELSE 0 END), count(satisfaction), coalesce(sum(satisfaction), 0),"
+        " sum(CASE WHEN reopens > 0 THEN 1 ELSE 0 END)"
         f" FROM {tickets} WHERE {where} AND updated_us <= ?"
     )
     (row,) = rows(query, [now_us] * 4 + params + [now_us])

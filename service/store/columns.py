@@ -50,6 +50,7 @@ TICKET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("escalate_us", "BIGINT"),
     ("due_us", "BIGINT"),
     ("satisfaction", "INTEGER"),
+    ("reopens", "INTEGER"),
     ("clocks", "TEXT"),
 )
 # Bumped when a derived column is added or computed differently: rows derived under an older
@@ -145,6 +146,7 @@ def ticket_columns(
         "paused": int(ticket.state is TicketState.WAITING_FOR_CUSTOMER),
         "escalate_us": us(escalation_due_at(ticket, config)),
         "satisfaction": ticket.satisfaction,
+        "reopens": len(ticket.reopens),
         "clocks": fingerprint,
     }
     running: list[int] = []

@@ -391,6 +391,7 @@ class SqlQueries:
             fixed_first_time=totals[10],
             scored=totals[11],
             score_total=totals[12],
+            reopened=totals[13],
             models=aggregates.model_totals(self._rows, d.tickets, d.devices, scope, now.date()),
             problems=aggregates.problem_totals(self._rows, d.tickets, scope),
             later=tuple(t for t, _ in later),

@@ -313,3 +313,26 @@ def test_settings_carry_undispatched_times_and_site_time_zones() -> None:
     assert schedules.site_timezones == {"sh": "Asia/Shanghai"} and schedules.timezone == "UTC"
     with pytest.raises(ValueError, match="greater than 0"):
         VigilSettings(sla={"urgent_undispatched_h": 0})
+
+
+def test_reopened_tickets_count_in_the_kpis_and_leave_first_time_fix(store: SqliteStore) -> None:
+    from service.api.routes.kpis import compute_kpis, kpis_from_facts
+    from service.store.queries import DeviceQuery, Scope
+
+    store.put_engineer(engineer("e1"))
+    made, _ = desk.intake_alert(store, alert(), T0, SlaConfig())
+    assert made is not None
+    for n, event in enumerate([Accept(), Arrive(), Resolve("probe")]):
+        desk.apply(store, made.id, event, "engineer:e1", T0 + hours(n))
+    now = T0 + hours(30)
+    before = kpis_from_facts(store.kpi_facts(Scope(), now), now, SlaConfig())
+    assert before.reopened == 0 and before.first_time_fix.fixed_first_time == 1
+    desk.reopen(store, made.id, "leaks again", "hospital:s1", T0 + hours(10))
+    for n, event in enumerate([Accept(), Arrive(), Resolve("seal")]):
+        desk.apply(store, made.id, event, "engineer:e1", T0 + hours(11 + n))
+    after = kpis_from_facts(store.kpi_facts(Scope(), now), now, SlaConfig())
+    fleet = store.device_page(DeviceQuery(limit=None))
+    assert after == compute_kpis(fleet, store.tickets(), now, SlaConfig())
+    assert after.reopened == 1
+    assert after.first_time_fix.fixed_first_time == 0  # two visits: not a first-time fix
+    assert after.first_time_fix.resolved == 1

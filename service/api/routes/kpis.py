@@ -27,6 +27,7 @@ from service.kpis import (
     failure_rate_by_model,
     first_time_fix,
     problem_database,
+    reopened,
     satisfaction,
 )
 from service.model import Device, Ticket
@@ -105,6 +106,7 @@ def compute_kpis(
     ftf = first_time_fix(tickets)
     scores = satisfaction(tickets)
     return Kpis(
+        reopened=reopened(tickets).numerator,
         satisfaction=_satisfaction(scores.responses, scores.total),
         service_credits=_credits(credits),
         at=now,
@@ -177,6 +179,7 @@ def kpis_from_facts(facts: KpiFacts, now: datetime, sla: SlaConfig) -> Kpis:
     fixed, resolved = facts.fixed_first_time + ftf.numerator, facts.resolved + ftf.denominator
     scores = satisfaction(later)
     return Kpis(
+        reopened=facts.reopened + reopened(later).numerator,
         satisfaction=_satisfaction(
             facts.scored + scores.responses, facts.score_total + scores.total
         ),
