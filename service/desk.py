@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -28,7 +29,8 @@ from service.concurrency import ConcurrentUpdate
 from service.dispatch import Assignment, NoEngineer, assign
 from service.escalation import Escalation, escalate_loaded, escalations_due
 from service.intake import alert_time, open_or_append
-from service.lifecycle import Dispatch, Event, transition
+from service.knowledge import KnowledgeEntry, fault_codes
+from service.lifecycle import Dispatch, Event, Reopen, Resolve, transition
 from service.model import (
     OPEN_STATES,
     Device,
@@ -37,9 +39,11 @@ from service.model import (
     Site,
     Ticket,
     TicketKind,
+    TicketState,
     Tier,
     new_ticket,
 )
+from service.parts import counted, warehouse_of
 from service.schedules import ScheduleConfig, ScheduledTask, due_tasks, ticket_for
 from service.sla import Breach, SlaConfig, breaches_between
 from service.store import ServiceStore
@@ -116,27 +120,135 @@ def _staff(store: ServiceStore, site: Site, also: str | None = None) -> list[Eng
     return staff
 
 
-def auto_dispatch(store: ServiceStore, ticket: Ticket, at: datetime) -> Ticket:
+# (region, device family) pairs found without a free engineer in this round of retries.
+Blocked = set[tuple[str, str]]
+
+
+def auto_dispatch(
+    store: ServiceStore, ticket: Ticket, at: datetime, blocked: Blocked | None = None
+) -> Ticket:
     """Dispatch an open ticket to the best engineer; leave it open (and say why) if none fits.
 
     Only the region's engineers are read, and their load is counted by the store in SQL, so a
-    dispatch costs the same however many tickets are open.
+    dispatch costs the same however many tickets are open. When nobody fits, the reason is
+    stored on the ticket (``dispatch_reason``) and audited — once per distinct reason, so the
+    worker retrying every tick does not grow the audit log. ``blocked`` remembers, for one
+    round of retries, the (region, family) pairs that had nobody free.
     """
     device = store.device(ticket.device_id)
     site = store.site(device.site_id) if device else None
     if device is None or site is None:
         outcome: Assignment | NoEngineer = NoEngineer(f"device {ticket.device_id} not installed")
+    elif blocked is not None and (site.region, str(device.kind)) in blocked:
+        return ticket
     else:
         staff = _staff(store, site)
         load = store.engineer_load([e.id for e in staff], ticket.id)
         outcome = assign(device, site, staff, load)
+        if blocked is not None and isinstance(outcome, NoEngineer):
+            blocked.add((site.region, str(device.kind)))
     if isinstance(outcome, NoEngineer):
-        store.append_audit(
-            at, "dispatcher", "dispatch_failed", ticket.id, {"reason": outcome.reason}
-        )
-        return ticket
+        if ticket.dispatch_reason == outcome.reason:
+            return ticket
+        waiting = ticket.model_copy(update={"dispatch_reason": outcome.reason})
+        return save(store, waiting, "dispatcher", "dispatch_failed", at, {"reason": outcome.reason})
     moved = transition(ticket, Dispatch(outcome.engineer_id, outcome.reason), at)
-    return save(store, moved, "dispatcher", "dispatched", at, {"engineer": outcome.engineer_id})
+    saved = save(store, moved, "dispatcher", "dispatched", at, {"engineer": outcome.engineer_id})
+    assert site is not None  # an assignment needs the site's region
+    reserve_kit(store, saved, site.region, at)
+    return saved
+
+
+def reserve_kit(store: ServiceStore, ticket: Ticket, region: str, at: datetime) -> None:
+    """Hold the parts of the ticket's likely fix in its region's warehouse; audit what is short.
+
+    The kit is the first fix of the ticket's best knowledge-base entry; no entry, no kit.
+    """
+    found = suggestions(store, ticket)
+    kit = counted(found[0].kit) if found else {}
+    if not kit:
+        return
+    warehouse = warehouse_of(region)
+    held, short = {}, {}
+    for part, quantity in kit.items():
+        if store.reserve(ticket.id, warehouse, part, quantity):
+            held[part] = quantity
+        else:
+            short[part] = quantity
+    data = {"warehouse": warehouse, "reserved": held, "short": short}
+    store.append_audit(at, "parts", "parts_reserved", ticket.id, data)
+
+
+def consume_parts(
+    store: ServiceStore, ticket: Ticket, parts: tuple[str, ...], at: datetime
+) -> None:
+    """A fix's reported ``parts`` leave the stock; what the ticket held beyond them returns.
+
+    The warehouse is that of the engineer's region (or where the parts were held).
+    """
+    held = store.reservations(ticket.id)
+    engineer = store.engineer(ticket.assignee) if ticket.assignee else None
+    if engineer is not None:
+        warehouse = warehouse_of(engineer.region)
+    elif held:
+        warehouse = held[0].warehouse
+    else:
+        return
+    used = counted(parts)
+    if not used and not held:
+        return
+    store.consume(ticket.id, warehouse, used)
+    store.append_audit(
+        at, "parts", "parts_consumed", ticket.id, {"warehouse": warehouse, "used": used}
+    )
+
+
+def dispatch_waiting_one(
+    store: ServiceStore, ticket_id: str, at: datetime, blocked: Blocked
+) -> Ticket | None:
+    """Try again to dispatch one undispatched ticket; the ticket if it was dispatched now."""
+    with store.atomic():
+        ticket = store.ticket(ticket_id)
+        if ticket is None or ticket.state is not TicketState.OPEN:
+            return None
+        store.lock_device(ticket.device_id)
+        moved = auto_dispatch(store, ticket, at, blocked)
+        return moved if moved.assignee is not None else None
+
+
+def waiting_ids(store: ServiceStore, limit: int) -> list[str]:
+    """Up to ``limit`` undispatched tickets, oldest first (an index range, never a scan)."""
+    return store.undispatched(limit)
+
+
+def dispatch_waiting(store: ServiceStore, at: datetime, limit: int = 200) -> list[Ticket]:
+    """Retry dispatching the oldest ``limit`` undispatched tickets, each in its transaction.
+
+    Called when capacity may have freed (a ticket resolved) and by the worker every tick.
+    """
+    blocked: Blocked = set()
+    done = []
+    for ticket_id in waiting_ids(store, limit):
+        work = partial(dispatch_waiting_one, store, ticket_id, at, blocked)
+        if (ticket := retrying(store, work)) is not None:
+            done.append(ticket)
+    return done
+
+
+def suggestions(store: ServiceStore, ticket: Ticket) -> list[KnowledgeEntry]:
+    """The knowledge-base entries for ``ticket``'s device model and fault codes."""
+    device = store.device(ticket.device_id)
+    if device is None:
+        return []
+    return store.knowledge_for(device.model, fault_codes(ticket))
+
+
+def _suggest(store: ServiceStore, ticket: Ticket, at: datetime) -> None:
+    """Record which knowledge was suggested when ``ticket`` opened (nothing when none fits)."""
+    found = suggestions(store, ticket)
+    if found:
+        keys = [f"{e.model}/{e.code}" for e in found]
+        store.append_audit(at, "knowledge", "suggested", ticket.id, {"entries": keys})
 
 
 def handle_alert(
@@ -150,7 +262,10 @@ def handle_alert(
             return None
         action = "opened" if result.created else "evidence_added"
         ticket = save(store, result.ticket, "alerts", action, at, {"rule": alert.rule_id})
-        return auto_dispatch(store, ticket, at) if result.created else ticket
+        if not result.created:
+            return ticket
+        _suggest(store, ticket, at)
+        return auto_dispatch(store, ticket, at)
 
 
 def alert_ticket_id(alert: AlertEvent) -> str:
@@ -234,7 +349,9 @@ def open_ticket(
         raise NotFound(f"device {device_id} not found")
     with store.atomic():
         ticket = new_ticket(new_id, device_id, tier, at, kind=TicketKind.MANUAL, title=title)
-        return auto_dispatch(store, save(store, ticket, actor, "opened", at, {"title": title}), at)
+        saved = save(store, ticket, actor, "opened", at, {"title": title})
+        _suggest(store, saved, at)
+        return auto_dispatch(store, saved, at)
 
 
 def apply(
@@ -262,7 +379,27 @@ def apply(
         moved = transition(ticket, event, at)
         # Every field of the event is audited: the engineer, the fault, the parts, the signer.
         fields = {"event": event_fields(event)}
-        return save(store, moved, actor, type(event).__name__.lower(), at, fields)
+        stored = save(store, moved, actor, type(event).__name__.lower(), at, fields)
+        if isinstance(event, Resolve):
+            consume_parts(store, stored, event.parts, at)
+        return stored
+
+
+def reopen(
+    store: ServiceStore,
+    ticket_id: str,
+    reason: str,
+    actor: str,
+    at: datetime,
+    expected_version: int | None = None,
+) -> Ticket:
+    """Reopen a resolved (or later) ticket whose fault came back, and dispatch it again.
+
+    Audited as ``reopen`` with the reason; TransitionError when the ticket is still open.
+    """
+    with store.atomic():
+        moved = apply(store, ticket_id, Reopen(reason), actor, at, expected_version)
+        return auto_dispatch(store, moved, at)
 
 
 def escalate_one(
@@ -280,7 +417,8 @@ def escalate_one(
         staff = _staff(store, site, also=ticket.assignee)
         load = store.engineer_load([e.id for e in staff], ticket.id)
         result = escalate_loaded(ticket, now, device, site, staff, load)
-        save(
+        first = ticket.assignee is None and result.ticket.assignee is not None
+        saved = save(
             store,
             result.ticket,
             "escalation",
@@ -292,6 +430,8 @@ def escalate_one(
                 "outcome": result.outcome.reason,
             },
         )
+        if first:  # dispatched for the first time: hold its parts like any dispatch
+            reserve_kit(store, saved, site.region, now)
         return result
 
 
@@ -358,7 +498,7 @@ def run_schedules(
 def breaches(
     store: ServiceStore, since: datetime, now: datetime, config: SlaConfig
 ) -> list[Breach]:
-    """SLA breaches that happened in (since, now]; call with adjacent windows.
+    """SLA breaches whose instant lies in [since, now); call with adjacent windows.
 
     Judged by ``breaches_between`` over the tickets whose stored breach instants fall in the
     window (an index), not over every ticket.

@@ -1,4 +1,9 @@
-"""Escalation: an urgent ticket not accepted in time goes to a supervisor and is re-dispatched."""
+"""Escalation: a ticket nobody took in time goes to a supervisor (or the desk) and is dispatched.
+
+An urgent ticket not accepted within its respond window escalates to the lapsed engineer's
+supervisor and is re-dispatched; a ticket of any tier still undispatched (no engineer had
+capacity) after its tier's ``undispatched`` time escalates to the service desk.
+"""
 
 from __future__ import annotations
 
@@ -25,25 +30,33 @@ class Escalation:
 
 
 def escalation_due_at(ticket: Ticket, config: SlaConfig) -> datetime | None:
-    """When an unaccepted urgent ticket escalates; None when it cannot.
+    """When an unaccepted urgent ticket or an undispatched one escalates; None when it cannot.
 
-    The first escalation is due when the respond window from opening (or from the upgrade to
-    urgent) runs out; each escalation restarts the window, so the re-dispatched engineer gets the
-    full respond time and an unstaffed ticket escalates once per window, not on every tick.
+    The first escalation is due when the window from opening (or from the upgrade to urgent, or
+    the reopening) runs out; each escalation restarts the window, so the re-dispatched engineer
+    gets the full respond time and an unstaffed ticket escalates once per window, not on every
+    tick. An undispatched ticket's window is its tier's ``undispatched`` time (default: respond).
     """
-    if ticket.tier is not Tier.URGENT or ticket.state not in _UNACCEPTED:
+    if ticket.state is TicketState.OPEN:
+        window = config.undispatched(ticket.tier)
+    elif ticket.tier is Tier.URGENT and ticket.state in _UNACCEPTED:
+        window = config.target(ticket.tier, Clock.RESPOND)
+    else:
         return None
-    anchor = max([ticket.opened_at, ticket.tier_since, *ticket.escalated_at])
-    window = config.target(ticket.tier, Clock.RESPOND)
+    anchor = max([ticket.episode().opened_at, ticket.tier_since, *ticket.escalated_at])
     return advance_in(config.counting_for(ticket), anchor, window)  # in the site's calendar
 
 
 def escalations_due(tickets: Iterable[Ticket], now: datetime, config: SlaConfig) -> list[Ticket]:
-    """Tickets whose escalation is due at ``now``, earliest first."""
+    """Tickets whose escalation instant has passed at ``now`` (strictly), earliest first.
+
+    Accepting exactly at the respond deadline meets the SLA, so escalating at that instant
+    would take the ticket from an engineer who is still on time.
+    """
     due = []
     for ticket in tickets:
         at = escalation_due_at(ticket, config)
-        if at is not None and at <= now:
+        if at is not None and at < now:
             due.append((at, ticket.id, ticket))
     return [ticket for _, _, ticket in sorted(due, key=lambda d: (d[0], d[1]))]
 
@@ -80,6 +93,10 @@ def escalate_loaded(
     outcome = assign(device, site, staff.values(), load, exclude=exclude)
     updated = ticket.model_copy(update={"escalated_at": (*ticket.escalated_at, at)})
     if isinstance(outcome, Assignment):
-        reason = f"escalated after {lapsed or 'no one'} did not accept; {outcome.reason}"
+        why = f"{lapsed} did not accept" if lapsed else "no engineer had taken it"
+        reason = f"escalated after {why}; {outcome.reason}"
         updated = transition(updated, Dispatch(outcome.engineer_id, reason), at)
+    elif updated.state is TicketState.OPEN:
+        # Nobody holds it: the ticket itself says why, for the desk and the board.
+        updated = updated.model_copy(update={"dispatch_reason": outcome.reason})
     return Escalation(updated, supervisor, lapsed, outcome)

@@ -94,10 +94,37 @@ def attainment(
     return Attainment(clock, decided, met, mean)
 
 
+@dataclass(frozen=True, slots=True)
+class Satisfaction:
+    """Follow-up scores (1-5): how many tickets were scored and their sum."""
+
+    responses: int
+    total: int
+
+    @property
+    def mean(self) -> float | None:
+        """The mean score; None before the first follow-up."""
+        return self.total / self.responses if self.responses else None
+
+
+def satisfaction(tickets: Iterable[Ticket]) -> Satisfaction:
+    """The follow-up scores of ``tickets`` (a reopened ticket's score is cleared until rescored)."""
+    scores = [t.satisfaction for t in tickets if t.satisfaction is not None]
+    return Satisfaction(len(scores), sum(scores))
+
+
+def reopened(tickets: Iterable[Ticket]) -> Rate:
+    """Tickets reopened at least once, of all tickets (the fix did not hold)."""
+    tickets = list(tickets)
+    return Rate(sum(1 for t in tickets if t.reopens), len(tickets))
+
+
 def first_time_fix(tickets: Iterable[Ticket]) -> Rate:
     """Resolved corrective tickets fixed on the first site visit."""
     resolved = [
-        t for t in tickets if t.kind in CORRECTIVE and t.entered(TicketState.RESOLVED) is not None
+        t
+        for t in tickets
+        if t.kind in CORRECTIVE and t.episode().entered(TicketState.RESOLVED) is not None
     ]
     return Rate(sum(1 for t in resolved if t.site_visits == 1), len(resolved))
 

@@ -2,6 +2,8 @@
 
 open → dispatched → accepted → on_site → resolved → signed_off → followed_up → closed, with
 waiting_for_customer as a pause entered from accepted/on_site that returns to where it was.
+A fault that comes back reopens a resolved (signed-off, followed-up or closed) ticket: it is
+open again, unassigned, and its SLA clocks start again at the reopening.
 """
 
 from __future__ import annotations
@@ -86,7 +88,26 @@ class Close:
     """Nothing left to do."""
 
 
-Event = Dispatch | Accept | Arrive | Depart | Pause | Resume | Resolve | SignOff | FollowUp | Close
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """The fault came back: open the ticket again (unassigned, sign-off and score cleared)."""
+
+    reason: str
+
+
+Event = (
+    Dispatch
+    | Accept
+    | Arrive
+    | Depart
+    | Pause
+    | Resume
+    | Resolve
+    | SignOff
+    | FollowUp
+    | Close
+    | Reopen
+)
 
 # Allowed (event type → from-states → to-state); Resume is special-cased (its target varies).
 _MOVES: dict[type[Any], tuple[frozenset[TicketState], TicketState]] = {
@@ -100,6 +121,7 @@ _MOVES: dict[type[Any], tuple[frozenset[TicketState], TicketState]] = {
     SignOff: (frozenset({S.RESOLVED}), S.SIGNED_OFF),
     FollowUp: (frozenset({S.SIGNED_OFF}), S.FOLLOWED_UP),
     Close: (frozenset({S.FOLLOWED_UP}), S.CLOSED),
+    Reopen: (frozenset({S.RESOLVED, S.SIGNED_OFF, S.FOLLOWED_UP, S.CLOSED}), S.OPEN),
 }
 
 
@@ -144,7 +166,8 @@ def transition(ticket: Ticket, event: Event, at: datetime) -> Ticket:
         case Resolve(fault=fault, resolution=resolution, parts=parts):
             if not fault:
                 raise TransitionError(f"ticket {ticket.id}: Resolve needs a fault type")
-            update |= {"fault": fault, "resolution": resolution, "parts": parts}
+            # Parts accumulate: a reopened ticket keeps what the earlier visits used.
+            update |= {"fault": fault, "resolution": resolution, "parts": (*ticket.parts, *parts)}
         case SignOff(signer=signer, report=report):
             if not signer:
                 raise TransitionError(f"ticket {ticket.id}: SignOff needs a signer")
@@ -155,6 +178,18 @@ def transition(ticket: Ticket, event: Event, at: datetime) -> Ticket:
             if not 1 <= score <= 5:
                 raise TransitionError(f"ticket {ticket.id}: satisfaction {score} is not 1-5")
             update["satisfaction"] = score
+        case Reopen(reason=reason):
+            if not reason.strip():
+                raise TransitionError(f"ticket {ticket.id}: Reopen needs a reason")
+            if ticket.assignee is not None:
+                update["previous_assignees"] = (*ticket.previous_assignees, ticket.assignee)
+            update |= {
+                "assignee": None,
+                "dispatch_reason": "",
+                "signature": None,
+                "satisfaction": None,
+            }
+            note = f"reopened: {reason}"
         case _:
             pass
     change = StateChange(state=target, at=at, note=note)

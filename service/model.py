@@ -194,6 +194,23 @@ class Ticket(_Frozen):
         return next((c.at for c in self.history if c.state is state), None)
 
     @property
+    def reopens(self) -> tuple[datetime, ...]:
+        """When the ticket was reopened: every return to ``open`` after its opening."""
+        return tuple(c.at for c in self.history[1:] if c.state is TicketState.OPEN)
+
+    def episode(self) -> Ticket:
+        """The ticket since its last reopening (itself if never reopened).
+
+        SLA clocks and escalations judge this episode: a reopened ticket starts both clocks
+        again at the reopening (see docs/service.md, "Reopening").
+        """
+        reopens = self.reopens
+        if not reopens:
+            return self
+        start = max(i for i, c in enumerate(self.history) if c.state is TicketState.OPEN)
+        return self.model_copy(update={"history": self.history[start:], "opened_at": reopens[-1]})
+
+    @property
     def site_visits(self) -> int:
         """How many times an engineer arrived on site (returns from a pause do not count)."""
         states = [c.state for c in self.history]
@@ -247,6 +264,7 @@ class Channel(StrEnum):
 
     WEBHOOK = "webhook"
     MQTT = "mqtt"
+    EMAIL = "email"
 
 
 class OutboxStatus(StrEnum):

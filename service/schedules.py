@@ -1,14 +1,20 @@
-"""Scheduled work: preventive maintenance and warranty-expiry tasks due at ``now``; pure."""
+"""Scheduled work: preventive maintenance and warranty-expiry tasks due at ``now``; pure.
+
+Days are the site's local days: a device in Shanghai is due on Shanghai's date, not UTC's (a
+task due "today" would otherwise open at 08:00 local time, or a day late in the Americas).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
 from contract import DeviceKind
+from service.business_hours import TimeZoneName
 from service.model import Device, Ticket, TicketKind, TicketState, Tier, new_ticket
 
 PREVENTIVE_RULE = "schedule:preventive"
@@ -28,6 +34,13 @@ class ScheduleConfig(BaseModel):
     inspected_kinds: frozenset[DeviceKind] = frozenset(
         {DeviceKind.ULTRASOUND, DeviceKind.ENDOSCOPE}
     )
+    # Whose calendar days count: each site's time zone, else the default one.
+    timezone: TimeZoneName = "UTC"
+    site_timezones: dict[str, TimeZoneName] = {}
+
+    def local_day(self, site_id: str, at: datetime) -> date:
+        """The date ``at`` falls on at ``site_id`` (in its time zone)."""
+        return at.astimezone(ZoneInfo(self.site_timezones.get(site_id, self.timezone))).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +61,19 @@ def warranty_rule(device: Device) -> str | None:
     return f"{WARRANTY_RULE_PREFIX}{device.warranty_end.isoformat()}"
 
 
-def last_inspection(device: Device, tickets: Iterable[Ticket]) -> date:
-    """The latest of the recorded inspection, the install date and resolved preventive tickets."""
+def last_inspection(
+    device: Device, tickets: Iterable[Ticket], config: ScheduleConfig | None = None
+) -> date:
+    """The latest of the recorded inspection, the install date and resolved preventive tickets.
+
+    A resolution counts on the site's local date (``config``; UTC without one).
+    """
+    config = config or ScheduleConfig()
     done = [
-        resolved.date()
+        config.local_day(device.site_id, resolved)
         for t in tickets
         if t.device_id == device.id and t.kind is TicketKind.PREVENTIVE
-        if (resolved := t.entered(TicketState.RESOLVED)) is not None
+        if (resolved := t.episode().entered(TicketState.RESOLVED)) is not None
     ]
     return max(
         [device.installed_on, *([device.last_inspection] if device.last_inspection else []), *done]
@@ -66,13 +85,13 @@ def due_tasks(
 ) -> list[ScheduledTask]:
     """Tasks to open at ``now``; never one already covered by an existing ticket."""
     tickets = list(tickets)
-    today = now.date()
     open_preventive = {t.device_id for t in tickets if t.is_open and t.rule_id == PREVENTIVE_RULE}
     existing_rules = {(t.device_id, t.rule_id) for t in tickets}
     tasks: list[ScheduledTask] = []
     for device in sorted(devices, key=lambda d: d.id):
+        today = config.local_day(device.site_id, now)
         if device.kind in config.inspected_kinds and device.id not in open_preventive:
-            last = last_inspection(device, tickets)
+            last = last_inspection(device, tickets, config)
             due = last + config.inspection_interval
             if today > due:
                 tasks.append(

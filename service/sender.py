@@ -1,4 +1,4 @@
-"""The notification sender: empties the store's outbox into webhooks and MQTT, at least once.
+"""The notification sender: empties the outbox into webhooks, MQTT and e-mail, at least once.
 
 Notifications are written to the outbox in the transaction that changes the ticket; this loop
 delivers each (same event id on every try, receivers dedupe on it), records every attempt and
@@ -24,6 +24,7 @@ import aiomqtt
 
 from infra.consume import Outage, hold_until_done
 from infra.errors import StorageUnavailable
+from service import email
 from service.model import Channel, Delivery, OutboxItem, OutboxStatus
 from service.notifications import Notification, mqtt_body, wall_clock
 from service.notify import HttpSender, RetryPolicy, Sender, Webhook, attempt, worth_retrying
@@ -137,6 +138,8 @@ class NotificationSender:
         try:
             if item.channel is Channel.MQTT:
                 delivery = await self._publish(item, number)
+            elif item.channel is Channel.EMAIL:
+                delivery = await self._mail(item, number)
             else:
                 delivery = await self._post(item, number)
         except Exception as exc:  # a bug here must not kill the sender loop
@@ -158,9 +161,10 @@ class NotificationSender:
     def _moved(self, item: OutboxItem, delivery: Delivery, number: int) -> OutboxItem:
         """``item`` after attempt ``number``: done, pending for a retry, or failed for good."""
         policy = self.policy
+        retry = email.worth_retrying if item.channel is Channel.EMAIL else worth_retrying
         if delivery.ok:
             status, next_at = OutboxStatus.DONE, item.next_at
-        elif worth_retrying(delivery) and number < policy.attempts:
+        elif retry(delivery) and number < policy.attempts:
             delay = timedelta(seconds=policy.delay(number))
             status, next_at = OutboxStatus.PENDING, wall_clock() + delay
         else:
@@ -193,6 +197,13 @@ class NotificationSender:
             send=self.sender,
             clock=wall_clock,
         )
+
+    async def _mail(self, item: OutboxItem, number: int) -> Delivery:
+        smtp = self.settings.notify.smtp
+        if smtp is None:
+            return _failed(item, number, "PermanentError: no SMTP server configured")
+        # smtplib blocks: one thread per message, like the store calls.
+        return await asyncio.to_thread(email.send_mail, item, number, smtp, wall_clock())
 
     async def _publish(self, item: OutboxItem, number: int) -> Delivery:
         s = self.settings

@@ -48,11 +48,15 @@ class TierPolicy(BaseModel):
     respond: timedelta
     resolve: timedelta
     business_hours: bool = False
+    # An undispatched ticket escalates to the desk after this much SLA time (None: respond).
+    undispatched: timedelta | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> Self:
         if self.respond <= timedelta() or self.resolve <= timedelta():
             raise ValueError("SLA targets must be positive")
+        if self.undispatched is not None and self.undispatched <= timedelta():
+            raise ValueError("the undispatched escalation time must be positive")
         return self
 
 
@@ -101,6 +105,11 @@ class SlaConfig(BaseModel):
         """How much SLA time ``clock`` gets under ``tier``."""
         policy = self.tiers[tier]
         return policy.respond if clock is Clock.RESPOND else policy.resolve
+
+    def undispatched(self, tier: Tier) -> timedelta:
+        """How long a ticket of ``tier`` may wait for an engineer before the desk is told."""
+        policy = self.tiers[tier]
+        return policy.undispatched if policy.undispatched is not None else policy.respond
 
     def located(self, devices: DeviceDirectory) -> SlaConfig:
         """This configuration, finding each ticket's site through ``devices``."""
@@ -222,7 +231,7 @@ def _segments(ticket: Ticket, clock: Clock) -> list[tuple[datetime, datetime | N
 
 def deadline(ticket: Ticket, clock: Clock, config: SlaConfig) -> datetime | None:
     """When ``clock`` runs out given the pauses so far; None while paused with time left."""
-    return _deadline(ticket, clock, config, config.counting_for(ticket))
+    return _deadline(ticket.episode(), clock, config, config.counting_for(ticket))
 
 
 def _deadline(
@@ -240,7 +249,8 @@ def _deadline(
 
 
 def clock_status(ticket: Ticket, clock: Clock, now: datetime, config: SlaConfig) -> ClockStatus:
-    """State of one clock at ``now``."""
+    """State of one clock at ``now`` (of the ticket's current episode, if it was reopened)."""
+    ticket = ticket.episode()
     target = config.target(ticket.tier, clock)
     stopped = ticket.entered(_STOPS[clock])
     until = min(now, stopped) if stopped is not None else now
@@ -268,6 +278,7 @@ def sla_status(ticket: Ticket, now: datetime, config: SlaConfig) -> SlaStatus:
 
 def breach_instant(ticket: Ticket, clock: Clock, config: SlaConfig) -> datetime | None:
     """When ``clock`` was (or will be, absent new pauses) breached; None if met or paused."""
+    ticket = ticket.episode()
     due = deadline(ticket, clock, config)
     if due is None:
         return None
@@ -281,11 +292,15 @@ def breach_instant(ticket: Ticket, clock: Clock, config: SlaConfig) -> datetime 
 def breaches_between(
     tickets: Iterable[Ticket], start: datetime, end: datetime, config: SlaConfig
 ) -> list[Breach]:
-    """Breaches that happen in (start, end], in time order; call with adjacent windows."""
+    """Breaches whose instant lies in [start, end), in time order; call with adjacent windows.
+
+    A clock is breached only once its deadline has *passed*: stopping exactly at the deadline
+    meets it, so a window ending exactly at the deadline reports nothing yet — the next one does.
+    """
     found = []
     for ticket in tickets:
         for clock in Clock:
             at = breach_instant(ticket, clock, config)
-            if at is not None and start < at <= end:
+            if at is not None and start <= at < end:
                 found.append(Breach(ticket.id, clock, ticket.tier, at))
     return sorted(found, key=lambda b: (b.at, b.ticket_id, b.clock))

@@ -1,4 +1,5 @@
-"""The service worker's periodic jobs: escalations, SLA breach scan and schedules, every tick.
+"""The service worker's periodic jobs, every tick: retried dispatch, escalations, SLA breach scan
+and schedules.
 
 A tick does only what is due: each job finds its rows through indexed instants the store keeps
 with every ticket and device (escalation and breach instants, last inspection, warranty end),
@@ -27,15 +28,19 @@ from infra.consume import Outage
 from infra.errors import StorageUnavailable
 from service import desk
 from service.checkpoint_export import CheckpointExporter
+from service.compensation import ServiceCredit, credit_for
 from service.model import Ticket
 from service.notifications import (
     Notification,
     breach_notification,
     escalation_notifications,
+    low_stock_notification,
     opened_notifications,
     outbox_items,
+    ticket_notifications,
     wall_clock,
 )
+from service.parts import Stock
 from service.schedules import ScheduledTask
 from service.sla import Breach
 from service.store import ServiceStore
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 
 BREACH_CURSOR = "breach_scan"  # the store cursor: breaches are reported up to this instant
 REFRESH_PER_TICK = 2_000  # tickets with stale clock columns re-derived per tick at most
+LOW_STOCK_PER_TICK = 200  # low-stock rows the team is told about per tick at most
+WAITING_PER_TICK = 500  # undispatched tickets (oldest first) offered to engineers per tick
 
 
 class Ticker:
@@ -94,9 +101,11 @@ class Ticker:
         """Run escalations, breach detection and schedules once, at ``now``."""
         now = now or self.clock()
         await self.refresh(REFRESH_PER_TICK)
+        await asyncio.to_thread(self._dispatch_waiting, now)
         await asyncio.to_thread(self._escalate, now)
         await self.scan_breaches(now)
         await asyncio.to_thread(self._schedule, now)
+        await asyncio.to_thread(self._stock_alerts, now)
         if self.checkpoints is not None:
             await asyncio.to_thread(self.checkpoints.export, self.store, now)
         self._committed()
@@ -115,6 +124,21 @@ class Ticker:
     def _enqueue(self, notes: Iterable[Notification], now: datetime) -> None:
         self.store.enqueue_notifications(outbox_items(notes, self.settings.notify, now))
 
+    def _dispatch_waiting(self, now: datetime) -> None:
+        """Offer undispatched tickets to engineers again: capacity may have freed since."""
+        blocked: desk.Blocked = set()
+        for ticket_id in desk.waiting_ids(self.store, WAITING_PER_TICK):
+            desk.retrying(self.store, partial(self._dispatch_one, ticket_id, now, blocked))
+
+    def _dispatch_one(self, ticket_id: str, now: datetime, blocked: desk.Blocked) -> None:
+        ticket = desk.dispatch_waiting_one(self.store, ticket_id, now, blocked)
+        if ticket is not None:
+            device = self.store.device(ticket.device_id)
+            notes = ticket_notifications(
+                ticket, device, "ticket.dispatched", now, self.settings.sla
+            )
+            self._enqueue(notes, now)
+
     def _escalate(self, now: datetime) -> None:
         """Escalate each due ticket in a transaction of its own, with its notifications."""
         for ticket_id in self.store.escalations_due(now):
@@ -127,6 +151,15 @@ class Ticker:
             device = store.device(result.ticket.device_id)
             self._enqueue(escalation_notifications(result, device, now, sla), now)
             self.escalations += 1
+
+    def _stock_alerts(self, now: datetime) -> None:
+        """Tell the team of each part newly at its low mark (an index: low and not yet told)."""
+        for stock in self.store.low_stock_unalerted(LOW_STOCK_PER_TICK):
+            desk.retrying(self.store, partial(self._alert_low, stock, now))
+
+    def _alert_low(self, stock: Stock, now: datetime) -> None:
+        if self.store.mark_stock_alerted(stock.warehouse, stock.part):
+            self._enqueue([low_stock_notification(stock, now)], now)
 
     def _schedule(self, now: datetime) -> None:
         """Open each due scheduled ticket in a transaction of its own, with its notifications."""
@@ -142,6 +175,24 @@ class Ticker:
             device = store.device(ticket.device_id)
             self._enqueue(opened_notifications(ticket, device, now, sla), now)
 
+    def _credit(self, breach: Breach, now: datetime) -> ServiceCredit | None:
+        """The service credit ``breach`` earns, kept and audited (in the scan's transaction)."""
+        policy = self.settings.compensation
+        if policy is None:
+            return None
+        ticket = self.store.ticket(breach.ticket_id)
+        device = self.store.device(ticket.device_id) if ticket is not None else None
+        credit = credit_for(breach, device, policy, now)
+        if credit is not None and self.store.put_credit(credit):
+            fields = {
+                "key": credit.key,
+                "clock": str(credit.clock),
+                "amount_minor": credit.amount_minor,
+                "currency": credit.currency,
+            }
+            self.store.append_audit(now, "sla", "service_credit", credit.ticket_id, fields)
+        return credit
+
     def _scan(self, now: datetime) -> list[Breach]:
         store = self.store
         since = store.cursor(BREACH_CURSOR)
@@ -149,7 +200,8 @@ class Ticker:
             return []  # a clock that went back: never report a window twice
         # The first run ever has nothing to catch up on: it starts the scan here.
         found = [] if since is None else desk.breaches(store, since, now, self.settings.sla)
-        self._enqueue((breach_notification(b) for b in found), now)
+        credits = {b: self._credit(b, now) for b in found}
+        self._enqueue((breach_notification(b, credits[b]) for b in found), now)
         store.set_cursor(BREACH_CURSOR, now)
         self.breaches += len(found)
         return found

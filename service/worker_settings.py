@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from infra.mqtt_tls import MqttTls
+from service.compensation import CompensationPolicy
 from service.notifications import NotifyConfig
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
@@ -29,3 +30,4 @@ class WorkerSettings:
     sla: SlaConfig = field(default_factory=SlaConfig)
     schedules: ScheduleConfig = field(default_factory=ScheduleConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    compensation: CompensationPolicy | None = None  # None: breaches earn no service credit

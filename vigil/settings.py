@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rules.runtime import RuntimeSettings
     from rules.worker import RulesWorkerSettings
     from service.business_hours import BusinessCalendar
+    from service.compensation import CompensationPolicy
     from service.schedules import ScheduleConfig
     from service.sla import DeviceDirectory, SlaConfig
     from service.worker import NotifyConfig, WorkerSettings
@@ -311,6 +312,10 @@ def _known_zone(name: str) -> str:
     return check_timezone(name)
 
 
+def _hours(value: float | None) -> timedelta | None:
+    return None if value is None else timedelta(hours=value)
+
+
 # An IANA time zone name, checked when the settings are read rather than at the first SLA use.
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
@@ -336,6 +341,10 @@ class SlaTargetsConfig(Section):
     """[calendars.<name>] of sites not listed under [sites]."""
     timezone: TimeZone = "UTC"
     """IANA time zone of sites not listed under [sites]."""
+    urgent_undispatched_h: float | None = Field(None, gt=0)
+    """Hours an urgent ticket may wait unassigned before the desk is told (unset: respond)."""
+    general_undispatched_h: float | None = Field(None, gt=0)
+    """Hours a general ticket may wait unassigned before the desk is told (unset: respond)."""
 
 
 class CalendarConfig(Section):
@@ -381,6 +390,23 @@ class SchedulingConfig(Section):
     """Days before a warranty ends that its reminder ticket opens."""
     warranty_grace_days: int = Field(30, ge=0)
     """Days after a warranty ended that a reminder still opens (older ends are old news)."""
+
+
+class CompensationConfig(Section):
+    """[compensation]: the service credit an SLA breach earns (amounts in cents; 0: none)."""
+
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 currency of the credits."""
+    urgent_respond_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when an urgent ticket's respond clock is breached."""
+    urgent_resolve_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when an urgent ticket's resolve clock is breached."""
+    general_respond_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when a general ticket's respond clock is breached."""
+    general_resolve_credit: int = Field(0, ge=0, le=10**12)
+    """Cents credited when a general ticket's resolve clock is breached."""
+    contract_only: bool = False
+    """Credit only breaches of devices under a service contract."""
 
 
 class RetentionConfig(Section):
@@ -463,6 +489,7 @@ class VigilSettings(BaseSettings):
     sites: dict[str, SiteConfig] = {}
     """[sites.<site_id>]: a site's time zone and business calendar (e.g. `[sites.sh-ruijin]`)."""
     schedules: SchedulingConfig = SchedulingConfig()
+    compensation: CompensationConfig = CompensationConfig()
     retention: RetentionConfig = RetentionConfig()
     fhir: FhirConfig = FhirConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -643,11 +670,13 @@ class VigilSettings(BaseSettings):
                     respond=timedelta(hours=a.urgent_respond_h),
                     resolve=timedelta(hours=a.urgent_resolve_h),
                     business_hours=a.urgent_business_hours,
+                    undispatched=_hours(a.urgent_undispatched_h),
                 ),
                 Tier.GENERAL: TierPolicy(
                     respond=timedelta(hours=a.general_respond_h),
                     resolve=timedelta(hours=a.general_resolve_h),
                     business_hours=a.general_business_hours,
+                    undispatched=_hours(a.general_undispatched_h),
                 ),
             },
             urgent_from=Severity[a.urgent_from.upper()],
@@ -666,6 +695,31 @@ class VigilSettings(BaseSettings):
             warranty_notice=timedelta(days=s.warranty_notice_days),
             warranty_grace=timedelta(days=s.warranty_grace_days),
             inspected_kinds=frozenset(s.inspected_kinds),
+            timezone=self.sla.timezone,
+            site_timezones={site: c.timezone for site, c in self.sites.items()},
+        )
+
+    def compensation_policy(self) -> CompensationPolicy | None:
+        """The service credits SLA breaches earn; None when every amount is 0."""
+        from service.compensation import CompensationPolicy
+        from service.model import Tier
+        from service.sla import Clock
+
+        c = self.compensation
+        credits = {
+            Tier.URGENT: {
+                Clock.RESPOND: c.urgent_respond_credit,
+                Clock.RESOLVE: c.urgent_resolve_credit,
+            },
+            Tier.GENERAL: {
+                Clock.RESPOND: c.general_respond_credit,
+                Clock.RESOLVE: c.general_resolve_credit,
+            },
+        }
+        if not any(amount for by_clock in credits.values() for amount in by_clock.values()):
+            return None
+        return CompensationPolicy(
+            currency=c.currency, credits=credits, contract_only=c.contract_only
         )
 
     def service_worker_settings(self, devices: DeviceDirectory | None = None) -> WorkerSettings:
@@ -686,6 +740,7 @@ class VigilSettings(BaseSettings):
             sla=self.sla_config(devices),
             schedules=self.schedule_config(),
             notify=self.notify_config(),
+            compensation=self.compensation_policy(),
         )
 
     def retention_policy(self) -> RetentionPolicy:

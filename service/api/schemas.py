@@ -188,6 +188,21 @@ class ProblemOut(Out):
     devices: int
 
 
+class SatisfactionOut(Out):
+    """Follow-up scores (1-5): how many tickets were scored, and their mean."""
+
+    responses: int
+    mean: float | None
+
+
+class CreditTotalOut(Out):
+    """Service credits (SLA compensation) in one currency: how many, and their sum in cents."""
+
+    currency: str
+    credits: int
+    amount_minor: int
+
+
 class Kpis(Out):
     """The service KPIs over the devices and tickets the caller sees."""
 
@@ -198,6 +213,9 @@ class Kpis(Out):
     first_time_fix: FirstTimeFix
     failure_rate_by_model: list[ModelFailureRate]
     problems: list[ProblemOut]
+    satisfaction: SatisfactionOut
+    service_credits: list[CreditTotalOut]
+    reopened: int  # tickets reopened at least once (their fix did not hold)
 
 
 class AuditProblemOut(Out):

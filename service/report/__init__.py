@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from contract import AlertEvent
+from service.compensation import ServiceCredit
 from service.model import Device, Site, Ticket
 from service.report.compute import HospitalReport, Month, Satisfaction, compute_report
 from service.report.period import half_year
@@ -43,6 +44,7 @@ def hospital_report(
     *,
     alerts: Iterable[AlertEvent] | None = None,
     warranty: WarrantyAdviceConfig | None = None,
+    credits: Iterable[ServiceCredit] = (),
 ) -> str:
     """The self-contained HTML report of ``site`` for [start, end), judged as of ``end``.
 
@@ -50,6 +52,15 @@ def hospital_report(
     alert history is available and the page says so rather than plotting zeros.
     """
     report = compute_report(
-        site, devices, tickets, start, end, config, audit_head, alerts=alerts, warranty=warranty
+        site,
+        devices,
+        tickets,
+        start,
+        end,
+        config,
+        audit_head,
+        alerts=alerts,
+        warranty=warranty,
+        credits=credits,
     )
     return render_report(report)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from contract import AlertEvent, AlertTransition, Severity
+from service.compensation import ServiceCredit
 from service.kpis import (
     CORRECTIVE,
     Attainment,
@@ -65,6 +66,15 @@ class HospitalReport:
     advice: tuple[WarrantyAdvice, ...]
     problems: tuple[Problem, ...]
     audit_head: str
+    credits: tuple[ServiceCredit, ...] = ()  # service credits of breaches in the period
+
+    def credit_totals(self) -> dict[str, tuple[int, int]]:
+        """Per currency: how many credits and their sum in minor units."""
+        totals: dict[str, tuple[int, int]] = {}
+        for c in self.credits:
+            n, total = totals.get(c.currency, (0, 0))
+            totals[c.currency] = (n + 1, total + c.amount_minor)
+        return dict(sorted(totals.items()))
 
 
 def _raised(
@@ -124,11 +134,13 @@ def compute_report(
     *,
     alerts: Iterable[AlertEvent] | None = None,
     warranty: WarrantyAdviceConfig | None = None,
+    credits: Iterable[ServiceCredit] = (),
 ) -> HospitalReport:
     """The report of ``site`` for [start, end), judged as of ``end``.
 
     ``alerts`` are the alert events of any devices (those of the site's are used); None means no
-    alert history is available, which the report keeps apart from "no alerts".
+    alert history is available, which the report keeps apart from "no alerts". ``credits``
+    are service credits of any site: those of this site whose breach lies in the period count.
     """
     start, end = utc_period(start, end)
     config = config.for_site(site.id)  # its tickets keep the site's business calendar
@@ -161,4 +173,10 @@ def compute_report(
         advice=tuple(warranty_advice(fleet, mine, start, end, policy)),
         problems=tuple(problem_database(fleet, period)),
         audit_head=audit_head,
+        credits=tuple(
+            sorted(
+                (c for c in credits if c.site_id == site.id and start <= c.breach_at < end),
+                key=lambda c: (c.breach_at, c.key),
+            )
+        ),
     )

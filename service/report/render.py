@@ -90,11 +90,38 @@ def _summary(r: HospitalReport) -> str:
                 f"{_pct(r.first_time_fix.percent)} of {r.first_time_fix.denominator}",
             ],
             ["satisfaction", satisfaction],
+            ["service credits", _credit_summary(r)],
             [
                 f"warranties ending within {r.warranty.horizon_months} months",
                 f"{len(r.advice)} ({extend} advised to extend)",
             ],
         ],
+    )
+
+
+def _money(minor: int, currency: str) -> str:
+    return f"{minor // 100}.{minor % 100:02d} {currency}"
+
+
+def _credit_summary(r: HospitalReport) -> str:
+    totals = r.credit_totals()
+    if not totals:
+        return "none"
+    return ", ".join(f"{_money(total, cur)} ({n})" for cur, (n, total) in totals.items())
+
+
+def _credits(r: HospitalReport) -> str:
+    rows = [
+        [
+            c.breach_at.strftime("%Y-%m-%d %H:%M"),
+            c.ticket_id,
+            f"{c.tier} {c.clock}",
+            _money(c.amount_minor, c.currency),
+        ]
+        for c in r.credits
+    ]
+    return _table(
+        ["breach (UTC)", "ticket", "SLA", "credit"], rows, "no service credits in this period"
     )
 
 
@@ -254,6 +281,7 @@ def render_report(r: HospitalReport) -> str:
         f"<h2>Failure rates</h2>{_rates(r)}"
         f"<h2>Extended-warranty advice</h2>{_advice(r)}"
         f"<h2>Problems</h2>{_problems(r)}"
+        f"<h2>Service credits</h2>{_credits(r)}"
         f"<p>Audit log head: <code>{escape(r.audit_head or 'not given')}</code></p>"
         "</body></html>\n"
     )

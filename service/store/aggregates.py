@@ -52,6 +52,15 @@ class ProblemTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class CreditTotals:
+    """Service credits in one currency: how many, and their sum in minor units."""
+
+    currency: str
+    credits: int
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
 class KpiFacts:
     """The KPIs' sums over a scope; ``later`` holds the tickets not counted in ``tickets``."""
 
@@ -63,6 +72,10 @@ class KpiFacts:
     models: tuple[ModelTotals, ...]
     problems: tuple[ProblemTotals, ...]
     later: tuple[Ticket, ...] = ()
+    scored: int = 0  # tickets with a follow-up score
+    score_total: int = 0  # the sum of those scores
+    reopened: int = 0  # tickets reopened at least once
+    credits: tuple[CreditTotals, ...] = ()  # service credits per currency
 
 
 def _clock_sums(clock: str) -> str:
@@ -78,13 +91,14 @@ def _clock_sums(clock: str) -> str:
 
 
 def ticket_totals(rows: Rows, tickets: str, scope: Scope, now_us: int) -> list[int]:
-    """count, the two clocks' sums and first-time fix over the scope's tickets up to ``now``."""
+    """count, the clocks' sums, first-time fix and scores over the scope's tickets to ``now``."""
     where, params = scope.clause()
     query = (
         f"SELECT count(*), {_clock_sums('respond')}, {_clock_sums('resolve')},"
         f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL THEN 1 ELSE 0 END),"
         f" sum(CASE WHEN kind IN {_CORRECTIVE} AND resolved_us IS NOT NULL AND site_visits = 1"
-        " THEN 1 ELSE 0 END)"
+        " THEN 1 ELSE 0 END), count(satisfaction), coalesce(sum(satisfaction), 0),"
+        " sum(CASE WHEN reopens > 0 THEN 1 ELSE 0 END)"
         f" FROM {tickets} WHERE {where} AND updated_us <= ?"
     )
     (row,) = rows(query, [now_us] * 4 + params + [now_us])

@@ -49,8 +49,13 @@ TICKET_COLUMNS: tuple[tuple[str, str], ...] = (
     ("resolve_breach_us", "BIGINT"),
     ("escalate_us", "BIGINT"),
     ("due_us", "BIGINT"),
+    ("satisfaction", "INTEGER"),
+    ("reopens", "INTEGER"),
     ("clocks", "TEXT"),
 )
+# Bumped when a derived column is added or computed differently: rows derived under an older
+# version count as computed under another configuration, so ``refresh_clocks`` fills them in.
+COLUMNS_VERSION = 2
 TICKET_COLUMN_NAMES = tuple(name for name, _ in TICKET_COLUMNS)
 
 # Every derived device column with its SQL type; ``last_pm_day`` is kept by the store.
@@ -84,7 +89,7 @@ UNPLACED = Placement(None, None, None, None)
 
 def sla_fingerprint(sla: SlaConfig) -> str:
     """A short, stable name of an SLA configuration: equal configurations, equal names."""
-    dumped = _sorted_sets(sla.model_dump(mode="json"))
+    dumped = {**_sorted_sets(sla.model_dump(mode="json")), "columns": COLUMNS_VERSION}
     digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
     return digest[:16]
 
@@ -136,10 +141,12 @@ def ticket_columns(
         "fault": ticket.fault,
         "opened_us": us(ticket.opened_at),
         "updated_us": us(updated_at(ticket)),
-        "resolved_us": us(ticket.entered(TicketState.RESOLVED)),
+        "resolved_us": us(ticket.episode().entered(TicketState.RESOLVED)),
         "site_visits": ticket.site_visits,
         "paused": int(ticket.state is TicketState.WAITING_FOR_CUSTOMER),
         "escalate_us": us(escalation_due_at(ticket, config)),
+        "satisfaction": ticket.satisfaction,
+        "reopens": len(ticket.reopens),
         "clocks": fingerprint,
     }
     running: list[int] = []
@@ -154,7 +161,9 @@ def ticket_columns(
 
 def _clock_columns(ticket: Ticket, clock: Clock, config: SlaConfig) -> dict[str, int | None]:
     """Deadline, stop, SLA time spent at the stop, and breach instant of one clock."""
-    stop = ticket.entered(TicketState.ACCEPTED if clock is Clock.RESPOND else TicketState.RESOLVED)
+    stop = ticket.episode().entered(
+        TicketState.ACCEPTED if clock is Clock.RESPOND else TicketState.RESOLVED
+    )
     elapsed = None
     if stop is not None:
         spent = clock_status(ticket, clock, stop, config).elapsed

@@ -67,6 +67,34 @@ SCHEMA: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_device_udi_lot ON service_device_udi (lot)",
     """CREATE TABLE IF NOT EXISTS service_recalls (
         key text PRIMARY KEY, lot text NOT NULL, doc jsonb NOT NULL)""",
+    # Service credits: what SLA breaches owe customers, one per (ticket, clock, breach instant).
+    """CREATE TABLE IF NOT EXISTS service_credits (
+        key text PRIMARY KEY, ticket_id text NOT NULL, site_id text NOT NULL, patient text,
+        at_us bigint NOT NULL, amount_minor bigint NOT NULL, currency text NOT NULL,
+        doc jsonb NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key)",
+    "CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key)",
+    "CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id)",
+    # The knowledge base: causes and fixes per (device model, fault code); text is lower-cased.
+    """CREATE TABLE IF NOT EXISTS service_knowledge (
+        model text NOT NULL, code text NOT NULL, text text NOT NULL, doc jsonb NOT NULL,
+        PRIMARY KEY (model, code))""",
+    "CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model)",
+    # Spare parts per warehouse; low/alerted drive the worker's once-per-fall low-stock alert.
+    """CREATE TABLE IF NOT EXISTS service_stock (
+        warehouse text NOT NULL, part text NOT NULL, on_hand integer NOT NULL,
+        reserved integer NOT NULL DEFAULT 0, low_at integer NOT NULL DEFAULT 0,
+        low integer NOT NULL DEFAULT 0, alerted integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (warehouse, part))""",
+    "CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted)",
+    # Tickets flagged "patient harm suspected": the start of a vigilance (incident) report.
+    """CREATE TABLE IF NOT EXISTS service_harm_flags (
+        ticket_id text PRIMARY KEY, flagged_us bigint NOT NULL, doc jsonb NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS service_harm_flags_at
+        ON service_harm_flags (flagged_us, ticket_id)""",
+    """CREATE TABLE IF NOT EXISTS service_reservations (
+        ticket_id text NOT NULL, warehouse text NOT NULL, part text NOT NULL,
+        quantity integer NOT NULL, PRIMARY KEY (ticket_id, warehouse, part))""",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when
@@ -108,6 +136,9 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_tickets_patient ON service_tickets (patient, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_assignee ON service_tickets (assignee, state)",
     "CREATE INDEX IF NOT EXISTS service_tickets_opened ON service_tickets (opened_us, id)",
+    # Undispatched tickets, oldest first: the worker retries them every tick.
+    """CREATE INDEX IF NOT EXISTS service_tickets_state_opened
+        ON service_tickets (state, opened_us, id)""",
     "CREATE INDEX IF NOT EXISTS service_tickets_updated ON service_tickets (updated_us, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_due ON service_tickets (due_us, id)",
     """CREATE INDEX IF NOT EXISTS service_tickets_respond_breach

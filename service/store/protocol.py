@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from infra.retention import Pruned
 from service.audit import AuditEntry, AuditSigner
+from service.compensation import ServiceCredit
+from service.knowledge import KnowledgeEntry
 from service.model import (
     DeadLetter,
     Delivery,
@@ -25,11 +27,22 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.parts import Reservation, Stock
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
-from service.store.aggregates import KpiFacts
-from service.store.queries import DeviceQuery, DeviceRow, Position, Scope, TicketQuery
+from service.store.aggregates import CreditTotals, KpiFacts
+from service.store.queries import (
+    CreditQuery,
+    DeviceQuery,
+    DeviceRow,
+    KnowledgeQuery,
+    Position,
+    Scope,
+    StockQuery,
+    TicketQuery,
+)
 from service.traceability.model import Recall, UdiRecord
+from service.vigilance import HarmFlag
 
 
 class ServiceStore(Protocol):
@@ -139,11 +152,15 @@ class ServiceStore(Protocol):
         ...
 
     def escalations_due(self, now: datetime) -> list[str]:
-        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        """Ids of the tickets whose escalation instant is before ``now``, earliest first."""
+        ...
+
+    def undispatched(self, limit: int, after: tuple[int, str] | None = None) -> list[str]:
+        """Ids of open (undispatched) tickets, oldest first; keyset ``after`` = (opened µs, id)."""
         ...
 
     def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
-        """Tickets whose stored breach instants fall in (since, now]: a superset of the breaches."""
+        """Tickets whose stored breach instants fall in [since, now): a superset of the breaches."""
         ...
 
     def schedule_candidates(self, today: date, config: ScheduleConfig) -> list[Device]:
@@ -156,6 +173,78 @@ class ServiceStore(Protocol):
 
     def kpi_facts(self, scope: Scope, now: datetime) -> KpiFacts:
         """The KPIs' sums over the tickets and devices of ``scope`` as of ``now``."""
+        ...
+
+    def put_credit(self, credit: ServiceCredit) -> bool:
+        """Keep a service credit; False (nothing changed) when its key is already kept."""
+        ...
+
+    def credits(self, query: CreditQuery) -> list[ServiceCredit]:
+        """One keyset page of service credits, by breach instant and key."""
+        ...
+
+    def credit_totals(self, query: CreditQuery) -> list[CreditTotals]:
+        """Count and sum of the credits ``query`` selects, per currency."""
+        ...
+
+    def put_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Insert or replace the knowledge of one (model, fault code)."""
+        ...
+
+    def knowledge_for(self, model: str, codes: Sequence[str]) -> list[KnowledgeEntry]:
+        """Entries of ``model`` and of any model for ``codes``, the model's own first."""
+        ...
+
+    def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
+        """One keyset page (by model, code) of the entries matching ``query``."""
+        ...
+
+    def put_stock(self, warehouse: str, part: str, on_hand: int, low_at: int) -> Stock:
+        """Set a warehouse's stock of a part and its low mark (reservations kept); the row."""
+        ...
+
+    def stock(self, warehouse: str, part: str) -> Stock | None:
+        """One warehouse's stock of one part, or None."""
+        ...
+
+    def stock_page(self, query: StockQuery) -> list[Stock]:
+        """One keyset page (by warehouse, part) of stock rows."""
+        ...
+
+    def reserve(self, ticket_id: str, warehouse: str, part: str, quantity: int) -> bool:
+        """Hold ``quantity`` of a part for a ticket if that many are available; whether held."""
+        ...
+
+    def reservations(self, ticket_id: str) -> list[Reservation]:
+        """The parts held for one ticket."""
+        ...
+
+    def consume(self, ticket_id: str, warehouse: str, parts: Mapping[str, int]) -> None:
+        """Take used parts out of stock (their reservation first), then release the rest."""
+        ...
+
+    def release(self, ticket_id: str) -> None:
+        """Give back every part still held for a ticket."""
+        ...
+
+    def low_stock_unalerted(self, limit: int) -> list[Stock]:
+        """Low stock rows the team has not been told about since they fell."""
+        ...
+
+    def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
+        """Note that the team was told a row is low; False when it is not (or was told)."""
+        ...
+
+    def flag_harm(self, flag: HarmFlag) -> bool:
+        """Keep the first harm flag of a ticket; False when it already has one."""
+        ...
+
+    def harm_flag(self, ticket_id: str) -> HarmFlag | None:
+        """The harm flag of one ticket, or None."""
+        ...
+
+    def harm_flags(self, limit: int, after: tuple[int, str] | None = None) -> list[HarmFlag]:
+        """One keyset page of harm flags, oldest first."""
         ...
 
     def append_audit(

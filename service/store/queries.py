@@ -53,6 +53,89 @@ class Scope:
         return f"{p}site_id IS NOT NULL", []
 
 
+@dataclass(frozen=True, slots=True)
+class CreditQuery:
+    """Service credits in ``scope`` whose breach lies in [since, until), one keyset page."""
+
+    scope: Scope = Scope()
+    site_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: tuple[int, str] | None = None  # (breach µs, key) of the previous page's last row
+    limit: int | None = None
+
+    def where(self, *, keyset: bool = True) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters."""
+        clause, params = self.scope.clause()
+        where = [clause]
+        if self.site_id is not None:
+            where.append("site_id = ?")
+            params.append(self.site_id)
+        if self.since is not None:
+            where.append("at_us >= ?")
+            params.append(us(self.since))
+        if self.until is not None:
+            where.append("at_us < ?")
+            params.append(us(self.until))
+        if keyset and self.after is not None:
+            where.append("(at_us > ? OR (at_us = ? AND key > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeQuery:
+    """Knowledge entries containing ``text`` (any case), of a model or code, one keyset page."""
+
+    text: str | None = None
+    model: str | None = None
+    code: str | None = None
+    after: tuple[str, str] | None = None  # (model, code) of the previous page's last row
+    limit: int = 100
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters (LIKE wildcards in ``text`` match themselves)."""
+        where, params = ["1 = 1"], []
+        if self.text:
+            escaped = self.text.lower().replace("\\", "\\\\").replace("%", "\\%")
+            escaped = escaped.replace("_", "\\_")
+            where.append("text LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        if self.model is not None:
+            where.append("model = ?")
+            params.append(self.model)
+        if self.code is not None:
+            where.append("code = ?")
+            params.append(self.code)
+        if self.after is not None:
+            where.append("(model > ? OR (model = ? AND code > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
+@dataclass(frozen=True, slots=True)
+class StockQuery:
+    """Stock rows of one warehouse (or all), only the low ones if asked, one keyset page."""
+
+    warehouse: str | None = None
+    low_only: bool = False
+    after: tuple[str, str] | None = None  # (warehouse, part) of the previous page's last row
+    limit: int = 100
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The predicates and their parameters."""
+        where, params = ["1 = 1"], []
+        if self.warehouse is not None:
+            where.append("warehouse = ?")
+            params.append(self.warehouse)
+        if self.low_only:
+            where.append("low = 1")
+        if self.after is not None:
+            where.append("(warehouse > ? OR (warehouse = ? AND part > ?))")
+            params += [self.after[0], self.after[0], self.after[1]]
+        return where, params
+
+
 EVERYTHING = Scope()
 EVERY_TICKET = Scope(unplaced=True)  # for audits: every stored ticket, installed device or not
 

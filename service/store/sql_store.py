@@ -8,7 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,11 +16,14 @@ from typing import Any
 
 from service import audit
 from service.audit import AuditEntry
-from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind
+from service.compensation import ServiceCredit
+from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
+from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
+from service.parts import Reservation, Stock
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
 from service.store import aggregates
-from service.store.aggregates import KpiFacts
+from service.store.aggregates import CreditTotals, KpiFacts
 from service.store.columns import (
     UNPLACED,
     Placement,
@@ -32,14 +35,24 @@ from service.store.columns import (
 )
 from service.store.queries import (
     EVERYTHING,
+    CreditQuery,
     DeviceQuery,
     DeviceRow,
+    KnowledgeQuery,
     Position,
     Scope,
+    StockQuery,
     TicketQuery,
     in_clause,
 )
 from service.store.rows import ticket_at, ticket_conflict, ticket_doc
+from service.vigilance import HarmFlag
+
+
+def _stock(row: Sequence[Any]) -> Stock:
+    warehouse, part, on_hand, reserved, low_at = row
+    return Stock(warehouse=warehouse, part=part, on_hand=on_hand, reserved=reserved, low_at=low_at)
+
 
 REFRESH_CHUNK = 500  # tickets re-derived per transaction, so writers are never held up long
 
@@ -52,6 +65,11 @@ class Dialect:
     devices: str
     audit: str
     signatures: str
+    credits: str  # service credits (compensation records)
+    knowledge: str  # the knowledge base
+    stock: str  # spare parts per warehouse
+    reservations: str  # parts held for tickets
+    harm: str  # tickets flagged "patient harm suspected"
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
@@ -227,21 +245,34 @@ class SqlQueries:
         return {assignee: int(n) for assignee, n in rows}
 
     def escalations_due(self, now: datetime) -> list[str]:
-        """Ids of the tickets whose escalation is due at ``now``, earliest first."""
+        """Ids of the tickets whose escalation instant is before ``now``, earliest first."""
         rows = self._rows(
-            f"SELECT id FROM {self.dialect.tickets} WHERE escalate_us <= ?"
-            " ORDER BY escalate_us, id",
+            f"SELECT id FROM {self.dialect.tickets} WHERE escalate_us < ? ORDER BY escalate_us, id",
             (us(now),),
         )
         return [r[0] for r in rows]
 
+    def undispatched(self, limit: int, after: tuple[int, str] | None = None) -> list[str]:
+        """Ids of open tickets nobody holds, oldest first, from after ``after`` (opened, id)."""
+        t = self.dialect.tickets
+        keyset = ""
+        params: list[Any] = [str(TicketState.OPEN)]
+        if after is not None:
+            keyset = " AND (opened_us > ? OR (opened_us = ? AND id > ?))"
+            params += [after[0], after[0], after[1]]
+        rows = self._rows(
+            f"SELECT id FROM {t} WHERE state = ?{keyset} ORDER BY opened_us, id LIMIT ?",
+            [*params, limit],
+        )
+        return [r[0] for r in rows]
+
     def breach_candidates(self, since: datetime, now: datetime) -> list[Ticket]:
-        """Tickets with a clock breached in (since, now], as last computed (a superset)."""
+        """Tickets with a clock breached in [since, now), as last computed (a superset)."""
         t = self.dialect.tickets
         window = (us(since), us(now))
         rows = self._rows(
-            f"SELECT id FROM {t} WHERE respond_breach_us > ? AND respond_breach_us <= ?"
-            f" UNION SELECT id FROM {t} WHERE resolve_breach_us > ? AND resolve_breach_us <= ?",
+            f"SELECT id FROM {t} WHERE respond_breach_us >= ? AND respond_breach_us < ?"
+            f" UNION SELECT id FROM {t} WHERE resolve_breach_us >= ? AND resolve_breach_us < ?",
             (*window, *window),
         )
         return self._tickets_by_id(sorted(r[0] for r in rows))
@@ -252,16 +283,19 @@ class SqlQueries:
         kinds = sorted(str(k) for k in config.inspected_kinds)
         open_states = sorted(str(s) for s in OPEN_STATES)
         day = today.toordinal()
+        # Sites count in their local dates (up to a day either side of ``today`` in UTC) and
+        # last_pm_day holds a resolution's UTC date: two days of slack keep this a superset.
+        slack = 2
         overdue = self._rows(
             f"SELECT id FROM {d} WHERE last_pm_day < ? AND {in_clause('kind', len(kinds))}"
             f" AND NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.device_id = {d}.id"
             f" AND {t}.rule_id = ? AND {in_clause(f'{t}.state', len(open_states))})",
-            [day - config.inspection_interval.days + 1, *kinds, PREVENTIVE_RULE, *open_states],
+            [day - config.inspection_interval.days + slack, *kinds, PREVENTIVE_RULE, *open_states],
         )
         expiring = self._rows(
             f"SELECT id FROM {d} WHERE warranty_day BETWEEN ? AND ? AND NOT EXISTS (SELECT 1"
             f" FROM {t} WHERE {t}.device_id = {d}.id AND {t}.rule_id = {d}.warranty_rule)",
-            (day - config.warranty_grace.days - 1, day + config.warranty_notice.days + 1),
+            (day - config.warranty_grace.days - slack, day + config.warranty_notice.days + slack),
         )
         ids = sorted({r[0] for r in overdue} | {r[0] for r in expiring})
         if not ids:
@@ -355,9 +389,13 @@ class SqlQueries:
             resolve=aggregates.clock_totals(totals[5:9]),
             resolved=totals[9],
             fixed_first_time=totals[10],
+            scored=totals[11],
+            score_total=totals[12],
+            reopened=totals[13],
             models=aggregates.model_totals(self._rows, d.tickets, d.devices, scope, now.date()),
             problems=aggregates.problem_totals(self._rows, d.tickets, scope),
             later=tuple(t for t, _ in later),
+            credits=tuple(self.credit_totals(CreditQuery(scope=scope))),
         )
 
     def open_tickets(self, now: datetime) -> list[aggregates.OpenTickets]:
@@ -366,6 +404,253 @@ class SqlQueries:
         assert now_us is not None
         states = sorted(str(state) for state in OPEN_STATES)
         return aggregates.open_tickets(self._rows, self.dialect.tickets, states, now_us)
+
+    # --- service credits ------------------------------------------------------------------
+
+    def put_credit(self, credit: ServiceCredit) -> bool:
+        """Keep a service credit; False (and nothing changed) when its key is already kept."""
+        with self.atomic():
+            done = self._execute(
+                f"INSERT INTO {self.dialect.credits} (key, ticket_id, site_id, patient, at_us,"
+                " amount_minor, currency, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (
+                    credit.key,
+                    credit.ticket_id,
+                    credit.site_id,
+                    credit.patient,
+                    us(credit.breach_at),
+                    credit.amount_minor,
+                    credit.currency,
+                    credit.model_dump_json(),
+                ),
+            )
+        return done == 1
+
+    def credits(self, query: CreditQuery) -> list[ServiceCredit]:
+        """One keyset page of the service credits ``query`` selects, by breach instant and key."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.credits} WHERE {' AND '.join(where)}"
+            f" ORDER BY at_us, key{' LIMIT ?' if query.limit is not None else ''}",
+            [*params, *([query.limit] if query.limit is not None else [])],
+        )
+        return [ServiceCredit.model_validate_json(r[0]) for r in rows]
+
+    def credit_totals(self, query: CreditQuery) -> list[CreditTotals]:
+        """How many credits ``query`` selects and their sum, per currency (keyset ignored)."""
+        where, params = query.where(keyset=False)
+        rows = self._rows(
+            f"SELECT currency, count(*), sum(amount_minor) FROM {self.dialect.credits}"
+            f" WHERE {' AND '.join(where)} GROUP BY currency ORDER BY currency",
+            params,
+        )
+        return [CreditTotals(c, int(n), int(total or 0)) for c, n, total in rows]
+
+    # --- knowledge base ---------------------------------------------------------------------
+
+    def put_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Insert or replace the knowledge of one (model, fault code)."""
+        with self.atomic():
+            self._execute(
+                f"INSERT INTO {self.dialect.knowledge} (model, code, text, doc)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (model, code)"
+                " DO UPDATE SET text = excluded.text, doc = excluded.doc",
+                (entry.model, entry.code, entry.search_text(), entry.model_dump_json()),
+            )
+
+    def knowledge_for(self, model: str, codes: Sequence[str]) -> list[KnowledgeEntry]:
+        """The entries of ``model`` and of any model for ``codes`` (primary-key lookups)."""
+        if not codes:
+            return []
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.knowledge}"
+            f" WHERE {in_clause('code', len(codes))} AND model IN (?, ?) ORDER BY code, model",
+            [*codes, model, ANY_MODEL],
+        )
+        return ranked([KnowledgeEntry.model_validate_json(r[0]) for r in rows], model)
+
+    def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
+        """One keyset page (by model, code) of the entries matching ``query``."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.knowledge} WHERE {' AND '.join(where)}"
+            " ORDER BY model, code LIMIT ?",
+            [*params, query.limit],
+        )
+        return [KnowledgeEntry.model_validate_json(r[0]) for r in rows]
+
+    # --- spare parts ------------------------------------------------------------------------
+
+    # Every stock write recomputes ``low`` and re-arms the alert once the row is no longer low.
+    _LOW = (
+        "low = CASE WHEN {on_hand} - {reserved} <= {low_at} THEN 1 ELSE 0 END,"
+        " alerted = CASE WHEN {on_hand} - {reserved} <= {low_at} THEN {alerted} ELSE 0 END"
+    )
+
+    def put_stock(self, warehouse: str, part: str, on_hand: int, low_at: int) -> Stock:
+        """Set what a warehouse holds of a part and its low mark (reservations are kept)."""
+        s = self.dialect.stock
+        low = self._LOW.format(
+            on_hand="?", reserved=f"{s}.reserved", low_at="?", alerted=f"{s}.alerted"
+        )
+        with self.atomic():
+            self._execute(
+                f"INSERT INTO {s} (warehouse, part, on_hand, reserved, low_at, low, alerted)"
+                " VALUES (?, ?, ?, 0, ?, CASE WHEN ? <= ? THEN 1 ELSE 0 END, 0)"
+                f" ON CONFLICT (warehouse, part) DO UPDATE SET on_hand = ?, low_at = ?, {low}",
+                (warehouse, part, *(on_hand, low_at) * 5),
+            )
+            found = self.stock(warehouse, part)
+        assert found is not None
+        return found
+
+    def stock(self, warehouse: str, part: str) -> Stock | None:
+        """One warehouse's stock of one part, or None."""
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            " WHERE warehouse = ? AND part = ?",
+            (warehouse, part),
+        )
+        return _stock(rows[0]) if rows else None
+
+    def stock_page(self, query: StockQuery) -> list[Stock]:
+        """One keyset page (by warehouse, part) of stock rows, optionally only low ones."""
+        where, params = query.where()
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            f" WHERE {' AND '.join(where)} ORDER BY warehouse, part LIMIT ?",
+            [*params, query.limit],
+        )
+        return [_stock(r) for r in rows]
+
+    def reserve(self, ticket_id: str, warehouse: str, part: str, quantity: int) -> bool:
+        """Hold ``quantity`` of a part for a ticket if that many are available; whether held."""
+        s, r = self.dialect.stock, self.dialect.reservations
+        low = self._LOW.format(
+            on_hand="on_hand", reserved="(reserved + ?)", low_at="low_at", alerted="alerted"
+        )
+        with self.atomic():
+            done = self._execute(
+                f"UPDATE {s} SET reserved = reserved + ?, {low}"
+                " WHERE warehouse = ? AND part = ? AND on_hand - reserved >= ?",
+                (quantity, quantity, quantity, warehouse, part, quantity),
+            )
+            if done != 1:
+                return False
+            self._execute(
+                f"INSERT INTO {r} (ticket_id, warehouse, part, quantity) VALUES (?, ?, ?, ?)"
+                f" ON CONFLICT (ticket_id, warehouse, part)"
+                f" DO UPDATE SET quantity = {r}.quantity + excluded.quantity",
+                (ticket_id, warehouse, part, quantity),
+            )
+        return True
+
+    def reservations(self, ticket_id: str) -> list[Reservation]:
+        """The parts held for one ticket, by warehouse and part."""
+        rows = self._rows(
+            f"SELECT ticket_id, warehouse, part, quantity FROM {self.dialect.reservations}"
+            " WHERE ticket_id = ? ORDER BY warehouse, part",
+            (ticket_id,),
+        )
+        return [Reservation(ticket_id=t, warehouse=w, part=p, quantity=q) for t, w, p, q in rows]
+
+    def consume(self, ticket_id: str, warehouse: str, parts: Mapping[str, int]) -> None:
+        """Take used parts out of stock (their reservation first), then release what is left."""
+        s, r = self.dialect.stock, self.dialect.reservations
+        with self.atomic():
+            held = {
+                x.part: x.quantity for x in self.reservations(ticket_id) if x.warehouse == warehouse
+            }
+            for part, used in parts.items():
+                freed = min(used, held.get(part, 0))
+                low = self._LOW.format(
+                    on_hand="(on_hand - ?)",
+                    reserved="(reserved - ?)",
+                    low_at="low_at",
+                    alerted="alerted",
+                )
+                self._execute(
+                    f"UPDATE {s} SET on_hand = on_hand - ?, reserved = reserved - ?, {low}"
+                    " WHERE warehouse = ? AND part = ?",
+                    (used, freed, used, freed, used, freed, warehouse, part),
+                )
+                if freed:
+                    self._execute(
+                        f"UPDATE {r} SET quantity = quantity - ?"
+                        " WHERE ticket_id = ? AND warehouse = ? AND part = ?",
+                        (freed, ticket_id, warehouse, part),
+                    )
+            self.release(ticket_id)
+
+    def release(self, ticket_id: str) -> None:
+        """Give back every part still held for a ticket."""
+        s = self.dialect.stock
+        low = self._LOW.format(
+            on_hand="on_hand", reserved="(reserved - ?)", low_at="low_at", alerted="alerted"
+        )
+        with self.atomic():
+            for held in self.reservations(ticket_id):
+                q = held.quantity
+                self._execute(
+                    f"UPDATE {s} SET reserved = reserved - ?, {low}"
+                    " WHERE warehouse = ? AND part = ?",
+                    (q, q, q, held.warehouse, held.part),
+                )
+            self._execute(
+                f"DELETE FROM {self.dialect.reservations} WHERE ticket_id = ?", (ticket_id,)
+            )
+
+    def low_stock_unalerted(self, limit: int) -> list[Stock]:
+        """Low rows the service team has not been told about since they fell (an index)."""
+        rows = self._rows(
+            f"SELECT warehouse, part, on_hand, reserved, low_at FROM {self.dialect.stock}"
+            " WHERE low = 1 AND alerted = 0 ORDER BY warehouse, part LIMIT ?",
+            (limit,),
+        )
+        return [_stock(r) for r in rows]
+
+    def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
+        """Note that the team was told this row is low; False when it no longer is (or was)."""
+        with self.atomic():
+            done = self._execute(
+                f"UPDATE {self.dialect.stock} SET alerted = 1"
+                " WHERE warehouse = ? AND part = ? AND low = 1 AND alerted = 0",
+                (warehouse, part),
+            )
+        return done == 1
+
+    # --- vigilance --------------------------------------------------------------------------
+
+    def flag_harm(self, flag: HarmFlag) -> bool:
+        """Keep the first harm flag of a ticket; False (nothing changed) when it has one."""
+        with self.atomic():
+            done = self._execute(
+                f"INSERT INTO {self.dialect.harm} (ticket_id, flagged_us, doc) VALUES (?, ?, ?)"
+                " ON CONFLICT (ticket_id) DO NOTHING",
+                (flag.ticket_id, us(flag.flagged_at), flag.model_dump_json()),
+            )
+        return done == 1
+
+    def harm_flag(self, ticket_id: str) -> HarmFlag | None:
+        """The harm flag of one ticket, or None."""
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.harm} WHERE ticket_id = ?", (ticket_id,)
+        )
+        return HarmFlag.model_validate_json(rows[0][0]) if rows else None
+
+    def harm_flags(self, limit: int, after: tuple[int, str] | None = None) -> list[HarmFlag]:
+        """One keyset page of harm flags, oldest first; ``after`` = (flagged µs, ticket id)."""
+        keyset, params = "1 = 1", []
+        if after is not None:
+            keyset = "(flagged_us > ? OR (flagged_us = ? AND ticket_id > ?))"
+            params = [after[0], after[0], after[1]]
+        rows = self._rows(
+            f"SELECT {self.dialect.doc} FROM {self.dialect.harm} WHERE {keyset}"
+            " ORDER BY flagged_us, ticket_id LIMIT ?",
+            [*params, limit],
+        )
+        return [HarmFlag.model_validate_json(r[0]) for r in rows]
 
     # --- audit ----------------------------------------------------------------------------
 

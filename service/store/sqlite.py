@@ -88,6 +88,33 @@ CREATE TABLE IF NOT EXISTS device_udi (
     device_id TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS device_udi_lot ON device_udi (lot);
 CREATE TABLE IF NOT EXISTS recalls (key TEXT PRIMARY KEY, lot TEXT NOT NULL, doc TEXT NOT NULL);
+-- Service credits: what SLA breaches owe customers, one per (ticket, clock, breach instant).
+CREATE TABLE IF NOT EXISTS service_credits (
+    key TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, site_id TEXT NOT NULL, patient TEXT,
+    at_us INTEGER NOT NULL, amount_minor INTEGER NOT NULL, currency TEXT NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS service_credits_site ON service_credits (site_id, at_us, key);
+CREATE INDEX IF NOT EXISTS service_credits_at ON service_credits (at_us, key);
+CREATE INDEX IF NOT EXISTS service_credits_ticket ON service_credits (ticket_id);
+-- The knowledge base: causes and fixes per (device model, fault code); text is lower-cased.
+CREATE TABLE IF NOT EXISTS service_knowledge (
+    model TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (model, code));
+CREATE INDEX IF NOT EXISTS service_knowledge_code ON service_knowledge (code, model);
+-- Spare parts per warehouse; low/alerted drive the worker's once-per-fall low-stock alert.
+CREATE TABLE IF NOT EXISTS service_stock (
+    warehouse TEXT NOT NULL, part TEXT NOT NULL, on_hand INTEGER NOT NULL,
+    reserved INTEGER NOT NULL DEFAULT 0, low_at INTEGER NOT NULL DEFAULT 0,
+    low INTEGER NOT NULL DEFAULT 0, alerted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (warehouse, part));
+CREATE INDEX IF NOT EXISTS service_stock_low ON service_stock (low, alerted);
+-- Tickets flagged "patient harm suspected": the start of a vigilance (incident) report.
+CREATE TABLE IF NOT EXISTS service_harm_flags (
+    ticket_id TEXT PRIMARY KEY, flagged_us INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS service_harm_flags_at ON service_harm_flags (flagged_us, ticket_id);
+CREATE TABLE IF NOT EXISTS service_reservations (
+    ticket_id TEXT NOT NULL, warehouse TEXT NOT NULL, part TEXT NOT NULL,
+    quantity INTEGER NOT NULL, PRIMARY KEY (ticket_id, warehouse, part));
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
@@ -99,6 +126,7 @@ CREATE INDEX IF NOT EXISTS devices_pm ON devices (kind, last_pm_day);
 CREATE INDEX IF NOT EXISTS devices_warranty ON devices (warranty_day);
 CREATE INDEX IF NOT EXISTS tickets_device ON tickets (device_id);
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
+CREATE INDEX IF NOT EXISTS tickets_state_opened ON tickets (state, opened_us, id);
 CREATE INDEX IF NOT EXISTS tickets_site ON tickets (site_id, id);
 CREATE INDEX IF NOT EXISTS tickets_patient ON tickets (patient, id);
 CREATE INDEX IF NOT EXISTS tickets_assignee ON tickets (assignee, state);
@@ -121,6 +149,11 @@ DIALECT = Dialect(
     devices="devices",
     audit="audit_log",
     signatures="audit_signatures",
+    credits="service_credits",
+    knowledge="service_knowledge",
+    stock="service_stock",
+    reservations="service_reservations",
+    harm="service_harm_flags",
     doc="doc",
     greatest="max",
     differs="IS NOT",

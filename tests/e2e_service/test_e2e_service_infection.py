@@ -60,6 +60,8 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     hook = Endpoint(url=receiver.url, secret=SECRET)
     notify = NotifyConfig(
         service_team=(hook,),
+        # A wound alert is the clinical team's (the nurse on duty), not field service's.
+        clinical={fleet.spec.site: (hook,)},
         engineers={"eng-ana": (hook,), "eng-ben": (hook,)},
         patients={"pt-0003": (hook,)},
         attempts=3,
@@ -129,7 +131,7 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
     assert "dressing.infection_signs" in {e.rule_id for e in readings.fetch_alert_events(INFECTED)}
     # Webhooks: signed, fresh, and for the right people.
     mine = [(h, b) for h, b in receiver.received if json.loads(b)["ticket_id"] == urgent.id]
-    assert len(mine) == 3  # service team, the engineer, the patient's carer
+    assert len(mine) == 3  # the site's clinical team, the wound-care engineer, the carer
     verifier = WebhookVerifier(SECRET.encode())
     for headers, body in mine:
         assert verifier.verify(headers, body).event_id == headers[EVENT_ID_HEADER]
@@ -137,6 +139,7 @@ async def test_infection_becomes_a_dispatched_ticket_and_a_signed_webhook(
             WebhookVerifier(b"wrong").verify(headers, body)
     carer = [json.loads(b) for _, b in mine if "message" in json.loads(b)]
     assert carer and "assignee" not in carer[0]
+    assert "nurse" in carer[0]["message"] and "engineer" not in carer[0]["message"]
     # Every delivery recorded: three webhooks plus four MQTT topics for this ticket.
     recorded = [d for d in service.deliveries() if d.event_id.startswith(urgent.id)]
     assert all(d.ok for d in recorded) and len(recorded) == 7

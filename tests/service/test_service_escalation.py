@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from service.dispatch import Assignment, NoEngineer
 from service.escalation import escalate, escalation_due_at, escalations_due
 from service.lifecycle import Dispatch
@@ -17,7 +19,8 @@ def test_unaccepted_urgent_ticket_is_due_two_hours_after_opening() -> None:
     t = walk(ticket(), (Dispatch("e1", "x"), T0 + hours(0.5)))
     assert escalation_due_at(t, CONFIG) == T0 + hours(2)
     assert escalations_due([t], T0 + hours(1.9), CONFIG) == []
-    assert escalations_due([t], T0 + hours(2), CONFIG) == [t]
+    assert escalations_due([t], T0 + hours(2), CONFIG) == []  # accepting now still meets it
+    assert escalations_due([t], T0 + hours(2) + timedelta(microseconds=1), CONFIG) == [t]
 
 
 def test_upgrade_to_urgent_starts_the_window() -> None:
@@ -27,8 +30,9 @@ def test_upgrade_to_urgent_starts_the_window() -> None:
     assert escalation_due_at(t, CONFIG) == T0 + hours(7)
 
 
-def test_general_and_accepted_tickets_never_escalate() -> None:
-    assert escalation_due_at(ticket(tier=Tier.GENERAL), CONFIG) is None
+def test_dispatched_general_and_accepted_tickets_never_escalate() -> None:
+    general = walk(ticket(tier=Tier.GENERAL), (Dispatch("e1", "x"), T0))
+    assert escalation_due_at(general, CONFIG) is None
     assert escalation_due_at(accepted(ticket(), T0), CONFIG) is None
 
 

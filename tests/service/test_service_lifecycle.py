@@ -17,6 +17,7 @@ from service.lifecycle import (
     Event,
     FollowUp,
     Pause,
+    Reopen,
     Resolve,
     Resume,
     SignOff,
@@ -39,6 +40,7 @@ ALL_EVENTS: list[Event] = [
     SignOff("Dr Who", b"report"),
     FollowUp(5),
     Close(),
+    Reopen("fault is back"),
 ]
 
 
@@ -114,8 +116,8 @@ def test_every_event_is_either_allowed_or_raises(state: TicketState, event: Even
             transition(t, event, T0)
 
 
-def test_closed_allows_nothing() -> None:
-    assert allowed_events(S.CLOSED) == ()
+def test_closed_allows_only_reopening() -> None:
+    assert allowed_events(S.CLOSED) == ("Reopen",)
 
 
 def test_time_cannot_run_backwards() -> None:

@@ -24,6 +24,7 @@ from service.model import (
     OutboxStatus,
     Patient,
     TicketState,
+    Tier,
 )
 from service.store import PostgresStore, ServiceStore, SqliteStore, open_service_store
 from tests.service.factories import T0, device, engineer, site, ticket, walk
@@ -514,3 +515,159 @@ def test_postgres_deliveries_of_an_older_release_get_their_time(timescale_dsn: s
     assert db.prune_deliveries(T0 - DAY).rows == 1
     assert db.deliveries() == _OLD_ATTEMPTS[1:]
     db.close()
+
+
+def test_undispatched_tickets_are_listed_oldest_first_in_pages(store: ServiceStore) -> None:
+    store.put_site(site("s1"))
+    store.put_device(device("d1"))
+    for n in range(5):
+        store.put_ticket(ticket(f"t{n}", at=T0 + timedelta(minutes=5 - n)))
+    store.put_ticket(walk(ticket("held", at=T0), (Dispatch("e1", "x"), T0)))
+    assert store.undispatched(10) == ["t4", "t3", "t2", "t1", "t0"]
+    first = store.undispatched(2)
+    assert first == ["t4", "t3"]
+    after = (int((T0 + timedelta(minutes=2)).timestamp() * 1_000_000), "t3")
+    assert store.undispatched(2, after) == ["t2", "t1"]
+    assert store.undispatched(0) == []
+
+
+def test_service_credits_are_kept_once_paged_and_summed(store: ServiceStore) -> None:
+    from service.compensation import ServiceCredit
+    from service.sla import Clock
+    from service.store.aggregates import CreditTotals
+    from service.store.queries import CreditQuery, Scope
+
+    def credit(key: str, site_id: str, minutes: int, amount: int, currency: str) -> ServiceCredit:
+        return ServiceCredit(
+            key=key,
+            ticket_id=f"t-{key}",
+            device_id="d1",
+            site_id=site_id,
+            clock=Clock.RESOLVE,
+            tier=Tier.GENERAL,
+            breach_at=T0 + timedelta(minutes=minutes),
+            amount_minor=amount,
+            currency=currency,
+            created_at=T0,
+            reason="late",
+        )
+
+    kept = [credit("a", "s1", 1, 100, "EUR"), credit("b", "s1", 2, 250, "EUR")]
+    kept += [credit("c", "s2", 2, 999, "CHF"), credit("d", "s1", 3, 50, "CHF")]
+    assert all(store.put_credit(c) for c in kept)
+    assert not store.put_credit(credit("a", "s1", 1, 1, "EUR"))  # the key is kept once
+    assert store.credits(CreditQuery()) == [kept[0], kept[1], kept[2], kept[3]]
+    page = store.credits(CreditQuery(scope=Scope(site_id="s1"), limit=2))
+    assert page == kept[:2]
+    after = (int(page[-1].breach_at.timestamp() * 1_000_000), page[-1].key)
+    assert store.credits(CreditQuery(site_id="s1", after=after)) == [kept[3]]
+    assert store.credit_totals(CreditQuery()) == [
+        CreditTotals("CHF", 2, 1049),
+        CreditTotals("EUR", 2, 350),
+    ]
+    window = CreditQuery(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=3))
+    assert store.credit_totals(window) == [CreditTotals("CHF", 1, 999), CreditTotals("EUR", 1, 250)]
+
+
+def test_knowledge_is_found_by_model_code_and_text(store: ServiceStore) -> None:
+    from service.knowledge import Fix, KnowledgeEntry
+    from service.store.queries import KnowledgeQuery
+
+    def entry(model: str, code: str, title: str) -> KnowledgeEntry:
+        fix = Fix(text=f"replace the {title}", parts=(f"P-{code}",))
+        return KnowledgeEntry(model=model, code=code, title=title, causes=("wear",), fixes=(fix,))
+
+    fan = entry("EX-100", "fan", "Fan 100% stuck_")
+    store.put_knowledge(fan)
+    store.put_knowledge(entry("any", "fan", "Generic fan"))
+    store.put_knowledge(entry("EX-200", "fan", "Other model's fan"))
+    store.put_knowledge(entry("EX-100", "probe", "Probe cable"))
+    assert [(e.model, e.code) for e in store.knowledge_for("EX-100", ["fan", "nope"])] == [
+        ("EX-100", "fan"),
+        ("any", "fan"),
+    ]
+    assert store.knowledge_for("EX-100", []) == []
+    # Replacing keeps one row per (model, code).
+    store.put_knowledge(fan.model_copy(update={"title": "Fan 100% stuck_ (v2)"}))
+    assert [e.title for e in store.knowledge_page(KnowledgeQuery(code="fan", model="EX-100"))] == [
+        "Fan 100% stuck_ (v2)"
+    ]
+
+    def found(**kwargs: object) -> list[str]:
+        return [f"{e.model}/{e.code}" for e in store.knowledge_page(KnowledgeQuery(**kwargs))]  # type: ignore[arg-type]
+
+    assert found(text="FAN") == ["EX-100/fan", "EX-200/fan", "any/fan"]
+    assert found(text="100%") == ["EX-100/fan"]  # % and _ match themselves
+    assert found(text="k_") == ["EX-100/fan"]
+    assert found(text="0%s") == []
+    assert found(text="p-probe") == ["EX-100/probe"]
+    assert found(limit=2) == ["EX-100/fan", "EX-100/probe"]
+    assert found(after=("EX-100", "probe"), limit=2) == ["EX-200/fan", "any/fan"]
+
+
+def test_stock_is_reserved_consumed_released_and_flagged_low(store: ServiceStore) -> None:
+    from service.store.queries import StockQuery
+
+    fan = store.put_stock("north", "FAN-12", on_hand=3, low_at=1)
+    assert (fan.available, fan.low) == (3, False)
+    store.put_stock("north", "CON-7", on_hand=0, low_at=0)
+    store.put_stock("south", "FAN-12", on_hand=9, low_at=2)
+    assert store.reserve("t1", "north", "FAN-12", 2)
+    assert not store.reserve("t2", "north", "FAN-12", 2)  # only one left
+    assert not store.reserve("t2", "north", "NOPE", 1)
+    assert store.reserve("t1", "north", "FAN-12", 0) or True  # a zero hold changes nothing
+    held = store.stock("north", "FAN-12")
+    assert held is not None and (held.on_hand, held.reserved, held.low) == (3, 2, True)
+    assert [(r.part, r.quantity) for r in store.reservations("t1")] == [("FAN-12", 2)]
+    assert [(s.warehouse, s.part) for s in store.low_stock_unalerted(10)] == [
+        ("north", "CON-7"),
+        ("north", "FAN-12"),
+    ]
+    assert store.mark_stock_alerted("north", "FAN-12")
+    assert not store.mark_stock_alerted("north", "FAN-12")  # told once per fall
+    assert not store.mark_stock_alerted("south", "FAN-12")  # not low
+    # One fan used: it comes out of the hold; the other held one goes back.
+    store.consume("t1", "north", {"FAN-12": 1})
+    after = store.stock("north", "FAN-12")
+    assert after is not None and (after.on_hand, after.reserved) == (2, 0)
+    assert store.reservations("t1") == []
+    assert after.low is False  # 2 available > 1: re-armed
+    assert [s.part for s in store.low_stock_unalerted(10)] == ["CON-7"]
+    # Restocking keeps holds; a new fall is told again.
+    assert store.reserve("t3", "north", "FAN-12", 1)
+    store.put_stock("north", "FAN-12", on_hand=1, low_at=1)
+    again = store.stock("north", "FAN-12")
+    assert again is not None and (again.on_hand, again.reserved, again.low) == (1, 1, True)
+    assert store.mark_stock_alerted("north", "FAN-12")
+    store.release("t3")
+    released = store.stock("north", "FAN-12")
+    assert released is not None and released.reserved == 0
+    assert [(s.warehouse, s.part) for s in store.stock_page(StockQuery(limit=2))] == [
+        ("north", "CON-7"),
+        ("north", "FAN-12"),
+    ]
+    page2 = store.stock_page(StockQuery(after=("north", "FAN-12")))
+    assert [(s.warehouse, s.part) for s in page2] == [("south", "FAN-12")]
+    low = store.stock_page(StockQuery(low_only=True))
+    assert [(s.warehouse, s.part) for s in low] == [("north", "CON-7"), ("north", "FAN-12")]
+
+
+def test_harm_flags_are_kept_once_and_paged(store: ServiceStore) -> None:
+    from service.vigilance import HarmFlag
+
+    flags = [
+        HarmFlag(
+            ticket_id=f"t{n}",
+            flagged_at=T0 + timedelta(minutes=n % 2),
+            flagged_by="hospital:s1",
+            description="burn under the dressing",
+        )
+        for n in range(3)
+    ]
+    assert all(store.flag_harm(f) for f in flags)
+    assert not store.flag_harm(flags[0].model_copy(update={"description": "again"}))
+    assert store.harm_flag("t0") == flags[0] and store.harm_flag("nope") is None
+    assert [f.ticket_id for f in store.harm_flags(10)] == ["t0", "t2", "t1"]
+    after = (int(T0.timestamp() * 1_000_000), "t2")
+    assert [f.ticket_id for f in store.harm_flags(10, after)] == ["t1"]
+    assert [f.ticket_id for f in store.harm_flags(1)] == ["t0"]

@@ -112,9 +112,8 @@ def test_the_worker_finds_what_is_due(store: ServiceStore) -> None:
     store.put_ticket(ticket("fresh", "d1", at=T0 + hours(3)))
     accepted = walk(ticket("done", "d2", at=T0), (Dispatch("e1", "x"), T0), (Accept(), T0))
     store.put_ticket(accepted)
-    now = T0 + hours(
-        2,
-    )
+    now = T0 + hours(2.01)
+    assert store.escalations_due(T0 + hours(2)) == []  # at the deadline: not yet
     assert store.escalations_due(now) == ["late"]
     assert escalations_due(store.tickets(), now, config) == [late]
     window = (T0, T0 + hours(30))
@@ -294,7 +293,7 @@ def test_rows_of_an_older_release_get_their_columns(
         db = PostgresStore(dsn)
     assert ids(db, TicketQuery(scope=Scope(site_id="s1"))) == ["pm", "t1"]
     assert ids(db, TicketQuery(states=tuple(OPEN_STATES))) == ["t1"]
-    assert db.escalations_due(T0 + hours(2)) == ["t1"]
+    assert db.escalations_due(T0 + hours(2.01)) == ["t1"]
     assert db.schedule_candidates(T0.date() + timedelta(days=80), ScheduleConfig()) == []
     assert [
         d.id for d in db.schedule_candidates(T0.date() + timedelta(days=92), ScheduleConfig())

@@ -7,11 +7,15 @@ from service.api.routes import (
     fhir,
     health,
     installed_base,
+    knowledge,
     kpis,
+    parts,
     reports,
     telemetry,
     tickets,
+    tickets_reopen,
     traceability,
+    vigilance,
 )
 
 ROUTERS = (
@@ -20,12 +24,16 @@ ROUTERS = (
     installed_base.router,
     telemetry.router,
     tickets.router,
+    tickets_reopen.router,
     kpis.router,
+    knowledge.router,
+    parts.router,
     reports.router,
     audit.router,
     traceability.router,
     fhir.router,
     boards.router,
+    vigilance.router,
 )
 
 __all__ = ["ROUTERS"]

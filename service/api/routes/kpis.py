@@ -11,19 +11,28 @@ from fastapi import APIRouter, Query
 from service.api.deps import CallerDep, Id, NowDep, SlaDep, StaffDep, StoreDep
 from service.api.schemas import (
     AttainmentOut,
+    CreditTotalOut,
     FirstTimeFix,
     Kpis,
     ModelFailureRate,
     ProblemOut,
+    SatisfactionOut,
     SlaClockOut,
     TicketSla,
 )
 from service.api.scope import scope_of, visible_site, visible_ticket
 from service.api.text import ID_PATTERN
-from service.kpis import attainment, failure_rate_by_model, first_time_fix, problem_database
+from service.kpis import (
+    attainment,
+    failure_rate_by_model,
+    first_time_fix,
+    problem_database,
+    reopened,
+    satisfaction,
+)
 from service.model import Device, Ticket
 from service.sla import Clock, ClockStatus, SlaConfig, clock_status, sla_status
-from service.store.aggregates import ClockTotals, KpiFacts, ModelTotals
+from service.store.aggregates import ClockTotals, CreditTotals, KpiFacts, ModelTotals
 from service.store.queries import Scope
 
 _YEAR_DAYS = 365.25
@@ -74,12 +83,32 @@ def _attainment(
     )
 
 
+def _satisfaction(responses: int, total: int) -> SatisfactionOut:
+    mean = round(total / responses, 3) if responses else None
+    return SatisfactionOut(responses=responses, mean=mean)
+
+
+def _credits(totals: Iterable[CreditTotals]) -> list[CreditTotalOut]:
+    return [
+        CreditTotalOut(currency=c.currency, credits=c.credits, amount_minor=c.amount_minor)
+        for c in totals
+    ]
+
+
 def compute_kpis(
-    fleet: Sequence[Device], tickets: Sequence[Ticket], now: datetime, sla: SlaConfig
+    fleet: Sequence[Device],
+    tickets: Sequence[Ticket],
+    now: datetime,
+    sla: SlaConfig,
+    credits: Sequence[CreditTotals] = (),
 ) -> Kpis:
-    """The KPIs of ``fleet`` and its ``tickets`` as of ``now``."""
+    """The KPIs of ``fleet`` and its ``tickets`` (and its service ``credits``) as of ``now``."""
     ftf = first_time_fix(tickets)
+    scores = satisfaction(tickets)
     return Kpis(
+        reopened=reopened(tickets).numerator,
+        satisfaction=_satisfaction(scores.responses, scores.total),
+        service_credits=_credits(credits),
         at=now,
         tickets=len(tickets),
         respond_attainment=_attainment(tickets, Clock.RESPOND, now, sla),
@@ -148,7 +177,13 @@ def kpis_from_facts(facts: KpiFacts, now: datetime, sla: SlaConfig) -> Kpis:
     later = list(facts.later)
     ftf = first_time_fix(later)
     fixed, resolved = facts.fixed_first_time + ftf.numerator, facts.resolved + ftf.denominator
+    scores = satisfaction(later)
     return Kpis(
+        reopened=facts.reopened + reopened(later).numerator,
+        satisfaction=_satisfaction(
+            facts.scored + scores.responses, facts.score_total + scores.total
+        ),
+        service_credits=_credits(facts.credits),
         at=now,
         tickets=facts.tickets + len(later),
         respond_attainment=_attained(facts.respond, _later(later, Clock.RESPOND, now, sla)),
@@ -174,8 +209,9 @@ def kpis(
     now: NowDep,
     site_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> Kpis:
-    """SLA attainment, first-time fix, failure rates and problems over what the caller sees
-    (or over one site of it), summed by the database over those rows only."""
+    """SLA attainment, first-time fix, failure rates, problems, follow-up satisfaction and
+    service credits over what the caller sees (or over one site of it), summed by the database
+    over those rows only."""
     scope = scope_of(who)
     if site_id is not None:
         visible_site(store, who, site_id)  # 404 for a site not theirs

@@ -16,7 +16,7 @@ from service.model import Site
 from service.report import half_year, hospital_report
 from service.sla import SlaConfig
 from service.store import ServiceStore
-from service.store.queries import DeviceQuery, TicketQuery
+from service.store.queries import CreditQuery, DeviceQuery, TicketQuery
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -51,6 +51,15 @@ def _report(store: ServiceStore, readings: Telemetry, sla: SlaConfig, site: Site
     if readings.available:
         ids = [d.id for d in devices]
         alerts = readings.alerts_between(ids, us_from_datetime(start), us_from_datetime(end))
+    credits = store.credits(CreditQuery(site_id=site_id, since=start, until=end))
     return hospital_report(
-        site, devices, tickets, start, end, sla, head.hash if head else "", alerts=alerts
+        site,
+        devices,
+        tickets,
+        start,
+        end,
+        sla,
+        head.hash if head else "",
+        alerts=alerts,
+        credits=credits,
     )

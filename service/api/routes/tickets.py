@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -26,10 +27,13 @@ from service.api.text import ID_PATTERN, ApiInstant
 from service.api.views import TicketView, history_for, ticket_for
 from service.lifecycle import TransitionError
 from service.model import OPEN_STATES, StateChange, Ticket, TicketKind, TicketState, Tier
+from service.notifications import NotifyConfig, outbox_items, ticket_notifications
 from service.store import ServiceStore
 from service.store.queries import TicketQuery, TicketSort
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+REDISPATCH_ON_RESOLVE = 50  # undispatched tickets offered again when a resolve frees someone
 
 IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
 
@@ -158,4 +162,24 @@ def ticket_event(
         moved = desk.apply(store, ticket_id, build_event(body), actor(who), now)
     except TransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if body.event == "resolve":
+        _freed_capacity(store, now)
     return ticket_for(who, moved)
+
+
+def _freed_capacity(store: ServiceStore, now: datetime) -> None:
+    """A resolve frees an engineer: offer the oldest undispatched tickets again right away.
+
+    Their engineers are told over MQTT (the outbox); webhooks need the worker's notify
+    configuration, so the worker's next tick is what reaches webhook subscribers otherwise.
+    """
+    dispatched = desk.dispatch_waiting(store, now, limit=REDISPATCH_ON_RESOLVE)
+    notes = [
+        note
+        for ticket in dispatched
+        for note in ticket_notifications(
+            ticket, store.device(ticket.device_id), "ticket.dispatched", now, store.sla
+        )
+    ]
+    if notes:
+        store.enqueue_notifications(outbox_items(notes, NotifyConfig(), now))
