@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,10 +137,25 @@ def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
     return series, level[series], ts
 
 
+@dataclass
+class Measured:
+    """Evaluations and seconds of one path over the timed batches."""
+
+    evaluations: int = 0
+    seconds: float = 0.0
+    events: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Evaluations per second."""
+        return self.evaluations / self.seconds
+
+
 def run_engine(
     n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
-) -> tuple[float, int, int, dict[str, float]]:
-    """Evaluations per second of RuleEngine.process on pre-interned columns."""
+) -> tuple[Measured, Measured, dict[str, float]]:
+    """RuleEngine.process on pre-interned columns, and RuleRuntime.on_stored (what ingest
+    calls) on decoded wire batches of the same stream, batch by batch in turn (same load)."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
         data.insert(0, staggered(metrics))
@@ -151,20 +167,38 @@ def run_engine(
     dev_idx = table.intern_many(devices)
     met_idx = np.array([METRIC_CODES[m] for m in metrics], dtype=np.intp)
     cols = [Columns(dev_idx[s], met_idx[s], v, t) for s, v, t in data]
-    for _ in warm:
-        engine.process(cols.pop(0))
-    if stagger:
-        engine.process(cols.pop(0))
-    for c in cols[:2]:  # warm-up: series creation and baselines start
-        engine.process(c)
-    before = engine.stats.evaluations
-    events = 0
-    start = time.perf_counter()
-    for c in cols[2:]:
-        events += len(engine.process(c))
-    elapsed = time.perf_counter() - start
-    evaluations = engine.stats.evaluations - before
-    return evaluations / elapsed, evaluations, events, state_bytes(engine)
+    # The data clock: the stream's time is not now, as in a replay. No store or broker: alerts
+    # are booked and the rest of their delivery is measured by bench_service.
+    runtime = RuleRuntime(rules, registry, None, None, RuntimeSettings(data_clock=True))
+    wire = [wire_batches(dev_idx, met_idx, table.ids, d) for d in data]
+    return asyncio.run(_interleaved(engine, runtime, cols, wire, len(warm) + int(stagger) + 2))
+
+
+async def _interleaved(
+    engine: RuleEngine,
+    runtime: RuleRuntime,
+    cols: list[Columns],
+    wire: list[list[ColumnarBatch]],
+    untimed: int,
+) -> tuple[Measured, Measured, dict[str, float]]:
+    """Feed both paths every batch, timing each after the first ``untimed`` (warm-up)."""
+    direct, through = Measured(), Measured()
+    for k, (c, w) in enumerate(zip(cols, wire, strict=True)):
+        before = engine.stats.evaluations, runtime.engine.stats.evaluations
+        events = runtime.counters.events
+        start = time.perf_counter()
+        found = engine.process(c)
+        middle = time.perf_counter()
+        await runtime.on_stored(w)
+        end = time.perf_counter()
+        if k >= untimed:
+            direct.evaluations += engine.stats.evaluations - before[0]
+            direct.seconds += middle - start
+            direct.events += len(found)
+            through.evaluations += runtime.engine.stats.evaluations - before[1]
+            through.seconds += end - middle
+            through.events += runtime.counters.events - events
+    return direct, through, state_bytes(engine)
 
 
 def wire_batches(
@@ -187,42 +221,6 @@ def wire_batches(
         )
         out.append(ColumnarBatch("bench-gw", k, cols))
     return out
-
-
-def run_runtime(
-    n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
-) -> tuple[float, int, int]:
-    """Evaluations per second through ``RuleRuntime.on_stored`` (what ingest calls) on decoded
-    wire batches, same stream as ``run_engine``; no store or broker (alerts are only booked)."""
-    devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
-    if stagger:
-        data.insert(0, staggered(metrics))
-    warm = applied(metrics, history=not learning)
-    data[:0] = warm
-    rules = load_pack("dressings") + load_pack("equipment")
-    # The data clock: the stream's time is not now, as in a replay.
-    runtime = RuleRuntime(rules, registry, None, None, RuntimeSettings(data_clock=True))
-    # Device ids per series as the gateway's batches name them; the runtime interns them.
-    order = {d: i for i, d in enumerate(dict.fromkeys(devices))}
-    dev_idx = np.array([order[d] for d in devices], dtype=np.intp)
-    names = list(order)
-    met_idx = np.array([METRIC_CODES[m] for m in metrics], dtype=np.intp)
-    wire = [wire_batches(dev_idx, met_idx, names, d) for d in data]
-
-    async def run() -> tuple[float, int, int]:
-        untimed = len(warm) + int(stagger) + 2  # warm-up: series creation and baselines start
-        for group in wire[:untimed]:
-            await runtime.on_stored(group)
-        before = runtime.engine.stats.evaluations
-        events = runtime.counters.events
-        start = time.perf_counter()
-        for group in wire[untimed:]:
-            await runtime.on_stored(group)
-        elapsed = time.perf_counter() - start
-        evaluations = runtime.engine.stats.evaluations - before
-        return evaluations / elapsed, evaluations, runtime.counters.events - events
-
-    return asyncio.run(run())
 
 
 def state_bytes(engine: RuleEngine) -> dict[str, float]:
@@ -288,12 +286,10 @@ def main() -> None:
         "--learning", action="store_true", help="baselines still learning (a fleet's first day)"
     )
     args = parser.parse_args()
-    rate, evaluations, events, memory = run_engine(
+    direct, through, memory = run_engine(
         args.series, args.batches, args.depth, args.stagger, args.learning
     )
-    through_rate, through_evaluations, through_events = run_runtime(
-        args.series, args.batches, args.depth, args.stagger, args.learning
-    )
+    rate, through_rate = direct.rate, through.rate
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
     print(
         f"series={args.series} batches={args.batches} depth={args.depth} "
@@ -302,12 +298,12 @@ def main() -> None:
     )
     print(
         f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
-        f"({evaluations} evaluations, {events} events)"
+        f"({direct.evaluations} evaluations, {direct.events} events)"
     )
     print(
         f"runtime:   {through_rate / 1e6:8.2f} M reading-rule evaluations/s through "
         f"RuleRuntime.on_stored on decoded batches of {GATEWAY_BATCH:,} "
-        f"({through_evaluations} evaluations, {through_events} events); "
+        f"({through.evaluations} evaluations, {through.events} events); "
         f"runtime/engine {through_rate / rate:.2f}"
     )
     print(

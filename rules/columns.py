@@ -39,12 +39,12 @@ class DeviceTable:
         return self._index.get(device_id)
 
     def intern_many(self, device_ids: Iterable[str]) -> NDArray[np.intp]:
-        """Indices for many ids at once: known ones by one C-level pass over the index."""
+        """Indices for many ids at once: known ones in one C-level pass over the index."""
         ids = device_ids if isinstance(device_ids, (list, tuple)) else list(device_ids)
-        found: list[int | None] = list(map(self._index.get, ids))
-        if None in found:
-            found = [self.intern(d) if i is None else i for d, i in zip(ids, found, strict=True)]
-        return np.array(found, dtype=np.intp)
+        try:
+            return np.fromiter(map(self._index.__getitem__, ids), dtype=np.intp, count=len(ids))
+        except KeyError:  # some are new: intern them in order
+            return np.fromiter(map(self.intern, ids), dtype=np.intp, count=len(ids))
 
 
 @dataclass(frozen=True, slots=True)
