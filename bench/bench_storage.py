@@ -112,21 +112,21 @@ def server_copy(dsn: str, paths: Sequence[str], rows: int) -> int:
     return rows
 
 
-def raw_copy(dsn: str, batches: Sequence[Batch]) -> int:
-    """(b) psycopg's write_row COPY loop, one transaction per 10,000 rows."""
+def raw_copy(dsn: str, batches: Sequence[Batch], per_call: int = BATCHES_PER_CALL) -> int:
+    """(b) psycopg's write_row COPY loop, one transaction per ``per_call`` batches."""
     copy_sql = f"COPY readings ({READING_COLUMNS}) FROM STDIN (FORMAT BINARY)"
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        for call in chunks(batches, BATCHES_PER_CALL):
+        for call in chunks(batches, per_call):
             with conn.transaction():
                 copy_readings(cur, copy_sql, list(call))
     return sum(len(b.readings) for b in batches)
 
 
-def naive_insert(dsn: str, batches: Sequence[Batch]) -> int:
-    """(c) executemany of a parameterised INSERT, one transaction per 10,000 rows."""
+def naive_insert(dsn: str, batches: Sequence[Batch], per_call: int = BATCHES_PER_CALL) -> int:
+    """(c) executemany of a parameterised INSERT, one transaction per ``per_call`` batches."""
     insert_sql = f"INSERT INTO readings ({READING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        for call in chunks(batches, BATCHES_PER_CALL):
+        for call in chunks(batches, per_call):
             with conn.transaction():
                 cur.executemany(
                     insert_sql,
