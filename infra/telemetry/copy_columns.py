@@ -9,6 +9,7 @@ order does not matter to a COPY. Columns follow ``timescale.READING_COLUMNS``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,8 +24,26 @@ PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's timestam
 # datetime's range, which the row-by-row path enforced by converting: year 1 to year 9999.
 MIN_TS_US = -62_135_596_800_000_000
 _FIELDS = 8
+Chunk = bytes | memoryview  # pieces of the COPY stream, sent in order
 _METRIC_BYTES = [name.encode() for name in METRIC_NAMES]
 _UNIT_BYTES = [unit.encode() for unit in METRIC_UNITS]
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(dev_len: int, code: int, gateway: bytes) -> NDArray[np.void]:
+    """One row of this layout with every field but ts, device, value, seq and bseq filled in."""
+    metric, unit = _METRIC_BYTES[code], _UNIT_BYTES[code]
+    row = np.zeros(1, dtype=_row_dtype(dev_len, len(metric), len(unit), len(gateway)))
+    row["n"] = _FIELDS
+    row["l_ts"] = row["l_value"] = row["l_seq"] = row["l_bseq"] = 8
+    row["l_dev"], row["l_metric"], row["l_unit"], row["l_gw"] = (
+        dev_len,
+        len(metric),
+        len(unit),
+        len(gateway),
+    )
+    row["metric"], row["unit"], row["gw"] = metric, unit, gateway
+    return row
 
 
 def _row_dtype(dev: int, metric: int, unit: int, gateway: int) -> np.dtype[np.void]:
@@ -52,9 +71,9 @@ def _row_dtype(dev: int, metric: int, unit: int, gateway: int) -> np.dtype[np.vo
     )
 
 
-def copy_chunks(batches: Sequence[ColumnarBatch]) -> list[bytes]:
+def copy_chunks(batches: Sequence[ColumnarBatch]) -> list[Chunk]:
     """The binary COPY stream of every reading of ``batches``, tagged with its batch."""
-    chunks = [COPY_HEADER]
+    chunks: list[Chunk] = [COPY_HEADER]
     by_gateway: dict[str, list[ColumnarBatch]] = {}
     for batch in batches:
         if len(batch):
@@ -65,14 +84,14 @@ def copy_chunks(batches: Sequence[ColumnarBatch]) -> list[bytes]:
     return chunks
 
 
-def _gateway_rows(gateway: bytes, batches: Sequence[ColumnarBatch]) -> list[bytes]:
+def _gateway_rows(gateway: bytes, batches: Sequence[ColumnarBatch]) -> list[Chunk]:
     """COPY rows of one gateway's batches, one bytes chunk per row layout."""
     ids: list[bytes] = []
     device_parts: list[NDArray[np.intp]] = []
     for batch in batches:
         cols = batch.columns
         device_parts.append(cols.device.astype(np.intp) + len(ids))
-        ids += [d.encode() for d in cols.device_ids]
+        ids += map(str.encode, cols.device_ids)
     device = np.concatenate(device_parts)
     metric = np.concatenate([b.columns.metric for b in batches])
     value = np.concatenate([b.columns.value for b in batches])
@@ -83,7 +102,7 @@ def _gateway_rows(gateway: bytes, batches: Sequence[ColumnarBatch]) -> list[byte
     bseq = np.repeat(
         np.array([b.batch_seq for b in batches], dtype=np.int64), [len(b) for b in batches]
     )
-    id_len = np.fromiter((len(i) for i in ids), dtype=np.intp, count=len(ids))
+    id_len = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
     id_bytes = np.array(ids, dtype=f"S{int(id_len.max())}")
     # One key per layout: the device id's length and the metric (which fixes the unit).
     key = (id_len[device] * len(METRIC_NAMES) + metric).astype(np.uint16)
@@ -95,21 +114,15 @@ def _gateway_rows(gateway: bytes, batches: Sequence[ColumnarBatch]) -> list[byte
     device, metric, value, ts, seq, bseq = (
         a[order] for a in (device, metric, value, ts, seq, bseq)
     )
-    out: list[bytes] = []
+    out: list[Chunk] = []
     for lo, hi in zip(starts, ends, strict=True):
-        code = int(metric[lo])
         dev_len = int(id_len[device[lo]])
-        m, u = _METRIC_BYTES[code], _UNIT_BYTES[code]
-        rows = np.empty(hi - lo, dtype=_row_dtype(dev_len, len(m), len(u), len(gateway)))
-        rows["n"] = _FIELDS
-        rows["l_ts"] = rows["l_value"] = rows["l_seq"] = rows["l_bseq"] = 8
-        rows["l_dev"], rows["l_metric"], rows["l_unit"] = dev_len, len(m), len(u)
-        rows["l_gw"] = len(gateway)
+        rows = np.empty(hi - lo, dtype=_template(dev_len, int(metric[lo]), gateway).dtype)
+        rows[...] = _template(dev_len, int(metric[lo]), gateway)[0]
         rows["ts"] = ts[lo:hi] - PG_EPOCH_US
         rows["dev"] = id_bytes[device[lo:hi]]
-        rows["metric"], rows["unit"], rows["gw"] = m, u, gateway
         rows["value"] = value[lo:hi]
         rows["seq"] = seq[lo:hi]
         rows["bseq"] = bseq[lo:hi]
-        out.append(rows.tobytes())
+        out.append(rows.view(np.uint8).data)  # no copy: COPY sends it as it is
     return out

@@ -28,7 +28,7 @@ from infra.telemetry.base import (
     storable_letter,
 )
 from infra.telemetry.claims import claim_order, reading_total
-from infra.telemetry.copy_columns import copy_chunks
+from infra.telemetry.copy_columns import Chunk, copy_chunks
 from infra.time_us import datetime_from_us
 
 log = logging.getLogger(__name__)
@@ -544,7 +544,7 @@ def _insert_readings(
 
 
 def _copy(
-    cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch], chunks: list[bytes] | None
+    cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch], chunks: list[Chunk] | None
 ) -> None:
     """COPY the pre-built stream if there is one, else the readings row by row."""
     if chunks is None:
@@ -553,7 +553,7 @@ def _copy(
         write_copy(cur, statement, chunks)
 
 
-def write_copy(cur: psycopg.Cursor[TupleRow], statement: str, chunks: Sequence[bytes]) -> None:
+def write_copy(cur: psycopg.Cursor[TupleRow], statement: str, chunks: Sequence[Chunk]) -> None:
     """Send a pre-built binary COPY stream (header, rows, trailer) with ``statement``."""
     with cur.copy(statement) as copy:
         for chunk in chunks:
