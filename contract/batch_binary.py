@@ -36,13 +36,16 @@ def encode_batch_v2(batch: Batch) -> bytes:
     still carry it, for the receiver to reject).
     """
     readings = batch.readings
-    devices: dict[str, int] = {}
-    series: dict[tuple[str, str], int] = {}
-    device = array("I", [devices.setdefault(r.device_id, len(devices)) for r in readings])
-    pairs = array("I", [series.setdefault((r.metric, r.unit), len(series)) for r in readings])
-    value = array("d", [r.value for r in readings])
-    ts_us = array("q", [r.ts_us for r in readings])
-    seq = array("q", [r.seq for r in readings])
+    # One transpose, then C-level passes (map, array): no Python code runs per reading.
+    fields = zip(*readings, strict=True) if readings else ((),) * 6
+    device_id, metric, value, unit, ts_us, seq = fields
+    devices = {d: i for i, d in enumerate(dict.fromkeys(device_id))}
+    series = {p: i for i, p in enumerate(dict.fromkeys(zip(metric, unit, strict=True)))}
+    device = array("I", map(devices.__getitem__, device_id))
+    pairs = array("I", map(series.__getitem__, zip(metric, unit, strict=True)))
+    values = array("d", value)
+    stamps = array("q", ts_us)
+    seqs = array("q", seq)
     header = json.dumps(
         {
             "gateway_id": batch.gateway_id,
@@ -56,7 +59,7 @@ def encode_batch_v2(batch: Batch) -> bytes:
     ).encode()
     head = MAGIC_V2 + _HEADER_LEN.pack(len(header)) + header
     head += b"\x00" * (-len(head) % ALIGN)
-    columns = (value, ts_us, seq, device, pairs)
+    columns = (values, stamps, seqs, device, pairs)
     if sys.byteorder == "big":
         for column in columns:
             column.byteswap()
