@@ -225,6 +225,13 @@ def baselines(server: BenchPostgres, work: Workload) -> dict[str, float]:
     return rates
 
 
+def _spy(pid: int, svg: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into a flame graph until interrupted."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [py_spy, "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+    return subprocess.Popen([*command, "--output", str(svg)], stdout=subprocess.DEVNULL)
+
+
 def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]:
     """Baselines, then the end-to-end run with CPU accounting, on one fresh cluster."""
     server, broker = BenchPostgres(durable=durable), PrivateMosquitto()
@@ -236,24 +243,12 @@ def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]
             store.migrate()
         figures = baselines(server, work)
         ingest = start_ingest(server.dsn, broker)
-        spy = None
+        spies: list[subprocess.Popen[bytes]] = []
         try:
             asyncio.run(wait_subscribed(server.dsn, broker))
             if profile is not None:
-                spy = subprocess.Popen(
-                    [
-                        str(Path(sys.executable).with_name("py-spy")),
-                        "record",
-                        "--pid",
-                        str(ingest.pid),
-                        "--rate",
-                        "200",
-                        "--nonblocking",
-                        "--output",
-                        str(profile),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
+                gateway_svg = profile.with_name(profile.stem + "-gateway.svg")
+                spies = [_spy(ingest.pid, profile), _spy(os.getpid(), gateway_svg)]
                 time.sleep(1.0)
             cpu_before = (proc_cpu(ingest.pid), postgres_cpu(server), own_cpu())
             mqtt_before = proc_cpu(broker.proc.pid)
@@ -266,9 +261,9 @@ def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]
             figures["cpu mosquitto"] = (proc_cpu(broker.proc.pid) - mqtt_before) / millions
             figures["ingest peak RSS MB"] = peak_rss_mb(ingest.pid)
         finally:
-            if spy is not None:
+            for spy in spies:
                 spy.send_signal(signal.SIGINT)
-                spy.wait(60)
+                spy.wait(120)
             ingest.terminate()
             ingest.wait(10)
     finally:
@@ -299,7 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--readings", type=int, default=600_000)
     parser.add_argument("--durability", choices=("on", "off", "both"), default="both")
-    parser.add_argument("--profile", type=Path, help="py-spy flame graph of ingest (SVG)")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy flame graphs (SVG) of ingest, and of the gateway"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
