@@ -18,26 +18,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from contract.batch_binary import COLUMN_BYTES, header_bounds
 from contract.batch_columns import METRIC_CODES, ColumnarBatch, ReadingColumns
 from contract.catalog import METRICS
+from contract.codec import MAX_READINGS_PER_BATCH, batch_seq_field, gateway_id_field
 from contract.errors import ContractError, invalid
 from contract.reading import RejectedReading, reading_problem
-from contract.validation import INT64_MAX, MAX_TS_US, TimeWindow, id_problem, int64_problem
+from contract.validation import INT64_MAX, MAX_TS_US, TimeWindow, id_problem
 
 COLUMNS = ("device_id", "metric", "value", "unit", "ts_us", "seq")
-MAX_READINGS_PER_BATCH = 50_000
-
-
-def gateway_id_field(value: str) -> str:
-    """Pydantic validator: a usable gateway id."""
-    if problem := id_problem("gateway_id", value):
-        raise ValueError(problem)
-    return value
-
-
-def batch_seq_field(value: int) -> int:
-    """Pydantic validator: a batch_seq in 0..2^63-1."""
-    if problem := int64_problem("batch_seq", value):
-        raise ValueError(problem)
-    return value
 
 
 class _HeaderV2(BaseModel):

@@ -35,13 +35,15 @@ MAX_READINGS_PER_BATCH = 50_000
 _COLUMNS = ("device_id", "metric", "value", "unit", "ts_us", "seq")
 
 
-def _gateway_id(value: str) -> str:
+def gateway_id_field(value: str) -> str:
+    """Pydantic validator: a usable gateway id."""
     if problem := id_problem("gateway_id", value):
         raise ValueError(problem)
     return value
 
 
-def _batch_seq(value: int) -> int:
+def batch_seq_field(value: int) -> int:
+    """Pydantic validator: a batch_seq in 0..2^63-1."""
     if problem := int64_problem("batch_seq", value):
         raise ValueError(problem)
     return value
@@ -51,8 +53,8 @@ class _WireBatchV1(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     v: Literal[1]
-    gateway_id: Annotated[str, AfterValidator(_gateway_id)]
-    batch_seq: Annotated[int, AfterValidator(_batch_seq)]
+    gateway_id: Annotated[str, AfterValidator(gateway_id_field)]
+    batch_seq: Annotated[int, AfterValidator(batch_seq_field)]
     device_id: list[str]
     metric: list[str]
     value: list[float]
