@@ -153,9 +153,10 @@ class Measured:
 
 def run_engine(
     n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
-) -> tuple[Measured, Measured, dict[str, float]]:
-    """RuleEngine.process on pre-interned columns, and RuleRuntime.on_stored (what ingest
-    calls) on decoded wire batches of the same stream, batch by batch in turn (same load)."""
+) -> tuple[Measured, Measured, Measured, dict[str, float]]:
+    """RuleEngine.process on pre-interned columns, RuleRuntime.on_stored (what ingest calls) on
+    decoded wire batches, and process_readings on Reading objects (the path before issue 17),
+    of the same stream, batch by batch in turn (same load)."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
         data.insert(0, staggered(metrics))
@@ -171,18 +172,27 @@ def run_engine(
     # are booked and the rest of their delivery is measured by bench_service.
     runtime = RuleRuntime(rules, registry, None, None, RuntimeSettings(data_clock=True))
     wire = [wire_batches(dev_idx, met_idx, table.ids, d) for d in data]
-    return asyncio.run(_interleaved(engine, runtime, cols, wire, len(warm) + int(stagger) + 2))
+    objects = RuleEngine(rules, registry)
+    objects.devices.intern_many(devices)  # same indices: its warm-up takes the same columns
+    paths = Paths(engine, runtime, objects)
+    return asyncio.run(_interleaved(paths, cols, wire, len(warm) + int(stagger) + 2))
+
+
+@dataclass
+class Paths:
+    """The three ways of feeding the same stream: columns, the runtime, Reading objects."""
+
+    engine: RuleEngine
+    runtime: RuleRuntime
+    objects: RuleEngine  # fed through process_readings, as on_stored did before issue 17
 
 
 async def _interleaved(
-    engine: RuleEngine,
-    runtime: RuleRuntime,
-    cols: list[Columns],
-    wire: list[list[ColumnarBatch]],
-    untimed: int,
-) -> tuple[Measured, Measured, dict[str, float]]:
-    """Feed both paths every batch, timing each after the first ``untimed`` (warm-up)."""
-    direct, through = Measured(), Measured()
+    paths: Paths, cols: list[Columns], wire: list[list[ColumnarBatch]], untimed: int
+) -> tuple[Measured, Measured, Measured, dict[str, float]]:
+    """Feed every path every batch, timing each after the first ``untimed`` (warm-up)."""
+    engine, runtime, objects = paths.engine, paths.runtime, paths.objects
+    direct, through, readings = Measured(), Measured(), Measured()
     for k, (c, w) in enumerate(zip(cols, wire, strict=True)):
         before = engine.stats.evaluations, runtime.engine.stats.evaluations
         events = runtime.counters.events
@@ -191,14 +201,22 @@ async def _interleaved(
         middle = time.perf_counter()
         await runtime.on_stored(w)
         end = time.perf_counter()
-        if k >= untimed:
-            direct.evaluations += engine.stats.evaluations - before[0]
-            direct.seconds += middle - start
-            direct.events += len(found)
-            through.evaluations += runtime.engine.stats.evaluations - before[1]
-            through.seconds += end - middle
-            through.events += runtime.counters.events - events
-    return direct, through, state_bytes(engine)
+        if k < untimed:
+            objects.process(c)  # Reading objects for the warm-up would not fit in memory
+            continue
+        direct.evaluations += engine.stats.evaluations - before[0]
+        direct.seconds += middle - start
+        direct.events += len(found)
+        through.evaluations += runtime.engine.stats.evaluations - before[1]
+        through.seconds += end - middle
+        through.events += runtime.counters.events - events
+        batch = [r for b in w for r in b.columns.readings()]  # built untimed: ingest made them
+        evaluated = objects.stats.evaluations
+        start = time.perf_counter()
+        readings.events += len(objects.process_readings(batch))
+        readings.seconds += time.perf_counter() - start
+        readings.evaluations += objects.stats.evaluations - evaluated
+    return direct, through, readings, state_bytes(engine)
 
 
 def wire_batches(
@@ -286,7 +304,7 @@ def main() -> None:
         "--learning", action="store_true", help="baselines still learning (a fleet's first day)"
     )
     args = parser.parse_args()
-    direct, through, memory = run_engine(
+    direct, through, objects, memory = run_engine(
         args.series, args.batches, args.depth, args.stagger, args.learning
     )
     rate, through_rate = direct.rate, through.rate
@@ -305,6 +323,11 @@ def main() -> None:
         f"RuleRuntime.on_stored on decoded batches of {GATEWAY_BATCH:,} "
         f"({through.evaluations} evaluations, {through.events} events); "
         f"runtime/engine {through_rate / rate:.2f}"
+    )
+    print(
+        f"objects:   {objects.rate / 1e6:8.2f} M reading-rule evaluations/s through "
+        f"process_readings on Reading objects (on_stored before issue 17); "
+        f"objects/engine {objects.rate / rate:.2f}"
     )
     print(
         f"reference: {ref_rate / 1e6:8.3f} M reading-rule evaluations/s "
