@@ -74,11 +74,11 @@ def batches_of(readings: Sequence[Reading], seq0: int) -> list[Batch]:
     ]
 
 
-async def run(series: int, probes: int, timeout_s: float) -> None:
+async def run(series: int, probes: int, timeout_s: float, durable: bool = True) -> None:
     """Both phases, then the figures."""
     devices = max(1, series // len(METRICS))
     broker = PrivateMosquitto()
-    postgres = BenchPostgres(durable=True)
+    postgres = BenchPostgres(durable=durable)
     broker.start()
     postgres.start()
     try:
@@ -232,8 +232,11 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a probe may take")
+    parser.add_argument(
+        "--durability", choices=("on", "off"), default="on", help="PostgreSQL fsync & co."
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.series, args.probes, args.timeout))
+    asyncio.run(run(args.series, args.probes, args.timeout, args.durability == "on"))
 
 
 if __name__ == "__main__":
