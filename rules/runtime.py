@@ -247,7 +247,12 @@ class RuleRuntime:
             await self._store_earlier()
             # Columns straight from the decoded batches: no Reading is built on this path.
             cols = columns_from_batches(batches, self.engine.devices)
-            events = self.engine.process(cols, self._arrival_us()) if len(cols) else []
+            # In a thread (the lock keeps the engine to one caller): the event loop stays free
+            # for the messages, confirmations and tickets sharing it while numpy evaluates.
+            arrival = self._arrival_us()
+            events = (
+                await asyncio.to_thread(self.engine.process, cols, arrival) if len(cols) else []
+            )
             await self._deliver(events)
             # Counted once delivered, so "all readings seen" also means "their alerts are out".
             self.counters.batches += len(batches)
