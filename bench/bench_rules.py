@@ -19,15 +19,19 @@ learnt (the steady state of a fleet whose patients have been monitored for more 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from contract.batch_columns import ColumnarBatch, ReadingColumns
 from contract.catalog import METRICS
 from contract.reading import Reading
 from rules import DeviceInfo, ReferenceEngine, RuleEngine, load_pack
 from rules.columns import METRIC_CODES, Columns, DeviceTable
 from rules.context import device_level
+from rules.runtime import RuleRuntime, RuntimeSettings
 
 PATCH_METRICS = ("wound_ph", "wound_temp", "skin_temp", "exudate", "battery")
 EQUIPMENT_METRICS = ("mains_voltage", "ng_voltage", "probe_health", "error_code")
@@ -45,6 +49,7 @@ LEVELS = {
 }
 T0 = 1_700_000_000_000_000
 STEP_US = 60_000_000
+GATEWAY_BATCH = 5_000  # readings per gateway batch (the uplink's batch_max_readings)
 
 
 def fleet(n_series: int) -> tuple[list[str], list[str], dict[str, DeviceInfo]]:
@@ -132,10 +137,26 @@ def staggered(metrics: list[str], seed: int = 2) -> tuple[np.ndarray, ...]:
     return series, level[series], ts
 
 
+@dataclass
+class Measured:
+    """Evaluations and seconds of one path over the timed batches."""
+
+    evaluations: int = 0
+    seconds: float = 0.0
+    events: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Evaluations per second."""
+        return self.evaluations / self.seconds
+
+
 def run_engine(
     n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
-) -> tuple[float, int, int, dict[str, float]]:
-    """Evaluations per second of RuleEngine.process on pre-interned columns."""
+) -> tuple[Measured, Measured, Measured, dict[str, float]]:
+    """RuleEngine.process on pre-interned columns, RuleRuntime.on_stored (what ingest calls) on
+    decoded wire batches, and process_readings on Reading objects (the path before issue 17),
+    of the same stream, batch by batch in turn (same load)."""
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
         data.insert(0, staggered(metrics))
@@ -147,20 +168,77 @@ def run_engine(
     dev_idx = table.intern_many(devices)
     met_idx = np.array([METRIC_CODES[m] for m in metrics], dtype=np.intp)
     cols = [Columns(dev_idx[s], met_idx[s], v, t) for s, v, t in data]
-    for _ in warm:
-        engine.process(cols.pop(0))
-    if stagger:
-        engine.process(cols.pop(0))
-    for c in cols[:2]:  # warm-up: series creation and baselines start
-        engine.process(c)
-    before = engine.stats.evaluations
-    events = 0
-    start = time.perf_counter()
-    for c in cols[2:]:
-        events += len(engine.process(c))
-    elapsed = time.perf_counter() - start
-    evaluations = engine.stats.evaluations - before
-    return evaluations / elapsed, evaluations, events, state_bytes(engine)
+    # The data clock: the stream's time is not now, as in a replay. No store or broker: alerts
+    # are booked and the rest of their delivery is measured by bench_service.
+    runtime = RuleRuntime(rules, registry, None, None, RuntimeSettings(data_clock=True))
+    wire = [wire_batches(dev_idx, met_idx, table.ids, d) for d in data]
+    objects = RuleEngine(rules, registry)
+    objects.devices.intern_many(devices)  # same indices: its warm-up takes the same columns
+    paths = Paths(engine, runtime, objects)
+    return asyncio.run(_interleaved(paths, cols, wire, len(warm) + int(stagger) + 2))
+
+
+@dataclass
+class Paths:
+    """The three ways of feeding the same stream: columns, the runtime, Reading objects."""
+
+    engine: RuleEngine
+    runtime: RuleRuntime
+    objects: RuleEngine  # fed through process_readings, as on_stored did before issue 17
+
+
+async def _interleaved(
+    paths: Paths, cols: list[Columns], wire: list[list[ColumnarBatch]], untimed: int
+) -> tuple[Measured, Measured, Measured, dict[str, float]]:
+    """Feed every path every batch, timing each after the first ``untimed`` (warm-up)."""
+    engine, runtime, objects = paths.engine, paths.runtime, paths.objects
+    direct, through, readings = Measured(), Measured(), Measured()
+    for k, (c, w) in enumerate(zip(cols, wire, strict=True)):
+        before = engine.stats.evaluations, runtime.engine.stats.evaluations
+        events = runtime.counters.events
+        start = time.perf_counter()
+        found = engine.process(c)
+        middle = time.perf_counter()
+        await runtime.on_stored(w)
+        end = time.perf_counter()
+        if k < untimed:
+            objects.process(c)  # Reading objects for the warm-up would not fit in memory
+            continue
+        direct.evaluations += engine.stats.evaluations - before[0]
+        direct.seconds += middle - start
+        direct.events += len(found)
+        through.evaluations += runtime.engine.stats.evaluations - before[1]
+        through.seconds += end - middle
+        through.events += runtime.counters.events - events
+        batch = [r for b in w for r in b.columns.readings()]  # built untimed: ingest made them
+        evaluated = objects.stats.evaluations
+        start = time.perf_counter()
+        readings.events += len(objects.process_readings(batch))
+        readings.seconds += time.perf_counter() - start
+        readings.evaluations += objects.stats.evaluations - evaluated
+    return direct, through, readings, state_bytes(engine)
+
+
+def wire_batches(
+    dev_idx: np.ndarray, met_idx: np.ndarray, devices: list[str], data: tuple[np.ndarray, ...]
+) -> list[ColumnarBatch]:
+    """One engine batch as ingest hands it over: gateway batches of 5,000 decoded columns, each
+    with its own device table (what ``decode_batch`` returns), in the same reading order."""
+    series, vals, ts = data
+    out: list[ColumnarBatch] = []
+    for k, lo in enumerate(range(0, len(series), GATEWAY_BATCH)):
+        s = series[lo : lo + GATEWAY_BATCH]
+        used, local = np.unique(dev_idx[s], return_inverse=True)
+        cols = ReadingColumns(
+            tuple(devices[i] for i in used.tolist()),
+            local.astype(np.int32),
+            met_idx[s].astype(np.uint8),
+            np.ascontiguousarray(vals[lo : lo + GATEWAY_BATCH], dtype=np.float64),
+            np.ascontiguousarray(ts[lo : lo + GATEWAY_BATCH], dtype=np.int64),
+            np.zeros(len(s), dtype=np.int64),
+        )
+        out.append(ColumnarBatch("bench-gw", k, cols))
+    return out
 
 
 def state_bytes(engine: RuleEngine) -> dict[str, float]:
@@ -226,9 +304,10 @@ def main() -> None:
         "--learning", action="store_true", help="baselines still learning (a fleet's first day)"
     )
     args = parser.parse_args()
-    rate, evaluations, events, memory = run_engine(
+    direct, through, objects, memory = run_engine(
         args.series, args.batches, args.depth, args.stagger, args.learning
     )
+    rate, through_rate = direct.rate, through.rate
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
     print(
         f"series={args.series} batches={args.batches} depth={args.depth} "
@@ -237,13 +316,24 @@ def main() -> None:
     )
     print(
         f"engine:    {rate / 1e6:8.2f} M reading-rule evaluations/s "
-        f"({evaluations} evaluations, {events} events)"
+        f"({direct.evaluations} evaluations, {direct.events} events)"
+    )
+    print(
+        f"runtime:   {through_rate / 1e6:8.2f} M reading-rule evaluations/s through "
+        f"RuleRuntime.on_stored on decoded batches of {GATEWAY_BATCH:,} "
+        f"({through.evaluations} evaluations, {through.events} events); "
+        f"runtime/engine {through_rate / rate:.2f}"
+    )
+    print(
+        f"objects:   {objects.rate / 1e6:8.2f} M reading-rule evaluations/s through "
+        f"process_readings on Reading objects (on_stored before issue 17); "
+        f"objects/engine {objects.rate / rate:.2f}"
     )
     print(
         f"reference: {ref_rate / 1e6:8.3f} M reading-rule evaluations/s "
         f"({args.reference_series} series subset, {ref_evaluations} evaluations)"
     )
-    print(f"ratio:     {rate / ref_rate:8.1f}x")
+    print(f"ratio:     {rate / ref_rate:8.1f}x engine, {through_rate / ref_rate:8.1f}x runtime")
     windows = ", ".join(f"{m} {b:,.0f}" for m, b in memory.items() if m != "all")
     print(f"state:     {memory['all']:,.0f} bytes/series (window state per series of: {windows})")
 

@@ -1,36 +1,39 @@
 """Alert-to-ticket latency of the service worker while ingest runs flat out, against idle ingest.
 
 Run as ``.venv/bin/python -m bench.bench_service [--series N] [--probes N]``. One private
-Mosquitto; in this process: an ingest worker (SQLite) whose ``on_stored`` hook feeds a rule
-engine holding ``--series`` series (default 100,000), a load generator publishing reading
-batches as fast as ingest takes them, and the service worker (SQLite store). Probe alerts are
-published on ``vigil/v1/alerts/<device>`` with their send time; latency = send → ticket committed
-(and dispatched). The baseline phase is the same run with the load generator stopped.
+Mosquitto and one private PostgreSQL + TimescaleDB with durability on (fsync,
+synchronous_commit, full_page_writes, as deployed); in this process: an ingest worker
+(TimescaleDB) whose ``on_stored`` hook is the production ``RuleRuntime.on_stored`` holding
+``--series`` series (default 100,000), a load generator publishing reading batches as fast as
+ingest takes them, and the service worker (PostgreSQL store). Probe alerts are published on
+``vigil/v1/alerts/<device>`` with their send time; latency = send → ticket committed (and
+dispatched). A probe with no ticket after ``--timeout`` seconds counts as +∞ in the
+percentiles (it is not dropped). The baseline phase is the same run with the load stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
-import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import date
-from pathlib import Path
 
 import aiomqtt
 
+from bench.durable_postgres import BenchPostgres
 from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
 from contract.codec import encode_batch
 from contract.topics import alert_topic, batch_topic
-from infra.telemetry.sqlite import SQLiteStore
+from infra.telemetry.timescale import TimescaleStore
 from ingest.worker import IngestSettings, IngestWorker
-from rules import RuleEngine, load_pack
+from rules import load_pack
+from rules.runtime import RuleRuntime, RuntimeSettings
 from service.model import Device, Engineer, Site, Ticket
-from service.store import SqliteStore
+from service.store import ServiceStore, open_service_store
 from service.worker import ServiceWorker, WorkerSettings
 from testing_services import PrivateMosquitto
 
@@ -42,7 +45,8 @@ METRICS = (
     ("exudate", "%"),
     ("battery", "%"),
 )
-BATCH = 2_000
+BATCH = 5_000  # readings per uplink batch, as the gateway cuts them
+GOAL_P99_S = 0.25
 
 
 def readings_for(tick: int, devices: int) -> list[Reading]:
@@ -70,21 +74,24 @@ def batches_of(readings: Sequence[Reading], seq0: int) -> list[Batch]:
     ]
 
 
-async def run(series: int, probes: int) -> None:
+async def run(series: int, probes: int, timeout_s: float, durable: bool = True) -> None:
     """Both phases, then the figures."""
     devices = max(1, series // len(METRICS))
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-service-"))
     broker = PrivateMosquitto()
+    postgres = BenchPostgres(durable=durable)
     broker.start()
+    postgres.start()
     try:
-        await _phases(broker.port, devices, probes, workdir)
+        print(f"cluster: {postgres.settings()}")
+        await _phases(broker.port, postgres.dsn, devices, probes, timeout_s)
     finally:
         broker.cleanup()
+        postgres.cleanup()
 
 
-def _seeded_service(workdir: Path, probes: int) -> SqliteStore:
+def _seeded_service(dsn: str, probes: int) -> ServiceStore:
     """A service store with one site, the probe devices and one engineer of endless capacity."""
-    service = SqliteStore(workdir / "service.db")
+    service = open_service_store(dsn)
     service.put_site(Site(id="s", hospital="Bench", region="north"))
     for i in range(probes * 2):
         service.put_device(
@@ -105,20 +112,20 @@ def _seeded_service(workdir: Path, probes: int) -> SqliteStore:
     return service
 
 
-async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
-    service = _seeded_service(workdir, probes)
-    readings = SQLiteStore(str(workdir / "readings.db"))
+async def _phases(port: int, dsn: str, devices: int, probes: int, timeout_s: float) -> None:
+    service = _seeded_service(dsn, probes)
+    readings = TimescaleStore(dsn)
     readings.migrate()
-    engine = RuleEngine(load_pack("dressings"))
-    engine.process_readings(readings_for(0, devices))  # every series exists from the start
+    # The production hook: alerts are stored (the outbox); no publisher, nothing to publish.
+    runtime = RuleRuntime(
+        load_pack("dressings"), None, readings, None, RuntimeSettings(data_clock=True)
+    )
+    await runtime.on_stored(batches_of(readings_for(0, devices), 10**9))  # every series exists
     latencies: dict[str, float] = {}
 
     def opened(ticket: Ticket, _: float) -> None:
         sent = ticket.evidence[0].data["sent_ns"]
         latencies[ticket.device_id] = (time.perf_counter_ns() - sent) / 1e9
-
-    async def on_stored(batches: Sequence[Batch]) -> None:
-        engine.process_readings([r for b in batches for r in b.readings])
 
     host = "127.0.0.1"
     worker = ServiceWorker(
@@ -129,7 +136,7 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
     ingest = IngestWorker(
         IngestSettings(host=host, port=port, client_id="bench-ingest"),
         readings,
-        on_stored=on_stored,
+        on_stored=runtime.on_stored,
     )
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(ingest.run())]
     await worker.subscribed.wait()
@@ -149,15 +156,13 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
                 )
                 await probe_client.publish(alert_topic(event.device_id), event.encode(), qos=1)
                 await asyncio.sleep(0.02)
-            for _ in range(500):
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
                 if all(f"probe-{i}" in latencies for i in range(first, first + probes)):
                     break
                 await asyncio.sleep(0.02)
-            return [
-                latencies[f"probe-{i}"]
-                for i in range(first, first + probes)
-                if f"probe-{i}" in latencies
-            ]
+            # No ticket by the deadline: infinitely late, never left out of the percentiles.
+            return [latencies.get(f"probe-{i}", math.inf) for i in range(first, first + probes)]
 
         idle = await probe(0)
         stored_before = int(ingest.counters.value("vigil_ingest_readings_stored_total"))
@@ -196,11 +201,9 @@ async def _phases(port: int, devices: int, probes: int, workdir: Path) -> None:
 
 
 def _pct(values: list[float], q: float) -> float:
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-        if len(values) > 1
-        else values[0]
-    )
+    """The nearest-rank ``q``-th percentile (defined with +∞ among the values)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def _print(series: int, idle: list[float], busy: list[float], rate: float, probes: int) -> None:
@@ -211,13 +214,15 @@ def _print(series: int, idle: list[float], busy: list[float], rate: float, probe
     print(f"rule engine series: {series:,}; probes per phase: {probes}")
     print(f"ingest under load: {rate:,.0f} readings/s (rules evaluated on every batch)")
     for name, values in (("baseline (ingest idle)", idle), ("ingest at full speed", busy)):
+        lost = sum(math.isinf(v) for v in values)
         print(
             f"{name:24s} n={len(values):4d}  p50 {_pct(values, 50) * 1000:7.1f} ms  "
-            f"p99 {_pct(values, 99) * 1000:7.1f} ms"
+            f"p99 {_pct(values, 99) * 1000:7.1f} ms  (no ticket in time: {lost})"
         )
+    met = "met" if _pct(busy, 99) < GOAL_P99_S else "NOT met"
     print(
         f"ratio p99 loaded / baseline: {_pct(busy, 99) / _pct(idle, 99):.1f}x  "
-        f"(goal: p99 < 1 s → {'met' if _pct(busy, 99) < 1 else 'NOT met'})"
+        f"(goal: p99 < {GOAL_P99_S * 1000:.0f} ms → {met})"
     )
 
 
@@ -226,8 +231,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a probe may take")
+    parser.add_argument(
+        "--durability", choices=("on", "off"), default="on", help="PostgreSQL fsync & co."
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.series, args.probes))
+    asyncio.run(run(args.series, args.probes, args.timeout, args.durability == "on"))
 
 
 if __name__ == "__main__":

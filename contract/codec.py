@@ -1,11 +1,14 @@
-"""Wire codec for batches: versioned, columnar JSON so that big batches parse fast.
+"""Wire codec for batches: versioned and columnar, so that big batches decode fast.
 
-Version 1 layout::
+Version 2 (what ``encode_batch`` writes) is a binary columnar envelope (``contract.batch_binary``):
+device ids and (metric, unit) pairs once per batch, then one packed array per column. Version 1,
+still decoded (gateways not yet upgraded send it), is columnar JSON::
 
     {"v": 1, "gateway_id": "gw-1", "batch_seq": 7,
      "device_id": [...], "metric": [...], "value": [...], "unit": [...],
      "ts_us": [...], "seq": [...]}
 
+Both decode straight into columns (``contract.batch_decode``): the batch is a ``ColumnarBatch``.
 Whole-payload problems (too big, not JSON, wrong schema, unknown version, a bad gateway id or
 batch_seq) raise ContractError. Individual readings that break the contract (catalog, device id,
 64-bit seq, timestamp range or window) are returned as rejects so the rest still lands.
@@ -19,25 +22,28 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
-from contract.catalog import METRICS
+from contract.batch_binary import MAGIC_V2, encode_batch_v2
 from contract.errors import ContractError, invalid
-from contract.reading import Batch, Reading, RejectedReading, reading_problem
-from contract.validation import INT64_MAX, MAX_TS_US, TimeWindow, id_problem, int64_problem
+from contract.reading import Batch, RejectedReading
+from contract.validation import TimeWindow, id_problem, int64_problem
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+WIRE_VERSIONS = (1, 2)  # what decode_batch reads
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_READINGS_PER_BATCH = 50_000
 
 _COLUMNS = ("device_id", "metric", "value", "unit", "ts_us", "seq")
 
 
-def _gateway_id(value: str) -> str:
+def gateway_id_field(value: str) -> str:
+    """Pydantic validator: a usable gateway id."""
     if problem := id_problem("gateway_id", value):
         raise ValueError(problem)
     return value
 
 
-def _batch_seq(value: int) -> int:
+def batch_seq_field(value: int) -> int:
+    """Pydantic validator: a batch_seq in 0..2^63-1."""
     if problem := int64_problem("batch_seq", value):
         raise ValueError(problem)
     return value
@@ -47,8 +53,8 @@ class _WireBatchV1(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     v: Literal[1]
-    gateway_id: Annotated[str, AfterValidator(_gateway_id)]
-    batch_seq: Annotated[int, AfterValidator(_batch_seq)]
+    gateway_id: Annotated[str, AfterValidator(gateway_id_field)]
+    batch_seq: Annotated[int, AfterValidator(batch_seq_field)]
     device_id: list[str]
     metric: list[str]
     value: list[float]
@@ -68,17 +74,22 @@ class _WireBatchV1(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
-    """A decoded payload: the valid readings as a Batch, and what was rejected."""
+    """A decoded payload: the valid readings as a Batch (a ColumnarBatch), and the rejects."""
 
     batch: Batch
     rejected: tuple[RejectedReading, ...]
 
 
-def encode_batch(batch: Batch) -> bytes:
-    """Serialise ``batch`` in the current wire version."""
+def encode_batch(batch: Batch, version: int = WIRE_VERSION) -> bytes:
+    """Serialise ``batch`` in wire ``version`` (default: the current one)."""
+    if version == 2:
+        try:
+            return encode_batch_v2(batch)
+        except OverflowError:
+            pass  # a value beyond 64 bits: only JSON can carry it, for ingest to reject
     readings = batch.readings
     doc = {
-        "v": WIRE_VERSION,
+        "v": 1,
         "gateway_id": batch.gateway_id,
         "batch_seq": batch.batch_seq,
         "device_id": [r.device_id for r in readings],
@@ -92,58 +103,32 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(payload: bytes, *, window: TimeWindow | None = None) -> DecodedBatch:
-    """Parse and validate a wire payload; raise ContractError if it is unusable as a whole.
+    """Parse and validate a wire payload (v1 or v2); raise ContractError if it is unusable.
 
     Readings outside ``window`` are rejected; without one, only timestamps that no store can
     represent (not after the epoch, past the year 9999) are.
     """
+    # numpy, which the columns need, is a server dependency: gateways only encode.
+    from contract.batch_decode import decode_v1_columns, decode_v2
+
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if payload[: len(MAGIC_V2)] == MAGIC_V2:
+        batch, rejected = decode_v2(payload, window)
+        return DecodedBatch(batch, tuple(rejected))
     try:
         wire = _WireBatchV1.model_validate_json(payload)
     except ValidationError as exc:
         raise invalid("batch", exc) from None
-    readings: list[Reading] = []
-    rejected: list[RejectedReading] = []
-    clean = _columns_clean(wire, window)
-    columns = zip(
-        wire.device_id, wire.metric, wire.value, wire.unit, wire.ts_us, wire.seq, strict=True
+    batch, rejected = decode_v1_columns(
+        wire.gateway_id,
+        wire.batch_seq,
+        wire.device_id,
+        wire.metric,
+        wire.value,
+        wire.unit,
+        wire.ts_us,
+        wire.seq,
+        window,
     )
-    for i, fields in enumerate(columns):
-        _, metric, value, unit, _, _ = fields
-        spec = METRICS.get(metric)
-        # Fast path for the common, valid reading of a batch whose ids, timestamps and seqs
-        # all passed as columns; anything doubtful (NaN fails the range comparison too) gets
-        # the full check and its reason.
-        if (
-            clean
-            and spec is not None
-            and unit == spec.unit
-            and spec.low <= value <= spec.high
-            and (not spec.integral or value.is_integer())
-        ):
-            readings.append(Reading(*fields))
-            continue
-        problem = reading_problem(*fields, window=window)
-        if problem is None:
-            readings.append(Reading(*fields))
-        else:
-            rejected.append(RejectedReading(i, problem, dict(zip(_COLUMNS, fields, strict=True))))
-    return DecodedBatch(Batch(wire.gateway_id, wire.batch_seq, tuple(readings)), tuple(rejected))
-
-
-def _columns_clean(wire: _WireBatchV1, window: TimeWindow | None) -> bool:
-    """Whether every device id, timestamp and seq of the batch is valid, checked per column.
-
-    min/max and a set run in C, so a clean batch skips these checks reading by reading.
-    """
-    if not wire.seq:
-        return True
-    lo, hi = (1, MAX_TS_US) if window is None else (window.lo_us, window.hi_us)
-    return (
-        lo <= min(wire.ts_us)
-        and max(wire.ts_us) <= hi
-        and min(wire.seq) >= 0
-        and max(wire.seq) <= INT64_MAX
-        and all(id_problem("device_id", d) is None for d in set(wire.device_id))
-    )
+    return DecodedBatch(batch, tuple(rejected))

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiomqtt
+import numpy as np
 
 from contract import Batch, Confirmation, ContractError, TimeWindow, decode_batch
+from contract.batch_columns import ColumnarBatch, ReadingColumns
 from contract.topics import UPLINK_PREFIX
 from infra.consume import payload_bytes
 from infra.installed_base import InstalledBase
@@ -102,21 +104,32 @@ def decode_group(
 def _registered_only(
     batch: Batch, installed: InstalledBase, topic: str, now_us: int, group: DecodedGroup
 ) -> Batch:
-    """``batch`` without the readings its gateway may not report; those become dead letters."""
-    refused = installed.unregistered(batch)
-    if not refused:
-        return batch
+    """``batch`` without the readings its gateway may not report; those become dead letters.
+
+    Judged once per distinct device of the batch, then applied to its readings as a column.
+    """
     gateway = batch.gateway_id
-    for index, reason in refused:
-        reading = batch.readings[index]
+    columns = (
+        batch.columns if isinstance(batch, ColumnarBatch) else ReadingColumns.of(batch.readings)
+    )
+    verdicts = [installed.problem(gateway, d) for d in columns.device_ids]
+    if all(v is None for v in verdicts):
+        return batch
+    refused_device = np.array([v is not None for v in verdicts], dtype=np.bool_)
+    refused = refused_device[columns.device]
+    rows = np.flatnonzero(refused).tolist()
+    first = ""
+    for index in rows:
+        reading = columns.reading(index)
+        reason = verdicts[int(columns.device[index])]
+        assert reason is not None
+        first = first or reason
         fields = json.dumps(reading._asdict(), default=repr).encode()
         letter = DeadLetter(now_us, topic, reason, fields, gateway, batch.batch_seq)
         group.reject("unregistered", letter)
-    group.unregistered[gateway] += len(refused)
-    group.unregistered_reason.setdefault(gateway, refused[0][1])
-    dropped = {index for index, _ in refused}
-    kept = tuple(r for i, r in enumerate(batch.readings) if i not in dropped)
-    return Batch(gateway, batch.batch_seq, kept)
+    group.unregistered[gateway] += len(rows)
+    group.unregistered_reason.setdefault(gateway, first)
+    return ColumnarBatch(gateway, batch.batch_seq, columns.take(~refused))
 
 
 def batch_of(message: aiomqtt.Message) -> Batch | None:

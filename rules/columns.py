@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from contract.catalog import METRICS
-from contract.reading import Reading
+from contract.batch_columns import METRIC_CODES, METRIC_NAMES, ColumnarBatch
+from contract.reading import Batch, Reading
 
-METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
-METRIC_CODES: dict[str, int] = {name: code for code, name in enumerate(METRIC_NAMES)}
+__all__ = ["METRIC_CODES", "METRIC_NAMES", "Columns", "DeviceTable", "columns_from_batches"]
 
 
 class DeviceTable:
@@ -40,8 +39,12 @@ class DeviceTable:
         return self._index.get(device_id)
 
     def intern_many(self, device_ids: Iterable[str]) -> NDArray[np.intp]:
-        """Indices for many ids at once."""
-        return np.fromiter((self.intern(d) for d in device_ids), dtype=np.intp)
+        """Indices for many ids at once: known ones in one C-level pass over the index."""
+        ids = device_ids if isinstance(device_ids, (list, tuple)) else list(device_ids)
+        try:
+            return np.fromiter(map(self._index.__getitem__, ids), dtype=np.intp, count=len(ids))
+        except KeyError:  # some are new: intern them in order
+            return np.fromiter(map(self.intern, ids), dtype=np.intp, count=len(ids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +73,34 @@ def columns_from_readings(readings: Sequence[Reading], devices: DeviceTable) -> 
         metric=metric,
         value=np.fromiter((r.value for r in readings), dtype=np.float64, count=len(readings)),
         ts_us=np.fromiter((r.ts_us for r in readings), dtype=np.int64, count=len(readings)),
+    )
+
+
+def columns_from_batches(batches: Sequence[Batch], devices: DeviceTable) -> Columns:
+    """The readings of ``batches`` as engine columns, in order.
+
+    A ``ColumnarBatch`` (what ingest decodes) is used as it is: its few distinct device ids are
+    interned once each and its device column is mapped through them; only other batches are
+    read reading by reading.
+    """
+    parts: list[Columns] = []
+    for batch in batches:
+        if isinstance(batch, ColumnarBatch):
+            cols = batch.columns
+            lut = devices.intern_many(cols.device_ids)
+            parts.append(
+                Columns(lut[cols.device], cols.metric.astype(np.intp), cols.value, cols.ts_us)
+            )
+        elif batch.readings:
+            parts.append(columns_from_readings(batch.readings, devices))
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        empty = np.zeros(0, dtype=np.intp)
+        return Columns(empty, empty, np.zeros(0), np.zeros(0, dtype=np.int64))
+    return Columns(
+        np.concatenate([p.device for p in parts]),
+        np.concatenate([p.metric for p in parts]),
+        np.concatenate([p.value for p in parts]),
+        np.concatenate([p.ts_us for p in parts]),
     )

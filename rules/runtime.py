@@ -35,6 +35,7 @@ from contract.topics import alert_topic
 from infra.errors import InfrastructureUnavailable, StorageUnavailable
 from rules.alerts import AlertBook
 from rules.checkpoint import Checkpoint, CheckpointStore, FileCheckpoints, decode_book, encode_book
+from rules.columns import columns_from_batches
 from rules.engine import RuleEngine
 from rules.model import AnyRule
 from rules.policy import US_PER_S, ReadingPolicy
@@ -242,14 +243,20 @@ class RuleRuntime:
         Raises ``StorageUnavailable`` if the alerts cannot be stored: the caller holds the
         batches and calls again; the events are kept and stored then.
         """
-        readings: list[Reading] = [r for batch in batches for r in batch.readings]
         async with self._lock:
             await self._store_earlier()
-            events = self.engine.process_readings(readings, self._arrival_us()) if readings else []
+            # Columns straight from the decoded batches: no Reading is built on this path.
+            cols = columns_from_batches(batches, self.engine.devices)
+            # In a thread (the lock keeps the engine to one caller): the event loop stays free
+            # for the messages, confirmations and tickets sharing it while numpy evaluates.
+            arrival = self._arrival_us()
+            events = (
+                await asyncio.to_thread(self.engine.process, cols, arrival) if len(cols) else []
+            )
             await self._deliver(events)
             # Counted once delivered, so "all readings seen" also means "their alerts are out".
             self.counters.batches += len(batches)
-            self.counters.readings += len(readings)
+            self.counters.readings += len(cols)
 
     async def tick(self, now_us: int | None = None) -> list[AlertEvent]:
         """Evaluate silence rules and composites at ``now_us`` (default: the runtime's clock)."""
@@ -302,11 +309,13 @@ class RuleRuntime:
             readings = await asyncio.to_thread(stored_since, since)
             step = self.settings.catch_up_chunk
             parts = [readings[i : i + step] for i in range(0, len(readings), step)]
-            parts += [list(batch.readings) for batch in received]
             self._catching_up = True
             try:
                 for part in parts:
                     await self._deliver(self.engine.process_readings(part, self._arrival_us()))
+                for batch in received:
+                    cols = columns_from_batches([batch], self.engine.devices)
+                    await self._deliver(self.engine.process(cols, self._arrival_us()))
             finally:
                 self._catching_up = False
             self.counters.caught_up += len(readings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from contract import Batch
+from contract.batch_columns import reading_count
 
 
 def claim_order(batches: Iterable[Batch]) -> list[Batch]:
@@ -20,4 +21,4 @@ def claim_order(batches: Iterable[Batch]) -> list[Batch]:
 
 def reading_total(batches: Iterable[Batch]) -> int:
     """How many readings the batches carry, repeats included."""
-    return sum(len(batch.readings) for batch in batches)
+    return sum(reading_count(batch) for batch in batches)

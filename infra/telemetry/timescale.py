@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from contract.batch_columns import as_columnar, reading_count
 from infra.postgres import PgConnection, Work
 from infra.retention import Pruned
 from infra.telemetry import timescale_schema
@@ -27,6 +28,7 @@ from infra.telemetry.base import (
     storable_letter,
 )
 from infra.telemetry.claims import claim_order, reading_total
+from infra.telemetry.copy_columns import Chunk, copy_chunks
 from infra.time_us import datetime_from_us
 
 log = logging.getLogger(__name__)
@@ -221,7 +223,7 @@ class TimescaleStore(StoreContext):
                 (
                     [b.gateway_id for b in ordered],
                     [b.batch_seq for b in ordered],
-                    [len(b.readings) for b in ordered],
+                    [reading_count(b) for b in ordered],
                 ),
             )
             claimed_keys = set(cur.fetchall())
@@ -523,9 +525,12 @@ def _insert_readings(
     conn: psycopg.Connection[TupleRow], cur: psycopg.Cursor[TupleRow], claimed: list[Batch]
 ) -> int:
     """COPY readings straight into the hypertable, or merge via staging if some exist."""
+    # Built once from the columns, in bulk; reused by the fallback.
+    columnar = [c for c in map(as_columnar, claimed) if c is not None]
+    chunks = copy_chunks(columnar) if len(columnar) == len(claimed) else None
     try:
         with conn.transaction():
-            copy_readings(cur, _COPY_READINGS, claimed)
+            _copy(cur, _COPY_READINGS, claimed, chunks)
         return reading_total(claimed)
     except psycopg.errors.UniqueViolation:
         # The savepoint is rolled back. Some readings were stored before through another
@@ -533,13 +538,30 @@ def _insert_readings(
         pass
     # The temp table belongs to the session: created again on a reopened connection.
     cur.execute(_STAGING)
-    copy_readings(cur, _COPY_STAGING, claimed)
+    _copy(cur, _COPY_STAGING, claimed, chunks)
     cur.execute(_MERGE_STAGING)  # staging empties itself on commit (ON COMMIT DELETE ROWS)
     return cur.rowcount
 
 
+def _copy(
+    cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch], chunks: list[Chunk] | None
+) -> None:
+    """COPY the pre-built stream if there is one, else the readings row by row."""
+    if chunks is None:
+        copy_readings(cur, statement, batches)
+    else:
+        write_copy(cur, statement, chunks)
+
+
+def write_copy(cur: psycopg.Cursor[TupleRow], statement: str, chunks: Sequence[Chunk]) -> None:
+    """Send a pre-built binary COPY stream (header, rows, trailer) with ``statement``."""
+    with cur.copy(statement) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
 def copy_readings(cur: psycopg.Cursor[TupleRow], statement: str, batches: list[Batch]) -> None:
-    """Binary-COPY every reading of ``batches``, tagged with its batch, using ``statement``."""
+    """Binary-COPY every reading of ``batches`` row by row with ``write_row`` (the baseline)."""
     with cur.copy(statement) as copy:
         copy.set_types(READING_TYPES)
         for b in batches:
