@@ -12,6 +12,7 @@ from rich.console import Console
 
 from vigil.commands import (
     audit,
+    bootstrap,
     broker,
     deadletters,
     devices,
@@ -45,6 +46,7 @@ app.add_typer(retention.app, name="retention")
 app.add_typer(fhir.app, name="fhir")
 app.add_typer(devices.app, name="devices")
 app.add_typer(trace.app, name="trace")
+app.command("bootstrap")(bootstrap.bootstrap)
 
 console = Console()
 
