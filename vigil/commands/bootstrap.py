@@ -44,7 +44,9 @@ def bootstrap(
     _migrate_telemetry(settings.ingest.storage_url, wait_s)
     typer.echo(f"telemetry store migrated: {_redacted(settings.ingest.storage_url)}")
     store = _when_reachable(
-        lambda: _open_service(settings), wait_s, f"service store {settings.service.store_url}"
+        lambda: _open_service(settings),
+        wait_s,
+        f"service store {_redacted(settings.service.store_url)}",
     )
     try:
         typer.echo(f"service store migrated: {_redacted(settings.service.store_url)}")
@@ -75,13 +77,15 @@ def _when_reachable(attempt: Callable[[], T], wait_s: float, what: str) -> T:
     """``attempt()``, retried while the database is still starting, up to ``wait_s``."""
     import psycopg
 
+    from infra.errors import StorageUnavailable
+
     deadline = time.monotonic() + wait_s
     while True:
         try:
             return attempt()
-        except psycopg.OperationalError as exc:
+        except (StorageUnavailable, psycopg.OperationalError) as exc:
             if time.monotonic() >= deadline:
-                typer.echo(f"vigil bootstrap: {what} unreachable: {exc}", err=True)
+                typer.echo(f"vigil bootstrap: {what} unreachable: {exc}".splitlines()[0], err=True)
                 raise typer.Exit(1) from None
             time.sleep(1.0)
 
