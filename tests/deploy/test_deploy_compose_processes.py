@@ -50,6 +50,11 @@ class Stack:
     outputs: dict[str, str] = field(default_factory=dict)
     broker: PrivateMosquitto | None = None
 
+    @property
+    def broker_log(self) -> Path:
+        """Where the broker logs who connected, under which client id and certificate."""
+        return self.host.volumes["broker-data"] / "mosquitto.log"
+
     def env(self, service: dict[str, Any]) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
         path = f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}"
@@ -133,6 +138,9 @@ def _start_broker(stack: Stack) -> PrivateMosquitto:
         text = text.replace(path, stack.host.path(service, path))
     port = stack.host.ports[8883]
     text = text.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
+    # The container logs to stderr; here to a file the test reads (the broker's own user can
+    # write its data directory, which PrivateMosquitto hands it).
+    text = text.replace("log_dest stderr", f"log_dest file {stack.broker_log}")
     assert f"listener {port} 127.0.0.1" in text and "require_certificate true" in text
     broker = PrivateMosquitto(stack.host.volumes["broker-data"])
     broker.port = port
@@ -229,7 +237,26 @@ def test_the_compose_stack_turns_a_simulated_alert_into_a_dispatched_ticket(stac
             "SELECT count(*) FROM alerts WHERE device_id = %s AND rule_id = %s",
             (ticket["device_id"], ticket["rule_id"]),
         ).fetchone()
+        # Active and standby: one rules replica holds the lease, the other waits, alive.
+        holders = conn.execute(
+            "SELECT DISTINCT a.application_name FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND a.application_name LIKE 'vigil-rules-%'"
+        ).fetchall()
     assert stored and stored[0] > 0 and alert and alert[0] > 0  # stored by ingest, raised by rules
+    assert len(holders) == 1 and all(stack.procs[n].poll() is None for n in ("rules", "rules-2"))
+    # Each process connected under its own stable client id, as its certificate's identity.
+    log = stack.broker_log.read_text()
+    for client_id, identity in (
+        ("vigil-ingest-1", "vigil-ingest"),
+        ("vigil-ingest-2", "vigil-ingest"),
+        ("vigil-rules-1", "vigil-rules"),
+        ("vigil-rules-2", "vigil-rules"),
+        ("vigil-service-1", "vigil-service"),
+        ("vigil-gateway-ward-3-gateway", "ward-3-gateway"),
+    ):
+        assert re.search(rf" as {client_id} \(.*u'{identity}'\)", log), client_id
     # A second `up` runs the bootstrap again: it keeps the PKI, the ward and the first token.
     stack.run_once("bootstrap", services()["bootstrap"])
     again = stack.outputs["bootstrap"]
