@@ -216,3 +216,32 @@ def test_the_healthcheck_sees_a_process_s_own_connections_only() -> None:
     assert (
         "GET http://127.0.0.1:1/health" in _healthcheck("http", "http://127.0.0.1:1/health").stderr
     )
+
+
+# The Compose specification's values for the keys this file uses (no engine here to say so).
+SERVICE_KEYS = {
+    "build", "image", "restart", "volumes", "environment", "entrypoint", "command", "ports",
+    "depends_on", "healthcheck",
+}  # fmt: skip
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+RESTART = {"no", "always", "on-failure", "unless-stopped"}
+HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval"}
+
+
+def test_every_key_and_value_is_one_compose_knows() -> None:
+    for name, service in services().items():
+        assert set(service) <= SERVICE_KEYS, f"{name}: {set(service) - SERVICE_KEYS}"
+        assert service["restart"] in RESTART, name
+        assert set(depends_on(service).values()) <= CONDITIONS, name
+        check = service.get("healthcheck", {})
+        assert set(check) <= HEALTHCHECK_KEYS, f"{name}: {set(check) - HEALTHCHECK_KEYS}"
+        if check:
+            test = check["test"]
+            assert test[0] == "CMD" or (test[0] == "CMD-SHELL" and len(test) == 2), name
+            assert all(isinstance(a, str) for a in test), f"{name}: a non-string argument"
+            for key in ("interval", "timeout", "start_period"):
+                assert re.fullmatch(r"\d+(ms|s|m|h)", check.get(key, "1s")), f"{name}: {key}"
+        for value in environment(service).values():
+            assert "${" not in value, f"{name}: {value} needs a .env nobody ships"
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"\d+:\d+", str(port)), f"{name}: quote ports as HOST:CONTAINER"
