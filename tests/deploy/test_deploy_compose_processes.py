@@ -30,7 +30,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.deploy.compose import Host, compose, depends_on, services, start_order
+from tests.deploy.compose import ROOT, Host, compose, depends_on, services, start_order
 from tests.servers import PrivateMosquitto, PrivatePostgres, free_port
 from tests.service.live import fresh_database
 from tests.waiting import wait_until
@@ -65,7 +65,7 @@ class Stack:
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
     def start(self, name: str, service: dict[str, Any]) -> None:
         """Start one vigil service's command in the background, as the container would."""
@@ -200,6 +200,20 @@ def _start(stack: Stack, name: str, service: dict[str, Any]) -> None:
         stack.start(name, service)
 
 
+def _census(url: str) -> dict[str, object]:
+    """What each stage left in the database, for a failure message."""
+    queries = {
+        "readings": "SELECT count(*) FROM readings",
+        "alerts": "SELECT rule_id, transition, published_at IS NOT NULL, count(*) FROM alerts"
+        " GROUP BY 1, 2, 3",
+        "tickets": "SELECT state, count(*) FROM service_tickets GROUP BY 1",
+        "service dead letters": "SELECT reason, count(*) FROM service_dead_letters GROUP BY 1",
+        "dead letters": "SELECT reason, count(*) FROM dead_letters GROUP BY 1",
+    }
+    with psycopg.connect(url) as conn:
+        return {k: conn.execute(q).fetchall() for k, q in queries.items()}  # type: ignore[arg-type]
+
+
 def _dispatched(api: str, token: str) -> list[dict[str, Any]]:
     response = httpx.get(
         f"{api}/tickets",
@@ -226,8 +240,11 @@ def test_the_compose_stack_turns_a_simulated_alert_into_a_dispatched_ticket(stac
     try:
         wait_until(lambda: _dispatched(api, token[0]), 180, "a dispatched ticket in the API")
     except TimeoutError:
-        logs = "\n".join(f"--- {n}\n{stack.log(n)}" for n in stack.procs)
-        raise AssertionError(f"no dispatched ticket; the processes said:\n{logs}") from None
+        logs = "\n".join(f"--- {n}\n{stack.log(n)}" for n in stack.procs if n != "api")
+        raise AssertionError(
+            f"no dispatched ticket; the database holds {_census(stack.host.database_url)};"
+            f" the processes said:\n{logs}"
+        ) from None
     ticket = _dispatched(api, token[0])[0]
     assert ticket["device_id"].startswith("patch-")
     assert ticket["assignee"] in {"eng-ana", "eng-ben"}  # the demo ward's wound-care engineers
@@ -257,6 +274,12 @@ def test_the_compose_stack_turns_a_simulated_alert_into_a_dispatched_ticket(stac
         ("vigil-gateway-ward-3-gateway", "ward-3-gateway"),
     ):
         assert re.search(rf" as {client_id} \(.*u'{identity}'\)", log), client_id
+    # The gateway's scrape (what Prometheus reads at gateway:9101) has every gateway metric
+    # the dashboards query.
+    scrape = httpx.get(f"http://127.0.0.1:{stack.host.ports[9101]}/metrics", timeout=10).text
+    listed = (ROOT / "deploy/grafana/promql-metrics.txt").read_text().split()
+    wanted = {name for name in listed if name.startswith("vigil_gateway_")}
+    assert wanted and {n for n in wanted if f"\n{n}" not in scrape} == set()
     # A second `up` runs the bootstrap again: it keeps the PKI, the ward and the first token.
     stack.run_once("bootstrap", services()["bootstrap"])
     again = stack.outputs["bootstrap"]

@@ -280,3 +280,19 @@ def test_every_promql_metric_is_listed_and_scraped() -> None:
     assert used == listed, f"listed but unused: {listed - used}"
     missing = listed - _scraped_names()
     assert not missing, f"no registry serves {missing}"
+
+
+def test_prometheus_scrapes_compose_services_and_the_gateway_where_it_serves() -> None:
+    from tests.deploy.compose import environment, services
+
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in config["scrape_configs"]
+    }
+    for job, hosts in targets.items():
+        for target in hosts:
+            host = target.split(":")[0]
+            assert host == "localhost" or host in services(), f"{job}: {target}"
+    port = environment(services()["gateway"])["VIGIL_GATEWAY__METRICS_PORT"]
+    assert targets["gateway"] == [f"gateway:{port}"]
