@@ -1,4 +1,5 @@
-FROM python:3.11-slim
+# The vigil image: every role's command (`vigil …`), and the healthcheck docker-compose.yml uses.
+FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 # Which role's dependencies to install (pyproject extras): all, gateway, server, …
 ARG EXTRAS=all
@@ -12,4 +13,6 @@ COPY rules rules
 COPY service service
 COPY vigil vigil
 RUN pip install --no-cache-dir ".[${EXTRAS}]"
+# Standard library only: `vigil-healthcheck connected PORT…` / `vigil-healthcheck http URL`.
+COPY --chmod=755 deploy/healthcheck.py /usr/local/bin/vigil-healthcheck
 ENTRYPOINT ["vigil"]

@@ -121,6 +121,9 @@ class Replica:
             received = [batch for _, batch in self._kept]
             self.runtime.publisher = self._client
             await self.runtime.take_over(checkpoint, self.stored_since, received)
+            # The consume loop may have connected during the catch-up, when on_client still saw
+            # a standby: without this the active replica would store alerts and never publish.
+            self.runtime.publisher = self._client
             self._kept.clear()
             self._kept_readings = 0
         self.takeovers += 1

@@ -13,6 +13,7 @@ from rich.console import Console
 from infra.logs import LogFormat
 from vigil.commands import (
     audit,
+    bootstrap,
     broker,
     contract,
     deadletters,
@@ -52,6 +53,7 @@ app.add_typer(fhir.app, name="fhir")
 app.add_typer(devices.app, name="devices")
 app.add_typer(trace.app, name="trace")
 app.add_typer(contract.app, name="contract")
+app.command("bootstrap")(bootstrap.bootstrap)
 
 console = Console()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -53,19 +54,50 @@ def test_unique_key_is_enforced_by_the_database(store: TimescaleStore, timescale
         )
 
 
-def test_apache_build_skips_compression_and_continuous_aggregate(
+# What the Apache-only build answers (docs/deployment.md). The tests' TimescaleDB is built from
+# Debian's 2.19.3+dfsg source, whose Files-Excluded drops tsl/ (the Timescale-licence code:
+# compression, continuous aggregates, the policy jobs), so no other build is possible from it.
+APACHE_REFUSAL = 'functionality not supported under the current "apache" license'
+
+
+def test_apache_build_refuses_compression_and_continuous_aggregates(
     store: TimescaleStore, timescale_dsn: str
 ) -> None:
-    with psycopg.connect(timescale_dsn) as conn:
+    with psycopg.connect(timescale_dsn, autocommit=True) as conn:
         license_row = conn.execute("SHOW timescaledb.license").fetchone()
-        views = conn.execute(
-            "SELECT count(*) FROM timescaledb_information.continuous_aggregates"
+        assert license_row is not None
+        if license_row[0] == "timescale":
+            pytest.skip("this server has the community licence")
+        assert store.features == frozenset()  # migrate() skipped both, and said so
+        views = conn.execute("SELECT count(*) FROM timescaledb_information.continuous_aggregates")
+        assert views.fetchone() == (0,)
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=APACHE_REFUSAL):
+            conn.execute("ALTER TABLE readings SET (timescaledb.compress)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=APACHE_REFUSAL):
+            conn.execute(
+                "CREATE MATERIALIZED VIEW h WITH (timescaledb.continuous) AS SELECT"
+                " time_bucket(INTERVAL '1 hour', ts) AS b, avg(value) FROM readings GROUP BY b"
+            )
+        # The licence cannot be switched on: the module that would implement it is not built.
+        version = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
         ).fetchone()
-    assert license_row is not None
-    if license_row[0] == "timescale":
-        pytest.skip("this server has the community licence")
-    assert store.features == frozenset()
-    assert views == (0,)
+        assert version is not None
+        missing = f'could not access file "$libdir/timescaledb-tsl-{version[0]}"'
+        with pytest.raises(psycopg.errors.UndefinedFile, match=re.escape(missing)):
+            conn.execute(f"LOAD '$libdir/timescaledb-tsl-{version[0]}'")
+
+
+def test_retention_drops_whole_chunks_on_the_apache_build(
+    store: TimescaleStore, timescale_dsn: str
+) -> None:
+    days = [Reading("patch-1", "battery", 50.0, "%", T0_US + d * DAY_US, d) for d in range(3)]
+    store.store_batches([batch(0, days)])
+    pruned = store.prune_readings(T0_US + 2 * DAY_US)  # drop_chunks: in the Apache build
+    with psycopg.connect(timescale_dsn) as conn:
+        chunks = conn.execute("SELECT count(*) FROM show_chunks('readings')").fetchone()
+    assert pruned.how == "drop_chunks" and pruned.rows == 2 and chunks == (1,)
+    assert [r.seq for r in store.fetch_readings()] == [2]
 
 
 def test_a_failing_call_stores_nothing_and_the_store_recovers(store: TimescaleStore) -> None:
