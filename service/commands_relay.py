@@ -33,7 +33,7 @@ from infra.mqtt_properties import publish_properties, request_properties
 from infra.time_us import now_us
 from service import commands
 from service.commands_model import CommandRecord, CommandState
-from service.presenceconsumer_settings import ServiceDeadLetters, consumer_settings
+from service.presence_consumer import ServiceDeadLetters, consumer_settings
 from service.store import ServiceStore
 from service.worker_settings import WorkerSettings
 

@@ -25,7 +25,7 @@ class PresenceRecord(BaseModel):
     alert_raised: bool = False  # an offline alert is out and not yet cleared
     status: PresenceStatus  # the message the state came from
 
-    def uptime_s(self, now_us: int) -> float | None:
+    def uptime_at(self, now_us: int) -> float | None:
         """Seconds online in the current session, None while offline."""
         if self.state is not PresenceState.ONLINE or self.online_since_us is None:
             return None

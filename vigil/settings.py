@@ -199,6 +199,8 @@ class ServiceConfig(Section):
     """MQTT 5; off for 3.1.1 brokers."""
     tick_interval_s: float = 60.0
     """Seconds between escalation, SLA breach and schedule runs."""
+    remote: bool = False
+    """Also consume presence, gateway health and command results, and send commands (MQTT 5)."""
     webhook_urls: list[str] = []
     """Service-team webhook endpoints."""
     webhook_secret: SecretStr = SecretStr("")

@@ -3,6 +3,7 @@
 from service.api.routes import (
     audit,
     boards,
+    commands,
     devices,
     fhir,
     health,
@@ -26,6 +27,7 @@ ROUTERS = (
     traceability.router,
     fhir.router,
     boards.router,
+    commands.router,
 )
 
 __all__ = ["ROUTERS"]
