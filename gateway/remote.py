@@ -141,7 +141,10 @@ class RemoteAgent:
             site_client = None
             if self.site is not None:
                 s = self.site
-                site_client = await stack.enter_async_context(_client(s.host, s.port, ident, s.tls))
+                site_id = f"{ident}-site"
+                site_client = await stack.enter_async_context(
+                    _client(s.host, s.port, site_id, s.tls)
+                )
             try:
                 await self._serve(uplink, site_client)
             except asyncio.CancelledError:
