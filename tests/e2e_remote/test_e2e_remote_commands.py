@@ -63,9 +63,10 @@ async def test_command_queued_while_gateway_offline_then_result_on_ticket(
     mosquitto: PrivateMosquitto, tmp_path: Path
 ) -> None:
     probe = Fault("us-000", FaultKind.PROBE_DEGRADATION, 0.0)
-    async with remote_site(mosquitto.port, tmp_path) as here, equipment(
-        mosquitto.port, (probe,)
-    ) as sim:
+    async with (
+        remote_site(mosquitto.port, tmp_path) as here,
+        equipment(mosquitto.port, (probe,)) as sim,
+    ):
         await wait_until_async(
             lambda: here.store.presence("us-000") is not None, 20, "us-000 relayed online"
         )
@@ -122,7 +123,7 @@ async def test_every_command_answers_and_timeouts_are_explicit(
     async with remote_site(mosquitto.port, tmp_path) as here, equipment(mosquitto.port, (ng,)):
         for device_id in ("us-000", "endo-001", "us-002"):
             await wait_until_async(
-                lambda d=device_id: here.store.presence(d) is not None, 20, f"{d} online"
+                lambda d=device_id: here.store.presence(d) is not None, 20, f"{device_id} online"
             )
         us = await asyncio.to_thread(here.ticket_for, "us-000")
         endo = await asyncio.to_thread(here.ticket_for, "endo-001")
@@ -148,13 +149,9 @@ async def test_every_command_answers_and_timeouts_are_explicit(
         ng_result = here.store.command("c-ng").result  # type: ignore[union-attr]
         assert ng_result is not None and ng_result.result["ng_v"]["max"] > 2.0
 
-        # An ultrasound whose equipment process is gone: the gateway answers "timeout".
-        await asyncio.to_thread(here.ticket_for, "us-002")
-        gone = here.store.presence("us-002")
-        assert gone is not None
-        ticket_id = here.store.ticket_commands  # keep mypy quiet about unused names
-        del ticket_id
-    # The simulator is stopped now; the gateway and service run again on the same broker.
+    # The simulator is stopped (its statuses say so, retained); a command to one of its devices
+    # reaches the gateway, and the equipment never answers: an explicit "timeout" result.
+    (tmp_path / "again").mkdir()
     async with remote_site(mosquitto.port, tmp_path / "again") as here:
         await wait_until_async(lambda: here.store.presence("us-002") is not None, 20, "relayed")
         t2 = await asyncio.to_thread(here.ticket_for, "us-002")
