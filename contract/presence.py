@@ -10,6 +10,7 @@ Topics::
     site/<site>/equipment/<device>/status      equipment, on its site broker
     vigil/v1/gateways/<gw>/status              a gateway, on the uplink broker
     vigil/v1/gateways/<gw>/status/<device>     equipment status relayed by its gateway
+    vigil/v1/gateways/<gw>/devices/<device>/info   a device's Device Information (retained)
 
 ``vigil/v1/gateways/+/status/#`` matches the last two (``#`` matches its parent level too).
 """
@@ -122,6 +123,60 @@ def offline(
         at_us=at_us,
         online_since_us=since_us,
     )
+
+
+class DeviceInfoReport(BaseModel):
+    """What a device says it is (BLE Device Information), relayed by its gateway, retained.
+
+    The service reconciles it with the installed base: a firmware or hardware revision that
+    moved on is recorded; a model or serial that differs is a mismatch event.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    version: Literal[1] = 1
+    gateway_id: PresenceId
+    device_id: PresenceId
+    at_us: PresenceUs
+    model_number: Annotated[str, Field(min_length=1, max_length=64)]
+    serial_number: Annotated[str, Field(min_length=1, max_length=64)]
+    firmware_revision: Annotated[str, Field(min_length=1, max_length=64)]
+    hardware_revision: Annotated[str, Field(max_length=64)] = ""
+
+    def encode(self) -> bytes:
+        """Serialise for the device-info topic."""
+        return self.model_dump_json().encode()
+
+
+def decode_device_info(payload: bytes) -> DeviceInfoReport:
+    """Parse a device-info report; raise ContractError on anything malformed."""
+    if len(payload) > MAX_PRESENCE_PAYLOAD_BYTES:
+        raise ContractError(f"device info of {len(payload)} bytes is too big")
+    try:
+        return DeviceInfoReport.model_validate_json(payload)
+    except ValidationError as exc:
+        raise invalid("device info", exc) from None
+
+
+def device_info_topic(gateway_id: str, device_id: str) -> str:
+    """Where a gateway keeps one device's Device Information (retained)."""
+    return f"{UPLINK_PREFIX}/{gateway_id}/devices/{device_id}/info"
+
+
+def device_info_subscription() -> str:
+    """What the service subscribes to for every device-info report."""
+    return f"{UPLINK_PREFIX}/+/devices/+/info"
+
+
+def parse_device_info_topic(topic: str) -> tuple[str, str]:
+    """(gateway id, device id) of a device-info topic; ContractError if it is not one."""
+    parts = topic.split("/")
+    prefix = UPLINK_PREFIX.split("/")
+    rest = parts[len(prefix) :]
+    ok = parts[: len(prefix)] == prefix and len(rest) == 4
+    if not ok or rest[1] != "devices" or rest[3] != "info" or not rest[0] or not rest[2]:
+        raise ContractError(f"{topic[:200]!r} is not a device-info topic")
+    return rest[0], rest[2]
 
 
 def equipment_status_topic(site: str, device_id: str) -> str:

@@ -29,6 +29,7 @@ from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, id_prob
 from gateway import dead_letters
 from gateway.counters import GatewayCounters
 from gateway.dead_letters import Letter
+from gateway.device_info import DeviceInfoPublisher, DeviceInfoSource
 from gateway.equipment_bridge import EquipmentBridge, SiteBrokerSettings
 from gateway.health import BLE_PREFIX, SOURCE_FAILED, FaultingSource, HealthAlarms, HealthReporter
 from gateway.outbox import Outbox
@@ -116,6 +117,10 @@ class Gateway:
             self.outbox, self.sources, self.alarms, settings.health_every_s, self._rules
         )
         self.uplink.publishers.append(self.health.publish)
+        for source in self.sources:
+            if isinstance(source, DeviceInfoSource):
+                info = DeviceInfoPublisher(settings.gateway_id, source)
+                self.uplink.publishers.append(info.publish)
         self.remote: RemoteAgent | None = None
         if settings.remote is not None:
             self.remote = RemoteAgent(

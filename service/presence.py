@@ -11,7 +11,14 @@ back online clears it. A clean ``shutdown`` raises nothing.
 from __future__ import annotations
 
 from contract import AlertEvent, AlertTransition, Severity
-from contract.presence import PresenceKind, PresenceReason, PresenceState, PresenceStatus
+from contract.presence import (
+    DeviceInfoReport,
+    PresenceKind,
+    PresenceReason,
+    PresenceState,
+    PresenceStatus,
+)
+from service.model import Device
 from service.presence_model import OFFLINE_RULE, PresenceRecord
 
 
@@ -74,4 +81,40 @@ def _alert(record: PresenceRecord, transition: AlertTransition, at_us: int) -> A
             "online_since_us": record.online_since_us,
             "last_online_us": record.last_online_us,
         },
+    )
+
+
+INFO_MISMATCH_RULE = "device.info_mismatch"
+
+
+def info_mismatches(device: Device, report: DeviceInfoReport) -> dict[str, dict[str, str]]:
+    """What the device says it is that contradicts the installed base (model, serial)."""
+    found = {}
+    for name, expected, reported in (
+        ("model", device.model, report.model_number),
+        ("serial", device.serial, report.serial_number),
+    ):
+        if expected.strip().casefold() != reported.strip().casefold():
+            found[name] = {"installed_base": expected, "device": reported}
+    return found
+
+
+def firmware_update(device: Device, report: DeviceInfoReport) -> Device | None:
+    """The device with the firmware it reports, if that moved on; None if nothing changed."""
+    if device.firmware == report.firmware_revision:
+        return None
+    return device.model_copy(update={"firmware": report.firmware_revision})
+
+
+def mismatch_alert(report: DeviceInfoReport, found: dict[str, dict[str, str]]) -> AlertEvent:
+    """The event a contradiction raises: a wrong device paired, or a wrong record."""
+    names = ", ".join(sorted(found))
+    return AlertEvent(
+        device_id=report.device_id,
+        rule_id=INFO_MISMATCH_RULE,
+        severity=Severity.WARNING,
+        transition=AlertTransition.RAISED,
+        at_us=report.at_us,
+        message=f"{report.device_id} reports a {names} other than the installed base's",
+        evidence={"gateway_id": report.gateway_id, **{k: str(v) for k, v in found.items()}},
     )

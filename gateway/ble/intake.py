@@ -7,15 +7,18 @@ from collections.abc import Callable, Mapping
 from contract.ble.bthome import decode_bthome_adv
 from contract.ble.errors import BleAuthError, BleDecodeError
 from contract.ble.frame import decode_patch_frame
+from contract.ble.health_thermometer import decode_temperature_measurement
 from contract.ble.readings import PatchReadings, advert_readings, frame_readings
 from contract.ble.replay import ReplayGuard, ReplayReason
 from contract.catalog import METRICS
-from contract.reading import Reading
+from contract.reading import Reading, reading_problem
 from gateway.ble.allowlist import PairedPatch
 from gateway.ble.counters import BleCounters, RejectReason
 from gateway.ble.presence import Presence
 
 _STATUS = METRICS["status_flags"]
+_WOUND = METRICS["wound_temp"]
+_HTS_SAME_C = 0.011  # the frame's resolution is 0.01 °C: closer than this is the same value
 
 
 class PatchIntake:
@@ -43,6 +46,8 @@ class PatchIntake:
         self._guard = ReplayGuard()
         self._last_advert: dict[str, bytes] = {}
         self._last_frame: dict[str, bytes] = {}
+        self._frame_temp: dict[str, float] = {}  # last frame's wound_temp, until HTS repeats it
+        self._hts_seq: dict[str, int] = {}
 
     def notification(self, address: str, data: bytes) -> list[Reading] | None:
         """Readings of one measurement-characteristic notification ([] for a doubled one);
@@ -68,6 +73,9 @@ class PatchIntake:
         ts_us = self._now_us()
         converted = frame_readings(frame, device_id=patch.device_id, ts_us=ts_us)
         readings = self._keep(converted)
+        for reading in readings:
+            if reading.metric == _WOUND.name:  # what a following HTS indication will repeat
+                self._frame_temp[patch.address] = reading.value
         if not any(r.metric == _STATUS.name for r in readings):
             # The status byte is a reading of its own: rules alert on "off skin".
             status = float(int(frame.status))
@@ -103,7 +111,40 @@ class PatchIntake:
             return None
         self._last_advert[patch.address] = data
         self._counters.accept("advert")
+        if advert.unknown:
+            self._counters.unknown_bthome(patch.device_id, advert.unknown)
         return self._keep(advert_readings(advert, device_id=patch.device_id, ts_us=self._now_us()))
+
+    def temperature(self, address: str, data: bytes) -> list[Reading] | None:
+        """A Health Thermometer indication as a ``wound_temp`` reading; [] when it repeats the
+        frame just accepted (the patch sends both for one measurement); None if refused.
+
+        An indication carries no MIC: it is taken only over a link the gateway opened to an
+        allowlisted address, and only when the authenticated frame did not already say it.
+        """
+        patch = self._patch(address)
+        if patch is None:
+            return None
+        try:
+            measured = decode_temperature_measurement(data)
+        except BleDecodeError as exc:
+            self._counters.hts.labels("refused").inc()
+            self._counters.reject(patch.address, RejectReason.MALFORMED, f"HTS: {exc}")
+            return None
+        celsius = measured.celsius
+        frame_said = self._frame_temp.pop(patch.address, None)
+        if frame_said is not None and abs(frame_said - celsius) < _HTS_SAME_C:
+            self._counters.hts.labels("same_as_frame").inc()
+            return []
+        self._hts_seq[patch.address] = seq = self._hts_seq.get(patch.address, 0) + 1
+        reading = Reading(patch.device_id, _WOUND.name, celsius, _WOUND.unit, self._now_us(), seq)
+        if reading_problem(*reading) is not None:
+            self._counters.hts.labels("refused").inc()
+            self._counters.held_back.inc()
+            return []
+        self._presence.seen(patch.address, self._clock())
+        self._counters.hts.labels("stored").inc()
+        return [reading]
 
     def knows(self, address: str) -> bool:
         """Whether ``address`` is on the allowlist."""
