@@ -17,9 +17,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from contract import DeviceKind
+from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.outbox import Outbox
 from gateway.remote import RemoteAgent, RemoteSettings
-from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.uplink import UplinkSettings
 from service import desk
 from service.api import create_app
