@@ -60,7 +60,7 @@ class BleCounters:
         self.gone = Counter("vigil_ble_patches_gone", "Patches declared silent", registry=r)
         self.hts = Counter(
             "vigil_ble_hts_indications",
-            "Health Thermometer indications, by outcome (stored, same_as_frame, refused)",
+            "Health Thermometer indications, by outcome (stored, framed, refused)",
             ["outcome"],
             registry=r,
         )

@@ -18,7 +18,6 @@ from gateway.ble.presence import Presence
 
 _STATUS = METRICS["status_flags"]
 _WOUND = METRICS["wound_temp"]
-_HTS_SAME_C = 0.011  # the frame's resolution is 0.01 °C: closer than this is the same value
 
 
 class PatchIntake:
@@ -46,7 +45,7 @@ class PatchIntake:
         self._guard = ReplayGuard()
         self._last_advert: dict[str, bytes] = {}
         self._last_frame: dict[str, bytes] = {}
-        self._frame_temp: dict[str, float] = {}  # last frame's wound_temp, until HTS repeats it
+        self._framed: set[str] = set()  # patches that notified frames: not read through HTS
         self._hts_seq: dict[str, int] = {}
 
     def notification(self, address: str, data: bytes) -> list[Reading] | None:
@@ -55,6 +54,7 @@ class PatchIntake:
         patch = self._patch(address)
         if patch is None:
             return None
+        self._framed.add(patch.address)
         if self._last_frame.get(patch.address) == data:
             self._counters.duplicate_frames.inc()
             return []
@@ -73,9 +73,6 @@ class PatchIntake:
         ts_us = self._now_us()
         converted = frame_readings(frame, device_id=patch.device_id, ts_us=ts_us)
         readings = self._keep(converted)
-        for reading in readings:
-            if reading.metric == _WOUND.name:  # what a following HTS indication will repeat
-                self._frame_temp[patch.address] = reading.value
         if not any(r.metric == _STATUS.name for r in readings):
             # The status byte is a reading of its own: rules alert on "off skin".
             status = float(int(frame.status))
@@ -116,11 +113,13 @@ class PatchIntake:
         return self._keep(advert_readings(advert, device_id=patch.device_id, ts_us=self._now_us()))
 
     def temperature(self, address: str, data: bytes) -> list[Reading] | None:
-        """A Health Thermometer indication as a ``wound_temp`` reading; [] when it repeats the
-        frame just accepted (the patch sends both for one measurement); None if refused.
+        """A Health Thermometer indication as a ``wound_temp`` reading; [] from a patch that
+        speaks the frame (which says it, authenticated); None if refused.
 
-        An indication carries no MIC: it is taken only over a link the gateway opened to an
-        allowlisted address, and only when the authenticated frame did not already say it.
+        An indication carries no MIC, no off-skin flag and no counter: it is taken only from a
+        plain thermometer (no frame ever notified), over a link the gateway opened to an
+        allowlisted address. A patch that sends frames — even refused ones — is never read
+        through it, so a spoofer or an off-skin patch cannot get a value past the frame's checks.
         """
         patch = self._patch(address)
         if patch is None:
@@ -132,9 +131,8 @@ class PatchIntake:
             self._counters.reject(patch.address, RejectReason.MALFORMED, f"HTS: {exc}")
             return None
         celsius = measured.celsius
-        frame_said = self._frame_temp.pop(patch.address, None)
-        if frame_said is not None and abs(frame_said - celsius) < _HTS_SAME_C:
-            self._counters.hts.labels("same_as_frame").inc()
+        if patch.address in self._framed:
+            self._counters.hts.labels("framed").inc()
             return []
         self._hts_seq[patch.address] = seq = self._hts_seq.get(patch.address, 0) + 1
         reading = Reading(patch.device_id, _WOUND.name, celsius, _WOUND.unit, self._now_us(), seq)

@@ -33,7 +33,7 @@ async def test_hts_indications_are_stored_when_the_frame_does_not_carry_them() -
         assert patch.address in h.acquisition.connected  # indications keep the link alive
 
 
-async def test_hts_indications_repeating_the_frame_are_not_stored_twice() -> None:
+async def test_a_patch_that_sends_frames_is_never_read_through_hts() -> None:
     async with running(1, connectable=1) as h:
         await h.play(8.0)
         patch = h.patches[0]
@@ -41,7 +41,7 @@ async def test_hts_indications_repeating_the_frame_are_not_stored_twice() -> Non
         frames = {e.counter for e in patch.emissions if e.authentic and e.notified}
         temps = h.of(patch, "wound_temp")
         assert sorted(r.seq for r in temps) == sorted(sent)  # one per measurement
-        same = h.acquisition.counters.hts.labels("same_as_frame")._value.get()
+        same = h.acquisition.counters.hts.labels("framed")._value.get()
         assert same >= len(frames) - 1 and frames
 
 
