@@ -160,3 +160,49 @@ async def test_bad_messages_are_dead_lettered_with_reasons(
         # Nothing bad was recorded as presence, and the channel is still up.
         assert here.store.presence("us-1") is None and here.agent.connected.is_set()
         await asyncio.sleep(0)
+
+
+async def test_a_gateway_process_keeps_presence_and_says_goodbye(
+    mosquitto: PrivateMosquitto, tmp_path: Path
+) -> None:
+    """The real ``Gateway`` with ``remote`` set: online while it runs, ``shutdown`` when it stops
+    cleanly (no alert), its health summary in the gateway file."""
+    from gateway.app import Gateway, GatewaySettings
+    from gateway.equipment_bridge import SiteBrokerSettings
+    from gateway.remote import RemoteSettings
+    from gateway.uplink import UplinkSettings
+
+    alerts: list[AlertEvent] = []
+    settings = GatewaySettings(
+        gateway_id="gw-proc",
+        outbox_path=tmp_path / "gw.db",
+        uplink=UplinkSettings(port=mosquitto.port, require_confirmation=False),
+        site_broker=SiteBrokerSettings(port=mosquitto.port, site=SITE),
+        remote=RemoteSettings(),
+        health_every_s=0.2,
+    )
+    async with (
+        remote_site(mosquitto.port, tmp_path, gateway=False) as here,
+        alert_listener(mosquitto.port, alerts),
+    ):
+        async with Gateway(settings) as gw:
+            assert gw.remote is not None
+            await wait_until_async(
+                lambda: (
+                    (p := here.store.presence("gw-proc")) is not None
+                    and p.state is PresenceState.ONLINE
+                ),
+                20,
+                "gateway online",
+            )
+            await wait_until_async(
+                lambda: here.store.gateway_health("gw-proc") is not None, 20, "health stored"
+            )
+        await wait_until_async(
+            lambda: here.store.presence("gw-proc").reason is PresenceReason.SHUTDOWN,  # type: ignore[union-attr]
+            20,
+            "clean goodbye",
+        )
+        seen = here.api.get("/gateways/gw-proc", headers=here.headers("eng1")).json()
+        assert seen["presence"]["state"] == "offline" and seen["health"]["gateway_id"] == "gw-proc"
+        assert not [a for a in alerts if a.rule_id == OFFLINE_RULE]
