@@ -47,6 +47,7 @@ from gateway.uplink import UplinkSettings
 from infra.consume import payload_bytes
 from infra.mqtt_properties import publish_properties, request_properties
 from infra.mqtt_tls import MqttTls, tls_context
+from infra.tasks import supervise
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +162,14 @@ class RemoteAgent:
         self.connected.set()
         self._results_due.set()
         log.info("remote channel up for gateway %s", self.gateway_id)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._uplink_messages(uplink, site))
-            group.create_task(self._send_results(uplink))
-            group.create_task(self._timeouts())
-            if site is not None:
-                group.create_task(self._site_messages(site, uplink))
+        tasks = [
+            self._uplink_messages(uplink, site),
+            self._send_results(uplink),
+            self._timeouts(),
+        ]
+        if site is not None:
+            tasks.append(self._site_messages(site, uplink))
+        await supervise(*tasks)
 
     async def _goodbye(self, uplink: aiomqtt.Client) -> None:
         """A clean stop says so, so that it is not taken for a crash."""

@@ -11,6 +11,7 @@ import aiomqtt
 from contract import Reading
 from contract.topics import equipment_topic
 from infra.mqtt_tls import MqttTls, tls_context
+from infra.tasks import stop_all
 from simulator.agent import EquipmentAgent
 from simulator.fleet import Fleet
 
@@ -93,13 +94,13 @@ class SimulatedFleet:
     ) -> dict[str, aiomqtt.Client]:
         """Connect every device's agent and have it answer commands while the run lasts."""
         site = self.fleet.spec.site
-        group = await stack.enter_async_context(asyncio.TaskGroup())
         for device in self.fleet.equipment:
             tls = self.device_tls(device.device_id) if self.device_tls else None
             agent = EquipmentAgent(device, site, host, port, tls=tls, sim_time=self.sim_time)
             self.agents[device.device_id] = await stack.enter_async_context(agent)
-            task = group.create_task(agent.serve())
-            stack.callback(task.cancel)
+        serving = [asyncio.create_task(a.serve()) for a in self.agents.values()]
+        # Unwound first: every agent stops answering before it says goodbye and disconnects.
+        stack.push_async_callback(stop_all, serving)
         return {device_id: agent.client for device_id, agent in self.agents.items()}
 
     def sim_time(self) -> float:

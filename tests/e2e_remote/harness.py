@@ -21,6 +21,7 @@ from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.outbox import Outbox
 from gateway.remote import RemoteAgent, RemoteSettings
 from gateway.uplink import UplinkSettings
+from infra.tasks import stop_all
 from service import desk
 from service.api import create_app
 from service.api.settings import ApiSettings
@@ -95,13 +96,8 @@ class Site:
 
 
 async def cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` until it takes (aiomqtt can lose a cancel: see gateway/app.py)."""
-    task.cancel()
-    while not task.done():
-        await asyncio.wait({task}, timeout=1.0)
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        task.exception()
+    """Cancel ``task`` until it has ended (infra.tasks: aiomqtt can lose a cancel)."""
+    await stop_all([task])
 
 
 @contextlib.asynccontextmanager
