@@ -166,3 +166,31 @@ async def test_every_command_answers_and_timeouts_are_explicit(
         record = here.store.command("c-timeout")
         assert record is not None and record.state is CommandState.TIMEOUT
         assert "did not answer" in record.result.message  # type: ignore[union-attr]
+
+
+async def test_a_command_for_a_gateway_that_stays_offline_expires_explicitly(
+    mosquitto: PrivateMosquitto, tmp_path: Path
+) -> None:
+    async with remote_site(mosquitto.port, tmp_path) as here, equipment(mosquitto.port) as sim:
+        await wait_until_async(lambda: here.store.presence("us-000") is not None, 20, "online")
+        ticket_id = await asyncio.to_thread(here.ticket_for, "us-000")
+        await here.stop_gateway()
+        body = {"command": "reboot", "command_id": "c-late", "expires_in_s": 10, "timeout_s": 1}
+        sent = here.api.post(
+            f"/tickets/{ticket_id}/commands", json=body, headers=here.headers("eng1")
+        )
+        assert sent.status_code == 202, sent.text
+        await wait_until_async(
+            lambda: here.store.command("c-late").state is CommandState.EXPIRED,  # type: ignore[union-attr]
+            40,
+            "expired at the service",
+        )
+        record = here.store.command("c-late")
+        assert record is not None and record.result is not None
+        assert "offline" in record.result.message
+        # The broker dropped the request at its expiry and the service cleared it: a gateway
+        # that comes back now runs nothing.
+        assert not await _retained(mosquitto.port, command_topic(GATEWAY, "c-late"))
+        agent = here.start_gateway()
+        await wait_until_async(agent.connected.is_set, 20, "gateway back")
+        assert sim.agents["us-000"].executed == [] and not agent.commands.results
