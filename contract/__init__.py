@@ -12,6 +12,18 @@ from contract.codec import (
     decode_batch,
     encode_batch,
 )
+from contract.commands import (
+    CATALOGUE,
+    CommandName,
+    CommandRequest,
+    CommandResult,
+    CommandSpec,
+    CommandStatus,
+    EquipmentReply,
+    decode_command_request,
+    decode_command_result,
+    decode_equipment_reply,
+)
 from contract.confirm import (
     CONFIRM_VERSION,
     Confirmation,
@@ -27,10 +39,20 @@ from contract.equipment import (
     equipment_readings,
 )
 from contract.errors import ContractError
+from contract.presence import (
+    DeviceInfoReport,
+    PresenceKind,
+    PresenceReason,
+    PresenceState,
+    PresenceStatus,
+    decode_device_info,
+    decode_presence,
+)
 from contract.reading import Batch, Reading, RejectedReading, check_reading, reading_problem
 from contract.validation import OutOfWindow, TimeWindow
 
 __all__ = [
+    "CATALOGUE",
     "CONFIRM_VERSION",
     "KIND_METRICS",
     "MAX_PAYLOAD_BYTES",
@@ -39,14 +61,25 @@ __all__ = [
     "AlertEvent",
     "AlertTransition",
     "Batch",
+    "CommandName",
+    "CommandRequest",
+    "CommandResult",
+    "CommandSpec",
+    "CommandStatus",
     "Confirmation",
     "ContractError",
     "DecodedBatch",
+    "DeviceInfoReport",
     "DeviceKind",
     "EquipmentMessage",
     "EquipmentReadings",
+    "EquipmentReply",
     "MetricSpec",
     "OutOfWindow",
+    "PresenceKind",
+    "PresenceReason",
+    "PresenceState",
+    "PresenceStatus",
     "Reading",
     "RejectedReading",
     "Severity",
@@ -56,8 +89,13 @@ __all__ = [
     "confirmation_mac",
     "decode_alert",
     "decode_batch",
+    "decode_command_request",
+    "decode_command_result",
     "decode_confirmation",
+    "decode_device_info",
     "decode_equipment_message",
+    "decode_equipment_reply",
+    "decode_presence",
     "encode_batch",
     "encode_confirmation",
     "equipment_readings",

@@ -29,9 +29,11 @@ from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, id_prob
 from gateway import dead_letters
 from gateway.counters import GatewayCounters
 from gateway.dead_letters import Letter
+from gateway.device_info import DeviceInfoPublisher, DeviceInfoSource
 from gateway.equipment_bridge import EquipmentBridge, SiteBrokerSettings
 from gateway.health import BLE_PREFIX, SOURCE_FAILED, FaultingSource, HealthAlarms, HealthReporter
 from gateway.outbox import Outbox
+from gateway.remote import RemoteAgent, RemoteSettings
 from gateway.source import ReadingSource
 from gateway.uplink import Uplink, UplinkSettings
 from infra.time_us import now_us
@@ -61,6 +63,8 @@ class GatewaySettings:
     # Running this long without a task dying clears a source-failed alert left by an earlier
     # run, and faults an earlier run raised that the sources do not see any more.
     healthy_after_s: float = 60.0
+    # Presence (last will) and remote commands over MQTT 5 (gateway/remote.py); None: off.
+    remote: RemoteSettings | None = None
 
 
 class Gateway:
@@ -113,9 +117,24 @@ class Gateway:
             self.outbox, self.sources, self.alarms, settings.health_every_s, self._rules
         )
         self.uplink.publishers.append(self.health.publish)
+        for source in self.sources:
+            if isinstance(source, DeviceInfoSource):
+                info = DeviceInfoPublisher(settings.gateway_id, source)
+                self.uplink.publishers.append(info.publish)
+        self.remote: RemoteAgent | None = None
+        if settings.remote is not None:
+            self.remote = RemoteAgent(
+                settings.gateway_id,
+                self.outbox,
+                settings.uplink,
+                settings.site_broker,
+                settings.remote,
+            )
 
     async def __aenter__(self) -> Self:
         self._tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
+        if self.remote is not None:
+            self._tasks.append(asyncio.create_task(self.remote.run(), name="remote"))
         if self.settings.dead_letter_max_age_s is not None:
             expiry = asyncio.create_task(self._expire_dead_letters(), name="dead-letter-expiry")
             self._tasks.append(expiry)

@@ -11,6 +11,8 @@ import aiomqtt
 from contract import Reading
 from contract.topics import equipment_topic
 from infra.mqtt_tls import MqttTls, tls_context
+from infra.tasks import stop_all
+from simulator.agent import EquipmentAgent
 from simulator.fleet import Fleet
 
 ReadingSink = Callable[[Sequence[Reading]], Awaitable[None]]
@@ -37,6 +39,7 @@ class SimulatedFleet:
         site_broker: tuple[str, int] | None = None,
         start_after: asyncio.Event | None = None,
         device_tls: DeviceTls | None = None,
+        remote: bool = False,
     ) -> None:
         self.fleet = fleet
         self.ticks = ticks
@@ -45,6 +48,9 @@ class SimulatedFleet:
         self.start_after = start_after
         self.device_tls = device_tls
         self.ticks_done = 0
+        # MQTT 5 per device: presence with a last will, and answers to remote commands.
+        self.remote = remote
+        self.agents: dict[str, EquipmentAgent] = {}
 
     async def run(self, sink: ReadingSink) -> None:
         """Emit every tick, then return."""
@@ -52,7 +58,9 @@ class SimulatedFleet:
             await self.start_after.wait()
         async with contextlib.AsyncExitStack() as stack:
             clients: dict[str, aiomqtt.Client] = {}
-            if self.site_broker is not None and self.fleet.equipment:
+            if self.site_broker is not None and self.fleet.equipment and self.remote:
+                clients = await self._agents(stack, *self.site_broker)
+            elif self.site_broker is not None and self.fleet.equipment:
                 host, port = self.site_broker
                 for device in self.fleet.equipment:
                     tls = self.device_tls(device.device_id) if self.device_tls else None
@@ -80,3 +88,21 @@ class SimulatedFleet:
                     )
                 self.ticks_done = tick + 1
                 await asyncio.sleep(self.tick_wall_s)
+
+    async def _agents(
+        self, stack: contextlib.AsyncExitStack, host: str, port: int
+    ) -> dict[str, aiomqtt.Client]:
+        """Connect every device's agent and have it answer commands while the run lasts."""
+        site = self.fleet.spec.site
+        for device in self.fleet.equipment:
+            tls = self.device_tls(device.device_id) if self.device_tls else None
+            agent = EquipmentAgent(device, site, host, port, tls=tls, sim_time=self.sim_time)
+            self.agents[device.device_id] = await stack.enter_async_context(agent)
+        serving = [asyncio.create_task(a.serve()) for a in self.agents.values()]
+        # Unwound first: every agent stops answering before it says goodbye and disconnects.
+        stack.push_async_callback(stop_all, serving)
+        return {device_id: agent.client for device_id, agent in self.agents.items()}
+
+    def sim_time(self) -> float:
+        """The simulated time reached, in seconds."""
+        return self.ticks_done * self.fleet.spec.tick_s

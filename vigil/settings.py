@@ -28,6 +28,7 @@ from pydantic_settings import (
 from contract import DeviceKind, Severity
 from gateway.app import GatewaySettings
 from gateway.equipment_bridge import SiteBrokerSettings
+from gateway.remote import RemoteSettings
 from gateway.uplink import UplinkSettings
 from infra.confirm_keys import KeyFileError, read_key
 from infra.mqtt_tls import MqttTls, TlsFilesError
@@ -123,6 +124,8 @@ class GatewayConfig(Section):
     """Seconds between health summaries on `vigil/v1/gateways/<id>/health` (retained)."""
     metrics_port: int | None = None
     """Serve the gateway's Prometheus metrics (BLE counters included) on this port; unset: off."""
+    remote: bool = False
+    """Presence (last will) and remote commands over MQTT 5 on both brokers (gateway/remote.py)."""
 
 
 class IngestConfig(Section):
@@ -197,6 +200,8 @@ class ServiceConfig(Section):
     """MQTT 5; off for 3.1.1 brokers."""
     tick_interval_s: float = 60.0
     """Seconds between escalation, SLA breach and schedule runs."""
+    remote: bool = False
+    """Also consume presence, gateway health and command results, and send commands (MQTT 5)."""
     webhook_urls: list[str] = []
     """Service-team webhook endpoints."""
     webhook_secret: SecretStr = SecretStr("")
@@ -250,6 +255,8 @@ class SimulatorConfig(Section):
     """Wall seconds between samples."""
     device_certs_dir: Path | None = None
     """Per-device `<id>.crt`/`.key` (a PKI's issued/); unset: all use [site_broker]'s cert."""
+    remote: bool = False
+    """Equipment keeps MQTT 5 presence (last will) and answers remote commands."""
 
 
 class FhirConfig(Section):
@@ -567,6 +574,7 @@ class VigilSettings(BaseSettings):
                 confirm_key=_key("[gateway] confirm_key_file", g.confirm_key_file),
             ),
             site_broker=self.site_broker_settings() if g.bridge_equipment else None,
+            remote=RemoteSettings() if g.remote else None,
         )
 
     def site_broker_settings(self) -> SiteBrokerSettings:

@@ -3,8 +3,10 @@
 Service data = device-info byte, [MAC reversed, if bit 1], then either the objects in clear or,
 when bit 0 is set, AES-CCM ciphertext || counter (u32 LE) || 4-byte MIC. The nonce is
 MAC (6, display order) || d2 fc || device-info byte || counter (u32 LE), with no associated data,
-exactly as BTHome v2 specifies. Each object is an id byte and a fixed-length little-endian value;
-an unknown id makes the rest unparseable, so it is a decode error.
+exactly as BTHome v2 specifies. Each object is an id byte and a fixed-length little-endian value.
+An object vigil does not use but BTHome defines is skipped by its length and listed in
+``unknown``; an id BTHome does not define leaves the rest unparseable: the objects before it are
+kept and the id is listed. A device that adds an object to its firmware loses nothing it sent.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class BTHomeAdvert:
     counter: int | None  # the AES-CCM counter; None for plain adverts
     trigger_based: bool = False
     mac: bytes | None = None  # the MAC the advert itself carries, display order
+    unknown: tuple[int, ...] = ()  # object ids skipped (vigil does not use them), in order
 
     @property
     def packet_id(self) -> int | None:
@@ -104,9 +107,11 @@ def encode_bthome_adv(
     counter: int | None = None,
     trigger_based: bool = False,
     include_mac: bool = False,
+    extra_objects: bytes = b"",
 ) -> bytes:
     """Service data for UUID 0xFCD2; encrypted when ``key`` is given (then ``mac`` and
-    ``counter`` are required). Objects are stably sorted by id, as BTHome asks."""
+    ``counter`` are required). Objects are stably sorted by id, as BTHome asks;
+    ``extra_objects`` (encoded objects vigil does not use: a newer firmware's) follow them."""
     if (key is not None or include_mac) and (mac is None or len(mac) != ADDRESS_LEN):
         raise BleEncodeError("a 6-byte MAC is required to encrypt or include it")
     if key is None and counter is not None:
@@ -120,6 +125,7 @@ def encode_bthome_adv(
         info |= DeviceInfo.TRIGGER_BASED
     info_byte = int(info) | (BTHOME_VERSION << 5)
     objects = b"".join(_encode_object(v) for v in sorted(values, key=lambda v: v.object_id))
+    objects += extra_objects
     head = bytes([info_byte]) + (bytes(reversed(mac)) if include_mac and mac else b"")
     if key is None:
         return head + objects
@@ -167,8 +173,10 @@ def decode_bthome_adv(
         counter = int.from_bytes(count, "little")
     elif key is not None:
         raise BleAuthError("plain BTHome advert from a device that has a key: downgrade")
+    values, unknown = _decode_objects(rest)
     return BTHomeAdvert(
-        values=_decode_objects(rest),
+        values=values,
+        unknown=unknown,
         encrypted=counter is not None,
         counter=counter,
         trigger_based=bool(info & DeviceInfo.TRIGGER_BASED),
@@ -199,14 +207,22 @@ def _encode_object(item: BTHomeValue) -> bytes:
     return bytes([object_id]) + raw.to_bytes(spec.length, "little", signed=spec.signed)
 
 
-def _decode_objects(payload: bytes) -> tuple[BTHomeValue, ...]:
+def _decode_objects(payload: bytes) -> tuple[tuple[BTHomeValue, ...], tuple[int, ...]]:
+    """The objects vigil knows, and the ids it skipped (an undefined id ends the parse)."""
     values: list[BTHomeValue] = []
+    unknown: list[int] = []
     pos = 0
     while pos < len(payload):
+        raw_id = payload[pos]
         try:
-            object_id = BTHomeObject(payload[pos])
+            object_id = BTHomeObject(raw_id)
         except ValueError:
-            raise BleDecodeError(f"unknown BTHome object id 0x{payload[pos]:02x}") from None
+            unknown.append(raw_id)
+            skipped = _skip(payload, pos)
+            if skipped is None:
+                break  # its length is not known: nothing after it can be read
+            pos = skipped
+            continue
         spec = _SPECS[object_id]
         end = pos + 1 + spec.length
         if end > len(payload):
@@ -214,4 +230,33 @@ def _decode_objects(payload: bytes) -> tuple[BTHomeValue, ...]:
         raw = int.from_bytes(payload[pos + 1 : end], "little", signed=spec.signed)
         values.append(BTHomeValue(object_id, from_fixed(raw, spec.scale)))
         pos = end
-    return tuple(values)
+    return tuple(values), tuple(unknown)
+
+
+def _skip(payload: bytes, pos: int) -> int | None:
+    """Where the object at ``pos`` (one vigil does not use) ends; None if BTHome has no length
+    for its id or it runs past the end."""
+    object_id = payload[pos]
+    if object_id in _VARIABLE:
+        if pos + 1 >= len(payload):
+            return None
+        end = pos + 2 + payload[pos + 1]
+    elif (length := _LENGTHS.get(object_id)) is not None:
+        end = pos + 1 + length
+    else:
+        return None
+    return end if end <= len(payload) else None
+
+
+# Value lengths of every object id BTHome v2 defines (bthome.io/format), for skipping the ones
+# vigil does not use. 0x53 (text) and 0x54 (raw) carry their own length byte.
+_LENGTHS: Final[dict[int, int]] = {
+    **dict.fromkeys((0x00, 0x01, 0x09, 0x2E, 0x2F, 0x3A, 0x46), 1),
+    **dict.fromkeys(range(0x0F, 0x2E), 1),  # binary sensors
+    **dict.fromkeys((0x02, 0x03, 0x06, 0x07, 0x08, 0x0C, 0x0D, 0x0E, 0x12, 0x13, 0x14), 2),
+    **dict.fromkeys((0x3C, 0x3D, 0x3F, 0x40, 0x41, 0x43, 0x44, 0x45, 0x47, 0x48, 0x49), 2),
+    **dict.fromkeys((0x4A, 0x51, 0x52, 0xF0), 2),
+    **dict.fromkeys((0x04, 0x05, 0x0A, 0x0B, 0x42, 0x4B, 0xF2), 3),
+    **dict.fromkeys((0x3E, 0x4C, 0x4D, 0x4E, 0x4F, 0x50, 0xF1), 4),
+}
+_VARIABLE: Final = frozenset({0x53, 0x54})

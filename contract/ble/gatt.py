@@ -61,6 +61,7 @@ class DeviceInformation:
     model_number: str
     serial_number: str
     firmware_revision: str
+    hardware_revision: str = ""  # optional in the service: "" when the patch has none
 
 
 _DIS_FIELDS: Final = (
@@ -68,6 +69,7 @@ _DIS_FIELDS: Final = (
     ("serial_number", uuids.SERIAL_NUMBER),
     ("firmware_revision", uuids.FIRMWARE_REVISION),
 )
+_OPTIONAL_FIELDS: Final = (("hardware_revision", uuids.HARDWARE_REVISION),)
 
 
 def decode_device_information(values: Mapping[str, bytes]) -> DeviceInformation:
@@ -82,6 +84,9 @@ def decode_device_information(values: Mapping[str, bytes]) -> DeviceInformation:
         if not text.strip():
             raise BleDecodeError(f"device information has an empty {name.replace('_', ' ')}")
         fields[name] = text
+    for name, uuid in _OPTIONAL_FIELDS:
+        if (raw := by_uuid.get(uuid)) is not None:
+            fields[name] = decode_utf8s(raw).strip()
     return DeviceInformation(**fields)
 
 
@@ -93,4 +98,7 @@ def encode_device_information(info: DeviceInformation) -> dict[str, bytes]:
         if not text.strip():
             raise BleEncodeError(f"empty {name.replace('_', ' ')}")
         out[uuid] = encode_utf8s(text)
+    for name, uuid in _OPTIONAL_FIELDS:
+        if text := getattr(info, name):
+            out[uuid] = encode_utf8s(text)
     return out

@@ -111,6 +111,18 @@ class BleAcquisition:
         """The adapters in use, by MAC."""
         return self.fleet.runners
 
+    def device_info_due(self) -> list[tuple[str, DeviceInformation]]:
+        """(device id, Device Information) read or changed since last published."""
+        unpublished = self.links.info_unpublished
+        return [(self.patches[a].device_id, i) for a, i in unpublished.items() if a in self.patches]
+
+    def device_info_published(self, device_id: str, info: DeviceInformation) -> None:
+        """Forget a report once the broker took it (unless it changed meanwhile)."""
+        for address, pending in list(self.links.info_unpublished.items()):
+            patch = self.patches.get(address)
+            if patch is not None and patch.device_id == device_id and pending == info:
+                del self.links.info_unpublished[address]
+
     @property
     def device_info(self) -> dict[str, DeviceInformation]:
         """Device Information read from each patch (for the installed-base archive)."""

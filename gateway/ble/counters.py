@@ -27,6 +27,15 @@ class BleCounters:
     """One registry per acquisition, so several can share a process (tests, benchmarks)."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # device id → BTHome object id → adverts that carried it unused (health, doctor, tests)
+    unknown_objects: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def unknown_bthome(self, device_id: str, object_ids: tuple[int, ...]) -> None:
+        """Count the BTHome object ids one advert of ``device_id`` carried that vigil skips."""
+        per_device = self.unknown_objects.setdefault(device_id, {})
+        for object_id in object_ids:
+            per_device[object_id] = per_device.get(object_id, 0) + 1
+            self.bthome_unknown.labels(f"0x{object_id:02x}").inc()
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -49,6 +58,18 @@ class BleCounters:
             "vigil_ble_link_failures", "Connection attempts or links that failed", registry=r
         )
         self.gone = Counter("vigil_ble_patches_gone", "Patches declared silent", registry=r)
+        self.hts = Counter(
+            "vigil_ble_hts_indications",
+            "Health Thermometer indications, by outcome (stored, framed, refused)",
+            ["outcome"],
+            registry=r,
+        )
+        self.bthome_unknown = Counter(
+            "vigil_ble_bthome_unknown_objects",
+            "BTHome objects skipped (ids vigil does not use); the advert's known values are kept",
+            ["object_id"],
+            registry=r,
+        )
         self.outbox_overflow = Counter(
             "vigil_ble_outbox_overflow", "Readings dropped: the sink fell behind", registry=r
         )

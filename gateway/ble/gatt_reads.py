@@ -11,8 +11,13 @@ _DIS = (uuids.MODEL_NUMBER, uuids.SERIAL_NUMBER, uuids.FIRMWARE_REVISION)
 
 
 async def read_device_information(client: BleakClient) -> DeviceInformation:
-    """Model, serial and firmware revision (BleDecodeError if the patch sends nonsense)."""
+    """Model, serial, firmware and hardware revision (BleDecodeError on nonsense)."""
     values = {uuid: bytes(await client.read_gatt_char(uuid)) for uuid in _DIS}
+    # Hardware Revision is optional in the service: read only when the patch exposes it.
+    if client.services.get_characteristic(uuids.HARDWARE_REVISION) is not None:
+        values[uuids.HARDWARE_REVISION] = bytes(
+            await client.read_gatt_char(uuids.HARDWARE_REVISION)
+        )
     return decode_device_information(values)
 
 

@@ -7,15 +7,17 @@ from collections.abc import Callable, Mapping
 from contract.ble.bthome import decode_bthome_adv
 from contract.ble.errors import BleAuthError, BleDecodeError
 from contract.ble.frame import decode_patch_frame
+from contract.ble.health_thermometer import decode_temperature_measurement
 from contract.ble.readings import PatchReadings, advert_readings, frame_readings
 from contract.ble.replay import ReplayGuard, ReplayReason
 from contract.catalog import METRICS
-from contract.reading import Reading
+from contract.reading import Reading, reading_problem
 from gateway.ble.allowlist import PairedPatch
 from gateway.ble.counters import BleCounters, RejectReason
 from gateway.ble.presence import Presence
 
 _STATUS = METRICS["status_flags"]
+_WOUND = METRICS["wound_temp"]
 
 
 class PatchIntake:
@@ -43,6 +45,8 @@ class PatchIntake:
         self._guard = ReplayGuard()
         self._last_advert: dict[str, bytes] = {}
         self._last_frame: dict[str, bytes] = {}
+        self._framed: set[str] = set()  # patches that notified frames: not read through HTS
+        self._hts_seq: dict[str, int] = {}
 
     def notification(self, address: str, data: bytes) -> list[Reading] | None:
         """Readings of one measurement-characteristic notification ([] for a doubled one);
@@ -50,6 +54,7 @@ class PatchIntake:
         patch = self._patch(address)
         if patch is None:
             return None
+        self._framed.add(patch.address)
         if self._last_frame.get(patch.address) == data:
             self._counters.duplicate_frames.inc()
             return []
@@ -103,7 +108,41 @@ class PatchIntake:
             return None
         self._last_advert[patch.address] = data
         self._counters.accept("advert")
+        if advert.unknown:
+            self._counters.unknown_bthome(patch.device_id, advert.unknown)
         return self._keep(advert_readings(advert, device_id=patch.device_id, ts_us=self._now_us()))
+
+    def temperature(self, address: str, data: bytes) -> list[Reading] | None:
+        """A Health Thermometer indication as a ``wound_temp`` reading; [] from a patch that
+        speaks the frame (which says it, authenticated); None if refused.
+
+        An indication carries no MIC, no off-skin flag and no counter: it is taken only from a
+        plain thermometer (no frame ever notified), over a link the gateway opened to an
+        allowlisted address. A patch that sends frames — even refused ones — is never read
+        through it, so a spoofer or an off-skin patch cannot get a value past the frame's checks.
+        """
+        patch = self._patch(address)
+        if patch is None:
+            return None
+        try:
+            measured = decode_temperature_measurement(data)
+        except BleDecodeError as exc:
+            self._counters.hts.labels("refused").inc()
+            self._counters.reject(patch.address, RejectReason.MALFORMED, f"HTS: {exc}")
+            return None
+        celsius = measured.celsius
+        if patch.address in self._framed:
+            self._counters.hts.labels("framed").inc()
+            return []
+        self._hts_seq[patch.address] = seq = self._hts_seq.get(patch.address, 0) + 1
+        reading = Reading(patch.device_id, _WOUND.name, celsius, _WOUND.unit, self._now_us(), seq)
+        if reading_problem(*reading) is not None:
+            self._counters.hts.labels("refused").inc()
+            self._counters.held_back.inc()
+            return []
+        self._presence.seen(patch.address, self._clock())
+        self._counters.hts.labels("stored").inc()
+        return [reading]
 
     def knows(self, address: str) -> bool:
         """Whether ``address`` is on the allowlist."""

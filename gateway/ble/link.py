@@ -1,6 +1,7 @@
 """Hold one connection to one patch: subscribe first, read what is due on the side, stream frames.
 
-The measurement subscription comes before anything else: Device Information and Battery Level
+The measurement subscription comes before anything else (then Health Thermometer indications,
+when the patch exposes that service): Device Information and Battery Level
 are best-effort (a patch that answers NotPermitted, or garbage, still streams). A link that brings
 no authentic frame for ``link_silence_s`` is hung up, so a mute patch does not keep a slot. A
 missing measurement characteristic means BlueZ resolved a stale GATT cache: the link ends with
@@ -57,6 +58,9 @@ class LinkOwner(Protocol):
         """Seconds since the link brought an authentic frame (or came up)."""
         ...
 
+    def on_temperature(self, address: str, data: bytes) -> None:
+        """A Health Thermometer indication arrived."""
+
     def wants_info(self, address: str) -> bool:
         """Whether Device Information still needs reading."""
         ...
@@ -107,6 +111,12 @@ async def hold_link(
             await client.start_notify(uuids.PATCH_MEASUREMENT, on_notify)
         except BleakCharacteristicNotFoundError as exc:
             raise StaleGattCache(f"{address}: {exc}") from exc
+        if client.services.get_characteristic(uuids.TEMPERATURE_MEASUREMENT) is not None:
+            # The standard thermometer too: what it says beyond the frame is kept (intake).
+            await client.start_notify(
+                uuids.TEMPERATURE_MEASUREMENT,
+                lambda _c, data: owner.on_temperature(address, bytes(data)),
+            )
         await _best_effort(client, owner, address, info=True)
         while not lost.is_set():
             if owner.frame_age(address) > config.link_silence_s:

@@ -65,6 +65,7 @@ class PatchLinks:
         self.tasks: asyncio.TaskGroup | None = None  # set while the acquisition runs
         self.held: dict[str, asyncio.Task[None]] = {}
         self.device_info: dict[str, DeviceInformation] = {}  # for the installed-base archive
+        self.info_unpublished: dict[str, DeviceInformation] = {}  # by address, until published
         self.battery: dict[str, BatteryLevel] = {}
         self.adopting: set[str] = set()  # links BlueZ held at start-up, offered for adoption
         self.peak_links = 0
@@ -215,6 +216,14 @@ class PatchLinks:
         self._bad_frames[address] = bad
         return bad < self.config.max_bad_frames
 
+    def on_temperature(self, address: str, data: bytes) -> None:
+        """A Health Thermometer indication: a reading when it adds to the frames."""
+        readings = self._intake.temperature(address, data)
+        if readings:
+            self._frame_at[address] = self._clock()  # a thermometer-only patch is alive too
+            self._heard(address)
+            self._deliver(readings)
+
     def frame_age(self, address: str) -> float:
         """Seconds since the link's last authentic frame (or since it came up)."""
         return self._clock() - self._frame_at.get(address, self._clock())
@@ -225,6 +234,8 @@ class PatchLinks:
 
     def on_info(self, address: str, info: DeviceInformation) -> None:
         """Keep Device Information for the installed-base archive."""
+        if self.device_info.get(address) != info:
+            self.info_unpublished[address] = info  # reported upstream (gateway/device_info.py)
         self.device_info[address] = info
         log.info(
             "BLE %s is %s serial %s firmware %s",

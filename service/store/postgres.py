@@ -43,9 +43,15 @@ from service.model import (
     TicketState,
 )
 from service.sla import SlaConfig
-from service.store.postgres_schema import AFTER_UPGRADES, MIGRATE_LOCK_KEY, SCHEMA, UPGRADES
+from service.store.postgres_schema import (
+    AFTER_UPGRADES,
+    MIGRATE_LOCK_KEY,
+    REMOTE_SCHEMA,
+    SCHEMA,
+    UPGRADES,
+)
 from service.store.rows import outbox_row, ticket_at, utc_text
-from service.store.sql_store import Dialect, SqlQueries
+from service.store.sql_store import Dialect, RemoteQueries, SqlQueries
 from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -88,7 +94,7 @@ DIALECT = Dialect(
 )
 
 
-class PostgresStore(SqlQueries):
+class PostgresStore(SqlQueries, RemoteQueries):
     """ServiceStore on one PostgreSQL database; safe to share between threads.
 
     Each thread's transaction (``atomic``) and each read outside one take a connection of the
@@ -128,6 +134,8 @@ class PostgresStore(SqlQueries):
                 if found is None:
                     conn.execute(alter)
             for statement in AFTER_UPGRADES:
+                conn.execute(statement)
+            for statement in REMOTE_SCHEMA:
                 conn.execute(statement)
         self.backfill()
 

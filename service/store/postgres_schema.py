@@ -148,3 +148,19 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_tickets_escalate ON service_tickets (escalate_us)",
     "CREATE INDEX IF NOT EXISTS service_tickets_clocks ON service_tickets (clocks)",
 )
+
+# --- remote diagnosis and presence (issue 16; service/store/sql_store.py RemoteQueries) -----
+REMOTE_SCHEMA: tuple[LiteralString, ...] = (
+    """CREATE TABLE IF NOT EXISTS remote_commands (
+        command_id text PRIMARY KEY, ticket_id text NOT NULL, state text NOT NULL,
+        due_us bigint NOT NULL, requested_us bigint NOT NULL, doc text NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS remote_commands_ticket"
+    " ON remote_commands (ticket_id, requested_us)",
+    "CREATE INDEX IF NOT EXISTS remote_commands_state ON remote_commands (state, due_us)",
+    """CREATE TABLE IF NOT EXISTS remote_presence (
+        subject_id text PRIMARY KEY, kind text NOT NULL, gateway_id text NOT NULL,
+        state text NOT NULL, doc text NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS remote_presence_gateway ON remote_presence (gateway_id)",
+    """CREATE TABLE IF NOT EXISTS remote_gateway_health (
+        gateway_id text PRIMARY KEY, at_us bigint NOT NULL, doc text NOT NULL)""",
+)

@@ -12,8 +12,10 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from contract.health import GatewayHealth
 from infra.retention import Pruned
 from service.audit import AuditEntry, AuditSigner
+from service.commands_model import CommandRecord, CommandState
 from service.compensation import ServiceCredit
 from service.knowledge import KnowledgeEntry
 from service.model import (
@@ -28,6 +30,7 @@ from service.model import (
     TicketState,
 )
 from service.parts import Reservation, Stock
+from service.presence_model import PresenceRecord
 from service.schedules import ScheduleConfig
 from service.sla import SlaConfig
 from service.store.aggregates import CreditTotals, KpiFacts
@@ -349,4 +352,46 @@ class ServiceStore(Protocol):
 
     def recalls(self) -> list[Recall]:
         """Every recalled lot, by lot."""
+        ...
+
+    # --- remote diagnosis and presence (issue 16; RemoteQueries in sql_store.py) -------------
+
+    def put_command(self, record: CommandRecord) -> bool:
+        """Insert a new command; False when its id exists already."""
+        ...
+
+    def update_command(self, record: CommandRecord, expected: Sequence[CommandState]) -> bool:
+        """Write ``record`` over a command still in one of ``expected`` states; False if not."""
+        ...
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """One command, or None."""
+        ...
+
+    def ticket_commands(self, ticket_id: str, limit: int = 200) -> list[CommandRecord]:
+        """A ticket's commands, oldest first."""
+        ...
+
+    def commands_in_state(self, state: CommandState, limit: int = 100) -> list[CommandRecord]:
+        """Commands in ``state``, oldest first."""
+        ...
+
+    def commands_overdue(self, now_us: int, limit: int = 100) -> list[CommandRecord]:
+        """Pending commands whose time for a result is up."""
+        ...
+
+    def put_presence(self, record: PresenceRecord) -> None:
+        """Insert or replace one subject's presence."""
+        ...
+
+    def presence(self, subject_id: str) -> PresenceRecord | None:
+        """One gateway's or device's presence, or None."""
+        ...
+
+    def put_gateway_health(self, health: GatewayHealth) -> bool:
+        """Keep a gateway's health summary unless a newer one is stored."""
+        ...
+
+    def gateway_health(self, gateway_id: str) -> GatewayHealth | None:
+        """A gateway's latest health summary, or None."""
         ...

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from contract.health import GatewayHealth
 from service import audit
 from service.audit import AuditEntry
+from service.commands_model import PENDING, CommandRecord, CommandState
 from service.compensation import ServiceCredit
 from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
 from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
 from service.parts import Reservation, Stock
+from service.presence_model import PresenceRecord
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
 from service.sla import SlaConfig
 from service.store import aggregates
@@ -684,3 +687,149 @@ class SqlQueries:
 
 
 __all__ = ["EVERYTHING", "Dialect", "SqlQueries"]
+
+
+# --- remote diagnosis and presence (issue 16) ---------------------------------------------
+# Same table names and SQL on both stores; documents are JSON text in ``doc``.
+
+
+class RemoteQueries:
+    """Commands on tickets, device and gateway presence, gateway health (any SQL store)."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """One transaction around everything inside (provided by the store)."""
+        raise NotImplementedError
+
+    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read (provided by the store)."""
+        raise NotImplementedError
+
+    def _execute(self, query: str, params: Sequence[Any] = ()) -> int:
+        """Run a write inside ``atomic()`` (provided by the store)."""
+        raise NotImplementedError
+
+    def put_command(self, record: CommandRecord) -> bool:
+        """Insert a new command; False (nothing written) when its id exists already."""
+        with self.atomic():
+            return (
+                self._execute(
+                    "INSERT INTO remote_commands (command_id, ticket_id, state, due_us,"
+                    " requested_us, doc) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (command_id) DO NOTHING",
+                    _command_row(record),
+                )
+                == 1
+            )
+
+    def update_command(self, record: CommandRecord, expected: Sequence[CommandState]) -> bool:
+        """Write ``record`` over a command still in one of ``expected`` states; False if not."""
+        with self.atomic():
+            _, _, state, due, _, doc = _command_row(record)
+            return (
+                self._execute(
+                    "UPDATE remote_commands SET state = ?, due_us = ?, doc = ?"
+                    f" WHERE command_id = ? AND state IN ({', '.join('?' * len(expected))})",
+                    (state, due, doc, record.command_id, *(str(e) for e in expected)),
+                )
+                == 1
+            )
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """One command, or None."""
+        rows = self._rows("SELECT doc FROM remote_commands WHERE command_id = ?", (command_id,))
+        return CommandRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def ticket_commands(self, ticket_id: str, limit: int = 200) -> list[CommandRecord]:
+        """A ticket's commands, oldest first (at most ``limit``)."""
+        rows = self._rows(
+            "SELECT doc FROM remote_commands WHERE ticket_id = ?"
+            " ORDER BY requested_us, command_id LIMIT ?",
+            (ticket_id, limit),
+        )
+        return [CommandRecord.model_validate_json(r[0]) for r in rows]
+
+    def commands_in_state(self, state: CommandState, limit: int = 100) -> list[CommandRecord]:
+        """Commands in ``state``, oldest first."""
+        rows = self._rows(
+            "SELECT doc FROM remote_commands WHERE state = ? ORDER BY due_us LIMIT ?",
+            (str(state), limit),
+        )
+        return [CommandRecord.model_validate_json(r[0]) for r in rows]
+
+    def commands_overdue(self, now_us: int, limit: int = 100) -> list[CommandRecord]:
+        """Pending commands whose time for a result is up."""
+        rows = self._rows(
+            "SELECT doc FROM remote_commands WHERE state IN (?, ?) AND due_us <= ?"
+            " ORDER BY due_us LIMIT ?",
+            (*(str(s) for s in PENDING), now_us, limit),
+        )
+        return [CommandRecord.model_validate_json(r[0]) for r in rows]
+
+    def put_presence(self, record: PresenceRecord) -> None:
+        """Insert or replace one subject's presence."""
+        with self.atomic():
+            self._execute(
+                "INSERT INTO remote_presence (subject_id, kind, gateway_id, state, doc)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET"
+                " kind = excluded.kind, gateway_id = excluded.gateway_id,"
+                " state = excluded.state, doc = excluded.doc",
+                (
+                    record.subject_id,
+                    str(record.kind),
+                    record.gateway_id,
+                    str(record.state),
+                    record.model_dump_json(),
+                ),
+            )
+
+    def presence(self, subject_id: str) -> PresenceRecord | None:
+        """One gateway's or device's presence, or None if it never reported."""
+        rows = self._rows("SELECT doc FROM remote_presence WHERE subject_id = ?", (subject_id,))
+        return PresenceRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def put_gateway_health(self, health: GatewayHealth) -> bool:
+        """Keep a gateway's health summary unless a newer one is stored; whether it was kept."""
+        with self.atomic():
+            return (
+                self._execute(
+                    "INSERT INTO remote_gateway_health (gateway_id, at_us, doc) VALUES (?, ?, ?)"
+                    " ON CONFLICT (gateway_id) DO UPDATE SET at_us = excluded.at_us,"
+                    " doc = excluded.doc WHERE remote_gateway_health.at_us < excluded.at_us",
+                    (health.gateway_id, health.at_us, health.model_dump_json()),
+                )
+                == 1
+            )
+
+    def gateway_health(self, gateway_id: str) -> GatewayHealth | None:
+        """A gateway's latest health summary, or None."""
+        rows = self._rows(
+            "SELECT doc FROM remote_gateway_health WHERE gateway_id = ?", (gateway_id,)
+        )
+        return GatewayHealth.model_validate_json(rows[0][0]) if rows else None
+
+
+def _command_row(record: CommandRecord) -> tuple[str, str, str, int, int, str]:
+    return (
+        record.command_id,
+        record.ticket_id,
+        str(record.state),
+        record.due_us,
+        record.requested_at_us,
+        record.model_dump_json(),
+    )
+
+
+# The DDL of the tables above, per dialect (appended to each store's schema).
+REMOTE_TABLES_SQLITE = """
+CREATE TABLE IF NOT EXISTS remote_commands (
+    command_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, state TEXT NOT NULL,
+    due_us INTEGER NOT NULL, requested_us INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS remote_commands_ticket ON remote_commands (ticket_id, requested_us);
+CREATE INDEX IF NOT EXISTS remote_commands_state ON remote_commands (state, due_us);
+CREATE TABLE IF NOT EXISTS remote_presence (
+    subject_id TEXT PRIMARY KEY, kind TEXT NOT NULL, gateway_id TEXT NOT NULL,
+    state TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS remote_presence_gateway ON remote_presence (gateway_id);
+CREATE TABLE IF NOT EXISTS remote_gateway_health (
+    gateway_id TEXT PRIMARY KEY, at_us INTEGER NOT NULL, doc TEXT NOT NULL);
+"""

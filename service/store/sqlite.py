@@ -39,7 +39,7 @@ from service.model import (
 from service.sla import SlaConfig
 from service.store.columns import DEVICE_COLUMNS, TICKET_COLUMNS
 from service.store.rows import outbox_row, ticket_at, utc_text
-from service.store.sql_store import Dialect, SqlQueries
+from service.store.sql_store import REMOTE_TABLES_SQLITE, Dialect, RemoteQueries, SqlQueries
 from service.traceability.model import Recall, UdiRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -230,7 +230,7 @@ class _Readers:
                 self._free.get_nowait().close()
 
 
-class SqliteStore(SqlQueries):
+class SqliteStore(SqlQueries, RemoteQueries):
     """ServiceStore on one SQLite database; safe to share between threads.
 
     One writer connection, its transactions serialised by a lock (``atomic``); reads outside a
@@ -263,6 +263,7 @@ class SqliteStore(SqlQueries):
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_TABLES)
+            self._db.executescript(REMOTE_TABLES_SQLITE)
         self._migrate()
         self._readers = None if memory else _Readers(str(path), busy_timeout_s, readers)
 

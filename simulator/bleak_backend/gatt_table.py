@@ -27,6 +27,7 @@ PATCH_GATT: Final[tuple[tuple[str, _Chars], ...]] = (
             (uuids.MODEL_NUMBER, ("read",)),
             (uuids.SERIAL_NUMBER, ("read",)),
             (uuids.FIRMWARE_REVISION, ("read",)),
+            (uuids.HARDWARE_REVISION, ("read",)),
         ),
     ),
 )

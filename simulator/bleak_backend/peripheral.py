@@ -82,7 +82,10 @@ class VirtualPatch:
             model_number="VGL-PATCH-1",
             serial_number=f"SN-{model.device_id}",
             firmware_revision="1.4.2",
+            hardware_revision="B2",
         )
+        self.sends_frames = True  # False: a plain Health Thermometer (indications only)
+        self.extra_bthome = b""  # encoded BTHome objects vigil does not use (newer firmware)
         self.counter = 0
         self.adverts_sent = 0  # advertising events on the air, heard or not
         self.adverts_heard = 0  # scanner callbacks those events caused
@@ -207,7 +210,13 @@ class VirtualPatch:
                 BTHomeValue(BTHomeObject.TEMPERATURE, sample.skin_temp),
                 BTHomeValue(BTHomeObject.MOISTURE, sample.exudate),
             ]
-        return encode_bthome_adv(values, mac=self.mac, key=self.air_key, counter=emission.counter)
+        return encode_bthome_adv(
+            values,
+            mac=self.mac,
+            key=self.air_key,
+            counter=emission.counter,
+            extra_objects=self.extra_bthome,
+        )
 
     def _transmission(self, bthome: bytes | None) -> Transmission:
         advert = air.advert_pdu(bthome)
@@ -222,7 +231,12 @@ class VirtualPatch:
 
     def refuse_device_information(self) -> None:
         """Answer every Device Information read with NotPermitted."""
-        self.unreadable |= {uuids.MODEL_NUMBER, uuids.SERIAL_NUMBER, uuids.FIRMWARE_REVISION}
+        self.unreadable |= {
+            uuids.MODEL_NUMBER,
+            uuids.SERIAL_NUMBER,
+            uuids.FIRMWARE_REVISION,
+            uuids.HARDWARE_REVISION,
+        }
 
     def read(self, char_uuid: str) -> bytes | None:
         """The value of a readable characteristic, or None if it is not readable."""

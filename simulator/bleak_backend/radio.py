@@ -287,7 +287,7 @@ class VirtualRadio:
         if emission is None or link is None:
             return
         notify = link.subscriptions.get(uuids.PATCH_MEASUREMENT)
-        if notify is not None:
+        if notify is not None and patch.sends_frames:
             for data in patch.frames_for(emission):
                 notify(bytearray(data))
         indicate = link.subscriptions.get(uuids.TEMPERATURE_MEASUREMENT)

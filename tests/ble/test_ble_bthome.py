@@ -130,7 +130,7 @@ def test_wrong_key_wrong_mac_missing_key_and_downgrade() -> None:
 
 @pytest.mark.parametrize(
     "hexed",
-    ["", "20", "6002ca09", "40ff00", "4002ca", "42a5808f", "41001122"],
+    ["", "20", "6002ca09", "4002ca", "42a5808f", "41001122"],
 )
 def test_malformed(hexed: str) -> None:
     with pytest.raises(BleDecodeError):
@@ -171,5 +171,12 @@ def test_fuzz_plain_payloads(payload: bytes) -> None:
         advert = decode_bthome_adv(b"\x40" + payload)
     except BleDecodeError:
         return
-    if list(advert.values) == sorted(advert.values, key=lambda v: v.object_id):
+    ordered = list(advert.values) == sorted(advert.values, key=lambda v: v.object_id)
+    if ordered and not advert.unknown:  # skipped objects are not re-encoded
         assert encode_bthome_adv(advert.values) == b"\x40" + payload
+
+
+def test_an_undefined_object_id_ends_the_parse_without_refusing_the_advert() -> None:
+    # Issue 16: the objects before it are kept, the id is listed (0xff: BTHome defines none).
+    advert = decode_bthome_adv(bytes.fromhex("400150ff00"))
+    assert [v.value for v in advert.values] == [80.0] and advert.unknown == (0xFF,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -99,7 +100,17 @@ def service_run(
         # Beside the worker's ticker rather than on it: it runs every interval_s, not every
         # tick_s, and needs nothing of the desk; the store is shared (it is thread-safe).
         async with pruning(prune, policy.interval_s, "service"):
-            await worker.run()
+            if not s.remote:
+                await worker.run()
+                return
+            from service.commands_relay import CommandRelay
+            from service.presence_consumer import PresenceConsumer
+
+            # Presence, health and commands: beside the worker, on the same store.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(worker.run())
+                group.create_task(PresenceConsumer(worker_settings, store).run())
+                group.create_task(CommandRelay(worker_settings, store).run())
 
     port = chosen_port(metrics_port, vigil.metrics.service_port)
     try:

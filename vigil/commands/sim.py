@@ -44,6 +44,7 @@ def sim_run() -> None:
         s.tick_wall_s,
         site_broker=(settings.site_broker.host, settings.site_broker.port),
         device_tls=device_tls,
+        remote=s.remote,
     )
 
     async def discard(_: object) -> None:

@@ -3,6 +3,7 @@
 from service.api.routes import (
     audit,
     boards,
+    commands,
     devices,
     fhir,
     health,
@@ -34,6 +35,7 @@ ROUTERS = (
     fhir.router,
     boards.router,
     vigilance.router,
+    commands.router,
 )
 
 __all__ = ["ROUTERS"]

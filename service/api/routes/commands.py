@@ -1,0 +1,158 @@
+"""Remote diagnosis and presence: commands on a ticket, a device's presence, a gateway's state.
+
+``POST /tickets/{id}/commands`` — the engineer assigned to an open ticket sends a catalogue
+command to the ticket's device (202; the same ``command_id`` again: 200 and the same command;
+the same id for another command: 409). It is queued, published to the device's gateway by the
+service worker (retained: an offline gateway takes it when it reconnects), and its result lands
+on the ticket: ``GET /tickets/{id}/commands``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import Field
+
+from contract import ContractError
+from contract.commands import MAX_TIMEOUT_S, command_id_problem, command_spec, validate_args
+from contract.health import GatewayHealth
+from infra.time_us import us_from_datetime
+from service import commands
+from service.api.deps import CallerDep, Id, NowDep, StaffDep, StoreDep
+from service.api.requests import In
+from service.api.schemas import Role
+from service.api.scope import actor, visible_device, visible_ticket
+from service.commands_model import CommandRecord
+from service.model import OPEN_STATES
+from service.presence_model import PresenceRecord
+
+router = APIRouter(tags=["remote diagnosis"])
+
+MAX_EXPIRY_S = 7 * 86_400
+
+
+class NewCommand(In):
+    """A command from the catalogue (docs/contract.md) with its arguments."""
+
+    command: Annotated[str, Field(min_length=1, max_length=64)]
+    args: Annotated[dict[str, Any], Field(max_length=16)] = Field(default_factory=dict)
+    # The idempotency key: send the same one again to retry without running it twice.
+    command_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
+    expires_in_s: Annotated[int, Field(ge=10, le=MAX_EXPIRY_S)] = 3600
+    timeout_s: Annotated[float | None, Field(gt=0, le=MAX_TIMEOUT_S)] = None
+
+
+class PresenceView(PresenceRecord):
+    """A presence record with the uptime it implies now."""
+
+    uptime_s: float | None = None
+
+
+class GatewayView(In):
+    """What the service knows of one gateway: its presence and its latest health summary."""
+
+    gateway_id: str
+    presence: PresenceView | None
+    health: GatewayHealth | None
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+@router.post("/tickets/{ticket_id}/commands", status_code=status.HTTP_202_ACCEPTED)
+def send_command(
+    who: CallerDep,
+    store: StoreDep,
+    now: NowDep,
+    ticket_id: Id,
+    body: NewCommand,
+    response: Response,
+) -> CommandRecord:
+    """Send a command to the ticket's device (only the engineer assigned to the open ticket)."""
+    ticket = visible_ticket(store, who, ticket_id)
+    if who.role is not Role.ENGINEER or ticket.assignee != who.subject:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the engineer assigned may send")
+    if ticket.state not in OPEN_STATES:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"ticket is {ticket.state}")
+    device = visible_device(store, who, ticket.device_id)
+    try:
+        spec = command_spec(body.command)
+        args = validate_args(body.command, body.args)
+    except ContractError as exc:
+        raise _unprocessable(str(exc)) from None
+    if device.kind not in spec.kinds:
+        raise _unprocessable(f"{spec.name} is not for a {device.kind}")
+    presence = store.presence(device.id)
+    if presence is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"no gateway has reported {device.id}: nowhere to send it"
+        )
+    command_id = body.command_id or uuid.uuid4().hex
+    assert command_id_problem(command_id) is None
+    at_us = us_from_datetime(now)
+    record = CommandRecord(
+        command_id=command_id,
+        ticket_id=ticket.id,
+        device_id=device.id,
+        gateway_id=presence.gateway_id,
+        command=spec.name,
+        args=args,
+        requested_by=actor(who),
+        requested_at_us=at_us,
+        expires_at_us=at_us + body.expires_in_s * 1_000_000,
+        timeout_s=body.timeout_s or spec.timeout_s,
+    )
+    try:
+        stored, new = commands.issue(store, record)
+    except commands.CommandConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return stored
+
+
+@router.get("/tickets/{ticket_id}/commands")
+def ticket_commands(who: StaffDep, store: StoreDep, ticket_id: Id) -> list[CommandRecord]:
+    """The ticket's commands and their results, oldest first."""
+    ticket = visible_ticket(store, who, ticket_id)
+    return store.ticket_commands(ticket.id)
+
+
+@router.get("/tickets/{ticket_id}/commands/{command_id}")
+def ticket_command(who: StaffDep, store: StoreDep, ticket_id: Id, command_id: Id) -> CommandRecord:
+    """One command of the ticket."""
+    ticket = visible_ticket(store, who, ticket_id)
+    record = store.command(command_id)
+    if record is None or record.ticket_id != ticket.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such command on this ticket")
+    return record
+
+
+@router.get("/devices/{device_id}/presence")
+def device_presence(who: CallerDep, store: StoreDep, now: NowDep, device_id: Id) -> PresenceView:
+    """Whether the device is online, since when (uptime), and its last time online."""
+    visible_device(store, who, device_id)
+    record = store.presence(device_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the device never reported its presence")
+    return _view(record, us_from_datetime(now))
+
+
+@router.get("/gateways/{gateway_id}")
+def gateway(who: StaffDep, store: StoreDep, now: NowDep, gateway_id: Id) -> GatewayView:
+    """A gateway's presence and latest health summary (staff only)."""
+    if who.role is Role.HOSPITAL:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "hospital may not use this")
+    record = store.presence(gateway_id)
+    health = store.gateway_health(gateway_id)
+    if record is None and health is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such gateway has reported")
+    presence = None if record is None else _view(record, us_from_datetime(now))
+    return GatewayView(gateway_id=gateway_id, presence=presence, health=health)
+
+
+def _view(record: PresenceRecord, now_us: int) -> PresenceView:
+    return PresenceView(**record.model_dump(), uptime_s=record.uptime_at(now_us))
