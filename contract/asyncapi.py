@@ -131,7 +131,9 @@ CHANNELS: list[Channel] = [
         "uplink",
         ("gateway",),
         ("ingest", "rules"),
-        "A gateway's batch of readings (columnar, wire version 1).",
+        "A gateway's batch of readings. Gateways send wire version 2, a binary columnar envelope"
+        " (magic VGB\\x02; layout in docs/contract.md, contract/batch_binary.py); ingest also"
+        " accepts the JSON wire version 1 described here, with the same validation rules.",
         ex.batch,
         MAX_PAYLOAD_BYTES,
     ),

@@ -42,7 +42,8 @@ def batch() -> list[bytes]:
         Reading("patch-0001", "wound_ph", 7.2, "pH", EXAMPLE_TS_US, 41),
         Reading("us-000", "mains_voltage", 230.6, "V", EXAMPLE_TS_US, 15),
     )
-    return [encode_batch(Batch("gw-ward-3", 7, readings))]
+    # Version 1 (JSON), which this document describes; gateways send version 2 (binary).
+    return [encode_batch(Batch("gw-ward-3", 7, readings), version=1)]
 
 
 def confirmation() -> list[bytes]:

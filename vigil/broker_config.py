@@ -72,6 +72,9 @@ def uplink_acl() -> str:
             f"pattern write {gateways}/batches",
             f"pattern write {gateways}/health",
             f"pattern write {gateways}/status",
+            f"pattern write {gateways}/status/#",  # the presence it relays for its equipment
+            f"pattern write {gateways}/command-results",
+            f"pattern write {gateways}/devices/+/info",
             f"pattern read {gateways}/confirms",
             f"pattern read {gateways}/commands/#",
             f"pattern write {ALERTS_PREFIX}/%u",
@@ -90,6 +93,14 @@ def uplink_acl() -> str:
             "",
             "user vigil-service",
             f"topic read {ALERTS_PREFIX}/+",
+            "# Presence, gateway health, command results and device information; the presence",
+            "# consumer raises presence.offline alerts itself.",
+            f"topic read {UPLINK_PREFIX}/+/status/#",
+            f"topic read {UPLINK_PREFIX}/+/status",
+            f"topic read {UPLINK_PREFIX}/+/health",
+            f"topic read {UPLINK_PREFIX}/+/command-results",
+            f"topic read {UPLINK_PREFIX}/+/devices/+/info",
+            f"topic write {ALERTS_PREFIX}/+",
             f"topic write {NOTIFICATIONS_PREFIX}/#",
             f"topic write {UPLINK_PREFIX}/+/commands/#",
             "",
@@ -109,6 +120,8 @@ def site_acl(site: str, gateway_ids: list[str]) -> str:
         f"pattern write {equipment}/%u/telemetry",
         f"pattern write {equipment}/%u/status",
         f"pattern read {equipment}/%u/commands/#",
+        "# Answers to a gateway's commands go to the Response Topic the gateway set.",
+        f"pattern write {EQUIPMENT_PREFIX}/{site}/gateways/+/replies",
         "",
     ]
     for gateway_id in gateway_ids:
@@ -117,6 +130,7 @@ def site_acl(site: str, gateway_ids: list[str]) -> str:
             f"topic read {equipment}/+/telemetry",
             f"topic read {equipment}/+/status",
             f"topic write {equipment}/+/commands/#",
+            f"topic read {EQUIPMENT_PREFIX}/{site}/gateways/{gateway_id}/replies",
             "",
         ]
     return "\n".join(lines)
