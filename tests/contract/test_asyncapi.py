@@ -254,7 +254,7 @@ def test_gateway_batches_and_ingest_confirmations_fit(doc: dict[str, Any]) -> No
 
     fleet = Fleet(FleetSpec(seed=3, patches=20, equipment=0))
     readings = tuple(r for tick in range(30) for r in fleet.patch_readings(tick))
-    batch = json.loads(encode_batch(Batch("gw-ward-3", 12, readings)))
+    batch = json.loads(encode_batch(Batch("gw-ward-3", 12, readings), version=1))
     assert errors(payload_validator(doc, "WireBatchV1"), batch) == []
     confirmation = json.loads(encode_confirmation(Confirmation.of("gw-ward-3", [12, 13]), b"k"))
     assert errors(payload_validator(doc, "WireConfirmationV1"), confirmation) == []
@@ -377,7 +377,7 @@ def test_an_equipment_message_the_gateway_refuses_the_schema_refuses(
 
 def test_a_batch_with_a_bad_column_is_refused_by_the_schema(doc: dict[str, Any]) -> None:
     batch = json.loads(
-        encode_batch(Batch("gw-1", 1, ((fleet_reading := _reading()),)))
+        encode_batch(Batch("gw-1", 1, ((fleet_reading := _reading()),)), version=1)
     )  # one good reading
     validator = payload_validator(doc, "WireBatchV1")
     assert errors(validator, batch) == []

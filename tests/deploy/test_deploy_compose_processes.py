@@ -165,7 +165,9 @@ def stack(postgres_server: PrivatePostgres) -> Iterator[Stack]:
         host = Host(
             volumes=volumes,
             hosts={"broker": "localhost", "timescaledb": "127.0.0.1", "api": "127.0.0.1"},
-            ports={8883: free_port(), 5432: postgres_server.port, 8000: free_port(), 9101: 0},
+            ports={8883: free_port(), 5432: postgres_server.port, 8000: free_port(), 9101: 0}
+            # Replicas share a container port; as processes on one host each takes any free one.
+            | dict.fromkeys((9102, 9103, 9104, 9105), 0),
             database_url=_pg_url(dsn),
             replaced=_broker_user(),
         )
