@@ -1,0 +1,33 @@
+// vigil console: draws evidence plots (uPlot) in pages and swapped-in fragments. No inline JS:
+// plot data sit in <script type="application/json"> blocks the page's CSP does not execute.
+(function () {
+  "use strict";
+
+  function draw(root) {
+    if (typeof uPlot === "undefined") return;
+    root.querySelectorAll("[data-plot]").forEach(function (el) {
+      if (el.dataset.drawn) return;
+      var source = document.getElementById(el.dataset.plot);
+      if (!source) return;
+      var data = JSON.parse(source.textContent);
+      var width = Math.max(240, Math.min(640, el.clientWidth || 640));
+      new uPlot({
+        width: width,
+        height: 160,
+        series: [{}, { label: data.metric, stroke: "#8a1c14", width: 2 }],
+        axes: [{}, {}],
+      }, [data.x, data.y], el);
+      el.dataset.drawn = "1";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { draw(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { draw(e.target); });
+  // The live indicator says when the feed is down (it reconnects by itself).
+  document.addEventListener("htmx:sseOpen", function () { setLive(true); });
+  document.addEventListener("htmx:sseError", function () { setLive(false); });
+  function setLive(up) {
+    var el = document.getElementById("live-status");
+    if (el) el.dataset.up = up ? "1" : "0";
+  }
+})();
