@@ -1,0 +1,156 @@
+"""A small installed base behind the API app with the console, and a browser-less client per
+role (a session started directly; its CSRF token at hand). Shared by the engineer, dispatch,
+device-file and admin tests; it holds no tests itself."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from contract import DeviceKind
+from service.api import Principal, build_app
+from service.api.schemas import Role
+from service.console.app import install
+from service.console.session import COOKIE
+from service.console.state import ConsoleState
+from service.model import Device, Engineer, Patient, Site
+from service.store import SqliteStore
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+ADMIN = Principal(role=Role.ADMIN, subject="desk")
+E1 = Principal(role=Role.ENGINEER, subject="e1")
+E2 = Principal(role=Role.ENGINEER, subject="e2")
+H1 = Principal(role=Role.HOSPITAL, subject="s1")
+H2 = Principal(role=Role.HOSPITAL, subject="s2")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+VERSION = re.compile(r'name="version" value="(\d+)"')
+
+
+@dataclass
+class Clock:
+    """The app's clock, moved by the test."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move time on."""
+        self.now += delta
+
+
+@dataclass
+class World:
+    """The store, the app, its console state and the clock."""
+
+    store: SqliteStore
+    app: FastAPI
+    console: ConsoleState
+    clock: Clock
+    clients: list[TestClient] = field(default_factory=list)
+
+    def client(self, who: Principal) -> Browser:
+        """A logged-in client for ``who``."""
+        session = self.console.sessions.start(who, f"key-{who.role}-{who.subject}")
+        client = TestClient(self.app, base_url="http://testserver", follow_redirects=False)
+        client.cookies.set(COOKIE, session.id)
+        self.clients.append(client)
+        return Browser(client, session.csrf)
+
+
+@dataclass
+class Browser:
+    """A logged-in client and its session's CSRF token."""
+
+    http: TestClient
+    csrf: str
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        """GET ``url``."""
+        answer: httpx.Response = self.http.get(url, **kw)
+        return answer
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
+        """POST a form with the CSRF token."""
+        answer: httpx.Response = self.http.post(url, data={"csrf": self.csrf, **(data or {})}, **kw)
+        return answer
+
+
+def seed(store: SqliteStore) -> None:
+    """Two hospitals in one region, two engineers, devices in each, a home-kit patient."""
+    store.put_site(Site(id="s1", hospital="North General", region="north"))
+    store.put_site(Site(id="s2", hospital="North Clinic", region="north"))
+    for device_id, site_id in (("d1", "s1"), ("d2", "s1"), ("d9", "s2")):
+        store.put_device(
+            Device(
+                id=device_id,
+                kind=DeviceKind.ENDOSCOPE,
+                model="EX-100",
+                serial=f"SN-{device_id}",
+                lot="L1",
+                installed_on=date(2024, 1, 1),
+                site_id=site_id,
+            )
+        )
+    for engineer_id, capacity in (("e1", 3), ("e2", 3), ("e3", 3)):
+        store.put_engineer(
+            Engineer(
+                id=engineer_id,
+                name=f"Engineer {engineer_id}",
+                region="north",
+                skills=frozenset({DeviceKind.ENDOSCOPE}),
+                capacity=capacity,
+                supervisor="boss",
+            )
+        )
+    store.put_patient(Patient(id="p1", site_id="s1", kit=()))
+
+
+def world() -> Iterator[World]:
+    """The world for one test (use as a fixture body)."""
+    store = SqliteStore()
+    seed(store)
+    clock = Clock()
+    app = build_app(store, {}, clock=clock)
+    console = app.state.console if hasattr(app.state, "console") else install(app)
+    made = World(store, app, console, clock)
+    try:
+        yield made
+    finally:
+        for client in made.clients:
+            client.close()
+        store.close()
+
+
+def signature_png(width: int = 600, height: int = 200, ink: bool = True) -> bytes:
+    """A drawn signature as the pad posts it (a scribble), or a blank pad."""
+    image = Image.new("RGBA", (width, height), (255, 255, 255, 255))
+    if ink:
+        draw = ImageDraw.Draw(image)
+        draw.line([(40, 150), (120, 40), (200, 160), (300, 50), (420, 150)], fill="black", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    """``png`` as the canvas's data URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def version_of(html: str) -> str:
+    """The ticket version a rendered ticket page carries in its forms."""
+    found = VERSION.search(html)
+    assert found, "no version field on the page"
+    return found.group(1)
