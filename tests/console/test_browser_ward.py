@@ -32,7 +32,7 @@ def test_nurse_sees_an_infection_alert_appear_live_and_acknowledges_it(
     panel = page.locator(".alert").filter(has_text="wound_infection_temp")
     expect(panel).to_be_visible()
     expect(panel.locator(".plot canvas")).to_have_count(1)  # the evidence, drawn by uPlot
-    expect(row.locator("td").nth(5)).to_have_text("+2.4")
+    expect(row.locator("td").nth(4)).to_have_text("+2.4")  # Δ over baseline
 
     # Keyboard only: type the note, Enter submits the acknowledgement.
     note = panel.locator("input[name=note]")

@@ -1,5 +1,5 @@
 // vigil console: draws evidence plots (uPlot) in pages and swapped-in fragments. No inline JS:
-// plot data sit in <script type="application/json"> blocks the page's CSP does not execute.
+// plot data sit in data-plot attributes as JSON (htmx drops <script> blocks it swaps in).
 (function () {
   "use strict";
 
@@ -7,9 +7,7 @@
     if (typeof uPlot === "undefined") return;
     root.querySelectorAll("[data-plot]").forEach(function (el) {
       if (el.dataset.drawn) return;
-      var source = document.getElementById(el.dataset.plot);
-      if (!source) return;
-      var data = JSON.parse(source.textContent);
+      var data = JSON.parse(el.dataset.plot);
       var width = Math.max(240, Math.min(640, el.clientWidth || 640));
       new uPlot({
         width: width,
