@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from contract import KIND_METRICS, METRICS
-from infra.time_us import us_from_datetime
+from infra.time_us import datetime_from_us, us_from_datetime
 from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
 from service.api.scope import visible_device
 from service.console.deps import StaffSession
@@ -67,7 +67,7 @@ def device_file(
         "site": site,
         "rows": [board_row(t, now, sla) for t in tickets],
         "more_tickets": len(found) > TICKETS_SHOWN,
-        "alerts": list(reversed(recent)),
+        "alerts": [(datetime_from_us(a.at_us), a) for a in reversed(recent)],
         "active_alerts": active,
         "inspections": sorted(inspections),
         "parts": sorted({p for t in tickets for p in t.parts}),

@@ -17,7 +17,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from contract import DeviceKind
+from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
+from infra.telemetry.sqlite import SQLiteStore
+from infra.time_us import us_from_datetime
 from service.api import Principal, build_app
 from service.api.schemas import Role
 from service.console.app import install
@@ -117,12 +119,35 @@ def seed(store: SqliteStore) -> None:
     store.put_patient(Patient(id="p1", site_id="s1", kit=()))
 
 
-def world() -> Iterator[World]:
+def readings_of_d1() -> SQLiteStore:
+    """A reading store with an hour of d1's mains voltage (one a minute) and one alert."""
+    readings = SQLiteStore(":memory:")
+    readings.migrate()
+    base = us_from_datetime(T0 - timedelta(hours=1))
+    rows = [
+        Reading("d1", "mains_voltage", 228.0 + (i % 5), "V", base + i * 60_000_000, i)
+        for i in range(60)
+    ]
+    readings.store_batches([Batch("gw", 1, tuple(rows))])
+    alert = AlertEvent(
+        device_id="d1",
+        rule_id="mains-sag",
+        severity=Severity.WARNING,
+        transition=AlertTransition.RAISED,
+        at_us=base + 30 * 60_000_000,
+        message="mains sag",
+    )
+    readings.store_alert_events([alert])
+    return readings
+
+
+def world(with_readings: bool = False) -> Iterator[World]:
     """The world for one test (use as a fixture body)."""
     store = SqliteStore()
     seed(store)
     clock = Clock()
-    app = build_app(store, {}, clock=clock)
+    readings = readings_of_d1() if with_readings else None
+    app = build_app(store, {}, clock=clock, readings=readings)
     console = app.state.console if hasattr(app.state, "console") else install(app)
     made = World(store, app, console, clock)
     try:
@@ -131,6 +156,8 @@ def world() -> Iterator[World]:
         for client in made.clients:
             client.close()
         store.close()
+        if readings is not None:
+            readings.close()
 
 
 def signature_png(width: int = 600, height: int = 200, ink: bool = True) -> bytes:
