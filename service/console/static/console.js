@@ -9,9 +9,12 @@
       if (el.dataset.drawn) return;
       var data = JSON.parse(el.dataset.plot);
       var width = Math.max(240, Math.min(640, el.clientWidth || 640));
+      var zone = el.dataset.zone || "UTC";
       new uPlot({
         width: width,
         height: 160,
+        // The axis in the site's time zone, like every other time on the page.
+        tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); },
         series: [{}, { label: data.metric, stroke: "#8a1c14", width: 2 }],
         axes: [{}, {}],
       }, [data.x, data.y], el);
