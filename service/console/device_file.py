@@ -7,14 +7,15 @@ log); plots fetch min/avg/max buckets from the reading store as JSON for uPlot.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from contract import KIND_METRICS, METRICS
+from contract import KIND_METRICS, METRICS, DeviceKind
 from infra.time_us import datetime_from_us, us_from_datetime
+from service.api.context import Telemetry
 from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
 from service.api.scope import visible_device
 from service.console.deps import StaffSession
@@ -71,11 +72,19 @@ def device_file(
         "active_alerts": active,
         "inspections": sorted(inspections),
         "parts": sorted({p for t in tickets for p in t.parts}),
-        "metrics": sorted(KIND_METRICS[device.kind]),
+        "metrics": _metrics(readings, device.id, device.kind, now),
         "windows": list(WINDOWS),
         "telemetry": readings.available,
     }
     return page(request, "device_file.html", values, session)
+
+
+def _metrics(readings: Telemetry, device_id: str, kind: DeviceKind, now: datetime) -> list[str]:
+    """The metrics a device of ``kind`` reports, those it sent lately first (the plot's
+    default is the first)."""
+    since = us_from_datetime(now - WINDOWS["7d"])
+    recent = {r.metric for r in readings.latest([device_id], since)}
+    return sorted(KIND_METRICS[kind], key=lambda m: (m not in recent, m))
 
 
 @router.get("/{device_id}/audit", response_class=HTMLResponse)

@@ -8,8 +8,10 @@ import base64
 import io
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,8 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
+from infra.telemetry import open_store
+from infra.telemetry.base import ReadingStore
 from infra.telemetry.sqlite import SQLiteStore
 from infra.time_us import us_from_datetime
 from service.api import Principal, build_app
@@ -27,6 +31,7 @@ from service.console.session import COOKIE
 from service.console.state import ConsoleState
 from service.model import Device, Engineer, Patient, Site
 from service.store import SqliteStore
+from tests.service.live import api_env, mint_tokens, uvicorn_api
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 ADMIN = Principal(role=Role.ADMIN, subject="desk")
@@ -119,11 +124,17 @@ def seed(store: SqliteStore) -> None:
     store.put_patient(Patient(id="p1", site_id="s1", kit=()))
 
 
-def readings_of_d1() -> SQLiteStore:
-    """A reading store with an hour of d1's mains voltage (one a minute) and one alert."""
+def readings_of_d1(now: datetime = T0) -> SQLiteStore:
+    """An in-memory reading store seeded by ``seed_readings``."""
     readings = SQLiteStore(":memory:")
+    seed_readings(readings, now)
+    return readings
+
+
+def seed_readings(readings: ReadingStore, now: datetime) -> None:
+    """The hour before ``now`` of d1's mains voltage (one a minute) and one alert."""
     readings.migrate()
-    base = us_from_datetime(T0 - timedelta(hours=1))
+    base = us_from_datetime(now - timedelta(hours=1))
     rows = [
         Reading("d1", "mains_voltage", 228.0 + (i % 5), "V", base + i * 60_000_000, i)
         for i in range(60)
@@ -138,7 +149,6 @@ def readings_of_d1() -> SQLiteStore:
         message="mains sag",
     )
     readings.store_alert_events([alert])
-    return readings
 
 
 def world(with_readings: bool = False) -> Iterator[World]:
@@ -181,3 +191,70 @@ def version_of(html: str) -> str:
     found = VERSION.search(html)
     assert found, "no version field on the page"
     return found.group(1)
+
+
+PRINCIPALS = {
+    "admin": {"role": "admin", "subject": "desk"},
+    "e1": {"role": "engineer", "subject": "e1"},
+    "e2": {"role": "engineer", "subject": "e2"},
+    "h1": {"role": "hospital", "subject": "s1"},
+}
+
+
+@dataclass
+class Served:
+    """``vigil.api_app:app`` in uvicorn over this world's SQLite files, and their other ends."""
+
+    base: str
+    tokens: dict[str, str]
+    store: SqliteStore
+    readings: ReadingStore
+
+
+@contextmanager
+def served(root: Path) -> Iterator[Served]:
+    """The world in SQLite files under ``root``, served by a real uvicorn process."""
+    store = SqliteStore(root / "service.db")
+    seed(store)
+    readings_url = f"sqlite:///{root / 'readings.db'}"
+    readings = open_store(readings_url)
+    seed_readings(readings, datetime.now(UTC))
+    tokens = mint_tokens(root / "tokens.json", PRINCIPALS)
+    env = api_env(f"sqlite:///{root / 'service.db'}", root / "tokens.json", readings_url)
+    try:
+        with uvicorn_api(env, tokens) as api:
+            yield Served(api.base, tokens, store, readings)
+    finally:
+        readings.close()
+        store.close()
+
+
+def browser_page(browser: Any, server: Served, name: str, width: int, height: int) -> Any:
+    """A new page of ``browser`` logged in as ``name`` through the login form."""
+    context = browser.new_context(
+        base_url=server.base, locale="en-GB", viewport={"width": width, "height": height}
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto("/console/login")
+    page.fill("#token", server.tokens[name])
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/(?!login).*"))
+    return page
+
+
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on ``page`` (the vendored copy, same origin,
+    so the page's strict CSP lets it load)."""
+    page.add_script_tag(url="/console/static/vendor/axe.min.js")
+    found: list[dict[str, Any]] = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in found
+        if v["impact"] in SERIOUS
+    ]
