@@ -91,6 +91,15 @@ def main() -> None:
                         page.goto(path)
                         taken.append(shoot(page, f"{role}-{slug(path)}-{size}"))
                     context.close()
+            # The Chinese screens of the nurse and the patient, as their browsers ask for them.
+            for role in ("nurse", "patient"):
+                context = browser.new_context(
+                    base_url=api.base, viewport={"width": 1280, "height": 900}, locale="zh-CN"
+                )
+                page = context.new_page()
+                log_in(page, tokens[role])
+                taken.append(shoot(page, f"{role}-zh-desktop"))
+                context.close()
             browser.close()
         store.close()
         readings.close()
