@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from playwright.sync_api import expect
 
 from tests.console import seed
+from tests.console.conftest import ConsoleServer
 
 
 def test_patient_sees_their_status_and_asks_for_help_by_keyboard(
@@ -32,3 +34,16 @@ def test_patient_gets_404_on_another_patients_page(page_as: Callable[..., Any]) 
     expect(page.locator("main")).not_to_contain_text(seed.OTHER_PATCH)
     ward = page.goto("/console/ward")
     assert ward is not None and ward.status == 403
+
+
+def test_patient_page_updates_live_when_their_dressing_raises_an_alert(
+    page_as: Callable[..., Any], console_server: ConsoleServer
+) -> None:
+    page = page_as("patient")
+    page.wait_for_function("document.getElementById('live-kit') !== null")
+    expect(page.locator(".tone-urgent")).to_have_count(0)
+    page.wait_for_timeout(500)  # the stream is open (htmx connects on load)
+    now = datetime.now(UTC)
+    alert = seed.infection(seed.HOME_PATCH, now)
+    seed.raise_alert(console_server.store, console_server.readings, alert, now)
+    expect(page.locator(".tone-urgent")).to_contain_text("nurse", timeout=5_000)
