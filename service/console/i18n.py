@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from babel import Locale
@@ -105,7 +105,19 @@ def when(at: datetime | None, zone: tzinfo, style: str = "medium") -> str:
     """``at`` in ``zone``, written the current language's way ("" for none)."""
     if at is None:
         return ""
-    return format_datetime(at, style, tzinfo=zone, locale=Locale.parse(current()))
+    if style == "short":  # minutes only: a board's rows share them, so cache by the minute
+        return _short(at.replace(second=0, microsecond=0), zone, current())
+    return format_datetime(at, style, tzinfo=zone, locale=_locale(current()))
+
+
+@lru_cache(maxsize=4096)
+def _short(at: datetime, zone: tzinfo, language: str) -> str:
+    return format_datetime(at, "short", tzinfo=zone, locale=_locale(language))
+
+
+@cache
+def _locale(language: str) -> Locale:
+    return Locale.parse(language)
 
 
 def tag() -> str:
