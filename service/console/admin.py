@@ -7,6 +7,7 @@ each problem next to its field and a 422; an id already taken, 409; never a 5xx.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -40,6 +41,17 @@ NAV = (
 AdminSession = Annotated[Session, Depends(session_in(Role.ADMIN))]
 KindName = Annotated[str, Path(pattern="^(sites|devices|engineers|patients)$")]
 DEVICE_PAGE = 100
+_ID = re.compile(ID_PATTERN)
+
+
+def optional_id(value: str, name: str) -> str | None:
+    """An id filter from a form (``""``: none); 422 when it is not an id."""
+    value = value.strip()
+    if not value:
+        return None
+    if not _ID.match(value):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name} is not a valid id")
+    return value
 
 
 def scope(session: Session) -> Scope:
@@ -52,12 +64,13 @@ def installed_base(
     request: Request,
     session: AdminSession,
     store: StoreDep,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    site: Annotated[str, Query(max_length=128)] = "",
     after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     patient: Annotated[str | None, Query(max_length=128)] = None,
 ) -> HTMLResponse:
     """Sites, engineers, one page of devices (optionally of one site), a patient by id."""
-    query = DeviceQuery(scope=scope(session), site_id=site, after=after, limit=DEVICE_PAGE + 1)
+    site_id = optional_id(site, "site")
+    query = DeviceQuery(scope=scope(session), site_id=site_id, after=after, limit=DEVICE_PAGE + 1)
     devices = store.device_page(query)
     found_patient = store.patient(patient.strip()) if patient and patient.strip() else None
     values = {
@@ -65,7 +78,7 @@ def installed_base(
         "engineers": store.engineers(),
         "devices": devices[:DEVICE_PAGE],
         "next_after": devices[DEVICE_PAGE - 1].id if len(devices) > DEVICE_PAGE else None,
-        "site": site or "",
+        "site": site_id or "",
         "patient_query": (patient or "").strip(),
         "patient": found_patient,
     }

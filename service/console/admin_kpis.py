@@ -18,7 +18,7 @@ from service.api.routes.kpis import kpis_from_facts
 from service.api.routes.reports import report
 from service.api.schemas import Kpis, Role
 from service.api.scope import scope_of, visible_site
-from service.api.text import ID_PATTERN, ApiDate
+from service.api.text import ApiDate
 from service.console.deps import session_in
 from service.console.i18n import N_
 from service.console.nav import NavItem
@@ -58,11 +58,11 @@ def kpi_page(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    site: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
     """SLA attainment, first-time fix, failure rates and problems, with plots."""
     scope = scope_of(session.who)
-    if site is not None:
+    if site:
         visible_site(store, session.who, site)  # 404 for an unknown site
         scope = Scope(site_id=site)
     kpis = kpis_from_facts(store.kpi_facts(scope, now), now, sla)

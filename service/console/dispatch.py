@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -45,15 +46,37 @@ NAV = (
 )
 
 AdminSession = Annotated[Session, Depends(session_in(Role.ADMIN))]
-IdFilter = Annotated[str | None, Query(pattern=ID_PATTERN)]
+Field = Annotated[str, Query(max_length=128)]
 _ID = re.compile(ID_PATTERN)
 MAX_REASON = 2000
 
 
-def _filter(
-    tier: Tier | None, site: str | None, assignee: str | None, breached: bool
-) -> BoardFilter:
-    return BoardFilter(tier=tier, site_id=site, assignee=assignee, breached_only=breached)
+def _filter(tier: str, site: str, assignee: str, breached: str) -> BoardFilter:
+    """The board's filter from its form, where an empty field means "any"; 422 when bad."""
+    try:
+        chosen = Tier(tier) if tier else None
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "tier must be urgent or general"
+        ) from None
+    return BoardFilter(
+        tier=chosen,
+        site_id=admin.optional_id(site, "site"),
+        assignee=admin.optional_id(assignee, "assignee"),
+        breached_only=breached.strip().lower() in ("true", "on", "1"),
+    )
+
+
+def board_query(where: BoardFilter, cursor: str | None = None) -> str:
+    """The query string of the board ``where`` shows (only the fields set)."""
+    params = {
+        "tier": where.tier.value if where.tier else "",
+        "site": where.site_id or "",
+        "assignee": where.assignee or "",
+        "breached": "true" if where.breached_only else "",
+        "cursor": cursor or "",
+    }
+    return urlencode({k: v for k, v in params.items() if v})
 
 
 @router.get("/console/dispatch", response_class=HTMLResponse)
@@ -63,16 +86,22 @@ def sla_board(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    tier: Tier | None = None,
-    site: IdFilter = None,
-    assignee: IdFilter = None,
-    breached: bool = False,
+    tier: Field = "",
+    site: Field = "",
+    assignee: Field = "",
+    breached: Field = "",
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
     """The SLA board page; its rows refresh live."""
     where = _filter(tier, site, assignee, breached)
     found = board(store, admin.scope(session), sla, now, where, cursor)
-    values = {"board": found, "where": where, "cursor": cursor or "", "tiers": list(Tier)}
+    values = {
+        "board": found,
+        "where": where,
+        "query": board_query(where, cursor),
+        "next_query": board_query(where, found.next_cursor) if found.next_cursor else "",
+        "tiers": list(Tier),
+    }
     return page(request, "dispatch_board.html", values, session)
 
 
@@ -83,16 +112,20 @@ def sla_board_rows(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    tier: Tier | None = None,
-    site: IdFilter = None,
-    assignee: IdFilter = None,
-    breached: bool = False,
+    tier: Field = "",
+    site: Field = "",
+    assignee: Field = "",
+    breached: Field = "",
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> HTMLResponse:
     """The board's rows alone (what the live feed swaps in)."""
     where = _filter(tier, site, assignee, breached)
     found = board(store, admin.scope(session), sla, now, where, cursor)
-    values = {"board": found, "where": where, "cursor": cursor or ""}
+    values = {
+        "board": found,
+        "where": where,
+        "next_query": board_query(where, found.next_cursor) if found.next_cursor else "",
+    }
     return page(request, "dispatch_rows.html", values, session)
 
 

@@ -7,10 +7,11 @@ the one whose SLA runs out first on top, each with a live countdown. Actions pos
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +40,7 @@ NAV = (
 )
 
 FieldSession = Annotated[Session, Depends(session_in(Role.ENGINEER, Role.ADMIN))]
+_ID = re.compile(ID_PATTERN)
 MINE = 100  # tickets per list; an engineer holds a handful, this only bounds a runaway
 _MY_STATES = (*sorted(ASSIGNED_STATES), TicketState.RESOLVED)
 _STOPPED = (TicketState.WAITING_FOR_CUSTOMER, TicketState.RESOLVED)
@@ -68,11 +70,14 @@ def tickets(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    engineer: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    engineer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
     """My tickets (an admin may look at any engineer's with ``?engineer=``)."""
     who = session.who
-    engineer_id = engineer if who.role is Role.ADMIN and engineer else who.subject or ""
+    chosen = engineer.strip() if who.role is Role.ADMIN else ""
+    if chosen and not _ID.match(chosen):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "engineer is not a valid id")
+    engineer_id = chosen or (who.subject or "" if who.role is Role.ENGINEER else "")
     rows, more = my_tickets(store, engineer_id, now, sla)
     values = {"rows": rows, "more": more, "engineer_id": engineer_id, "now": now}
     return page(request, "engineer_tickets.html", values, session)

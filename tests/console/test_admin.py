@@ -187,3 +187,12 @@ def test_admin_screens_are_for_admins_only(w: World) -> None:
             assert client.get(url).status_code == 403, (who, url)
         assert client.post("/console/admin/devices/new", DEVICE).status_code == 403
     assert w.store.device("d5") is None
+
+
+def test_empty_filter_fields_mean_all_and_bad_ones_are_422(w: World) -> None:
+    admin = w.client(ADMIN)
+    assert admin.get("/console/admin/kpis?site=").status_code == 200
+    assert admin.get("/console/admin/base?site=&patient=").status_code == 200
+    assert admin.get("/console/admin/base?site=bad%20id").status_code == 422
+    assert admin.get("/console/engineer?engineer=").status_code == 200
+    assert admin.get("/console/engineer?engineer=bad%20id").status_code == 422

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ from playwright.sync_api import expect
 from service import desk
 from service.lifecycle import Dispatch
 from service.model import TicketState, Tier
-from tests.console.test_engineer_world import Served, axe_violations, browser_page, served
+from tests.console.test_engineer_world import Served, axe_violations, pages_of, served
 from tests.servers import starts_server
+
+Opener = Callable[[str, int, int], Any]  # (principal name, width, height) → logged-in page
 
 PHONE = (390, 844)
 
@@ -30,6 +32,11 @@ PHONE = (390, 844)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with served(Path(tmp_path_factory.mktemp("engineer"))) as made:
         yield made
+
+
+@pytest.fixture
+def open_as(browser: Any, server: Served) -> Iterator[Opener]:
+    yield from pages_of(browser, server)
 
 
 def _assigned(server: Served, ticket_id: str, device_id: str) -> str:
@@ -55,10 +62,10 @@ def _sign(page: Any) -> None:
 
 
 def test_an_engineer_accepts_resolves_and_gets_a_drawn_sign_off(
-    browser: Any, server: Served
+    open_as: Opener, server: Served
 ) -> None:
     ticket_id = _assigned(server, "t-phone", "d1")
-    page = browser_page(browser, server, "e1", *PHONE)
+    page = open_as("e1", *PHONE)
     page.goto("/console/engineer")
     card = page.locator(".card").filter(has_text="d1")
     expect(card.locator("time.countdown")).to_contain_text("h ")  # the live countdown
@@ -119,12 +126,12 @@ def test_an_engineer_accepts_resolves_and_gets_a_drawn_sign_off(
     assert axe_violations(page) == []
 
 
-def test_an_engineer_cannot_act_on_someone_elses_ticket(browser: Any, server: Served) -> None:
+def test_an_engineer_cannot_act_on_someone_elses_ticket(open_as: Opener, server: Served) -> None:
     ticket_id = _assigned(server, "t-not-e2", "d2")
-    page = browser_page(browser, server, "e2", *PHONE)
+    page = open_as("e2", *PHONE)
     page.goto(f"/console/engineer/tickets/{ticket_id}")
     expect(page.locator("main")).to_contain_text("assigned to someone else")
     expect(page.get_by_role("button", name="Accept")).to_have_count(0)
-    hospital = browser_page(browser, server, "h1", *PHONE)
+    hospital = open_as("h1", *PHONE)
     answer = hospital.goto("/console/devices/d9")  # another hospital's device
     assert answer is not None and answer.status == 404

@@ -158,3 +158,20 @@ def test_dispatch_screens_are_for_admins_only(w: World) -> None:
         post = client.post(f"/console/dispatch/tickets/{ticket_id}", {"engineer_id": "e2"})
         assert post.status_code == 403
     assert w.client(ADMIN).get("/console/dispatch/tickets/nope").status_code == 404
+
+
+def test_the_filter_form_as_a_browser_sends_it_empty_fields_and_all(w: World) -> None:
+    _open(w, "t1")
+    admin = w.client(ADMIN)
+    page = admin.get("/console/dispatch?tier=&site=&assignee=")
+    assert page.status_code == 200 and "t1" in page.text
+    assert 'hx-get="/console/dispatch/rows?"' in page.text  # no empty filters passed on
+    filtered = admin.get("/console/dispatch?tier=urgent&site=s1&assignee=e1&breached=")
+    assert filtered.status_code == 200 and "t1" in filtered.text
+    assert 'hx-get="/console/dispatch/rows?tier=urgent&amp;site=s1&amp;assignee=e1"' in (
+        filtered.text
+    )
+    for bad in ("site=bad%20id", "assignee=%3Cscript%3E", "tier=extreme", "site=" + "x" * 129):
+        answer = admin.get(f"/console/dispatch?{bad}")
+        assert answer.status_code == 422, bad
+    assert admin.get("/console/load?region=").status_code == 200

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -241,6 +241,21 @@ def browser_page(browser: Any, server: Served, name: str, width: int, height: in
     page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r".*/console/(?!login).*"))
     return page
+
+
+def pages_of(browser: Any, server: Served) -> Iterator[Callable[[str, int, int], Any]]:
+    """A page factory (name, width, height) whose contexts are closed afterwards, so no live
+    feed keeps the server from stopping (use as a fixture body)."""
+    contexts: list[Any] = []
+
+    def open_as(name: str, width: int, height: int) -> Any:
+        page = browser_page(browser, server, name, width, height)
+        contexts.append(page.context)
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
 
 
 SERIOUS = ("serious", "critical")
