@@ -129,3 +129,28 @@ def test_sessions_are_bounded() -> None:
         sessions.start(who, "k")
     assert len(sessions) == 3
     assert sessions.get(first.id) is None
+
+
+def test_the_live_feed_needs_a_session(console_app: FastAPI) -> None:
+    client = TestClient(console_app)
+    answer = client.get("/console/live", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
+
+
+def test_console_pages_forbid_framing_and_inline_script(
+    login_client: Callable[[str], TestClient],
+) -> None:
+    headers = login_client("nurse").get("/console/ward").headers
+    policy = headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["x-frame-options"] == "DENY" and headers["cache-control"] == "no-store"
+
+
+def test_api_errors_stay_json_while_console_errors_are_pages(console_app: FastAPI) -> None:
+    client = TestClient(console_app)
+    api = client.get("/devices/nope", headers={"Authorization": f"Bearer {token_of('admin')}"})
+    assert api.status_code == 404 and api.json() == {"detail": "not found"}
+    login(client, token_of("patient"))
+    page = client.get("/console/patients/nope")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
