@@ -64,7 +64,8 @@ def install(app: FastAPI, sessions: SessionStore | None = None) -> ConsoleState:
     )
     app.state.console = state
     for module in screens:
-        app.include_router(module.router)
+        # Pages are not part of the API's contract: kept out of its OpenAPI schema.
+        app.include_router(module.router, include_in_schema=False)
     app.mount(PREFIX, StaticFiles(directory=STATIC_DIR), name="console-static")
     _install_errors(app)
     return state
