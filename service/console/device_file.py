@@ -11,15 +11,15 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from contract import KIND_METRICS, METRICS, DeviceKind
 from infra.time_us import datetime_from_us, us_from_datetime
 from service.api.context import Telemetry
 from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
-from service.api.scope import visible_device
+from service.api.scope import not_found, visible_device
 from service.console.deps import StaffSession
-from service.console.device_file_audit import events_of
+from service.console.device_file_audit import events_of, signature_png
 from service.console.dispatch_board import board_row
 from service.console.render import SECURITY_HEADERS, page
 from service.model import TicketKind, TicketState
@@ -100,6 +100,23 @@ def device_audit(
     fragment = bool(request.headers.get("HX-Request"))
     template = "device_audit_fragment.html" if fragment else "device_audit.html"
     return page(request, template, {"events": events, "device_id": device_id}, session)
+
+
+@router.get("/{device_id}/signatures/{ticket_id}.png")
+def signature_image(
+    session: StaffSession, store: StoreDep, heavy: HeavyDep, device_id: Id, ticket_id: Id
+) -> Response:
+    """The customer's drawn signature of one of the device's tickets, served only while its
+    SHA-256 is still the one the ticket's e-signature records."""
+    visible_device(store, session.who, device_id)
+    ticket = store.ticket(ticket_id)
+    if ticket is None or ticket.device_id != device_id or ticket.signature is None:
+        raise not_found()
+    with heavy:  # walks the log
+        png = signature_png(store, ticket_id, ticket.signature.report_sha256)
+    if png is None:
+        raise not_found()
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{device_id}/series")

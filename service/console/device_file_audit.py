@@ -8,6 +8,8 @@ API's heavy-route guard.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 from service import audit
 from service.audit_stream import stream_rows
-from service.console.engineer_signature import IMAGE_ACTION
+from service.console.engineer_signature import IMAGE_ACTION, digest
 from service.store import ServiceStore
 
 MAX_EVENTS = 200
@@ -80,3 +82,21 @@ def events_of(
             )
         )
     return events
+
+
+def signature_png(store: ServiceStore, ticket_id: str, sha256: str) -> bytes | None:
+    """The drawn signature kept for ``ticket_id`` whose hash is ``sha256`` (the e-signature's),
+    or None: an image that no longer matches is never shown as the signature."""
+    for row in stream_rows(store):
+        if row[_SUBJECT] != ticket_id:
+            continue
+        entry = audit.from_row(row)
+        if entry.action != IMAGE_ACTION:
+            continue
+        try:
+            png = base64.b64decode(str(entry.data.get("png_base64", "")), validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if digest(png) == sha256:
+            return png
+    return None

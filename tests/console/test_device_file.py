@@ -7,9 +7,20 @@ from collections.abc import Iterator
 import pytest
 
 from service import desk
+from service.console.engineer_signature import image_record
 from service.lifecycle import Accept, Arrive, Dispatch, Resolve, SignOff
 from service.model import Tier
-from tests.console.test_engineer_world import ADMIN, E1, H1, H2, World, world
+from tests.console.test_engineer_world import (
+    ADMIN,
+    E1,
+    H1,
+    H2,
+    World,
+    data_url,
+    signature_png,
+    version_of,
+    world,
+)
 
 
 @pytest.fixture
@@ -108,3 +119,39 @@ def test_without_a_reading_store_the_file_says_so() -> None:
         assert page.status_code == 200 and "No reading store" in page.text
         series = plain.client(ADMIN).get("/console/devices/d1/series?metric=mains_voltage")
         assert series.status_code == 503
+
+
+def test_the_drawn_signature_is_served_while_it_matches_the_e_signature(w: World) -> None:
+    made = desk.open_ticket(w.store, "d1", Tier.URGENT, "x", "hospital:s1", "t-sig", w.clock())
+    now = w.clock()
+    for event in (Dispatch("e1", "t"), Accept(), Arrive(), Resolve("seal", "", ())):
+        desk.apply(w.store, made.id, event, "engineer:e1", now)
+    e1 = w.client(E1)
+    page = e1.get(f"/console/engineer/tickets/{made.id}")
+    png = signature_png()
+    signed = e1.post(
+        f"/console/engineer/tickets/{made.id}/sign_off",
+        {"version": version_of(page.text), "signer": "Dr W", "signature": data_url(png)},
+    )
+    assert signed.status_code == 303
+    hospital = w.client(H1)
+    link = f"/console/devices/d1/signatures/{made.id}.png"
+    assert link in hospital.get("/console/devices/d1").text
+    image = hospital.get(f"/console/devices/d1/signatures/{made.id}.png")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == png
+    # Not through another device, not for an unsigned ticket, not for another hospital.
+    assert hospital.get(f"/console/devices/d2/signatures/{made.id}.png").status_code == 404
+    unsigned = _resolved_unsigned(w)
+    assert hospital.get(f"/console/devices/d1/signatures/{unsigned}.png").status_code == 404
+    assert w.client(H2).get(f"/console/devices/d1/signatures/{made.id}.png").status_code == 404
+    # An image whose hash is not the e-signature's is never shown as the signature.
+    forged = _resolved_and_signed(w)  # signed over other bytes than any image
+    record = image_record(signature_png())
+    w.store.append_audit(w.clock(), "mallory", "signature_image", forged, record)
+    assert hospital.get(f"/console/devices/d1/signatures/{forged}.png").status_code == 404
+
+
+def _resolved_unsigned(w: World) -> str:
+    made = desk.open_ticket(w.store, "d1", Tier.GENERAL, "y", "hospital:s1", "t-uns", w.clock())
+    return made.id

@@ -39,6 +39,11 @@ E1 = Principal(role=Role.ENGINEER, subject="e1")
 E2 = Principal(role=Role.ENGINEER, subject="e2")
 H1 = Principal(role=Role.HOSPITAL, subject="s1")
 H2 = Principal(role=Role.HOSPITAL, subject="s2")
+# Bearer tokens of the REST API in the same app (to compare the console with the API).
+API_TOKENS = {
+    "api-token-admin-0123456789abcdefghijklmn": ADMIN,
+    "api-token-e1-0123456789abcdefghijklmnopq": E1,
+}
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 VERSION = re.compile(r'name="version" value="(\d+)"')
 
@@ -157,7 +162,7 @@ def world(with_readings: bool = False) -> Iterator[World]:
     seed(store)
     clock = Clock()
     readings = readings_of_d1() if with_readings else None
-    app = build_app(store, {}, clock=clock, readings=readings)
+    app = build_app(store, API_TOKENS, clock=clock, readings=readings)
     console = app.state.console if hasattr(app.state, "console") else install(app)
     made = World(store, app, console, clock)
     try:
