@@ -1,4 +1,4 @@
-"""The ward board's rows: one page of a site's (or ward's) devices with their live status.
+"""The ward board's rows: one page of a site's (or ward's) patches with their live status.
 
 Reuses the API's board queries: ``device_rows`` (a keyset page, scoped and filtered in SQL),
 the reading store's ``latest_by_device`` and ``active_alerts`` for exactly those devices, and
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from contract import AlertEvent, Reading, Severity
+from contract import AlertEvent, DeviceKind, Reading, Severity
 from infra.time_us import datetime_from_us, us_from_datetime
 from service.api.context import Telemetry
 from service.console.acks import Ack, AckBook, alert_id
@@ -96,6 +96,7 @@ def _one_more(query: DeviceQuery, limit: int) -> DeviceQuery:
     return DeviceQuery(
         scope=query.scope,
         site_id=query.site_id,
+        kind=query.kind,
         ward=query.ward,
         after=query.after,
         limit=limit + 1,
@@ -182,5 +183,13 @@ def plot_of(event: AlertEvent) -> dict[str, Any] | None:
 def scoped_query(
     scope: Scope, site_id: str | None, ward: str | None, after: str | None
 ) -> DeviceQuery:
-    """The board's device query in the caller's scope."""
-    return DeviceQuery(scope=scope, site_id=site_id, ward=ward or None, after=after, limit=PAGE)
+    """The board's query in the caller's scope: the site's dressing patches (equipment has the
+    engineers' screens)."""
+    return DeviceQuery(
+        scope=scope,
+        site_id=site_id,
+        kind=DeviceKind.PATCH,
+        ward=ward or None,
+        after=after,
+        limit=PAGE,
+    )

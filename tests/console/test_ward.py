@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
-from contract import AlertEvent, AlertTransition, Severity
+from contract import AlertEvent, AlertTransition, DeviceKind, Severity
 from infra.telemetry.base import ReadingStore
 from service.console.board import plot_of
+from service.model import Device, Location
 from service.store import ServiceStore
 from tests.console import seed
 from tests.console.conftest import csrf_of
@@ -174,3 +175,21 @@ def test_evidence_windows_are_bounded() -> None:
     )
     plot = plot_of(event)
     assert plot is not None and len(plot["x"]) == 2000 and plot["metric"] == "wound_ph"
+
+
+def test_the_board_lists_patches_not_equipment(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, _ = world
+    scope = Device(
+        id="endo-1",
+        kind=DeviceKind.ENDOSCOPE,
+        model="EX-1",
+        serial="SN-endo-1",
+        installed_on=date(2025, 1, 1),
+        site_id=seed.SITE,
+        location=Location(ward="W1", room="OR"),
+    )
+    store.put_device(scope)
+    page = login_client("nurse").get("/console/ward").text
+    assert "endo-1" not in page and seed.INFECTED in page
