@@ -7,8 +7,11 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from service.api.app import build_app
 from service.api.schemas import Principal, Role
+from service.api.settings import ApiGuards
 from service.console.session import SessionStore
+from service.store import SqliteStore
 from tests.console.conftest import csrf_of, login, token_of
 
 
@@ -154,3 +157,15 @@ def test_api_errors_stay_json_while_console_errors_are_pages(console_app: FastAP
     login(client, token_of("patient"))
     page = client.get("/console/patients/nope")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+def test_guessing_tokens_at_the_login_form_is_throttled_like_the_api() -> None:
+    store = SqliteStore(":memory:")
+    tokens = {token_of("nurse"): Principal(role=Role.HOSPITAL, subject="s1")}
+    app = build_app(store, tokens, guards=ApiGuards(auth_failure_limit="2/minute"))
+    client = TestClient(app)
+    assert login(client, "y" * 40).status_code == 401
+    assert login(client, "z" * 40).status_code == 401
+    refused = login(client, token_of("nurse"))  # even the right token, until the window passes
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "Too many requests" in refused.text
