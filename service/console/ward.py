@@ -93,7 +93,14 @@ def ward_board(
     """The board page."""
     shown, sites = _site(context.store, session, site)
     board = _board(context, console, readings, session, shown, ward, after)
-    values = {"site": shown, "sites": sites, "ward": ward or "", "after": after, "board": board}
+    values = {
+        "site": shown,
+        "sites": sites,
+        "ward": ward or "",
+        "after": after,
+        "board": board,
+        "oob": False,
+    }
     return page(request, "ward.html", values, session, zone=_zone(context, shown.id))
 
 
@@ -111,7 +118,7 @@ def ward_rows(
     """The board's rows fragment (htmx swaps it in when the live feed says something changed)."""
     shown, _ = _site(context.store, session, site)
     board = _board(context, console, readings, session, shown, ward, after)
-    values = {"site": shown, "ward": ward or "", "after": after, "board": board}
+    values = {"site": shown, "ward": ward or "", "after": after, "board": board, "oob": True}
     html = render_text(request, "_ward_rows.html", values, session, _zone(context, shown.id))
     return Response(html, media_type="text/html", headers={"Cache-Control": "no-store"})
 

@@ -29,6 +29,8 @@ def test_nurse_sees_an_infection_alert_appear_live_and_acknowledges_it(
 
     # No reload: the live feed brings the alert within a second or two.
     expect(row.locator(".badge")).to_have_text("Critical", timeout=5_000)
+    # Screen readers hear the count through the status line, swapped in out of band.
+    expect(page.locator("#board-summary")).to_have_text("1 alert needs attention on this page")
     panel = page.locator(".alert").filter(has_text="wound_infection_temp")
     expect(panel).to_be_visible()
     expect(panel.locator(".plot canvas")).to_have_count(1)  # the evidence, drawn by uPlot
@@ -40,6 +42,7 @@ def test_nurse_sees_an_infection_alert_appear_live_and_acknowledges_it(
     page.keyboard.type("dressing changed, doctor informed")
     page.keyboard.press("Enter")
     expect(row.locator(".badge")).to_have_text("Acknowledged", timeout=5_000)
+    expect(page.locator("#board-summary")).to_have_text("0 alerts need attention on this page")
     expect(page.locator(".ack")).to_contain_text("dressing changed, doctor informed")
     assert page.url.endswith("/console/ward")  # never reloaded
 
