@@ -20,7 +20,7 @@ from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
 from service.api.scope import not_found, visible_device
 from service.console.deps import StaffSession
 from service.console.device_file_audit import events_of, signature_png
-from service.console.dispatch_board import board_row
+from service.console.dispatch_board import board_row, site_zone
 from service.console.render import SECURITY_HEADERS, page
 from service.model import TicketKind, TicketState
 from service.store.queries import TicketQuery
@@ -76,7 +76,8 @@ def device_file(
         "windows": list(WINDOWS),
         "telemetry": readings.available,
     }
-    return page(request, "device_file.html", values, session)
+    zone = site_zone(sla, device.site_id)
+    return page(request, "device_file.html", values, session, zone=zone)
 
 
 def _metrics(readings: Telemetry, device_id: str, kind: DeviceKind, now: datetime) -> list[str]:

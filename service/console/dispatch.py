@@ -26,7 +26,13 @@ from service.api.text import ID_PATTERN
 from service.concurrency import ConcurrentUpdate
 from service.console import admin
 from service.console.deps import session_in
-from service.console.dispatch_board import BoardFilter, board, engineer_loads, suggest
+from service.console.dispatch_board import (
+    BoardFilter,
+    board,
+    engineer_loads,
+    site_zone,
+    suggest,
+)
 from service.console.i18n import N_, gettext
 from service.console.nav import NavItem
 from service.console.render import page
@@ -34,6 +40,7 @@ from service.console.session import Session
 from service.dispatch import Assignment
 from service.lifecycle import Dispatch, TransitionError
 from service.model import Ticket, Tier
+from service.sla import SlaConfig
 from service.store import ServiceStore
 
 router = APIRouter()
@@ -146,6 +153,7 @@ def _dispatch_page(
     request: Request,
     session: Session,
     store: ServiceStore,
+    sla: SlaConfig,
     ticket: Ticket,
     *,
     error: str = "",
@@ -169,7 +177,10 @@ def _dispatch_page(
         "done": done,
         "chosen": chosen,
     }
-    return page(request, "dispatch_ticket.html", values, session, status_code=status_code)
+    zone = site_zone(sla, site.id if site else None)
+    return page(
+        request, "dispatch_ticket.html", values, session, zone=zone, status_code=status_code
+    )
 
 
 @router.get("/console/dispatch/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -177,22 +188,28 @@ def dispatch_form(
     request: Request,
     session: AdminSession,
     store: StoreDep,
+    sla: SlaDep,
     ticket_id: Id,
     done: bool = False,
 ) -> HTMLResponse:
     """Manual dispatch of one ticket: the explained suggestion and every engineer weighed."""
     ticket = visible_ticket(store, session.who, ticket_id)
-    return _dispatch_page(request, session, store, ticket, done=done)
+    return _dispatch_page(request, session, store, sla, ticket, done=done)
 
 
 @router.post("/console/dispatch/tickets/{ticket_id}", response_class=HTMLResponse)
 async def dispatch_ticket(
-    request: Request, session: AdminSession, store: StoreDep, now: NowDep, ticket_id: Id
+    request: Request,
+    session: AdminSession,
+    store: StoreDep,
+    sla: SlaDep,
+    now: NowDep,
+    ticket_id: Id,
 ) -> Response:
     """Dispatch (or re-dispatch) to the chosen engineer; 4xx with why when refused."""
     raw = await request.form()
     form = {k: v for k, v in raw.items() if isinstance(v, str)}
-    return await run_in_threadpool(_dispatch, request, session, store, now, ticket_id, form)
+    return await run_in_threadpool(_dispatch, request, session, store, sla, now, ticket_id, form)
 
 
 def _refusal(form: dict[str, str], store: ServiceStore) -> tuple[int, str] | None:
@@ -213,6 +230,7 @@ def _dispatch(
     request: Request,
     session: Session,
     store: ServiceStore,
+    sla: SlaConfig,
     now: datetime,
     ticket_id: str,
     form: dict[str, str],
@@ -242,7 +260,7 @@ def _dispatch(
         current = store.ticket(ticket_id) or ticket
         code, message = refused
         return _dispatch_page(
-            request, session, store, current, error=message, chosen=chosen, status_code=code
+            request, session, store, sla, current, error=message, chosen=chosen, status_code=code
         )
     target = f"/console/dispatch/tickets/{ticket_id}?done=true"
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)

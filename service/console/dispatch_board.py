@@ -9,7 +9,7 @@ auto-dispatcher and the escalation use, so the console explains exactly what the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from service.api.pages import decode_cursor, encode_cursor
 from service.dispatch import Assignment, NoEngineer, assign
@@ -22,6 +22,12 @@ BOARD_PAGE = 50
 PAUSED_PAGE = 50
 _SORT: TicketSort = "due"
 _SHAPE = (int, str)
+
+
+def site_zone(sla: SlaConfig, site_id: str | None) -> tzinfo:
+    """The time zone a site's pages show times in: its business calendar's (UTC without one)."""
+    calendar = sla.site_calendar(site_id) if site_id else None
+    return calendar.zone if calendar is not None else UTC
 
 
 @dataclass(frozen=True, slots=True)

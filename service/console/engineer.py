@@ -20,7 +20,7 @@ from service.api.schemas import Principal, Role
 from service.api.scope import visible_ticket
 from service.api.text import ID_PATTERN
 from service.console.deps import session_in
-from service.console.dispatch_board import BoardRow, board_row
+from service.console.dispatch_board import BoardRow, board_row, site_zone
 from service.console.engineer_actions import ACTIONS, BY_EVENT, ActionRefused, act, may_act
 from service.console.i18n import N_
 from service.console.nav import NavItem
@@ -117,7 +117,10 @@ def _ticket_page(
         "form": form or {},
         "now": now,
     }
-    return page(request, "engineer_ticket.html", values, session, status_code=status_code)
+    zone = site_zone(sla, device.site_id if device else None)
+    return page(
+        request, "engineer_ticket.html", values, session, zone=zone, status_code=status_code
+    )
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)

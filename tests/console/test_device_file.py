@@ -7,9 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from service import desk
+from service.business_hours import BusinessCalendar
 from service.console.engineer_signature import image_record
 from service.lifecycle import Accept, Arrive, Dispatch, Resolve, SignOff
 from service.model import Tier
+from service.sla import SlaConfig
 from tests.console.test_engineer_world import (
     ADMIN,
     E1,
@@ -155,3 +157,22 @@ def test_the_drawn_signature_is_served_while_it_matches_the_e_signature(w: World
 def _resolved_unsigned(w: World) -> str:
     made = desk.open_ticket(w.store, "d1", Tier.GENERAL, "y", "hospital:s1", "t-uns", w.clock())
     return made.id
+
+
+def test_times_are_shown_in_the_sites_zone() -> None:
+    shanghai = SlaConfig(site_calendars={"s1": BusinessCalendar(timezone="Asia/Shanghai")})
+    for zoned in world(sla=shanghai):
+        made = desk.open_ticket(
+            zoned.store, "d1", Tier.URGENT, "x", "hospital:s1", "t-zone", zoned.clock()
+        )
+        admin = zoned.client(ADMIN)
+        for url in ("/console/devices/d1", f"/console/engineer/tickets/{made.id}"):
+            page = admin.get(url)
+            # Opened 09:00 UTC: 17:00 in Shanghai.
+            assert "5:00\u202fPM" in page.text or "5:00 PM" in page.text, url
+            assert "9:00\u202fAM" not in page.text and "9:00 AM" not in page.text, url
+        utc = desk.open_ticket(
+            zoned.store, "d9", Tier.URGENT, "x", "hospital:s2", "t-utc", zoned.clock()
+        )
+        other = admin.get(f"/console/engineer/tickets/{utc.id}")
+        assert "9:00\u202fAM" in other.text or "9:00 AM" in other.text

@@ -30,6 +30,7 @@ from service.console.app import install
 from service.console.session import COOKIE
 from service.console.state import ConsoleState
 from service.model import Device, Engineer, Patient, Site
+from service.sla import SlaConfig
 from service.store import SqliteStore
 from tests.service.live import api_env, mint_tokens, uvicorn_api
 
@@ -156,13 +157,13 @@ def seed_readings(readings: ReadingStore, now: datetime) -> None:
     readings.store_alert_events([alert])
 
 
-def world(with_readings: bool = False) -> Iterator[World]:
+def world(with_readings: bool = False, sla: SlaConfig | None = None) -> Iterator[World]:
     """The world for one test (use as a fixture body)."""
     store = SqliteStore()
     seed(store)
     clock = Clock()
     readings = readings_of_d1() if with_readings else None
-    app = build_app(store, API_TOKENS, clock=clock, readings=readings)
+    app = build_app(store, API_TOKENS, clock=clock, readings=readings, sla=sla)
     console = app.state.console if hasattr(app.state, "console") else install(app)
     made = World(store, app, console, clock)
     try:
