@@ -45,7 +45,7 @@ def test_an_alert_that_becomes_a_ticket_appears_on_the_board_live(
     page = open_as("admin", *DESKTOP)
     page.goto("/console/dispatch")
     expect(page.locator("h1")).to_have_text("SLA board")
-    page.wait_for_function("document.getElementById('live-status').dataset.up === '1'")
+    expect(page.locator("#live-status")).to_have_attribute("data-up", "1")  # feed open
     assert axe_violations(page) == []
     now = datetime.now(UTC)
     alert = AlertEvent(
