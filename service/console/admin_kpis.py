@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
 from service.api.routes.audit import audit_verify
@@ -18,7 +18,7 @@ from service.api.routes.kpis import kpis_from_facts
 from service.api.routes.reports import report
 from service.api.schemas import Kpis, Role
 from service.api.scope import scope_of, visible_site
-from service.api.text import ApiDate
+from service.api.text import ID_PATTERN, ApiDate
 from service.console.deps import session_in
 from service.console.i18n import N_
 from service.console.nav import NavItem
@@ -104,6 +104,17 @@ def report_download(
             "Cache-Control": "no-store",
         },
     )
+
+
+@router.get("/reports")
+def report_of_form(
+    session: AdminSession,
+    site: Annotated[str, Query(pattern=ID_PATTERN)],
+    day: ApiDate,
+) -> Response:
+    """The report form's answer: on to that site's report of the half-year holding ``day``."""
+    target = f"/console/admin/reports/{site}?day={day.isoformat()}"
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -196,3 +196,14 @@ def test_empty_filter_fields_mean_all_and_bad_ones_are_422(w: World) -> None:
     assert admin.get("/console/admin/base?site=bad%20id").status_code == 422
     assert admin.get("/console/engineer?engineer=").status_code == 200
     assert admin.get("/console/engineer?engineer=bad%20id").status_code == 422
+
+
+def test_the_report_form_leads_to_the_half_year_of_the_chosen_day(w: World) -> None:
+    admin = w.client(ADMIN)
+    answer = admin.get("/console/admin/reports?site=s2&day=2025-09-30")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/admin/reports/s2?day=2025-09-30"
+    report = admin.get(answer.headers["location"])
+    assert 'filename="vigil-report-s2-2025-H2.html"' in report.headers["content-disposition"]
+    for bad in ("site=s2&day=soon", "site=bad%20id&day=2025-01-01", "day=2025-01-01"):
+        assert admin.get(f"/console/admin/reports?{bad}").status_code == 422, bad
