@@ -63,6 +63,14 @@ def my_tickets(
     return rows, more
 
 
+def _whose(who: Principal, engineer: str) -> str:
+    """Whose tickets to list: the engineer's own; an admin's choice (422 for a bad id)."""
+    chosen = engineer.strip() if who.role is Role.ADMIN else ""
+    if chosen and not _ID.match(chosen):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "engineer is not a valid id")
+    return chosen or (who.subject or "" if who.role is Role.ENGINEER else "")
+
+
 @router.get("", response_class=HTMLResponse)
 def tickets(
     request: Request,
@@ -72,15 +80,27 @@ def tickets(
     now: NowDep,
     engineer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    """My tickets (an admin may look at any engineer's with ``?engineer=``)."""
-    who = session.who
-    chosen = engineer.strip() if who.role is Role.ADMIN else ""
-    if chosen and not _ID.match(chosen):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "engineer is not a valid id")
-    engineer_id = chosen or (who.subject or "" if who.role is Role.ENGINEER else "")
+    """My tickets (an admin may look at any engineer's with ``?engineer=``); live."""
+    engineer_id = _whose(session.who, engineer)
     rows, more = my_tickets(store, engineer_id, now, sla)
-    values = {"rows": rows, "more": more, "engineer_id": engineer_id, "now": now}
+    values = {"rows": rows, "more": more, "engineer_id": engineer_id}
     return page(request, "engineer_tickets.html", values, session)
+
+
+@router.get("/rows", response_class=HTMLResponse)
+def ticket_cards(
+    request: Request,
+    session: FieldSession,
+    store: StoreDep,
+    sla: SlaDep,
+    now: NowDep,
+    engineer: Annotated[str, Query(max_length=128)] = "",
+) -> HTMLResponse:
+    """The cards alone (what the live feed swaps in when a ticket changes)."""
+    engineer_id = _whose(session.who, engineer)
+    rows, more = my_tickets(store, engineer_id, now, sla)
+    values = {"rows": rows, "more": more, "engineer_id": engineer_id}
+    return page(request, "engineer_cards.html", values, session)
 
 
 def actions_for(who: Principal, ticket: Ticket) -> list[tuple[str, str]]:

@@ -276,3 +276,15 @@ def test_the_console_writes_the_same_audit_rows_as_the_rest_api(w: World) -> Non
     assert console_rows[-1][0] == "signature_image"  # the console also keeps the image
     assert console_rows[:-1] == shape(by_api)
     api.close()
+
+
+def test_the_live_cards_fragment_lists_the_same_tickets(w: World) -> None:
+    ticket_id = _open(w)
+    page = w.client(E1).get("/console/engineer")
+    assert 'hx-get="/console/engineer/rows"' in page.text and "sse:ticket" in page.text
+    cards = w.client(E1).get("/console/engineer/rows", headers={"HX-Request": "true"})
+    assert cards.status_code == 200 and ticket_id in cards.text and "<html" not in cards.text
+    assert ticket_id not in w.client(E2).get("/console/engineer/rows").text
+    admin = w.client(ADMIN).get("/console/engineer?engineer=e1")
+    assert 'hx-get="/console/engineer/rows?engineer=e1"' in admin.text
+    assert w.client(ADMIN).get("/console/engineer/rows?engineer=bad%20id").status_code == 422
