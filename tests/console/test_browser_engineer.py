@@ -135,3 +135,16 @@ def test_an_engineer_cannot_act_on_someone_elses_ticket(open_as: Opener, server:
     hospital = open_as("h1", *PHONE)
     answer = hospital.goto("/console/devices/d9")  # another hospital's device
     assert answer is not None and answer.status == 404
+
+
+def test_a_ticket_dispatched_to_me_appears_without_a_reload(
+    open_as: Opener, server: Served
+) -> None:
+    page = open_as("e1", *PHONE)
+    page.goto("/console/engineer")
+    expect(page.locator("#live-status")).to_have_attribute("data-up", "1")  # feed open
+    ticket_id = _assigned(server, "t-live", "d9")
+    expect(page.locator("#my-tickets")).to_contain_text("d9", timeout=5_000)
+    expect(page.get_by_role("link", name="no image · d9")).to_be_visible()
+    assert page.url.endswith("/console/engineer")
+    assert server.store.ticket(ticket_id) is not None
