@@ -207,3 +207,12 @@ def test_the_report_form_leads_to_the_half_year_of_the_chosen_day(w: World) -> N
     assert 'filename="vigil-report-s2-2025-H2.html"' in report.headers["content-disposition"]
     for bad in ("site=s2&day=soon", "site=bad%20id&day=2025-01-01", "day=2025-01-01"):
         assert admin.get(f"/console/admin/reports?{bad}").status_code == 422, bad
+
+
+def test_admin_posts_without_the_csrf_token_are_refused(w: World) -> None:
+    admin = w.client(ADMIN)
+    refused = admin.http.post("/console/admin/devices/new", data=DEVICE)
+    assert refused.status_code == 403
+    wrong = admin.http.post("/console/admin/devices/new", data={**DEVICE, "csrf": "guess"})
+    assert wrong.status_code == 403
+    assert w.store.device("d5") is None

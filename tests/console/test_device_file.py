@@ -176,3 +176,11 @@ def test_times_are_shown_in_the_sites_zone() -> None:
         )
         other = admin.get(f"/console/engineer/tickets/{utc.id}")
         assert "9:00\u202fAM" in other.text or "9:00 AM" in other.text
+
+
+def test_patients_use_their_own_page_not_the_device_file(w: World) -> None:
+    from service.api.schemas import Principal, Role
+
+    patient = w.client(Principal(role=Role.PATIENT, subject="p1"))
+    assert patient.get("/console/devices/d1").status_code == 403
+    assert patient.get("/console/devices/d1/series?metric=mains_voltage").status_code == 403

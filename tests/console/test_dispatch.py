@@ -175,3 +175,14 @@ def test_the_filter_form_as_a_browser_sends_it_empty_fields_and_all(w: World) ->
         answer = admin.get(f"/console/dispatch?{bad}")
         assert answer.status_code == 422, bad
     assert admin.get("/console/load?region=").status_code == 200
+
+
+def test_a_dispatch_without_the_csrf_token_is_refused(w: World) -> None:
+    ticket_id = _open(w, "t1")
+    admin = w.client(ADMIN)
+    refused = admin.http.post(
+        f"/console/dispatch/tickets/{ticket_id}", data={"engineer_id": "e2", "version": "2"}
+    )
+    assert refused.status_code == 403
+    kept = w.store.ticket(ticket_id)
+    assert kept is not None and kept.assignee == "e1"
