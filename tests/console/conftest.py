@@ -149,9 +149,13 @@ def http_as(console_server: ConsoleServer) -> Iterator[Callable[[str], httpx.Cli
         client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium under Playwright (skipped where it is not installed)."""
+    """Headless Debian chromium under Playwright (skipped where it is not installed).
+
+    One per test module: Playwright's sync API keeps an event loop running in this thread
+    while it is open, which the asyncio tests of later modules could not start beside.
+    """
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed (make services installs it)")
     from playwright.sync_api import sync_playwright
