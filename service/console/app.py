@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from types import ModuleType
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api import errors
 from service.api.context import ApiContext
 from service.console.acks import AckBook
 from service.console.assets import PREFIX, STATIC_DIR
@@ -85,8 +87,7 @@ def _install_errors(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        path = request.url.path
-        if not path.startswith("/console") or path.startswith(f"{PREFIX}/"):
+        if not _console_page(request.url.path):
             answer = api_handler(request, exc)
             if inspect.isawaitable(answer):
                 answer = await answer
@@ -102,5 +103,19 @@ def _install_errors(app: FastAPI) -> None:
             response.headers[name] = value
         return response
 
+    async def invalid_input(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if not _console_page(request.url.path):
+            return await errors.invalid_request(request, exc)
+        # Which fields were refused, never their (hostile) values.
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()})
+        detail = "invalid input: " + ", ".join(f or "request" for f in fields)
+        return page(request, "error.html", {"code": 422, "detail": detail}, status_code=422)
+
     app.add_exception_handler(LoginRequired, login_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_input)
+
+
+def _console_page(path: str) -> bool:
+    return path.startswith("/console") and not path.startswith(f"{PREFIX}/")

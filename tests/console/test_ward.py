@@ -193,3 +193,16 @@ def test_the_board_lists_patches_not_equipment(
     store.put_device(scope)
     page = login_client("nurse").get("/console/ward").text
     assert "endo-1" not in page and seed.INFECTED in page
+
+
+def test_refused_form_input_is_a_page_naming_the_fields_not_echoing_them(
+    login_client: Callable[[str], TestClient],
+) -> None:
+    nurse = login_client("nurse")
+    token = csrf_of(nurse, "/console/ward")
+    form = {"device_id": "<script>x</script>", "rule_id": "r", "at_us": "soon", "csrf": token}
+    answer = nurse.post("/console/ward/ack", data=form)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "device_id" in answer.text and "at_us" in answer.text
+    assert "<script>x" not in answer.text and "soon" not in answer.text
