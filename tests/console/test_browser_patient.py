@@ -42,7 +42,7 @@ def test_patient_page_updates_live_when_their_dressing_raises_an_alert(
     page = page_as("patient")
     page.wait_for_function("document.getElementById('live-kit') !== null")
     expect(page.locator(".tone-urgent")).to_have_count(0)
-    page.wait_for_timeout(500)  # the stream is open (htmx connects on load)
+    page.wait_for_function("document.body.dataset.live === '1'")  # the stream is open
     now = datetime.now(UTC)
     alert = seed.infection(seed.HOME_PATCH, now)
     seed.raise_alert(console_server.store, console_server.readings, alert, now)

@@ -28,6 +28,7 @@
   document.addEventListener("htmx:sseOpen", function () { setLive(true); });
   document.addEventListener("htmx:sseError", function () { setLive(false); });
   function setLive(up) {
+    document.body.dataset.live = up ? "1" : "0";  // also what tests wait for
     var el = document.getElementById("live-status");
     if (el) el.dataset.up = up ? "1" : "0";
   }
