@@ -58,6 +58,11 @@ class LiveHub:
         """How many listen now."""
         return len(self._queues)
 
+    @property
+    def watching(self) -> bool:
+        """Whether the watcher task runs (it does exactly while anyone listens)."""
+        return self._watcher is not None and not self._watcher.done()
+
     def publish(self, change: Change) -> None:
         """Hand ``change`` to every subscriber (dropped for one whose queue is full)."""
         self.published += 1
