@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from service.api.context import Telemetry
 from service.api.schemas import Principal, Role
 from service.console.live import QUEUE, Change, LiveHub
 from service.console.live_routes import concerns, stream
-from service.console.watch import StoreWatcher
+from service.console.watch import LOOKBACK, StoreWatcher
 from service.store import SqliteStore
 from tests.console import seed
 from tests.waiting import wait_until_async
@@ -103,3 +103,25 @@ def test_the_watcher_notices_new_alerts_and_tickets_by_site(
     assert changes["alert"].devices == frozenset({seed.INFECTED})
     assert changes["ticket"].patients == frozenset({"p3"})
     assert watcher() == []  # each change is told once
+
+
+def test_late_and_out_of_order_alerts_are_told_once(
+    stores: tuple[SqliteStore, Telemetry, object],
+) -> None:
+    store, telemetry, readings = stores
+    now = datetime.now(UTC)
+    seed.raise_alert(store, readings, seed.infection("patch-w101", now), now)  # type: ignore[arg-type]
+    watcher = StoreWatcher(store, telemetry, lambda: datetime.now(UTC))
+    assert watcher() == []  # what was there before the feed started is not news
+    seed.raise_alert(store, readings, seed.infection("patch-w102", now), now)  # type: ignore[arg-type]
+    assert {c.kind for c in watcher()} == {"alert", "ticket"}
+    # An alert stamped before the newest one told, arriving later (a lagging gateway).
+    late = now - timedelta(seconds=40)
+    seed.raise_alert(store, readings, seed.infection("patch-w201", late), now)  # type: ignore[arg-type]
+    changes = {c.kind: c for c in watcher()}
+    assert changes["alert"].devices == frozenset({"patch-w201"})
+    assert watcher() == []
+    # Far too late (outside the look-back): not pushed; a reload shows it.
+    stale = now - LOOKBACK - timedelta(minutes=5)
+    readings.store_alert_events([seed.infection("patch-h01", stale)])  # type: ignore[attr-defined]
+    assert watcher() == []
