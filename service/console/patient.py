@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request, status
@@ -20,9 +20,10 @@ from fastapi.responses import RedirectResponse, Response
 from contract import Severity
 from infra.time_us import datetime_from_us, us_from_datetime
 from service import desk
+from service.api.context import Telemetry
 from service.api.deps import ContextDep, Id, ReadingsDep
 from service.api.schemas import Role
-from service.api.scope import actor, not_found, scope_of, sees_everything, visible_device
+from service.api.scope import actor, not_found, sees_everything, visible_device
 from service.api.text import ID_PATTERN
 from service.api.views import patient_ticket
 from service.console.deps import SessionDep
@@ -139,41 +140,39 @@ def patient_page(
 ) -> Response:
     """The patient's dressings, what they tell, updates on their requests, a help button."""
     patient = _patient(context.store, session, patient_id)
-    now = context.clock()
     scope = Scope(patient=patient.id)
-    devices = context.store.device_page(DeviceQuery(scope=scope, limit=MAX_DEVICES))
-    ids = [d.id for d in devices]
-    latest: dict[str, dict[str, float]] = {i: {} for i in ids}
-    seen: dict[str, int] = {}
-    for r in readings.latest(ids, us_from_datetime(now - timedelta(days=7))):
-        latest[r.device_id][r.metric] = r.value
-        seen[r.device_id] = max(seen.get(r.device_id, 0), r.ts_us)
-    severities: dict[str, list[Severity]] = {i: [] for i in ids}
-    for alert in readings.active_alerts(ids):
-        severities[alert.device_id].append(alert.severity)
-    kits = [
-        {
-            "device": d,
-            "statuses": statuses(
-                latest[d.id],
-                severities[d.id],
-                datetime_from_us(seen[d.id]) if d.id in seen else None,
-                now,
-            ),
-            "seen": datetime_from_us(seen[d.id]) if d.id in seen else None,
-        }
-        for d in devices
-    ]
-    query = TicketQuery(
-        scope=scope_of(session.who) if session.who.role is Role.PATIENT else scope,
-        sort="-updated",
-        limit=UPDATES,
-    )
+    kits = _kits(context.store, readings, scope, context.clock())
+    query = TicketQuery(scope=scope, sort="-updated", limit=UPDATES)
     updates = [patient_ticket(t) for t, _ in context.store.ticket_page(query)]
     calendar = context.sla.site_calendar(patient.site_id)
     zone = calendar.zone if calendar is not None else ZoneInfo("UTC")
     values = {"patient": patient, "kits": kits, "updates": updates, "sent": sent}
     return page(request, "patient.html", values, session, zone=zone)
+
+
+def _kits(
+    store: ServiceStore, readings: Telemetry, scope: Scope, now: datetime
+) -> list[dict[str, Any]]:
+    """Each of the patient's devices with what to tell about it and when it was last heard."""
+    devices = store.device_page(DeviceQuery(scope=scope, limit=MAX_DEVICES))
+    ids = [d.id for d in devices]
+    latest: dict[str, dict[str, float]] = {i: {} for i in ids}
+    seen: dict[str, datetime] = {}
+    for r in readings.latest(ids, us_from_datetime(now - timedelta(days=7))):
+        latest[r.device_id][r.metric] = r.value
+        at = datetime_from_us(r.ts_us)
+        seen[r.device_id] = max(seen.get(r.device_id, at), at)
+    severities: dict[str, list[Severity]] = {i: [] for i in ids}
+    for alert in readings.active_alerts(ids):
+        severities[alert.device_id].append(alert.severity)
+    return [
+        {
+            "device": d,
+            "statuses": statuses(latest[d.id], severities[d.id], seen.get(d.id), now),
+            "seen": seen.get(d.id),
+        }
+        for d in devices
+    ]
 
 
 @router.post("/patients/{patient_id}/help", include_in_schema=False)
