@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -51,3 +52,18 @@ def test_pages_link_vendored_scripts_with_integrity_and_no_cdn(
     assert served.status_code == 200
     digest = base64.b64encode(hashlib.sha384(served.content).digest()).decode()
     assert f"sha384-{digest}" == integrity["htmx.min.js"]
+
+
+def test_the_lock_is_what_the_vendoring_script_pins() -> None:
+    path = Path(__file__).resolve().parents[2] / "scripts" / "vendor_assets.py"
+    spec = importlib.util.spec_from_file_location("vendor_assets", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pinned = {
+        (p.name, p.version, p.integrity, file) for p in script.PINS for file in p.files.values()
+    }
+    locked = {(e["name"], e["version"], e["tarball_integrity"], e["file"]) for e in _lock()}
+    assert locked == pinned
+    data = (STATIC_DIR / "vendor" / "htmx.min.js").read_bytes()
+    assert script.sri(data) == next(e["integrity"] for e in _lock() if e["file"] == "htmx.min.js")
