@@ -288,3 +288,20 @@ def test_the_live_cards_fragment_lists_the_same_tickets(w: World) -> None:
     admin = w.client(ADMIN).get("/console/engineer?engineer=e1")
     assert 'hx-get="/console/engineer/rows?engineer=e1"' in admin.text
     assert w.client(ADMIN).get("/console/engineer/rows?engineer=bad%20id").status_code == 422
+
+
+def test_an_engineer_leaves_without_a_fix_and_comes_back(w: World) -> None:
+    ticket_id = _open(w)
+    e1 = w.client(E1)
+    for action, fields in (
+        ("accept", {}),
+        ("arrive", {}),
+        ("depart", {"note": "part on order"}),
+        ("arrive", {}),
+        ("resolve", {"fault": "pump"}),
+    ):
+        w.clock.advance(timedelta(minutes=10))
+        assert _act(w, e1, ticket_id, action, **fields).status_code == 303, action
+    ticket = w.store.ticket(ticket_id)
+    assert ticket is not None and ticket.site_visits == 2
+    assert any(c.note == "part on order" for c in ticket.history)
