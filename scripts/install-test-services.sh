@@ -2,7 +2,7 @@
 # Installs the real services the tests start privately: Mosquitto, PostgreSQL 15 and
 # TimescaleDB (built from Debian's trixie source package, which bookworm does not ship), and
 # Debian's chromium for the console's browser tests (Playwright drives /usr/bin/chromium; it
-# never downloads a browser of its own) with a CJK font for the Chinese screens.
+# never downloads a browser of its own) with fonts, CJK included, for the screenshots.
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ SUDO=""
 
 need_pkgs=()
 for pkg in mosquitto postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR cmake libssl-dev gcc make \
-    chromium fonts-wqy-zenhei; do
+    chromium fonts-liberation fonts-wqy-zenhei; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
