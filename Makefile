@@ -5,10 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast services lint bench clean
+.PHONY: demo demo-serve test test-fast services lint bench screenshots clean
 
 demo: $(STAMP)
 	$(BIN)/vigil demo
+
+# The demo, then its results in the web console (URL and demo logins printed; Ctrl-C stops).
+demo-serve: $(STAMP)
+	$(BIN)/vigil demo --serve
 
 test: services $(STAMP)
 	$(BIN)/pytest
@@ -37,6 +41,10 @@ bench: services $(STAMP)
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_storage
 	$(BIN)/python -m bench.bench_rules
+
+# Every console screen at 1280 px and 390×844 into docs/screenshots/ (Debian's chromium).
+screenshots: services $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

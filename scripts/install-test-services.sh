@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real services the tests start privately: Mosquitto (and its clients: the
-# integration guide's mosquitto_pub line is run by a test), PostgreSQL 15 and
-# TimescaleDB (built from Debian's trixie source package, which bookworm does not ship).
+# integration guide's mosquitto_pub line is run by a test), PostgreSQL 15 and TimescaleDB
+# (built from Debian's trixie source package, which bookworm does not ship), and Debian's
+# chromium for the console's browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser of its own) with fonts, CJK included, for the screenshots.
 # Idempotent: every step is skipped when its result is already there.
 set -euo pipefail
 
@@ -12,7 +14,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 need_pkgs=()
-for pkg in mosquitto mosquitto-clients postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR cmake libssl-dev gcc make; do
+for pkg in mosquitto mosquitto-clients postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR cmake \
+    libssl-dev gcc make chromium fonts-liberation fonts-wqy-zenhei; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -111,9 +111,14 @@ def demo(
     ticks: Annotated[int, typer.Option(help="Samples per device, one per simulated minute.")] = 360,
     port: Annotated[int, typer.Option(help="Loopback port for the embedded broker.")] = 18830,
     workdir: Annotated[Path, typer.Option(help="Where the SQLite files go.")] = Path("var/demo"),
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve the web console over the results.")
+    ] = False,
+    http_port: Annotated[int, typer.Option(help="Loopback port of the console (--serve).")] = 8080,
 ) -> None:
     """Run the whole data path on the embedded default and print a summary."""
     from vigil.demo import run_demo, summary_table
+    from vigil.demo_serve import console_url, serve_console
 
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("*.db*"):
@@ -126,8 +131,15 @@ def demo(
             port=port,
             workdir=workdir,
             console=console,
+            # Served data should look current: the simulated period then ends now.
+            ends_now=serve,
         )
     )
     console.print(summary_table(result))
     if result.stored != result.produced:
         raise typer.Exit(1)
+    if serve:
+        serve_console(workdir, result.site, "127.0.0.1", http_port, console)
+    else:
+        url = console_url("127.0.0.1", http_port)
+        console.print(f"Console: `vigil demo --serve` (make demo-serve) shows this at {url}")

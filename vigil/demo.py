@@ -12,7 +12,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -58,6 +58,7 @@ class DemoResult:
     alerts: int = 0
     tickets: list[Ticket] = field(default_factory=list)
     service_db: Path | None = None
+    site: str = ""
 
 
 # The infection starts once the wound's temperature baseline is learnt (24 h after the first
@@ -175,14 +176,18 @@ async def run_demo(
     port: int = 18830,
     workdir: Path | None = None,
     console: Console | None = None,
+    ends_now: bool = False,
 ) -> DemoResult:
-    """Run the scenario end to end and return the reconciliation."""
+    """Run the scenario end to end and return the reconciliation (``ends_now``: the simulated
+    period ends at the current time rather than a month ago, for serving the results)."""
     console = console or Console()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="vigil-demo-"))
     db_path = workdir / "vigil.db"
     spec = FleetSpec(
         seed=seed, patches=patches, equipment=equipment, faults=demo_faults(), tick_s=DEMO_TICK_S
     )
+    if ends_now:
+        spec = replace(spec, start_us=time.time_ns() // 1000 - round(ticks * DEMO_TICK_S * 1e6))
     fleet = Fleet(spec)
     store = open_store(f"sqlite:///{db_path}")
     store.migrate()
@@ -218,6 +223,7 @@ async def run_demo(
         alerts=backbone.runtime.counters.published,
         tickets=tickets,
         service_db=service_db,
+        site=spec.site,
     )
     store.close()
     return result

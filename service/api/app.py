@@ -42,8 +42,9 @@ def build_app(
     sla: SlaConfig | None = None,
     clock: Callable[[], datetime] = _utc_now,
     owned: AbstractContextManager[object] | None = None,
+    console: bool = True,
 ) -> FastAPI:
-    """The API over ``store`` (and ``readings``, for telemetry).
+    """The API over ``store`` (and ``readings``, for telemetry), with the web console.
 
     Callers are known by ``authenticate`` (the token registry) or, for tests and doubles, by
     ``tokens`` (token → principal; each at least 32 characters). ``guards`` are the limits
@@ -79,6 +80,11 @@ def build_app(
     app.add_middleware(BodyLimit, max_bytes=guards.max_body_bytes, per_prefix=guards.body_limits)
     for router in ROUTERS:
         app.include_router(router)
+    if console:
+        # Imported here: the console's templates and catalogs load only when it is served.
+        from service.console.app import install
+
+        install(app)
     return app
 
 

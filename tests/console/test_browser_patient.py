@@ -1,0 +1,49 @@
+"""A patient at home, in a real browser: their status, help, and nobody else's page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.console import seed
+from tests.console.conftest import ConsoleServer
+
+
+def test_patient_sees_their_status_and_asks_for_help_by_keyboard(
+    page_as: Callable[..., Any],
+) -> None:
+    page = page_as("patient", width=390, height=844)
+    expect(page.locator("h1")).to_have_text("My dressing")
+    expect(page.locator(f"#kit-{seed.HOME_PATCH}")).to_be_visible()
+    expect(page.locator(".statuses li").first).to_be_visible()
+    button = page.get_by_role("button", name="Request help")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("request for help was sent")
+    expect(page.locator(".updates")).to_contain_text("help requested from the patient console")
+
+
+def test_patient_gets_404_on_another_patients_page(page_as: Callable[..., Any]) -> None:
+    page = page_as("patient")
+    answer = page.goto(f"/console/patients/{seed.OTHER_PATIENT}")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    expect(page.locator("main")).not_to_contain_text(seed.OTHER_PATCH)
+    ward = page.goto("/console/ward")
+    assert ward is not None and ward.status == 403
+
+
+def test_patient_page_updates_live_when_their_dressing_raises_an_alert(
+    page_as: Callable[..., Any], console_server: ConsoleServer
+) -> None:
+    page = page_as("patient")
+    page.wait_for_function("document.getElementById('live-kit') !== null")
+    expect(page.locator(".tone-urgent")).to_have_count(0)
+    page.wait_for_function("document.body.dataset.live === '1'")  # the stream is open
+    now = datetime.now(UTC)
+    alert = seed.infection(seed.HOME_PATCH, now)
+    seed.raise_alert(console_server.store, console_server.readings, alert, now)
+    expect(page.locator(".tone-urgent")).to_contain_text("nurse", timeout=5_000)
