@@ -112,12 +112,17 @@ def demo(
     port: Annotated[int, typer.Option(help="Loopback port for the embedded broker.")] = 18830,
     workdir: Annotated[Path, typer.Option(help="Where the SQLite files go.")] = Path("var/demo"),
     serve: Annotated[
-        bool, typer.Option("--serve", help="Then serve the web console over the results.")
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then serve the web console over the results, the broker and data path live.",
+        ),
     ] = False,
     http_port: Annotated[int, typer.Option(help="Loopback port of the console (--serve).")] = 8080,
 ) -> None:
     """Run the whole data path on the embedded default and print a summary."""
     from vigil.demo import run_demo, summary_table
+    from vigil.demo_live import LiveSite
     from vigil.demo_serve import console_url, serve_console
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,8 @@ def demo(
     if result.stored != result.produced:
         raise typer.Exit(1)
     if serve:
-        serve_console(workdir, result.site, "127.0.0.1", http_port, console)
+        live = LiveSite(broker_port=port, site=result.site)
+        serve_console(workdir, live, "127.0.0.1", http_port, console)
     else:
         url = console_url("127.0.0.1", http_port)
         console.print(f"Console: `vigil demo --serve` (make demo-serve) shows this at {url}")
