@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
 
 from contract import AlertEvent
+from contract.health import GatewayHealth
 from service.model import (
     Device,
     Evidence,
@@ -19,6 +20,7 @@ from service.model import (
     Tier,
     UtcDatetime,
 )
+from service.presence_model import PresenceRecord
 
 # Instants the API computes itself are written with ``isoformat()`` ("+00:00"), as ever.
 IsoDatetime = Annotated[AwareDatetime, PlainSerializer(datetime.isoformat, return_type=str)]
@@ -82,6 +84,20 @@ class Inspection(Out):
     ticket_id: str | None = None
 
 
+class PresenceView(PresenceRecord):
+    """A presence record with the uptime it implies now."""
+
+    uptime_s: float | None = None
+
+
+class GatewayView(Out):
+    """What the service knows of one gateway: its presence and its latest health summary."""
+
+    gateway_id: str
+    presence: PresenceView | None
+    health: GatewayHealth | None
+
+
 class DeviceFile(Out):
     """Everything about one device: "one device, one file"."""
 
@@ -92,6 +108,9 @@ class DeviceFile(Out):
     inspections: list[Inspection]
     parts: list[str]
     links: dict[str, str]
+    # Presence (equipment with a last will) and the health of the gateway relaying it.
+    presence: PresenceView | None = None
+    gateway: GatewayView | None = None
 
 
 class PatientStateChange(Out):

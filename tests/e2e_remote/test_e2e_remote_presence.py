@@ -105,6 +105,14 @@ async def test_sigkilled_equipment_goes_offline_with_an_alert(
         assert gateway["health"]["outbox_pending"] == 3
         assert here.api.get("/gateways/nope", headers=here.headers("adm")).status_code == 404
 
+        # One device, one file: its presence and the health of the gateway relaying it.
+        file = here.api.get("/devices/us-000/file", headers=here.headers("eng1"))
+        assert file.status_code == 200, file.text
+        shown = file.json()
+        assert shown["presence"]["state"] == "offline" and shown["presence"]["alert_raised"]
+        assert shown["gateway"]["gateway_id"] == GATEWAY
+        assert shown["gateway"]["health"]["faults"] == ["gateway.ble.adapter_gone"]
+
 
 BAD_UPLINK = [
     ("vigil/v1/gateways/gw-x/status", b"not json", "presence status"),

@@ -17,16 +17,15 @@ from pydantic import Field
 
 from contract import ContractError
 from contract.commands import MAX_TIMEOUT_S, command_id_problem, command_spec, validate_args
-from contract.health import GatewayHealth
 from infra.time_us import us_from_datetime
 from service import commands
 from service.api.deps import CallerDep, Id, NowDep, StaffDep, StoreDep
+from service.api.presence_views import gateway_view, presence_view
 from service.api.requests import In
-from service.api.schemas import Role
+from service.api.schemas import GatewayView, PresenceView, Role
 from service.api.scope import actor, visible_device, visible_ticket
 from service.commands_model import CommandRecord
 from service.model import OPEN_STATES
-from service.presence_model import PresenceRecord
 
 router = APIRouter(tags=["remote diagnosis"])
 
@@ -42,20 +41,6 @@ class NewCommand(In):
     command_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
     expires_in_s: Annotated[int, Field(ge=10, le=MAX_EXPIRY_S)] = 3600
     timeout_s: Annotated[float | None, Field(gt=0, le=MAX_TIMEOUT_S)] = None
-
-
-class PresenceView(PresenceRecord):
-    """A presence record with the uptime it implies now."""
-
-    uptime_s: float | None = None
-
-
-class GatewayView(In):
-    """What the service knows of one gateway: its presence and its latest health summary."""
-
-    gateway_id: str
-    presence: PresenceView | None
-    health: GatewayHealth | None
 
 
 def _unprocessable(detail: str) -> HTTPException:
@@ -138,7 +123,7 @@ def device_presence(who: CallerDep, store: StoreDep, now: NowDep, device_id: Id)
     record = store.presence(device_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the device never reported its presence")
-    return _view(record, us_from_datetime(now))
+    return presence_view(record, us_from_datetime(now))
 
 
 @router.get("/gateways/{gateway_id}")
@@ -146,13 +131,7 @@ def gateway(who: StaffDep, store: StoreDep, now: NowDep, gateway_id: Id) -> Gate
     """A gateway's presence and latest health summary (staff only)."""
     if who.role is Role.HOSPITAL:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "hospital may not use this")
-    record = store.presence(gateway_id)
-    health = store.gateway_health(gateway_id)
-    if record is None and health is None:
+    view = gateway_view(store, gateway_id, us_from_datetime(now))
+    if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such gateway has reported")
-    presence = None if record is None else _view(record, us_from_datetime(now))
-    return GatewayView(gateway_id=gateway_id, presence=presence, health=health)
-
-
-def _view(record: PresenceRecord, now_us: int) -> PresenceView:
-    return PresenceView(**record.model_dump(), uptime_s=record.uptime_at(now_us))
+    return view

@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from contract import DeviceKind
-from service.api.deps import CallerDep, Id, ReadingsDep, StoreDep
+from infra.time_us import us_from_datetime
+from service.api.deps import CallerDep, Id, NowDep, ReadingsDep, StoreDep
 from service.api.pages import DEFAULT_PAGE, Cursor, Limit, Offset, decode_cursor, page
+from service.api.presence_views import gateway_view, presence_view
 from service.api.schemas import DeviceFile, Inspection, PatientDeviceFile, Role
 from service.api.scope import scope_of, visible_device
 from service.api.text import ID_PATTERN
@@ -72,7 +74,7 @@ def _inspections(found: Device, tickets: list[Ticket]) -> list[Inspection]:
 
 @router.get("/{device_id}/file")
 def device_file(
-    who: CallerDep, store: StoreDep, readings: ReadingsDep, device_id: Id
+    who: CallerDep, store: StoreDep, readings: ReadingsDep, now: NowDep, device_id: Id
 ) -> DeviceFile | PatientDeviceFile:
     """One device, one file: the device, its site, tickets, alerts, inspections and parts.
 
@@ -97,6 +99,8 @@ def device_file(
             inspections=_inspections(found, tickets),
             links=links,
         )
+    now_us = us_from_datetime(now)
+    presence = store.presence(device_id)
     return DeviceFile(
         device=found,
         site=site,
@@ -105,4 +109,6 @@ def device_file(
         inspections=_inspections(found, tickets),
         parts=sorted({p for t in tickets for p in t.parts}),
         links=links,
+        presence=None if presence is None else presence_view(presence, now_us),
+        gateway=None if presence is None else gateway_view(store, presence.gateway_id, now_us),
     )
