@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.api.command_requests import CommandAsk, request_command
 from service.api.deps import Id, NowDep, SlaDep, StoreDep
 from service.api.schemas import Principal, Role
 from service.api.scope import visible_ticket
@@ -22,6 +23,7 @@ from service.api.text import ID_PATTERN
 from service.console.deps import session_in
 from service.console.dispatch_board import BoardRow, board_row, site_zone
 from service.console.engineer_actions import ACTIONS, BY_EVENT, ActionRefused, act, may_act
+from service.console.engineer_commands import remote_diagnosis
 from service.console.i18n import N_
 from service.console.nav import NavItem
 from service.console.render import page
@@ -128,12 +130,13 @@ def _ticket_page(
 ) -> HTMLResponse:
     device = store.device(ticket.device_id)
     values = {
+        **remote_diagnosis(store, session.who, ticket, device),
         "row": board_row(ticket, now, sla),
         "ticket": ticket,
         "device": device,
         "actions": actions_for(session.who, ticket),
         "error": error,
-        "done": ACTIONS.get(done, ""),
+        "done": ACTIONS.get(done, "") or (N_("Command sent") if done == "command" else ""),
         "form": form or {},
         "now": now,
     }
@@ -155,8 +158,37 @@ def ticket_page(
 ) -> HTMLResponse:
     """One ticket: its clocks, device, history and the actions its state allows."""
     ticket = visible_ticket(store, session.who, ticket_id)
-    shown = done if done in ACTIONS else ""
+    shown = done if done in ACTIONS or done == "command" else ""
     return _ticket_page(request, session, store, ticket, now, sla, done=shown)
+
+
+@router.post("/commands/{ticket_id}", response_class=HTMLResponse)
+async def send_command(
+    request: Request,
+    session: FieldSession,
+    store: StoreDep,
+    sla: SlaDep,
+    now: NowDep,
+    ticket_id: Id,
+) -> Response:
+    """Send the form's command with its default arguments; back to the ticket (303), or the
+    ticket with why not (4xx)."""
+    command = (await request.form()).get("command")
+    ask = CommandAsk(command[:64] if isinstance(command, str) else "", {})
+
+    def work() -> Response:
+        try:
+            request_command(store, session.who, ticket_id, ask, now)
+        except HTTPException as refused:
+            ticket = visible_ticket(store, session.who, ticket_id)
+            error, code = str(refused.detail), refused.status_code
+            return _ticket_page(
+                request, session, store, ticket, now, sla, error=error, status_code=code
+            )
+        target = f"/console/engineer/tickets/{ticket_id}?done=command"
+        return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
+    return await run_in_threadpool(work)  # store calls block: off the event loop
 
 
 @router.post("/tickets/{ticket_id}/{action}", response_class=HTMLResponse)

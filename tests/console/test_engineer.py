@@ -102,6 +102,7 @@ def test_an_engineer_walks_a_ticket_to_sign_off_with_a_drawn_signature(w: World)
         "pause",
         "resume",
         "resolve",
+        "parts_consumed",  # the resolve's parts leave stock (service.parts)
         "signoff",
         "signature_image",
     ]

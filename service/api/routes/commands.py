@@ -9,23 +9,20 @@ on the ticket: ``GET /tickets/{id}/commands``.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import Field
 
-from contract import ContractError
-from contract.commands import MAX_TIMEOUT_S, command_id_problem, command_spec, validate_args
+from contract.commands import MAX_TIMEOUT_S
 from infra.time_us import us_from_datetime
-from service import commands
+from service.api.command_requests import CommandAsk, request_command
 from service.api.deps import CallerDep, Id, NowDep, StaffDep, StoreDep
 from service.api.presence_views import gateway_view, presence_view
 from service.api.requests import In
 from service.api.schemas import GatewayView, PresenceView, Role
-from service.api.scope import actor, visible_device, visible_ticket
+from service.api.scope import visible_device, visible_ticket
 from service.commands_model import CommandRecord
-from service.model import OPEN_STATES
 
 router = APIRouter(tags=["remote diagnosis"])
 
@@ -43,10 +40,6 @@ class NewCommand(In):
     timeout_s: Annotated[float | None, Field(gt=0, le=MAX_TIMEOUT_S)] = None
 
 
-def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
-
-
 @router.post("/tickets/{ticket_id}/commands", status_code=status.HTTP_202_ACCEPTED)
 def send_command(
     who: CallerDep,
@@ -57,43 +50,8 @@ def send_command(
     response: Response,
 ) -> CommandRecord:
     """Send a command to the ticket's device (only the engineer assigned to the open ticket)."""
-    ticket = visible_ticket(store, who, ticket_id)
-    if who.role is not Role.ENGINEER or ticket.assignee != who.subject:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the engineer assigned may send")
-    if ticket.state not in OPEN_STATES:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"ticket is {ticket.state}")
-    device = visible_device(store, who, ticket.device_id)
-    try:
-        spec = command_spec(body.command)
-        args = validate_args(body.command, body.args)
-    except ContractError as exc:
-        raise _unprocessable(str(exc)) from None
-    if device.kind not in spec.kinds:
-        raise _unprocessable(f"{spec.name} is not for a {device.kind}")
-    presence = store.presence(device.id)
-    if presence is None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"no gateway has reported {device.id}: nowhere to send it"
-        )
-    command_id = body.command_id or uuid.uuid4().hex
-    assert command_id_problem(command_id) is None
-    at_us = us_from_datetime(now)
-    record = CommandRecord(
-        command_id=command_id,
-        ticket_id=ticket.id,
-        device_id=device.id,
-        gateway_id=presence.gateway_id,
-        command=spec.name,
-        args=args,
-        requested_by=actor(who),
-        requested_at_us=at_us,
-        expires_at_us=at_us + body.expires_in_s * 1_000_000,
-        timeout_s=body.timeout_s or spec.timeout_s,
-    )
-    try:
-        stored, new = commands.issue(store, record)
-    except commands.CommandConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    ask = CommandAsk(body.command, body.args, body.command_id, body.expires_in_s, body.timeout_s)
+    stored, new = request_command(store, who, ticket_id, ask, now)
     if not new:
         response.status_code = status.HTTP_200_OK
     return stored
