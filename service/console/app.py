@@ -38,6 +38,7 @@ SCREENS = (
     "service.console.engineer",
     "service.console.dispatch",
     "service.console.device_file",
+    "service.console.desk_pages",
 )
 
 

@@ -71,3 +71,10 @@ def test_skip_link_and_tab_order_reach_the_actions(page_as: Callable[..., Any]) 
             break
     else:
         raise AssertionError("Request help is not reachable by keyboard")
+
+
+@pytest.mark.parametrize("path", ["/console/knowledge", "/console/vigilance"])
+def test_desk_lists_have_no_serious_violations(page_as: Callable[..., Any], path: str) -> None:
+    page = page_as("admin")
+    page.goto(path)
+    assert violations(page) == []

@@ -53,7 +53,11 @@ def flag_harm(who: StaffDep, store: StoreDep, now: NowDep, ticket_id: Id, body: 
     return flag
 
 
-def _draft(store: ServiceStore, who: Principal, ticket_id: str, now_: datetime) -> VigilanceDraft:
+def visible_draft(
+    store: ServiceStore, who: Principal, ticket_id: str, now_: datetime
+) -> VigilanceDraft:
+    """The draft report of a flagged ticket the caller may see; 404 otherwise (the console's
+    vigilance list uses it too)."""
     ticket = visible_ticket(store, who, ticket_id)
     flag = store.harm_flag(ticket_id)
     device = store.device(ticket.device_id)
@@ -66,13 +70,13 @@ def _draft(store: ServiceStore, who: Principal, ticket_id: str, now_: datetime) 
 @router.get("/tickets/{ticket_id}/vigilance")
 def vigilance_json(who: StaffDep, store: StoreDep, now: NowDep, ticket_id: Id) -> VigilanceDraft:
     """The draft incident report of a flagged ticket, as JSON (404 when not flagged)."""
-    return _draft(store, who, ticket_id, now)
+    return visible_draft(store, who, ticket_id, now)
 
 
 @router.get("/tickets/{ticket_id}/vigilance.html", response_class=HTMLResponse)
 def vigilance_html(who: StaffDep, store: StoreDep, now: NowDep, ticket_id: Id) -> str:
     """The same draft as a self-contained HTML page."""
-    return render_html(_draft(store, who, ticket_id, now))
+    return render_html(visible_draft(store, who, ticket_id, now))
 
 
 @router.get("/vigilance")
