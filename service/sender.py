@@ -48,6 +48,9 @@ class NotificationSender:
         self._client: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Keys whose attempt ended while the outbox was being read: that read may predate the
+        # attempt's record, so its copy of the item is stale and must not be sent again.
+        self._settled: set[str] = set()
         # Attempts by (channel, outcome: delivered, retry, failed), for metrics.
         self.attempts: collections.Counter[tuple[str, str]] = collections.Counter()
 
@@ -111,11 +114,12 @@ class NotificationSender:
         poll = self.settings.outbox_poll_s
         while True:
             self._wake.clear()
+            self._settled.clear()
             items = await self._due()
             now = wall_clock()
             wait = poll
             for item in items:
-                if item.key in self._inflight:
+                if item.key in self._inflight or item.key in self._settled:
                     continue
                 if item.channel is Channel.MQTT and self._client is None:
                     continue  # held until the broker is back (the connect wakes this loop)
@@ -130,6 +134,7 @@ class NotificationSender:
 
     def _done(self, key: str, _: object) -> None:
         self._inflight.pop(key, None)
+        self._settled.add(key)
         self.wake()
 
     async def _attempt(self, item: OutboxItem) -> None:
