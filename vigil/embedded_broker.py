@@ -24,8 +24,9 @@ class EmbeddedBroker:
         self._broker = Broker(config)
 
     async def __aenter__(self) -> Self:
-        # amqtt logs every connection at INFO; keep the demo's output to our summary.
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        # amqtt logs every connection at INFO and its own protocol bookkeeping at WARNING
+        # ("PUBACK waiter … already done"); keep the demo's output to our summary.
+        logging.getLogger("amqtt").setLevel(logging.ERROR)
         await self._broker.start()
         return self
 

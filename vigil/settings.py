@@ -32,10 +32,10 @@ from gateway.remote import RemoteSettings
 from gateway.uplink import UplinkSettings
 from infra.confirm_keys import KeyFileError, read_key
 from infra.mqtt_tls import MqttTls, TlsFilesError
-from ingest.worker import IngestSettings
 
 if TYPE_CHECKING:
     from infra.retention import RetentionPolicy
+    from ingest.worker import IngestSettings
     from rules.runtime import RuntimeSettings
     from rules.worker import RulesWorkerSettings
     from service.business_hours import BusinessCalendar
@@ -586,6 +586,8 @@ class VigilSettings(BaseSettings):
 
     def ingest_settings(self) -> IngestSettings:
         """The ingest worker's runtime settings; reads its TLS and key files."""
+        from ingest.worker import IngestSettings  # a server module: numpy, not on a gateway
+
         i = self.ingest
         return IngestSettings(
             host=self.uplink_broker.host,
