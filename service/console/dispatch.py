@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -86,6 +86,36 @@ def board_query(where: BoardFilter, cursor: str | None = None) -> str:
     return urlencode({k: v for k, v in params.items() if v})
 
 
+def _board_filter(
+    tier: Field = "", site: Field = "", assignee: Field = "", breached: Field = ""
+) -> BoardFilter:
+    """The board's filter from its query (a dependency of both board routes)."""
+    return _filter(tier, site, assignee, breached)
+
+
+FilterDep = Annotated[BoardFilter, Depends(_board_filter)]
+CursorQuery = Annotated[str | None, Query(max_length=512)]
+
+
+def _board_values(
+    session: Session,
+    store: ServiceStore,
+    sla: SlaConfig,
+    now: datetime,
+    where: BoardFilter,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """What the board page and its live rows show: one SQL page of the filtered board."""
+    found = board(store, admin.scope(session), sla, now, where, cursor)
+    return {
+        "board": found,
+        "where": where,
+        "query": board_query(where, cursor),
+        "next_query": board_query(where, found.next_cursor) if found.next_cursor else "",
+        "tiers": list(Tier),
+    }
+
+
 @router.get("/console/dispatch", response_class=HTMLResponse)
 def sla_board(
     request: Request,
@@ -93,22 +123,11 @@ def sla_board(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    tier: Field = "",
-    site: Field = "",
-    assignee: Field = "",
-    breached: Field = "",
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    where: FilterDep,
+    cursor: CursorQuery = None,
 ) -> HTMLResponse:
     """The SLA board page; its rows refresh live."""
-    where = _filter(tier, site, assignee, breached)
-    found = board(store, admin.scope(session), sla, now, where, cursor)
-    values = {
-        "board": found,
-        "where": where,
-        "query": board_query(where, cursor),
-        "next_query": board_query(where, found.next_cursor) if found.next_cursor else "",
-        "tiers": list(Tier),
-    }
+    values = _board_values(session, store, sla, now, where, cursor)
     return page(request, "dispatch_board.html", values, session)
 
 
@@ -119,20 +138,11 @@ def sla_board_rows(
     store: StoreDep,
     sla: SlaDep,
     now: NowDep,
-    tier: Field = "",
-    site: Field = "",
-    assignee: Field = "",
-    breached: Field = "",
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    where: FilterDep,
+    cursor: CursorQuery = None,
 ) -> HTMLResponse:
     """The board's rows alone (what the live feed swaps in)."""
-    where = _filter(tier, site, assignee, breached)
-    found = board(store, admin.scope(session), sla, now, where, cursor)
-    values = {
-        "board": found,
-        "where": where,
-        "next_query": board_query(where, found.next_cursor) if found.next_cursor else "",
-    }
+    values = _board_values(session, store, sla, now, where, cursor)
     return page(request, "dispatch_rows.html", values, session)
 
 
