@@ -73,6 +73,15 @@ def _whose(who: Principal, engineer: str) -> str:
     return chosen or (who.subject or "" if who.role is Role.ENGINEER else "")
 
 
+def _cards(
+    store: ServiceStore, who: Principal, engineer: str, now: datetime, sla: SlaConfig
+) -> dict[str, object]:
+    """What the list and its live cards show: whose tickets, and one page of them."""
+    engineer_id = _whose(who, engineer)
+    rows, more = my_tickets(store, engineer_id, now, sla)
+    return {"rows": rows, "more": more, "engineer_id": engineer_id}
+
+
 @router.get("", response_class=HTMLResponse)
 def tickets(
     request: Request,
@@ -83,9 +92,7 @@ def tickets(
     engineer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
     """My tickets (an admin may look at any engineer's with ``?engineer=``); live."""
-    engineer_id = _whose(session.who, engineer)
-    rows, more = my_tickets(store, engineer_id, now, sla)
-    values = {"rows": rows, "more": more, "engineer_id": engineer_id}
+    values = _cards(store, session.who, engineer, now, sla)
     return page(request, "engineer_tickets.html", values, session)
 
 
@@ -99,9 +106,7 @@ def ticket_cards(
     engineer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
     """The cards alone (what the live feed swaps in when a ticket changes)."""
-    engineer_id = _whose(session.who, engineer)
-    rows, more = my_tickets(store, engineer_id, now, sla)
-    values = {"rows": rows, "more": more, "engineer_id": engineer_id}
+    values = _cards(store, session.who, engineer, now, sla)
     return page(request, "engineer_cards.html", values, session)
 
 
