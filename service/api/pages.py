@@ -61,6 +61,8 @@ def decode_cursor(cursor: str | None, sort: str, shape: Sequence[type]) -> Posit
         or len(value) != len(shape) + 1
         or value[0] != sort
         or not all(type(v) is t for v, t in zip(value[1:], shape, strict=True))
+        # A forged position beyond the stores' 64-bit integers would overflow in the query.
+        or any(type(v) is int and not -(2**63) <= v < 2**63 for v in value[1:])
     ):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,

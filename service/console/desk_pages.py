@@ -28,6 +28,7 @@ NAV = (
     NavItem("/console/vigilance", N_("Vigilance"), frozenset({Role.ADMIN}), 41),
 )
 PAGE = 50
+INT64_MAX = 2**63 - 1  # the stores' integer columns; beyond it is a 422, not an overflow
 
 DeskSession = Annotated[Session, Depends(session_in(Role.ENGINEER, Role.ADMIN))]
 AdminSession = Annotated[Session, Depends(session_in(Role.ADMIN))]
@@ -56,7 +57,7 @@ def vigilance(
     request: Request,
     session: AdminSession,
     store: StoreDep,
-    after_us: Annotated[int | None, Query(ge=0)] = None,
+    after_us: Annotated[int | None, Query(ge=0, le=INT64_MAX)] = None,
     after_ticket: Key = "",
 ) -> HTMLResponse:
     """Tickets flagged "patient harm suspected", oldest first, one page."""

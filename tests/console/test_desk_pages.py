@@ -42,6 +42,8 @@ def test_engineers_search_the_knowledge_base_in_pages(w: World) -> None:
     after = e1.get("/console/knowledge?after_model=any&after_code=E101")
     assert "E202" in after.text and "E101" not in after.text
     assert e1.get("/console/knowledge?q=%01").status_code == 422
+    assert e1.get("/console/knowledge?q=%00").status_code == 422
+    assert e1.get("/console/knowledge?q=" + "x" * 101).status_code == 422
     assert e1.get("/console/knowledge?after_code=bad%20id").status_code == 422
     assert w.client(H1).get("/console/knowledge").status_code == 403
 
@@ -65,4 +67,6 @@ def test_admins_list_flagged_tickets_and_download_each_draft(w: World) -> None:
     assert "skin burn under the probe" in draft.text
     assert admin.get("/console/vigilance/nope.html").status_code == 404
     assert admin.get("/console/vigilance?after_us=-1&after_ticket=t1").status_code == 422
+    assert admin.get("/console/vigilance?after_us=x&after_ticket=t1").status_code == 422
+    assert admin.get(f"/console/vigilance?after_us={2**63}&after_ticket=t1").status_code == 422
     assert w.client(E1).get("/console/vigilance").status_code == 403

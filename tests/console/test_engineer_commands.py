@@ -81,6 +81,12 @@ def test_refusals_are_4xx_pages_with_the_reason(w: World) -> None:
     assert wrong_kind.status_code == 422 and "not for a endoscope" in wrong_kind.text
     empty = e1.post(f"/console/engineer/commands/{ticket_id}", {})
     assert empty.status_code == 422
+    oversized = e1.post(f"/console/engineer/commands/{ticket_id}", {"command": "x" * 10_000})
+    assert oversized.status_code == 422
+    nul = e1.post(f"/console/engineer/commands/{ticket_id}", {"command": "self_test\x00"})
+    assert nul.status_code in (400, 422)
+    missing = e1.post("/console/engineer/commands/nope", {"command": "self_test"})
+    assert missing.status_code == 404
     other = w.client(E2).post(f"/console/engineer/commands/{ticket_id}", {"command": "self_test"})
     assert other.status_code == 403
     assert w.store.ticket_commands(ticket_id) == []

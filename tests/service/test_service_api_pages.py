@@ -155,7 +155,15 @@ def test_ticket_filters_are_sql_predicates_within_the_scope(client: TestClient) 
 
 @pytest.mark.parametrize(
     "params",
-    [{"cursor": "not a cursor"}, {"cursor": "WyJpZCJd"}, {"cursor": "WyJ1cGRhdGVkIiwxLCJ4Il0"}],
+    [
+        {"cursor": "not a cursor"},
+        {"cursor": "WyJpZCJd"},
+        {"cursor": "WyJ1cGRhdGVkIiwxLCJ4Il0"},
+        # forged positions beyond 64-bit integers:
+        # ["updated", 2**63, "T1"] and ["opened", -2**64, "T1"]
+        {"cursor": "WyJ1cGRhdGVkIiw5MjIzMzcyMDM2ODU0Nzc1ODA4LCJUMSJd", "sort": "updated"},
+        {"cursor": "WyJvcGVuZWQiLC0xODQ0Njc0NDA3MzcwOTU1MTYxNiwiVDEiXQ", "sort": "opened"},
+    ],
 )
 def test_a_bad_cursor_is_a_422(client: TestClient, params: dict[str, str]) -> None:
     answer = client.get("/tickets", params=params, headers={"Authorization": f"Bearer {ADM}"})
