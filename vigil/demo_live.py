@@ -80,6 +80,10 @@ async def live_data_path(workdir: Path, live: LiveSite) -> AsyncIterator[None]:
                 )
             )
             await stack.enter_async_context(gateway)
+            # Serve only once the bridge listens: a vendor's first mosquitto_pub (QoS 1 to a
+            # session the broker does not yet know) would otherwise be lost on a busy machine.
+            assert gateway.bridge is not None
+            await asyncio.wait_for(gateway.bridge.subscribed.wait(), 30)
             yield
     finally:
         service.close()
