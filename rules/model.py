@@ -7,7 +7,7 @@ engine refuses.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -200,45 +200,41 @@ class _Bucketed(_SignalRule):
         return self
 
 
-class RepeatingRule(_Bucketed):
+class _CountingRule(_Bucketed):
+    """A rule that counts single readings passing ``match`` over one window, named by
+    ``WINDOW_FIELD``."""
+
+    WINDOW_FIELD: ClassVar[str]
+    match: Condition
+
+    def spans(self) -> tuple[int, ...]:
+        """The counting window."""
+        return (getattr(self, self.WINDOW_FIELD),)
+
+    @model_validator(mode="after")
+    def _match_is_instant(self) -> Self:
+        if self.match.for_us:
+            raise ValueError("match cannot have a 'for' duration; it tests single readings")
+        if getattr(self, self.WINDOW_FIELD) <= 0:
+            raise ValueError(f"{self.WINDOW_FIELD} must be greater than zero")
+        return self
+
+
+class RepeatingRule(_CountingRule):
     """How many readings within ``within`` (whole buckets, the current one included) matched."""
 
+    WINDOW_FIELD: ClassVar[str] = "within"
     kind: Literal["repeating"]
-    match: Condition
     within: Duration
 
-    def spans(self) -> tuple[int, ...]:
-        """The counting window."""
-        return (self.within,)
 
-    @model_validator(mode="after")
-    def _match_is_instant(self) -> Self:
-        if self.match.for_us:
-            raise ValueError("match cannot have a 'for' duration; it tests single readings")
-        if self.within <= 0:
-            raise ValueError("within must be greater than zero")
-        return self
-
-
-class ProportionRule(_Bucketed):
+class ProportionRule(_CountingRule):
     """The fraction (0-1) of the readings within ``window`` that pass ``match``."""
 
+    WINDOW_FIELD: ClassVar[str] = "window"
     kind: Literal["proportion"]
-    match: Condition
     window: Duration
     min_count: Annotated[int, Field(ge=1)] = 1
-
-    def spans(self) -> tuple[int, ...]:
-        """The counting window."""
-        return (self.window,)
-
-    @model_validator(mode="after")
-    def _match_is_instant(self) -> Self:
-        if self.match.for_us:
-            raise ValueError("match cannot have a 'for' duration; it tests single readings")
-        if self.window <= 0:
-            raise ValueError("window must be greater than zero")
-        return self
 
 
 class RateRule(_SignalRule):
