@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from service.tokens import TokenRegistry
-from testing_services import free_port
+from testing_services.uvicorn_api import uvicorn_api_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,42 +66,8 @@ def running_api(
         "VIGIL_SERVICE__TOKENS_FILE": str(folder / "tokens.json"),
         "VIGIL_SERVICE__API_RATE_LIMIT": "1000000/minute",
     }
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "vigil.api_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while not _answers(f"{base}/health"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
-        yield Api(base, proc.pid, tokens)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.TransportError:
-        return False
+    with uvicorn_api_process(env, start_timeout_s=300) as api:
+        yield Api(api.base, api.pid, tokens)
 
 
 @dataclass(frozen=True, slots=True)

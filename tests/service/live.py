@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,8 +13,8 @@ import httpx
 import psycopg
 
 from service.tokens import TokenRegistry
-from tests.servers import PrivatePostgres, free_port
-from tests.waiting import wait_until
+from testing_services.uvicorn_api import uvicorn_api_process
+from tests.servers import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,44 +79,5 @@ def uvicorn_api(
 ) -> Iterator[LiveApi]:
     """``vigil.api_app:app`` in its own uvicorn process (``workers`` processes behind it),
     knowing ``tokens`` (name → token)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "vigil.api_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--workers",
-            str(workers),
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-            return answers(f"{base}/health")
-
-        wait_until(up, 20 * workers, "uvicorn to answer /health")
-        yield LiveApi(base, proc.pid, dict(tokens or {}))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def answers(url: str) -> bool:
-    """True when ``url`` answers 200; False while nothing listens yet."""
-    try:
-        return httpx.get(url).status_code == 200
-    except httpx.TransportError:
-        return False
+    with uvicorn_api_process(env, workers=workers, start_timeout_s=20 * workers) as api:
+        yield LiveApi(api.base, api.pid, dict(tokens or {}))
