@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from gateway.uplink import UplinkSettings
 from simulator.fleet import Fleet, FleetSpec
 from tests.e2e.pipeline import checksum, duplicate_keys, ingesters, wait_until_stored
 from tests.servers import PrivateMosquitto
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.services
 
@@ -40,18 +42,27 @@ async def test_non_confirming_ingest_is_warned_about_then_puback_mode_drains(
     )
     async with ingesters(timescale_dsn, mosquitto.port, confirm=False) as group:
         async with Gateway(settings) as gateway:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             await gateway.accept(readings)
-            # A deliberate gap, and what the test measures: three seconds in which nothing is
-            # confirmed, so the gateway must hold its 8 batches and back off its resends.
-            await asyncio.sleep(3.0)
-            stats = gateway.outbox.stats()
+
+            def resent() -> float:
+                return gateway.counters.value("vigil_gateway_batches_resent_on_timeout_total")
+
+            # Nothing is ever confirmed: the gateway must hold its 8 batches and back off
+            # its resends, however long ingest takes to store what it was sent.
+            await wait_until_async(lambda: group.stored() == 800, 60, "8 batches stored")
+            await wait_until_async(lambda: resent() >= 8, 30, "every open batch resent")
+            stats, times_resent = gateway.outbox.stats(), resent()
+            elapsed = loop.time() - started
             # Stored, but never confirmed: nothing is forgotten, and no more than 8 batches
             # (of 12) went out: the broker is not flooded.
             assert (stats.open_batches, stats.pending_readings) == (8, len(readings))
             assert group.stored() == 800
-            # Resent after 0.5, 1.5 s (then 3.5 s): backing off, not spinning.
-            resent = gateway.counters.value("vigil_gateway_batches_resent_on_timeout_total")
-            assert 8 <= resent <= 16, resent
+            # Resent after 0.5, 1.5, 3.5, 7.5 s …: backing off, not spinning — each batch at
+            # most once per doubling of the timeout in the time that has passed.
+            rounds = math.floor(math.log2(elapsed / uplink.confirm_timeout_s + 1))
+            assert 8 <= times_resent <= 8 * rounds, (times_resent, elapsed)
         warning = next(
             r.getMessage() for r in caplog.records if "no confirmation" in r.getMessage()
         )
