@@ -35,7 +35,7 @@ from service.console.dispatch_board import (
 )
 from service.console.i18n import N_, gettext
 from service.console.nav import NavItem
-from service.console.render import page
+from service.console.render import is_fragment, page
 from service.console.session import Session
 from service.dispatch import Assignment
 from service.lifecycle import Dispatch, TransitionError
@@ -117,6 +117,7 @@ def _board_values(
 
 
 @router.get("/console/dispatch", response_class=HTMLResponse)
+@router.get("/console/dispatch/rows", response_class=HTMLResponse)
 def sla_board(
     request: Request,
     session: AdminSession,
@@ -126,24 +127,10 @@ def sla_board(
     where: FilterDep,
     cursor: CursorQuery = None,
 ) -> HTMLResponse:
-    """The SLA board page; its rows refresh live."""
+    """The SLA board page, or at ``/rows`` its rows alone (what the live feed swaps in)."""
     values = _board_values(session, store, sla, now, where, cursor)
-    return page(request, "dispatch_board.html", values, session)
-
-
-@router.get("/console/dispatch/rows", response_class=HTMLResponse)
-def sla_board_rows(
-    request: Request,
-    session: AdminSession,
-    store: StoreDep,
-    sla: SlaDep,
-    now: NowDep,
-    where: FilterDep,
-    cursor: CursorQuery = None,
-) -> HTMLResponse:
-    """The board's rows alone (what the live feed swaps in)."""
-    values = _board_values(session, store, sla, now, where, cursor)
-    return page(request, "dispatch_rows.html", values, session)
+    template = "dispatch_rows.html" if is_fragment(request) else "dispatch_board.html"
+    return page(request, template, values, session)
 
 
 @router.get("/console/load", response_class=HTMLResponse)

@@ -26,7 +26,7 @@ from service.console.engineer_actions import ACTIONS, BY_EVENT, ActionRefused, a
 from service.console.engineer_commands import remote_diagnosis
 from service.console.i18n import N_
 from service.console.nav import NavItem
-from service.console.render import page
+from service.console.render import is_fragment, page
 from service.console.session import Session
 from service.lifecycle import allowed_events
 from service.model import ASSIGNED_STATES, Ticket, TicketState
@@ -83,6 +83,7 @@ def _cards(
 
 
 @router.get("", response_class=HTMLResponse)
+@router.get("/rows", response_class=HTMLResponse)
 def tickets(
     request: Request,
     session: FieldSession,
@@ -91,23 +92,11 @@ def tickets(
     now: NowDep,
     engineer: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    """My tickets (an admin may look at any engineer's with ``?engineer=``); live."""
+    """My tickets (an admin may look at any engineer's with ``?engineer=``), or at ``/rows``
+    the cards alone (what the live feed swaps in when a ticket changes)."""
     values = _cards(store, session.who, engineer, now, sla)
-    return page(request, "engineer_tickets.html", values, session)
-
-
-@router.get("/rows", response_class=HTMLResponse)
-def ticket_cards(
-    request: Request,
-    session: FieldSession,
-    store: StoreDep,
-    sla: SlaDep,
-    now: NowDep,
-    engineer: Annotated[str, Query(max_length=128)] = "",
-) -> HTMLResponse:
-    """The cards alone (what the live feed swaps in when a ticket changes)."""
-    values = _cards(store, session.who, engineer, now, sla)
-    return page(request, "engineer_cards.html", values, session)
+    template = "engineer_cards.html" if is_fragment(request) else "engineer_tickets.html"
+    return page(request, template, values, session)
 
 
 def actions_for(who: Principal, ticket: Ticket) -> list[tuple[str, str]]:

@@ -107,6 +107,11 @@ def page(
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
+def is_fragment(request: Request) -> bool:
+    """Whether the request asks for a page's live-swapped part (its ``…/rows`` route)."""
+    return request.url.path.endswith("/rows")
+
+
 # Everything is served from here (vendored assets, no CDN): the policy can be this strict.
 # 'unsafe-eval' is left out: htmx is configured not to evaluate (see base.html).
 SECURITY_HEADERS = {

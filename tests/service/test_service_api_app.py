@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -176,3 +177,16 @@ def test_a_bad_tokens_file_says_what_is_wrong(tmp_path: Path, content: str, reas
     settings = ApiSettings(store_url=f"sqlite:///{tmp_path / 'service.db'}", tokens_file=tokens)
     with pytest.raises(TokensUnavailable, match=reason):
         create_app(settings)
+
+
+def test_the_openapi_document_names_every_operation_once(tmp_path: Path) -> None:
+    """A vendor generates a client from /openapi.json: a repeated operation id breaks it."""
+    mint_tokens(tmp_path / "tokens.json", {"adm": {"role": "admin"}})
+    settings = ApiSettings(
+        store_url=f"sqlite:///{tmp_path / 'service.db'}", tokens_file=tmp_path / "tokens.json"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warns of a duplicate operation id
+        document = create_app(settings).openapi()
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)) > 40

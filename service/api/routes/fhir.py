@@ -253,7 +253,11 @@ def search_observations(
     return searchset(resources, base, self_url, next_url)
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+# Not in the OpenAPI document: a catch-all is no operation a client should call, and one route
+# over five methods would give five operations the same id.
+@router.api_route(
+    "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 def unsupported(request: Request, rest: str) -> Response:
     """404 for what this facade does not serve, 405 for any write (it is read-only)."""
     if request.method != "GET":
