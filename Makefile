@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo demo-serve test test-fast services lint bench screenshots clean
 
@@ -37,10 +38,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: services $(STAMP)
+# The benchmarks' own tools (orjson for bench_wire, py-spy for flame graphs) on top of the tests'.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: services $(BENCH_STAMP)
 	$(BIN)/python -m bench.bench_pipeline
 	$(BIN)/python -m bench.bench_storage
 	$(BIN)/python -m bench.bench_rules
+	$(BIN)/python -m bench.bench_wire
 
 # Every console screen at 1280 px and 390×844 into docs/screenshots/ (Debian's chromium).
 screenshots: services $(STAMP)
