@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,9 +20,40 @@ from pathlib import Path
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+_HANDED_OUT: set[int] = set()
+# Its own generator: tests may seed the global one, and parallel runs must not pick alike.
+_RANDOM = random.SystemRandom()
+_LOWEST = 10_000  # below: well-known and registered services' ports
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port free on every address right now, never handed out before by this process.
+
+    Chosen below the ephemeral range: a port the kernel picked for us (bind to 0) is one it
+    also gives to outgoing connections, so another process's client socket can take it
+    before our server binds it (seen: "Address already in use" on 0.0.0.0 under load).
+    """
+    candidates = list(range(_LOWEST, _ephemeral_low()))
+    _RANDOM.shuffle(candidates)
+    for port in candidates[:200]:
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # covers loopback too
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as sock:  # no free port below the ephemeral range: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

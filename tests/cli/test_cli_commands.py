@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from testing_services import free_port
 from vigil.cli import app
 from vigil.settings import configuration_reference
 
 ROOT = Path(__file__).parents[2]
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_help_lists_every_group() -> None:
@@ -75,7 +68,7 @@ def test_demo_reconciles_and_prints_dispatched_tickets(tmp_path: Path) -> None:
             "--patches",
             "10",
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--workdir",
             str(tmp_path),
         ],

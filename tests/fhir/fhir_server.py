@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from service.fhir.validate import FhirInvalid, validate
+from testing_services import free_port
 
 CLIENT_ID, CLIENT_SECRET = "vigil-uploader", "s3cret-for-tests"
 
@@ -164,14 +164,6 @@ def build_app(store: FhirStore) -> FastAPI:
         return JSONResponse(body, status) if status == 200 else _outcome(status, body)
 
     return app
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class FhirServer:
