@@ -99,7 +99,7 @@ def test_readings_after_full_drain_get_new_ids(path: Path, outbox: Outbox) -> No
     nxt = outbox.next_batch(10)
     assert nxt is not None and (nxt.batch_seq, seqs(nxt)) == (2, [4, 5])
     with sqlite3.connect(path) as db:
-        assert [r[0] for r in db.execute("SELECT id FROM pending ORDER BY id")] == [5, 6]
+        assert db.execute("SELECT first_id, last_id FROM chunks").fetchall() == [(5, 6)]
 
 
 def test_bound_drops_oldest_and_counts_durably(path: Path) -> None:

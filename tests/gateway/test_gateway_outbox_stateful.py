@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -137,8 +136,7 @@ class OutboxMachine(RuleBasedStateMachine):
             assert batch == self.cut[batch.batch_seq]
 
     def _pending_seqs(self) -> list[int]:
-        with sqlite3.connect(self.path) as db:
-            return [int(r[0]) for r in db.execute("SELECT seq FROM pending ORDER BY id")]
+        return [r.seq for r in self.outbox.pending()]
 
     @invariant()
     def every_reading_accounted_for_once(self) -> None:
