@@ -83,7 +83,7 @@ class PackedColumns:
     @classmethod
     def parse(cls, payload: bytes, start: int = 0, stop: int | None = None) -> PackedColumns:
         """Readings ``start:stop`` of a v2 payload this module wrote (trusted: not validated)."""
-        bounds = header_bounds(payload)
+        bounds = header_bounds(payload) if payload.startswith(MAGIC_V2) else None
         if bounds is None:
             raise ValueError("not a v2 payload")
         head_start, head_end, at = bounds
