@@ -5,6 +5,15 @@ readings and its identity (batch_seq and the reading-id range) is committed befo
 published, so a resend after a crash or outage carries the same batch_seq and the same
 readings, which is what lets ingest deduplicate.
 
+Storage costs no SQLite row per reading: each append is one row of ``chunks`` (split at
+``CHUNK_MAX``; a small one joins the newest chunk, up to ``GROW_MAX``) holding the readings
+packed as the wire-v2 columns (``contract.batch_binary``); a reading's id is implied by its
+place (the chunk's ``first_id`` + its row). Which readings are still here follows from the
+batches table and two watermarks: ids up to ``batched_through`` are in an open batch or gone
+(confirmed, or dropped by the bound), the ids after it up to ``appended_through`` wait to be
+cut. A batch is cut and sent straight from the chunks' columns (``PackedBatch``); a chunk is
+deleted once no reading in it is still here.
+
 A batch leaves the outbox only when ingest confirms it stored it (``confirm``). The broker's
 PUBACK only marks it published (``published_at_us``): Mosquitto acknowledges before it persists,
 so a broker crash can lose what it acknowledged, and the batch must still be here to resend.
@@ -66,6 +75,9 @@ CREATE TABLE IF NOT EXISTS alerts_out (
 # Readings per stored chunk, at most: a batch cut from a huge append reads a few chunks of
 # this size, not the whole append (~256 KB each).
 CHUNK_MAX = 8_192
+# An append smaller than this joins the newest chunk while that is not yet cut and stays
+# within it: each chunk's header (device and series tables) costs once per chunk.
+GROW_MAX = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,25 +155,46 @@ class Outbox:
             return 0
         # Packed before the transaction: a reading no column can hold (a seq beyond 64 bits, a
         # value that is no number) raises here, and nothing is written.
-        bodies = [
-            (len(part), part.payload(self.gateway_id, 0)) for part in _packed(readings, CHUNK_MAX)
-        ]
+        parts = list(_packed(readings, CHUNK_MAX))
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 last_id = self._meta("appended_through")
-                for count, body in bodies:
+                if self._grow_tail(last_id, parts[0]):
+                    last_id += len(parts.pop(0))
+                for part in parts:
                     self._db.execute(
                         "INSERT INTO chunks (first_id, last_id, body) VALUES (?, ?, ?)",
-                        (last_id + 1, last_id + count, body),
+                        (last_id + 1, last_id + len(part), part.payload(self.gateway_id, 0)),
                     )
-                    last_id += count
+                    last_id += len(part)
                 self._set_meta("appended_through", last_id)
                 pending = self._pending + len(readings)
                 dropped, batches_dropped = self._enforce_bound(pending)
             self._pending = pending - dropped
             self._open -= batches_dropped
             return dropped
+
+    def _grow_tail(self, last_id: int, part: PackedColumns) -> bool:
+        """Add ``part`` to the newest chunk if it is small and none of it is cut yet.
+
+        A trickle of small appends (a home kit's frames) then shares chunks, and their headers,
+        instead of paying one per append. A chunk that a batch already covers is never
+        rewritten, so a resend's payload stays byte for byte the first one.
+        """
+        row = self._db.execute(
+            "SELECT first_id, last_id, body FROM chunks ORDER BY first_id DESC LIMIT 1"
+        ).fetchone()
+        if row is None or int(row[1]) != last_id or int(row[0]) <= self._meta("batched_through"):
+            return False
+        if last_id - int(row[0]) + 1 + len(part) > min(GROW_MAX, CHUNK_MAX):
+            return False
+        grown = PackedColumns.concat([PackedColumns.parse(bytes(row[2])), part])
+        self._db.execute(
+            "UPDATE chunks SET last_id = ?, body = ? WHERE first_id = ?",
+            (last_id + len(part), grown.payload(self.gateway_id, 0), row[0]),
+        )
+        return True
 
     def _bound_now(self, pending: int) -> int:
         """max_readings, lowered to what max_bytes holds at the current bytes per reading."""

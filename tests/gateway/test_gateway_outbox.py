@@ -461,3 +461,26 @@ def test_a_big_append_is_stored_in_chunks_and_cut_across_them(
         assert rest is not None and seqs(rest) == list(range(250, 1_250))
     finally:
         box.close()
+
+
+def test_small_appends_share_a_chunk_until_a_batch_cuts_into_it(path: Path) -> None:
+    box = Outbox(path, "gw-test")
+    try:
+        for start in range(0, 12, 3):
+            box.append(readings(start, 3))
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert db.execute("SELECT first_id, last_id FROM chunks").fetchall() == [(1, 12)]
+        cut = box.next_batch(5)
+        assert cut is not None
+        sent = encode_batch(cut)
+        box.append([r._replace(device_id="patch-0002") for r in readings(12, 3)])
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            # A chunk a batch covers is never rewritten: the new readings start their own.
+            chunks = db.execute("SELECT first_id, last_id FROM chunks ORDER BY first_id")
+            assert chunks.fetchall() == [(1, 12), (13, 15)]
+        resend = box.batch(cut.batch_seq)
+        assert resend is not None and encode_batch(resend) == sent
+        rest = box.next_batch(100)
+        assert rest is not None and seqs(rest) == list(range(5, 15))
+    finally:
+        box.close()

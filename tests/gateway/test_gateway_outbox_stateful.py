@@ -18,7 +18,7 @@ from gateway.outbox import Outbox
 
 T0_US = 1_767_225_600_000_000
 BOUND = 12
-CHUNK = 3  # readings per stored chunk: small, so appends split and batches span chunks
+CHUNK = 4  # readings per stored chunk: appends split, small ones join, batches span chunks
 SERIES = (("exudate", "%"), ("wound_temp", "degC"))
 
 
@@ -39,8 +39,8 @@ class OutboxMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="vigil-outbox-"))
         self.path = self.dir / "outbox.db"
-        self.chunk_max = outbox_module.CHUNK_MAX
-        outbox_module.CHUNK_MAX = CHUNK
+        self.chunk_sizes = (outbox_module.CHUNK_MAX, outbox_module.GROW_MAX)
+        outbox_module.CHUNK_MAX = outbox_module.GROW_MAX = CHUNK
         self.outbox = Outbox(self.path, "gw-prop", max_readings=BOUND)
         self.appended = 0  # reading seqs are 0 .. appended-1, one per appended reading
         self.acked: list[int] = []  # seqs of readings in acknowledged batches, with repeats
@@ -52,7 +52,7 @@ class OutboxMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close and remove the file."""
-        outbox_module.CHUNK_MAX = self.chunk_max
+        outbox_module.CHUNK_MAX, outbox_module.GROW_MAX = self.chunk_sizes
         self.outbox.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
