@@ -183,16 +183,20 @@ class Outbox:
         rewritten, so a resend's payload stays byte for byte the first one.
         """
         row = self._db.execute(
-            "SELECT first_id, last_id, body FROM chunks ORDER BY first_id DESC LIMIT 1"
+            "SELECT first_id, last_id FROM chunks ORDER BY first_id DESC LIMIT 1"
         ).fetchone()
         if row is None or int(row[1]) != last_id or int(row[0]) <= self._meta("batched_through"):
             return False
-        if last_id - int(row[0]) + 1 + len(part) > min(GROW_MAX, CHUNK_MAX):
+        first_id = int(row[0])
+        if last_id - first_id + 1 + len(part) > min(GROW_MAX, CHUNK_MAX):
             return False
-        grown = PackedColumns.concat([PackedColumns.parse(bytes(row[2])), part])
+        (body,) = self._db.execute(
+            "SELECT body FROM chunks WHERE first_id = ?", (first_id,)
+        ).fetchone()
+        grown = PackedColumns.concat([PackedColumns.parse(bytes(body)), part])
         self._db.execute(
             "UPDATE chunks SET last_id = ?, body = ? WHERE first_id = ?",
-            (last_id + len(part), grown.payload(self.gateway_id, 0), row[0]),
+            (last_id + len(part), grown.payload(self.gateway_id, 0), first_id),
         )
         return True
 
