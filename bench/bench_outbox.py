@@ -3,13 +3,15 @@
 Run as ``.venv/bin/python -m bench.bench_outbox [--readings N] [--batch B]``. Fills an outbox
 with ``N`` readings (default one hour at 1,000 readings/s) while no broker is up, then starts a
 private Mosquitto and a subscriber process that counts the readings in each payload and
-confirms each batch as ingest would (it parses the JSON, but does not validate or store: this
-measures the gateway side, not ingest). The drain time runs from the uplink's start until the
-outbox is empty, i.e. until every batch was confirmed (a batch leaves the outbox only on its
-confirmation, not on the broker's PUBACK). The baseline publishes the same number of pre-encoded
-payloads of the same size with aiomqtt, QoS 1, to the same broker and subscriber (which sends
-the same confirmations, to nobody), until the subscriber has counted every reading, so the
-ratio is the cost of the outbox and of waiting for confirmations.
+confirms each batch as ingest would (it reads the payload's header, but does not validate or
+store: this measures the gateway side, not ingest). The drain time runs from the uplink's start
+until the outbox is empty, i.e. until every batch was confirmed (a batch leaves the outbox only
+on its confirmation, not on the broker's PUBACK). The baseline publishes the same number of
+pre-encoded payloads of the same size with aiomqtt, QoS 1, to the same broker and subscriber
+(which sends the same confirmations, to nobody), until the subscriber has counted every
+reading, so the ratio is the cost of the outbox and of waiting for confirmations. CPU-seconds
+per million readings of this process (the outbox, and the uplink while draining) are printed
+too: on a shared machine they vary less than the wall times.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
 from contract import Batch, Confirmation, Reading, encode_batch, encode_confirmation
+from contract.batch_binary import MAGIC_V2, header_bounds
 from contract.topics import confirm_topic
 from gateway.counters import GatewayCounters
 from gateway.outbox import Outbox
@@ -66,6 +71,12 @@ def second_of_readings(second: int) -> list[Reading]:
     return out
 
 
+def own_cpu() -> float:
+    """CPU seconds of this process (the outbox and the uplink; not the broker or counter)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def fill(path: Path, readings: int) -> float:
     """Append ``readings`` one second's worth at a time, as a live gateway would; seconds."""
     outbox = Outbox(path, "bench", max_readings=readings + 1)
@@ -74,6 +85,16 @@ def fill(path: Path, readings: int) -> float:
         outbox.append(second_of_readings(second))
     outbox.close()
     return time.perf_counter() - started
+
+
+def header(payload: bytes) -> dict[str, Any]:
+    """gateway_id, batch_seq and count of a wire payload (v2 binary, or v1 JSON)."""
+    bounds = header_bounds(payload) if payload.startswith(MAGIC_V2) else None
+    if bounds is None:
+        doc = json.loads(payload)
+        return {**doc, "count": len(doc["value"])}
+    start, end, _ = bounds
+    return dict(json.loads(payload[start:end]))
 
 
 def subscribe(port: int, total: int) -> None:
@@ -88,8 +109,8 @@ def subscribe(port: int, total: int) -> None:
             print("ready", flush=True)
             async for message in client.messages:
                 assert isinstance(message.payload, bytes)
-                doc = json.loads(message.payload)
-                seen += len(doc["value"])
+                doc = header(message.payload)
+                seen += doc["count"]
                 # What ingest does after its commit: the gateway forgets the batch only now.
                 confirmation = Confirmation.of(doc["gateway_id"], [doc["batch_seq"]])
                 await client.publish(
@@ -175,10 +196,12 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}"
     )
+    cpu = own_cpu()
     fill_s = fill(path, total)
+    fill_cpu = (own_cpu() - cpu) / (total / 1e6)
     print(
         f"fill      {total:>10,} readings in {fill_s:6.1f} s  ({total / fill_s:>9,.0f}/s)"
-        f"  outbox {path.stat().st_size / 1e6:,.0f} MB"
+        f"  outbox {path.stat().st_size / 1e6:,.0f} MB, {fill_cpu:.2f} CPU-s per million"
     )
 
     broker = PrivateMosquitto()
@@ -211,15 +234,17 @@ def main() -> None:
             max_unconfirmed=args.max_unconfirmed,
             require_confirmation=not args.puback,
         )
-        started = time.time()
+        started, cpu = time.time(), own_cpu()
         asyncio.run(drain(path, broker.port, settings))
         drain_s = time.time() - started
+        drain_cpu = (own_cpu() - cpu) / (total / 1e6)
         counted_s = finished_at(counter) - started
         print(
             f"drain     {total:>10,} readings in {drain_s:6.1f} s  ({total / drain_s:>9,.0f}/s)"
             f"  until {'acknowledged' if args.puback else 'confirmed'}"
             f" (all counted at {counted_s:.1f} s),"
-            f" batch_max_readings {args.batch:,}, max_unconfirmed {args.max_unconfirmed}"
+            f" batch_max_readings {args.batch:,}, max_unconfirmed {args.max_unconfirmed};"
+            f" gateway {drain_cpu:.2f} CPU-s per million"
         )
         print(
             f"ratio     drain / baseline = {drain_s / raw_s:.2f}x   goal < 30 s: "

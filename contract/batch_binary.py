@@ -13,6 +13,10 @@ Layout (little-endian)::
 Device ids and (metric, unit) pairs are sent once per batch; readings refer to them by index.
 Encoding needs only the standard library (gateways run without numpy); decoding is in
 ``contract.batch_decode``.
+
+``PackedColumns`` holds readings in exactly these columns, so the gateway's outbox stores what
+it appends in this layout and cuts, merges and sends batches without a ``Reading`` per reading
+(``PackedBatch`` builds them only for code that asks).
 """
 
 from __future__ import annotations
@@ -21,12 +25,198 @@ import json
 import struct
 import sys
 from array import array
+from collections.abc import Sequence, Sized
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from contract.reading import Batch
+from contract.reading import Batch, Reading
 
 MAGIC_V2 = b"VGB\x02"
 ALIGN = 8
 _HEADER_LEN = struct.Struct("<I")
+_BIG_ENDIAN = sys.byteorder == "big"
+_Key = TypeVar("_Key", str, tuple[str, str])
+# (name, array typecode, bytes per reading) in wire order.
+_COLUMNS = (
+    ("value", "d", 8),
+    ("ts_us", "q", 8),
+    ("seq", "q", 8),
+    ("device", "I", 4),
+    ("pair", "I", 4),
+)
+COLUMN_BYTES = sum(size for _, _, size in _COLUMNS)  # value, ts_us, seq, device, series
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PackedColumns:
+    """Readings as the v2 wire columns: the tables, then one little-endian array per column."""
+
+    devices: tuple[str, ...]
+    series: tuple[tuple[str, str], ...]  # (metric, unit)
+    value: bytes  # f64
+    ts_us: bytes  # i64
+    seq: bytes  # i64
+    device: bytes  # u32 index into devices
+    pair: bytes  # u32 index into series
+
+    def __len__(self) -> int:
+        return len(self.value) // 8
+
+    @classmethod
+    def of(cls, readings: Sequence[Reading]) -> PackedColumns:
+        """Pack readings; OverflowError if a timestamp or seq does not fit 64 bits."""
+        # One transpose, then C-level passes (map, array): no Python code runs per reading.
+        fields = zip(*readings, strict=True) if readings else ((),) * 6
+        device_id, metric, value, unit, ts_us, seq = fields
+        devices = {d: i for i, d in enumerate(dict.fromkeys(device_id))}
+        series = {p: i for i, p in enumerate(dict.fromkeys(zip(metric, unit, strict=True)))}
+        return cls(
+            tuple(devices),
+            tuple(series),
+            _le_bytes(array("d", value)),
+            _le_bytes(array("q", ts_us)),
+            _le_bytes(array("q", seq)),
+            _le_bytes(array("I", map(devices.__getitem__, device_id))),
+            _le_bytes(array("I", map(series.__getitem__, zip(metric, unit, strict=True)))),
+        )
+
+    @classmethod
+    def parse(cls, payload: bytes, start: int = 0, stop: int | None = None) -> PackedColumns:
+        """Readings ``start:stop`` of a v2 payload this module wrote (trusted: not validated)."""
+        bounds = header_bounds(payload) if payload.startswith(MAGIC_V2) else None
+        if bounds is None:
+            raise ValueError("not a v2 payload")
+        head_start, head_end, at = bounds
+        head = json.loads(payload[head_start:head_end])
+        count = int(head["count"])
+        stop = count if stop is None else min(stop, count)
+        start = min(max(0, start), stop)
+        columns: list[bytes] = []
+        for _, _, size in _COLUMNS:
+            columns.append(payload[at + start * size : at + stop * size])
+            at += count * size
+        devices = tuple(str(d) for d in head["devices"])
+        series = tuple((str(m), str(u)) for m, u in head["series"])
+        return cls(devices, series, *columns)
+
+    def payload(self, gateway_id: str, batch_seq: int) -> bytes:
+        """These readings as a v2 wire payload of batch ``batch_seq``."""
+        header = json.dumps(
+            {
+                "gateway_id": gateway_id,
+                "batch_seq": batch_seq,
+                "count": len(self),
+                "devices": list(self.devices),
+                "series": [list(pair) for pair in self.series],
+            },
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+        head = MAGIC_V2 + _HEADER_LEN.pack(len(header)) + header
+        head += b"\x00" * (-len(head) % ALIGN)
+        return b"".join((head, self.value, self.ts_us, self.seq, self.device, self.pair))
+
+    def slice(self, start: int, stop: int) -> PackedColumns:
+        """Readings ``start:stop``, same tables."""
+        return PackedColumns(
+            self.devices,
+            self.series,
+            *(getattr(self, name)[start * size : stop * size] for name, _, size in _COLUMNS),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[PackedColumns]) -> PackedColumns:
+        """The parts' readings in order, under one device table and one series table.
+
+        Parts that share their tables (a fleet appends the same devices tick after tick) are
+        joined as bytes; only a part whose tables differ has its indices remapped.
+        """
+        if not parts:
+            return cls.of(())
+        devices: dict[str, int] = {}
+        series: dict[tuple[str, str], int] = {}
+        device_parts: list[bytes] = []
+        pair_parts: list[bytes] = []
+        for part in parts:
+            device_parts.append(_remap(part.device, part.devices, devices))
+            pair_parts.append(_remap(part.pair, part.series, series))
+        return cls(
+            tuple(devices),
+            tuple(series),
+            b"".join(p.value for p in parts),
+            b"".join(p.ts_us for p in parts),
+            b"".join(p.seq for p in parts),
+            b"".join(device_parts),
+            b"".join(pair_parts),
+        )
+
+    def readings(self) -> tuple[Reading, ...]:
+        """Every row as a contract Reading, in order (slow: for code that needs objects)."""
+        devices, series = self.devices, self.series
+        pairs = [series[i] for i in _le_array("I", self.pair)]
+        return tuple(
+            map(
+                Reading,
+                map(devices.__getitem__, _le_array("I", self.device)),
+                [metric for metric, _ in pairs],
+                _le_array("d", self.value).tolist(),
+                [unit for _, unit in pairs],
+                _le_array("q", self.ts_us).tolist(),
+                _le_array("q", self.seq).tolist(),
+            )
+        )
+
+    def ts_at(self, row: int) -> int:
+        """The timestamp of row ``row``."""
+        return int(struct.unpack_from("<q", self.ts_us, row * 8)[0])
+
+
+class PackedBatch(Batch):
+    """A ``Batch`` held as ``PackedColumns``: encodes with no per-reading work; ``readings``
+    are built on first use."""
+
+    __slots__ = ("_built", "columns")
+    columns: PackedColumns
+    _built: tuple[Reading, ...] | None
+
+    def __init__(self, gateway_id: str, batch_seq: int, columns: PackedColumns) -> None:
+        # Batch is frozen: fields are set the way its own __init__ sets them.
+        object.__setattr__(self, "gateway_id", gateway_id)
+        object.__setattr__(self, "batch_seq", batch_seq)
+        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "_built", None)
+
+    @property  # read-only: the columns are the truth
+    def readings(self) -> tuple[Reading, ...]:
+        """The readings as contract objects, built on first use."""
+        built = self._built
+        if built is None:
+            built = self.columns.readings()
+            object.__setattr__(self, "_built", built)
+        return built
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Batch):
+            return NotImplemented
+        return (self.gateway_id, self.batch_seq, self.readings) == (
+            other.gateway_id,
+            other.batch_seq,
+            other.readings,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.gateway_id, self.batch_seq, self.readings))
+
+    def __repr__(self) -> str:
+        return f"PackedBatch({self.gateway_id!r}, {self.batch_seq}, {len(self)} readings)"
+
+
+def reading_count(batch: Batch) -> int:
+    """How many readings ``batch`` carries, without building them if it is columnar."""
+    return len(batch) if isinstance(batch, Sized) else len(batch.readings)
 
 
 def encode_batch_v2(batch: Batch) -> bytes:
@@ -35,35 +225,9 @@ def encode_batch_v2(batch: Batch) -> bytes:
     Raises OverflowError if a timestamp or seq does not fit 64 bits (the JSON version can
     still carry it, for the receiver to reject).
     """
-    readings = batch.readings
-    # One transpose, then C-level passes (map, array): no Python code runs per reading.
-    fields = zip(*readings, strict=True) if readings else ((),) * 6
-    device_id, metric, value, unit, ts_us, seq = fields
-    devices = {d: i for i, d in enumerate(dict.fromkeys(device_id))}
-    series = {p: i for i, p in enumerate(dict.fromkeys(zip(metric, unit, strict=True)))}
-    device = array("I", map(devices.__getitem__, device_id))
-    pairs = array("I", map(series.__getitem__, zip(metric, unit, strict=True)))
-    values = array("d", value)
-    stamps = array("q", ts_us)
-    seqs = array("q", seq)
-    header = json.dumps(
-        {
-            "gateway_id": batch.gateway_id,
-            "batch_seq": batch.batch_seq,
-            "count": len(readings),
-            "devices": list(devices),
-            "series": [list(pair) for pair in series],
-        },
-        separators=(",", ":"),
-        allow_nan=False,
-    ).encode()
-    head = MAGIC_V2 + _HEADER_LEN.pack(len(header)) + header
-    head += b"\x00" * (-len(head) % ALIGN)
-    columns = (values, stamps, seqs, device, pairs)
-    if sys.byteorder == "big":
-        for column in columns:
-            column.byteswap()
-    return head + b"".join(column.tobytes() for column in columns)
+    if isinstance(batch, PackedBatch):
+        return batch.columns.payload(batch.gateway_id, batch.batch_seq)
+    return PackedColumns.of(batch.readings).payload(batch.gateway_id, batch.batch_seq)
 
 
 def header_bounds(payload: bytes) -> tuple[int, int, int] | None:
@@ -76,4 +240,25 @@ def header_bounds(payload: bytes) -> tuple[int, int, int] | None:
     return start, end, end + (-end % ALIGN)
 
 
-COLUMN_BYTES = 8 + 8 + 8 + 4 + 4  # value, ts_us, seq, device, series
+def _le_bytes(column: array[Any]) -> bytes:
+    """A native array as little-endian bytes."""
+    if _BIG_ENDIAN:
+        column.byteswap()
+    return column.tobytes()
+
+
+def _le_array(typecode: str, data: bytes) -> array[Any]:
+    """Little-endian bytes as a native array."""
+    column: array[Any] = array(typecode)
+    column.frombytes(data)
+    if _BIG_ENDIAN:
+        column.byteswap()
+    return column
+
+
+def _remap(indices: bytes, table: tuple[_Key, ...], merged: dict[_Key, int]) -> bytes:
+    """``indices`` into ``table`` re-expressed as indices into ``merged`` (extended as needed)."""
+    new = [merged.setdefault(key, len(merged)) for key in table]
+    if all(i == n for i, n in enumerate(new)):
+        return indices  # the part's table is a prefix of the merged one: nothing moves
+    return _le_bytes(array("I", map(new.__getitem__, _le_array("I", indices))))

@@ -5,6 +5,15 @@ readings and its identity (batch_seq and the reading-id range) is committed befo
 published, so a resend after a crash or outage carries the same batch_seq and the same
 readings, which is what lets ingest deduplicate.
 
+Storage costs no SQLite row per reading: each append is one row of ``chunks`` (split at
+``CHUNK_MAX``; a small one joins the newest chunk, up to ``GROW_MAX``) holding the readings
+packed as the wire-v2 columns (``contract.batch_binary``); a reading's id is implied by its
+place (the chunk's ``first_id`` + its row). Which readings are still here follows from the
+batches table and two watermarks: ids up to ``batched_through`` are in an open batch or gone
+(confirmed, or dropped by the bound), the ids after it up to ``appended_through`` wait to be
+cut. A batch is cut and sent straight from the chunks' columns (``PackedBatch``); a chunk is
+deleted once no reading in it is still here.
+
 A batch leaves the outbox only when ingest confirms it stored it (``confirm``). The broker's
 PUBACK only marks it published (``published_at_us``): Mosquitto acknowledges before it persists,
 so a broker crash can lose what it acknowledged, and the batch must still be here to resend.
@@ -24,22 +33,21 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from contract import Batch, Reading
+from contract.batch_binary import PackedBatch, PackedColumns
 from gateway import dead_letters
 from gateway.dead_letters import DeadLetterStats, Letter, StoredLetter
 
 _SCHEMA = """
--- AUTOINCREMENT: ids must never be reused once the table empties, or new readings would
--- fall below the acknowledged watermark.
-CREATE TABLE IF NOT EXISTS pending (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
-    unit TEXT NOT NULL, ts_us INTEGER NOT NULL, seq INTEGER NOT NULL
+-- Readings waiting, one row per append (split at CHUNK_MAX): the readings packed as wire-v2
+-- columns (contract.batch_binary), their ids first_id..last_id implied by their order. Ids are
+-- never reused (meta appended_through), or new readings would fall below the batched watermark.
+CREATE TABLE IF NOT EXISTS chunks (
+    first_id INTEGER PRIMARY KEY, last_id INTEGER NOT NULL, body BLOB NOT NULL
 );
 -- published_at_us: NULL until the broker first acknowledged the batch; the batch stays until
 -- ingest confirms it stored it.
@@ -64,11 +72,12 @@ CREATE TABLE IF NOT EXISTS alerts_out (
     id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL
 );
 """
-_COLUMNS = "device_id, metric, value, unit, ts_us, seq"
-_TAIL_CACHE_MAX = 200_000  # readings held in memory for next_batch, at most (~25 MB)
-# Readings are inserted as the tuples they are, so their field order must be the column order.
-if Reading._fields != tuple(_COLUMNS.split(", ")):
-    raise ImportError(f"Reading fields {Reading._fields} no longer match the outbox columns")
+# Readings per stored chunk, at most: a batch cut from a huge append reads a few chunks of
+# this size, not the whole append (~256 KB each).
+CHUNK_MAX = 8_192
+# An append smaller than this joins the newest chunk while that is not yet cut and stays
+# within it: each chunk's header (device and series tables) costs once per chunk.
+GROW_MAX = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +133,16 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        _migrate(self._db)
-        # count(*) scans the table; one scan here, then the count is kept in step with every
-        # committed write, so a multi-million backlog does not cost a scan per append.
-        self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-        self._open = int(self._db.execute("SELECT count(*) FROM batches").fetchone()[0])
+        _migrate(self._db, gateway_id)
+        # The counts are derived once here, then kept in step with every committed write.
+        open_count, in_open = self._db.execute(
+            "SELECT count(*), coalesce(sum(last_id - first_id + 1), 0) FROM batches"
+        ).fetchone()
+        self._open = int(open_count)
+        unbatched = self._meta("appended_through") - self._meta("batched_through")
+        self._pending = int(in_open) + unbatched
         self._letter_bytes = dead_letters.stored_bytes(self._db)
         self._bound = max_readings
-        # Readings appended but not yet batched, in id order from _tail_first_id: cutting a
-        # batch from here skips reading back what was just written. Only a cache: it starts
-        # empty, and whenever it cannot be trusted it is emptied and SQLite answers instead.
-        self._tail: deque[Reading] = deque()
-        self._tail_first_id = 0
 
     def close(self) -> None:
         """Close the database; everything committed stays on disk."""
@@ -146,51 +153,52 @@ class Outbox:
         """Durably add readings; returns how many old readings the bound forced out."""
         if not readings:
             return 0
+        # Packed before the transaction: a reading no column can hold (a seq beyond 64 bits, a
+        # value that is no number) raises here, and nothing is written.
+        parts = list(_packed(readings, CHUNK_MAX))
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany(
-                    f"INSERT INTO pending ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                    readings,  # a Reading is a tuple in exactly the column order
-                )
-                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                last_id = self._meta("appended_through")
+                if self._grow_tail(last_id, parts[0]):
+                    last_id += len(parts.pop(0))
+                for part in parts:
+                    self._db.execute(
+                        "INSERT INTO chunks (first_id, last_id, body) VALUES (?, ?, ?)",
+                        (last_id + 1, last_id + len(part), part.payload(self.gateway_id, 0)),
+                    )
+                    last_id += len(part)
+                self._set_meta("appended_through", last_id)
                 pending = self._pending + len(readings)
                 dropped, batches_dropped = self._enforce_bound(pending)
             self._pending = pending - dropped
             self._open -= batches_dropped
-            self._cache(readings, last_id, dropped)
             return dropped
 
-    def _cache(self, readings: Sequence[Reading], last_id: int, dropped: int) -> None:
-        """Remember a committed append for next_batch, if it extends the cached tail."""
-        first_id = last_id - len(readings) + 1  # one INSERT under BEGIN IMMEDIATE: contiguous
-        if dropped or len(self._tail) + len(readings) > _TAIL_CACHE_MAX:
-            self._tail.clear()  # the bound cut rows, or too much to hold: SQLite answers
-            return
-        if self._tail and self._tail_first_id + len(self._tail) != first_id:
-            self._tail.clear()
-        if not self._tail:
-            self._tail_first_id = first_id
-        self._tail.extend(readings)
+    def _grow_tail(self, last_id: int, part: PackedColumns) -> bool:
+        """Add ``part`` to the newest chunk if it is small and none of it is cut yet.
 
-    def _take_cached(self, after: int, max_readings: int) -> list[Reading] | None:
-        """The next readings after id ``after`` from the cache, or None if it does not hold them."""
-        if not self._tail or self._tail_first_id != after + 1:
-            return None
-        count = min(max_readings, len(self._tail))
-        taken = [self._tail.popleft() for _ in range(count)]
-        self._tail_first_id += count
-        return taken
-
-    def _forget_cached_through(self, last_id: int) -> None:
-        """Drop cached readings that SQLite has just put into a batch."""
-        overlap = last_id - self._tail_first_id + 1
-        if overlap >= len(self._tail):
-            self._tail.clear()
-        elif overlap > 0:
-            for _ in range(overlap):
-                self._tail.popleft()
-            self._tail_first_id += overlap
+        A trickle of small appends (a home kit's frames) then shares chunks, and their headers,
+        instead of paying one per append. A chunk that a batch already covers is never
+        rewritten, so a resend's payload stays byte for byte the first one.
+        """
+        row = self._db.execute(
+            "SELECT first_id, last_id FROM chunks ORDER BY first_id DESC LIMIT 1"
+        ).fetchone()
+        if row is None or int(row[1]) != last_id or int(row[0]) <= self._meta("batched_through"):
+            return False
+        first_id = int(row[0])
+        if last_id - first_id + 1 + len(part) > min(GROW_MAX, CHUNK_MAX):
+            return False
+        (body,) = self._db.execute(
+            "SELECT body FROM chunks WHERE first_id = ?", (first_id,)
+        ).fetchone()
+        grown = PackedColumns.concat([PackedColumns.parse(bytes(body)), part])
+        self._db.execute(
+            "UPDATE chunks SET last_id = ?, body = ? WHERE first_id = ?",
+            (last_id + len(part), grown.payload(self.gateway_id, 0), first_id),
+        )
+        return True
 
     def _bound_now(self, pending: int) -> int:
         """max_readings, lowered to what max_bytes holds at the current bytes per reading."""
@@ -215,28 +223,87 @@ class Outbox:
         excess = pending - self._bound
         if excess <= 0:
             return 0, 0
-        cutoff = int(
-            self._db.execute(
-                "SELECT id FROM pending ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
-            ).fetchone()[0]
-        )
-        # An open batch straddling the cutoff goes whole (see the module docstring).
-        straddling = self._db.execute(
-            "SELECT max(last_id) FROM batches WHERE first_id <= ?", (cutoff,)
-        ).fetchone()[0]
-        if straddling is not None:
-            cutoff = max(cutoff, int(straddling))
-        dropped = int(self._db.execute("DELETE FROM pending WHERE id <= ?", (cutoff,)).rowcount)
+        dropped, cutoff = self._drop_through(excess)
         # Published-but-unconfirmed batches go too: unconfirmed, they count as not delivered.
         batches = int(
             self._db.execute("DELETE FROM batches WHERE first_id <= ?", (cutoff,)).rowcount
         )
+        if cutoff > self._meta("batched_through"):
+            self._set_meta("batched_through", cutoff)  # unbatched readings went: never cut them
+        self._collect(trim=True)
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
             (dropped,),
         )
         return dropped, batches
+
+    def _drop_through(self, excess: int) -> tuple[int, int]:
+        """(readings, last id) to drop so that at least ``excess`` of the oldest readings go.
+
+        The oldest readings are those of the open batches (all below the unbatched ones), then
+        the unbatched ones. An open batch straddling the cut goes whole (module docstring).
+        """
+        dropped = cutoff = 0
+        for first, last in self._db.execute(
+            "SELECT first_id, last_id FROM batches ORDER BY batch_seq"
+        ).fetchall():
+            if dropped >= excess:
+                return dropped, cutoff
+            dropped, cutoff = dropped + int(last) - int(first) + 1, int(last)
+        if dropped < excess:
+            cutoff = self._meta("batched_through") + excess - dropped
+            dropped = excess
+        return dropped, cutoff
+
+    def _lowest_live(self) -> int:
+        """Id of the oldest reading still in the outbox (appended_through + 1 when none is)."""
+        (oldest_open,) = self._db.execute("SELECT min(first_id) FROM batches").fetchone()
+        unbatched = self._meta("batched_through") + 1
+        return unbatched if oldest_open is None else min(int(oldest_open), unbatched)
+
+    def _collect(self, trim: bool) -> None:
+        """Delete the chunks below the oldest reading still here; ``trim``: also cut the dead
+        head off the chunk it is in, so that the byte bound sees the space freed.
+
+        Chunks above it whose readings all left (batches confirmed out of order) stay until
+        the older ones go: at most the uplink's window of unconfirmed batches.
+        """
+        lowest = self._lowest_live()
+        self._db.execute("DELETE FROM chunks WHERE first_id < ? AND last_id < ?", (lowest, lowest))
+        if not trim:
+            return
+        row = self._db.execute(
+            "SELECT first_id, body FROM chunks WHERE first_id < ?", (lowest,)
+        ).fetchone()
+        if row is not None:
+            kept = PackedColumns.parse(bytes(row[1]), lowest - int(row[0]))
+            self._db.execute(
+                "UPDATE chunks SET first_id = ?, body = ? WHERE first_id = ?",
+                (lowest, kept.payload(self.gateway_id, 0), row[0]),
+            )
+
+    def _columns(self, first_id: int, last_id: int) -> PackedColumns:
+        """Readings ``first_id..last_id`` from the chunks that hold them."""
+        (start,) = self._db.execute(
+            "SELECT coalesce(max(first_id), ?) FROM chunks WHERE first_id <= ?",
+            (first_id, first_id),
+        ).fetchone()
+        rows = self._db.execute(
+            "SELECT first_id, body FROM chunks WHERE first_id BETWEEN ? AND ? ORDER BY first_id",
+            (start, last_id),
+        ).fetchall()
+        parts = [
+            PackedColumns.parse(bytes(body), first_id - int(at), last_id - int(at) + 1)
+            for at, body in rows
+        ]
+        columns = PackedColumns.concat(parts)
+        if len(columns) != last_id - first_id + 1 or not rows or rows[0][0] > first_id:
+            raise RuntimeError(f"outbox readings {first_id}..{last_id} are not all stored")
+        return columns
+
+    def _load(self, batch_seq: int, first_id: int, last_id: int) -> Batch:
+        return PackedBatch(self.gateway_id, batch_seq, self._columns(first_id, last_id))
 
     def open_batches(self) -> list[Batch]:
         """Batches cut but not yet confirmed, oldest first, with their readings."""
@@ -267,36 +334,29 @@ class Outbox:
             return None if row is None else self._load(batch_seq, int(row[0]), int(row[1]))
 
     def next_batch(self, max_readings: int) -> Batch | None:
-        """Cut a new batch from the oldest unbatched readings, or None if there are none."""
+        """Cut a new batch from the oldest unbatched readings, or None if there are none.
+
+        The batch is a ``PackedBatch``: it goes to the wire as the stored columns, and builds
+        ``readings`` only for a caller that asks for them.
+        """
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             # Watermarks, not max() over open batches: acks arrive out of order, and an acked
             # batch's seq or ids must never be handed out again.
             after = self._meta("batched_through")
-            cached = self._take_cached(after, max_readings)
-            if cached is not None:
-                readings = tuple(cached)
-                first, last = after + 1, after + len(cached)
-            else:
-                # One query for identity and content: a big backlog's drain is bound by it.
-                rows = self._db.execute(
-                    f"SELECT id, {_COLUMNS} FROM pending WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, max_readings),
-                ).fetchall()
-                if not rows:
-                    return None
-                readings = tuple(Reading._make(row[1:]) for row in rows)
-                first, last = rows[0][0], rows[-1][0]
-                self._forget_cached_through(last)
+            last = min(self._meta("appended_through"), after + max_readings)
+            if last <= after:
+                return None
             seq = self._meta("last_batch_seq") + 1
+            batch = self._load(seq, after + 1, last)
             self._db.execute(
                 "INSERT INTO batches (batch_seq, first_id, last_id) VALUES (?, ?, ?)",
-                (seq, first, last),
+                (seq, after + 1, last),
             )
             self._set_meta("last_batch_seq", seq)
             self._set_meta("batched_through", last)
             self._open += 1
-            return Batch(self.gateway_id, seq, readings)
+            return batch
 
     def mark_published(self, batch_seq: int, at_us: int) -> bool:
         """The broker acknowledged the batch; False if it is no longer open (already confirmed).
@@ -329,13 +389,11 @@ class Outbox:
                     ).fetchone()
                     if row is None:
                         continue
-                    removed += int(
-                        self._db.execute(
-                            "DELETE FROM pending WHERE id BETWEEN ? AND ?", row
-                        ).rowcount
-                    )
                     self._db.execute("DELETE FROM batches WHERE batch_seq = ?", (batch_seq,))
+                    removed += int(row[1]) - int(row[0]) + 1
                     batches += 1
+                if batches:
+                    self._collect(trim=False)
             self._pending -= removed
             self._open -= batches
             return removed
@@ -343,6 +401,18 @@ class Outbox:
     def acknowledge(self, batch_seq: int) -> int:
         """Forget a batch on the broker's PUBACK (no confirming ingest); readings removed."""
         return self.confirm((batch_seq,))
+
+    def pending(self) -> list[Reading]:
+        """Every reading still in the outbox, oldest first: the open batches', then the
+        unbatched ones (builds a Reading per reading: for tests and tools, not the data path)."""
+        with self._lock:
+            ranges = self._db.execute(
+                "SELECT first_id, last_id FROM batches ORDER BY batch_seq"
+            ).fetchall()
+            after, through = self._meta("batched_through"), self._meta("appended_through")
+            if through > after:
+                ranges.append((after + 1, through))
+            return [r for first, last in ranges for r in self._columns(first, last).readings()]
 
     def dead_letter(self, received_at_us: int, source: str, reason: str, payload: bytes) -> int:
         """Keep an input the gateway could not use, with the reason; returns letters dropped."""
@@ -402,8 +472,18 @@ class Outbox:
     def oldest_pending_us(self) -> int | None:
         """Timestamp of the oldest reading still waiting (first appended), None if none."""
         with self._lock:
-            row = self._db.execute("SELECT ts_us FROM pending ORDER BY id LIMIT 1").fetchone()
-        return None if row is None else int(row[0])
+            lowest = self._lowest_live()
+            if lowest > self._meta("appended_through"):
+                return None
+            row = self._db.execute(
+                "SELECT first_id, body FROM chunks WHERE first_id <= ?"
+                " ORDER BY first_id DESC LIMIT 1",
+                (lowest,),
+            ).fetchone()
+        if row is None:
+            return None
+        row_at = lowest - int(row[0])
+        return PackedColumns.parse(bytes(row[1]), row_at, row_at + 1).ts_at(0)
 
     def alarm(self, rule_id: str) -> AlarmState:
         """The stored state of a gateway-level alarm (inactive, mark 0 if never raised)."""
@@ -437,28 +517,99 @@ class Outbox:
             self._db.execute("DELETE FROM alerts_out WHERE id = ?", (alert_id,))
 
     def _meta(self, key: str) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        return _get_meta(self._db, key)
 
     def _set_meta(self, key: str, value: int) -> None:
-        self._db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-    def _load(self, batch_seq: int, first_id: int, last_id: int) -> Batch:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM pending WHERE id BETWEEN ? AND ? ORDER BY id",
-            (first_id, last_id),
-        ).fetchall()
-        return Batch(self.gateway_id, batch_seq, tuple(Reading(*row) for row in rows))
+        _put_meta(self._db, key, value)
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def _packed(readings: Sequence[Reading], size: int) -> Iterator[PackedColumns]:
+    """``readings`` packed ``size`` at a time."""
+    if len(readings) <= size:
+        yield PackedColumns.of(readings)
+        return
+    for start in range(0, len(readings), size):
+        yield PackedColumns.of(readings[start : start + size])
+
+
+def _get_meta(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _put_meta(db: sqlite3.Connection, key: str, value: int) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _migrate(db: sqlite3.Connection, gateway_id: str) -> None:
     """Bring an outbox file written by an older gateway up to the current schema."""
     columns = {str(row[1]) for row in db.execute("PRAGMA table_info(batches)")}
     if "published_at_us" not in columns:
         # Its open batches were never confirmed by ingest: NULL makes them all resend.
         db.execute("ALTER TABLE batches ADD COLUMN published_at_us INTEGER")
     dead_letters.migrate(db)
+    _migrate_pending(db, gateway_id)
+
+
+def _migrate_pending(db: sqlite3.Connection, gateway_id: str) -> None:
+    """Move the readings of an outbox that kept a row per reading (table ``pending``) into
+    chunks, keeping every reading's id: open batches resend with the same content.
+
+    One transaction: a crash half way leaves the old table as it was, and the next start
+    migrates again. A reading no column can hold (only a caller that skipped validation could
+    have stored one) fails the migration, and the gateway, rather than lose readings.
+    """
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pending'"
+    ).fetchone()
+    if exists is None:
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        after = _get_meta(db, "batched_through")
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'pending'").fetchone()
+        appended = max(after, int(row[0]) if row else 0)
+        # The old bound dropped unbatched rows without moving the watermark; here ids at or
+        # below batched_through are in an open batch or gone, so the watermark moves past them.
+        (oldest_unbatched,) = db.execute(
+            "SELECT min(id) FROM pending WHERE id > ?", (after,)
+        ).fetchone()
+        _put_meta(db, "appended_through", appended)
+        _put_meta(
+            db, "batched_through", appended if oldest_unbatched is None else oldest_unbatched - 1
+        )
+        _copy_runs(db, gateway_id)
+        db.execute("DROP TABLE pending")
+
+
+def _copy_runs(db: sqlite3.Connection, gateway_id: str) -> None:
+    """Pack each run of consecutive ids of ``pending`` into chunks of at most CHUNK_MAX."""
+    rows = db.execute(
+        "SELECT id, device_id, metric, value, unit, ts_us, seq FROM pending ORDER BY id"
+    )
+    run: list[Reading] = []
+    first = 0
+    while block := rows.fetchmany(CHUNK_MAX):
+        for reading_id, *fields in block:
+            if run and (reading_id != first + len(run) or len(run) == CHUNK_MAX):
+                _insert_chunk(db, gateway_id, first, run)
+                run = []
+            if not run:
+                first = int(reading_id)
+            run.append(Reading(*fields))
+    if run:
+        _insert_chunk(db, gateway_id, first, run)
+
+
+def _insert_chunk(
+    db: sqlite3.Connection, gateway_id: str, first_id: int, readings: Sequence[Reading]
+) -> None:
+    body = PackedColumns.of(readings).payload(gateway_id, 0)
+    db.execute(
+        "INSERT INTO chunks (first_id, last_id, body) VALUES (?, ?, ?)",
+        (first_id, first_id + len(readings) - 1, body),
+    )

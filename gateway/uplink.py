@@ -41,6 +41,7 @@ from contract import (
     decode_confirmation,
     encode_batch,
 )
+from contract.batch_binary import reading_count
 from contract.codec import MAX_READINGS_PER_BATCH
 from contract.topics import alert_topic, batch_topic, confirm_topic
 from gateway.counters import GatewayCounters
@@ -217,7 +218,7 @@ class Uplink:
             else:
                 await asyncio.to_thread(self.outbox.acknowledge, batch.batch_seq)
             self.counters.batches_sent.inc()
-            self.counters.readings_sent.inc(len(batch.readings))
+            self.counters.readings_sent.inc(reading_count(batch))
             if self.alarm.active and not self.settings.require_confirmation:
                 await self.check_alarm()  # the backlog shrank: maybe below the clear level
         finally:

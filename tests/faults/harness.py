@@ -127,12 +127,12 @@ async def wait_until_stored(dsn: str, count: int, timeout_s: float = 120) -> Rec
 
 
 def appended_total(outbox_path: Path) -> int:
-    """Readings ever appended to an outbox: AUTOINCREMENT ids are never reused."""
+    """Readings ever appended to an outbox: reading ids are never reused."""
     if not outbox_path.exists():
         return 0
     with contextlib.closing(sqlite3.connect(outbox_path, timeout=5)) as db:
         try:
-            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'pending'").fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = 'appended_through'").fetchone()
         except sqlite3.OperationalError:
             return 0  # schema not created yet
     return int(row[0]) if row else 0

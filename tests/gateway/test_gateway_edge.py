@@ -45,10 +45,7 @@ def settings(tmp_path: Path, port: int = 1, **extra: Any) -> GatewaySettings:
 
 def pending(gateway: Gateway) -> list[Reading]:
     """Readings in the outbox, unbatched ones included."""
-    rows = gateway.outbox._db.execute(
-        "SELECT device_id, metric, value, unit, ts_us, seq FROM pending"
-    )
-    return [Reading(*row) for row in rows]
+    return gateway.outbox.pending()
 
 
 async def test_accept_dead_letters_what_the_outbox_could_not_store(tmp_path: Path) -> None:

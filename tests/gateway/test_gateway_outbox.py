@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract import Batch, Reading, encode_batch
+from gateway import outbox as outbox_module
 from gateway.outbox import Outbox
 
 T0_US = 1_767_225_600_000_000
@@ -99,7 +105,7 @@ def test_readings_after_full_drain_get_new_ids(path: Path, outbox: Outbox) -> No
     nxt = outbox.next_batch(10)
     assert nxt is not None and (nxt.batch_seq, seqs(nxt)) == (2, [4, 5])
     with sqlite3.connect(path) as db:
-        assert [r[0] for r in db.execute("SELECT id FROM pending ORDER BY id")] == [5, 6]
+        assert db.execute("SELECT first_id, last_id FROM chunks").fetchall() == [(5, 6)]
 
 
 def test_bound_drops_oldest_and_counts_durably(path: Path) -> None:
@@ -273,3 +279,208 @@ def test_a_bound_drop_falls_back_to_disk_and_loses_nothing(path: Path) -> None:
     first = box.next_batch(1_000)
     assert first is not None and seqs(first) == list(range(20, 120))
     box.close()
+
+
+# The schema of the version that kept one row per reading (before chunks).
+_ROW_PER_READING_SCHEMA = """
+    CREATE TABLE pending (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
+        unit TEXT NOT NULL, ts_us INTEGER NOT NULL, seq INTEGER NOT NULL);
+    CREATE TABLE batches (batch_seq INTEGER PRIMARY KEY, first_id INTEGER NOT NULL,
+                          last_id INTEGER NOT NULL, published_at_us INTEGER);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class RowPerReadingHistory:
+    """The end state of an outbox of the row-per-reading version, as its code left it.
+
+    Readings 1..appended (id i holds seq i - 1); batches cut from id 1 on; some confirmed; the
+    bound dropped every reading up to ``drop_to``, and whole the open batch straddling it.
+    """
+
+    appended: int
+    batches: tuple[tuple[int, int], ...]  # (first_id, last_id) of every batch ever cut
+    confirmed: tuple[bool, ...]
+    drop_to: int
+
+    @property
+    def batched_through(self) -> int:
+        return self.batches[-1][1] if self.batches else 0
+
+    def cutoff(self) -> int:
+        """The old bound's cut: ``drop_to``, extended to the end of a straddled open batch."""
+        straddled = [
+            last for (first, last), done in self.open_or_not() if not done and first <= self.drop_to
+        ]
+        return max([self.drop_to, *straddled]) if self.drop_to else 0
+
+    def open_or_not(self) -> list[tuple[tuple[int, int], bool]]:
+        return [(ids, done) for ids, done in zip(self.batches, self.confirmed, strict=True)]
+
+    def open_batches(self) -> dict[int, tuple[int, int]]:
+        """batch_seq (100 + position) → ids, of the batches neither confirmed nor dropped."""
+        cut = self.cutoff()
+        return {
+            100 + n: (first, last)
+            for n, ((first, last), done) in enumerate(self.open_or_not())
+            if not done and first > cut
+        }
+
+    def unbatched(self) -> list[int]:
+        return list(range(max(self.batched_through, self.cutoff()) + 1, self.appended + 1))
+
+    def live(self) -> list[int]:
+        in_batches = [
+            i for first, last in self.open_batches().values() for i in range(first, last + 1)
+        ]
+        return sorted(in_batches) + self.unbatched()
+
+    def write(self, path: Path) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.executescript(_ROW_PER_READING_SCHEMA)
+            db.executemany(
+                "INSERT INTO pending (device_id, metric, value, unit, ts_us, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                readings(0, self.appended),
+            )
+            live = set(self.live())
+            db.executemany(
+                "DELETE FROM pending WHERE id = ?",
+                [(i,) for i in range(1, self.appended + 1) if i not in live],
+            )
+            db.executemany(
+                "INSERT INTO batches VALUES (?, ?, ?, NULL)",
+                [(seq, first, last) for seq, (first, last) in self.open_batches().items()],
+            )
+            confirmed = sum(last - first + 1 for (first, last), done in self.open_or_not() if done)
+            dropped = self.appended - len(live) - confirmed
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("batched_through", self.batched_through),
+                    ("last_batch_seq", 99 + len(self.batches)),
+                    ("dropped", dropped),
+                ],
+            )
+
+
+@st.composite
+def row_per_reading_histories(draw: st.DrawFn) -> RowPerReadingHistory:
+    appended = draw(st.integers(0, 30))
+    batches: list[tuple[int, int]] = []
+    for size in draw(st.lists(st.integers(1, 6), max_size=8)):
+        at = batches[-1][1] if batches else 0
+        if at < appended:
+            batches.append((at + 1, min(appended, at + size)))
+    confirmed = draw(st.lists(st.booleans(), min_size=len(batches), max_size=len(batches)))
+    return RowPerReadingHistory(
+        appended, tuple(batches), tuple(confirmed), draw(st.integers(0, appended))
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(row_per_reading_histories())
+def test_an_outbox_of_the_row_per_reading_version_keeps_every_reading(
+    history: RowPerReadingHistory,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outbox_module, "CHUNK_MAX", 4)  # long runs of ids split into chunks
+        path = Path(tmp) / "outbox.db"
+        history.write(path)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            dropped_before = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()
+        box = Outbox(path, "gw-test")
+        try:
+            assert [r.seq for r in box.pending()] == [i - 1 for i in history.live()]
+            stats = box.stats()
+            assert (stats.pending_readings, stats.dropped_readings) == (
+                len(history.live()),
+                dropped_before[0],
+            )
+            opened = history.open_batches()
+            assert [s.batch_seq for s in box.open_batch_states()] == sorted(opened)
+            for seq, (first, last) in opened.items():
+                batch = box.batch(seq)
+                assert batch is not None and seqs(batch) == list(range(first - 1, last))
+            box.append(readings(1_000, 2))  # new ids continue above every old one
+            fresh = box.next_batch(100)
+            expected = [i - 1 for i in history.unbatched()] + [1_000, 1_001]
+            assert fresh is not None and (fresh.batch_seq, seqs(fresh)) == (
+                100 + len(history.batches),
+                expected,
+            )
+        finally:
+            box.close()
+        again = Outbox(path, "gw-test")  # migrating twice is a no-op
+        try:
+            assert again.open_batches()[-1].batch_seq == 100 + len(history.batches)
+        finally:
+            again.close()
+
+
+def test_a_migration_that_cannot_pack_a_reading_changes_nothing(path: Path) -> None:
+    RowPerReadingHistory(5, ((1, 2),), (False,), 0).write(path)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE pending SET value = 'not a number' WHERE id = 4")
+    with pytest.raises(TypeError):
+        Outbox(path, "gw-test")  # the gateway refuses to start rather than lose the reading
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM pending").fetchone() == (5,)
+        assert db.execute("SELECT count(*) FROM chunks").fetchone() == (0,)
+        with db:
+            db.execute("UPDATE pending SET value = 33.0 WHERE id = 4")
+    box = Outbox(path, "gw-test")
+    try:
+        assert [r.seq for r in box.pending()] == [0, 1, 2, 3, 4]
+    finally:
+        box.close()
+
+
+def test_a_big_append_is_stored_in_chunks_and_cut_across_them(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "CHUNK_MAX", 100)
+    box = Outbox(path, "gw-test", max_readings=1_000)
+    try:
+        box.append(readings(0, 450))
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            chunks = db.execute("SELECT first_id, last_id FROM chunks ORDER BY first_id")
+            assert chunks.fetchall() == [(1, 100), (101, 200), (201, 300), (301, 400), (401, 450)]
+        cut = box.next_batch(150)
+        assert cut is not None and seqs(cut) == list(range(150))
+        assert box.confirm([cut.batch_seq]) == 150
+        assert box.append(readings(450, 800)) == 100  # the oldest 100 go, mid-chunk
+        assert box.oldest_pending_us() == T0_US + 250
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            # The chunk the cut fell in lost its dead head: the byte bound sees the space.
+            assert db.execute("SELECT min(first_id) FROM chunks").fetchone() == (251,)
+        rest = box.next_batch(10_000)
+        assert rest is not None and seqs(rest) == list(range(250, 1_250))
+    finally:
+        box.close()
+
+
+def test_small_appends_share_a_chunk_until_a_batch_cuts_into_it(path: Path) -> None:
+    box = Outbox(path, "gw-test")
+    try:
+        for start in range(0, 12, 3):
+            box.append(readings(start, 3))
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            assert db.execute("SELECT first_id, last_id FROM chunks").fetchall() == [(1, 12)]
+        cut = box.next_batch(5)
+        assert cut is not None
+        sent = encode_batch(cut)
+        box.append([r._replace(device_id="patch-0002") for r in readings(12, 3)])
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            # A chunk a batch covers is never rewritten: the new readings start their own.
+            chunks = db.execute("SELECT first_id, last_id FROM chunks ORDER BY first_id")
+            assert chunks.fetchall() == [(1, 12), (13, 15)]
+        resend = box.batch(cut.batch_seq)
+        assert resend is not None and encode_batch(resend) == sent
+        rest = box.next_batch(100)
+        assert rest is not None and seqs(rest) == list(range(5, 15))
+    finally:
+        box.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import tempfile
@@ -12,10 +13,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from contract import Batch, Reading
+from gateway import outbox as outbox_module
 from gateway.outbox import Outbox
 
 T0_US = 1_767_225_600_000_000
 BOUND = 12
+CHUNK = 4  # readings per stored chunk: appends split, small ones join, batches span chunks
+SERIES = (("exudate", "%"), ("wound_temp", "degC"))
+
+
+def reading(i: int) -> Reading:
+    """Reading number ``i`` (its seq): devices and series vary, so chunks' tables differ."""
+    metric, unit = SERIES[i % 2]
+    return Reading(f"patch-{i % 3}", metric, float(i % 100), unit, T0_US + i, i)
 
 
 class OutboxMachine(RuleBasedStateMachine):
@@ -29,6 +39,8 @@ class OutboxMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="vigil-outbox-"))
         self.path = self.dir / "outbox.db"
+        self.chunk_sizes = (outbox_module.CHUNK_MAX, outbox_module.GROW_MAX)
+        outbox_module.CHUNK_MAX = outbox_module.GROW_MAX = CHUNK
         self.outbox = Outbox(self.path, "gw-prop", max_readings=BOUND)
         self.appended = 0  # reading seqs are 0 .. appended-1, one per appended reading
         self.acked: list[int] = []  # seqs of readings in acknowledged batches, with repeats
@@ -40,16 +52,14 @@ class OutboxMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close and remove the file."""
+        outbox_module.CHUNK_MAX, outbox_module.GROW_MAX = self.chunk_sizes
         self.outbox.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @rule(n=st.integers(min_value=1, max_value=8))
     def append(self, n: int) -> None:
         """A source delivers n readings."""
-        batch = [
-            Reading("patch-0001", "exudate", float(i % 100), "%", T0_US + i, i)
-            for i in range(self.appended, self.appended + n)
-        ]
+        batch = [reading(i) for i in range(self.appended, self.appended + n)]
         self.appended += n
         dropped = self.outbox.append(batch)
         assert dropped >= 0
@@ -127,24 +137,35 @@ class OutboxMachine(RuleBasedStateMachine):
             self.ack(0)
         assert self.outbox.stats().pending_readings == 0
         assert self._pending_seqs() == []
+        assert self.outbox.oldest_pending_us() is None
+        with contextlib.closing(sqlite3.connect(self.path)) as db:
+            assert db.execute("SELECT count(*) FROM chunks").fetchone() == (0,), "left behind"
 
     @rule()
     def reopen(self) -> None:
         """The process dies and restarts on the same file: open batches come back as cut."""
+        before = self.outbox.stats()
         self.outbox.close()
         self.outbox = Outbox(self.path, "gw-prop", max_readings=BOUND)
         for batch in self.outbox.open_batches():
             assert batch == self.cut[batch.batch_seq]
+        after = self.outbox.stats()
+        assert (after.pending_readings, after.open_batches, after.dropped_readings) == (
+            before.pending_readings,
+            before.open_batches,
+            before.dropped_readings,
+        )
 
     def _pending_seqs(self) -> list[int]:
-        with sqlite3.connect(self.path) as db:
-            return [int(r[0]) for r in db.execute("SELECT seq FROM pending ORDER BY id")]
+        return [r.seq for r in self.outbox.pending()]
 
     @invariant()
     def every_reading_accounted_for_once(self) -> None:
         """acked + pending + dropped == appended, with no reading in two places."""
         pending = self._pending_seqs()
         stats = self.outbox.stats()
+        oldest = self.outbox.oldest_pending_us()
+        assert oldest == (reading(pending[0]).ts_us if pending else None)
         assert len(self.acked) == len(set(self.acked)), "a reading was acked twice"
         assert not set(self.acked) & set(pending)
         assert stats.pending_readings == len(pending) <= BOUND
