@@ -73,7 +73,8 @@ def intake_all(
     """
 
     def change() -> list[tuple[Ticket | None, bool]]:
-        for device_id in sorted({alert.device_id for alert in alerts}):
+        devices = sorted({alert.device_id for alert in alerts})
+        for device_id in devices if len(devices) > 1 else ():  # one: intake locks it itself
             store.lock_device(device_id)
         return [_change(store, alert, now, settings) for alert in alerts]
 
