@@ -325,7 +325,11 @@ async def _phases(
             stored = await ingest.stored() - stored_before
             rate = stored / (time.perf_counter() - load_started)
     _print(per_tick, idle, busy, rate, probes)
-    print(f"alerts the service worker took in all: {tickets.alerts_taken} (probes: {2 * probes})")
+    # Settled when the last ticket was reported: the last group's own alerts are not yet counted.
+    print(
+        f"alerts the service worker had settled by its last ticket: {tickets.alerts_taken} "
+        f"(probes: {2 * probes}; more would mean alerts of the load's own rules)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,11 @@ Runs on the shared ``infra.consume.ConsumeLoop``, so each alert ends one of thre
 - it is malformed, or handling it hits a bug: it is dead-lettered in the service store with the
   reason, acknowledged, and the next alert goes on.
 
+Alerts that queued up while a commit was in flight are committed together in the next
+transaction (group commit, at most ``alert_group_max``): one WAL flush for all of them, each
+acknowledged only after that commit. A group that fails on one alert's bug rolls back whole and
+the loop settles its alerts one at a time.
+
 A redelivered alert (after a crash or a lost broker) finds its evidence on a ticket already and
 changes nothing.
 """
