@@ -23,7 +23,7 @@ from contract.topics import alert_topic
 from infra.errors import StorageUnavailable
 from service import desk
 from service.concurrency import ConcurrentUpdate
-from service.model import DeadLetter, OutboxItem, Ticket
+from service.model import DeadLetter, Delivery, OutboxItem, OutboxStatus, Ticket
 from service.store import PostgresStore, SqliteStore
 from service.worker import ServiceWorker, WorkerSettings
 from tests.servers import PrivateMosquitto
@@ -326,3 +326,84 @@ async def test_a_group_commits_all_of_its_alerts_or_none(pg_store: Buggy) -> Non
 def test_a_group_holds_at_least_one_alert() -> None:
     with pytest.raises(ValueError, match="alert_group_max must be at least 1, not 0"):
         WorkerSettings(alert_group_max=0)
+
+
+class Deliveries(PostgresStore):
+    """Notes the delivery records each committed transaction wrote; the update of an item of
+    device ``boom`` fails like a bug would, ``failures`` times."""
+
+    def __init__(self, dsn: str) -> None:
+        self.per_commit: list[int] = []
+        self.failures = 0
+        self._tx = threading.local()
+        super().__init__(dsn)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The store's transaction, counting its delivery records once it committed."""
+        if self._open() is not None:
+            with super().atomic():
+                yield
+            return
+        self._tx.records = 0
+        with super().atomic():
+            yield
+        if self._tx.records:
+            self.per_commit.append(self._tx.records)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Record, and count it."""
+        super().record_delivery(delivery)
+        self._tx.records += 1
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Fail for device ``boom`` while failures are left."""
+        if item.payload.get("device_id") == "boom" and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("simulated bug")
+        super().update_notification(item)
+
+
+@pytest.mark.services
+async def test_deliveries_that_end_together_are_recorded_together(
+    mosquitto: PrivateMosquitto, timescale_dsn: str
+) -> None:
+    store = Deliveries(timescale_dsn)
+    worker = ServiceWorker(settings(mosquitto.port), store)
+    async with running(worker):
+        await worker.alerts.handle_alerts([alert(f"d{n}") for n in range(4)])
+        await asyncio.wait_for(worker.drain(), 10)
+    items = store.notifications()
+    assert len(items) >= 4 and all(i.status is OutboxStatus.DONE for i in items)
+    assert sum(store.per_commit) == len(items)  # each attempt recorded once…
+    assert len(store.per_commit) < len(items)  # …in fewer transactions than attempts
+    store.close()
+
+
+@pytest.mark.services
+async def test_a_delivery_whose_record_fails_keeps_the_others_recorded(
+    mosquitto: PrivateMosquitto, timescale_dsn: str
+) -> None:
+    store = Deliveries(timescale_dsn)
+    store.failures = 10**6  # boom's notifications can never be recorded
+
+    def boom(item: OutboxItem) -> bool:
+        return item.payload.get("device_id") == "boom"
+
+    def others_done() -> bool:
+        others = [i for i in store.notifications() if not boom(i)]
+        return len(others) >= 2 and all(i.status is OutboxStatus.DONE for i in others)
+
+    worker = ServiceWorker(settings(mosquitto.port), store)
+    async with running(worker):
+        await worker.alerts.handle_alerts([alert("d1"), alert("boom"), alert("d2")])
+        await until(others_done)
+    items = store.notifications()
+    assert any(boom(i) for i in items)
+    for item in items:  # boom's stay pending (sent again later); the others recorded once
+        recorded = store.deliveries(item.event_id)
+        if boom(item):
+            assert item.status is OutboxStatus.PENDING and recorded == []
+        else:
+            assert item.status is OutboxStatus.DONE and len(recorded) == 1
+    store.close()
