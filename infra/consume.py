@@ -157,6 +157,7 @@ class ConsumeLoop:
         self.committed = 0
         self.metrics: ConsumeMetrics | None = None  # set by instrument()
         self._connections = 0
+        self._queue: asyncio.Queue[aiomqtt.Message] | None = None
 
     def instrument(self, registry: CollectorRegistry) -> None:
         """Count this loop's work in ``registry`` (the process's), labelled with its name."""
@@ -216,23 +217,32 @@ class ConsumeLoop:
         else:
             log.info("%s: %s again", self.name, where, extra=context)
 
+    @property
+    def queued(self) -> int:
+        """Messages received and waiting for the group in hand to commit (0 when offline)."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     async def _consume(self, client: aiomqtt.Client) -> None:
         queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=4 * self.settings.max_group)
+        self._queue = queue
 
         async def receive() -> None:
             async for message in client.messages:
                 await queue.put(message)
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(receive())
-            while True:
-                messages = [await queue.get()]
-                # Whatever queued up meanwhile goes into the same transaction.
-                while len(messages) < self.settings.max_group and not queue.empty():
-                    messages.append(queue.get_nowait())
-                await self.process(client, messages)
-                for message in messages:
-                    ack(client, message)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(receive())
+                while True:
+                    messages = [await queue.get()]
+                    # Whatever queued up meanwhile goes into the same transaction.
+                    while len(messages) < self.settings.max_group and not queue.empty():
+                        messages.append(queue.get_nowait())
+                    await self.process(client, messages)
+                    for message in messages:
+                        ack(client, message)
+        finally:
+            self._queue = None  # unacknowledged: the broker redelivers them to the next session
 
     async def process(self, client: aiomqtt.Client, messages: Sequence[aiomqtt.Message]) -> None:
         """Commit or dead-letter every message of the group, holding it through outages."""

@@ -252,11 +252,22 @@ def _suggest(store: ServiceStore, ticket: Ticket, at: datetime) -> None:
 
 
 def handle_alert(
-    store: ServiceStore, alert: AlertEvent, new_id: str, at: datetime, config: SlaConfig
+    store: ServiceStore,
+    alert: AlertEvent,
+    new_id: str,
+    at: datetime,
+    config: SlaConfig,
+    device_tickets: list[Ticket] | None = None,
 ) -> Ticket | None:
-    """Open or extend the ticket for ``alert`` and dispatch it if new."""
+    """Open or extend the ticket for ``alert`` and dispatch it if new.
+
+    ``device_tickets``: the device's tickets as this transaction read them (saves a read).
+    """
     with store.atomic():
-        open_for_device = store.tickets(OPEN_STATES, device_ids=[alert.device_id])
+        if device_tickets is None:
+            open_for_device = store.tickets(OPEN_STATES, device_ids=[alert.device_id])
+        else:
+            open_for_device = [t for t in device_tickets if t.state in OPEN_STATES]
         result = open_or_append(open_for_device, alert, new_id, config)
         if result.ticket is None:
             return None
@@ -274,13 +285,13 @@ def alert_ticket_id(alert: AlertEvent) -> str:
     return "T-" + hashlib.sha256(key).hexdigest()[:16]
 
 
-def already_handled(store: ServiceStore, alert: AlertEvent) -> bool:
-    """True when ``alert`` is already on a ticket (an MQTT redelivery after a crash)."""
+def already_handled(alert: AlertEvent, device_tickets: list[Ticket]) -> bool:
+    """True when ``alert`` is on one of its device's tickets already (a redelivery)."""
     at = alert_time(alert)
     return any(
         t.rule_id == alert.rule_id
         and any(e.at == at and e.transition == alert.transition for e in t.evidence)
-        for t in store.tickets(device_ids=[alert.device_id])
+        for t in device_tickets
     )
 
 
@@ -290,10 +301,11 @@ def intake_alert(
     """``handle_alert`` made idempotent: (ticket or None, whether it was opened just now)."""
     with store.atomic():
         store.lock_device(alert.device_id)  # one intake per device at a time, in any process
-        if already_handled(store, alert):
+        device_tickets = store.tickets(device_ids=[alert.device_id])  # read under the lock
+        if already_handled(alert, device_tickets):
             return None, False
         new_id = alert_ticket_id(alert)
-        ticket = handle_alert(store, alert, new_id, at, config)
+        ticket = handle_alert(store, alert, new_id, at, config, device_tickets)
         return ticket, ticket is not None and ticket.id == new_id
 
 

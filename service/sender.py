@@ -7,7 +7,9 @@ between the commit and the send delays a notification but never loses it.
 
 MQTT notifications go out on the alert consumer's connection and wait while it is down. A
 storage outage is logged once; the loop keeps polling, and a delivery already made is recorded
-once the store is back instead of being sent again.
+once the store is back instead of being sent again. Attempts that end while a record is being
+written are recorded together in the next transaction: an opened ticket's notifications cost
+the store one commit, not one each, beside the worker's ticket commits.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import collections
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import aiomqtt
@@ -32,6 +34,8 @@ from service.store import ServiceStore
 from service.worker_settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+# An attempt made, the item as it moves on, and the future its task waits on till recorded.
+Unrecorded = tuple[Delivery, OutboxItem, "asyncio.Future[None]"]
 _OUTCOMES = {OutboxStatus.DONE: "delivered", OutboxStatus.PENDING: "retry"}
 
 
@@ -53,6 +57,9 @@ class NotificationSender:
         self._settled: set[str] = set()
         # Attempts by (channel, outcome: delivered, retry, failed), for metrics.
         self.attempts: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Attempts waiting to be recorded, and the task recording them.
+        self._unrecorded: list[Unrecorded] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     @property
     def policy(self) -> RetryPolicy:
@@ -77,6 +84,7 @@ class NotificationSender:
             if self.sender is None:
                 self.sender = await stack.enter_async_context(HttpSender())
             stack.callback(self._cancel_inflight)
+            stack.callback(self._cancel_recorder)
             loop = asyncio.create_task(self._send_forever())
             stack.callback(loop.cancel)
             yield
@@ -96,6 +104,10 @@ class NotificationSender:
     def _cancel_inflight(self) -> None:
         for task in self._inflight.values():
             task.cancel()
+
+    def _cancel_recorder(self) -> None:
+        if self._recorder is not None:
+            self._recorder.cancel()
 
     async def _due(self) -> list[OutboxItem]:
         """Pending items, or none while the store is out of reach (logged once per outage)."""
@@ -152,16 +164,44 @@ class NotificationSender:
             delivery = _failed(item, number, f"{type(exc).__name__}: {exc}")
         moved = self._moved(item, delivery, number)
         self.attempts[(str(item.channel), _OUTCOMES.get(moved.status, str(moved.status)))] += 1
+        try:
+            await self._record(delivery, moved)
+        except Exception:
+            log.exception("could not record notification %s; it will be retried", item.key)
+
+    async def _record(self, delivery: Delivery, item: OutboxItem) -> None:
+        """Record the attempt and move the item on, with the attempts that end meanwhile."""
+        recorded = asyncio.get_running_loop().create_future()
+        self._unrecorded.append((delivery, item, recorded))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_pending())
+        await recorded
+
+    async def _record_pending(self) -> None:
+        await asyncio.sleep(0)  # attempts answered in the same turn of the loop join the first
+        while self._unrecorded:
+            group, self._unrecorded = self._unrecorded, []
+            await self._record_group(group)
+
+    async def _record_group(self, group: Sequence[Unrecorded]) -> None:
+        """One transaction for ``group``; a bug in it makes each be recorded alone."""
         s = self.settings
 
         async def settle() -> None:
-            await asyncio.to_thread(self._settle, delivery, moved)
+            await asyncio.to_thread(self._settle, [(d, i) for d, i, _ in group])
 
         try:
-            # Held through an outage: the attempt stays in flight, so it is not sent again.
+            # Held through an outage: the attempts stay in flight, so they are not sent again.
             await hold_until_done(settle, self.outage, s.retry_backoff_s, s.retry_backoff_max_s)
-        except Exception:
-            log.exception("could not record notification %s; it will be retried", item.key)
+        except Exception as exc:
+            if len(group) > 1:
+                for one in group:
+                    await self._record_group([one])
+                return
+            _settle_future(group[0][2], exc)
+            return
+        for _, _, recorded in group:
+            _settle_future(recorded, None)
 
     def _moved(self, item: OutboxItem, delivery: Delivery, number: int) -> OutboxItem:
         """``item`` after attempt ``number``: done, pending for a retry, or failed for good."""
@@ -180,10 +220,11 @@ class NotificationSender:
         update = {"attempts": number, "status": status, "next_at": next_at}
         return item.model_copy(update=update | {"last_error": delivery.error})
 
-    def _settle(self, delivery: Delivery, item: OutboxItem) -> None:
+    def _settle(self, attempts: Sequence[tuple[Delivery, OutboxItem]]) -> None:
         with self.store.atomic():
-            self.store.record_delivery(delivery)
-            self.store.update_notification(item)
+            for delivery, item in attempts:
+                self.store.record_delivery(delivery)
+                self.store.update_notification(item)
 
     async def _post(self, item: OutboxItem, number: int) -> Delivery:
         endpoints = self.settings.notify.endpoints(item.role, item.subject)
@@ -229,6 +270,16 @@ class NotificationSender:
             ok=not error,
             error=error,
         )
+
+
+def _settle_future(recorded: asyncio.Future[None], error: Exception | None) -> None:
+    """Tell the attempt waiting on ``recorded`` (unless it was cancelled meanwhile)."""
+    if recorded.done():
+        return
+    if error is None:
+        recorded.set_result(None)
+    else:
+        recorded.set_exception(error)
 
 
 def _failed(item: OutboxItem, number: int, error: str) -> Delivery:

@@ -23,6 +23,9 @@ class WorkerSettings:
     session_expiry_s: int = 24 * 3600
     reconnect_backoff_s: float = 0.5
     tick_s: float = 60.0
+    # Alerts that queued up while a commit was in flight go into the next one together (group
+    # commit: one WAL flush for all), at most this many; each is acknowledged after it commits.
+    alert_group_max: int = 64
     outbox_poll_s: float = 1.0  # how often the sender looks for due notifications unprompted
     # An alert held through a storage outage is retried after this, doubling up to the max.
     retry_backoff_s: float = 0.2
@@ -31,3 +34,7 @@ class WorkerSettings:
     schedules: ScheduleConfig = field(default_factory=ScheduleConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     compensation: CompensationPolicy | None = None  # None: breaches earn no service credit
+
+    def __post_init__(self) -> None:
+        if self.alert_group_max < 1:
+            raise ValueError(f"alert_group_max must be at least 1, not {self.alert_group_max}")

@@ -87,6 +87,13 @@ class Placement:
 UNPLACED = Placement(None, None, None, None)
 
 
+def placement_of(device: Device | None) -> Placement:
+    """The placement the devices table holds for ``device`` (its row is written from it)."""
+    if device is None:
+        return UNPLACED
+    return Placement(device.site_id, device.patient, str(device.kind), device.model)
+
+
 def sla_fingerprint(sla: SlaConfig) -> str:
     """A short, stable name of an SLA configuration: equal configurations, equal names."""
     dumped = {**_sorted_sets(sla.model_dump(mode="json")), "columns": COLUMNS_VERSION}

@@ -43,6 +43,7 @@ from service.model import (
     TicketState,
 )
 from service.sla import SlaConfig
+from service.store.columns import Placement, placement_of
 from service.store.postgres_schema import (
     AFTER_UPGRADES,
     MIGRATE_LOCK_KEY,
@@ -155,7 +156,9 @@ class PostgresStore(SqlQueries, RemoteQueries):
                 try:
                     yield
                 finally:
-                    self._local.tx = None
+                    # What this transaction knew holds only while it holds its locks.
+                    self._local.tx = self._local.audit_head = None
+                    self._local.devices = {}
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
             # The server chose this transaction to lose a race: nothing of it was kept.
             raise ConcurrentUpdate(f"transaction aborted by a concurrent one: {exc}") from exc
@@ -241,8 +244,26 @@ class PostgresStore(SqlQueries, RemoteQueries):
         return self._many(Site)
 
     def device(self, device_id: str) -> Device | None:
-        """One device, or None."""
-        return self._one(Device, device_id)
+        """One device, or None; read once per transaction (intake reads it several times)."""
+        if self._open() is None:
+            return self._one(Device, device_id)
+        known: dict[str, Device | None] = getattr(self._local, "devices", {})
+        if device_id not in known:
+            known[device_id] = self._one(Device, device_id)
+            self._local.devices = known
+        return known[device_id]
+
+    def _placement(self, device_id: str) -> Placement:
+        """Where the device stands: from the transaction's read of it, if one is open."""
+        if self._open() is None:
+            return super()._placement(device_id)
+        return placement_of(self.device(device_id))
+
+    def put_device(self, device: Device) -> None:
+        """Insert or replace a device; its tickets follow it to its site and patient."""
+        with self.atomic():
+            super().put_device(device)
+            self._local.devices = {}  # read afresh by the rest of this transaction
 
     def devices(self, site_id: str | None = None) -> list[Device]:
         """Devices by id, optionally of one site."""
@@ -303,13 +324,7 @@ class PostgresStore(SqlQueries, RemoteQueries):
         """Chain and store one audit entry atomically; return it."""
         with self.atomic():
             conn = self._current()
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK_KEY,))
-            row = conn.execute(
-                "SELECT * FROM service_audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            entry = audit.append(
-                None if row is None else audit.from_row(row), at, actor, action, subject, data
-            )
+            entry = audit.append(self._audit_head(conn), at, actor, action, subject, data)
             conn.execute(
                 "INSERT INTO service_audit_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 audit.to_row(entry),
@@ -319,7 +334,22 @@ class PostgresStore(SqlQueries, RemoteQueries):
                     "INSERT INTO service_audit_signatures VALUES (%s, %s)",
                     (entry.seq, self.audit_signer(entry)),
                 )
+            self._local.audit_head = entry
         return entry
+
+    def _audit_head(self, conn: psycopg.Connection[TupleRow]) -> AuditEntry | None:
+        """The chain's last entry, under the audit lock this transaction holds till it ends.
+
+        The transaction's first append takes the lock and reads the head; later ones in the same
+        transaction chain on the entry it appended last (nobody else can append meanwhile), so a
+        ticket opened and dispatched, or a group of alerts, pays the lock and the read once.
+        """
+        head: AuditEntry | None = getattr(self._local, "audit_head", None)
+        if head is not None:
+            return head
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK_KEY,))
+        row = conn.execute("SELECT * FROM service_audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else audit.from_row(row)
 
     def audit_rows(self) -> list[tuple[Any, ...]]:
         """Every audit row as stored, in sequence order."""
@@ -350,13 +380,16 @@ class PostgresStore(SqlQueries, RemoteQueries):
 
     def enqueue_notifications(self, items: Iterable[OutboxItem]) -> None:
         """Add pending notifications to the outbox; a key already there is left as it is."""
-        with self.atomic():
-            for item in items:
-                self._write(
-                    "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (key) DO NOTHING",
-                    outbox_row(item),
-                )
+        rows = [outbox_row(item) for item in items]
+        if not rows:
+            return
+        with self.atomic(), self._current().cursor() as cursor:
+            # One round trip for all of them (psycopg pipelines executemany).
+            cursor.executemany(
+                "INSERT INTO service_outbox VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (key) DO NOTHING",
+                rows,
+            )
 
     def update_notification(self, item: OutboxItem) -> None:
         """Replace an outbox item (attempts, status, next try) by its key."""

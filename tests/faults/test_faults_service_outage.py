@@ -44,8 +44,9 @@ def alerts(first: int, count: int) -> list[AlertEvent]:
     ]
 
 
-def settings(port: int, client_id: str) -> WorkerSettings:
-    """A worker that retries held alerts quickly."""
+def settings(port: int, client_id: str, group: int | None = None) -> WorkerSettings:
+    """A worker that retries held alerts quickly, committing up to ``group`` alerts at once."""
+    default = WorkerSettings()
     return WorkerSettings(
         host="127.0.0.1",
         port=port,
@@ -55,6 +56,7 @@ def settings(port: int, client_id: str) -> WorkerSettings:
         reconnect_backoff_s=0.1,
         retry_backoff_s=0.05,
         retry_backoff_max_s=0.5,
+        alert_group_max=default.alert_group_max if group is None else group,
     )
 
 
@@ -165,7 +167,8 @@ async def test_broker_killed_with_alerts_in_flight_loses_and_doubles_nothing(
 ) -> None:
     first, after = alerts(0, 40), alerts(40, 10)
     store = Slow(timescale_dsn)
-    worker = ServiceWorker(settings(mosquitto.port, "svc-broker-kill"), store)
+    # Groups of 5: groups committed and acknowledged, others delivered but not yet acknowledged.
+    worker = ServiceWorker(settings(mosquitto.port, "svc-broker-kill", group=5), store)
     async with running(worker) as task:
         await publish(mosquitto.port, first)
         # Some committed and acknowledged, the rest delivered or queued but not yet acknowledged;

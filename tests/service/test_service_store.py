@@ -123,6 +123,55 @@ def test_audit_log_chains_in_the_store(store: ServiceStore) -> None:
     assert verify(entries).ok
 
 
+def test_a_transaction_chains_its_audit_entries_and_a_rollback_forgets_them(
+    store: ServiceStore,
+) -> None:
+    with store.atomic():
+        for i in range(3):
+            store.append_audit(T0, "e1", "x", "t1", {"i": i})
+    with pytest.raises(RuntimeError), store.atomic():
+        store.append_audit(T0, "e1", "x", "t1", {"i": "lost"})
+        raise RuntimeError("rolled back")
+    store.append_audit(T0, "e1", "x", "t1", {"i": 3})  # chained on entry 3, not the lost one
+    entries = store.audit_log()
+    assert [e.data["i"] for e in entries] == [0, 1, 2, 3] and verify(entries).ok
+
+
+def test_each_postgres_transaction_reads_the_audit_chain_afresh(timescale_dsn: str) -> None:
+    one, other = PostgresStore(timescale_dsn), PostgresStore(timescale_dsn)  # two processes
+    with one.atomic():
+        one.append_audit(T0, "one", "x", "t1", {})
+        one.append_audit(T0, "one", "x", "t1", {})
+    other.append_audit(T0, "other", "x", "t1", {})
+    with one.atomic():
+        one.append_audit(T0, "one", "x", "t1", {})
+    entries = one.audit_log()
+    assert [e.actor for e in entries] == ["one", "one", "other", "one"] and verify(entries).ok
+    one.close()
+    other.close()
+
+
+def test_a_device_replaced_in_a_transaction_is_read_back_replaced(timescale_dsn: str) -> None:
+    store = PostgresStore(timescale_dsn)
+    store.put_site(site("s1"))
+    store.put_site(site("s2"))
+    store.put_device(device("d1"))
+    with store.atomic():
+        first = store.device("d1")
+        assert first is not None and first.site_id == "s1"
+        store.put_device(device("d1", site_id="s2"))
+        moved = store.device("d1")
+        assert moved is not None and moved.site_id == "s2"
+        store.put_ticket(ticket("a", device_id="d1"))  # placed where the device now stands
+        assert store.device("ghost") is None
+        store.put_device(device("ghost"))
+        assert store.device("ghost") is not None
+    with psycopg.connect(timescale_dsn) as conn:
+        row = conn.execute("SELECT site_id FROM service_tickets WHERE id = 'a'").fetchone()
+    assert row == ("s2",)
+    store.close()
+
+
 def test_audit_rows_cannot_be_updated_or_deleted(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     db = SqliteStore(path)
@@ -257,6 +306,15 @@ def test_outbox_commits_and_rolls_back_with_the_ticket(store: ServiceStore) -> N
         store.append_audit(T0, "e1", "open", "a", {})
         store.enqueue_notifications([_item("k1")])
     assert store.pending_notifications() == [_item("k1")]
+
+
+def test_outbox_takes_a_repeated_key_of_one_batch_once(store: ServiceStore) -> None:
+    store.enqueue_notifications([])
+    store.enqueue_notifications([_item("k1"), _item("k1", next_s=5), _item("k2", next_s=1)])
+    assert [(i.key, i.next_at) for i in store.pending_notifications()] == [
+        ("k1", T0),
+        ("k2", T0 + timedelta(seconds=1)),
+    ]
 
 
 def test_outbox_pending_order_updates_and_duplicates(store: ServiceStore) -> None:

@@ -1,18 +1,21 @@
 """The service worker's message contract on real Mosquitto and PostgreSQL.
 
-An alert is acknowledged only after its ticket committed; an outage holds it; a malformed alert,
-or one whose handling fails, is dead-lettered with the reason and the next alert goes on. The
-ticker and the notification sender outlive storage outages.
+An alert is acknowledged only after its ticket committed; alerts that queued up behind a commit
+share the next one (group commit); an outage holds them; a malformed alert, or one whose
+handling fails, is dead-lettered with the reason and the next alert goes on. The ticker and the
+notification sender outlive storage outages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiomqtt
+import psycopg
 import pytest
 
 from contract import AlertEvent, AlertTransition, Severity
@@ -20,7 +23,7 @@ from contract.topics import alert_topic
 from infra.errors import StorageUnavailable
 from service import desk
 from service.concurrency import ConcurrentUpdate
-from service.model import DeadLetter, OutboxItem, Ticket
+from service.model import DeadLetter, Delivery, OutboxItem, OutboxStatus, Ticket
 from service.store import PostgresStore, SqliteStore
 from service.worker import ServiceWorker, WorkerSettings
 from tests.servers import PrivateMosquitto
@@ -61,6 +64,33 @@ class Buggy(PostgresStore):
         if ticket.device_id == "boom":
             raise RuntimeError("simulated bug")
         return super().put_ticket(ticket)
+
+
+class Recording(PostgresStore):
+    """A real PostgreSQL store that records the devices each committed transaction locked."""
+
+    def __init__(self, dsn: str) -> None:
+        self.committed: list[set[str]] = []
+        self._locking = threading.local()
+        super().__init__(dsn)  # migrates, in transactions of its own
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The store's transaction, noting what it locked once it committed."""
+        if self._open() is not None:
+            with super().atomic():
+                yield
+            return
+        self._locking.devices = locked = set[str]()
+        with super().atomic():
+            yield
+        if locked:
+            self.committed.append(locked)
+
+    def lock_device(self, device_id: str) -> None:
+        """Lock, and note it."""
+        super().lock_device(device_id)
+        self._locking.devices.add(device_id)
 
 
 class Flaky(SqliteStore):
@@ -225,3 +255,155 @@ def test_machine_changes_are_retried_after_a_lost_race(timescale_dsn: str) -> No
         desk.retrying(store, lambda: store.put_ticket(ticket("a")), attempts=2)
     store.close()
     rival.close()
+
+
+def lock_waiters(dsn: str) -> int:
+    """Sessions waiting for an advisory lock (a device's tickets) right now."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+@contextlib.contextmanager
+def device_locked(dsn: str, device_id: str) -> Iterator[threading.Event]:
+    """Another writer holds ``device_id``'s tickets until the event yielded is set."""
+    rival, locked, release = PostgresStore(dsn), threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with rival.atomic():
+            rival.lock_device(device_id)
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join()
+        rival.close()
+
+
+@pytest.mark.services
+async def test_alerts_queued_behind_a_commit_share_the_next_one(
+    mosquitto: PrivateMosquitto, timescale_dsn: str
+) -> None:
+    store = Recording(timescale_dsn)
+    worker = ServiceWorker(settings(mosquitto.port), store)
+    queued = [alert(f"d{n}") for n in range(1, 6)]
+    async with running(worker):
+        with device_locked(timescale_dsn, "d0") as release:
+            await publish(
+                mosquitto.port, *[(alert_topic(a.device_id), a.encode()) for a in [alert("d0")]]
+            )
+            await until(lambda: lock_waiters(timescale_dsn) == 1)  # the worker waits on d0
+            await publish(mosquitto.port, *[(alert_topic(a.device_id), a.encode()) for a in queued])
+            await until(lambda: worker.alerts.loop.queued == len(queued))
+            assert worker.alerts_received == 0  # nothing committed: nothing acknowledged
+            release.set()
+            await until(lambda: worker.alerts_received == 1 + len(queued))
+    # d0's transaction waited for the other writer; the five behind it went in one commit.
+    assert store.committed == [{"d0"}, {a.device_id for a in queued}]
+    assert worker.tickets_opened == 6 and len(store.tickets()) == 6
+    store.close()
+
+
+@pytest.mark.services
+async def test_a_group_commits_all_of_its_alerts_or_none(pg_store: Buggy) -> None:
+    worker = ServiceWorker(settings(1883), pg_store)
+    with pytest.raises(RuntimeError, match="simulated bug"):
+        await worker.alerts.handle_alerts([alert("d1"), alert("boom"), alert("d2")])
+    assert pg_store.tickets() == []  # the loop then retries them one at a time
+    tickets = await worker.alerts.handle_alerts([alert("d1"), alert("d2"), alert("d1", 1)])
+    assert [t.device_id if t else None for t in tickets] == ["d1", "d2", "d1"]
+    assert worker.tickets_opened == 2 and len(pg_store.tickets()) == 2
+
+
+def test_a_group_holds_at_least_one_alert() -> None:
+    with pytest.raises(ValueError, match="alert_group_max must be at least 1, not 0"):
+        WorkerSettings(alert_group_max=0)
+
+
+class Deliveries(PostgresStore):
+    """Notes the delivery records each committed transaction wrote; the update of an item of
+    device ``boom`` fails like a bug would, ``failures`` times."""
+
+    def __init__(self, dsn: str) -> None:
+        self.per_commit: list[int] = []
+        self.failures = 0
+        self._tx = threading.local()
+        super().__init__(dsn)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The store's transaction, counting its delivery records once it committed."""
+        if self._open() is not None:
+            with super().atomic():
+                yield
+            return
+        self._tx.records = 0
+        with super().atomic():
+            yield
+        if self._tx.records:
+            self.per_commit.append(self._tx.records)
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Record, and count it."""
+        super().record_delivery(delivery)
+        self._tx.records += 1
+
+    def update_notification(self, item: OutboxItem) -> None:
+        """Fail for device ``boom`` while failures are left."""
+        if item.payload.get("device_id") == "boom" and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("simulated bug")
+        super().update_notification(item)
+
+
+@pytest.mark.services
+async def test_deliveries_that_end_together_are_recorded_together(
+    mosquitto: PrivateMosquitto, timescale_dsn: str
+) -> None:
+    store = Deliveries(timescale_dsn)
+    worker = ServiceWorker(settings(mosquitto.port), store)
+    async with running(worker):
+        await worker.alerts.handle_alerts([alert(f"d{n}") for n in range(4)])
+        await asyncio.wait_for(worker.drain(), 10)
+    items = store.notifications()
+    assert len(items) >= 4 and all(i.status is OutboxStatus.DONE for i in items)
+    assert sum(store.per_commit) == len(items)  # each attempt recorded once…
+    assert len(store.per_commit) < len(items)  # …in fewer transactions than attempts
+    store.close()
+
+
+@pytest.mark.services
+async def test_a_delivery_whose_record_fails_keeps_the_others_recorded(
+    mosquitto: PrivateMosquitto, timescale_dsn: str
+) -> None:
+    store = Deliveries(timescale_dsn)
+    store.failures = 10**6  # boom's notifications can never be recorded
+
+    def boom(item: OutboxItem) -> bool:
+        return item.payload.get("device_id") == "boom"
+
+    def others_done() -> bool:
+        others = [i for i in store.notifications() if not boom(i)]
+        return len(others) >= 2 and all(i.status is OutboxStatus.DONE for i in others)
+
+    worker = ServiceWorker(settings(mosquitto.port), store)
+    async with running(worker):
+        await worker.alerts.handle_alerts([alert("d1"), alert("boom"), alert("d2")])
+        await until(others_done)
+    items = store.notifications()
+    assert any(boom(i) for i in items)
+    for item in items:  # boom's stay pending (sent again later); the others recorded once
+        recorded = store.deliveries(item.event_id)
+        if boom(item):
+            assert item.status is OutboxStatus.PENDING and recorded == []
+        else:
+            assert item.status is OutboxStatus.DONE and len(recorded) == 1
+    store.close()
