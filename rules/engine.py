@@ -62,6 +62,7 @@ from rules.snapshot import SNAPSHOT_VERSION
 __all__ = ["SNAPSHOT_VERSION", "EngineStats", "ReadingPolicy", "RuleEngine"]
 
 _MAX_RUNS = 64  # beyond this many runs of increasing series a batch is sorted instead
+_U16_MAX = 65_535  # np.iinfo(np.uint16).max, spelled out: iinfo is rebuilt on every call
 Scoped = list[tuple[SignalEvaluator, Idx | None]]  # a metric's rules, with readings in scope
 
 
@@ -71,7 +72,7 @@ def _group_order(key: Idx, top: int) -> Idx:
     Small keys (every metric code; rounds × codes up to 65,535) are cast to 16 bits, where
     numpy's stable sort is a radix sort: linear, twice as fast as the quicksort of 64-bit keys.
     """
-    if top <= np.iinfo(np.uint16).max:
+    if top <= _U16_MAX:
         return np.argsort(key.astype(np.uint16), kind="stable")
     # Unstable is fine (one reading per series per round) and faster than a stable 64-bit sort.
     return np.argsort(key)
