@@ -4,7 +4,9 @@
 mains_voltage, ng_voltage, probe_health, error_code) with the dressing and equipment packs.
 Prints reading-rule evaluations per second for both and their ratio. Single-threaded.
 
-    .venv/bin/python bench/bench_rules.py [--series 100000] [--batches 20] [--depth 1] [--stagger]
+    .venv/bin/python -m bench.bench_rules [--series 100000] [--batches 20] [--depth 1] [--stagger]
+                                          [--gateway-devices 500] [--gateway-batch 5000]
+                                          [--shuffled-tables]
 
 ``--stagger`` first gives each series 0-31 earlier readings so that the ring heads of the series
 differ (as in a fleet whose devices report at different rates) instead of moving in lock step.
@@ -21,11 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from contract.batch_columns import ColumnarBatch, ReadingColumns
+from bench.wire_v2 import payload_v2
+from contract import decode_batch
+from contract.batch_columns import ColumnarBatch
 from contract.catalog import METRICS
 from contract.reading import Reading
 from rules import DeviceInfo, ReferenceEngine, RuleEngine, load_pack
@@ -49,7 +54,8 @@ LEVELS = {
 }
 T0 = 1_700_000_000_000_000
 STEP_US = 60_000_000
-GATEWAY_BATCH = 5_000  # readings per gateway batch (the uplink's batch_max_readings)
+GATEWAY_BATCH = 5_000  # readings per gateway batch at most (bench_pipeline's batch_max_readings)
+WARD_DEVICES = 500  # devices per gateway (bench_pipeline's ward of patches)
 
 
 def fleet(n_series: int) -> tuple[list[str], list[str], dict[str, DeviceInfo]]:
@@ -144,6 +150,9 @@ class Measured:
     evaluations: int = 0
     seconds: float = 0.0
     events: int = 0
+    per_batch: list[float] = field(default_factory=list)  # seconds of each timed batch
+    batches: int = 0  # gateway batches handed over (runtime path)
+    tables_cached: int = 0  # of those, device tables found in the runtime's cache
 
     @property
     def rate(self) -> float:
@@ -152,16 +161,24 @@ class Measured:
 
 
 def run_engine(
-    n_series: int, n_batches: int, depth: int, stagger: bool = False, learning: bool = False
+    n_series: int,
+    n_batches: int,
+    depth: int,
+    stagger: bool = False,
+    learning: bool = False,
+    uplink: Uplink | None = None,
 ) -> tuple[Measured, Measured, Measured, dict[str, float]]:
     """RuleEngine.process on pre-interned columns, RuleRuntime.on_stored (what ingest calls) on
     decoded wire batches, and process_readings on Reading objects (the path before issue 17),
     of the same stream, batch by batch in turn (same load)."""
+    uplink = uplink or Uplink()
     devices, metrics, registry, data = batches(n_series, n_batches + 2, depth)
     if stagger:
         data.insert(0, staggered(metrics))
     warm = applied(metrics, history=not learning)
     data[:0] = warm
+    # Both paths get the readings in the order the gateways send them (grouped by gateway).
+    data = [by_gateway(devices, d, uplink) for d in data]
     rules = load_pack("dressings") + load_pack("equipment")
     engine = RuleEngine(rules, registry)
     table: DeviceTable = engine.devices
@@ -171,7 +188,7 @@ def run_engine(
     # The data clock: the stream's time is not now, as in a replay. No store or broker: alerts
     # are booked and the rest of their delivery is measured by bench_service.
     runtime = RuleRuntime(rules, registry, None, None, RuntimeSettings(data_clock=True))
-    wire = [wire_batches(dev_idx, met_idx, table.ids, d) for d in data]
+    wire = [wire_batches(devices, metrics, d, uplink, k) for k, d in enumerate(data)]
     objects = RuleEngine(rules, registry)
     objects.devices.intern_many(devices)  # same indices: its warm-up takes the same columns
     paths = Paths(engine, runtime, objects)
@@ -195,7 +212,7 @@ async def _interleaved(
     direct, through, readings = Measured(), Measured(), Measured()
     for k, (c, w) in enumerate(zip(cols, wire, strict=True)):
         before = engine.stats.evaluations, runtime.engine.stats.evaluations
-        events = runtime.counters.events
+        events, hits = runtime.counters.events, runtime.engine.devices.table_hits
         start = time.perf_counter()
         found = engine.process(c)
         middle = time.perf_counter()
@@ -206,10 +223,14 @@ async def _interleaved(
             continue
         direct.evaluations += engine.stats.evaluations - before[0]
         direct.seconds += middle - start
+        direct.per_batch.append(middle - start)
+        through.per_batch.append(end - middle)
         direct.events += len(found)
         through.evaluations += runtime.engine.stats.evaluations - before[1]
         through.seconds += end - middle
         through.events += runtime.counters.events - events
+        through.batches += len(w)
+        through.tables_cached += runtime.engine.devices.table_hits - hits
         batch = [r for b in w for r in b.columns.readings()]  # built untimed: ingest made them
         evaluated = objects.stats.evaluations
         start = time.perf_counter()
@@ -219,26 +240,80 @@ async def _interleaved(
     return direct, through, readings, state_bytes(engine)
 
 
+@dataclass(frozen=True)
+class Uplink:
+    """How the stream reaches ingest: gateways of ``devices`` consecutive devices each (a ward
+    gateway's patches, or a site's machines), each sending its readings of an engine batch in
+    batches of at most ``batch_max``, with the device table in first-appearance order (the
+    gateway encoder's) or, ``shuffled``, in a new order each batch (devices heard in another
+    order every time)."""
+
+    devices: int = WARD_DEVICES
+    batch_max: int = GATEWAY_BATCH
+    shuffled: bool = False
+
+
 def wire_batches(
-    dev_idx: np.ndarray, met_idx: np.ndarray, devices: list[str], data: tuple[np.ndarray, ...]
+    devices: list[str], metrics: list[str], data: tuple[np.ndarray, ...], uplink: Uplink, seed: int
 ) -> list[ColumnarBatch]:
-    """One engine batch as ingest hands it over: gateway batches of 5,000 decoded columns, each
-    with its own device table (what ``decode_batch`` returns), in the same reading order."""
+    """One engine batch as ingest hands it over: every gateway's batches, encoded as wire v2 and
+    decoded by the production decoder (``decode_batch``), in the engine batch's reading order."""
     series, vals, ts = data
+    number = device_numbers(devices)
+    gateway = number[series] // uplink.devices
+    order = np.argsort(gateway, kind="stable")  # identity after ``by_gateway``
+    rng = np.random.default_rng(seed)
     out: list[ColumnarBatch] = []
-    for k, lo in enumerate(range(0, len(series), GATEWAY_BATCH)):
-        s = series[lo : lo + GATEWAY_BATCH]
-        used, local = np.unique(dev_idx[s], return_inverse=True)
-        cols = ReadingColumns(
-            tuple(devices[i] for i in used.tolist()),
-            local.astype(np.int32),
-            met_idx[s].astype(np.uint8),
-            np.ascontiguousarray(vals[lo : lo + GATEWAY_BATCH], dtype=np.float64),
-            np.ascontiguousarray(ts[lo : lo + GATEWAY_BATCH], dtype=np.int64),
-            np.zeros(len(s), dtype=np.int64),
-        )
-        out.append(ColumnarBatch("bench-gw", k, cols))
+    bounds = np.flatnonzero(np.diff(gateway[order])) + 1
+    for rows in np.split(order, bounds):
+        for lo in range(0, len(rows), uplink.batch_max):
+            part = rows[lo : lo + uplink.batch_max]
+            gw = f"bench-gw-{int(gateway[part[0]])}"
+            dev = number[series[part]]
+            pay = gateway_payload(gw, len(out), dev, series[part], metrics, devices, rng, uplink)
+            cols = (vals[part], ts[part], np.zeros(len(part), dtype=np.int64))
+            decoded = decode_batch(pay(cols))
+            assert not decoded.rejected, decoded.rejected[:3]
+            out.append(decoded.batch)  # type: ignore[arg-type]  # v2 decodes to columns
     return out
+
+
+def by_gateway(
+    devices: list[str], data: tuple[np.ndarray, ...], uplink: Uplink
+) -> tuple[np.ndarray, ...]:
+    """An engine batch's readings grouped by gateway, each gateway's in the batch's order."""
+    series = data[0]
+    order = np.argsort(device_numbers(devices)[series] // uplink.devices, kind="stable")
+    return tuple(column[order] for column in data)
+
+
+def device_numbers(devices: list[str]) -> np.ndarray:
+    """Per series, its device's number (devices numbered in order of first appearance)."""
+    table: dict[str, int] = {}
+    return np.array([table.setdefault(d, len(table)) for d in devices], dtype=np.intp)
+
+
+def gateway_payload(
+    gateway_id: str,
+    batch_seq: int,
+    dev: np.ndarray,
+    series: np.ndarray,
+    metrics: list[str],
+    devices: list[str],
+    rng: np.random.Generator,
+    uplink: Uplink,
+) -> Callable[[tuple[np.ndarray, ...]], bytes]:
+    """The v2 encoder of one gateway batch, given its (value, ts_us, seq) columns."""
+    used, first, local = np.unique(dev, return_index=True, return_inverse=True)
+    rank = rng.permutation(len(used)) if uplink.shuffled else np.argsort(np.argsort(first))
+    table: list[str] = [""] * len(used)
+    for r, f in zip(rank.tolist(), first.tolist(), strict=True):
+        table[r] = devices[int(series[f])]
+    names = [metrics[i] for i in series.tolist()]
+    pairs = list(dict.fromkeys(names))
+    pair = np.array([pairs.index(m) for m in names], dtype=np.intp)
+    units = [(m, METRICS[m].unit) for m in pairs]
+    return lambda cols: payload_v2(gateway_id, batch_seq, table, units, (rank[local], pair, *cols))
 
 
 def state_bytes(engine: RuleEngine) -> dict[str, float]:
@@ -303,9 +378,24 @@ def main() -> None:
     parser.add_argument(
         "--learning", action="store_true", help="baselines still learning (a fleet's first day)"
     )
+    parser.add_argument(
+        "--gateway-devices", type=int, default=WARD_DEVICES, help="devices per gateway"
+    )
+    parser.add_argument(
+        "--gateway-batch",
+        type=int,
+        default=GATEWAY_BATCH,
+        help="readings per gateway batch at most",
+    )
+    parser.add_argument(
+        "--shuffled-tables",
+        action="store_true",
+        help="each gateway batch lists its devices in a new order (no two tables alike)",
+    )
     args = parser.parse_args()
+    uplink = Uplink(args.gateway_devices, args.gateway_batch, args.shuffled_tables)
     direct, through, objects, memory = run_engine(
-        args.series, args.batches, args.depth, args.stagger, args.learning
+        args.series, args.batches, args.depth, args.stagger, args.learning, uplink
     )
     rate, through_rate = direct.rate, through.rate
     ref_rate, ref_evaluations = run_reference(args.reference_series, 3, args.depth)
@@ -320,9 +410,21 @@ def main() -> None:
     )
     print(
         f"runtime:   {through_rate / 1e6:8.2f} M reading-rule evaluations/s through "
-        f"RuleRuntime.on_stored on decoded batches of {GATEWAY_BATCH:,} "
-        f"({through.evaluations} evaluations, {through.events} events); "
+        f"RuleRuntime.on_stored ({through.evaluations} evaluations, {through.events} events); "
         f"runtime/engine {through_rate / rate:.2f}"
+    )
+    ratios = np.array(direct.per_batch) / np.array(through.per_batch)
+    low, mid, high = np.percentile(ratios, [10, 50, 90])
+    print(
+        f"           runtime/engine per batch (each path's time for the same batch): "
+        f"median {mid:.2f}, 10th-90th percentile {low:.2f}-{high:.2f}"
+    )
+    order = "shuffled each batch" if uplink.shuffled else "in first-appearance order"
+    print(
+        f"           on {through.batches / args.batches:.0f} decoded v2 gateway batches per "
+        f"engine batch: {uplink.devices} devices per gateway, at most {uplink.batch_max:,} "
+        f"readings per batch, device tables {order}; {through.tables_cached} of "
+        f"{through.batches} tables from the runtime's cache"
     )
     print(
         f"objects:   {objects.rate / 1e6:8.2f} M reading-rule evaluations/s through "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -14,12 +15,29 @@ from contract.reading import Batch, Reading
 __all__ = ["METRIC_CODES", "METRIC_NAMES", "Columns", "DeviceTable", "columns_from_batches"]
 
 
-class DeviceTable:
-    """Interns device ids to dense indices so the hot path never touches strings."""
+# Joins a batch's device ids into one cache key; a table whose ids contain it is not cached.
+_SEPARATOR = "\x00"
 
-    def __init__(self, ids: Iterable[str] = ()) -> None:
+
+class DeviceTable:
+    """Interns device ids to dense indices so the hot path never touches strings.
+
+    Indices are never reassigned (ids are only appended), so an index array computed for a
+    batch's device table stays right for as long as this table lives: ``lookup_table`` keeps
+    the recent ones. A gateway sends the same devices batch after batch; one string join and
+    one hash then replace a dict lookup (a fresh string hashed, a probe, a compare) per device.
+    """
+
+    def __init__(self, ids: Iterable[str] = (), *, cached_ids: int = 1 << 18) -> None:
         self.ids: list[str] = []
         self._index: dict[str, int] = {}
+        # Batch device tables seen recently → their indices, least recently used first;
+        # bounded by the ids they hold together (a key costs ~ its text, an index 8 bytes).
+        self._tables: OrderedDict[str, NDArray[np.intp]] = OrderedDict()
+        self._cached_ids = 0
+        self.cached_ids_max = cached_ids
+        self.table_hits = 0
+        self.table_misses = 0
         for device_id in ids:
             self.intern(device_id)
 
@@ -45,6 +63,30 @@ class DeviceTable:
             return np.fromiter(map(self._index.__getitem__, ids), dtype=np.intp, count=len(ids))
         except KeyError:  # some are new: intern them in order
             return np.fromiter(map(self.intern, ids), dtype=np.intp, count=len(ids))
+
+    def lookup_table(self, device_ids: Sequence[str]) -> NDArray[np.intp]:
+        """``intern_many(device_ids)`` for a batch's device table, from the cache if it is
+        a table seen recently (same ids in the same order). Do not modify the result."""
+        key = _SEPARATOR.join(device_ids)
+        found = self._tables.get(key)
+        # Cached tables hold no separator inside an id, so a table joining to the same key
+        # with as many ids is that very table.
+        if found is not None and len(found) == len(device_ids):
+            self._tables.move_to_end(key)
+            self.table_hits += 1
+            return found
+        self.table_misses += 1
+        lut = self.intern_many(device_ids)
+        n = len(device_ids)
+        if n > self.cached_ids_max or key.count(_SEPARATOR) != n - 1:
+            return lut  # too big to keep, or ambiguous (an id holds the separator)
+        lut.flags.writeable = False
+        self._tables[key] = lut
+        self._cached_ids += n
+        while self._cached_ids > self.cached_ids_max:
+            _, dropped = self._tables.popitem(last=False)
+            self._cached_ids -= len(dropped)
+        return lut
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +125,43 @@ def columns_from_batches(batches: Sequence[Batch], devices: DeviceTable) -> Colu
     interned once each and its device column is mapped through them; only other batches are
     read reading by reading.
     """
+    if all(isinstance(batch, ColumnarBatch) for batch in batches):
+        return _columns_of_columnar(batches, devices)  # type: ignore[arg-type]
     parts: list[Columns] = []
     for batch in batches:
         if isinstance(batch, ColumnarBatch):
-            cols = batch.columns
-            lut = devices.intern_many(cols.device_ids)
-            parts.append(
-                Columns(lut[cols.device], cols.metric.astype(np.intp), cols.value, cols.ts_us)
-            )
+            parts.append(_columns_of_columnar([batch], devices))
         elif batch.readings:
             parts.append(columns_from_readings(batch.readings, devices))
     if len(parts) == 1:
         return parts[0]
     if not parts:
-        empty = np.zeros(0, dtype=np.intp)
-        return Columns(empty, empty, np.zeros(0), np.zeros(0, dtype=np.int64))
+        return _columns_of_columnar([], devices)
     return Columns(
         np.concatenate([p.device for p in parts]),
         np.concatenate([p.metric for p in parts]),
         np.concatenate([p.value for p in parts]),
         np.concatenate([p.ts_us for p in parts]),
     )
+
+
+def _columns_of_columnar(batches: Sequence[ColumnarBatch], devices: DeviceTable) -> Columns:
+    """Decoded batches as one set of engine columns, each column filled in place once."""
+    n = sum(len(batch) for batch in batches)
+    out = Columns(
+        np.empty(n, dtype=np.intp),
+        np.empty(n, dtype=np.intp),
+        np.empty(n, dtype=np.float64),
+        np.empty(n, dtype=np.int64),
+    )
+    at = 0
+    for batch in batches:
+        cols = batch.columns
+        end = at + len(cols)
+        lut = devices.lookup_table(cols.device_ids)
+        np.take(lut, cols.device, out=out.device[at:end])
+        out.metric[at:end] = cols.metric
+        out.value[at:end] = cols.value
+        out.ts_us[at:end] = cols.ts_us
+        at = end
+    return out

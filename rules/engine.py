@@ -62,7 +62,20 @@ from rules.snapshot import SNAPSHOT_VERSION
 __all__ = ["SNAPSHOT_VERSION", "EngineStats", "ReadingPolicy", "RuleEngine"]
 
 _MAX_RUNS = 64  # beyond this many runs of increasing series a batch is sorted instead
+_U16_MAX = 65_535  # np.iinfo(np.uint16).max, spelled out: iinfo is rebuilt on every call
 Scoped = list[tuple[SignalEvaluator, Idx | None]]  # a metric's rules, with readings in scope
+
+
+def _group_order(key: Idx, top: int) -> Idx:
+    """A permutation grouping ``key`` (non-negative ints up to ``top``) in increasing order.
+
+    Small keys (every metric code; rounds × codes up to 65,535) are cast to 16 bits, where
+    numpy's stable sort is a radix sort: linear, twice as fast as the quicksort of 64-bit keys.
+    """
+    if top <= _U16_MAX:
+        return np.argsort(key.astype(np.uint16), kind="stable")
+    # Unstable is fine (one reading per series per round) and faster than a stable 64-bit sort.
+    return np.argsort(key)
 
 
 class RuleEngine:
@@ -328,9 +341,9 @@ class RuleEngine:
             return
         width = self._ctx.width
         key = codes if rank is None else rank * width + codes
-        # Unstable is fine (one reading per series per round) and several times faster here.
-        perm = np.argsort(key)
-        bounds = np.zeros(int(key.max()) + 2, dtype=np.intp)
+        top = int(key.max())
+        perm = _group_order(key, top)
+        bounds = np.zeros(top + 2, dtype=np.intp)
         np.cumsum(np.bincount(key), out=bounds[1:])
         s, t, v = s[perm], t[perm], v[perm]
         n_rounds = (len(bounds) - 2) // width + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,7 @@ from contract.alert import AlertEvent
 from contract.catalog import METRICS
 from contract.reading import Reading
 from rules import DeviceInfo, ReferenceEngine, RuleEngine, load_pack
+from rules.engine import _group_order
 from tests.rules.harness import MIN, T0, rules_from
 
 RULES = rules_from("""
@@ -209,3 +211,13 @@ def test_engine_matches_reference_on_readings_stamped_far_ahead(
         assert engine.process_readings(readings, now_us) == reference.process(readings, now_us)
     assert engine.stats == reference.stats
     assert engine.clock_us == reference.clock
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=300), st.sampled_from([8, 16, 41]))
+def test_group_order_groups_keys_in_increasing_order(values: list[int], bits: int) -> None:
+    # Keys of up to 8 and 16 bits take the radix sort, wider ones the 64-bit quicksort.
+    key = np.array([v % (1 << bits) for v in values], dtype=np.intp)
+    perm = _group_order(key, int(key.max()))
+    assert sorted(perm.tolist()) == list(range(len(key)))
+    assert np.all(np.diff(key[perm]) >= 0)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract import AlertEvent, Batch, Reading, decode_batch, encode_batch
 from contract.batch_columns import ColumnarBatch
-from rules.columns import DeviceTable, columns_from_batches, columns_from_readings
+from rules.columns import Columns, DeviceTable, columns_from_batches, columns_from_readings
 from rules.runtime import RuleRuntime, RuntimeSettings
 from tests.rules.harness import r, rules_from
 
@@ -84,3 +86,96 @@ def test_a_raise_and_a_clear_come_through_columns() -> None:
         ("p1", "wet", "cleared"),
     ]
     assert events == _events(groups)
+
+
+def _fresh(ids: list[str]) -> tuple[str, ...]:
+    """New string objects equal to ``ids``, as a decoder makes them for every batch."""
+    return tuple("".join(list(i)) for i in ids)
+
+
+# Ids from a tiny alphabet that includes the cache key's separator, so tables collide when joined.
+_ids = st.text(alphabet=["a", "b", "\x00"], max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_ids, max_size=6, unique=True), max_size=12), st.integers(1, 12))
+def test_lookup_table_gives_what_interning_gives(tables: list[list[str]], bound: int) -> None:
+    cached, plain = DeviceTable(cached_ids=bound), DeviceTable()
+    for table in tables + tables:  # every table again: the second time from the cache if kept
+        got = cached.lookup_table(_fresh(table))
+        assert got.tolist() == plain.intern_many(table).tolist()
+        assert cached.ids == plain.ids
+        assert cached._cached_ids <= bound
+
+
+def test_a_repeated_table_comes_from_the_cache_and_a_new_device_is_interned() -> None:
+    devices = DeviceTable(["p0"])
+    ward = [f"patch-{i}" for i in range(500)]
+    first = devices.lookup_table(_fresh(ward))
+    assert (devices.table_hits, devices.table_misses) == (0, 1)
+    again = devices.lookup_table(_fresh(ward))
+    assert (devices.table_hits, devices.table_misses) == (1, 1)
+    assert again.tolist() == first.tolist() == list(range(1, 501))
+    grown = devices.lookup_table(_fresh([*ward[:10], "patch-new", *ward[10:]]))
+    assert devices.table_misses == 2
+    assert grown.tolist() == [*range(1, 11), 501, *range(11, 501)]
+    assert devices.ids[501] == "patch-new"
+
+
+def test_an_id_holding_the_separator_never_matches_a_cached_table() -> None:
+    devices = DeviceTable()
+    assert devices.lookup_table(("a", "b")).tolist() == [0, 1]
+    assert devices.lookup_table(("a\x00b",)).tolist() == [2]  # joins to the same key
+    assert devices.lookup_table(("a\x00b", "c")).tolist() == [2, 3]
+    assert devices.lookup_table(("a", "b\x00c")).tolist() == [0, 4]
+
+
+def test_the_cache_is_bounded_by_the_ids_it_holds() -> None:
+    devices = DeviceTable(cached_ids=1000)
+    for ward in range(10):
+        devices.lookup_table(_fresh([f"w{ward}-p{i}" for i in range(300)]))
+    assert devices._cached_ids <= 1000
+    assert len(devices._tables) == 3  # the three most recent wards
+    devices.lookup_table(_fresh([f"w9-p{i}" for i in range(300)]))
+    devices.lookup_table(_fresh([f"w0-p{i}" for i in range(300)]))  # evicted: looked up again
+    assert (devices.table_hits, devices.table_misses) == (1, 11)
+
+
+def test_cached_indices_cannot_be_changed_by_a_caller() -> None:
+    devices = DeviceTable()
+    lut = devices.lookup_table(("p1", "p2"))
+    with pytest.raises(ValueError):
+        lut[0] = 7
+    assert devices.lookup_table(("p1", "p2")).tolist() == [0, 1]
+
+
+def test_small_calls_evaluate_on_the_loop_and_large_ones_in_a_thread() -> None:
+    groups = [
+        [Batch("gw", m, tuple(r(f"p{i}", "exudate", m, 90.0, m) for i in range(n)))]
+        for m, n in enumerate([3, 8, 3, 8])
+    ]
+    wire = [[decode_batch(encode_batch(b)).batch for b in group] for group in groups]
+
+    async def run() -> tuple[list[bool], list[AlertEvent]]:
+        settings = RuntimeSettings(data_clock=True, inline_readings=5)
+        runtime = RuleRuntime(RULES, {}, None, None, settings)
+        process = runtime.engine.process
+        on_loop: list[bool] = []
+
+        def spied(cols: Columns, now_us: int | None = None) -> list[AlertEvent]:
+            on_loop.append(threading.get_ident() == loop_thread)
+            return process(cols, now_us)
+
+        runtime.engine.process = spied  # type: ignore[method-assign]
+        loop_thread = threading.get_ident()
+        for group in wire:
+            await runtime.on_stored(group)
+        assert runtime.counters.readings == 22
+        return on_loop, list(runtime.recent)
+
+    on_loop, events = asyncio.run(run())
+    assert on_loop == [True, False, True, False]
+    assert events == _events(groups)
+    assert {(e.device_id, e.transition.value) for e in events} == {
+        (f"p{i}", "raised") for i in range(8)
+    }
