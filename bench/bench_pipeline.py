@@ -114,6 +114,10 @@ def start_ingest(dsn: str, broker: PrivateMosquitto) -> subprocess.Popen[bytes]:
         "VIGIL_INGEST__STORAGE_URL": dsn,
         "VIGIL_INGEST__CLIENT_ID": "bench-ingest",
         "VIGIL_INGEST__MAX_MESSAGES_PER_WRITE": str(PER_WRITE),
+        # Each run starts its rules afresh: the default path (var/ in the working directory)
+        # would hand one run's engine state to the next.
+        "VIGIL_RULES__SNAPSHOT_PATH": str(broker.dir / "rules-engine.snap"),
+        "VIGIL_CONFIG": os.devnull,  # no stray vigil.toml
     }
     vigil = Path(sys.executable).with_name("vigil")
     return subprocess.Popen([str(vigil), "ingest", "run"], env=env)
