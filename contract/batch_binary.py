@@ -25,10 +25,11 @@ import json
 import struct
 import sys
 from array import array
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from contract.lazy_batch import LazyBatch
 from contract.reading import Batch, Reading
 
 MAGIC_V2 = b"VGB\x02"
@@ -171,52 +172,10 @@ class PackedColumns:
         return int(struct.unpack_from("<q", self.ts_us, row * 8)[0])
 
 
-class PackedBatch(Batch):
-    """A ``Batch`` held as ``PackedColumns``: encodes with no per-reading work; ``readings``
-    are built on first use."""
+class PackedBatch(LazyBatch[PackedColumns]):
+    """A ``Batch`` held as ``PackedColumns``: encodes with no per-reading work."""
 
-    __slots__ = ("_built", "columns")
-    columns: PackedColumns
-    _built: tuple[Reading, ...] | None
-
-    def __init__(self, gateway_id: str, batch_seq: int, columns: PackedColumns) -> None:
-        # Batch is frozen: fields are set the way its own __init__ sets them.
-        object.__setattr__(self, "gateway_id", gateway_id)
-        object.__setattr__(self, "batch_seq", batch_seq)
-        object.__setattr__(self, "columns", columns)
-        object.__setattr__(self, "_built", None)
-
-    @property  # read-only: the columns are the truth
-    def readings(self) -> tuple[Reading, ...]:
-        """The readings as contract objects, built on first use."""
-        built = self._built
-        if built is None:
-            built = self.columns.readings()
-            object.__setattr__(self, "_built", built)
-        return built
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Batch):
-            return NotImplemented
-        return (self.gateway_id, self.batch_seq, self.readings) == (
-            other.gateway_id,
-            other.batch_seq,
-            other.readings,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.gateway_id, self.batch_seq, self.readings))
-
-    def __repr__(self) -> str:
-        return f"PackedBatch({self.gateway_id!r}, {self.batch_seq}, {len(self)} readings)"
-
-
-def reading_count(batch: Batch) -> int:
-    """How many readings ``batch`` carries, without building them if it is columnar."""
-    return len(batch) if isinstance(batch, Sized) else len(batch.readings)
+    __slots__ = ()
 
 
 def encode_batch_v2(batch: Batch) -> bytes:

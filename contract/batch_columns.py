@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from contract.catalog import METRICS
+from contract.lazy_batch import LazyBatch
 from contract.reading import Batch, Reading
 
 # Catalog order is the metric code: the rules' columns use the same (rules.columns).
@@ -93,51 +94,10 @@ class ReadingColumns:
         )
 
 
-class ColumnarBatch(Batch):
-    """A ``Batch`` whose readings are held as ``ReadingColumns``; ``readings`` built lazily."""
+class ColumnarBatch(LazyBatch[ReadingColumns]):
+    """A ``Batch`` whose readings are held as ``ReadingColumns`` (numpy)."""
 
-    __slots__ = ("_built", "columns")
-    columns: ReadingColumns
-    _built: tuple[Reading, ...] | None
-
-    def __init__(self, gateway_id: str, batch_seq: int, columns: ReadingColumns) -> None:
-        # Batch is frozen: fields are set the way its own __init__ sets them.
-        object.__setattr__(self, "gateway_id", gateway_id)
-        object.__setattr__(self, "batch_seq", batch_seq)
-        object.__setattr__(self, "columns", columns)
-        object.__setattr__(self, "_built", None)
-
-    @property  # read-only: the columns are the truth
-    def readings(self) -> tuple[Reading, ...]:
-        """The readings as contract objects, built on first use."""
-        built = self._built
-        if built is None:
-            built = self.columns.readings()
-            object.__setattr__(self, "_built", built)
-        return built
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Batch):
-            return NotImplemented
-        return (self.gateway_id, self.batch_seq, self.readings) == (
-            other.gateway_id,
-            other.batch_seq,
-            other.readings,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.gateway_id, self.batch_seq, self.readings))
-
-    def __repr__(self) -> str:
-        return f"ColumnarBatch({self.gateway_id!r}, {self.batch_seq}, {len(self)} readings)"
-
-
-def reading_count(batch: Batch) -> int:
-    """How many readings ``batch`` carries, without building them."""
-    return len(batch) if isinstance(batch, ColumnarBatch) else len(batch.readings)
+    __slots__ = ()
 
 
 def as_columnar(batch: Batch) -> ColumnarBatch | None:

@@ -41,8 +41,8 @@ from contract import (
     decode_confirmation,
     encode_batch,
 )
-from contract.batch_binary import reading_count
 from contract.codec import MAX_READINGS_PER_BATCH
+from contract.lazy_batch import reading_count
 from contract.topics import alert_topic, batch_topic, confirm_topic
 from gateway.counters import GatewayCounters
 from gateway.outbox import Outbox

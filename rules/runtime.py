@@ -31,7 +31,7 @@ from typing import Protocol, Self
 import aiomqtt
 
 from contract import AlertEvent, Batch, Reading
-from contract.batch_columns import reading_count
+from contract.lazy_batch import reading_count
 from contract.topics import alert_topic
 from infra.errors import InfrastructureUnavailable, StorageUnavailable
 from rules.alerts import AlertBook

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from contract import Batch
-from contract.batch_columns import reading_count
+from contract.lazy_batch import reading_count
 
 
 def claim_order(batches: Iterable[Batch]) -> list[Batch]:

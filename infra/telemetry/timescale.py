@@ -13,7 +13,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
-from contract.batch_columns import as_columnar, reading_count
+from contract.batch_columns import as_columnar
+from contract.lazy_batch import reading_count
 from infra.postgres import PgConnection, Work
 from infra.retention import Pruned
 from infra.telemetry import timescale_schema

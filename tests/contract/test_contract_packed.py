@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contract import Batch, Reading, decode_batch, encode_batch
-from contract.batch_binary import PackedBatch, PackedColumns, reading_count
+from contract.batch_binary import PackedBatch, PackedColumns
+from contract.lazy_batch import reading_count
 from tests.contract.strategies import NOW_US, WINDOW, oversized_ints, valid_readings
 
 
