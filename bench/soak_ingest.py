@@ -34,23 +34,17 @@ import aiomqtt
 import numpy as np
 import psycopg
 
+from bench.bench_pipeline import wait_subscribed
+from bench.bench_rules import LEVELS, PATCH_METRICS
 from bench.durable_postgres import BenchPostgres
 from bench.wire_v2 import payload_v2
-from contract import Batch, Reading, decode_batch, decode_confirmation, encode_batch
+from contract import decode_batch, decode_confirmation
 from contract.catalog import METRICS
 from contract.topics import batch_topic, confirm_topic
 from infra.telemetry.timescale import TimescaleStore
 from infra.time_us import now_us
 from testing_services import PrivateMosquitto
 
-# (level, spread) of each patch metric: values stay in range and alerts stay rare.
-LEVELS = {
-    "wound_ph": (7.0, 0.08),
-    "wound_temp": (33.0, 0.5),
-    "skin_temp": (33.5, 0.7),
-    "exudate": (40.0, 12.0),
-    "battery": (70.0, 12.0),
-}
 TICKS_PER_BATCH = 2
 WARM_UP_S = 60.0  # RSS in the first minute is the baseline; the slope is fitted after it
 
@@ -74,7 +68,7 @@ class Ward:
 
     def __post_init__(self) -> None:
         self.devices = [f"{self.gateway_id}-patch-{i}" for i in range(self.patches)]
-        metrics = list(LEVELS)
+        metrics = list(PATCH_METRICS)
         self.pairs = [(m, METRICS[m].unit) for m in metrics]
         # One tick: every patch's metrics, patch by patch (the simulator's order).
         device = np.repeat(np.arange(self.patches), len(metrics))
@@ -187,20 +181,6 @@ def stored(dsn: str, duplicates: bool = False) -> tuple[int, int]:
                 " HAVING count(*) > 1) d"
             ).fetchone()
     return int(row[0] if row else 0), int(dups[0] if dups else 0)
-
-
-async def wait_subscribed(dsn: str, broker: PrivateMosquitto, timeout_s: float = 120.0) -> None:
-    """Wait until ingest stores a probe batch (it has subscribed), then empty the tables."""
-    probe = Batch("probe-gw", 0, (Reading("probe-1", "battery", 50.0, "%", now_us(), 0),))
-    deadline = time.monotonic() + timeout_s
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        while stored(dsn)[0] == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("ingest did not store a probe batch")
-            await client.publish(batch_topic("probe-gw"), encode_batch(probe), qos=1)
-            await asyncio.sleep(0.5)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE readings, ingested_batches")
 
 
 def check_payload(ward: Ward) -> None:
