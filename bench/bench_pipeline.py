@@ -106,21 +106,42 @@ def stored(dsn: str) -> tuple[int, float, int]:
     return int(count), float(total), int(dups[0] if dups else 0)
 
 
-def start_ingest(dsn: str, broker: PrivateMosquitto) -> subprocess.Popen[bytes]:
-    """`vigil ingest run` as its own process, as it is deployed."""
-    env = {
+def _env(dsn: str, broker: PrivateMosquitto) -> dict[str, str]:
+    """The deployed environment of ingest and rules, pointed at the bench's servers."""
+    return {
         **os.environ,
         "VIGIL_UPLINK_BROKER__PORT": str(broker.port),
         "VIGIL_INGEST__STORAGE_URL": dsn,
-        "VIGIL_INGEST__CLIENT_ID": "bench-ingest",
         "VIGIL_INGEST__MAX_MESSAGES_PER_WRITE": str(PER_WRITE),
         # Each run starts its rules afresh: the default path (var/ in the working directory)
         # would hand one run's engine state to the next.
         "VIGIL_RULES__SNAPSHOT_PATH": str(broker.dir / "rules-engine.snap"),
         "VIGIL_CONFIG": os.devnull,  # no stray vigil.toml
     }
-    vigil = Path(sys.executable).with_name("vigil")
-    return subprocess.Popen([str(vigil), "ingest", "run"], env=env)
+
+
+def start_ingest(
+    dsn: str, broker: PrivateMosquitto, replica: int | None = None
+) -> subprocess.Popen[bytes]:
+    """`vigil ingest run` as its own process: one with its rules in process (``replica``
+    None), or replica N of a shared group without rules, as docker-compose runs two."""
+    vigil = str(Path(sys.executable).with_name("vigil"))
+    env = _env(dsn, broker)
+    if replica is None:
+        env["VIGIL_INGEST__CLIENT_ID"] = "bench-ingest"
+        return subprocess.Popen([vigil, "ingest", "run"], env=env)
+    env["VIGIL_INGEST__SHARED_GROUP"] = "ingest"
+    command = [vigil, "ingest", "run", "--no-rules", "--replica", str(replica)]
+    return subprocess.Popen(command, env=env)
+
+
+def start_rules(dsn: str, broker: PrivateMosquitto, log: Path) -> subprocess.Popen[bytes]:
+    """`vigil rules run`, fed by the broker beside the ingest replicas (docker-compose), its
+    output in ``log``."""
+    vigil = str(Path(sys.executable).with_name("vigil"))
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        command = [vigil, "rules", "run", "--replica", "1"]
+        return subprocess.Popen(command, env=_env(dsn, broker), stdout=out, stderr=out)
 
 
 def proc_cpu(pid: int, children: bool = False) -> float:
@@ -237,7 +258,46 @@ def _spy(pid: int, svg: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*command, "--output", str(svg)], stdout=subprocess.DEVNULL)
 
 
-def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]:
+@dataclass
+class Workers:
+    """The ingest process(es), and the rules worker when rules do not run inside ingest."""
+
+    ingests: list[subprocess.Popen[bytes]]
+    rules: subprocess.Popen[bytes] | None = None
+    rules_log: Path | None = None
+
+    @classmethod
+    def start(cls, dsn: str, broker: PrivateMosquitto, replicas: int) -> Workers:
+        """One ingest with its rules (``replicas`` 1), or as docker-compose: ``replicas``
+        ingest processes in a shared group and a broker-fed `vigil rules run` beside them."""
+        if replicas == 1:
+            return cls([start_ingest(dsn, broker)])
+        ingests = [start_ingest(dsn, broker, n) for n in range(1, replicas + 1)]
+        log = broker.dir / "rules.log"
+        rules = start_rules(dsn, broker, log)
+        return cls(ingests, rules, log)
+
+    def wait_rules_subscribed(self, timeout_s: float = 120.0) -> None:
+        """Until the rules worker says it subscribed (it would miss the first batches)."""
+        deadline = time.monotonic() + timeout_s
+        # Polled: the worker's log line is the only sign it gives.
+        while self.rules_log is not None and b"subscribed" not in self.rules_log.read_bytes():
+            if time.monotonic() > deadline or (self.rules and self.rules.poll() is not None):
+                raise RuntimeError(f"rules worker not subscribed: {self.rules_log.read_text()}")
+            time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        """Every worker process."""
+        return [p.pid for p in self.ingests]
+
+    def stop(self) -> None:
+        """Terminate and reap them all."""
+        for proc in [*self.ingests, *([self.rules] if self.rules else [])]:
+            proc.terminate()
+            proc.wait(10)
+
+
+def run(durable: bool, work: Workload, profile: Path | None, replicas: int) -> dict[str, float]:
     """Baselines, then the end-to-end run with CPU accounting, on one fresh cluster."""
     server, broker = BenchPostgres(durable=durable), PrivateMosquitto()
     server.start()
@@ -247,30 +307,21 @@ def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]
         with TimescaleStore(server.dsn) as store:
             store.migrate()
         figures = baselines(server, work)
-        ingest = start_ingest(server.dsn, broker)
+        workers = Workers.start(server.dsn, broker, replicas)
         spies: list[subprocess.Popen[bytes]] = []
         try:
             asyncio.run(wait_subscribed(server.dsn, broker))
+            workers.wait_rules_subscribed()
             if profile is not None:
                 gateway_svg = profile.with_name(profile.stem + "-gateway.svg")
-                spies = [_spy(ingest.pid, profile), _spy(os.getpid(), gateway_svg)]
-                time.sleep(1.0)
-            cpu_before = (proc_cpu(ingest.pid), postgres_cpu(server), own_cpu())
-            mqtt_before = proc_cpu(broker.proc.pid)
-            with tempfile.TemporaryDirectory() as tmp:
-                figures["end to end"] = asyncio.run(end_to_end(server.dsn, broker, work, Path(tmp)))
-            millions = work.produced / 1e6
-            figures["cpu ingest"] = (proc_cpu(ingest.pid) - cpu_before[0]) / millions
-            figures["cpu postgres"] = (postgres_cpu(server) - cpu_before[1]) / millions
-            figures["cpu gateway"] = (own_cpu() - cpu_before[2]) / millions
-            figures["cpu mosquitto"] = (proc_cpu(broker.proc.pid) - mqtt_before) / millions
-            figures["ingest peak RSS MB"] = peak_rss_mb(ingest.pid)
+                spies = [_spy(workers.ingests[0].pid, profile), _spy(os.getpid(), gateway_svg)]
+                time.sleep(1.0)  # py-spy attaches
+            figures |= _end_to_end_accounted(server, broker, work, workers)
         finally:
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(120)
-            ingest.terminate()
-            ingest.wait(10)
+            workers.stop()
     finally:
         with contextlib.suppress(Exception):
             broker.cleanup()
@@ -278,10 +329,39 @@ def run(durable: bool, work: Workload, profile: Path | None) -> dict[str, float]
     return figures
 
 
+def _end_to_end_accounted(
+    server: BenchPostgres, broker: PrivateMosquitto, work: Workload, workers: Workers
+) -> dict[str, float]:
+    """The end-to-end rate, and CPU-seconds per million readings of every process."""
+
+    def ingest_cpu() -> float:
+        return sum(proc_cpu(pid) for pid in workers.pids())
+
+    def rules_cpu() -> float:
+        return proc_cpu(workers.rules.pid) if workers.rules else 0.0
+
+    before = (ingest_cpu(), postgres_cpu(server), own_cpu(), proc_cpu(broker.proc.pid))
+    rules_before = rules_cpu()
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        figures["end to end"] = asyncio.run(end_to_end(server.dsn, broker, work, Path(tmp)))
+    millions = work.produced / 1e6
+    figures["cpu ingest"] = (ingest_cpu() - before[0]) / millions
+    if workers.rules:
+        figures["cpu rules"] = (rules_cpu() - rules_before) / millions
+    figures["cpu postgres"] = (postgres_cpu(server) - before[1]) / millions
+    figures["cpu gateway"] = (own_cpu() - before[2]) / millions
+    figures["cpu mosquitto"] = (proc_cpu(broker.proc.pid) - before[3]) / millions
+    figures["ingest peak RSS MB"] = max(peak_rss_mb(pid) for pid in workers.pids())
+    return figures
+
+
 def report(durable: bool, figures: dict[str, float]) -> None:
     """Print one cluster's figures and the ratios."""
     e2e = figures["end to end"]
     print(f"durability {'ON (as deployed)' if durable else 'OFF (as the tests run)'}:")
+    if "cpu rules" in figures:
+        print("  topology: ingest replicas in a shared group + `vigil rules run` (docker-compose)")
     for name in ("server COPY", "write_row loop", "executemany", "end to end"):
         print(f"  {name:<26}{figures[name]:>12,.0f} readings/s")
     print(f"  end to end / server COPY  {e2e / figures['server COPY']:>8.2f}  (target >= 0.6)")
@@ -302,6 +382,13 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="py-spy flame graphs (SVG) of ingest, and of the gateway"
     )
+    parser.add_argument(
+        "--ingest-replicas",
+        type=int,
+        default=1,
+        help="1: one ingest with its rules in process; N > 1: N ingest replicas in a shared"
+        " group and a `vigil rules run` beside them, as docker-compose runs them (2)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
@@ -311,7 +398,7 @@ def main() -> None:
     settings = {"on": (True,), "off": (False,), "both": (True, False)}[args.durability]
     for durable in settings:
         profile = args.profile if durable else None
-        report(durable, run(durable, work, profile))
+        report(durable, run(durable, work, profile, max(1, args.ingest_replicas)))
 
 
 if __name__ == "__main__":
