@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import resource
@@ -78,11 +79,17 @@ class Workload:
     value_sum: float
 
     @classmethod
-    def of(cls, readings: int) -> Workload:
-        """About ``readings`` readings of ``PATCHES`` simulated patches."""
+    def of(cls, readings: int, rounds: int = 1) -> list[Workload]:
+        """``rounds`` workloads of about ``readings`` readings of ``PATCHES`` simulated patches
+        each, one after the other in time (a second round is new readings to the rules)."""
         fleet = Fleet(FleetSpec(seed=3, patches=PATCHES, equipment=0))
-        ticks = [fleet.patch_readings(k) for k in range(max(1, readings // (PATCHES * 6)))]
-        return cls(ticks, fleet.tally.readings, fleet.tally.value_sum)
+        per_round = max(1, readings // (PATCHES * 6))
+        works = []
+        for r in range(rounds):
+            ticks = [fleet.patch_readings(k) for k in range(r * per_round, (r + 1) * per_round)]
+            values = [x.value for tick in ticks for x in tick]
+            works.append(cls(ticks, len(values), math.fsum(values)))
+        return works
 
     def batches(self) -> list[Batch]:
         """The readings cut into gateway-sized batches."""
@@ -183,10 +190,12 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def end_to_end(dsn: str, broker: PrivateMosquitto, work: Workload, workdir: Path) -> float:
+async def end_to_end(
+    dsn: str, broker: PrivateMosquitto, work: Workload, workdir: Path, gateway_id: str
+) -> float:
     """Readings/s through the whole path, measured until the last reading is in the database."""
     settings = GatewaySettings(
-        gateway_id="bench-gw",
+        gateway_id=gateway_id,
         outbox_path=workdir / "outbox.db",
         uplink=UplinkSettings(port=broker.port, batch_max_readings=GATEWAY_BATCH, max_inflight=8),
     )
@@ -297,7 +306,9 @@ class Workers:
             proc.wait(10)
 
 
-def run(durable: bool, work: Workload, profile: Path | None, replicas: int) -> dict[str, float]:
+def run(
+    durable: bool, works: list[Workload], profile: Path | None, replicas: int
+) -> dict[str, float]:
     """Baselines, then the end-to-end run with CPU accounting, on one fresh cluster."""
     server, broker = BenchPostgres(durable=durable), PrivateMosquitto()
     server.start()
@@ -306,7 +317,7 @@ def run(durable: bool, work: Workload, profile: Path | None, replicas: int) -> d
         print(f"cluster: {server.settings()}")
         with TimescaleStore(server.dsn) as store:
             store.migrate()
-        figures = baselines(server, work)
+        figures = baselines(server, works[0])
         workers = Workers.start(server.dsn, broker, replicas)
         spies: list[subprocess.Popen[bytes]] = []
         try:
@@ -316,7 +327,7 @@ def run(durable: bool, work: Workload, profile: Path | None, replicas: int) -> d
                 gateway_svg = profile.with_name(profile.stem + "-gateway.svg")
                 spies = [_spy(workers.ingests[0].pid, profile), _spy(os.getpid(), gateway_svg)]
                 time.sleep(1.0)  # py-spy attaches
-            figures |= _end_to_end_accounted(server, broker, work, workers)
+            figures |= _end_to_end_accounted(server, broker, works, workers)
         finally:
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
@@ -330,9 +341,10 @@ def run(durable: bool, work: Workload, profile: Path | None, replicas: int) -> d
 
 
 def _end_to_end_accounted(
-    server: BenchPostgres, broker: PrivateMosquitto, work: Workload, workers: Workers
+    server: BenchPostgres, broker: PrivateMosquitto, works: list[Workload], workers: Workers
 ) -> dict[str, float]:
-    """The end-to-end rate, and CPU-seconds per million readings of every process."""
+    """The best end-to-end rate of the rounds (as the baselines are best of their rounds), and
+    CPU-seconds per million readings of every process over all of them."""
 
     def ingest_cpu() -> float:
         return sum(proc_cpu(pid) for pid in workers.pids())
@@ -343,9 +355,12 @@ def _end_to_end_accounted(
     before = (ingest_cpu(), postgres_cpu(server), own_cpu(), proc_cpu(broker.proc.pid))
     rules_before = rules_cpu()
     figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        figures["end to end"] = asyncio.run(end_to_end(server.dsn, broker, work, Path(tmp)))
-    millions = work.produced / 1e6
+    for n, work in enumerate(works, 1):
+        reset(server.dsn)
+        with tempfile.TemporaryDirectory() as tmp:
+            rate = asyncio.run(end_to_end(server.dsn, broker, work, Path(tmp), f"bench-gw-{n}"))
+        figures["end to end"] = max(figures.get("end to end", 0.0), rate)
+    millions = sum(w.produced for w in works) / 1e6
     figures["cpu ingest"] = (ingest_cpu() - before[0]) / millions
     if workers.rules:
         figures["cpu rules"] = (rules_cpu() - rules_before) / millions
@@ -393,12 +408,15 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
     )
-    work = Workload.of(args.readings)
-    print(f"{work.produced:,} readings of {PATCHES} patches; 0 lost and 0 duplicated is checked")
+    works = Workload.of(args.readings, ROUNDS)
+    print(
+        f"{works[0].produced:,} readings of {PATCHES} patches per round, end to end best of"
+        f" {ROUNDS} rounds as each baseline; 0 lost and 0 duplicated is checked every round"
+    )
     settings = {"on": (True,), "off": (False,), "both": (True, False)}[args.durability]
     for durable in settings:
         profile = args.profile if durable else None
-        report(durable, run(durable, work, profile, max(1, args.ingest_replicas)))
+        report(durable, run(durable, works, profile, max(1, args.ingest_replicas)))
 
 
 if __name__ == "__main__":
