@@ -66,31 +66,41 @@ class Buggy(PostgresStore):
         return super().put_ticket(ticket)
 
 
-class Recording(PostgresStore):
-    """A real PostgreSQL store that records the devices each committed transaction locked."""
+class PerCommit(PostgresStore):
+    """A real PostgreSQL store that notes, per committed outermost transaction, what its
+    ``noted`` set gathered (``lock_device``, ``record_delivery``… add to it)."""
 
     def __init__(self, dsn: str) -> None:
-        self.committed: list[set[str]] = []
-        self._locking = threading.local()
+        self.committed: list[list[str]] = []
+        self._tx = threading.local()
         super().__init__(dsn)  # migrates, in transactions of its own
+
+    @property
+    def noted(self) -> list[str]:
+        """What the transaction in progress on this thread has noted so far."""
+        return self._tx.noted  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
-        """The store's transaction, noting what it locked once it committed."""
+        """The store's transaction, keeping what it noted once it committed."""
         if self._open() is not None:
             with super().atomic():
                 yield
             return
-        self._locking.devices = locked = set[str]()
+        self._tx.noted = noted = list[str]()
         with super().atomic():
             yield
-        if locked:
-            self.committed.append(locked)
+        if noted:
+            self.committed.append(noted)
+
+
+class Recording(PerCommit):
+    """Notes the devices each committed transaction locked."""
 
     def lock_device(self, device_id: str) -> None:
         """Lock, and note it."""
         super().lock_device(device_id)
-        self._locking.devices.add(device_id)
+        self.noted.append(device_id)
 
 
 class Flaky(SqliteStore):
@@ -307,7 +317,10 @@ async def test_alerts_queued_behind_a_commit_share_the_next_one(
             release.set()
             await until(lambda: worker.alerts_received == 1 + len(queued))
     # d0's transaction waited for the other writer; the five behind it went in one commit.
-    assert store.committed == [{"d0"}, {a.device_id for a in queued}]
+    assert [set(devices) for devices in store.committed] == [
+        {"d0"},
+        {a.device_id for a in queued},
+    ]
     assert worker.tickets_opened == 6 and len(store.tickets()) == 6
     store.close()
 
@@ -328,33 +341,23 @@ def test_a_group_holds_at_least_one_alert() -> None:
         WorkerSettings(alert_group_max=0)
 
 
-class Deliveries(PostgresStore):
+class Deliveries(PerCommit):
     """Notes the delivery records each committed transaction wrote; the update of an item of
     device ``boom`` fails like a bug would, ``failures`` times."""
 
     def __init__(self, dsn: str) -> None:
-        self.per_commit: list[int] = []
         self.failures = 0
-        self._tx = threading.local()
         super().__init__(dsn)
 
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        """The store's transaction, counting its delivery records once it committed."""
-        if self._open() is not None:
-            with super().atomic():
-                yield
-            return
-        self._tx.records = 0
-        with super().atomic():
-            yield
-        if self._tx.records:
-            self.per_commit.append(self._tx.records)
+    @property
+    def per_commit(self) -> list[int]:
+        """Delivery records per committed transaction that wrote any."""
+        return [len(records) for records in self.committed]
 
     def record_delivery(self, delivery: Delivery) -> None:
-        """Record, and count it."""
+        """Record, and note it."""
         super().record_delivery(delivery)
-        self._tx.records += 1
+        self.noted.append(f"{delivery.event_id}#{delivery.attempt}")
 
     def update_notification(self, item: OutboxItem) -> None:
         """Fail for device ``boom`` while failures are left."""
