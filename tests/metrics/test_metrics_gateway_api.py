@@ -7,12 +7,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.profiles import READINGS_PER_FRAME
 from service.tokens import TokenRegistry
 from tests.metrics.harness import Running, Scrape, running
 from tests.servers import PrivateMosquitto, free_port, wait_for_port
 from tests.waiting import wait_until
 
 GATEWAY = "gw-scraped"
+PATCHES, TICKS = 2, 5
 
 
 def _until(process: Running, what: str, predicate: object) -> Scrape:
@@ -37,13 +39,13 @@ def test_gateway_metrics_follow_the_outbox_and_the_confirmations(
         "VIGIL_GATEWAY__ID": GATEWAY,
         "VIGIL_GATEWAY__OUTBOX_PATH": str(tmp_path / "outbox.db"),
         "VIGIL_GATEWAY__BRIDGE_EQUIPMENT": "false",
-        "VIGIL_SIMULATOR__TICKS": "5",
+        "VIGIL_SIMULATOR__TICKS": str(TICKS),
         "VIGIL_SIMULATOR__TICK_WALL_S": "0.01",
         "VIGIL_INGEST__STORAGE_URL": f"sqlite:///{tmp_path / 'vigil.db'}",
         "VIGIL_RULES__SNAPSHOT_PATH": str(tmp_path / "rules.snap"),
         "VIGIL_METRICS__HOST": "127.0.0.1",
     }
-    args = ["gateway", "run", "--simulate-patches", "2"]
+    args = ["gateway", "run", "--simulate-patches", str(PATCHES)]
     with running(args, env, tmp_path, "gateway") as gateway:
         gateway.wait_scraped()
         # No ingest yet: the readings wait in the outbox, unconfirmed, and grow old.
@@ -60,12 +62,16 @@ def test_gateway_metrics_follow_the_outbox_and_the_confirmations(
         # Ingest with its rules in process: one endpoint for both.
         with running(["ingest", "run"], env, tmp_path, "ingest") as ingest:
             ingest.wait_scraped()
+            # The simulated patches' frames trickle in over BLE: wait for all of them, not
+            # for the first ones to be confirmed while the rest are still on the air.
             s = _until(
                 gateway,
                 "ingest confirmed every reading",
                 lambda s: (
                     s.value("vigil_gateway_outbox_readings") == 0
-                    and s.value("vigil_gateway_readings_confirmed_total") > 0
+                    and s.value("vigil_gateway_readings_confirmed_total")
+                    == s.total("vigil_gateway_readings_in_total")
+                    == PATCHES * READINGS_PER_FRAME * TICKS
                 ),
             )
             stored = ingest.scrape().value("vigil_ingest_readings_stored_total")
