@@ -27,6 +27,7 @@ from contract import Reading, TimeWindow
 from contract.reading import split_valid
 from contract.validation import DEFAULT_MAX_AGE_S, DEFAULT_MAX_FUTURE_S, id_problem
 from gateway import dead_letters
+from gateway.command_journal import CommandJournal
 from gateway.counters import GatewayCounters
 from gateway.dead_letters import Letter
 from gateway.device_info import DeviceInfoPublisher, DeviceInfoSource
@@ -129,6 +130,7 @@ class Gateway:
                 settings.uplink,
                 settings.site_broker,
                 settings.remote,
+                CommandJournal(settings.outbox_path, settings.gateway_id),
             )
 
     async def __aenter__(self) -> Self:
@@ -218,6 +220,8 @@ class Gateway:
             # A task that died was logged by _watch; its exception is not raised again here.
             with contextlib.suppress(asyncio.CancelledError):
                 task.exception()
+        if self.remote is not None:
+            self.remote.close()
         self.outbox.close()
 
     async def accept(self, readings: Sequence[Reading]) -> None:

@@ -8,7 +8,8 @@ Pure bookkeeping over two publish functions, so it is tested without a broker:
 - the equipment's reply becomes a ``CommandResult`` on this gateway's result topic;
 - no reply within the request's ``timeout_s`` is an explicit ``timeout`` result;
 - a command id seen again (the retained request redelivered on reconnect) is answered from the
-  results kept, or ignored while it is in flight: it is never run twice by this process.
+  results kept, or ignored while it is in flight: it is never run twice by this process, nor,
+  with a ``CommandJournal``, by the next one after a restart (gateway/command_journal.py).
 
 A request that cannot be read at all is dead-lettered in the outbox with its reason (unanswerable,
 it expires at the service).
@@ -35,6 +36,7 @@ from contract.commands import (
     equipment_reply_topic,
 )
 from contract.topics import UPLINK_PREFIX
+from gateway.command_journal import CommandJournal
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +59,40 @@ class _InFlight:
 class GatewayCommands:
     """One gateway's commands: in flight, answered, and results not yet sent upstream."""
 
-    def __init__(self, gateway_id: str, site: str | None, dead_letter: DeadLetter) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        site: str | None,
+        dead_letter: DeadLetter,
+        journal: CommandJournal | None = None,
+    ) -> None:
         self.gateway_id = gateway_id
         self.site = site  # None: no site broker, nothing to forward to
         self.dead_letter = dead_letter
+        self.journal = journal  # None: remembered by this process only
         self.result_topic = command_result_topic(gateway_id)
         self.in_flight: dict[str, _InFlight] = {}
         self.results: OrderedDict[str, CommandResult] = OrderedDict()
         self.unsent: OrderedDict[str, CommandResult] = OrderedDict()
         self.forwarded = 0
+        if journal is not None:
+            self._recover(journal)
+
+    def _recover(self, journal: CommandJournal) -> None:
+        found = journal.recover()
+        for result in found.results[-MAX_KEPT:]:
+            self.results[result.command_id] = result
+        for command_id in found.unsent:
+            kept = self.results.get(command_id)
+            if kept is not None:
+                self.unsent[command_id] = kept
+        if found.results or found.unreadable:
+            log.info(
+                "command journal: %d results kept, %d to send, %d unreadable rows dropped",
+                len(found.results),
+                len(found.unsent),
+                found.unreadable,
+            )
 
     async def on_request(
         self, topic: str, payload: bytes, response_topic: str | None, publish_site: Publish
@@ -113,6 +140,9 @@ class GatewayCommands:
         self.in_flight[request.command_id] = _InFlight(
             request, time.monotonic() + request.timeout_s
         )
+        if self.journal is not None:
+            # Written before it leaves: a crash after sending must not send it again.
+            self.journal.forwarded(request)
         await publish_site(
             equipment_command_topic(self.site, request.device_id),
             request.encode(),
@@ -161,6 +191,8 @@ class GatewayCommands:
             command_id, result = next(iter(self.unsent.items()))
             await publish_uplink(self.result_topic, result.encode(), None, command_id.encode())
             self.unsent.pop(command_id, None)
+            if self.journal is not None:
+                self.journal.sent(command_id)
 
     def _finish(
         self,
@@ -180,6 +212,8 @@ class GatewayCommands:
             result=reply.result if reply is not None else {},
             message=message[:500],
         )
+        if self.journal is not None:
+            self.journal.finished(request, result)
         self._keep(result)
 
     def _keep(self, result: CommandResult) -> None:

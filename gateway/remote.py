@@ -39,6 +39,7 @@ from contract.presence import (
     online,
     relayed_status_topic,
 )
+from gateway.command_journal import CommandJournal
 from gateway.commands import GatewayCommands, Publish, is_command_topic
 from gateway.dead_letters import Letter
 from gateway.equipment_bridge import SiteBrokerSettings
@@ -96,6 +97,7 @@ class RemoteAgent:
         uplink: UplinkSettings,
         site: SiteBrokerSettings | None,
         settings: RemoteSettings | None = None,
+        journal: CommandJournal | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.outbox = outbox
@@ -104,11 +106,19 @@ class RemoteAgent:
         self.settings = settings or RemoteSettings()
         self.since_us = _now_us()
         self.status_topic = gateway_status_topic(gateway_id)
-        self.commands = GatewayCommands(gateway_id, site.site if site else None, self._dead_letter)
+        self.journal = journal
+        self.commands = GatewayCommands(
+            gateway_id, site.site if site else None, self._dead_letter, journal
+        )
         self.connected = asyncio.Event()
         self.relayed = 0
         self.dead_lettered = 0
         self._results_due = asyncio.Event()
+
+    def close(self) -> None:
+        """Close the command journal (the gateway closes the outbox)."""
+        if self.journal is not None:
+            self.journal.close()
 
     async def run(self) -> None:
         """Stay connected to both brokers, reconnecting after a back-off, until cancelled."""
