@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from contract import DeviceKind
+from gateway.command_journal import CommandJournal
 from gateway.equipment_bridge import SiteBrokerSettings
 from gateway.outbox import Outbox
 from gateway.remote import RemoteAgent, RemoteSettings
@@ -70,14 +71,16 @@ class Site:
             UplinkSettings(host="127.0.0.1", port=self.port),
             SiteBrokerSettings(host="127.0.0.1", port=self.port, site=SITE),
             RemoteSettings(reconnect_backoff_s=0.2, timeout_tick_s=0.05),
+            CommandJournal(self.tmp / "outbox.db", GATEWAY),  # as the gateway app gives it
         )
         self._agent_task = asyncio.create_task(self.agent.run())
         return self.agent
 
     async def stop_gateway(self) -> None:
         """Stop the gateway's remote channel cleanly (it says ``offline``/``shutdown``)."""
-        assert self._agent_task is not None
+        assert self._agent_task is not None and self.agent is not None
         await cancel(self._agent_task)
+        self.agent.close()
         self._agent_task = None
 
     def ticket_for(self, device_id: str) -> str:

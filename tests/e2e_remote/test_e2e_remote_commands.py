@@ -15,7 +15,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from contract.commands import command_topic
+from contract.commands import command_topic, equipment_command_topic
 from service.commands_model import CommandState
 from simulator.faults import Fault, FaultKind
 from simulator.fleet import Fleet, FleetSpec
@@ -194,3 +194,40 @@ async def test_a_command_for_a_gateway_that_stays_offline_expires_explicitly(
         agent = here.start_gateway()
         await wait_until_async(agent.connected.is_set, 20, "gateway back")
         assert sim.agents["us-000"].executed == [] and not agent.commands.results
+
+
+async def test_a_gateway_restarted_mid_command_does_not_forward_it_again(
+    mosquitto: PrivateMosquitto, tmp_path: Path
+) -> None:
+    async with remote_site(mosquitto.port, tmp_path) as here:
+        async with equipment(mosquitto.port):
+            await wait_until_async(lambda: here.store.presence("us-000") is not None, 20, "online")
+        # The equipment is gone, so the reboot stays in flight at the gateway until it restarts.
+        forwarded: list[bytes] = []
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="test-site-tap") as tap:
+            await tap.subscribe(equipment_command_topic(SITE, "us-000"), qos=1)
+
+            async def count() -> None:
+                async for message in tap.messages:
+                    forwarded.append(bytes(message.payload))  # type: ignore[arg-type]
+
+            counting = asyncio.create_task(count())
+            ticket_id = await asyncio.to_thread(here.ticket_for, "us-000")
+            body = {"command": "reboot", "command_id": "c-cut", "timeout_s": 60}
+            sent = here.api.post(
+                f"/tickets/{ticket_id}/commands", json=body, headers=here.headers("eng1")
+            )
+            assert sent.status_code == 202, sent.text
+            await wait_until_async(lambda: len(forwarded) == 1, 20, "reboot forwarded")
+            await here.stop_gateway()  # the process is gone; only its journal remains
+            agent = here.start_gateway()  # the retained request is delivered again
+            await wait_until_async(
+                lambda: here.store.command("c-cut").state.final,  # type: ignore[union-attr]
+                30,
+                "result after the restart",
+            )
+            await cancel(counting)
+        record = here.store.command("c-cut")
+        assert record is not None and record.state is CommandState.ERROR
+        assert record.result is not None and "restarted" in record.result.message
+        assert len(forwarded) == 1 and agent.commands.in_flight == {}
