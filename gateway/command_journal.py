@@ -27,7 +27,6 @@ from contract import ContractError
 from contract.commands import (
     CommandRequest,
     CommandResult,
-    CommandStatus,
     decode_command_request,
     decode_command_result,
 )
@@ -55,10 +54,12 @@ def _now_us() -> int:
 
 @dataclass
 class Recovered:
-    """What a previous process left: results (oldest first) and which were not yet sent."""
+    """What a previous process left: results (oldest first), which were not yet sent, and the
+    requests that were in flight when it stopped."""
 
     results: list[CommandResult] = field(default_factory=list)
     unsent: list[str] = field(default_factory=list)
+    interrupted: list[CommandRequest] = field(default_factory=list)
     unreadable: int = 0
 
 
@@ -100,7 +101,7 @@ class CommandJournal:
         self._db.execute("UPDATE command_journal SET sent = 1 WHERE command_id = ?", (command_id,))
 
     def recover(self) -> Recovered:
-        """Results kept by earlier processes; in-flight commands end as interrupted errors."""
+        """What earlier processes left in the journal."""
         rows = self._db.execute(
             "SELECT command_id, request, result, sent FROM command_journal"
             " ORDER BY updated_at_us, command_id"
@@ -109,12 +110,9 @@ class CommandJournal:
         for command_id, request_bytes, result_bytes, sent in rows:
             try:
                 if result_bytes is None:
-                    request = decode_command_request(bytes(request_bytes))
-                    result = self.interrupted(request)
-                    self.finished(request, result)
-                    sent = 0
-                else:
-                    result = decode_command_result(bytes(result_bytes))
+                    found.interrupted.append(decode_command_request(bytes(request_bytes)))
+                    continue
+                result = decode_command_result(bytes(result_bytes))
             except ContractError:
                 # Written by this module, so only a damaged file gets here: forget the row
                 # rather than fail every start.
@@ -125,19 +123,6 @@ class CommandJournal:
             if not sent:
                 found.unsent.append(command_id)
         return found
-
-    def interrupted(self, request: CommandRequest) -> CommandResult:
-        """The result of a command cut off by a restart."""
-        return CommandResult(
-            command_id=request.command_id,
-            gateway_id=self.gateway_id,
-            device_id=request.device_id,
-            command=request.command,
-            status=CommandStatus.ERROR,
-            at_us=_now_us(),
-            result={},
-            message=INTERRUPTED,
-        )
 
     def _prune(self) -> None:
         # Only answered commands beyond the newest ``keep`` go; in-flight and unsent ones stay.

@@ -36,7 +36,7 @@ from contract.commands import (
     equipment_reply_topic,
 )
 from contract.topics import UPLINK_PREFIX
-from gateway.command_journal import CommandJournal
+from gateway.command_journal import INTERRUPTED, CommandJournal
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,15 @@ class GatewayCommands:
             kept = self.results.get(command_id)
             if kept is not None:
                 self.unsent[command_id] = kept
-        if found.results or found.unreadable:
+        for request in found.interrupted:
+            # Not forwarded again: the equipment may have run it before the restart.
+            self._finish(request, CommandStatus.ERROR, INTERRUPTED)
+        if found.results or found.interrupted or found.unreadable:
             log.info(
-                "command journal: %d results kept, %d to send, %d unreadable rows dropped",
+                "command journal: %d results kept, %d to send, %d interrupted, %d unreadable",
                 len(found.results),
                 len(found.unsent),
+                len(found.interrupted),
                 found.unreadable,
             )
 
