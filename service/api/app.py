@@ -21,6 +21,8 @@ from service.api.routes import ROUTERS
 from service.api.schemas import Principal
 from service.api.settings import ApiGuards, ApiSettings, open_registry
 from service.checkpoint import load_key, row_signature
+from service.console.session import Sessions
+from service.console.stored_sessions import StoredSessions
 from service.sla import SlaConfig
 from service.store import ServiceStore, open_service_store
 
@@ -43,13 +45,15 @@ def build_app(
     clock: Callable[[], datetime] = _utc_now,
     owned: AbstractContextManager[object] | None = None,
     console: bool = True,
+    sessions: Sessions | None = None,
 ) -> FastAPI:
     """The API over ``store`` (and ``readings``, for telemetry), with the web console.
 
     Callers are known by ``authenticate`` (the token registry) or, for tests and doubles, by
     ``tokens`` (token → principal; each at least 32 characters). ``guards`` are the limits
     (defaults: ``ApiGuards()``). ``owned`` is closed when the app shuts down: the stores the
-    app opened itself.
+    app opened itself. ``sessions``: where the console keeps its sessions (default: this
+    process's memory).
     """
     if authenticate is None:
         authenticate = digest_authenticator(tokens or {})
@@ -84,7 +88,7 @@ def build_app(
         # Imported here: the console's templates and catalogs load only when it is served.
         from service.console.app import install
 
-        install(app)
+        install(app, sessions)
     return app
 
 
@@ -107,6 +111,9 @@ def create_app(
                 readings.append(open_store(settings.readings_url))
                 opened.callback(readings[-1].close)
             readings[0].migrate()
+        # In the service database: every API worker process knows every console session.
+        sessions = StoredSessions(settings.store_url)
+        opened.callback(sessions.close)
         # From here on the app owns the stores and closes them when it shuts down.
         owned = opened.pop_all()
     return build_app(
@@ -118,4 +125,5 @@ def create_app(
         sla=sla.located(store),
         clock=clock,
         owned=owned,
+        sessions=sessions,
     )

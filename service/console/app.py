@@ -25,7 +25,7 @@ from service.console.deps import LoginRequired
 from service.console.live import LiveHub
 from service.console.nav import NavItem
 from service.console.render import page
-from service.console.session import COOKIE, SessionStore
+from service.console.session import COOKIE, Sessions, SessionStore
 from service.console.state import ConsoleState
 from service.console.watch import StoreWatcher
 
@@ -51,8 +51,9 @@ def _screens() -> Iterator[ModuleType]:
                 raise
 
 
-def install(app: FastAPI, sessions: SessionStore | None = None) -> ConsoleState:
-    """Add the console to the API ``app`` (whose ``state.context`` is already set)."""
+def install(app: FastAPI, sessions: Sessions | None = None) -> ConsoleState:
+    """Add the console to the API ``app`` (whose ``state.context`` is already set); sessions in
+    this process's memory unless ``sessions`` says where."""
     context = app.state.context
     assert isinstance(context, ApiContext)
     nav: list[NavItem] = []
@@ -60,7 +61,7 @@ def install(app: FastAPI, sessions: SessionStore | None = None) -> ConsoleState:
     for module in screens:
         nav += getattr(module, "NAV", ())
     state = ConsoleState(
-        sessions=sessions or SessionStore(),
+        sessions=SessionStore() if sessions is None else sessions,  # (an empty one is falsy)
         nav=tuple(nav),
         hub=LiveHub(StoreWatcher(context.store, context.telemetry, context.clock)),
         acks=AckBook(context.store),

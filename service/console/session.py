@@ -2,8 +2,9 @@
 
 The bearer token is checked once, at login; the session then names the principal, the token's
 rate-limit key and the CSRF token. Sessions end at logout, after ``idle`` without a request, or
-``lifetime`` after login, whichever comes first. They live in this process's memory: an API run
-with several worker processes needs sticky sessions (docs/console.md).
+``lifetime`` after login, whichever comes first. ``SessionStore`` keeps them in this process's
+memory (tests, a single process); the API built from settings keeps them in the service database
+(``stored_sessions.StoredSessions``), so that several worker processes share them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from service.api.schemas import Principal
 
@@ -33,6 +35,24 @@ class Session:
     csrf: str
     started: float
     seen: float
+
+
+class Sessions(Protocol):
+    """Where the console's sessions are kept."""
+
+    lifetime_s: float
+
+    def start(self, who: Principal, token_key: str) -> Session:
+        """A new session for ``who``; its id goes into the cookie."""
+        ...
+
+    def get(self, session_id: str | None) -> Session | None:
+        """The live session ``session_id`` names (and mark it seen), or None."""
+        ...
+
+    def end(self, session_id: str | None) -> None:
+        """Forget a session (logout)."""
+        ...
 
 
 class SessionStore:

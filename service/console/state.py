@@ -9,14 +9,14 @@ from fastapi import Request
 from service.console.acks import AckBook
 from service.console.live import LiveHub
 from service.console.nav import NavItem
-from service.console.session import SessionStore
+from service.console.session import Sessions
 
 
 @dataclass(frozen=True, slots=True)
 class ConsoleState:
     """Kept in ``app.state.console``."""
 
-    sessions: SessionStore
+    sessions: Sessions
     nav: tuple[NavItem, ...]
     hub: LiveHub
     acks: AckBook

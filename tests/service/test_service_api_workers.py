@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from contract import DeviceKind
 from service.audit_stream import verify_store
 from service.model import OPEN_STATES, TicketKind
 from service.store import PostgresStore
+from tests.console.conftest import login
 from tests.servers import PrivatePostgres
 from tests.service.factories import device, engineer, site
 from tests.service.live import LiveApi, api_env, client, fresh_database, mint_tokens, uvicorn_api
@@ -76,3 +78,15 @@ def test_two_workers_serve_concurrent_clients_on_one_chain(
         store.close()
     with client(api, "adm") as http:
         assert http.get("/audit/verify").json() == {"ok": True, "problems": []}
+
+
+def test_a_console_login_holds_on_every_worker(two_workers: tuple[LiveApi, str]) -> None:
+    api, _ = two_workers
+    # No keep-alive: every request is a new connection, which either process may accept.
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=api.base, limits=fresh, timeout=30) as browser:
+        answer = login(browser, api.tokens["adm"])
+        assert answer.status_code == 303
+        home = answer.headers["location"]
+        codes = [browser.get(home, follow_redirects=False).status_code for _ in range(24)]
+    assert codes == [200] * 24, codes  # sessions in one process's memory: ~half would be 303
