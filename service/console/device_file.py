@@ -7,6 +7,7 @@ log); plots fetch min/avg/max buckets from the reading store as JSON for uPlot.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -19,10 +20,12 @@ from service.api.context import Telemetry
 from service.api.deps import HeavyDep, Id, NowDep, ReadingsDep, SlaDep, StoreDep
 from service.api.scope import not_found, visible_device
 from service.console.deps import StaffSession
-from service.console.device_file_audit import events_of, signature_png
+from service.console.device_file_audit import PNG, events_of, signed_bytes
 from service.console.dispatch_board import board_row, site_zone
 from service.console.render import SECURITY_HEADERS, page
+from service.console.session import Session
 from service.model import TicketKind, TicketState
+from service.store import ServiceStore
 from service.store.queries import TicketQuery
 
 router = APIRouter(prefix="/console/devices")
@@ -109,15 +112,38 @@ def signature_image(
 ) -> Response:
     """The customer's drawn signature of one of the device's tickets, served only while its
     SHA-256 is still the one the ticket's e-signature records."""
+    kept = _signed(session, store, heavy, device_id, ticket_id)
+    if kept[1] != PNG:
+        raise not_found()
+    return Response(kept[0], media_type=PNG, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{device_id}/signatures/{ticket_id}")
+def signature(
+    session: StaffSession, store: StoreDep, heavy: HeavyDep, device_id: Id, ticket_id: Id
+) -> Response:
+    """What the customer signed one of the device's tickets with: the drawn PNG or the typed
+    attestation (JSON), served only while its SHA-256 is the e-signature's."""
+    body, media_type = _signed(session, store, heavy, device_id, ticket_id)
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+def _signed(
+    session: Session,
+    store: ServiceStore,
+    heavy: threading.BoundedSemaphore,
+    device_id: str,
+    ticket_id: str,
+) -> tuple[bytes, str]:
     visible_device(store, session.who, device_id)
     ticket = store.ticket(ticket_id)
     if ticket is None or ticket.device_id != device_id or ticket.signature is None:
         raise not_found()
     with heavy:  # walks the log
-        png = signature_png(store, ticket_id, ticket.signature.report_sha256)
-    if png is None:
+        kept = signed_bytes(store, ticket_id, ticket.signature.report_sha256)
+    if kept is None:
         raise not_found()
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    return kept
 
 
 @router.get("/{device_id}/series")

@@ -11,17 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service import audit
 from service.audit_stream import stream_rows
-from service.console.engineer_signature import IMAGE_ACTION, digest
+from service.console.engineer_signature import IMAGE_ACTION, TYPED_ACTION, digest
 from service.store import ServiceStore
 
 MAX_EVENTS = 200
+PNG = "image/png"
+JSON = "application/json"
 _SUBJECT = 4  # index of the subject in a stored audit row (``audit.to_row``)
 
 
@@ -84,19 +86,25 @@ def events_of(
     return events
 
 
-def signature_png(store: ServiceStore, ticket_id: str, sha256: str) -> bytes | None:
-    """The drawn signature kept for ``ticket_id`` whose hash is ``sha256`` (the e-signature's),
-    or None: an image that no longer matches is never shown as the signature."""
+def signed_bytes(store: ServiceStore, ticket_id: str, sha256: str) -> tuple[bytes, str] | None:
+    """The signed bytes kept for ``ticket_id`` whose hash is ``sha256`` and their media type —
+    a drawn PNG or a typed attestation (JSON) — or None when nothing kept matches."""
     for row in stream_rows(store):
         if row[_SUBJECT] != ticket_id:
             continue
         entry = audit.from_row(row)
-        if entry.action != IMAGE_ACTION:
-            continue
-        try:
-            png = base64.b64decode(str(entry.data.get("png_base64", "")), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if digest(png) == sha256:
-            return png
+        kept = _kept(entry.action, entry.data)
+        if kept is not None and digest(kept[0]) == sha256:
+            return kept
     return None
+
+
+def _kept(action: str, data: Mapping[str, Any]) -> tuple[bytes, str] | None:
+    if action == TYPED_ACTION:
+        return str(data.get("attestation", "")).encode(), JSON
+    if action != IMAGE_ACTION:
+        return None
+    try:
+        return base64.b64decode(str(data.get("png_base64", "")), validate=True), PNG
+    except (binascii.Error, ValueError):
+        return None

@@ -20,6 +20,7 @@ from service.api.deps import Id, NowDep, SlaDep, StoreDep
 from service.api.schemas import Principal, Role
 from service.api.scope import visible_ticket
 from service.api.text import ID_PATTERN
+from service.console import engineer_signature, i18n
 from service.console.deps import session_in
 from service.console.dispatch_board import BoardRow, board_row, site_zone
 from service.console.engineer_actions import ACTIONS, BY_EVENT, ActionRefused, act, may_act
@@ -132,6 +133,7 @@ def _ticket_page(
         "error": error,
         "done": ACTIONS.get(done, "") or (N_("Command sent") if done == "command" else ""),
         "form": form or {},
+        "typed_statement": engineer_signature.TYPED_STATEMENT,
         "now": now,
     }
     zone = site_zone(sla, device.site_id if device else None)
@@ -217,7 +219,10 @@ def _apply(
     """The blocking part of an action: store reads and the desk's write."""
     ticket = visible_ticket(store, session.who, ticket_id)
     try:
-        act(store, session.who, ticket, action, form, now)
+        language = i18n.chosen(
+            request.cookies.get(i18n.COOKIE), request.headers.get("accept-language")
+        )
+        act(store, session.who, ticket, action, form, now, language)
     except ActionRefused as refused:
         current = store.ticket(ticket_id) or ticket
         kept = {k: v for k, v in form.items() if k in ("note", "fault", "resolution", "parts")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import status
@@ -18,7 +19,7 @@ from service import desk
 from service.api.schemas import Principal, Role
 from service.api.scope import actor
 from service.concurrency import ConcurrentUpdate
-from service.console import engineer_signature
+from service.console import engineer_signature, i18n
 from service.console.i18n import N_, gettext
 from service.lifecycle import (
     Accept,
@@ -108,7 +109,17 @@ def _parts(raw: str) -> tuple[str, ...]:
     return parts
 
 
-def event_for(action: str, form: Mapping[str, str]) -> Event:
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """What a typed signature's attestation names besides the form: the ticket, the moment and
+    the language the statement was shown in."""
+
+    ticket_id: str = ""
+    at: datetime = datetime.min
+    language: str = i18n.DEFAULT
+
+
+def event_for(action: str, form: Mapping[str, str], signing: Signing | None = None) -> Event:
     """The lifecycle event of ``action`` with its fields from ``form``; 422 when unusable."""
     match action:
         case "accept":
@@ -128,15 +139,27 @@ def event_for(action: str, form: Mapping[str, str]) -> Event:
             parts = _parts(form.get("parts", "")[:10_000])
             return Resolve(fault, _text(form, "resolution", MAX_NOTE), parts)
         case "sign_off":
-            signer = _text(form, "signer", MAX_NAME)
-            if not signer:
-                raise _unprocessable("enter the name of the person signing")
-            try:
-                png = engineer_signature.decode(form.get("signature", ""))
-            except engineer_signature.BadSignature as exc:
-                raise _unprocessable(exc.message, **exc.variables) from None
-            return SignOff(signer, png)
+            return _sign_off(form, signing or Signing())
     raise _unprocessable("unknown action; one of %(actions)s", actions=", ".join(ACTIONS))
+
+
+def _sign_off(form: Mapping[str, str], signing: Signing) -> SignOff:
+    """A drawn (PNG) or typed (attestation) sign-off; 422 when it is neither."""
+    signer = _text(form, "signer", MAX_NAME)
+    if not signer:
+        raise _unprocessable("enter the name of the person signing")
+    if form.get("signature_mode", "drawn") == "typed":
+        if form.get("consent") != "yes":
+            raise _unprocessable("tick the statement to sign with the typed name")
+        attestation = engineer_signature.typed_attestation(
+            signer, signing.ticket_id, signing.at, signing.language
+        )
+        return SignOff(signer, attestation)
+    try:
+        png = engineer_signature.decode(form.get("signature", ""))
+    except engineer_signature.BadSignature as exc:
+        raise _unprocessable(exc.message, **exc.variables) from None
+    return SignOff(signer, png)
 
 
 def may_act(who: Principal, ticket: Ticket) -> None:
@@ -164,23 +187,23 @@ def act(
     action: str,
     form: Mapping[str, str],
     now: datetime,
+    language: str = i18n.DEFAULT,
 ) -> Ticket:
     """Apply ``action`` to ``ticket`` (already scope-checked) as ``who``; the stored result.
 
-    A sign-off keeps the drawn PNG in an audit row of its own, in the same transaction, so the
-    image whose hash the e-signature records is never lost nor kept without the sign-off.
+    A sign-off keeps the drawn PNG (or the typed attestation) in an audit row of its own, in the
+    same transaction, so the bytes whose hash the e-signature records are never lost nor kept
+    without the sign-off. ``language``: the one the page showed the typed statement in.
     """
     may_act(who, ticket)
-    event = event_for(action, form)
+    event = event_for(action, form, Signing(ticket.id, now, language))
     version = _version(form.get("version", ""))
     try:
         with store.atomic():
             moved = desk.apply(store, ticket.id, event, actor(who), now, expected_version=version)
             if isinstance(event, SignOff):
-                record = engineer_signature.image_record(event.report)
-                store.append_audit(
-                    now, actor(who), engineer_signature.IMAGE_ACTION, ticket.id, record
-                )
+                kept, record = _signature_row(event.report)
+                store.append_audit(now, actor(who), kept, ticket.id, record)
     except ConcurrentUpdate:
         raise ActionRefused(
             status.HTTP_409_CONFLICT,
@@ -194,3 +217,10 @@ def act(
     except desk.NotFound:
         raise ActionRefused(status.HTTP_404_NOT_FOUND, "not found") from None
     return moved
+
+
+def _signature_row(report: bytes) -> tuple[str, dict[str, object]]:
+    """The audit action and data that keep a sign-off's signed bytes."""
+    if engineer_signature.is_typed(report):
+        return engineer_signature.TYPED_ACTION, engineer_signature.typed_record(report)
+    return engineer_signature.IMAGE_ACTION, engineer_signature.image_record(report)

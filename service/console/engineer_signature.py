@@ -1,9 +1,13 @@
-"""The customer's drawn signature: a PNG from the canvas pad, checked before it is signed with.
+"""The customer's signature: drawn on the canvas pad, or typed (keyboard only), checked first.
 
-The browser posts the canvas as a ``data:image/png;base64,…`` URL. It is hostile input like any
-other: it must decode, be a real PNG of sane size, and carry ink (a blank pad is no signature).
-Its SHA-256 becomes the ticket's e-signature (``lifecycle.SignOff`` hashes the bytes it gets);
-the image itself is kept in the audit log next to the sign-off, so the chain covers it too.
+Drawn: the browser posts the canvas as a ``data:image/png;base64,…`` URL. It is hostile input
+like any other: it must decode, be a real PNG of sane size, and carry ink (a blank pad is no
+signature). Typed, for a customer who cannot or will not draw (keyboard or switch access, a
+screen reader, a tremor): the signer's typed name and a ticked statement of intent become an
+attestation — who, the statement they confirmed (and the language it was shown in), which
+ticket, when — as canonical JSON. Either way the bytes' SHA-256 becomes the ticket's
+e-signature (``lifecycle.SignOff`` hashes the bytes it gets) and the bytes themselves are kept
+in the audit log next to the sign-off, so the chain covers them too.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import base64
 import binascii
 import hashlib
 import io
+import json
+from datetime import datetime
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+
+from service.console.i18n import N_
 
 PREFIX = "data:image/png;base64,"
 MAX_BYTES = 256 * 1024  # a 600×200 pad with a few strokes is 5-20 KiB
@@ -22,6 +30,13 @@ MAX_SIDE = 2000
 MIN_INK_PIXELS = 20  # a tap or a stray dot is not a signature
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE_ACTION = "signature_image"  # audit action of the row that keeps the PNG
+TYPED_ACTION = "signature_typed"  # audit action of the row that keeps a typed attestation
+# The statement a typed signature confirms (a msgid: shown in the console's language, and kept
+# in the attestation as this source text with the language it was shown in).
+TYPED_STATEMENT = N_(
+    "I confirm the work recorded on this ticket, and I sign with my typed name instead of a"
+    " drawn signature."
+)
 
 
 class BadSignature(ValueError):
@@ -92,3 +107,26 @@ def digest(png: bytes) -> str:
 def image_record(png: bytes) -> dict[str, Any]:
     """The audit data of the row that keeps the image: the PNG and its hash."""
     return {"png_sha256": digest(png), "png_base64": base64.b64encode(png).decode()}
+
+
+def typed_attestation(signer: str, ticket_id: str, at: datetime, language: str) -> bytes:
+    """The bytes a typed signature's e-signature hashes (canonical JSON, UTF-8)."""
+    document = {
+        "signature": "typed",
+        "signer": signer,
+        "statement": TYPED_STATEMENT,
+        "language": language,
+        "ticket": ticket_id,
+        "at": at.isoformat(),
+    }
+    return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def is_typed(report: bytes) -> bool:
+    """Whether signed-off bytes are a typed attestation (else a drawn PNG)."""
+    return not report.startswith(PNG_MAGIC)
+
+
+def typed_record(attestation: bytes) -> dict[str, Any]:
+    """The audit data of the row that keeps a typed attestation: it, and its hash."""
+    return {"attestation_sha256": digest(attestation), "attestation": attestation.decode()}

@@ -1,6 +1,7 @@
 """An engineer on a phone (390×844) in real chromium: accept, arrive, resolve, and the
 customer's sign-off drawn with the mouse on the canvas; the audit log then shows the sign-off
-with the PNG's hash. axe-core finds no serious or critical violation on the screens used."""
+with the PNG's hash. A sign-off typed by keyboard alone. axe-core finds no serious or critical
+violation on the screens used."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from service import desk
-from service.lifecycle import Dispatch
+from service.lifecycle import Accept, Arrive, Dispatch, Resolve
 from service.model import TicketState, Tier
 from tests.console.test_engineer_world import Served, axe_violations, pages_of, served
 from tests.servers import starts_server
@@ -148,3 +149,38 @@ def test_a_ticket_dispatched_to_me_appears_without_a_reload(
     expect(page.get_by_role("link", name="no image · d9")).to_be_visible()
     assert page.url.endswith("/console/engineer")
     assert server.store.ticket(ticket_id) is not None
+
+
+def test_a_customer_signs_off_by_keyboard_alone(open_as: Opener, server: Served) -> None:
+    d1 = server.store.device("d1")
+    assert d1 is not None
+    server.store.put_device(d1.model_copy(update={"id": "d3", "serial": "SN-d3"}))
+    ticket_id = _assigned(server, "t-typed", "d3")
+    now = datetime.now(UTC)
+    for event in (Accept(), Arrive(), Resolve("worn seal", "replaced", ())):
+        desk.apply(server.store, ticket_id, event, "engineer:e1", now)
+    page = open_as("e1", *PHONE)
+    page.goto(f"/console/engineer/tickets/{ticket_id}")
+    expect(page.locator("#ticket-state")).to_have_text("resolved")
+    # No pointer from here on: type, Tab, arrow keys, Space and Enter.
+    page.get_by_label("Name of the person signing").focus()
+    page.keyboard.type("Ms Keyboard")
+    page.keyboard.press("Tab")  # the checked radio: "Draw on the pad"
+    page.keyboard.press("ArrowDown")  # "Type the name (keyboard only)"
+    expect(page.locator("#signature-pad")).to_be_hidden()
+    assert axe_violations(page) == []
+    page.keyboard.press("Tab")  # the statement
+    expect(page.locator("#sign-consent")).to_be_focused()
+    page.keyboard.press("Tab")  # the button, with the statement not ticked
+    page.keyboard.press("Enter")
+    expect(page.locator("#ticket-state")).to_have_text("resolved")  # the browser refused it
+    page.locator("#sign-consent").focus()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Customer sign-off")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#ticket-state")).to_have_text("signed off")
+    ticket = server.store.ticket(ticket_id)
+    assert ticket is not None and ticket.state is TicketState.SIGNED_OFF
+    assert ticket.signature is not None and ticket.signature.signer == "Ms Keyboard"
+    expect(page.locator("#signature-hash")).to_have_text(ticket.signature.report_sha256)

@@ -137,11 +137,12 @@ def test_the_drawn_signature_is_served_while_it_matches_the_e_signature(w: World
     )
     assert signed.status_code == 303
     hospital = w.client(H1)
-    link = f"/console/devices/d1/signatures/{made.id}.png"
-    assert link in hospital.get("/console/devices/d1").text
-    image = hospital.get(f"/console/devices/d1/signatures/{made.id}.png")
-    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
-    assert image.content == png
+    link = f"/console/devices/d1/signatures/{made.id}"
+    assert f'href="{link}"' in hospital.get("/console/devices/d1").text
+    for url in (link, f"{link}.png"):
+        image = hospital.get(url)
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+        assert image.content == png
     # Not through another device, not for an unsigned ticket, not for another hospital.
     assert hospital.get(f"/console/devices/d2/signatures/{made.id}.png").status_code == 404
     unsigned = _resolved_unsigned(w)

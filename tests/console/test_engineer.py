@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from service import desk
+from service.console.engineer_signature import TYPED_STATEMENT
 from service.lifecycle import Dispatch
 from service.model import TicketState, Tier
 from tests.console.test_engineer_world import (
@@ -306,3 +308,35 @@ def test_an_engineer_leaves_without_a_fix_and_comes_back(w: World) -> None:
     ticket = w.store.ticket(ticket_id)
     assert ticket is not None and ticket.site_visits == 2
     assert any(c.note == "part on order" for c in ticket.history)
+
+
+def test_a_typed_signature_signs_off_without_a_pad(w: World) -> None:
+    ticket_id = _open(w)
+    e1 = w.client(E1)
+    for action, extra in (("accept", {}), ("arrive", {}), ("resolve", {"fault": "seal"})):
+        assert _act(w, e1, ticket_id, action, **extra).status_code == 303
+    unticked = _act(w, e1, ticket_id, "sign_off", signer="Dr Weiss", signature_mode="typed")
+    assert unticked.status_code == 422 and "tick the statement" in unticked.text
+    answer = _act(
+        w, e1, ticket_id, "sign_off", signer="Dr Weiss", signature_mode="typed", consent="yes"
+    )
+    assert answer.status_code == 303, answer.text
+    ticket = w.store.ticket(ticket_id)
+    assert ticket is not None and ticket.state is TicketState.SIGNED_OFF
+    assert ticket.signature is not None and ticket.signature.signer == "Dr Weiss"
+    [kept] = [
+        e for e in w.store.audit_log() if e.action == "signature_typed" and e.subject == ticket_id
+    ]
+    attestation = str(kept.data["attestation"]).encode()
+    # The e-signature is the hash of the attestation the audit log keeps.
+    assert hashlib.sha256(attestation).hexdigest() == ticket.signature.report_sha256
+    document = json.loads(attestation)
+    assert document["signer"] == "Dr Weiss" and document["ticket"] == ticket_id
+    assert document["statement"] == TYPED_STATEMENT and document["language"] == "en"
+    # The device file serves what was signed: the attestation, not an image.
+    hospital = w.client(H1)
+    assert f"/console/devices/d1/signatures/{ticket_id}" in hospital.get("/console/devices/d1").text
+    served = hospital.get(f"/console/devices/d1/signatures/{ticket_id}")
+    assert served.status_code == 200 and served.headers["content-type"] == "application/json"
+    assert served.content == attestation
+    assert hospital.get(f"/console/devices/d1/signatures/{ticket_id}.png").status_code == 404

@@ -13,6 +13,9 @@ from service.console.engineer_actions import ACTIONS, ActionRefused, event_for
 from service.console.engineer_signature import PNG_MAGIC, PREFIX, BadSignature, decode
 from tests.console.test_engineer_world import data_url, signature_png
 
+FORM_FIELDS = ("note", "fault", "resolution", "parts", "signer", "signature")
+FORM_FIELDS += ("signature_mode", "consent")  # a typed signature's
+
 
 @settings(max_examples=300, deadline=None)
 @given(
@@ -35,7 +38,7 @@ def test_any_posted_value_decodes_or_is_refused_with_a_reason(value: str) -> Non
 @given(
     st.sampled_from([*ACTIONS, "explode", ""]),
     st.dictionaries(
-        st.sampled_from(["note", "fault", "resolution", "parts", "signer", "signature"]),
+        st.sampled_from(FORM_FIELDS),
         st.text(max_size=200),
     ),
 )

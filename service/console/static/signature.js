@@ -1,6 +1,7 @@
 // The customer's signature pad: pointer strokes on a canvas, posted as a PNG data URL.
 // Works with a finger, a pen or a mouse (Pointer Events); the form refuses to submit a
-// blank pad, and the server checks again (engineer_signature.py).
+// blank pad, and the server checks again (engineer_signature.py). "Type the name" is the
+// keyboard-only way: the typed name and a ticked statement, no pad.
 (function () {
   "use strict";
   function setup() {
@@ -58,8 +59,27 @@
     // Touch scrolling would steal the strokes on a phone.
     canvas.style.touchAction = "none";
 
+    // Typed (keyboard-only) signing: the pad is hidden and the statement must be ticked.
+    var typed = document.getElementById("sign-typed");
+    var consent = document.getElementById("sign-consent");
+    function mode() {
+      var isTyped = typed && typed.checked;
+      document.getElementById("drawn-signature").hidden = isTyped;
+      document.getElementById("typed-signature").hidden = !isTyped;
+      if (consent) { consent.required = isTyped; }
+      if (isTyped) { empty.hidden = true; }
+    }
+    form.querySelectorAll('input[name="signature_mode"]').forEach(function (radio) {
+      radio.addEventListener("change", mode);
+    });
+    mode();
+
     document.getElementById("signature-clear").addEventListener("click", clear);
     form.addEventListener("submit", function (event) {
+      if (typed && typed.checked) {
+        field.value = "";
+        return;
+      }
       if (!inked) {
         event.preventDefault();
         empty.hidden = false;
