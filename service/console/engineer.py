@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.command_requests import CommandAsk, request_command
@@ -21,6 +21,7 @@ from service.api.schemas import Principal, Role
 from service.api.scope import visible_ticket
 from service.api.text import ID_PATTERN
 from service.console import engineer_signature, i18n
+from service.console.assets import STATIC_DIR
 from service.console.deps import session_in
 from service.console.dispatch_board import BoardRow, board_row, site_zone
 from service.console.engineer_actions import ACTIONS, BY_EVENT, ActionRefused, act, may_act
@@ -36,6 +37,7 @@ from service.store import ServiceStore
 from service.store.queries import TicketQuery
 
 router = APIRouter(prefix="/console/engineer")
+SERVICE_WORKER = STATIC_DIR / "engineer_sw.js"
 NAV = (
     NavItem(
         "/console/engineer", N_("My tickets"), frozenset({Role.ENGINEER, Role.ADMIN}), order=20
@@ -95,9 +97,26 @@ def tickets(
 ) -> HTMLResponse:
     """My tickets (an admin may look at any engineer's with ``?engineer=``), or at ``/rows``
     the cards alone (what the live feed swaps in when a ticket changes)."""
-    values = _cards(store, session.who, engineer, now, sla)
+    values = _cards(store, session.who, engineer, now, sla) | {"now": now}
     template = "engineer_cards.html" if is_fragment(request) else "engineer_tickets.html"
     return page(request, template, values, session)
+
+
+@router.get("/sw.js", include_in_schema=False)
+def service_worker() -> FileResponse:
+    """The script that keeps the engineer's pages readable offline (scope: these pages only)."""
+    headers = {
+        "Service-Worker-Allowed": "/console/engineer",
+        "Cache-Control": "no-cache",  # a new version is picked up at the next visit
+        "X-Content-Type-Options": "nosniff",
+    }
+    return FileResponse(SERVICE_WORKER, media_type="text/javascript", headers=headers)
+
+
+@router.get("/offline", response_class=HTMLResponse)
+def offline(request: Request, session: FieldSession, now: NowDep) -> HTMLResponse:
+    """What the phone shows offline for a page it never saved (kept by the service worker)."""
+    return page(request, "engineer_offline.html", {"now": now}, session)
 
 
 def actions_for(who: Principal, ticket: Ticket) -> list[tuple[str, str]]:

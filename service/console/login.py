@@ -16,6 +16,8 @@ from service.console.render import page
 from service.console.session import COOKIE
 
 router = APIRouter(prefix="/console")
+# Cache Storage and service workers are "storage"; cookies are kept (set in the same response).
+CLEAR_SITE_DATA = '"cache", "storage"'
 
 LOGIN = "/console/login"
 MAX_TOKEN_FIELD = 512
@@ -87,6 +89,9 @@ def login(
         path="/console",
     )
     response.delete_cookie(csrf.LOGIN_COOKIE, path=LOGIN)
+    # Whatever an earlier user's session left on this browser (the engineer pages' offline
+    # copies) goes before the new session's first page.
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return response
 
 
@@ -96,6 +101,7 @@ def logout(console: ConsoleDep, session: SessionDep) -> Response:
     console.sessions.end(session.id)
     response = RedirectResponse(LOGIN, status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE, path="/console")
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA  # offline copies and their worker
     return response
 
 

@@ -22,6 +22,7 @@ from service.lifecycle import Accept, Arrive, Dispatch, Resolve
 from service.model import TicketState, Tier
 from tests.console.test_engineer_world import Served, axe_violations, pages_of, served
 from tests.servers import starts_server
+from tests.waiting import wait_until
 
 Opener = Callable[[str, int, int], Any]  # (principal name, width, height) → logged-in page
 
@@ -184,3 +185,45 @@ def test_a_customer_signs_off_by_keyboard_alone(open_as: Opener, server: Served)
     assert ticket is not None and ticket.state is TicketState.SIGNED_OFF
     assert ticket.signature is not None and ticket.signature.signer == "Ms Keyboard"
     expect(page.locator("#signature-hash")).to_have_text(ticket.signature.report_sha256)
+
+
+def test_the_engineer_pages_read_offline_and_nothing_is_sent_from_them(
+    open_as: Opener, server: Served
+) -> None:
+    d1 = server.store.device("d1")
+    assert d1 is not None
+    server.store.put_device(d1.model_copy(update={"id": "d4", "serial": "SN-d4"}))
+    ticket_id = _assigned(server, "t-basement", "d4")
+    page = open_as("e1", *PHONE)
+    page.goto("/console/engineer")
+    wait_until(
+        lambda: page.evaluate("navigator.serviceWorker.controller !== null"),
+        15,
+        "the service worker controls the page",
+    )
+    page.goto(f"/console/engineer/tickets/{ticket_id}")  # saved as it is shown
+    expect(page.locator("#ticket-state")).to_have_text("dispatched")
+    page.goto("/console/engineer")
+    expect(page.locator("#offline-note")).to_be_hidden()
+
+    page.context.set_offline(True)
+    page.goto(f"/console/engineer/tickets/{ticket_id}")
+    expect(page.locator("#ticket-state")).to_have_text("dispatched")
+    expect(page.locator("#offline-note")).to_be_visible()
+    page.get_by_role("button", name="Accept").click()
+    expect(page.locator("#offline-refused")).to_be_visible()
+    stored = server.store.ticket(ticket_id)
+    assert stored is not None and stored.state is TicketState.DISPATCHED  # nothing was sent
+    page.goto("/console/engineer")
+    expect(page.locator(".card").filter(has_text="d4")).to_be_visible()
+    page.goto("/console/engineer/tickets/never-opened")
+    expect(page.locator("#offline-page")).to_be_visible()
+
+    page.context.set_offline(False)
+    assert axe_violations(page) == []  # (axe itself is fetched from the server)
+    page.goto("/console/engineer")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/console/login")
+    # Logging out leaves no copy of the engineer's pages on the phone, and no worker.
+    assert page.evaluate("caches.keys()") == []
+    assert page.evaluate("navigator.serviceWorker.getRegistrations().then(r => r.length)") == 0

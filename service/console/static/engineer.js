@@ -23,3 +23,30 @@
   setInterval(tick, 1000);
   document.addEventListener("htmx:afterSwap", tick);
 })();
+
+// Offline: the service worker (engineer_sw.js) keeps a copy of each engineer page opened
+// online; the note says when a page is such a copy, and a form is not sent while offline
+// (an action must reach the desk with the version the page was rendered at, or not at all).
+(function () {
+  "use strict";
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/console/engineer/sw.js", { scope: "/console/engineer" })
+      .catch(function () { /* no offline copies: the pages work online as before */ });
+  }
+  function show() {
+    var note = document.getElementById("offline-note");
+    if (note) { note.hidden = navigator.onLine; }
+    var refused = document.getElementById("offline-refused");
+    if (refused && navigator.onLine) { refused.hidden = true; }
+  }
+  window.addEventListener("online", show);
+  window.addEventListener("offline", show);
+  document.addEventListener("submit", function (event) {
+    if (navigator.onLine) { return; }
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    var refused = document.getElementById("offline-refused");
+    if (refused) { refused.hidden = false; refused.focus(); }
+  }, true);
+  show();
+})();
