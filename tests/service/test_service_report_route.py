@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from service.api.context import Telemetry
+from service.api.routes import reports
 from service.api.routes.reports import _report
 from service.lifecycle import Resolve
 from service.model import TicketKind
@@ -44,6 +45,7 @@ def _seed(store: ServiceStore) -> None:
         device("d2", model="EX-200", warranty_end=date(2028, 1, 1)),
         device("d3", model="EX-200"),
         device("d4", installed_on=date(2026, 9, 1), warranty_end=date(2026, 9, 30)),
+        device("d5", model="EX-300", warranty_end=date(2026, 12, 31)),  # advised too
         device("d9", site_id="s2", warranty_end=date(2026, 8, 1)),
     ):
         store.put_device(d)
@@ -60,6 +62,7 @@ def _seed(store: ServiceStore) -> None:
             ("d3", _at(2026, 6, 30), TicketKind.ALERT),
             ("d9", _at(2026, 2), TicketKind.ALERT),
             ("d1", _at(2026, 7, 2), TicketKind.ALERT),
+            ("d5", _at(2024, 6), TicketKind.MANUAL),
         )
     ):
         made = ticket(f"t{n}", device_id=device_id, at=at, kind=kind)
@@ -68,9 +71,11 @@ def _seed(store: ServiceStore) -> None:
         store.put_ticket(made)
 
 
+@pytest.mark.parametrize("ids_per_query", [500, 1])
 def test_the_route_renders_what_the_pure_report_does_over_every_document(
-    store: ServiceStore,
+    store: ServiceStore, ids_per_query: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(reports, "_IDS_PER_QUERY", ids_per_query)
     _seed(store)
     s1 = store.site("s1")
     assert s1 is not None
@@ -89,4 +94,4 @@ def test_the_route_renders_what_the_pure_report_does_over_every_document(
     )
     assert html == expected
     assert "d1" in html and "2 earlier" not in html  # d1's advice lists its failure history
-    assert "2025-03-10" in html and "2025-10-10" in html
+    assert "2025-03-10" in html and "2025-10-10" in html and "2024-06-10" in html

@@ -20,6 +20,10 @@ from service.sla import SlaConfig
 from service.store import ServiceStore
 from service.store.queries import CreditQuery, DeviceQuery, FleetRow, TicketQuery
 
+# Device ids per query for the advised devices' older tickets: far below any bound on bound
+# parameters (SQLite's default was 999).
+_IDS_PER_QUERY = 500
+
 router = APIRouter(prefix="/reports", tags=["reports"])
 
 
@@ -50,9 +54,10 @@ def _report(store: ServiceStore, readings: Telemetry, sla: SlaConfig, site: Site
     devices = store.fleet_rows(DeviceQuery(site_id=site_id, limit=None))
     period = TicketQuery(site_id=site_id, opened_since=start, opened_before=end, limit=None)
     tickets = [t for t, _ in store.ticket_page(period)]
-    advised = tuple(_advised(devices, end, WarrantyAdviceConfig()))
-    if advised:
-        older = TicketQuery(site_id=site_id, device_ids=advised, opened_before=start, limit=None)
+    advised = list(_advised(devices, end, WarrantyAdviceConfig()))
+    for first in range(0, len(advised), _IDS_PER_QUERY):
+        chunk = tuple(advised[first : first + _IDS_PER_QUERY])
+        older = TicketQuery(site_id=site_id, device_ids=chunk, opened_before=start, limit=None)
         tickets += [t for t, _ in store.ticket_page(older)]
     # Without a reading store there is no alert history: the report says so, not "zero".
     alerts = None
