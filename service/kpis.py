@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from service.model import Device, Ticket, TicketKind, TicketState
 from service.sla import Clock, SlaConfig, clock_status
@@ -18,6 +19,26 @@ DEFAULT_AGE_BANDS: tuple[tuple[str, float, float], ...] = (
     ("3-5y", 3.0, 5.0),
     ("5y+", 5.0, float("inf")),
 )
+
+
+class InstalledDevice(Protocol):
+    """What the failure rates and reports read of a device: a ``Device`` or a narrow store row."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def serial(self) -> str: ...
+    @property
+    def installed_on(self) -> date: ...
+    @property
+    def warranty_end(self) -> date | None: ...
+
+
+D = TypeVar("D", bound=InstalledDevice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +160,10 @@ def _failures(tickets: Iterable[Ticket]) -> list[Ticket]:
 
 
 def failure_rates(
-    devices: Iterable[Device],
+    devices: Iterable[D],
     tickets: Iterable[Ticket],
     now: datetime,
-    group: Callable[[Device], str],
+    group: Callable[[D], str],
     *,
     exposed_from: date | None = None,
 ) -> list[FailureRate]:
@@ -150,7 +171,7 @@ def failure_rates(
 
     Exposure counts from installation, or from ``exposed_from`` for devices installed before.
     """
-    members: dict[str, list[Device]] = defaultdict(list)
+    members: dict[str, list[D]] = defaultdict(list)
     group_of: dict[str, str] = {}
     for device in devices:
         key = group(device)
@@ -169,7 +190,7 @@ def failure_rates(
     ]
 
 
-def _exposed(device: Device, since: date | None) -> date:
+def _exposed(device: InstalledDevice, since: date | None) -> date:
     """When ``device`` started counting exposure: its installation, or ``since`` if later."""
     return device.installed_on if since is None else max(device.installed_on, since)
 
@@ -189,7 +210,7 @@ def failure_rate_by_batch(
 
 
 def failure_rate_by_age(
-    devices: Iterable[Device],
+    devices: Iterable[InstalledDevice],
     tickets: Iterable[Ticket],
     now: datetime,
     bands: Sequence[tuple[str, float, float]] = DEFAULT_AGE_BANDS,
@@ -225,7 +246,9 @@ def failure_rate_by_age(
     ]
 
 
-def problem_database(devices: Iterable[Device], tickets: Iterable[Ticket]) -> list[Problem]:
+def problem_database(
+    devices: Iterable[InstalledDevice], tickets: Iterable[Ticket]
+) -> list[Problem]:
     """Model × fault type × frequency, most frequent first."""
     model_of = {d.id: d.model for d in devices}
     counts: Counter[tuple[str, str]] = Counter()

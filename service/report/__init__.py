@@ -12,7 +12,8 @@ from datetime import datetime
 
 from contract import AlertEvent
 from service.compensation import ServiceCredit
-from service.model import Device, Site, Ticket
+from service.kpis import InstalledDevice
+from service.model import Site, Ticket
 from service.report.compute import HospitalReport, Month, Satisfaction, compute_report
 from service.report.period import half_year
 from service.report.render import render_report
@@ -35,7 +36,7 @@ __all__ = [
 
 def hospital_report(
     site: Site,
-    devices: Iterable[Device],
+    devices: Iterable[InstalledDevice],
     tickets: Iterable[Ticket],
     start: datetime,
     end: datetime,

@@ -12,13 +12,14 @@ from service.kpis import (
     CORRECTIVE,
     Attainment,
     FailureRate,
+    InstalledDevice,
     Problem,
     Rate,
     attainment,
     first_time_fix,
     problem_database,
 )
-from service.model import Device, Site, Ticket, Tier
+from service.model import Site, Ticket, Tier
 from service.report.period import EPOCH, epoch_us, months_of, utc_period
 from service.report.rates import median_rate, period_rates_by_age, period_rates_by_model
 from service.report.warranty import WarrantyAdvice, WarrantyAdviceConfig, warranty_advice
@@ -125,7 +126,7 @@ def _months(
 
 def compute_report(
     site: Site,
-    devices: Iterable[Device],
+    devices: Iterable[InstalledDevice],
     tickets: Iterable[Ticket],
     start: datetime,
     end: datetime,

@@ -10,15 +10,16 @@ from datetime import datetime
 from service.kpis import (
     DEFAULT_AGE_BANDS,
     FailureRate,
+    InstalledDevice,
     failure_rate_by_age,
     failure_rates,
     years_between,
 )
-from service.model import Device, Ticket
+from service.model import Ticket
 
 
 def period_rates_by_model(
-    fleet: Sequence[Device], failures: Sequence[Ticket], start: datetime, end: datetime
+    fleet: Sequence[InstalledDevice], failures: Sequence[Ticket], start: datetime, end: datetime
 ) -> list[FailureRate]:
     """Failures per device-year of each model, counting only device-years in [start, end)."""
     # kpis count exposure from installation; counting it from the period start instead turns it
@@ -27,7 +28,7 @@ def period_rates_by_model(
 
 
 def period_rates_by_age(
-    fleet: Sequence[Device], failures: Sequence[Ticket], start: datetime, end: datetime
+    fleet: Sequence[InstalledDevice], failures: Sequence[Ticket], start: datetime, end: datetime
 ) -> list[FailureRate]:
     """Failures per device-year of each age band, counting only device-years in [start, end)."""
     # Device-years spent in each band during the period = exposure up to end - up to start,

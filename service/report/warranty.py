@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.kpis import CORRECTIVE
-from service.model import Device, Ticket
+from service.kpis import CORRECTIVE, InstalledDevice
+from service.model import Ticket
 from service.report.period import add_months, utc_period
 from service.report.rates import median_rate, period_rates_by_model
 
@@ -32,7 +32,7 @@ class WarrantyAdviceConfig(BaseModel):
 class WarrantyAdvice:
     """Advice for one device whose warranty ends soon after the reporting period."""
 
-    device: Device
+    device: InstalledDevice
     warranty_end: date
     failures: int  # corrective tickets opened in the period
     tickets: int  # tickets of any kind opened in the period
@@ -55,7 +55,7 @@ def _reasons(
 
 
 def _advice(
-    device: Device,
+    device: InstalledDevice,
     warranty_end: date,
     failures: Sequence[Ticket],
     counts: tuple[int, int],
@@ -82,7 +82,7 @@ def _advice(
 
 
 def warranty_advice(
-    devices: Iterable[Device],
+    devices: Iterable[InstalledDevice],
     tickets: Iterable[Ticket],
     start: datetime,
     end: datetime,

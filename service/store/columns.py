@@ -120,6 +120,11 @@ def day(on: date | None) -> int | None:
     return None if on is None else on.toordinal()
 
 
+def from_day(ordinal: int | None) -> date | None:
+    """The date of a proleptic ordinal (``day``'s inverse), or None."""
+    return None if ordinal is None else date.fromordinal(ordinal)
+
+
 def updated_at(ticket: Ticket) -> datetime:
     """The latest instant the ticket records: a state change, evidence, escalation, sign-off."""
     instants = [ticket.opened_at, ticket.tier_since, *ticket.escalated_at]

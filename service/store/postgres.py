@@ -90,6 +90,7 @@ DIALECT = Dialect(
     reservations="service_reservations",
     harm="service_harm_flags",
     doc="doc::text",
+    doc_text="doc->>'{}'",
     greatest="GREATEST",
     differs="IS DISTINCT FROM",
 )

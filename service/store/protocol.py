@@ -38,6 +38,7 @@ from service.store.queries import (
     CreditQuery,
     DeviceQuery,
     DeviceRow,
+    FleetRow,
     KnowledgeQuery,
     Position,
     Scope,
@@ -96,6 +97,10 @@ class ServiceStore(Protocol):
 
     def device_rows(self, query: DeviceQuery) -> list[DeviceRow]:
         """Where the devices ``query`` selects stand (id, kind, model, ward, room, patient)."""
+        ...
+
+    def fleet_rows(self, query: DeviceQuery) -> list[FleetRow]:
+        """What failure rates and reports read of the devices ``query`` selects (no documents)."""
         ...
 
     def device_ids(self, query: DeviceQuery) -> list[str]:

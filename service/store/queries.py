@@ -8,7 +8,7 @@ the previous page, so every page costs the same however deep it is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, NamedTuple
 
 from contract import DeviceKind
@@ -146,6 +146,7 @@ class TicketQuery:
 
     scope: Scope = EVERYTHING
     ids: tuple[str, ...] | None = None
+    device_ids: tuple[str, ...] | None = None
     states: tuple[TicketState, ...] | None = None
     device_id: str | None = None
     site_id: str | None = None
@@ -155,6 +156,7 @@ class TicketQuery:
     updated_since: datetime | None = None
     updated_after: datetime | None = None  # strictly after (the KPIs' future-dated tickets)
     opened_before: datetime | None = None
+    opened_since: datetime | None = None
     sort: TicketSort = "id"
     after: Position | None = None
     limit: int | None = 100
@@ -167,6 +169,9 @@ class TicketQuery:
         if self.ids is not None:
             clauses.append(_in("id", len(self.ids)))
             params += self.ids
+        if self.device_ids is not None:
+            clauses.append(_in("device_id", len(self.device_ids)))
+            params += self.device_ids
         if self.states is not None:
             clauses.append(_in("state", len(self.states)))
             params += [str(s) for s in self.states]
@@ -184,6 +189,7 @@ class TicketQuery:
             ("updated_us >= ?", self.updated_since),
             ("updated_us > ?", self.updated_after),
             ("opened_us < ?", self.opened_before),
+            ("opened_us >= ?", self.opened_since),
         ):
             if at is not None:
                 clauses.append(clause)
@@ -250,6 +256,17 @@ class DeviceRow(NamedTuple):
     ward: str
     room: str
     patient: str | None
+
+
+class FleetRow(NamedTuple):
+    """A device as failure rates and reports count it, read without its whole document."""
+
+    id: str
+    site_id: str
+    model: str
+    serial: str
+    installed_on: date
+    warranty_end: date | None
 
 
 def _in(column: str, count: int) -> str:

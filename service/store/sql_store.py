@@ -31,6 +31,7 @@ from service.store.columns import (
     UNPLACED,
     Placement,
     device_columns,
+    from_day,
     last_pm_day,
     sla_fingerprint,
     ticket_columns,
@@ -41,6 +42,7 @@ from service.store.queries import (
     CreditQuery,
     DeviceQuery,
     DeviceRow,
+    FleetRow,
     KnowledgeQuery,
     Position,
     Scope,
@@ -74,6 +76,7 @@ class Dialect:
     reservations: str  # parts held for tickets
     harm: str  # tickets flagged "patient harm suspected"
     doc: str  # the document column as JSON text ("doc" or "doc::text")
+    doc_text: str  # one top-level text field of the document, by name ("{}" stands for it)
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
 
@@ -149,6 +152,20 @@ class SqlQueries:
             params,
         )
         return [DeviceRow(*r) for r in rows]
+
+    def fleet_rows(self, query: DeviceQuery) -> list[FleetRow]:
+        """What failure rates and reports read of the devices ``query`` selects (by id)."""
+        where, params = query.where()
+        serial = self.dialect.doc_text.format("serial")
+        rows = self._rows(
+            f"SELECT id, site_id, model, {serial}, installed_day, warranty_day"
+            f" FROM {self.dialect.devices} WHERE {' AND '.join(where)}{query.order()}",
+            params,
+        )
+        return [
+            FleetRow(ident, site, model, serial, date.fromordinal(installed), from_day(warranty))
+            for ident, site, model, serial, installed, warranty in rows
+        ]
 
     def device_ids(self, query: DeviceQuery) -> list[str]:
         """The ids of the devices ``query`` selects (by id)."""

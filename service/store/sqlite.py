@@ -155,6 +155,7 @@ DIALECT = Dialect(
     reservations="service_reservations",
     harm="service_harm_flags",
     doc="doc",
+    doc_text="json_extract(doc, '$.{}')",
     greatest="max",
     differs="IS NOT",
 )

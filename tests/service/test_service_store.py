@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import timedelta, timezone
+from datetime import date, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -27,6 +27,7 @@ from service.model import (
     Tier,
 )
 from service.store import PostgresStore, ServiceStore, SqliteStore, open_service_store
+from service.store.queries import DeviceQuery, FleetRow, TicketQuery
 from tests.service.factories import T0, device, engineer, site, ticket, walk
 
 
@@ -73,6 +74,45 @@ def test_tickets_round_trip_and_filter(store: ServiceStore) -> None:
     accepted = store.put_ticket(stored.model_copy(update={"state": TicketState.ACCEPTED}))
     assert accepted.version == 2
     assert store.tickets(states=[TicketState.ACCEPTED]) == [accepted]
+
+
+def test_fleet_rows_read_what_reports_count_without_the_documents(store: ServiceStore) -> None:
+    odd = device("d2", model='MX "9"', warranty_end=date(2027, 2, 28))
+    store.put_device(odd.model_copy(update={"serial": 'SN é "2" \\ x'}))
+    store.put_device(device("d1", installed_on=date(2019, 12, 31)))
+    store.put_device(device("d3", site_id="s2"))
+    rows = store.fleet_rows(DeviceQuery(site_id="s1", limit=None))
+    assert rows == [
+        FleetRow("d1", "s1", "EX-100", "SN-d1", date(2019, 12, 31), None),
+        FleetRow("d2", "s1", 'MX "9"', 'SN é "2" \\ x', date(2024, 1, 1), date(2027, 2, 28)),
+    ]
+    for row in rows:  # the same fields as the documents
+        full = store.device(row.id)
+        assert full is not None
+        assert row == FleetRow(
+            full.id, full.site_id, full.model, full.serial, full.installed_on, full.warranty_end
+        )
+    assert store.fleet_rows(DeviceQuery(site_id="s9", limit=None)) == []
+
+
+def test_tickets_by_opening_window_and_devices(store: ServiceStore) -> None:
+    for d in ("d1", "d2", "d3"):
+        store.put_device(device(d))
+    for n, (d, hours) in enumerate((("d1", 0), ("d2", 1), ("d3", 2), ("d1", 3), ("d2", 4))):
+        store.put_ticket(ticket(f"t{n}", device_id=d, at=T0 + timedelta(hours=hours)))
+
+    def ids(query: TicketQuery) -> list[str]:
+        return [t.id for t, _ in store.ticket_page(query)]
+
+    since, before = T0 + timedelta(hours=1), T0 + timedelta(hours=4)
+    assert ids(TicketQuery(opened_since=since, opened_before=before, limit=None)) == [
+        "t1",
+        "t2",
+        "t3",
+    ]
+    assert ids(TicketQuery(device_ids=("d1", "d3"), limit=None)) == ["t0", "t2", "t3"]
+    assert ids(TicketQuery(device_ids=("d2",), opened_since=since, limit=None)) == ["t1", "t4"]
+    assert ids(TicketQuery(site_id="s1", device_ids=(), limit=None)) == []
 
 
 def test_a_stale_ticket_write_is_refused(store: ServiceStore) -> None:
