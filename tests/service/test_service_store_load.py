@@ -46,11 +46,10 @@ def _held_tickets(store: ServiceStore) -> None:
     store.put_device(device("d1", site_id="s1"))
     for name in ("e1", "e2", "e3"):
         store.put_engineer(engineer(name))
-    at = (T0, T0, T0)
     store.put_ticket(walk(ticket("t1"), (Dispatch("e1", "x"), T0)))
     store.put_ticket(walk(ticket("t2"), (Dispatch("e1", "x"), T0), (Accept(), T0), (Arrive(), T0)))
     done = walk(ticket("t3"), (Dispatch("e1", "x"), T0), (Accept(), T0), (Arrive(), T0))
-    store.put_ticket(walk(done, (Resolve("probe", "replaced"), at[0])))
+    store.put_ticket(walk(done, (Resolve("probe", "replaced"), T0)))
     store.put_ticket(walk(ticket("t4"), (Dispatch("e2", "x"), T0), (Accept(), T0)))
     store.put_ticket(ticket("t5"))  # open, nobody holds it
 
