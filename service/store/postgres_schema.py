@@ -17,6 +17,8 @@ SCHEMA: tuple[LiteralString, ...] = (
     "CREATE TABLE IF NOT EXISTS service_patients (id text PRIMARY KEY, doc jsonb NOT NULL)",
     """CREATE TABLE IF NOT EXISTS service_engineers (
         id text PRIMARY KEY, region text NOT NULL, doc jsonb NOT NULL)""",
+    # Auto-dispatch's candidates: the engineers of one region, not a scan of the whole network's.
+    "CREATE INDEX IF NOT EXISTS service_engineers_region ON service_engineers (region, id)",
     """CREATE TABLE IF NOT EXISTS service_tickets (
         id text PRIMARY KEY, device_id text NOT NULL, state text NOT NULL, doc jsonb NOT NULL,
         version integer NOT NULL DEFAULT 1)""",

@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS service_reservations (
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
+CREATE INDEX IF NOT EXISTS engineers_region ON engineers (region, id);
 CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
 CREATE INDEX IF NOT EXISTS devices_site_id ON devices (site_id, id);
 CREATE INDEX IF NOT EXISTS devices_site_ward ON devices (site_id, ward, id);

@@ -1,9 +1,10 @@
-"""Engineer load on both stores: counted from the partial index of held tickets.
+"""Auto-dispatch's reads on both stores: a region's engineers and their load, from indexes.
 
 Auto-dispatch counts what each candidate engineer holds now. On a network with years of closed
 tickets (issue 13) that count must range over held tickets only — not over every ticket the
 candidates ever had, nor every held ticket of the network — so an existing database gains the
-index on upgrade, and the store's own query must be one the planner can answer from it.
+partial index of held tickets on upgrade, and the store's own query must be one the planner can
+answer from it. The candidates themselves are one region's engineers, found by index too.
 """
 
 from __future__ import annotations
@@ -137,4 +138,25 @@ def test_load_counts_held_tickets_from_their_index(
     store = _open(backend, where)
     assert held in _indexes(backend, where)
     assert store.engineer_load(["e1", "e2", "e3"], "t4") == {"e1": 2}
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_regions_engineers_come_from_an_index(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    where = _where(backend, tmp_path, request)
+    index = "engineers_region" if backend == "sqlite" else "service_engineers_region"
+    store = _open(backend, where)
+    for n in range(6):
+        store.put_engineer(engineer(f"e{n}", region="north" if n % 2 else "south"))
+    assert [e.id for e in store.engineers(region="north")] == ["e1", "e3", "e5"]
+    table = "engineers" if backend == "sqlite" else "service_engineers"
+    query = f"SELECT doc FROM {table} WHERE region = ? ORDER BY id"
+    assert index in _plan(backend, where, query, ("north",), ())
+    store.close()
+    # A database made before the index existed gains it when the store opens it.
+    _drop(backend, where, index)
+    store = _open(backend, where)
+    assert index in _indexes(backend, where)
     store.close()
