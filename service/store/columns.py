@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.time_us import us_from_datetime
 from service.escalation import escalation_due_at
-from service.model import Device, Ticket, TicketState
+from service.model import ASSIGNED_STATES, Device, Ticket, TicketState
 from service.schedules import warranty_rule
 from service.sla import Clock, SlaConfig, breach_instant, clock_status, deadline
 
@@ -72,6 +72,12 @@ DEVICE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("last_pm_day", "INTEGER"),
 )
 DEVICE_COLUMN_NAMES = tuple(name for name, _ in DEVICE_COLUMNS)
+
+# Tickets that count against their assignee's capacity, as SQL. The partial index of held
+# tickets and the engineer-load query spell it identically (constants, not parameters), so
+# both databases see that the index covers the query: a dispatch then reads the candidates'
+# held tickets only, not every ticket they ever had nor every held ticket of the network.
+HELD_CONDITION = "state IN ({})".format(", ".join(f"'{s}'" for s in sorted(ASSIGNED_STATES)))
 
 
 @dataclass(frozen=True, slots=True)

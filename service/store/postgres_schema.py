@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-from service.store.columns import DEVICE_COLUMNS, TICKET_COLUMNS
+from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
 
 # Serialises migrations of concurrent processes (API and worker start together).
 MIGRATE_LOCK_KEY = 0x76_69_67_73_76_63  # "vigsvc"
@@ -17,6 +17,8 @@ SCHEMA: tuple[LiteralString, ...] = (
     "CREATE TABLE IF NOT EXISTS service_patients (id text PRIMARY KEY, doc jsonb NOT NULL)",
     """CREATE TABLE IF NOT EXISTS service_engineers (
         id text PRIMARY KEY, region text NOT NULL, doc jsonb NOT NULL)""",
+    # Auto-dispatch's candidates: the engineers of one region, not a scan of the whole network's.
+    "CREATE INDEX IF NOT EXISTS service_engineers_region ON service_engineers (region, id)",
     """CREATE TABLE IF NOT EXISTS service_tickets (
         id text PRIMARY KEY, device_id text NOT NULL, state text NOT NULL, doc jsonb NOT NULL,
         version integer NOT NULL DEFAULT 1)""",
@@ -135,6 +137,9 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     "CREATE INDEX IF NOT EXISTS service_tickets_site ON service_tickets (site_id, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_patient ON service_tickets (patient, id)",
     "CREATE INDEX IF NOT EXISTS service_tickets_assignee ON service_tickets (assignee, state)",
+    # The tickets engineers hold now, for the load auto-dispatch weighs (a few per engineer).
+    "CREATE INDEX IF NOT EXISTS service_tickets_held ON service_tickets (assignee, id)"
+    f" WHERE {HELD_CONDITION}",
     "CREATE INDEX IF NOT EXISTS service_tickets_opened ON service_tickets (opened_us, id)",
     # Undispatched tickets, oldest first: the worker retries them every tick.
     """CREATE INDEX IF NOT EXISTS service_tickets_state_opened

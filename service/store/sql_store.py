@@ -20,7 +20,7 @@ from service.audit import AuditEntry
 from service.commands_model import PENDING, CommandRecord, CommandState
 from service.compensation import ServiceCredit
 from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
-from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketKind, TicketState
+from service.model import OPEN_STATES, Device, Ticket, TicketKind, TicketState
 from service.parts import Reservation, Stock
 from service.presence_model import PresenceRecord
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
@@ -28,6 +28,7 @@ from service.sla import SlaConfig
 from service.store import aggregates
 from service.store.aggregates import CreditTotals, KpiFacts
 from service.store.columns import (
+    HELD_CONDITION,
     UNPLACED,
     Placement,
     device_columns,
@@ -255,12 +256,11 @@ class SqlQueries:
         """Tickets each engineer holds now (dispatched … waiting), but ``exclude_ticket``."""
         if not engineer_ids:
             return {}
-        held = sorted(str(s) for s in ASSIGNED_STATES)
+        # HELD_CONDITION as written in the partial index it ranges over (see columns.py).
         rows = self._rows(
-            f"SELECT assignee, count(*) FROM {self.dialect.tickets}"
-            f" WHERE {in_clause('assignee', len(engineer_ids))}"
-            f" AND {in_clause('state', len(held))} AND id <> ? GROUP BY assignee",
-            [*engineer_ids, *held, exclude_ticket],
+            f"SELECT assignee, count(*) FROM {self.dialect.tickets} WHERE {HELD_CONDITION}"
+            f" AND {in_clause('assignee', len(engineer_ids))} AND id <> ? GROUP BY assignee",
+            [*engineer_ids, exclude_ticket],
         )
         return {assignee: int(n) for assignee, n in rows}
 

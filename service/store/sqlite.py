@@ -37,7 +37,7 @@ from service.model import (
     TicketState,
 )
 from service.sla import SlaConfig
-from service.store.columns import DEVICE_COLUMNS, TICKET_COLUMNS
+from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
 from service.store.rows import outbox_row, ticket_at, utc_text
 from service.store.sql_store import REMOTE_TABLES_SQLITE, Dialect, RemoteQueries, SqlQueries
 from service.traceability.model import Recall, UdiRecord
@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS service_reservations (
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
+CREATE INDEX IF NOT EXISTS engineers_region ON engineers (region, id);
 CREATE INDEX IF NOT EXISTS devices_site ON devices (site_id);
 CREATE INDEX IF NOT EXISTS devices_site_id ON devices (site_id, id);
 CREATE INDEX IF NOT EXISTS devices_site_ward ON devices (site_id, ward, id);
@@ -138,6 +139,10 @@ CREATE INDEX IF NOT EXISTS tickets_resolve_breach ON tickets (resolve_breach_us)
 CREATE INDEX IF NOT EXISTS tickets_escalate ON tickets (escalate_us);
 CREATE INDEX IF NOT EXISTS tickets_clocks ON tickets (clocks);
 """
+# The tickets engineers hold now, for the load auto-dispatch weighs (see HELD_CONDITION).
+_HELD_INDEX = (
+    f"CREATE INDEX IF NOT EXISTS tickets_held ON tickets (assignee, id) WHERE {HELD_CONDITION}"
+)
 # Columns added since the first release: (table, column, type).
 _UPGRADES: tuple[tuple[str, str, str], ...] = (
     ("tickets", "version", "INTEGER NOT NULL DEFAULT 1"),
@@ -280,7 +285,7 @@ class SqliteStore(SqlQueries, RemoteQueries):
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN at_s REAL")
                 self._db.execute(_BACKFILL_DELIVERY_AT)
             self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_s)")
-            for statement in _INDEXES.strip().splitlines():
+            for statement in [*_INDEXES.strip().splitlines(), _HELD_INDEX]:
                 self._db.execute(statement)
         self.backfill()
 
