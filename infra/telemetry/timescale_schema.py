@@ -86,6 +86,10 @@ _UNPUBLISHED_INDEX = (
 _ALERTS_AT_INDEX = (
     "CREATE INDEX IF NOT EXISTS alerts_at ON alerts (at, device_id, rule_id, transition)"
 )
+# Each device's alert events in time order, for pages of a site's (or one device's) alerts.
+_ALERTS_DEVICE_AT_INDEX = """
+    CREATE INDEX IF NOT EXISTS alerts_device_at ON alerts (device_id, at, rule_id, transition)
+"""
 
 _COMPRESSION_ENABLED = """
     SELECT compression_enabled FROM timescaledb_information.hypertables
@@ -134,6 +138,7 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> frozenset[str]:
                 conn.execute(statement)
         conn.execute(_UNPUBLISHED_INDEX)
         conn.execute(_ALERTS_AT_INDEX)
+        conn.execute(_ALERTS_DEVICE_AT_INDEX)
     license_row = conn.execute("SHOW timescaledb.license").fetchone()
     license_name = str(license_row[0]) if license_row else "apache"
     if license_name != "timescale":

@@ -15,6 +15,7 @@ from infra.telemetry.sqlite import SQLiteStore
 from infra.time_us import us_from_datetime
 from service import desk
 from service.api import Principal, build_app
+from service.api.schemas import SiteBoard
 from service.lifecycle import Accept
 from service.model import Location, Tier
 from service.store import SqliteStore
@@ -217,7 +218,12 @@ def test_the_sla_board_shows_open_tickets_with_their_clocks(client: TestClient) 
 
 
 def test_the_ward_board_has_readings_tickets_and_alerts_in_one_call(client: TestClient) -> None:
-    board = get(client, H1, "/board/sites/s1", ward="W1").json()
+    answer = get(client, H1, "/board/sites/s1", ward="W1")
+    # Built from plain rows, it is exactly what the SiteBoard model would serialise.
+    assert (
+        SiteBoard.model_validate_json(answer.content).model_dump_json().encode() == answer.content
+    )
+    board = answer.json()
     assert board["site"]["id"] == "s1"
     rows = {row["device_id"]: row for row in board["devices"]}
     assert sorted(rows) == ["d00", "d01", "d02", "d03"]

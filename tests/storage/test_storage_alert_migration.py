@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
 import psycopg
 
 from contract import AlertEvent, AlertTransition, Severity
-from infra.telemetry import ReadingStore
+from infra.telemetry import ReadingStore, timescale
 from infra.telemetry.sqlite import SQLiteStore
 from infra.telemetry.timescale import TimescaleStore
 from tests.storage.factories import T0_US
@@ -95,3 +96,32 @@ def test_timescale_alerts_table_gains_published_at(timescale_dsn: str) -> None:
     with TimescaleStore(timescale_dsn) as store:
         store.migrate()
         _check_upgraded(store, old)
+
+
+def test_timescale_site_alert_pages_read_each_devices_time_index(timescale_dsn: str) -> None:
+    # A database made before the per-device index gains it; a page of a site's devices reads
+    # it even in the generic plan a prepared statement comes to use, not the time index of
+    # every device's alerts (which grows with the network).
+    with psycopg.connect(timescale_dsn, autocommit=True) as conn:
+        conn.execute(OLD_TIMESCALE_ALERTS)
+    with TimescaleStore(timescale_dsn) as store:
+        store.migrate()
+        store.store_alert_events([_alert(T0_US + n) for n in range(50)])
+    names: list[str] = []
+
+    def numbered(found: re.Match[str]) -> str:
+        if found.group(1) not in names:
+            names.append(found.group(1))
+        return f"${names.index(found.group(1)) + 1}"
+
+    statement = re.sub(r"%\((\w+)\)s", numbered, timescale._ALERT_PAGE_OF)
+    with psycopg.connect(timescale_dsn, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute("SET enable_seqscan = off")  # a test-sized table fits in one page
+        conn.execute(f"PREPARE page AS {statement}")  # type: ignore[arg-type]
+        args = ", ".join(
+            "'{patch-1}'" if n == "ids" else "100" if n == "limit" else "NULL" for n in names
+        )
+        plan = conn.execute(f"EXPLAIN EXECUTE page({args})").fetchall()  # type: ignore[arg-type]
+    text = "\n".join(row[0] for row in plan)
+    assert "alerts_device_at" in text and "alerts_at " not in text, text

@@ -515,3 +515,34 @@ def test_alert_pages_in_time_order_and_active_alerts(store: ReadingStore) -> Non
     active = store.active_alerts(["patch-1", "patch-2"])
     assert active == [events[4], events[1]]
     assert store.active_alerts([]) == []
+
+
+def test_a_device_sets_alert_pages_follow_the_time_order_across_devices(
+    store: ReadingStore,
+) -> None:
+    # Several devices alerting at the same instants: a page of a set of devices takes its
+    # first events in (time, device, rule, transition) order, however they fall per device.
+    events = [
+        alert(device, T0_US + step, rule_id=rule)
+        for step in range(4)
+        for device in ("patch-3", "patch-1", "patch-2")
+        for rule in ("temp-high", "ph-high")
+    ]
+    store.store_alert_events(events)
+    mine = ["patch-2", "patch-1", "patch-2"]  # any order, repeats ignored
+    wanted = sorted(
+        (e for e in events if e.device_id in mine),
+        key=lambda e: (e.at_us, e.device_id, e.rule_id, e.transition.value),
+    )
+    paged: list[AlertEvent] = []
+    after = None
+    while page := store.alert_page(mine, after=after, limit=3):
+        paged += page
+        last = page[-1]
+        after = (last.at_us, last.device_id, last.rule_id, last.transition.value)
+    assert paged == wanted
+    # A period is [since, until): both bounds apply to a set of devices as to every device.
+    period = store.alert_page(mine, since_us=T0_US + 1, until_us=T0_US + 3, limit=100)
+    assert period == [e for e in wanted if T0_US + 1 <= e.at_us < T0_US + 3]
+    everyone = store.alert_page(None, since_us=T0_US + 1, until_us=T0_US + 3, limit=100)
+    assert len(everyone) == 12
