@@ -37,6 +37,7 @@ class Location(_Frozen):
 
     ward: str = ""
     room: str = ""
+    bed: str = ""  # where a nurse finds the patient: "bed 3", "B"
 
 
 class Device(_Frozen):

@@ -87,6 +87,7 @@ class LocationIn(Location):
 
     ward: ShortText = ""
     room: ShortText = ""
+    bed: ShortText = ""
 
 
 class DeviceIn(Device):

@@ -297,6 +297,7 @@ class DeviceBoardRow(Out):
     model: str
     ward: str
     room: str
+    bed: str
     patient: str | None
     latest: dict[str, LatestReading]
     tickets: list[OpenTicketBrief]

@@ -70,8 +70,8 @@ def _site_body(f: Mapping[str, Any]) -> dict[str, Any]:
 
 def _device_body(f: Mapping[str, Any]) -> dict[str, Any]:
     location = None
-    if f["ward"] or f["room"]:
-        location = {"ward": f["ward"], "room": f["room"]}
+    if f["ward"] or f["room"] or f["bed"]:
+        location = {"ward": f["ward"], "room": f["room"], "bed": f["bed"]}
     return {
         "id": f["id"],
         "kind": f["kind"],
@@ -114,6 +114,7 @@ def _device_form(d: Device) -> dict[str, str]:
         **{k: _text(v) for k, v in d.model_dump(mode="json").items() if k != "location"},
         "ward": loc.ward if loc else "",
         "room": loc.room if loc else "",
+        "bed": loc.bed if loc else "",
     }
 
 
@@ -157,6 +158,7 @@ KINDS: dict[str, Kind] = {
             Field("site_id", N_("Site id"), required=True),
             Field("ward", N_("Ward")),
             Field("room", N_("Room")),
+            Field("bed", N_("Bed")),
             Field("patient", N_("Patient (home kit)")),
             Field("last_inspection", N_("Last inspection"), "date"),
         ),

@@ -88,7 +88,7 @@ def board_page(
         alerts[event.device_id].append(event)
     acked = acks.of(active)
     rows = [_status(d, latest[d.id], alerts[d.id], acked, now) for d in devices]
-    rows.sort(key=lambda r: (r.device.ward or "\uffff", r.device.room, r.device.id))
+    rows.sort(key=lambda r: (r.device.ward or "\uffff", r.device.room, r.device.bed, r.device.id))
     return BoardPage(rows, devices[-1].id if more else None)
 
 

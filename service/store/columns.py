@@ -66,6 +66,7 @@ DEVICE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("lot", "TEXT"),
     ("ward", "TEXT"),
     ("room", "TEXT"),
+    ("bed", "TEXT"),  # NULL on rows stored before it existed: read as ""
     ("installed_day", "INTEGER"),
     ("warranty_day", "INTEGER"),
     ("warranty_rule", "TEXT"),
@@ -203,6 +204,7 @@ def device_columns(device: Device) -> dict[str, Any]:
         "lot": device.lot,
         "ward": device.location.ward if device.location else "",
         "room": device.location.room if device.location else "",
+        "bed": device.location.bed if device.location else "",
         "installed_day": day(device.installed_on),
         "warranty_day": day(device.warranty_end),
         "warranty_rule": warranty_rule(device),

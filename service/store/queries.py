@@ -255,6 +255,7 @@ class DeviceRow(NamedTuple):
     model: str
     ward: str
     room: str
+    bed: str
     patient: str | None
 
 

@@ -148,7 +148,8 @@ class SqlQueries:
         """Where the devices ``query`` selects stand, from their columns (no document read)."""
         where, params = query.where()
         rows = self._rows(
-            f"SELECT id, kind, model, ward, room, patient FROM {self.dialect.devices}"
+            f"SELECT id, kind, model, ward, room, coalesce(bed, ''), patient"
+            f" FROM {self.dialect.devices}"
             f" WHERE {' AND '.join(where)}{query.order()}",
             params,
         )

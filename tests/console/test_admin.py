@@ -26,6 +26,7 @@ DEVICE = {
     "site_id": "s1",
     "ward": "ICU",
     "room": "3",
+    "bed": "2B",
 }
 
 
@@ -50,6 +51,7 @@ def test_an_admin_creates_and_edits_a_device_with_an_audit_entry(w: World) -> No
     assert made.status_code == 303, made.text
     device = w.store.device("d5")
     assert device is not None and device.location is not None and device.location.ward == "ICU"
+    assert device.location.bed == "2B"
     form = admin.get(made.headers["location"])
     assert form.status_code == 200 and "Saved." in form.text and 'value="US-9"' in form.text
     edited = admin.post("/console/admin/devices/d5/edit", {**DEVICE, "model": "US-10", "id": "x"})

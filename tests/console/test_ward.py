@@ -206,3 +206,16 @@ def test_refused_form_input_is_a_page_naming_the_fields_not_echoing_them(
     assert answer.headers["content-type"].startswith("text/html")
     assert "device_id" in answer.text and "at_us" in answer.text
     assert "<script>x" not in answer.text and "soon" not in answer.text
+
+
+def test_the_board_says_which_bed(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, _ = world
+    infected = store.device(seed.INFECTED)
+    assert infected is not None and infected.location is not None
+    where = infected.location.model_copy(update={"bed": "7"})
+    store.put_device(infected.model_copy(update={"location": where}))
+    page = login_client("nurse").get("/console/ward").text
+    row = page[page.index(f'id="row-{seed.INFECTED}"') :]
+    assert '<span class="bed">bed 7</span>' in row[: row.index("</tr>")]

@@ -325,6 +325,9 @@ def _device_body(**changes: Any) -> dict[str, Any]:
         {"last_inspection": "1969-12-31"},
         {"serial": "s" * 129},
         {"location": {"ward": "w" * 129}},
+        {"location": {"ward": "W1", "bed": "b" * 129}},
+        {"location": {"ward": "W1", "bed": "3\x07"}},
+        {"location": {"ward": "W1", "bed": 3}},
         {"patient": "p 1"},
     ],
 )

@@ -40,7 +40,7 @@ def seeded() -> tuple[SqliteStore, SQLiteStore]:
     store.put_engineer(engineer("e1", skills=frozenset(DeviceKind), capacity=100))
     for n in range(12):
         kind = DeviceKind.PATCH if n < 4 else DeviceKind.ENDOSCOPE
-        where = Location(ward="W1", room=str(n)) if n < 4 else None
+        where = Location(ward="W1", room=str(n), bed="A" if n == 1 else "") if n < 4 else None
         d = device(f"d{n:02d}", kind, site_id="s1").model_copy(update={"location": where})
         store.put_device(d.model_copy(update={"patient": "p-1"}) if n == 0 else d)
     store.put_device(device("x1", site_id="s2"))
@@ -231,6 +231,7 @@ def test_the_ward_board_has_readings_tickets_and_alerts_in_one_call(client: Test
     assert [t["id"] for t in rows["d01"]["tickets"]] == ["T1"]
     assert [a["rule_id"] for a in rows["d01"]["alerts"]] == ["r"]
     assert rows["d02"]["alerts"] == []  # cleared
+    assert (rows["d01"]["room"], rows["d01"]["bed"], rows["d02"]["bed"]) == ("1", "A", "")
     whole = get(client, ADM, "/board/sites/s1", limit=5)
     assert len(whole.json()["devices"]) == 5 and "link" in whole.headers
     other = client.get("/board/sites/s2", headers={"Authorization": f"Bearer {H1}"})

@@ -299,3 +299,35 @@ def test_rows_of_an_older_release_get_their_columns(
         d.id for d in db.schedule_candidates(T0.date() + timedelta(days=92), ScheduleConfig())
     ] == ["d1"]
     db.close()
+
+
+def test_a_device_row_says_where_the_patient_lies(store: ServiceStore) -> None:
+    installed(store)
+    bedded = device("k2", DeviceKind.PATCH, site_id="s1").model_copy(
+        update={"location": Location(ward="W1", room="3", bed="B")}
+    )
+    store.put_device(bedded)
+    rows = {r.id: r for r in store.device_rows(DeviceQuery(site_id="s1", ward="W1"))}
+    assert (rows["k2"].ward, rows["k2"].room, rows["k2"].bed) == ("W1", "3", "B")
+    assert rows["k1"].bed == ""  # no bed given
+    assert store.device("k2") == bedded
+
+
+def test_a_device_stored_before_beds_existed_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "service.db"
+    made = SqliteStore(path)
+    made.put_site(site("s1"))
+    made.put_device(
+        device("k1", DeviceKind.PATCH, site_id="s1").model_copy(
+            update={"location": Location(ward="W1", room="3")}
+        )
+    )
+    made.close()
+    with sqlite3.connect(path) as db:  # as an earlier release left it
+        db.execute("ALTER TABLE devices DROP COLUMN bed")
+    reopened = SqliteStore(path)
+    try:
+        [row] = reopened.device_rows(DeviceQuery(site_id="s1"))
+        assert (row.ward, row.room, row.bed) == ("W1", "3", "")
+    finally:
+        reopened.close()

@@ -148,6 +148,7 @@ def _site_board(
                 "model": d.model,
                 "ward": d.ward or "",
                 "room": d.room or "",
+                "bed": d.bed or "",
                 "patient": d.patient,
                 "latest": latest.get(d.id, {}),
                 "tickets": tickets.get(d.id, []),
