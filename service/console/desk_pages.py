@@ -45,7 +45,7 @@ def knowledge(
     after_model: Key = "",
     after_code: Key = "",
 ) -> HTMLResponse:
-    """Entries whose text holds ``q`` (any case), by model and code, one page."""
+    """Entries holding every word of ``q`` (full text), by model and code, one page."""
     after = (after_model, after_code) if after_model and after_code else None
     found = store.knowledge_page(KnowledgeQuery(text=q or None, after=after, limit=PAGE + 1))
     values = {"q": q, "entries": found[:PAGE], "more": len(found) > PAGE}

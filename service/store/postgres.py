@@ -43,6 +43,7 @@ from service.model import (
     TicketState,
 )
 from service.sla import SlaConfig
+from service.store import knowledge_search
 from service.store.columns import Placement, placement_of
 from service.store.postgres_schema import (
     AFTER_UPGRADES,
@@ -93,6 +94,8 @@ DIALECT = Dialect(
     doc_text="doc->>'{}'",
     greatest="GREATEST",
     differs="IS DISTINCT FROM",
+    knowledge_match=knowledge_search.POSTGRES_MATCH,
+    knowledge_terms=knowledge_search.tsquery_terms,
 )
 
 

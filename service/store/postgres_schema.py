@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+from service.store import knowledge_search
 from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
 
 # Serialises migrations of concurrent processes (API and worker start together).
@@ -124,10 +125,13 @@ UPGRADES: tuple[tuple[str, str, str], ...] = (
         ("service_devices", name, f"ALTER TABLE service_devices ADD COLUMN {name} {kind}")
         for name, kind in DEVICE_COLUMNS
     ),
+    # The knowledge base's full-text search (service.store.knowledge_search).
+    ("service_knowledge", "search", knowledge_search.POSTGRES_COLUMN),
 )
 
 # Statements that need the upgraded columns (indexes on them), run after UPGRADES.
 AFTER_UPGRADES: tuple[LiteralString, ...] = (
+    knowledge_search.POSTGRES_INDEX,
     "CREATE INDEX IF NOT EXISTS service_deliveries_at ON service_deliveries (at_s)",
     "CREATE INDEX IF NOT EXISTS service_devices_site_id ON service_devices (site_id, id)",
     "CREATE INDEX IF NOT EXISTS service_devices_site_ward ON service_devices (site_id, ward, id)",

@@ -85,7 +85,8 @@ class CreditQuery:
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeQuery:
-    """Knowledge entries containing ``text`` (any case), of a model or code, one keyset page."""
+    """Knowledge entries matching the search ``text`` (``knowledge_search``: every word, any
+    order, stemmed, as a prefix), of a model or code, one keyset page."""
 
     text: str | None = None
     model: str | None = None
@@ -94,13 +95,8 @@ class KnowledgeQuery:
     limit: int = 100
 
     def where(self) -> tuple[list[str], list[Any]]:
-        """The predicates and their parameters (LIKE wildcards in ``text`` match themselves)."""
+        """The predicates and their parameters but the search ``text``'s (the store's own)."""
         where, params = ["1 = 1"], []
-        if self.text:
-            escaped = self.text.lower().replace("\\", "\\\\").replace("%", "\\%")
-            escaped = escaped.replace("_", "\\_")
-            where.append("text LIKE ? ESCAPE '\\'")
-            params.append(f"%{escaped}%")
         if self.model is not None:
             where.append("model = ?")
             params.append(self.model)

@@ -8,7 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -38,6 +38,7 @@ from service.store.columns import (
     ticket_columns,
     us,
 )
+from service.store.knowledge_search import words
 from service.store.queries import (
     EVERYTHING,
     CreditQuery,
@@ -80,6 +81,8 @@ class Dialect:
     doc_text: str  # one top-level text field of the document, by name ("{}" stands for it)
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
     differs: str  # null-safe inequality ("IS NOT" or "IS DISTINCT FROM")
+    knowledge_match: str  # the full-text predicate of a knowledge search (one parameter)
+    knowledge_terms: Callable[[Sequence[str]], str]  # a search's words as that parameter
 
 
 class SqlQueries:
@@ -479,6 +482,10 @@ class SqlQueries:
                 " DO UPDATE SET text = excluded.text, doc = excluded.doc",
                 (entry.model, entry.code, entry.search_text(), entry.model_dump_json()),
             )
+            self._index_knowledge(entry)
+
+    def _index_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Bring a search index kept apart from the entries up to date (none by default)."""
 
     def knowledge_for(self, model: str, codes: Sequence[str]) -> list[KnowledgeEntry]:
         """The entries of ``model`` and of any model for ``codes`` (primary-key lookups)."""
@@ -492,8 +499,15 @@ class SqlQueries:
         return ranked([KnowledgeEntry.model_validate_json(r[0]) for r in rows], model)
 
     def knowledge_page(self, query: KnowledgeQuery) -> list[KnowledgeEntry]:
-        """One keyset page (by model, code) of the entries matching ``query``."""
+        """One keyset page (by model, code) of the entries matching ``query``; its text is a
+        full-text search (``knowledge_search``): every word, in any order, stemmed, as a prefix."""
         where, params = query.where()
+        if query.text is not None:
+            found = words(query.text)
+            if not found:
+                return []  # punctuation alone: no word to look for
+            where.append(self.dialect.knowledge_match)
+            params.append(self.dialect.knowledge_terms(found))
         rows = self._rows(
             f"SELECT {self.dialect.doc} FROM {self.dialect.knowledge} WHERE {' AND '.join(where)}"
             " ORDER BY model, code LIMIT ?",

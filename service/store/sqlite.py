@@ -24,6 +24,7 @@ from infra.retention import CHUNK_ROWS, Pruned, delete_in_chunks
 from infra.time_us import us_from_datetime
 from service import audit
 from service.audit import AuditEntry, AuditSigner
+from service.knowledge import KnowledgeEntry
 from service.model import (
     DeadLetter,
     Delivery,
@@ -37,6 +38,7 @@ from service.model import (
     TicketState,
 )
 from service.sla import SlaConfig
+from service.store import knowledge_search
 from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
 from service.store.rows import outbox_row, ticket_at, utc_text
 from service.store.sql_store import REMOTE_TABLES_SQLITE, Dialect, RemoteQueries, SqlQueries
@@ -163,6 +165,8 @@ DIALECT = Dialect(
     doc_text="json_extract(doc, '$.{}')",
     greatest="max",
     differs="IS NOT",
+    knowledge_match=knowledge_search.SQLITE_MATCH,
+    knowledge_terms=knowledge_search.fts5_terms,
 )
 READERS = 4  # connections reading beside the one writer (file databases in WAL mode)
 
@@ -287,7 +291,29 @@ class SqliteStore(SqlQueries, RemoteQueries):
             self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_s)")
             for statement in [*_INDEXES.strip().splitlines(), _HELD_INDEX]:
                 self._db.execute(statement)
+            self._migrate_knowledge_search()
         self.backfill()
+
+    def _migrate_knowledge_search(self) -> None:
+        """Create the knowledge base's full-text index; filled from the entries when new."""
+        made = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'service_knowledge_fts'"
+        ).fetchone()
+        if made is None:
+            self._db.execute(knowledge_search.SQLITE_TABLE)
+            self._db.execute(knowledge_search.SQLITE_FILL)
+
+    def _index_knowledge(self, entry: KnowledgeEntry) -> None:
+        """Keep the entry's row of the full-text index in step (same rowid, same transaction)."""
+        ((rowid,),) = self._rows(
+            "SELECT rowid FROM service_knowledge WHERE model = ? AND code = ?",
+            (entry.model, entry.code),
+        )
+        self._execute("DELETE FROM service_knowledge_fts WHERE rowid = ?", (rowid,))
+        self._execute(
+            "INSERT INTO service_knowledge_fts (rowid, text) VALUES (?, ?)",
+            (rowid, entry.search_text()),
+        )
 
     def close(self) -> None:
         """Close the database (after a transaction another thread has open, never under it)."""

@@ -694,11 +694,19 @@ def test_knowledge_is_found_by_model_code_and_text(store: ServiceStore) -> None:
     def found(**kwargs: object) -> list[str]:
         return [f"{e.model}/{e.code}" for e in store.knowledge_page(KnowledgeQuery(**kwargs))]  # type: ignore[arg-type]
 
+    # Full text: every word, in any order, stemmed, as a prefix; punctuation separates words.
     assert found(text="FAN") == ["EX-100/fan", "EX-200/fan", "any/fan"]
-    assert found(text="100%") == ["EX-100/fan"]  # % and _ match themselves
-    assert found(text="k_") == ["EX-100/fan"]
-    assert found(text="0%s") == []
+    assert found(text="stuck fan") == ["EX-100/fan"]
+    assert found(text="stu") == ["EX-100/fan"]
+    assert found(text="replacing cables") == ["EX-100/probe"]
+    assert found(text="the generic fan") == ["any/fan"]  # stop words are left out
     assert found(text="p-probe") == ["EX-100/probe"]
+    assert found(text="ex-200 fan") == ["EX-200/fan"]
+    # No search text is query syntax: quotes, operators and wildcards are only separators.
+    assert found(text='fan" OR "probe') == []
+    assert found(text="NOT fan") == found(text="fan")  # "not" is a (stop) word, not an operator
+    assert found(text="fan* -probe") == []
+    assert found(text="%_") == [] and found(text="the") == []
     assert found(limit=2) == ["EX-100/fan", "EX-100/probe"]
     assert found(after=("EX-100", "probe"), limit=2) == ["EX-200/fan", "any/fan"]
 

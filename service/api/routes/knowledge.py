@@ -73,7 +73,8 @@ def search_knowledge(
     cursor: Cursor = None,
     limit: Limit = DEFAULT_PAGE,
 ) -> list[KnowledgeEntry]:
-    """Entries whose text contains ``q`` (any case), of one ``model`` or ``code``; a page."""
+    """Entries holding every word of ``q`` (full text: any order, stemmed, as prefixes), of one
+    ``model`` or ``code``; a page."""
     if q is not None:
         try:
             single_line(q)  # no control characters in a search either
