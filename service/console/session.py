@@ -37,6 +37,18 @@ class Session:
     seen: float
 
 
+def new_session(who: Principal, token_key: str, now: float) -> Session:
+    """A session of ``who`` starting ``now``, with a fresh random id and CSRF token."""
+    return Session(
+        id=secrets.token_urlsafe(32),
+        who=who,
+        token_key=token_key,
+        csrf=secrets.token_urlsafe(32),
+        started=now,
+        seen=now,
+    )
+
+
 class Sessions(Protocol):
     """Where the console's sessions are kept."""
 
@@ -74,15 +86,7 @@ class SessionStore:
 
     def start(self, who: Principal, token_key: str) -> Session:
         """A new session for ``who``; its id goes into the cookie."""
-        now = self._clock()
-        session = Session(
-            id=secrets.token_urlsafe(32),
-            who=who,
-            token_key=token_key,
-            csrf=secrets.token_urlsafe(32),
-            started=now,
-            seen=now,
-        )
+        session = new_session(who, token_key, self._clock())
         with self._lock:
             self._sessions[session.id] = session
             while len(self._sessions) > self._max:

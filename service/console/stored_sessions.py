@@ -14,7 +14,6 @@ not on every request, so idle expiry is exact to within that.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from infra.pg_pool import PgPool
 from infra.sqlite_db import connect
 from infra.urls import parse_store_url
 from service.api.schemas import Principal
-from service.console.session import IDLE_S, LIFETIME_S, MAX_SESSIONS, Session
+from service.console.session import IDLE_S, LIFETIME_S, MAX_SESSIONS, Session, new_session
 
 SEEN_REFRESH_S = 60.0
 
@@ -115,14 +114,7 @@ class StoredSessions:
     def start(self, who: Principal, token_key: str) -> Session:
         """A new session for ``who``; its id goes into the cookie."""
         now = self._clock()
-        session = Session(
-            id=secrets.token_urlsafe(32),
-            who=who,
-            token_key=token_key,
-            csrf=secrets.token_urlsafe(32),
-            started=now,
-            seen=now,
-        )
+        session = new_session(who, token_key, now)
         self._db.execute(_PRUNE_EXPIRED, (now - self.idle_s, now - self.lifetime_s))
         self._db.execute(
             _INSERT,
