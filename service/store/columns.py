@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.time_us import us_from_datetime
 from service.escalation import escalation_due_at
-from service.model import ASSIGNED_STATES, Device, Ticket, TicketState
+from service.model import ASSIGNED_STATES, OPEN_STATES, Device, Ticket, TicketState
 from service.schedules import warranty_rule
 from service.sla import Clock, SlaConfig, breach_instant, clock_status, deadline
 
@@ -79,6 +79,9 @@ DEVICE_COLUMN_NAMES = tuple(name for name, _ in DEVICE_COLUMNS)
 # both databases see that the index covers the query: a dispatch then reads the candidates'
 # held tickets only, not every ticket they ever had nor every held ticket of the network.
 HELD_CONDITION = "state IN ({})".format(", ".join(f"'{s}'" for s in sorted(ASSIGNED_STATES)))
+# The open tickets, spelt the same way for a partial index (id order) that the lists and boards
+# of open tickets page through: a page of them costs the page, not every open ticket.
+OPEN_CONDITION = "state IN ({})".format(", ".join(f"'{s}'" for s in sorted(OPEN_STATES)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import LiteralString
 
 from service.store import knowledge_search
-from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
+from service.store.columns import (
+    DEVICE_COLUMNS,
+    HELD_CONDITION,
+    OPEN_CONDITION,
+    TICKET_COLUMNS,
+)
 
 # Serialises migrations of concurrent processes (API and worker start together).
 MIGRATE_LOCK_KEY = 0x76_69_67_73_76_63  # "vigsvc"
@@ -144,6 +149,8 @@ AFTER_UPGRADES: tuple[LiteralString, ...] = (
     # The tickets engineers hold now, for the load auto-dispatch weighs (a few per engineer).
     "CREATE INDEX IF NOT EXISTS service_tickets_held ON service_tickets (assignee, id)"
     f" WHERE {HELD_CONDITION}",
+    "CREATE INDEX IF NOT EXISTS service_tickets_open ON service_tickets (id)"
+    f" WHERE {OPEN_CONDITION}",
     "CREATE INDEX IF NOT EXISTS service_tickets_opened ON service_tickets (opened_us, id)",
     # Undispatched tickets, oldest first: the worker retries them every tick.
     """CREATE INDEX IF NOT EXISTS service_tickets_state_opened

@@ -39,7 +39,12 @@ from service.model import (
 )
 from service.sla import SlaConfig
 from service.store import knowledge_search
-from service.store.columns import DEVICE_COLUMNS, HELD_CONDITION, TICKET_COLUMNS
+from service.store.columns import (
+    DEVICE_COLUMNS,
+    HELD_CONDITION,
+    OPEN_CONDITION,
+    TICKET_COLUMNS,
+)
 from service.store.rows import outbox_row, ticket_at, utc_text
 from service.store.sql_store import REMOTE_TABLES_SQLITE, Dialect, RemoteQueries, SqlQueries
 from service.traceability.model import Recall, UdiRecord
@@ -145,6 +150,7 @@ CREATE INDEX IF NOT EXISTS tickets_clocks ON tickets (clocks);
 _HELD_INDEX = (
     f"CREATE INDEX IF NOT EXISTS tickets_held ON tickets (assignee, id) WHERE {HELD_CONDITION}"
 )
+_OPEN_INDEX = f"CREATE INDEX IF NOT EXISTS tickets_open ON tickets (id) WHERE {OPEN_CONDITION}"
 # Columns added since the first release: (table, column, type).
 _UPGRADES: tuple[tuple[str, str, str], ...] = (
     ("tickets", "version", "INTEGER NOT NULL DEFAULT 1"),
@@ -289,7 +295,7 @@ class SqliteStore(SqlQueries, RemoteQueries):
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN at_s REAL")
                 self._db.execute(_BACKFILL_DELIVERY_AT)
             self._db.execute("CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_s)")
-            for statement in [*_INDEXES.strip().splitlines(), _HELD_INDEX]:
+            for statement in [*_INDEXES.strip().splitlines(), _HELD_INDEX, _OPEN_INDEX]:
                 self._db.execute(statement)
             self._migrate_knowledge_search()
         self.backfill()

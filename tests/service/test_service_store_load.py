@@ -5,6 +5,8 @@ tickets (issue 13) that count must range over held tickets only — not over eve
 candidates ever had, nor every held ticket of the network — so an existing database gains the
 partial index of held tickets on upgrade, and the store's own query must be one the planner can
 answer from it. The candidates themselves are one region's engineers, found by index too.
+A page of open tickets (the lists and boards of open work) likewise reads the partial index of
+open tickets in id order: the page, not every open ticket of the network.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import psycopg
 import pytest
 
 from service.lifecycle import Accept, Arrive, Dispatch, Resolve
+from service.model import OPEN_STATES, TicketState
 from service.store import PostgresStore, ServiceStore, SqliteStore
+from service.store.queries import TicketQuery
 from tests.service.factories import T0, device, engineer, site, ticket, walk
 
 # Index names per backend: (the held tickets' index, the indexes the planner could use instead).
@@ -160,3 +164,42 @@ def test_a_regions_engineers_come_from_an_index(
     store = _open(backend, where)
     assert index in _indexes(backend, where)
     store.close()
+
+
+def _page_query(store: ServiceStore, query: TicketQuery) -> tuple[str, Sequence[Any]]:
+    """The statement (and parameters) ``ticket_page`` runs for ``query``."""
+    seen: list[tuple[str, Sequence[Any]]] = []
+    read = store._rows  # type: ignore[attr-defined]
+
+    def recording(sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        seen.append((sql, params))
+        return list(read(sql, params))
+
+    store._rows = recording  # type: ignore[attr-defined]
+    try:
+        store.ticket_page(query)
+    finally:
+        del store._rows  # type: ignore[attr-defined]
+    return seen[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_page_of_open_tickets_reads_the_open_tickets_index(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    where = _where(backend, tmp_path, request)
+    index = "tickets_open" if backend == "sqlite" else "service_tickets_open"
+    others = INDEXES[backend][1]
+    store = _open(backend, where)
+    _held_tickets(store)
+    open_page = TicketQuery(states=tuple(OPEN_STATES), limit=3)
+    assert [t.id for t, _ in store.ticket_page(open_page)] == ["t1", "t2", "t4"]
+    some = TicketQuery(states=(TicketState.RESOLVED,), limit=3)
+    assert [t.id for t, _ in store.ticket_page(some)] == ["t3"]  # other sets: as before
+    query, params = _page_query(store, open_page)
+    store.close()
+    assert index in _plan(backend, where, query, params, others)
+    # A database made before the index existed gains it when the store opens it.
+    _drop(backend, where, index)
+    _open(backend, where).close()
+    assert index in _indexes(backend, where)
