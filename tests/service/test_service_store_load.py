@@ -12,7 +12,7 @@ open tickets in id order: the page, not every open ticket of the network.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,8 @@ def _indexes(backend: str, where: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _load_query(store: ServiceStore, ids: list[str], exclude: str) -> tuple[str, Sequence[Any]]:
-    """The query (and parameters) ``engineer_load`` runs."""
+def _statements(store: ServiceStore, call: Callable[[], object]) -> list[tuple[str, Sequence[Any]]]:
+    """The statements (and parameters) ``call`` has the store read with."""
     seen: list[tuple[str, Sequence[Any]]] = []
     read = store._rows  # type: ignore[attr-defined]
 
@@ -91,10 +91,15 @@ def _load_query(store: ServiceStore, ids: list[str], exclude: str) -> tuple[str,
 
     store._rows = recording  # type: ignore[attr-defined]
     try:
-        store.engineer_load(ids, exclude)
+        call()
     finally:
         del store._rows  # type: ignore[attr-defined]
-    [found] = seen
+    return seen
+
+
+def _load_query(store: ServiceStore, ids: list[str], exclude: str) -> tuple[str, Sequence[Any]]:
+    """The query (and parameters) ``engineer_load`` runs."""
+    [found] = _statements(store, lambda: store.engineer_load(ids, exclude))
     return found
 
 
@@ -166,23 +171,6 @@ def test_a_regions_engineers_come_from_an_index(
     store.close()
 
 
-def _page_query(store: ServiceStore, query: TicketQuery) -> tuple[str, Sequence[Any]]:
-    """The statement (and parameters) ``ticket_page`` runs for ``query``."""
-    seen: list[tuple[str, Sequence[Any]]] = []
-    read = store._rows  # type: ignore[attr-defined]
-
-    def recording(sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        seen.append((sql, params))
-        return list(read(sql, params))
-
-    store._rows = recording  # type: ignore[attr-defined]
-    try:
-        store.ticket_page(query)
-    finally:
-        del store._rows  # type: ignore[attr-defined]
-    return seen[0]
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_page_of_open_tickets_reads_the_open_tickets_index(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -196,7 +184,7 @@ def test_a_page_of_open_tickets_reads_the_open_tickets_index(
     assert [t.id for t, _ in store.ticket_page(open_page)] == ["t1", "t2", "t4"]
     some = TicketQuery(states=(TicketState.RESOLVED,), limit=3)
     assert [t.id for t, _ in store.ticket_page(some)] == ["t3"]  # other sets: as before
-    query, params = _page_query(store, open_page)
+    query, params = _statements(store, lambda: store.ticket_page(open_page))[0]
     store.close()
     assert index in _plan(backend, where, query, params, others)
     # A database made before the index existed gains it when the store opens it.
