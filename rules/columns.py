@@ -17,6 +17,7 @@ __all__ = ["METRIC_CODES", "METRIC_NAMES", "Columns", "DeviceTable", "columns_fr
 
 # Joins a batch's device ids into one cache key; a table whose ids contain it is not cached.
 _SEPARATOR = "\x00"
+_IDENTITY_ENTRIES = 4096
 
 
 class DeviceTable:
@@ -36,6 +37,11 @@ class DeviceTable:
         self._tables: OrderedDict[str, NDArray[np.intp]] = OrderedDict()
         self._cached_ids = 0
         self.cached_ids_max = cached_ids
+        # The same tables by identity: the decoder hands back the very tuple of a device table
+        # it has seen recently (``contract.batch_decode.device_table``), so no key is built.
+        # Each entry holds its tuple, so an id cannot be reused while it is here.
+        self._by_identity: dict[int, tuple[tuple[str, ...], NDArray[np.intp]]] = {}
+        self._identity_ids = 0
         self.table_hits = 0
         self.table_misses = 0
         for device_id in ids:
@@ -67,6 +73,22 @@ class DeviceTable:
     def lookup_table(self, device_ids: Sequence[str]) -> NDArray[np.intp]:
         """``intern_many(device_ids)`` for a batch's device table, from the cache if it is
         a table seen recently (same ids in the same order). Do not modify the result."""
+        known = self._by_identity.get(id(device_ids))
+        if known is not None and known[0] is device_ids:
+            self.table_hits += 1
+            return known[1]
+        lut = self._lookup_by_key(device_ids)
+        if isinstance(device_ids, tuple) and not lut.flags.writeable:  # immutable, cached
+            self._identity_ids += len(lut)
+            if len(self._by_identity) >= _IDENTITY_ENTRIES or (
+                self._identity_ids > self.cached_ids_max
+            ):
+                self._by_identity.clear()  # bounded as the keyed cache is; refills in a turn
+                self._identity_ids = len(lut)
+            self._by_identity[id(device_ids)] = (device_ids, lut)
+        return lut
+
+    def _lookup_by_key(self, device_ids: Sequence[str]) -> NDArray[np.intp]:
         key = _SEPARATOR.join(device_ids)
         found = self._tables.get(key)
         # Cached tables hold no separator inside an id, so a table joining to the same key

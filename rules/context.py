@@ -21,8 +21,10 @@ from numpy.typing import NDArray
 from rules.columns import DeviceTable
 from rules.model import AnyRule, CompositeRule, SilenceRule
 from rules.registry import DeviceInfo, Registry, device_matches
+from rules.runs import immutable
 from rules.state import Arrays, Ring
 
+_ROWS_KEPT = 256  # series arrays whose rows are remembered (a batch's groups, several rules')
 NEVER = np.iinfo(np.int64).min
 NOT_RETIRED = np.iinfo(np.int64).max
 I64 = NDArray[np.int64]
@@ -109,8 +111,8 @@ class EngineState:
         self.series_x.add("mrow", np.intp, 0)
         self.metric_rows = np.zeros(self.width, dtype=np.intp)
         self.mstate: dict[str, tuple[int, Arrays]] = {}  # rule id -> (metric code, arrays)
-        self._rows_for: Idx | None = None  # the last ``rows`` lookup, by array identity
-        self._rows: Idx = np.zeros(0, dtype=np.intp)
+        # ``rows`` lookups by the identity of their series array (held, so the id stays its).
+        self._rows: dict[int, tuple[Idx, Idx]] = {}
         self.anchors: dict[tuple[int, int], int] = {}  # (wound, metric code) -> anchor series
         self.wound_series: dict[tuple[int, int], int] = {}  # (wound, code) -> current series
         self.wound_members: dict[int, list[int]] = {}  # wound -> its devices (first read)
@@ -135,7 +137,7 @@ class EngineState:
 
     def assign_rows(self, ids: Idx) -> None:
         """Dense metric rows for series ``ids`` (new, in index order); grows metric state."""
-        self._rows_for = None
+        self._rows.clear()
         codes = self.series["metric"][ids].astype(np.intp)
         for code in np.unique(codes).tolist():
             mine = ids[codes == code]
@@ -147,10 +149,15 @@ class EngineState:
 
     def rows(self, s: Idx) -> Idx:
         """The dense metric rows of series ``s`` (the rules of a metric share one lookup)."""
-        if s is self._rows_for:
-            return self._rows
+        known = self._rows.get(id(s))
+        if known is not None and known[0] is s:
+            return known[1]
         out: Idx = self.series_x["mrow"][s]
-        self._rows_for, self._rows = s, out
+        out.flags.writeable = False  # shared by the metric's rules (and ``rules.runs``' cache)
+        if len(self._rows) >= _ROWS_KEPT:
+            self._rows.clear()
+        if immutable(s):  # nothing can change it under the cache
+            self._rows[id(s)] = (s, out)
         return out
 
     def device_id(self, series: int) -> str:

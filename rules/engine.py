@@ -24,6 +24,7 @@ dropped. Composites replay their components' transitions in time order after eac
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -57,6 +58,7 @@ from rules.policy import (
     within_window,
 )
 from rules.registry import Registry
+from rules.runs import as_index
 from rules.snapshot import SNAPSHOT_VERSION
 
 __all__ = ["SNAPSHOT_VERSION", "EngineStats", "ReadingPolicy", "RuleEngine"]
@@ -64,6 +66,39 @@ __all__ = ["SNAPSHOT_VERSION", "EngineStats", "ReadingPolicy", "RuleEngine"]
 _MAX_RUNS = 64  # beyond this many runs of increasing series a batch is sorted instead
 _U16_MAX = 65_535  # np.iinfo(np.uint16).max, spelled out: iinfo is rebuilt on every call
 Scoped = list[tuple[SignalEvaluator, Idx | None]]  # a metric's rules, with readings in scope
+
+
+class Grouping:
+    """Readings grouped by a key (round × width + metric): a permutation and group bounds.
+
+    It also keeps the series it last grouped, group by group, as read-only arrays: when the
+    next batch has the same series too, the very same arrays come back, and lookups keyed by
+    array identity (``EngineState.rows``, ``rules.runs``) are found again.
+    """
+
+    def __init__(self, key: Idx, perm: Idx, bounds: Idx) -> None:
+        self.key, self.perm, self.bounds = key, perm, bounds
+        self._series: Idx | None = None
+        self._groups: list[Idx] = []
+
+    @classmethod
+    def of(cls, key: Idx) -> Grouping:
+        """Group ``key`` (a copy is kept)."""
+        top = int(key.max())
+        bounds = np.zeros(top + 2, dtype=np.intp)
+        np.cumsum(np.bincount(key), out=bounds[1:])
+        return cls(key.copy(), _group_order(key, top), bounds)
+
+    def series_groups(self, s: Idx) -> list[Idx]:
+        """``s`` in group order, cut into its groups (index ``g``: key ``g``'s readings)."""
+        if self._series is not None and np.array_equal(self._series, s):
+            return self._groups
+        grouped = s[self.perm]
+        grouped.flags.writeable = False
+        bounds = self.bounds.tolist()
+        self._groups = [grouped[lo:hi] for lo, hi in itertools.pairwise(bounds)]
+        self._series = s.copy()
+        return self._groups
 
 
 def _group_order(key: Idx, top: int) -> Idx:
@@ -112,6 +147,8 @@ class RuleEngine:
             ctx.full_ring[ev.code] |= ev.window
         self._rule_metrics = [m for m in range(ctx.width) if self._by_metric[m]]
         self._device_silence = [ev for ev in self._silence if ev.per_device]
+        # The last grouping by (round, metric): its key, permutation and group bounds.
+        self._last_grouping: Grouping | None = None
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -329,8 +366,9 @@ class RuleEngine:
         ctx = self._ctx
         for s, t, v in accepted:
             if len(s):
-                ctx.series["last_ts"][s] = t
-                ctx.series["last_val"][s] = v
+                at = as_index(s)
+                ctx.series["last_ts"][at] = t
+                ctx.series["last_val"][at] = v
                 ctx.clock = max(ctx.clock, int(t.max()))
 
     def _rounds(
@@ -341,11 +379,10 @@ class RuleEngine:
             return
         width = self._ctx.width
         key = codes if rank is None else rank * width + codes
-        top = int(key.max())
-        perm = _group_order(key, top)
-        bounds = np.zeros(top + 2, dtype=np.intp)
-        np.cumsum(np.bincount(key), out=bounds[1:])
-        s, t, v = s[perm], t[perm], v[perm]
+        grouping = self._grouping(key)
+        groups = grouping.series_groups(s)
+        t, v = t[grouping.perm], v[grouping.perm]
+        bounds = grouping.bounds
         n_rounds = (len(bounds) - 2) // width + 1
         for r in range(n_rounds):
             for code in self._rule_metrics:
@@ -354,7 +391,16 @@ class RuleEngine:
                     break
                 lo, hi = int(bounds[g]), int(bounds[g + 1])
                 if lo < hi:
-                    self._group(code, s[lo:hi], t[lo:hi], v[lo:hi], events)
+                    self._group(code, groups[g], t[lo:hi], v[lo:hi], events)
+
+    def _grouping(self, key: Idx) -> Grouping:
+        """The grouping of ``key``: the last one when the key is the same (a fleet reporting
+        steadily sends batches of the same shape: one comparison instead of a sort)."""
+        last = self._last_grouping
+        if last is not None and np.array_equal(last.key, key):
+            return last
+        self._last_grouping = Grouping.of(key)
+        return self._last_grouping
 
     def _group(self, code: int, s: Idx, t: I64, v: F64, events: list[AlertEvent]) -> None:
         """One metric's readings of one round: push them on the ring, step each rule."""

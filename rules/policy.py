@@ -26,6 +26,7 @@ import numpy as np
 
 from rules.columns import Columns
 from rules.context import F64, I64, NEVER, Bool, EngineState, EngineStats, Idx
+from rules.runs import as_index
 
 US_PER_S = 1_000_000
 LATEST_US = 7_258_118_400 * US_PER_S  # 2200-01-01T00:00:00Z: no real reading is later
@@ -124,7 +125,7 @@ def accept_unique(
     ctx: EngineState, s: Idx, t: I64, v: F64, codes: Idx
 ) -> tuple[Idx, I64, F64, Idx]:
     """Policy for a batch with at most one reading per series."""
-    last = ctx.series["last_ts"][s]
+    last = ctx.series["last_ts"][as_index(s)]  # a view for a run: nothing writes it here
     keep = t > last
     n_keep = int(np.count_nonzero(keep))
     if n_keep < len(s):

@@ -44,6 +44,7 @@ class SignalEvaluator:
         self.add_state(self.state)
         self.derived = Arrays()  # rebuilt from state and rings on restore, never snapshotted
         self.derived.add("busy", np.bool_, False)  # active, a timer running, or confirming
+        self.n_busy = 0  # how many series are busy: none (the usual case) skips their lookup
         self.add_derived(self.derived)
         ctx.derived[rule.id] = self.derived
 
@@ -85,6 +86,7 @@ class SignalEvaluator:
         if self.track_clear:
             busy |= st["clear_since"][ids] >= 0
         self.derived["busy"][ids] = busy
+        self.n_busy = int(np.count_nonzero(self.derived["busy"]))
 
     def reset(self, s: Idx) -> None:
         """Forget the hysteresis of series ``s`` (their patch was superseded)."""
@@ -93,7 +95,7 @@ class SignalEvaluator:
         st["raise_since"][s] = -1
         st["clear_since"][s] = -1
         st["pending"][s] = -1
-        self.derived["busy"][s] = False
+        self._set_busy(s, np.zeros(len(s), dtype=np.bool_))
 
     def prepare(self, s: Idx, t: I64, v: F64, head: Idx | None) -> Prepared | None:
         """The signal; the readings whose step can change something, None if none."""
@@ -104,9 +106,10 @@ class SignalEvaluator:
         signal = self.signal(s, t, v, head)
         rule = self.rule
         r_on = test(rule.raise_, signal)
-        work = r_on | self.derived["busy"][s]
+        # (``work`` may be ``r_on`` itself: or-ed into anew below, never in place)
+        work = r_on | self.derived["busy"][s] if self.n_busy else r_on
         if self.track_clear:
-            work |= test(rule.clear, signal)
+            work = work | test(rule.clear, signal)
             if self.forced is not None:
                 work |= self.forced
         rows = np.flatnonzero(work)
@@ -151,7 +154,7 @@ class SignalEvaluator:
             busy |= pend >= 0
         if self.track_clear:
             busy |= c_since >= 0
-        self.derived["busy"][s] = busy
+        self._set_busy(s, busy)
         changed = np.flatnonzero(was != now)
         if len(changed) == 0:
             return
@@ -169,6 +172,12 @@ class SignalEvaluator:
             )
         up = now[changed]
         self.transitioned(s[changed[up]], s[changed[~up]])
+
+    def _set_busy(self, s: Idx, busy: Bool) -> None:
+        """Mark series ``s`` (each at most once) busy or not, keeping the count."""
+        flags = self.derived["busy"]
+        self.n_busy += int(np.count_nonzero(busy)) - int(np.count_nonzero(flags[s]))
+        flags[s] = busy
 
     def _evidence(self, s: int, t: int, value: float, since: int) -> list[tuple[int, float]]:
         """The ring readings from the sustain start (or the rule's window) up to ``t``."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rules.context import F64, I64, Bool, Idx
+from rules.runs import as_index
 from rules.state import Arrays
 
 NO_KEY = np.iinfo(np.int64).min  # no open bucket yet
@@ -61,17 +62,18 @@ class Buckets:
         the window leave; re-summed exactly once per ring turn (staggered by owner).
         """
         key = t // self.res
-        open_ = self.open_key()[o]
+        open_ = self.open_key()[as_index(o)]  # a view for a run: read before rolling writes
         rolled = np.flatnonzero(key > open_)
+        inside: Bool = key >= open_
         if len(rolled):
             self._roll(o[rolled], key[rolled], open_[rolled], totals)
-        inside: Bool = key >= open_
         return rolled, inside
 
     def add(self, o: Idx, values: Mapping[str, F64]) -> None:
         """Add to the open buckets of owners ``o`` (rolled already)."""
+        at = as_index(o)
         for f in self.fields:
-            self.cur(f)[o] += values[f]
+            self.cur(f)[at] += values[f]
 
     def feed(self, o: Idx, t: I64, values: Mapping[str, F64]) -> tuple[Idx, Bool]:
         """Roll, then add the readings that fall in their owner's open bucket."""
@@ -202,11 +204,7 @@ class Buckets:
 def rows_of(arr: F64, o: Idx) -> F64:
     """``arr[o]``, as a view without a copy when ``o`` is a run of consecutive rows (the usual
     case: a metric's rows are dense and a lock-step fleet reads them in order)."""
-    n = len(o)
-    if n and int(o[-1]) - int(o[0]) == n - 1 and bool((np.diff(o) == 1).all()):
-        view: F64 = arr[int(o[0]) : int(o[0]) + n]
-        return view
-    out: F64 = arr[o]
+    out: F64 = arr[as_index(o)]
     return out
 
 

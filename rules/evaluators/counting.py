@@ -15,6 +15,7 @@ from rules.context import F64, I64, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
 from rules.evaluators.buckets import Buckets
 from rules.model import ProportionRule, RepeatingRule, ZScoreRule
+from rules.runs import as_index
 from rules.signals import test, zscore_of
 from rules.state import Arrays
 
@@ -44,7 +45,8 @@ class CountingEvaluator(SignalEvaluator):
 
     def window_sum(self, r: Idx, field: str) -> F64:
         """Completed totals plus the open bucket, per row."""
-        out: F64 = self.dense["tot_" + field][r] + self.buckets.cur(field)[r]
+        at = as_index(r)
+        out: F64 = self.dense["tot_" + field][at] + self.buckets.cur(field)[at]
         return out
 
     def rebuild(self, ids: Idx) -> None:

@@ -20,8 +20,13 @@ def owners(ctx: EngineState, s: Idx, history: str) -> Idx:
 
 
 def excluded(ctx: EngineState, s: Idx, t: I64, exclude: int) -> Bool | None:
-    """Readings inside their patch's exclusion window after its first reading (None: none)."""
-    if exclude == 0 or len(t) == 0 or int(t.min()) >= ctx.newest_first + exclude:
+    """Readings inside their patch's exclusion window after its first reading (None: none).
+
+    A reading stamped before its patch's first reading (sent late, in a later batch) is
+    before the application: excluded too, also where the window is empty (as the reference
+    has it; an ``exclude == 0`` shortcut here once let such readings feed the history).
+    """
+    if len(t) == 0 or int(t.min()) >= ctx.newest_first + exclude:
         return None
     out: Bool = t < ctx.dev["first_ts"][ctx.series["dev"][s]] + exclude
     return out

@@ -13,6 +13,7 @@ import numpy as np
 
 from rules.context import F64, I64, Idx
 from rules.evaluators.buckets import bucket_statistic
+from rules.runs import as_index
 from rules.state import Arrays
 
 
@@ -46,7 +47,7 @@ class Learner:
     def feed(self, o: Idx, t: I64, v: F64) -> None:
         """Learn from readings (owners unique); closes spans that have ended."""
         st, p = self.state, self.prefix
-        ready = st[p + "ready"][o]
+        ready = st[p + "ready"][as_index(o)]
         if ready.any():
             todo = np.flatnonzero(~ready)
             if len(todo) == 0:

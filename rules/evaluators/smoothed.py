@@ -23,6 +23,7 @@ from rules.evaluators.buckets import NO_KEY, Buckets, bucket_statistic
 from rules.evaluators.history import excluded, feeding, owners
 from rules.evaluators.learn import Learner
 from rules.model import RollingRule, TrendRule
+from rules.runs import as_index
 from rules.state import Arrays
 
 
@@ -44,7 +45,7 @@ class RollingEvaluator(SignalEvaluator):
         rolled, _ = self.buckets.feed(r, t, {"n": np.ones(len(s)), "sum": v})
         if len(rolled):
             self._refresh(r[rolled])
-        out: F64 = self.dense["stat"][r]
+        out: F64 = self.dense["stat"][as_index(r)].copy()  # a signal outlives the next refresh
         return out
 
     def _refresh(self, r: Idx) -> None:
@@ -107,7 +108,7 @@ class TrendEvaluator(SignalEvaluator):
                 self._refresh(rf[rolled])
             if self.learner is not None:
                 self.learner.feed(rf, tf, vf)
-        recent = v if self.n_recent == 0 else self.dense["recent"][r]
+        recent = v if self.n_recent == 0 else self.dense["recent"][as_index(r)]
         trend: F64 = recent - self.reference(s, r)
         if self.scale != 1.0:
             trend /= self.scale
@@ -117,10 +118,11 @@ class TrendEvaluator(SignalEvaluator):
 
     def reference(self, s: Idx, r: Idx) -> F64:
         """What each reading's recent value is compared with (``r``: its history's rows)."""
+        at = as_index(r)
         if self.learner is not None:
-            ref: F64 = self.learner.value()[r]
+            ref: F64 = self.learner.value()[at]
         else:
-            ref = self.dense["prior"][r]
+            ref = self.dense["prior"][at]
         if self.rule.hold_reference:
             held = self.state["held"][s]
             ref = np.where(np.isnan(held), ref, held)

@@ -20,6 +20,7 @@ from contract import (
     decode_equipment_message,
     encode_batch,
 )
+from contract.batch_columns import ColumnarBatch
 from tests.contract.strategies import valid_readings
 
 
@@ -137,3 +138,27 @@ def test_catalog_covers_the_product_metrics() -> None:
 def test_equipment_message_rejects_garbage_clearly() -> None:
     with pytest.raises(ContractError, match="equipment message"):
         decode_equipment_message(b'{"device_id": "us-1"}')
+
+
+def test_a_repeated_device_table_decodes_to_the_same_tuple_and_keeps_its_reasons() -> None:
+    ts = 1_700_000_000_000_000
+    ward = tuple(f"patch-{i}" for i in range(50))
+    batch = Batch("gw", 1, tuple(Reading(d, "battery", 50.0, "%", ts, 1) for d in ward))
+    first, again = decode_batch(encode_batch(batch, 2)), decode_batch(encode_batch(batch, 2))
+    assert isinstance(first.batch, ColumnarBatch) and isinstance(again.batch, ColumnarBatch)
+    assert first.batch.columns.device_ids == ward
+    # the very same tuple: the rules runtime finds its device indices by identity
+    assert again.batch.columns.device_ids is first.batch.columns.device_ids
+    for _ in range(2):  # a table holding a bad id is refused every time, not once
+        decoded = decode_batch(
+            _doc(
+                device_id=["p1", "a/b"],
+                value=[7.0, 7.0],
+                seq=[1, 2],
+                metric=["wound_ph"] * 2,
+                unit=["pH"] * 2,
+                ts_us=[ts] * 2,
+            )
+        )
+        assert [r.device_id for r in decoded.batch.readings] == ["p1"]
+        assert "'a/b' contains '/'" in decoded.rejected[0].reason

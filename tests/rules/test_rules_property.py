@@ -182,6 +182,38 @@ def test_packs_match_reference_on_a_large_random_fleet() -> None:
     assert total > 50  # the stream actually exercises the packs
 
 
+steady_batch = st.tuples(
+    st.lists(st.integers(0, 20), min_size=16, max_size=16),  # a level per (device, metric)
+    st.integers(0, 3),  # minutes since the last batch
+    st.booleans(),  # this batch comes in another order (a new shape)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steady_batch, min_size=1, max_size=25), st.integers(0, 25))
+def test_engine_matches_reference_on_batches_of_the_same_shape(
+    batches: list[tuple[list[int], int, bool]], restart_at: int
+) -> None:
+    """A fleet reporting steadily: the same series in the same order batch after batch, which
+    the engine recognises (grouping, rows and row runs reused); now and then another order."""
+    pairs = [(d, m) for d in DEVICES for m in METRIC_NAMES]
+    steps: list[list[Reading] | int] = []
+    clock = 10
+    for levels, gap, reordered in batches:
+        clock += gap
+        order = list(range(len(pairs)))
+        if reordered:
+            random.Random(clock).shuffle(order)
+        batch = []
+        for i in order:
+            (device, metric), level = pairs[i], levels[i]
+            value = float(level % 3) if metric == "error_code" else level / 4
+            batch.append(Reading(device, metric, value, METRICS[metric].unit, T0 + clock * MIN, 0))
+        steps.append(batch)
+    got, want = _replay(steps, restart_at, 32)
+    assert got == want
+
+
 far = st.sampled_from([0, 0, 0, 0, 3 * 60, 2 * 24 * 60, 9 * 24 * 60, 10**9])  # minutes ahead
 arrival = st.one_of(st.none(), st.integers(0, 40))
 

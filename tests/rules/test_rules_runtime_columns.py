@@ -179,3 +179,16 @@ def test_small_calls_evaluate_on_the_loop_and_large_ones_in_a_thread() -> None:
     assert {(e.device_id, e.transition.value) for e in events} == {
         (f"p{i}", "raised") for i in range(8)
     }
+
+
+def test_a_table_seen_before_is_found_by_identity_and_still_bounded() -> None:
+    devices = DeviceTable(cached_ids=1000)
+    ward = _fresh([f"patch-{i}" for i in range(400)])
+    first = devices.lookup_table(ward)
+    devices._tables.clear()  # the keyed cache forgot it: identity alone must find it
+    assert devices.lookup_table(ward) is first
+    assert (devices.table_hits, devices.table_misses) == (1, 1)
+    assert devices.lookup_table(list(ward)).tolist() == first.tolist()  # a list: by key only
+    for n in range(5):  # more tables than the bound holds: the identity cache is emptied
+        devices.lookup_table(_fresh([f"w{n}-{i}" for i in range(400)]))
+        assert devices._identity_ids <= 1000
