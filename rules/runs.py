@@ -59,7 +59,8 @@ def _run_of(o: Idx) -> slice | None:
     a = int(o[0])
     if int(o[-1]) - a != n - 1:
         return None
-    # Same span and every step +1: one pass, no temporary the size of o but the compare's.
-    if not bool((o[1:] - o[:-1] == 1).all()):
+    # n values spanning n - 1 are consecutive exactly when they strictly increase (one
+    # comparison pass, no temporary the size of o).
+    if not bool((o[1:] > o[:-1]).all()):
         return None
     return slice(a, a + n)

@@ -69,19 +69,20 @@ class Buckets:
             self._roll(o[rolled], key[rolled], open_[rolled], totals)
         return rolled, inside
 
-    def add(self, o: Idx, values: Mapping[str, F64]) -> None:
-        """Add to the open buckets of owners ``o`` (rolled already)."""
+    def add(self, o: Idx, values: Mapping[str, F64 | float]) -> None:
+        """Add to the open buckets of owners ``o`` (rolled already); a number adds to each."""
         at = as_index(o)
         for f in self.fields:
             self.cur(f)[at] += values[f]
 
-    def feed(self, o: Idx, t: I64, values: Mapping[str, F64]) -> tuple[Idx, Bool]:
+    def feed(self, o: Idx, t: I64, values: Mapping[str, F64 | float]) -> tuple[Idx, Bool]:
         """Roll, then add the readings that fall in their owner's open bucket."""
         rolled, inside = self.roll(o, t)
         if inside.all():
             self.add(o, values)
         else:
-            self.add(o[inside], {f: v[inside] for f, v in values.items()})
+            kept = {f: v if isinstance(v, float) else v[inside] for f, v in values.items()}
+            self.add(o[inside], kept)
         return rolled, inside
 
     def _roll(self, o: Idx, new: I64, old: I64, totals: Mapping[str, F64] | None = None) -> None:
@@ -220,6 +221,8 @@ def bucket_statistic(sums: F64, counts: F64, statistic: str, min_coverage: float
     """Per row: the median of bucket means, or the mean of all readings; NaN below coverage."""
     width = sums.shape[1]
     filled = np.count_nonzero(counts > 0, axis=1)
+    if statistic == "median" and width and bool((filled == width).all()):
+        return _median_of_full(sums / counts)  # every bucket holds readings: the usual case
     if statistic == "mean":
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = sequential_sum(sums) / sequential_sum(counts)
@@ -234,3 +237,14 @@ def bucket_statistic(sums: F64, counts: F64, statistic: str, min_coverage: float
     ok = (filled > 0) & (filled / width >= min_coverage)
     out: F64 = np.where(ok, stat, np.nan)
     return out
+
+
+def _median_of_full(means: F64) -> F64:
+    """Per row, the median of its values (none missing)."""
+    ordered = np.sort(means, axis=1)
+    half = means.shape[1] // 2
+    if means.shape[1] % 2:
+        odd: F64 = ordered[:, half]
+        return odd
+    even: F64 = (ordered[:, half - 1] + ordered[:, half]) / 2
+    return even

@@ -82,7 +82,7 @@ class ProportionEvaluator(CountingEvaluator):
         r = self.ctx.rows(s)
         self.roll(r, t)
         match = test(self.rule.match, v).astype(np.float64)
-        self.buckets.add(r, {"n": np.ones(len(s)), "match": match})
+        self.buckets.add(r, {"n": 1.0, "match": match})
         n = self.window_sum(r, "n")
         with np.errstate(divide="ignore", invalid="ignore"):
             share: F64 = np.where(n >= self.rule.min_count, self.window_sum(r, "match") / n, np.nan)
@@ -103,5 +103,5 @@ class ZScoreEvaluator(CountingEvaluator):
         n = self.window_sum(r, "n")
         total, total_sq = self.window_sum(r, "sum"), self.window_sum(r, "sumsq")
         signal = zscore_of(v, n, total, total_sq, rule.min_count, rule.min_std)
-        self.buckets.add(r, {"n": np.ones(len(s)), "sum": v, "sumsq": v * v})
+        self.buckets.add(r, {"n": 1.0, "sum": v, "sumsq": v * v})
         return signal

@@ -42,7 +42,7 @@ class RollingEvaluator(SignalEvaluator):
     def signal(self, s: Idx, t: I64, v: F64, head: Idx | None) -> F64:
         """The series' statistic after this reading joined its bucket."""
         r = self.ctx.rows(s)
-        rolled, _ = self.buckets.feed(r, t, {"n": np.ones(len(s)), "sum": v})
+        rolled, _ = self.buckets.feed(r, t, {"n": 1.0, "sum": v})
         if len(rolled):
             self._refresh(r[rolled])
         out: F64 = self.dense["stat"][as_index(r)].copy()  # a signal outlives the next refresh
@@ -91,6 +91,7 @@ class TrendEvaluator(SignalEvaluator):
         dense.add("recent", np.float64, np.nan)  # derived: refreshed when a bucket closes
         dense.add("prior", np.float64, np.nan)
         state.add("held", np.float64, np.nan)
+        self.n_held = 0  # series holding a reference: none (the usual case) skips the lookup
 
     def owners(self, s: Idx) -> Idx:
         """Whose history each series reads: its wound's anchor series, or itself."""
@@ -103,7 +104,7 @@ class TrendEvaluator(SignalEvaluator):
         fed = feeding(self.ctx, s, out)
         rf, tf, vf = (r, t, v) if fed is None else (r[fed], t[fed], v[fed])
         if len(rf):
-            rolled, _ = self.buckets.feed(rf, tf, {"n": np.ones(len(rf)), "sum": vf})
+            rolled, _ = self.buckets.feed(rf, tf, {"n": 1.0, "sum": vf})
             if len(rolled):
                 self._refresh(rf[rolled])
             if self.learner is not None:
@@ -123,7 +124,7 @@ class TrendEvaluator(SignalEvaluator):
             ref: F64 = self.learner.value()[at]
         else:
             ref = self.dense["prior"][at]
-        if self.rule.hold_reference:
+        if self.n_held:
             held = self.state["held"][s]
             ref = np.where(np.isnan(held), ref, held)
         return ref
@@ -132,13 +133,20 @@ class TrendEvaluator(SignalEvaluator):
         """Hold the reference at the raise, release it at the clear."""
         if self.rule.hold_reference:
             rows = self.ctx.rows(self.owners(raised))
-            self.state["held"][raised] = self.reference(raised, rows)
-            self.state["held"][cleared] = np.nan
+            self._hold(raised, self.reference(raised, rows))
+            self._hold(cleared, np.full(len(cleared), np.nan))
 
     def reset(self, s: Idx) -> None:
         """A superseded patch releases its held reference."""
         super().reset(s)
-        self.state["held"][s] = np.nan
+        self._hold(s, np.full(len(s), np.nan))
+
+    def _hold(self, s: Idx, reference: F64) -> None:
+        """Hold ``reference`` for series ``s`` (each once; NaN releases), keeping the count."""
+        held = self.state["held"]
+        self.n_held += int(np.count_nonzero(~np.isnan(reference)))
+        self.n_held -= int(np.count_nonzero(~np.isnan(held[s])))
+        held[s] = reference
 
     def _refresh(self, r: Idx) -> None:
         b, rule = self.buckets, self.rule
@@ -159,8 +167,9 @@ class TrendEvaluator(SignalEvaluator):
             )
 
     def rebuild(self, ids: Idx) -> None:
-        """Recent and prior statistics from the buckets (after a restore)."""
+        """Recent and prior statistics from the buckets (after a restore); the held count."""
         super().rebuild(ids)
+        self.n_held = int(np.count_nonzero(~np.isnan(self.state["held"])))
         o = np.unique(self.owners(ids[self.ctx.series["metric"][ids] == self.code]))
         r = self.ctx.rows(o)
         self._refresh(r[self.buckets.open_key()[r] != NO_KEY])
