@@ -111,6 +111,8 @@ class EngineState:
         self.series_x.add("mrow", np.intp, 0)
         self.metric_rows = np.zeros(self.width, dtype=np.intp)
         self.mstate: dict[str, tuple[int, Arrays]] = {}  # rule id -> (metric code, arrays)
+        # The last ``series_index`` call: its devices, metrics, series count and answer.
+        self._last_index: tuple[Idx, Idx, int, Idx] | None = None
         # ``rows`` lookups by the identity of their series array (held, so the id stays its).
         self._rows: dict[int, tuple[Idx, Idx]] = {}
         self.anchors: dict[tuple[int, int], int] = {}  # (wound, metric code) -> anchor series
@@ -214,7 +216,26 @@ class EngineState:
                     self.dev_x["ref_wound"][i] = self.wounds.intern(other)
 
     def series_index(self, dev: Idx, metric: Idx) -> tuple[Idx, Idx]:
-        """Series indices for (device, metric) pairs, and the ids of series new in this call."""
+        """Series indices for (device, metric) pairs, and the ids of series new in this call.
+
+        A batch of the same pairs as the last one (a fleet reporting steadily) gets the same
+        read-only index array back: two comparisons instead of a gather, and lookups keyed by
+        its identity (``rules.runs``) find it again.
+        """
+        last = self._last_index
+        if (
+            last is not None
+            and last[2] == self.n_series
+            and np.array_equal(last[0], dev)
+            and np.array_equal(last[1], metric)
+        ):
+            return last[3], last[3][:0]
+        index, new = self._series_index(dev, metric)
+        index.flags.writeable = False
+        self._last_index = (dev.copy(), metric.copy(), self.n_series, index)
+        return index, new
+
+    def _series_index(self, dev: Idx, metric: Idx) -> tuple[Idx, Idx]:
         flat = self.table["series"].reshape(-1)
         key = dev * self.width
         key += metric

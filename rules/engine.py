@@ -58,7 +58,7 @@ from rules.policy import (
     within_window,
 )
 from rules.registry import Registry
-from rules.runs import as_index
+from rules.runs import as_index, immutable
 from rules.snapshot import SNAPSHOT_VERSION
 
 __all__ = ["SNAPSHOT_VERSION", "EngineStats", "ReadingPolicy", "RuleEngine"]
@@ -91,13 +91,15 @@ class Grouping:
 
     def series_groups(self, s: Idx) -> list[Idx]:
         """``s`` in group order, cut into its groups (index ``g``: key ``g``'s readings)."""
-        if self._series is not None and np.array_equal(self._series, s):
+        if s is self._series or (self._series is not None and np.array_equal(self._series, s)):
             return self._groups
         grouped = s[self.perm]
         grouped.flags.writeable = False
         bounds = self.bounds.tolist()
         self._groups = [grouped[lo:hi] for lo, hi in itertools.pairwise(bounds)]
-        self._series = s.copy()
+        # the series array itself if nothing can change it (``EngineState.series_index`` hands
+        # back the same one for the same batch shape), else a copy to compare with
+        self._series = s if immutable(s) else s.copy()
         return self._groups
 
 
@@ -149,6 +151,7 @@ class RuleEngine:
         self._device_silence = [ev for ev in self._silence if ev.per_device]
         # The last grouping by (round, metric): its key, permutation and group bounds.
         self._last_grouping: Grouping | None = None
+        self._last_starts: tuple[Idx, Idx] | None = None  # series array, its run starts
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class RuleEngine:
             if len(cols) == 0:
                 return self._finish(events)
         value = cols.value.astype(np.float64, copy=False)
-        starts = run_starts(series)
+        starts = self._run_starts(series)
         if 1 < len(starts) <= _MAX_RUNS:
             runs = accept_runs(ctx, series, cols.ts_us, value, cols.metric, starts)
             if runs is not None:
@@ -227,6 +230,16 @@ class RuleEngine:
         self._end_batch([(s_end, t_end, v_end)])
         self._device_bookkeeping(lambda: (s, t), events)
         return self._finish(events)
+
+    def _run_starts(self, series: Idx) -> Idx:
+        """``run_starts(series)``, remembered for the last immutable series array."""
+        last = self._last_starts
+        if last is not None and last[0] is series:
+            return last[1]
+        starts = run_starts(series)
+        if immutable(series):
+            self._last_starts = (series, starts)
+        return starts
 
     def _finish(self, events: list[AlertEvent]) -> list[AlertEvent]:
         events.sort(key=event_order)

@@ -17,21 +17,22 @@ from numpy.typing import NDArray
 
 Idx = NDArray[np.intp]
 
-# The last immutable arrays asked about (held, so their ids cannot be reused) and the answers.
+# The last immutable arrays asked about, by id (each held, so its id cannot be reused while
+# it is here), with the answers; the oldest go first.
 _KEPT = 64
-_seen: list[tuple[Idx, slice | None]] = []
+_seen: dict[int, tuple[Idx, slice | None]] = {}
 
 
 def run_slice(o: Idx) -> slice | None:
     """``o`` as a slice if it is a run of consecutive increasing indices, else None."""
-    for arr, answer in _seen:
-        if arr is o:
-            return answer
+    known = _seen.get(id(o))
+    if known is not None and known[0] is o:
+        return known[1]
     answer = _run_of(o)
     if immutable(o):
-        _seen.append((o, answer))
-        if len(_seen) > _KEPT:
-            del _seen[0]
+        if len(_seen) >= _KEPT:
+            del _seen[next(iter(_seen))]
+        _seen[id(o)] = (o, answer)
     return answer
 
 
