@@ -18,9 +18,12 @@ from numpy.typing import NDArray
 Idx = NDArray[np.intp]
 
 # The last immutable arrays asked about, by id (each held, so its id cannot be reused while
-# it is here), with the answers; the oldest go first.
+# it is here), with the answers; the oldest go first. Bounded by count and by the elements held
+# (a fleet whose batches change shape would otherwise keep a batch-sized array per batch).
 _KEPT = 64
+_KEPT_ELEMENTS = 1 << 20  # 8 MiB of indices
 _seen: dict[int, tuple[Idx, slice | None]] = {}
+_held = [0]  # elements of the arrays in ``_seen``
 
 
 def run_slice(o: Idx) -> slice | None:
@@ -29,10 +32,12 @@ def run_slice(o: Idx) -> slice | None:
     if known is not None and known[0] is o:
         return known[1]
     answer = _run_of(o)
-    if immutable(o):
-        if len(_seen) >= _KEPT:
-            del _seen[next(iter(_seen))]
+    if immutable(o) and len(o) <= _KEPT_ELEMENTS:
+        while _seen and (len(_seen) >= _KEPT or _held[0] + len(o) > _KEPT_ELEMENTS):
+            oldest, _ = _seen.pop(next(iter(_seen)))
+            _held[0] -= len(oldest)
         _seen[id(o)] = (o, answer)
+        _held[0] += len(o)
     return answer
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from contract import AlertEvent, Batch, Reading, decode_batch, encode_batch
 from contract.batch_columns import ColumnarBatch
+from rules import runs
 from rules.columns import Columns, DeviceTable, columns_from_batches, columns_from_readings
 from rules.runtime import RuleRuntime, RuntimeSettings
 from tests.rules.harness import r, rules_from
@@ -192,3 +193,14 @@ def test_a_table_seen_before_is_found_by_identity_and_still_bounded() -> None:
     for n in range(5):  # more tables than the bound holds: the identity cache is emptied
         devices.lookup_table(_fresh([f"w{n}-{i}" for i in range(400)]))
         assert devices._identity_ids <= 1000
+
+
+def test_the_run_cache_is_bounded_by_the_elements_it_holds() -> None:
+    for n in range(40):  # batch-sized read-only arrays of a fleet whose batches change shape
+        block = np.arange(n, n + 200_000)
+        block.flags.writeable = False
+        assert runs.run_slice(block) == slice(n, n + 200_000)
+        assert runs.run_slice(block) == slice(n, n + 200_000)  # remembered
+        assert runs._held[0] <= runs._KEPT_ELEMENTS
+    gaps = np.array([0, 1, 3])
+    assert runs.run_slice(gaps) is None and runs.as_index(gaps) is gaps
