@@ -21,6 +21,7 @@ from contract import (
     encode_batch,
 )
 from contract.batch_columns import ColumnarBatch
+from contract.batch_decode import device_table
 from tests.contract.strategies import valid_readings
 
 
@@ -162,3 +163,11 @@ def test_a_repeated_device_table_decodes_to_the_same_tuple_and_keeps_its_reasons
         )
         assert [r.device_id for r in decoded.batch.readings] == ["p1"]
         assert "'a/b' contains '/'" in decoded.rejected[0].reason
+
+
+def test_a_device_table_too_big_to_keep_is_checked_every_time() -> None:
+    ids = [f"patch-{i}" for i in range(5_000)] + ["bad\x00id"]
+    first, ok = device_table(ids)
+    again, ok_again = device_table(ids)
+    assert first == again == tuple(ids) and first is not again  # not kept: checked afresh
+    assert ok.tolist() == ok_again.tolist() == [True] * 5_000 + [False]
