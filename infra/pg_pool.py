@@ -44,7 +44,11 @@ class PgPool:
         min_size: int = 1,
         max_size: int = DEFAULT_MAX_SIZE,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        check: bool = True,
     ) -> None:
+        """``check``: test each connection before lending it (one more round trip); off where
+        a statement failing on a connection that died idle costs nothing (its caller falls
+        back) and the round trip would double each call."""
         self.conninfo = with_defaults(conninfo)
         self.name = name
         self._suspect = False
@@ -54,7 +58,8 @@ class PgPool:
             min_size=min_size,
             max_size=max(min_size, max_size),
             kwargs={"autocommit": True},
-            check=ConnectionPool.check_connection,  # an idle connection found dead is replaced
+            # an idle connection found dead is replaced
+            check=ConnectionPool.check_connection if check else None,
             timeout=timeout_s,
             name=name,
             open=False,

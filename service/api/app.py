@@ -7,16 +7,19 @@ from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from limits.storage import Storage
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from infra.telemetry import open_store
 from infra.telemetry.base import ReadingStore
+from infra.urls import parse_store_url
 from service.api import errors
 from service.api.auth import Authenticate, digest_authenticator, registry_authenticator
 from service.api.body_limit import BodyLimit
 from service.api.context import ApiContext, Telemetry
 from service.api.rate import RateLimits
+from service.api.rate_storage import DatabaseRateStorage
 from service.api.routes import ROUTERS
 from service.api.schemas import Principal
 from service.api.settings import ApiGuards, ApiSettings, open_registry
@@ -49,6 +52,7 @@ def build_app(
     owned: AbstractContextManager[object] | None = None,
     console: bool = True,
     sessions: Sessions | None = None,
+    rate_storage: Storage | None = None,
 ) -> FastAPI:
     """The API over ``store`` (and ``readings``, for telemetry), with the web console.
 
@@ -71,7 +75,12 @@ def build_app(
     app.state.context = ApiContext(
         store=store,
         authenticate=authenticate,
-        limits=RateLimits(guards.rate_limit, guards.ticket_rate_limit, guards.auth_failure_limit),
+        limits=RateLimits(
+            guards.rate_limit,
+            guards.ticket_rate_limit,
+            guards.auth_failure_limit,
+            shared=rate_storage,
+        ),
         sla=sla or SlaConfig(),
         clock=clock,
         telemetry=Telemetry(readings),
@@ -117,6 +126,12 @@ def create_app(
         # In the service database: every API worker process knows every console session.
         sessions = StoredSessions(settings.store_url)
         opened.callback(sessions.close)
+        # PostgreSQL may serve several API processes: they spend one set of rate budgets.
+        # (SQLite serves one API process, whose memory is enough.)
+        rate_storage = None
+        if parse_store_url(settings.store_url)[0] == "postgresql":
+            rate_storage = DatabaseRateStorage(settings.store_url)
+            opened.callback(rate_storage.close)
         # From here on the app owns the stores and closes them when it shuts down.
         owned = opened.pop_all()
     return build_app(
@@ -129,4 +144,5 @@ def create_app(
         clock=clock,
         owned=owned,
         sessions=sessions,
+        rate_storage=rate_storage,
     )

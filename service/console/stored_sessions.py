@@ -14,14 +14,10 @@ not on every request, so idle expiry is exact to within that.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-from infra.pg_pool import PgPool
-from infra.sqlite_db import connect
-from infra.urls import parse_store_url
+from infra.statement_db import StatementDatabase
 from service.api.schemas import Principal
 from service.console.session import IDLE_S, LIFETIME_S, MAX_SESSIONS, Session, new_session
 
@@ -61,35 +57,6 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class _Database:
-    """One statement at a time on SQLite (a lock) or on a pooled PostgreSQL connection."""
-
-    def __init__(self, url: str) -> None:
-        scheme, target = parse_store_url(url)
-        self.postgres = scheme == "postgresql"
-        self._pool = PgPool(target, name="console sessions", max_size=4) if self.postgres else None
-        self._sqlite = None if self.postgres else connect(target)
-        self._lock = threading.Lock()
-
-    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement (autocommit); its rows, if it returns any."""
-        if self._pool is not None:
-            with self._pool.connection() as conn:
-                cursor = conn.execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-        assert self._sqlite is not None
-        with self._lock:
-            rows = self._sqlite.execute(sql.replace("%s", "?"), params).fetchall()
-        return rows
-
-    def close(self) -> None:
-        """Close the pool or the connection."""
-        if self._pool is not None:
-            self._pool.close()
-        if self._sqlite is not None:
-            self._sqlite.close()
-
-
 class StoredSessions:
     """Sessions in the database at ``url`` (the service store's URL); same rules as
     ``SessionStore``, with a wall clock (processes must agree on it)."""
@@ -107,7 +74,7 @@ class StoredSessions:
         self.refresh_s = min(SEEN_REFRESH_S, idle_s / 10)
         self._clock = clock
         self._max = max_sessions
-        self._db = _Database(url)
+        self._db = StatementDatabase(url, name="console sessions")
         self._db.execute(_TABLE)
         self._db.execute(_SEEN_INDEX)
 
