@@ -3,7 +3,8 @@
 A patient sees only their own page: any other patient id answers 404, the same as a missing
 one (``service.api.scope``). Admins may open any patient's page, a hospital its own patients'.
 "Request help" opens a manual ticket exactly as the API's one-click repair does (the device's
-open manual ticket is reused, and new tickets count against the token's ticket budget).
+open manual ticket is reused, and new tickets count against the token's ticket budget), with
+the patient's own words if they wrote any (``service.patient_messages``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Request, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
+from pydantic import AfterValidator
 
 from contract import Severity
 from infra.time_us import datetime_from_us, us_from_datetime
@@ -24,7 +26,7 @@ from service.api.context import Telemetry
 from service.api.deps import ContextDep, Id, ReadingsDep
 from service.api.schemas import Role
 from service.api.scope import actor, not_found, sees_everything, visible_device
-from service.api.text import ID_PATTERN
+from service.api.text import ID_PATTERN, multi_line
 from service.api.views import patient_ticket
 from service.console.deps import SessionDep
 from service.console.i18n import N_
@@ -32,6 +34,7 @@ from service.console.nav import NavItem
 from service.console.render import page
 from service.console.session import Session
 from service.model import OPEN_STATES, Patient, TicketKind, Tier
+from service.patient_messages import MAX_CHARS, TooManyMessages, add_message
 from service.store import ServiceStore
 from service.store.queries import DeviceQuery, Scope, TicketQuery
 
@@ -175,35 +178,45 @@ def _kits(
     ]
 
 
+# What the patient wrote: bounded, and no control characters but newlines and tabs (422).
+Message = Annotated[str, Form(max_length=MAX_CHARS), AfterValidator(multi_line)]
+
+
 @router.post("/patients/{patient_id}/help", include_in_schema=False)
 def request_help(
     session: SessionDep,
     context: ContextDep,
     patient_id: Id,
     device_id: Annotated[str, Form(pattern=ID_PATTERN)],
+    message: Message = "",
 ) -> Response:
-    """Ask for help with one dressing: a manual ticket (the open one if there is one)."""
+    """Ask for help with one dressing: a manual ticket (the open one if there is one), with
+    the patient's message if they wrote one."""
     patient = _patient(context.store, session, patient_id)
     if session.who.role not in (Role.PATIENT, Role.ADMIN, Role.HOSPITAL):
         raise not_found()
     device = visible_device(context.store, session.who, device_id)
     if device.patient != patient.id:
         raise not_found()
-    store = context.store
+    store, now, who = context.store, context.clock(), actor(session.who)
     with store.atomic():
         store.lock_device(device.id)
         open_manual = [
             t for t in store.tickets(OPEN_STATES, [device.id]) if t.kind is TicketKind.MANUAL
         ]
-        if not open_manual:
+        if open_manual:
+            ticket = open_manual[0]
+        else:
             context.limits.new_ticket(session.token_key)
-            desk.open_ticket(
-                store,
-                device.id,
-                Tier.GENERAL,
-                "help requested from the patient console",
-                actor(session.who),
-                uuid.uuid4().hex,
-                context.clock(),
-            )
+            title = "help requested from the patient console"
+            ticket = desk.open_ticket(store, device.id, Tier.GENERAL, title, who, _new_id(), now)
+        if message.strip():
+            try:
+                add_message(store, ticket, message.strip(), who, now)
+            except TooManyMessages as exc:
+                raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc)) from None
     return RedirectResponse(f"/console/patients/{patient.id}?sent=1", status.HTTP_303_SEE_OTHER)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

@@ -8,6 +8,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from service.patient_messages import patient_messages
 from tests.console import seed
 from tests.console.conftest import ConsoleServer
 
@@ -47,3 +48,17 @@ def test_patient_page_updates_live_when_their_dressing_raises_an_alert(
     alert = seed.infection(seed.HOME_PATCH, now)
     seed.raise_alert(console_server.store, console_server.readings, alert, now)
     expect(page.locator(".tone-urgent")).to_contain_text("nurse", timeout=5_000)
+
+
+def test_patient_writes_what_is_wrong_with_the_help_request(
+    page_as: Callable[..., Any], console_server: ConsoleServer
+) -> None:
+    page = page_as("patient", width=390, height=844)
+    words = "The dressing is leaking at the bottom edge"
+    box = page.get_by_label("What would you like your care team to know? (optional)")
+    box.fill(words)
+    page.get_by_role("button", name="Request help").click()
+    expect(page.get_by_role("status")).to_contain_text("request for help was sent")
+    tickets = console_server.store.tickets(device_ids=[seed.HOME_PATCH])
+    said = [e.message for t in tickets for e in patient_messages(t)]
+    assert words in said

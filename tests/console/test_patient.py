@@ -1,4 +1,5 @@
-"""The patient's page in process: plain-language status, scoping, request help, its budget."""
+"""The patient's page in process: plain-language status, scoping, request help, its budget,
+and the patient's message with it (kept on the ticket, shown to staff, bounded, validated)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from contract import Severity
+from infra.telemetry.base import ReadingStore
 from service.console.patient import statuses
+from service.model import OPEN_STATES, Ticket, TicketKind
+from service.patient_messages import MAX_MESSAGES, patient_messages
+from service.store import ServiceStore
 from tests.console import seed
 from tests.console.conftest import csrf_of
 
@@ -25,6 +30,7 @@ def test_patient_sees_their_dressing_in_plain_words(
     assert seed.HOME_PATCH in answer.text
     assert "working normally" in answer.text or "battery is low" in answer.text
     assert "Request help" in answer.text
+    assert 'name="message"' in answer.text and "care team to know" in answer.text
 
 
 def test_another_patients_page_is_a_404_like_a_missing_one(
@@ -78,3 +84,72 @@ def test_statuses_say_what_matters_most_first() -> None:
     silent = statuses({}, [], NOW - timedelta(hours=3), NOW)
     assert "for a while" in silent[0].message
     assert "yet" in statuses({}, [], None, NOW)[0].message
+
+
+def _help_ticket(store: ServiceStore) -> Ticket:
+    (ticket,) = [
+        t for t in store.tickets(OPEN_STATES, [seed.HOME_PATCH]) if t.kind is TicketKind.MANUAL
+    ]
+    return ticket
+
+
+def test_a_patient_message_travels_with_the_help_request_to_the_staff(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, _ = world
+    client = login_client("patient")
+    path = f"/console/patients/{seed.PATIENT}/help"
+    csrf = csrf_of(client, "/console/me")
+    words = "It leaks at the edge\nand hurts more since this morning <b>"
+    sent = client.post(path, data={"device_id": seed.HOME_PATCH, "csrf": csrf, "message": words})
+    assert sent.status_code == 200 and "was sent" in sent.text
+    again = client.post(
+        path, data={"device_id": seed.HOME_PATCH, "csrf": csrf, "message": "  now it is wet  "}
+    )
+    assert again.status_code == 200
+    ticket = _help_ticket(store)  # one ticket, both messages on it, in order
+    assert [e.message for e in patient_messages(ticket)] == [words, "now it is wet"]
+    assert "patient_message" in [e.action for e in store.audit_log() if e.subject == ticket.id]
+    assert all(words not in str(e.data) for e in store.audit_log())  # text stays on the ticket
+    # Told to who handles it (with the words), never echoed to the patient.
+    told = [n for n in store.notifications() if n.event == "ticket.patient_message"]
+    assert (
+        told and {n.role for n in told} >= {"hospital"} and "patient" not in {n.role for n in told}
+    )
+    assert {n.payload["patient_message"] for n in told} == {words, "now it is wet"}
+    # The staff's ticket page shows them, escaped.
+    page = login_client("admin").get(f"/console/engineer/tickets/{ticket.id}").text
+    assert "The patient wrote" in page and "now it is wet" in page
+    assert "&lt;b&gt;" in page and "<b>" not in page.split("The patient wrote", 1)[1]
+    dispatch = login_client("admin").get(f"/console/dispatch/tickets/{ticket.id}").text
+    assert "The patient wrote" in dispatch and "now it is wet" in dispatch
+
+
+def test_a_blank_message_adds_nothing_and_bad_messages_are_refused(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, _ = world
+    client = login_client("patient")
+    path = f"/console/patients/{seed.PATIENT}/help"
+    csrf = csrf_of(client, "/console/me")
+    form = {"device_id": seed.HOME_PATCH, "csrf": csrf}
+    assert client.post(path, data={**form, "message": " \n\t "}).status_code == 200
+    assert patient_messages(_help_ticket(store)) == []
+    for bad in ("x" * 1001, "bell \x07 here", "escape \x1b[2J", "nul \x00"):
+        refused = client.post(path, data={**form, "message": bad})
+        assert refused.status_code == 422, (bad[:10], refused.status_code)
+    assert patient_messages(_help_ticket(store)) == []
+
+
+def test_a_help_request_holds_a_bounded_number_of_messages(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, _ = world
+    client = login_client("patient")
+    path = f"/console/patients/{seed.PATIENT}/help"
+    form = {"device_id": seed.HOME_PATCH, "csrf": csrf_of(client, "/console/me")}
+    for n in range(MAX_MESSAGES):
+        assert client.post(path, data={**form, "message": f"m{n}"}).status_code == 200
+    refused = client.post(path, data={**form, "message": "one more"})
+    assert refused.status_code == 429 and "care team will contact you" in refused.text
+    assert len(patient_messages(_help_ticket(store))) == MAX_MESSAGES
