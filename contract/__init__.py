@@ -4,6 +4,7 @@ Every other package depends on this one; it depends on none of them.
 """
 
 from contract.alert import AlertEvent, AlertTransition, Severity, decode_alert
+from contract.baseline import WoundBaseline
 from contract.catalog import KIND_METRICS, METRICS, DeviceKind, MetricSpec, metric_spec
 from contract.codec import (
     MAX_PAYLOAD_BYTES,
@@ -84,6 +85,7 @@ __all__ = [
     "RejectedReading",
     "Severity",
     "TimeWindow",
+    "WoundBaseline",
     "authentic",
     "check_reading",
     "confirmation_mac",

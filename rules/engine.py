@@ -31,7 +31,8 @@ import numpy as np
 
 from contract.alert import AlertEvent
 from contract.reading import Reading
-from rules import snapshot, wounds
+from rules import baselines, snapshot, wounds
+from rules.baselines import LearntBaselines
 from rules.columns import METRIC_CODES, Columns, DeviceTable, columns_from_readings
 from rules.context import F64, I64, EngineState, EngineStats, Idx
 from rules.evaluators import (
@@ -275,6 +276,10 @@ class RuleEngine:
         for comp in self._composite:
             comp.step(events, observed, events)
         return self._finish(events)
+
+    def learnt_baselines(self) -> list[LearntBaselines]:
+        """Per rule comparing with a learnt baseline: each device's baseline and current value."""
+        return baselines.learnt(self._ctx, self._signal)
 
     def active(self, rule_id: str) -> list[str]:
         """Devices on which ``rule_id`` is currently active."""

@@ -35,6 +35,7 @@ from contract.lazy_batch import reading_count
 from contract.topics import alert_topic
 from infra.errors import InfrastructureUnavailable, StorageUnavailable
 from rules.alerts import AlertBook
+from rules.baselines import BaselineExport, BaselineStore
 from rules.checkpoint import Checkpoint, CheckpointStore, FileCheckpoints, decode_book, encode_book
 from rules.columns import columns_from_batches
 from rules.engine import RuleEngine
@@ -89,6 +90,8 @@ class RuntimeSettings:
     # (readings of a series older than its last accepted one are late and skipped).
     catch_up_s: float = 600.0
     catch_up_chunk: int = 20_000
+    # Learnt wound baselines that changed are written to the store this often (the board's Δ).
+    baselines_every_s: float = 60.0
     # Calls with at most this many readings are evaluated on the event loop; larger ones (a
     # takeover's catch-up) in a thread, leaving the loop free meanwhile. A thread costs two
     # wake-ups per call, and on a loaded host each waits for a CPU: bench_rules measured the
@@ -163,6 +166,7 @@ class RuleRuntime:
         self.engine, self.book = self._restored(self._load() if self.active else None)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._baselines = BaselineExport()
 
     def _load(self) -> Checkpoint | None:
         if self.checkpoints is None:
@@ -221,6 +225,10 @@ class RuleRuntime:
             await self.snapshot()
         except (InfrastructureUnavailable, OSError) as error:
             log.error("last rules checkpoint not written: %s", error)
+        try:
+            await self.export_baselines()
+        except InfrastructureUnavailable as error:
+            log.warning("last wound baselines not written: %s", error)
 
     def _start_tasks(self) -> None:
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="rules-tick"))
@@ -228,6 +236,8 @@ class RuleRuntime:
             self._tasks.append(asyncio.create_task(self._outbox_loop(), name="rules-outbox"))
         if self.checkpoints is not None:
             self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="rules-snap"))
+        if isinstance(self.store, BaselineStore):
+            self._tasks.append(asyncio.create_task(self._baseline_loop(), name="rules-baselines"))
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:
@@ -301,6 +311,26 @@ class RuleRuntime:
         await asyncio.to_thread(self.checkpoints.save, checkpoint)
         self.counters.snapshots += 1
 
+    async def export_baselines(self) -> int:
+        """Write the learnt wound baselines that changed since the last write; how many."""
+        store = self.store
+        if not isinstance(store, BaselineStore) or not self.active:
+            return 0
+        async with self._lock:  # read out in one piece; converted and written outside
+            engine = self.engine
+            found = engine.learnt_baselines()
+            clock = engine.clock_us
+        export = self._baselines
+
+        def write() -> int:  # in a thread: a fleet's first write is ~10^5 rows
+            rows = export.changed(found, engine.devices.ids, clock)
+            if rows:
+                store.store_baselines(rows)
+                export.written(rows, engine.devices.get)
+            return len(rows)
+
+        return await asyncio.to_thread(write)
+
     async def take_over(
         self,
         checkpoint: Checkpoint | None,
@@ -318,6 +348,7 @@ class RuleRuntime:
         """
         async with self._lock:
             self.engine, self.book = self._restored(checkpoint)
+            self._baselines.forget()  # another engine state: all written again
             self._pending.clear()
             clock = self.engine.clock_us or self._arrival_us() or 0
             since = clock - round(self.settings.catch_up_s * US_PER_S)
@@ -472,6 +503,14 @@ class RuleRuntime:
                         await self._store_earlier()
             if self._unpublished and self.publisher is not None:
                 await self.publish_pending()
+
+    async def _baseline_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.baselines_every_s)
+            try:
+                await self.export_baselines()
+            except StorageUnavailable as exc:
+                log.warning("wound baselines not written (%s); retrying later", exc)
 
     async def _snapshot_loop(self) -> None:
         while True:

@@ -187,6 +187,8 @@ class RulesConfig(Section):
     """Seconds between silence and composite evaluations."""
     snapshot_interval_s: float = 60.0
     """Seconds between engine snapshots."""
+    baselines_interval_s: float = Field(default=60.0, gt=0)
+    """Seconds between writes of the learnt wound baselines that changed (the ward board's Δ)."""
 
 
 class ServiceConfig(Section):
@@ -615,6 +617,7 @@ class VigilSettings(BaseSettings):
             snapshot_path=r.snapshot_path,
             snapshot_every_s=r.snapshot_interval_s,
             tick_every_s=r.tick_interval_s,
+            baselines_every_s=r.baselines_interval_s,
         )
 
     def rules_worker_settings(self, replica: int | None = None) -> RulesWorkerSettings:

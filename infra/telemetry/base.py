@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
-from contract import AlertEvent, Batch, Reading
+from contract import AlertEvent, Batch, Reading, WoundBaseline
 from infra.errors import Poison
 from infra.retention import Pruned
 
@@ -183,6 +183,14 @@ class ReadingStore(Protocol):
 
     def active_alerts(self, device_ids: Sequence[str]) -> list[AlertEvent]:
         """The last event of each (device, rule) of ``device_ids`` whose alert is not cleared."""
+        ...
+
+    def store_baselines(self, baselines: Sequence[WoundBaseline]) -> None:
+        """Keep the latest of each (device, rule): newer rows replace older ones."""
+        ...
+
+    def baselines(self, device_ids: Sequence[str]) -> list[WoundBaseline]:
+        """The stored baselines of ``device_ids``, ordered by device and rule: one query."""
         ...
 
     def reading_count(self) -> int:

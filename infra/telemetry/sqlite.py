@@ -11,9 +11,10 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 
-from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity, WoundBaseline
 from infra.retention import CHUNK_ROWS, Pruned, delete_in_chunks
 from infra.sqlite_db import SQLiteDatabase
+from infra.telemetry import baseline_sql
 from infra.telemetry.base import (
     AlertKey,
     BadBatch,
@@ -181,6 +182,7 @@ class SQLiteStore(StoreContext):
         with self._db.transaction() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            conn.execute(baseline_sql.SQLITE_TABLE)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
             if "published_at" not in columns:
                 conn.execute(_ADD_PUBLISHED_AT)
@@ -363,6 +365,21 @@ class SQLiteStore(StoreContext):
                 ).fetchall()
             found += _alert_events(rows)
         return [e for e in found if e.transition is not AlertTransition.CLEARED]
+
+    def store_baselines(self, baselines: Sequence[WoundBaseline]) -> None:
+        """Keep the latest of each (device, rule): newer rows replace older ones."""
+        with self._db.transaction() as conn:
+            conn.executemany(baseline_sql.SQLITE_UPSERT, baseline_sql.rows(baselines))
+
+    def baselines(self, device_ids: Sequence[str]) -> list[WoundBaseline]:
+        """The stored baselines of ``device_ids``, ordered by device and rule."""
+        found: list[WoundBaseline] = []
+        for first in range(0, len(device_ids), _CHUNK):
+            chunk = list(device_ids[first : first + _CHUNK])
+            query = baseline_sql.SQLITE_SELECT.format(ids=", ".join("?" * len(chunk)))
+            with self._db.reading() as conn:
+                found += baseline_sql.baselines_of(conn.execute(query, chunk).fetchall())
+        return sorted(found, key=lambda b: (b.device_id, b.rule_id))
 
     def reading_count(self) -> int:
         """How many readings are stored."""

@@ -12,12 +12,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity, WoundBaseline
 from contract.batch_columns import as_columnar
 from contract.lazy_batch import reading_count
 from infra.postgres import PgConnection, Work
 from infra.retention import Pruned
-from infra.telemetry import timescale_schema
+from infra.telemetry import baseline_sql, timescale_schema
 from infra.telemetry.base import (
     AlertKey,
     BadBatch,
@@ -421,6 +421,23 @@ class TimescaleStore(StoreContext):
         """The last event of each (device, rule) of ``device_ids`` whose alert is not cleared."""
         rows = self._run(_without_jit(_ACTIVE, (list(device_ids),)))
         return _alert_events(rows)
+
+    def store_baselines(self, baselines: Sequence[WoundBaseline]) -> None:
+        """Keep the latest of each (device, rule): newer rows replace older ones (one statement)."""
+        if not baselines:
+            return
+        columns = baseline_sql.columns(baselines)
+
+        def store(conn: psycopg.Connection[TupleRow]) -> None:
+            conn.execute(baseline_sql.POSTGRES_UPSERT, columns)
+
+        self._run(store)
+
+    def baselines(self, device_ids: Sequence[str]) -> list[WoundBaseline]:
+        """The stored baselines of ``device_ids``, ordered by device and rule: one query."""
+        query = baseline_sql.POSTGRES_SELECT
+        rows = self._run(lambda conn: conn.execute(query, (list(device_ids),)).fetchall())
+        return baseline_sql.baselines_of(rows)
 
     def reading_count(self) -> int:
         """How many readings are stored."""

@@ -8,6 +8,8 @@ import logging
 import psycopg
 from psycopg.rows import TupleRow
 
+from infra.telemetry import baseline_sql
+
 log = logging.getLogger(__name__)
 
 # Serialises concurrent migrate() calls from several workers starting at once.
@@ -139,6 +141,7 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> frozenset[str]:
         conn.execute(_UNPUBLISHED_INDEX)
         conn.execute(_ALERTS_AT_INDEX)
         conn.execute(_ALERTS_DEVICE_AT_INDEX)
+        conn.execute(baseline_sql.POSTGRES_TABLE)
     license_row = conn.execute("SHOW timescaledb.license").fetchone()
     license_name = str(license_row[0]) if license_row else "apache"
     if license_name != "timescale":

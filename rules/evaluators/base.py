@@ -73,6 +73,11 @@ class SignalEvaluator:
         """Kind-specific evidence for an event on series ``s`` at ``t``."""
         return {}
 
+    def learnt_baseline(self, s: Idx) -> tuple[F64, F64] | None:
+        """For a rule comparing with a learnt baseline: each series' baseline and the value it
+        is compared with now (NaN: not known yet); None for every other rule."""
+        return None
+
     def transitioned(self, raised: Idx, cleared: Idx) -> None:
         """Series ``raised`` became active and ``cleared`` inactive (after their events)."""
 

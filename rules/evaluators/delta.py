@@ -12,7 +12,7 @@ import numpy as np
 
 from rules.context import F64, I64, Bool, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
-from rules.evaluators.history import excluded, feeding, owners
+from rules.evaluators.history import excluded, feeding, owners, unless_excluded
 from rules.evaluators.learn import Learner
 from rules.model import DeltaBaselineRule, DeltaReferenceRule
 from rules.state import Arrays
@@ -48,6 +48,13 @@ class BaselineEvaluator(SignalEvaluator):
         if out is not None:
             delta[out] = np.nan
         return delta
+
+    def learnt_baseline(self, s: Idx) -> tuple[F64, F64] | None:
+        """The wound's baseline and the last reading compared with it (NaN inside the patch's
+        exclusion window, as its signal is)."""
+        r = self.ctx.rows(self.owners(s))
+        current = unless_excluded(self.ctx, s, self.ctx.series["last_val"][s], self.rule.exclude)
+        return self.learner.value()[r], current
 
     def extra(self, s: int, t: int) -> dict[str, Any]:
         """The baseline the reading was compared with."""

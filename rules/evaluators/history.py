@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.context import I64, Bool, EngineState, Idx
+from rules.context import F64, I64, Bool, EngineState, Idx
 
 
 def owners(ctx: EngineState, s: Idx, history: str) -> Idx:
@@ -17,6 +17,16 @@ def owners(ctx: EngineState, s: Idx, history: str) -> Idx:
         return s
     out: Idx = ctx.series_x["owner"][s]
     return out
+
+
+def unless_excluded(ctx: EngineState, s: Idx, values: F64, exclude: int) -> F64:
+    """``values`` (one per series ``s``), NaN where the series' last reading lies in its patch's
+    exclusion window: what a rule would compare is not known there."""
+    out = excluded(ctx, s, ctx.series["last_ts"][s], exclude)
+    if out is None:
+        return values
+    masked: F64 = np.where(out, np.nan, values)
+    return masked
 
 
 def excluded(ctx: EngineState, s: Idx, t: I64, exclude: int) -> Bool | None:

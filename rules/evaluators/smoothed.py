@@ -20,7 +20,7 @@ import numpy as np
 from rules.context import F64, I64, EngineState, Idx
 from rules.evaluators.base import SignalEvaluator
 from rules.evaluators.buckets import NO_KEY, Buckets, bucket_statistic
-from rules.evaluators.history import excluded, feeding, owners
+from rules.evaluators.history import excluded, feeding, owners, unless_excluded
 from rules.evaluators.learn import Learner
 from rules.model import RollingRule, TrendRule
 from rules.runs import as_index
@@ -173,6 +173,15 @@ class TrendEvaluator(SignalEvaluator):
         o = np.unique(self.owners(ids[self.ctx.series["metric"][ids] == self.code]))
         r = self.ctx.rows(o)
         self._refresh(r[self.buckets.open_key()[r] != NO_KEY])
+
+    def learnt_baseline(self, s: Idx) -> tuple[F64, F64] | None:
+        """The wound's baseline and the recent statistic (the reading, without a window)
+        compared with it; NaN inside the patch's exclusion window, as its signal is."""
+        if self.learner is None:
+            return None
+        r = self.ctx.rows(self.owners(s))
+        current = self.dense["recent"][r] if self.n_recent else self.ctx.series["last_val"][s]
+        return self.learner.value()[r], unless_excluded(self.ctx, s, current, self.rule.exclude)
 
     def extra(self, s: int, t: int) -> dict[str, Any]:
         """The two values compared."""

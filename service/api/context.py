@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from contract import AlertEvent, Reading
+from contract import AlertEvent, Reading, WoundBaseline
 from infra.telemetry.base import AlertKey, Bucket, ReadingStore, alert_key
 from service.api.auth import Authenticate
 from service.api.rate import RateLimits
@@ -87,6 +87,13 @@ class Telemetry:
             return []
         with self._store() as store:
             return store.active_alerts(device_ids)
+
+    def baselines(self, device_ids: Sequence[str]) -> list[WoundBaseline]:
+        """The rules' learnt baselines of ``device_ids``; none without a reading store."""
+        if not self.available:
+            return []
+        with self._store() as store:
+            return store.baselines(device_ids)
 
     def latest(self, device_ids: Sequence[str], since_us: int | None) -> list[Reading]:
         """The latest reading per metric of each device; none without a reading store."""

@@ -276,6 +276,20 @@ class LatestReading(Out):
     seq: int
 
 
+class BaselineBrief(Out):
+    """A wound's learnt baseline under one rule and the value the rule compares with it now
+    (``current`` null while unknown, e.g. inside the exclusion window after a dressing change;
+    ``delta`` = current - baseline). Written by the rules as they change (``at_us``: their data
+    clock then)."""
+
+    rule_id: str
+    metric: str
+    baseline: float
+    current: float | None
+    delta: float | None
+    at_us: int
+
+
 class OpenTicketBrief(Out):
     """An open ticket of a device, as a site board shows it."""
 
@@ -290,7 +304,7 @@ class OpenTicketBrief(Out):
 
 class DeviceBoardRow(Out):
     """One device on a site (or ward) board: where it is, its latest readings per metric, its
-    open tickets and its active alerts."""
+    open tickets, its active alerts and its wound baselines (dressings)."""
 
     device_id: str
     kind: str
@@ -302,6 +316,7 @@ class DeviceBoardRow(Out):
     latest: dict[str, LatestReading]
     tickets: list[OpenTicketBrief]
     alerts: list[AlertEvent]
+    baselines: list[BaselineBrief] = []
 
 
 class SiteBoard(Out):

@@ -1,8 +1,8 @@
 """The ward board's rows: one page of a site's (or ward's) patches with their live status.
 
 Reuses the API's board queries: ``device_rows`` (a keyset page, scoped and filtered in SQL),
-the reading store's ``latest_by_device`` and ``active_alerts`` for exactly those devices, and
-the acknowledgements of those alerts. Nothing reads more than the page it shows.
+the reading store's ``latest_by_device``, ``active_alerts`` and ``baselines`` for exactly those
+devices, and the acknowledgements of those alerts. Nothing reads more than the page it shows.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from contract import AlertEvent, DeviceKind, Reading, Severity
+from contract import AlertEvent, DeviceKind, Reading, Severity, WoundBaseline
 from infra.time_us import datetime_from_us, us_from_datetime
 from service.api.context import Telemetry
 from service.console.acks import Ack, AckBook, alert_id
@@ -24,6 +24,7 @@ LATEST_WINDOW = timedelta(days=7)
 SILENT_AFTER = timedelta(hours=1)  # a patch not heard from for this long is "silent"
 LOW_BATTERY = 20.0
 MAX_PLOT_POINTS = 2000  # evidence windows are short; this bounds a hostile one
+DELTA_METRIC = "wound_temp"  # the Δ column: wound temperature over the wound's own baseline
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class PatchStatus:
     latest: dict[str, Reading]
     alerts: list[AlertView] = field(default_factory=list)
     delta: float | None = None  # wound temperature over the wound's own baseline (°C)
+    baseline: float | None = None  # that baseline (°C), when the rules have published it
     last_seen: datetime | None = None
     state: str = "nodata"  # critical, warning, acknowledged, silent, ok, nodata
 
@@ -87,7 +89,11 @@ def board_page(
     for event in active:
         alerts[event.device_id].append(event)
     acked = acks.of(active)
-    rows = [_status(d, latest[d.id], alerts[d.id], acked, now) for d in devices]
+    learnt: dict[str, WoundBaseline] = {}
+    for b in telemetry.baselines(ids):
+        if b.metric == DELTA_METRIC and b.current is not None:
+            learnt.setdefault(b.device_id, b)  # one per device: the first rule by id
+    rows = [_status(d, latest[d.id], alerts[d.id], acked, learnt.get(d.id), now) for d in devices]
     rows.sort(key=lambda r: (r.device.ward or "\uffff", r.device.room, r.device.bed, r.device.id))
     return BoardPage(rows, devices[-1].id if more else None)
 
@@ -108,6 +114,7 @@ def _status(
     latest: dict[str, Reading],
     events: list[AlertEvent],
     acked: dict[Any, Ack],
+    baseline: WoundBaseline | None,
     now: datetime,
 ) -> PatchStatus:
     views = [AlertView(e, acked.get(alert_id(e)), plot_of(e)) for e in events]
@@ -118,7 +125,8 @@ def _status(
         device=device,
         latest=latest,
         alerts=views,
-        delta=_delta(events),
+        delta=baseline.delta if baseline is not None else _delta(events),
+        baseline=baseline.baseline if baseline is not None else None,
         last_seen=last_seen,
         state=_state(views, last_seen, now),
     )
@@ -138,17 +146,19 @@ def _state(views: list[AlertView], last_seen: datetime | None, now: datetime) ->
 
 
 def _delta(events: list[AlertEvent]) -> float | None:
-    """The wound temperature's rise over its own baseline, as the infection rule measured it.
-
-    The baseline is learnt by the rules engine and not stored; its alert evidence carries the
-    delta, so the board shows it for patches whose rule has fired (docs/console.md).
-    """
+    """The wound temperature's rise over its own baseline, as an active alert measured it:
+    for a patch whose baseline the rules have not published (yet), e.g. before their first
+    write after a start (docs/console.md)."""
     for event in events:
         evidence = event.evidence
-        if evidence.get("metric") == "wound_temp" and evidence.get("kind") == "delta_baseline":
-            signal = evidence.get("signal")
-            if isinstance(signal, int | float):
-                return float(signal)
+        if evidence.get("metric") != DELTA_METRIC:
+            continue
+        against_baseline = evidence.get("kind") == "delta_baseline" or (
+            evidence.get("kind") == "trend" and evidence.get("against") == "baseline"
+        )
+        signal = evidence.get("signal")
+        if against_baseline and isinstance(signal, int | float):
+            return float(signal)
     return None
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from contract import AlertEvent, AlertTransition, DeviceKind, Severity
+from contract import AlertEvent, AlertTransition, DeviceKind, Severity, WoundBaseline
 from infra.telemetry.base import ReadingStore
 from service.console.board import plot_of
 from service.model import Device, Location
@@ -219,3 +219,44 @@ def test_the_board_says_which_bed(
     page = login_client("nurse").get("/console/ward").text
     row = page[page.index(f'id="row-{seed.INFECTED}"') :]
     assert '<span class="bed">bed 7</span>' in row[: row.index("</tr>")]
+
+
+def _delta_cell(page: str, device: str) -> str:
+    row = page.split(f'id="row-{device}"', 1)[1].split("</tr>", 1)[0]
+    return row.split('class="delta"', 1)[1].split("</td>", 1)[0]
+
+
+def test_every_patch_shows_how_far_it_sits_over_its_own_baseline(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    _, readings = world
+    readings.store_baselines(
+        [
+            WoundBaseline("patch-w101", "dressing.temp.rise", "wound_temp", 33.0, 33.4, 1),
+            WoundBaseline("patch-w102", "dressing.temp.rise", "wound_temp", 33.5, 33.2, 1),
+            WoundBaseline("patch-w201", "dressing.temp.rise", "wound_temp", 33.5, None, 1),
+            WoundBaseline("patch-w201", "dressing.ph.rise", "wound_ph", 7.1, 7.3, 1),
+        ]
+    )
+    page = login_client("nurse").get("/console/ward").text
+    # No alert on either: the rules' published baseline and 1 h median, signed.
+    rising = _delta_cell(page, "patch-w101")
+    assert ">+0.4" in rising and "baseline of 33.0 °C" in rising
+    assert ">-0.3" in _delta_cell(page, "patch-w102")
+    # No current value (e.g. just after a dressing change), and pH is not this column.
+    assert 'class="none"' in _delta_cell(page, "patch-w201")
+    assert 'class="none"' in _delta_cell(page, seed.HOME_PATCH)  # nothing learnt yet
+
+
+def test_an_alert_of_the_packs_trend_rule_gives_the_delta_before_any_baseline_is_published(
+    login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
+) -> None:
+    store, readings = world
+    now = datetime.now(UTC)
+    trend = seed.infection(seed.INFECTED, now)
+    evidence = {**trend.evidence, "kind": "trend", "against": "baseline", "signal": 0.9}
+    alert = trend.model_copy(
+        update={"rule_id": "dressing.temp.rise", "severity": Severity.INFO, "evidence": evidence}
+    )
+    seed.raise_alert(store, readings, alert, now)
+    assert ">+0.9" in _delta_cell(login_client("nurse").get("/console/ward").text, seed.INFECTED)

@@ -122,7 +122,22 @@ def _replay(
             got += engine.process_readings(item)
             want += reference.process(item)
     assert engine.stats == reference.stats
+    _assert_same_baselines(engine, reference)
     return got, want
+
+
+def _assert_same_baselines(engine: RuleEngine, reference: ReferenceEngine) -> None:
+    """Every baseline the engine hands out is the reference's learnt value for that device's
+    history (its wound's, or its own); and the baseline rules are the ones handing out."""
+    by_id = {rule.id: rule for rule in RULES}
+    out = engine.learnt_baselines()
+    assert {found.rule_id for found in out} == {"tb", "base"}
+    for found in out:
+        rule = by_id[found.rule_id]
+        history = getattr(rule, "history", "series")
+        for d, value in zip(found.device.tolist(), found.baseline.tolist(), strict=True):
+            owner = reference.signals._owner(rule, engine.devices.ids[d], history)
+            assert reference.signals.learnt[(rule.id, owner)].value == value
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

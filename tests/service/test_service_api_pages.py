@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
+from contract import (
+    AlertEvent,
+    AlertTransition,
+    Batch,
+    DeviceKind,
+    Reading,
+    Severity,
+    WoundBaseline,
+)
 from infra.telemetry.sqlite import SQLiteStore
 from infra.time_us import us_from_datetime
 from service import desk
@@ -88,6 +96,9 @@ def seeded() -> tuple[SqliteStore, SQLiteStore]:
         ),
     ]
     readings.store_alert_events(events)
+    readings.store_baselines(
+        [WoundBaseline("d00", "dressing.temp.rise", "wound_temp", 31.5, 32.25, 1)]
+    )
     return store, readings
 
 
@@ -228,6 +239,13 @@ def test_the_ward_board_has_readings_tickets_and_alerts_in_one_call(client: Test
     rows = {row["device_id"]: row for row in board["devices"]}
     assert sorted(rows) == ["d00", "d01", "d02", "d03"]
     assert rows["d00"]["latest"]["wound_temp"]["value"] == 32.0
+    (baseline,) = rows["d00"]["baselines"]
+    assert (baseline["rule_id"], baseline["baseline"], baseline["delta"]) == (
+        "dressing.temp.rise",
+        31.5,
+        0.75,
+    )
+    assert rows["d01"]["baselines"] == []
     assert [t["id"] for t in rows["d01"]["tickets"]] == ["T1"]
     assert [a["rule_id"] for a in rows["d01"]["alerts"]] == ["r"]
     assert rows["d02"]["alerts"] == []  # cleared

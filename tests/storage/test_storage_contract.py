@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from contract import AlertEvent, AlertTransition, Batch, Reading, Severity
+from contract import AlertEvent, AlertTransition, Batch, Reading, Severity, WoundBaseline
 from infra.telemetry import DeadLetter, ReadingStore, StoreOutcome
 from tests.storage.conftest import OpenStore
 from tests.storage.factories import MINUTE_US, T0_US, batch, batches, reading
@@ -546,3 +546,38 @@ def test_a_device_sets_alert_pages_follow_the_time_order_across_devices(
     assert period == [e for e in wanted if T0_US + 1 <= e.at_us < T0_US + 3]
     everyone = store.alert_page(None, since_us=T0_US + 1, until_us=T0_US + 3, limit=100)
     assert len(everyone) == 12
+
+
+def _baseline(device: str, rule: str, base: float, now: float | None, at_us: int) -> WoundBaseline:
+    return WoundBaseline(device, rule, "wound_temp", base, now, at_us)
+
+
+def test_baselines_keep_the_latest_of_each_device_and_rule(store: ReadingStore) -> None:
+    first = [
+        _baseline("patch-2", "temp.rise", 33.0, 33.4, T0_US),
+        _baseline("patch-1", "temp.rise", 32.5, None, T0_US),
+        _baseline("patch-1", "ph.rise", 7.1, 7.2, T0_US),
+    ]
+    store.store_baselines(first)
+    assert store.baselines(["patch-1", "patch-2", "patch-9"]) == sorted(
+        first, key=lambda b: (b.device_id, b.rule_id)
+    )
+    # A newer row replaces; an older one (a writer behind) does not; repeats in one call keep
+    # the last.
+    newer = _baseline("patch-2", "temp.rise", 33.0, 33.9, T0_US + MINUTE_US)
+    older = _baseline("patch-1", "temp.rise", 30.0, 30.0, T0_US - MINUTE_US)
+    store.store_baselines([older, _baseline("patch-2", "temp.rise", 1.0, 1.0, T0_US), newer])
+    assert store.baselines(["patch-2"]) == [newer]
+    assert store.baselines(["patch-1"])[1] == first[1]
+    assert store.baselines([]) == []
+    store.store_baselines([])
+    many = [f"patch-{n}" for n in range(1200)]  # more ids than one SQLite statement takes
+    assert len(store.baselines(many)) == 3
+
+
+def test_a_baseline_must_be_a_number() -> None:
+    with pytest.raises(ValueError, match="not finite"):
+        WoundBaseline("patch-1", "temp.rise", "wound_temp", math.nan, None, T0_US)
+    with pytest.raises(ValueError, match="not finite"):
+        WoundBaseline("patch-1", "temp.rise", "wound_temp", 33.0, math.inf, T0_US)
+    assert WoundBaseline("p", "r", "wound_temp", 33.0, 32.5, 0).delta == -0.5

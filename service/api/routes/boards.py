@@ -120,7 +120,8 @@ def _site_board(
     since: datetime,
     response: Response,
 ) -> Response:
-    """The board's JSON: each device with its latest readings, open tickets, active alerts.
+    """The board's JSON: each device with its latest readings, open tickets, active alerts and
+    wound baselines.
 
     Tens of thousands of rows: each is a plain dict in ``SiteBoard``'s field order (the values
     are typed already, straight from the stores) and the whole is serialised once, in Rust; a
@@ -138,6 +139,18 @@ def _site_board(
     alerts: dict[str, list[_Json]] = defaultdict(list)
     for alert in readings.active_alerts(ids):
         alerts[alert.device_id].append(alert.model_dump(mode="json"))
+    baselines: dict[str, list[_Json]] = defaultdict(list)
+    for b in readings.baselines(ids):
+        baselines[b.device_id].append(
+            {
+                "rule_id": b.rule_id,
+                "metric": b.metric,
+                "baseline": b.baseline,
+                "current": b.current,
+                "delta": b.delta,
+                "at_us": b.at_us,
+            }
+        )
     tickets = _open_tickets(store, site.id)
     board = {
         "site": site.model_dump(mode="json"),
@@ -153,6 +166,7 @@ def _site_board(
                 "latest": latest.get(d.id, {}),
                 "tickets": tickets.get(d.id, []),
                 "alerts": alerts.get(d.id, []),
+                "baselines": baselines.get(d.id, []),
             }
             for d in devices
         ],
