@@ -125,7 +125,7 @@ def _status(
         device=device,
         latest=latest,
         alerts=views,
-        delta=baseline.delta if baseline is not None else _delta(events),
+        delta=_shown(baseline.delta if baseline is not None else _delta(events)),
         baseline=baseline.baseline if baseline is not None else None,
         last_seen=last_seen,
         state=_state(views, last_seen, now),
@@ -143,6 +143,11 @@ def _state(views: list[AlertView], last_seen: datetime | None, now: datetime) ->
     if last_seen is None:
         return "nodata"
     return "silent" if now - last_seen > SILENT_AFTER else "ok"
+
+
+def _shown(delta: float | None) -> float | None:
+    """``delta`` to the board's 0.1 °C, never "-0.0" (a hair below the baseline is on it)."""
+    return None if delta is None else round(delta, 1) + 0.0
 
 
 def _delta(events: list[AlertEvent]) -> float | None:

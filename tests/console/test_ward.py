@@ -236,6 +236,7 @@ def test_every_patch_shows_how_far_it_sits_over_its_own_baseline(
             WoundBaseline("patch-w102", "dressing.temp.rise", "wound_temp", 33.5, 33.2, 1),
             WoundBaseline("patch-w201", "dressing.temp.rise", "wound_temp", 33.5, None, 1),
             WoundBaseline("patch-w201", "dressing.ph.rise", "wound_ph", 7.1, 7.3, 1),
+            WoundBaseline(seed.INFECTED, "dressing.temp.rise", "wound_temp", 33.0, 32.98, 1),
         ]
     )
     page = login_client("nurse").get("/console/ward").text
@@ -243,6 +244,7 @@ def test_every_patch_shows_how_far_it_sits_over_its_own_baseline(
     rising = _delta_cell(page, "patch-w101")
     assert ">+0.4" in rising and "baseline of 33.0 °C" in rising
     assert ">-0.3" in _delta_cell(page, "patch-w102")
+    assert _delta_cell(page, seed.INFECTED).endswith(">+0.0")  # a hair below: not "-0.0"
     # No current value (e.g. just after a dressing change), and pH is not this column.
     assert 'class="none"' in _delta_cell(page, "patch-w201")
     assert 'class="none"' in _delta_cell(page, seed.HOME_PATCH)  # nothing learnt yet
