@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from contract import AlertEvent, AlertTransition, Batch, DeviceKind, Reading, Severity
+from contract import (
+    AlertEvent,
+    AlertTransition,
+    Batch,
+    DeviceKind,
+    Reading,
+    Severity,
+    WoundBaseline,
+)
 from infra.telemetry.base import ReadingStore
 from infra.time_us import us_from_datetime
 from service import desk
@@ -30,6 +38,7 @@ from service.sla import SlaConfig
 from service.store import ServiceStore
 
 GROUP = 300  # calls per transaction while seeding
+TEMP_RULE, PH_RULE = "dressing.temp.rise", "dressing.ph.rise"  # the pack's baseline rules
 REGIONS = 10
 PATCH_METRICS = (("wound_temp", "degC"), ("skin_temp", "degC"), ("wound_ph", "pH"))
 EQUIPMENT_METRICS = (("motor_temp", "degC"), ("vibration", "mm/s"))
@@ -279,6 +288,18 @@ def seed_readings(
         readings.store_batches([Batch("seed", seq, tuple(batch))])
     for first in range(0, len(alerts), 10_000):
         readings.store_alert_events(alerts[first : first + 10_000])
+    readings.store_baselines(_baselines(network, end_us))
+
+
+def _baselines(network: Network, at_us: int) -> list[WoundBaseline]:
+    """Every patch's two learnt baselines, as the rules publish them (the boards show them)."""
+    rows: list[WoundBaseline] = []
+    for n, device in enumerate(network.devices):
+        if device.kind is DeviceKind.PATCH:
+            rise = (n % 13) / 10 - 0.4
+            rows.append(WoundBaseline(device.id, TEMP_RULE, "wound_temp", 33.0, 33.0 + rise, at_us))
+            rows.append(WoundBaseline(device.id, PH_RULE, "wound_ph", 7.1, 7.1 + rise / 4, at_us))
+    return rows
 
 
 def timed(what: str, work: Callable[[], object], log: Callable[[str], None]) -> float:
