@@ -98,10 +98,6 @@ class BaselineExport:
             base[at] = row.baseline
             current[at] = np.nan if row.current is None else row.current
 
-    def forget(self) -> None:
-        """Write everything again next time (another engine state, e.g. after a takeover)."""
-        self._written.clear()
-
     def _last(self, rule_id: str, size: int) -> tuple[F64, F64]:
         base, current = self._written.get(rule_id, (np.empty(0), np.empty(0)))
         if len(base) < size:

@@ -348,7 +348,7 @@ class RuleRuntime:
         """
         async with self._lock:
             self.engine, self.book = self._restored(checkpoint)
-            self._baselines.forget()  # another engine state: all written again
+            self._baselines = BaselineExport()  # another engine state: all written again
             self._pending.clear()
             clock = self.engine.clock_us or self._arrival_us() or 0
             since = clock - round(self.settings.catch_up_s * US_PER_S)
