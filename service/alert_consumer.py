@@ -34,7 +34,8 @@ from infra.errors import InfrastructureUnavailable, Poison
 from service import desk
 from service.concurrency import ConcurrentUpdate
 from service.model import DeadLetter, Ticket
-from service.notifications import opened_notifications, outbox_items, wall_clock
+from service.notifications import opened_notifications, wall_clock
+from service.quiet_hours import notify_items
 from service.store import ServiceStore
 from service.worker_settings import WorkerSettings
 
@@ -97,7 +98,7 @@ def _change(
     ticket, created = desk.intake_alert(store, alert, now, settings.sla)
     if ticket is not None and created:
         notes = opened_notifications(ticket, store.device(ticket.device_id), now, settings.sla)
-        store.enqueue_notifications(outbox_items(notes, settings.notify, now))
+        store.enqueue_notifications(notify_items(store, notes, settings.notify, now))
     return ticket, created
 
 

@@ -106,6 +106,8 @@ class RecipientPrefs(BaseModel):
     channels: frozenset[Channel] = frozenset(Channel)
     emails: tuple[EmailAddress, ...] = Field((), max_length=10)
     quiet_hours: QuietHours | None = None  # patients only: urgent news is never held
+    # The patient chose ``quiet_hours`` (None: none) on their page: the default does not apply.
+    quiet_hours_chosen: bool = False
 
 
 class NotifyConfig(BaseModel):
@@ -162,7 +164,8 @@ class NotifyConfig(BaseModel):
         if found is None:
             quiet = self.patient_quiet_hours if role == "patient" else None
             return RecipientPrefs(quiet_hours=quiet)
-        if found.quiet_hours is None and role == "patient" and self.patient_quiet_hours:
+        default = role == "patient" and not found.quiet_hours_chosen
+        if found.quiet_hours is None and default and self.patient_quiet_hours:
             return found.model_copy(update={"quiet_hours": self.patient_quiet_hours})
         return found
 

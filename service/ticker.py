@@ -36,11 +36,11 @@ from service.notifications import (
     escalation_notifications,
     low_stock_notification,
     opened_notifications,
-    outbox_items,
     ticket_notifications,
     wall_clock,
 )
 from service.parts import Stock
+from service.quiet_hours import notify_items
 from service.schedules import ScheduledTask
 from service.sla import Breach
 from service.store import ServiceStore
@@ -122,7 +122,8 @@ class Ticker:
             self.on_commit()
 
     def _enqueue(self, notes: Iterable[Notification], now: datetime) -> None:
-        self.store.enqueue_notifications(outbox_items(notes, self.settings.notify, now))
+        items = notify_items(self.store, notes, self.settings.notify, now)
+        self.store.enqueue_notifications(items)
 
     def _dispatch_waiting(self, now: datetime) -> None:
         """Offer undispatched tickets to engineers again: capacity may have freed since."""

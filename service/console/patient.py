@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
-from pydantic import AfterValidator
+from pydantic import AfterValidator, ValidationError
 
 from contract import Severity
 from infra.time_us import datetime_from_us, us_from_datetime
 from service import desk
-from service.api.context import Telemetry
+from service.api.context import ApiContext, Telemetry
 from service.api.deps import ContextDep, Id, ReadingsDep
 from service.api.schemas import Role
 from service.api.scope import actor, not_found, sees_everything, visible_device
@@ -34,6 +34,7 @@ from service.console.nav import NavItem
 from service.console.render import page
 from service.console.session import Session
 from service.model import OPEN_STATES, Patient, TicketKind, Tier
+from service.notifications import QuietHours
 from service.patient_messages import MAX_CHARS, TooManyMessages, add_message
 from service.store import ServiceStore
 from service.store.queries import DeviceQuery, Scope, TicketQuery
@@ -140,6 +141,7 @@ def patient_page(
     readings: ReadingsDep,
     patient_id: Id,
     sent: bool = False,
+    saved: bool = False,
 ) -> Response:
     """The patient's dressings, what they tell, updates on their requests, a help button."""
     patient = _patient(context.store, session, patient_id)
@@ -147,10 +149,28 @@ def patient_page(
     kits = _kits(context.store, readings, scope, context.clock())
     query = TicketQuery(scope=scope, sort="-updated", limit=UPDATES)
     updates = [patient_ticket(t) for t, _ in context.store.ticket_page(query)]
+    key = _recipient(patient)
+    chosen = context.store.quiet_hours_chosen([key])
+    values = {
+        "patient": patient,
+        "kits": kits,
+        "updates": updates,
+        "sent": sent,
+        "saved": saved,
+        "quiet_chosen": key in chosen,
+        "quiet": chosen.get(key),
+    }
+    return page(request, "patient.html", values, session, zone=_zone(context, patient))
+
+
+def _zone(context: ApiContext, patient: Patient) -> ZoneInfo:
+    """The patient's hospital's time zone (their quiet hours are in it)."""
     calendar = context.sla.site_calendar(patient.site_id)
-    zone = calendar.zone if calendar is not None else ZoneInfo("UTC")
-    values = {"patient": patient, "kits": kits, "updates": updates, "sent": sent}
-    return page(request, "patient.html", values, session, zone=zone)
+    return calendar.zone if calendar is not None else ZoneInfo("UTC")
+
+
+def _recipient(patient: Patient) -> str:
+    return f"patient/{patient.id}"
 
 
 def _kits(
@@ -220,3 +240,43 @@ def request_help(
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+@router.post("/patients/{patient_id}/quiet-hours", include_in_schema=False)
+def set_quiet_hours(
+    session: SessionDep,
+    context: ContextDep,
+    patient_id: Id,
+    choice: Annotated[Literal["quiet", "any"], Form()],
+    start: Annotated[time | None, Form()] = None,
+    end: Annotated[time | None, Form()] = None,
+) -> Response:
+    """The patient's choice: hold non-urgent news from ``start`` to ``end`` (their hospital's
+    local time), or send it at any time. Audited; applied to the next notifications."""
+    patient = _patient(context.store, session, patient_id)
+    if session.who.role not in (Role.PATIENT, Role.ADMIN, Role.HOSPITAL):
+        raise not_found()
+    quiet: QuietHours | None = None
+    if choice == "quiet":
+        if start is None or end is None:
+            raise HTTPException(422, "quiet hours need a start and an end time")
+        try:
+            quiet = QuietHours(start=start, end=end, timezone=_zone(context, patient).key)
+        except ValidationError as exc:
+            raise HTTPException(422, exc.errors()[0]["msg"]) from None
+    store, now = context.store, context.clock()
+    with store.atomic():
+        store.put_quiet_hours(_recipient(patient), quiet, now)
+        shown = (
+            "none" if quiet is None else f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.timezone}"
+        )
+        store.append_audit(
+            now, actor(session.who), "patient.quiet_hours", patient.id, {"quiet_hours": shown}
+        )
+    return RedirectResponse(f"/console/patients/{patient.id}?saved=1", status.HTTP_303_SEE_OTHER)
+
+
+def _described(quiet: QuietHours | None) -> str:
+    if quiet is None:
+        return "none"
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.timezone}"

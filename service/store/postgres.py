@@ -90,6 +90,7 @@ DIALECT = Dialect(
     stock="service_stock",
     reservations="service_reservations",
     harm="service_harm_flags",
+    quiet_hours="service_quiet_hours",
     doc="doc::text",
     doc_text="doc->>'{}'",
     greatest="GREATEST",

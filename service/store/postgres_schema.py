@@ -103,6 +103,9 @@ SCHEMA: tuple[LiteralString, ...] = (
     """CREATE TABLE IF NOT EXISTS service_reservations (
         ticket_id text NOT NULL, warehouse text NOT NULL, part text NOT NULL,
         quantity integer NOT NULL, PRIMARY KEY (ticket_id, warehouse, part))""",
+    # Quiet hours patients chose on their page ("patient/<id>"; doc: {"quiet_hours": … | null}).
+    """CREATE TABLE IF NOT EXISTS service_quiet_hours (
+        recipient text PRIMARY KEY, updated_us bigint NOT NULL, doc jsonb NOT NULL)""",
 )
 
 # Upgrades of tables made by earlier releases: (table, column, ALTER statement). Run only when

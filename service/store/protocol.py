@@ -29,6 +29,7 @@ from service.model import (
     Ticket,
     TicketState,
 )
+from service.notifications import QuietHours
 from service.parts import Reservation, Stock
 from service.presence_model import PresenceRecord
 from service.schedules import ScheduleConfig
@@ -241,6 +242,14 @@ class ServiceStore(Protocol):
 
     def mark_stock_alerted(self, warehouse: str, part: str) -> bool:
         """Note that the team was told a row is low; False when it is not (or was told)."""
+        ...
+
+    def put_quiet_hours(self, recipient: str, quiet: QuietHours | None, at: datetime) -> None:
+        """Keep what ``recipient`` (``role/subject``) chose: quiet hours, or None for none."""
+        ...
+
+    def quiet_hours_chosen(self, recipients: Sequence[str]) -> dict[str, QuietHours | None]:
+        """What each of ``recipients`` chose, for those who chose."""
         ...
 
     def flag_harm(self, flag: HarmFlag) -> bool:

@@ -8,6 +8,7 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from service.commands_model import PENDING, CommandRecord, CommandState
 from service.compensation import ServiceCredit
 from service.knowledge import ANY_MODEL, KnowledgeEntry, ranked
 from service.model import OPEN_STATES, Device, Ticket, TicketKind, TicketState
+from service.notifications import QuietHours
 from service.parts import Reservation, Stock
 from service.presence_model import PresenceRecord
 from service.schedules import PREVENTIVE_RULE, ScheduleConfig
@@ -62,6 +64,7 @@ def _stock(row: Sequence[Any]) -> Stock:
 
 
 REFRESH_CHUNK = 500  # tickets re-derived per transaction, so writers are never held up long
+QUIET_HOURS_CHUNK = 500  # recipients per query (SQLite's parameter limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Dialect:
     stock: str  # spare parts per warehouse
     reservations: str  # parts held for tickets
     harm: str  # tickets flagged "patient harm suspected"
+    quiet_hours: str  # quiet hours patients chose on their page
     doc: str  # the document column as JSON text ("doc" or "doc::text")
     doc_text: str  # one top-level text field of the document, by name ("{}" stands for it)
     greatest: str  # the two-argument maximum ("max" or "GREATEST")
@@ -686,6 +690,34 @@ class SqlQueries:
             [*params, limit],
         )
         return [HarmFlag.model_validate_json(r[0]) for r in rows]
+
+    # --- quiet hours chosen by patients ---------------------------------------------------
+
+    def put_quiet_hours(self, recipient: str, quiet: QuietHours | None, at: datetime) -> None:
+        """Keep what ``recipient`` (``role/subject``) chose: quiet hours, or None for none."""
+        doc = json.dumps({"quiet_hours": None if quiet is None else quiet.model_dump(mode="json")})
+        with self.atomic():
+            self._execute(
+                f"INSERT INTO {self.dialect.quiet_hours} (recipient, updated_us, doc)"
+                " VALUES (?, ?, ?) ON CONFLICT (recipient) DO UPDATE SET"
+                " updated_us = excluded.updated_us, doc = excluded.doc",
+                (recipient, us(at), doc),
+            )
+
+    def quiet_hours_chosen(self, recipients: Sequence[str]) -> dict[str, QuietHours | None]:
+        """What each of ``recipients`` chose, for those who chose (one query per 500)."""
+        found: dict[str, QuietHours | None] = {}
+        for first in range(0, len(recipients), QUIET_HOURS_CHUNK):
+            chunk = list(recipients[first : first + QUIET_HOURS_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            for recipient, doc in self._rows(
+                f"SELECT recipient, {self.dialect.doc} FROM {self.dialect.quiet_hours}"
+                f" WHERE recipient IN ({marks})",
+                chunk,
+            ):
+                quiet = json.loads(doc)["quiet_hours"]
+                found[recipient] = None if quiet is None else QuietHours.model_validate(quiet)
+        return found
 
     # --- audit ----------------------------------------------------------------------------
 

@@ -122,6 +122,9 @@ CREATE INDEX IF NOT EXISTS service_harm_flags_at ON service_harm_flags (flagged_
 CREATE TABLE IF NOT EXISTS service_reservations (
     ticket_id TEXT NOT NULL, warehouse TEXT NOT NULL, part TEXT NOT NULL,
     quantity INTEGER NOT NULL, PRIMARY KEY (ticket_id, warehouse, part));
+-- Quiet hours patients chose on their page ("patient/<id>"; doc: {"quiet_hours": ... | null}).
+CREATE TABLE IF NOT EXISTS service_quiet_hours (
+    recipient TEXT PRIMARY KEY, updated_us INTEGER NOT NULL, doc TEXT NOT NULL);
 """
 # Made after the upgrades, since older tables gain the columns they cover only then.
 _INDEXES = """
@@ -167,6 +170,7 @@ DIALECT = Dialect(
     stock="service_stock",
     reservations="service_reservations",
     harm="service_harm_flags",
+    quiet_hours="service_quiet_hours",
     doc="doc",
     doc_text="json_extract(doc, '$.{}')",
     greatest="max",

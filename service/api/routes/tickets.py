@@ -27,7 +27,8 @@ from service.api.text import ID_PATTERN, ApiInstant
 from service.api.views import TicketView, history_for, ticket_for
 from service.lifecycle import TransitionError
 from service.model import OPEN_STATES, StateChange, Ticket, TicketKind, TicketState, Tier
-from service.notifications import NotifyConfig, outbox_items, ticket_notifications
+from service.notifications import NotifyConfig, ticket_notifications
+from service.quiet_hours import notify_items
 from service.store import ServiceStore
 from service.store.queries import TicketQuery, TicketSort
 
@@ -182,4 +183,4 @@ def _freed_capacity(store: ServiceStore, now: datetime) -> None:
         )
     ]
     if notes:
-        store.enqueue_notifications(outbox_items(notes, NotifyConfig(), now))
+        store.enqueue_notifications(notify_items(store, notes, NotifyConfig(), now))
