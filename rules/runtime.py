@@ -22,7 +22,7 @@ import logging
 import time
 import zipfile
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -485,12 +485,8 @@ class RuleRuntime:
         return self.counters.published - sent
 
     async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.tick_every_s)
-            try:
-                await self.tick()
-            except StorageUnavailable as exc:
-                log.warning("alerts of a tick not stored yet (%s); they stay pending", exc)
+        failed = "alerts of a tick not stored yet (%s); they stay pending"
+        await _every(self.settings.tick_every_s, self.tick, failed)
 
     async def _outbox_loop(self) -> None:
         while True:
@@ -505,12 +501,8 @@ class RuleRuntime:
                 await self.publish_pending()
 
     async def _baseline_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.baselines_every_s)
-            try:
-                await self.export_baselines()
-            except StorageUnavailable as exc:
-                log.warning("wound baselines not written (%s); retrying later", exc)
+        failed = "wound baselines not written (%s); retrying later"
+        await _every(self.settings.baselines_every_s, self.export_baselines, failed)
 
     async def _snapshot_loop(self) -> None:
         while True:
@@ -519,6 +511,17 @@ class RuleRuntime:
                 await self.snapshot()
             except (InfrastructureUnavailable, OSError) as exc:
                 log.warning("rules checkpoint not written (%s); retrying later", exc)
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], failed: str) -> None:
+    """``work`` every ``seconds`` until cancelled; a storage outage is logged (``failed``, with
+    its reason) and the next round tries again."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except StorageUnavailable as exc:
+            log.warning(failed, exc)
 
 
 async def publish_through(

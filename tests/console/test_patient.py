@@ -93,19 +93,22 @@ def _help_ticket(store: ServiceStore) -> Ticket:
     return ticket
 
 
+def _help_form(login_client: Callable[[str], TestClient]) -> tuple[TestClient, str, dict[str, str]]:
+    """The patient logged in, their help path, and the form's fixed fields."""
+    client = login_client("patient")
+    form = {"device_id": seed.HOME_PATCH, "csrf": csrf_of(client, "/console/me")}
+    return client, f"/console/patients/{seed.PATIENT}/help", form
+
+
 def test_a_patient_message_travels_with_the_help_request_to_the_staff(
     login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
 ) -> None:
     store, _ = world
-    client = login_client("patient")
-    path = f"/console/patients/{seed.PATIENT}/help"
-    csrf = csrf_of(client, "/console/me")
+    client, path, form = _help_form(login_client)
     words = "It leaks at the edge\nand hurts more since this morning <b>"
-    sent = client.post(path, data={"device_id": seed.HOME_PATCH, "csrf": csrf, "message": words})
+    sent = client.post(path, data={**form, "message": words})
     assert sent.status_code == 200 and "was sent" in sent.text
-    again = client.post(
-        path, data={"device_id": seed.HOME_PATCH, "csrf": csrf, "message": "  now it is wet  "}
-    )
+    again = client.post(path, data={**form, "message": "  now it is wet  "})
     assert again.status_code == 200
     ticket = _help_ticket(store)  # one ticket, both messages on it, in order
     assert [e.message for e in patient_messages(ticket)] == [words, "now it is wet"]
@@ -129,10 +132,7 @@ def test_a_blank_message_adds_nothing_and_bad_messages_are_refused(
     login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
 ) -> None:
     store, _ = world
-    client = login_client("patient")
-    path = f"/console/patients/{seed.PATIENT}/help"
-    csrf = csrf_of(client, "/console/me")
-    form = {"device_id": seed.HOME_PATCH, "csrf": csrf}
+    client, path, form = _help_form(login_client)
     assert client.post(path, data={**form, "message": " \n\t "}).status_code == 200
     assert patient_messages(_help_ticket(store)) == []
     for bad in ("x" * 1001, "bell \x07 here", "escape \x1b[2J", "nul \x00"):
@@ -145,9 +145,7 @@ def test_a_help_request_holds_a_bounded_number_of_messages(
     login_client: Callable[[str], TestClient], world: tuple[ServiceStore, ReadingStore]
 ) -> None:
     store, _ = world
-    client = login_client("patient")
-    path = f"/console/patients/{seed.PATIENT}/help"
-    form = {"device_id": seed.HOME_PATCH, "csrf": csrf_of(client, "/console/me")}
+    client, path, form = _help_form(login_client)
     for n in range(MAX_MESSAGES):
         assert client.post(path, data={**form, "message": f"m{n}"}).status_code == 200
     refused = client.post(path, data={**form, "message": "one more"})
