@@ -1,4 +1,5 @@
-"""The REST API's Prometheus metrics: requests by route and status, and their latency.
+"""The REST API's Prometheus metrics: requests by route and status, their latency, and where
+the rate budgets are counted.
 
 A pure ASGI middleware, added outermost (``app.add_middleware(RequestMetrics, registry=…)``
 by the composition root) so that requests refused by the host check or the body limit count
@@ -10,12 +11,16 @@ request no route matched is ``unmatched``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from infra.metrics import LATENCY_BUCKETS
+from infra.metrics import LATENCY_BUCKETS, FunctionCollector
+from service.api.rate import RateLimits
 
 UNMATCHED = "unmatched"
 
@@ -70,3 +75,22 @@ def _route(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
+
+
+def register_rate_metrics(registry: CollectorRegistry, limits: RateLimits) -> None:
+    """Whether the budgets are shared by the API processes, and how many checks fell back to
+    this process's memory because the shared ones could not be reached (an outage shows)."""
+
+    def collect() -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "vigil_api_rate_budgets_shared",
+            "1 when the rate budgets are kept in the database for every API process, else 0",
+            value=1.0 if limits.shared else 0.0,
+        )
+        yield CounterMetricFamily(
+            "vigil_api_rate_fallbacks",
+            "Rate budget checks counted in this process's memory: the shared store failed",
+            value=float(limits.fallbacks),
+        )
+
+    registry.register(FunctionCollector("api rate budgets", collect))

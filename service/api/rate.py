@@ -68,6 +68,11 @@ class RateLimits:
         self._tickets = rate(tickets)
         self._auth_failures = rate(auth_failures)
 
+    @property
+    def shared(self) -> bool:
+        """Whether the budgets are kept in a store shared by every API process."""
+        return self._shared is not None
+
     def request(self, token_key: str) -> None:
         """Spend one request of the token's budget; 429 when it is used up."""
         self._spend(self._requests, "request", token_key, "requests for this token")

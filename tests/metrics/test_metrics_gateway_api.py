@@ -135,5 +135,8 @@ def test_api_metrics_count_requests_by_route_template_and_status(tmp_path: Path)
     assert s.value("vigil_api_requests_total", method="GET", route="unmatched", status="404") == 3
     assert s.value("vigil_api_request_seconds_count", method="GET", route="/tickets") == 2
     assert s.value("vigil_api_requests_in_progress") == 0
+    # SQLite serves one API process: its budgets are this process's, and none fell back.
+    assert s.value("vigil_api_rate_budgets_shared") == 0
+    assert s.value("vigil_api_rate_fallbacks_total") == 0
     (line,) = [r for r in records if r.get("component") == "api" and "listen" in r]
     assert line["listen"] == f"127.0.0.1:{port}" and line["readings"] == "none"

@@ -21,7 +21,9 @@ from fastapi import HTTPException
 from limits import parse
 from limits.errors import StorageError
 from limits.strategies import SlidingWindowCounterRateLimiter
+from prometheus_client import CollectorRegistry
 
+from service.api.metrics import register_rate_metrics
 from service.api.rate import RateLimits
 from service.api.rate_storage import PRUNE_EVERY_S, DatabaseRateStorage
 from tests.servers import PrivatePostgres
@@ -173,6 +175,11 @@ def test_while_the_database_is_down_each_process_counts_alone(
             # Not refused for an error, not let through unlimited: this process's own window.
             assert spent == [True] * 3 + [False]
             assert limits.fallbacks >= 4
+            registry = CollectorRegistry()
+            register_rate_metrics(registry, limits)
+            assert registry.get_sample_value("vigil_api_rate_budgets_shared") == 1
+            fell_back = registry.get_sample_value("vigil_api_rate_fallbacks_total")
+            assert fell_back == limits.fallbacks
             warnings = [r for r in caplog.records if "shared API rate budgets" in r.getMessage()]
             assert len(warnings) == 1  # once a minute, not once a request
         finally:

@@ -165,7 +165,7 @@ def service_api(
 
     from infra.logs import mask_url, started
     from service.api import TokensUnavailable, create_app
-    from service.api.metrics import RequestMetrics
+    from service.api.metrics import RequestMetrics, register_rate_metrics
     from vigil.api_app import api_settings
 
     vigil = VigilSettings()
@@ -194,6 +194,7 @@ def service_api(
     # Outermost: requests refused by the host check or the body limit are counted too.
     exported = CollectorRegistry()
     api.add_middleware(RequestMetrics, registry=exported)
+    register_rate_metrics(exported, api.state.context.limits)
     listen = (host or s.api_host, port or s.api_port)
     readings = settings.readings_url
     started(
