@@ -148,6 +148,8 @@ def _ticket_page(
         "row": board_row(ticket, now, sla),
         "ticket": ticket,
         "device": device,
+        # Parts held for this job at dispatch (the likely fix's kit), and where to collect them.
+        "reservations": store.reservations(ticket.id),
         "actions": actions_for(session.who, ticket),
         "error": error,
         "done": ACTIONS.get(done, "") or (N_("Command sent") if done == "command" else ""),

@@ -340,3 +340,14 @@ def test_a_typed_signature_signs_off_without_a_pad(w: World) -> None:
     assert served.status_code == 200 and served.headers["content-type"] == "application/json"
     assert served.content == attestation
     assert hospital.get(f"/console/devices/d1/signatures/{ticket_id}.png").status_code == 404
+
+
+def test_the_ticket_page_lists_the_parts_held_for_the_job(w: World) -> None:
+    ticket_id = _open(w)
+    page = w.client(E1).get(f"/console/engineer/tickets/{ticket_id}").text
+    assert 'id="parts-held"' not in page  # nothing held: no section
+    w.store.put_stock("north", "SEAL-7", 5, 1)
+    assert w.store.reserve(ticket_id, "north", "SEAL-7", 2)
+    page = w.client(E1).get(f"/console/engineer/tickets/{ticket_id}").text
+    held = page.split('id="parts-held"', 1)[1].split("</section>", 1)[0]
+    assert "2 × SEAL-7" in held and "warehouse north" in held
