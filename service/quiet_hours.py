@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from service.model import OutboxItem
-from service.notifications import Notification, NotifyConfig, outbox_items
+from service.model import OutboxItem, Patient
+from service.notifications import Notification, NotifyConfig, QuietHours, outbox_items
+from service.sla import SlaConfig
 from service.store import ServiceStore
 
 
@@ -39,3 +40,30 @@ def notify_items(
     """``outbox_items`` with the patients' own choice of quiet hours."""
     listed = list(notes)
     return outbox_items(listed, with_choices(store, config, listed), now)
+
+
+def recipient(patient: Patient) -> str:
+    """The notification recipient a patient is (``patient/<id>``)."""
+    return f"patient/{patient.id}"
+
+
+def zone_of(sla: SlaConfig, patient: Patient) -> str:
+    """The time zone a patient's quiet hours are in: their hospital's."""
+    calendar = sla.site_calendar(patient.site_id)
+    return calendar.timezone if calendar is not None else "UTC"
+
+
+def chosen(store: ServiceStore, patient: Patient) -> tuple[bool, QuietHours | None]:
+    """Whether the patient has chosen, and what (None: no quiet hours)."""
+    found = store.quiet_hours_chosen([recipient(patient)])
+    return recipient(patient) in found, found.get(recipient(patient))
+
+
+def choose(
+    store: ServiceStore, patient: Patient, quiet: QuietHours | None, actor: str, at: datetime
+) -> None:
+    """Keep the patient's choice and audit it (``patient.quiet_hours``), in one transaction."""
+    shown = "none" if quiet is None else f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.timezone}"
+    with store.atomic():
+        store.put_quiet_hours(recipient(patient), quiet, at)
+        store.append_audit(at, actor, "patient.quiet_hours", patient.id, {"quiet_hours": shown})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import HTTPException, status
 
 from service.api.schemas import Principal, Role
-from service.model import Device, Site, Ticket
+from service.model import Device, Patient, Site, Ticket
 from service.store import ServiceStore
 from service.store.queries import Scope
 
@@ -75,3 +75,17 @@ def visible_site(store: ServiceStore, who: Principal, site_id: str) -> Site:
     if site is None or not mine:
         raise not_found()
     return site
+
+
+def visible_patient(store: ServiceStore, who: Principal, patient_id: str) -> Patient:
+    """The patient, or 404 if missing or out of scope: the patient themselves, their
+    hospital, admins and engineers."""
+    found = store.patient(patient_id)
+    allowed = (
+        sees_everything(who)
+        or (who.role is Role.PATIENT and who.subject == patient_id)
+        or (who.role is Role.HOSPITAL and found is not None and found.site_id == who.subject)
+    )
+    if found is None or not allowed:
+        raise not_found()
+    return found

@@ -21,11 +21,11 @@ from pydantic import AfterValidator, ValidationError
 
 from contract import Severity
 from infra.time_us import datetime_from_us, us_from_datetime
-from service import desk
+from service import desk, quiet_hours
 from service.api.context import ApiContext, Telemetry
 from service.api.deps import ContextDep, Id, ReadingsDep
 from service.api.schemas import Role
-from service.api.scope import actor, not_found, sees_everything, visible_device
+from service.api.scope import actor, not_found, visible_device, visible_patient
 from service.api.text import ID_PATTERN, multi_line
 from service.api.views import patient_ticket
 from service.console.deps import SessionDep
@@ -61,16 +61,7 @@ class Status:
 
 def _patient(store: ServiceStore, session: Session, patient_id: str) -> Patient:
     """The patient, or 404 when missing or not the caller's to see."""
-    who = session.who
-    found = store.patient(patient_id)
-    allowed = (
-        sees_everything(who)
-        or (who.role is Role.PATIENT and who.subject == patient_id)
-        or (who.role is Role.HOSPITAL and found is not None and found.site_id == who.subject)
-    )
-    if found is None or not allowed:
-        raise not_found()
-    return found
+    return visible_patient(store, session.who, patient_id)
 
 
 def statuses(
@@ -149,28 +140,22 @@ def patient_page(
     kits = _kits(context.store, readings, scope, context.clock())
     query = TicketQuery(scope=scope, sort="-updated", limit=UPDATES)
     updates = [patient_ticket(t) for t, _ in context.store.ticket_page(query)]
-    key = _recipient(patient)
-    chosen = context.store.quiet_hours_chosen([key])
+    quiet_chosen, quiet = quiet_hours.chosen(context.store, patient)
     values = {
         "patient": patient,
         "kits": kits,
         "updates": updates,
         "sent": sent,
         "saved": saved,
-        "quiet_chosen": key in chosen,
-        "quiet": chosen.get(key),
+        "quiet_chosen": quiet_chosen,
+        "quiet": quiet,
     }
     return page(request, "patient.html", values, session, zone=_zone(context, patient))
 
 
 def _zone(context: ApiContext, patient: Patient) -> ZoneInfo:
     """The patient's hospital's time zone (their quiet hours are in it)."""
-    calendar = context.sla.site_calendar(patient.site_id)
-    return calendar.zone if calendar is not None else ZoneInfo("UTC")
-
-
-def _recipient(patient: Patient) -> str:
-    return f"patient/{patient.id}"
+    return ZoneInfo(quiet_hours.zone_of(context.sla, patient))
 
 
 def _kits(
@@ -261,22 +246,9 @@ def set_quiet_hours(
         if start is None or end is None:
             raise HTTPException(422, "quiet hours need a start and an end time")
         try:
-            quiet = QuietHours(start=start, end=end, timezone=_zone(context, patient).key)
+            zone = quiet_hours.zone_of(context.sla, patient)
+            quiet = QuietHours(start=start, end=end, timezone=zone)
         except ValidationError as exc:
             raise HTTPException(422, exc.errors()[0]["msg"]) from None
-    store, now = context.store, context.clock()
-    with store.atomic():
-        store.put_quiet_hours(_recipient(patient), quiet, now)
-        shown = (
-            "none" if quiet is None else f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.timezone}"
-        )
-        store.append_audit(
-            now, actor(session.who), "patient.quiet_hours", patient.id, {"quiet_hours": shown}
-        )
+    quiet_hours.choose(context.store, patient, quiet, actor(session.who), context.clock())
     return RedirectResponse(f"/console/patients/{patient.id}?saved=1", status.HTTP_303_SEE_OTHER)
-
-
-def _described(quiet: QuietHours | None) -> str:
-    if quiet is None:
-        return "none"
-    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} {quiet.timezone}"

@@ -2,7 +2,8 @@
 
 The store on both backends; the overlay over the notify file (a choice beats the hospital's
 default, "any time" included; other recipients untouched); the alert intake's outbox rows.
-The console form is tested in tests/console/test_patient_quiet_hours.py.
+The REST routes with their bad input and scope; the console form is tested in
+tests/console/test_patient_quiet_hours.py.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from contract import AlertEvent, AlertTransition, DeviceKind, Severity
 from infra.time_us import us_from_datetime
 from service.alert_consumer import intake
-from service.model import Channel, Device
+from service.api import Principal, build_app
+from service.api.schemas import Role
+from service.model import Channel, Device, Patient
 from service.notifications import NotifyConfig, QuietHours, RecipientPrefs, opened_notifications
 from service.quiet_hours import notify_items, with_choices
 from service.sla import SlaConfig
@@ -95,3 +99,90 @@ def test_the_alert_intake_holds_a_patients_news_until_their_own_quiet_hours_end(
         assert {n.next_at for n in store.notifications() if n.role != "patient"} == {LATE}
     finally:
         store.close()
+
+
+# --- the REST API ------------------------------------------------------------------------------
+
+ADM = "quiet-admin-token-0123456789abcdef0123456"
+H1 = "quiet-hospital-s1-token-0123456789abcdef0"
+H2 = "quiet-hospital-s2-token-0123456789abcdef0"
+PAT = "quiet-patient-pt1-token-0123456789abcdef0"
+ENG = "quiet-engineer-e1-token-0123456789abcdef0"
+TOKENS = {
+    ADM: Principal(role=Role.ADMIN),
+    H1: Principal(role=Role.HOSPITAL, subject="s1"),
+    H2: Principal(role=Role.HOSPITAL, subject="s2"),
+    PAT: Principal(role=Role.PATIENT, subject="pt-1"),
+    ENG: Principal(role=Role.ENGINEER, subject="e1"),
+}
+PATH = "/patients/pt-1/quiet-hours"
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[TestClient, ServiceStore]]:
+    store = SqliteStore(tmp_path / "service.db")
+    store.put_site(site("s1"))
+    store.put_site(site("s2"))
+    store.put_patient(Patient(id="pt-1", site_id="s1"))
+    store.put_patient(Patient(id="pt-2", site_id="s2"))
+    with TestClient(build_app(store, TOKENS, clock=lambda: LATE)) as client:
+        yield client, store
+    store.close()
+
+
+def _as(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_patient_reads_and_sets_their_quiet_hours_through_the_api(
+    api: tuple[TestClient, ServiceStore],
+) -> None:
+    client, store = api
+    assert client.get(PATH, headers=_as(PAT)).json() == {"chosen": False, "quiet_hours": None}
+    body = {"quiet_hours": {"start": "21:30", "end": "06:45"}}
+    answer = client.put(PATH, json=body, headers=_as(PAT))
+    assert answer.status_code == 200
+    wanted = {"start": "21:30:00", "end": "06:45:00", "timezone": "UTC"}
+    assert answer.json() == {"chosen": True, "quiet_hours": wanted}
+    assert client.get(PATH, headers=_as(H1)).json()["quiet_hours"] == wanted  # their hospital
+    anytime = client.put(PATH, json={"quiet_hours": None}, headers=_as(ADM))
+    assert anytime.json() == {"chosen": True, "quiet_hours": None}
+    assert store.quiet_hours_chosen(["patient/pt-1"]) == {"patient/pt-1": None}
+    entry = store.audit_head()
+    assert entry is not None and entry.action == "patient.quiet_hours"
+    assert entry.actor == "admin:-" and entry.data == {"quiet_hours": "none"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"quiet_hours": {"start": "22:00", "end": "22:00"}},
+        {"quiet_hours": {"start": "25:00", "end": "07:00"}},
+        {"quiet_hours": {"start": "22:00"}},
+        {"quiet_hours": {"start": 22, "end": 7}},
+        {"quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Olympus"}},
+        {"quiet_hours": "22:00-07:00"},
+        {},
+        {"quiet_hours": None, "extra": 1},
+        {"quiet_hours": {"start": "22:00\u0000", "end": "07:00"}},
+    ],
+)
+def test_bad_quiet_hours_are_a_4xx(api: tuple[TestClient, ServiceStore], body: object) -> None:
+    client, store = api
+    answer = client.put(PATH, json=body, headers=_as(PAT))
+    assert 400 <= answer.status_code < 500, answer.text
+    assert store.quiet_hours_chosen(["patient/pt-1"]) == {}
+
+
+def test_only_the_patient_their_hospital_and_admins_see_the_choice(
+    api: tuple[TestClient, ServiceStore],
+) -> None:
+    client, _ = api
+    body = {"quiet_hours": None}
+    assert client.get("/patients/pt-2/quiet-hours", headers=_as(PAT)).status_code == 404
+    assert client.put("/patients/pt-2/quiet-hours", json=body, headers=_as(H1)).status_code == 404
+    assert client.get(PATH, headers=_as(H2)).status_code == 404
+    assert client.get("/patients/nobody/quiet-hours", headers=_as(ADM)).status_code == 404
+    assert client.get(PATH, headers=_as(ENG)).status_code == 403
+    assert client.get(PATH).status_code == 401
+    assert client.get("/patients/../quiet-hours", headers=_as(ADM)).status_code == 404
