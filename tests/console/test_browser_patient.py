@@ -41,9 +41,11 @@ def test_patient_page_updates_live_when_their_dressing_raises_an_alert(
     page_as: Callable[..., Any], console_server: ConsoleServer
 ) -> None:
     page = page_as("patient")
-    page.wait_for_function("document.getElementById('live-kit') !== null")
+    # Locator waits, not wait_for_function: its polling evals a string, which the
+    # console's CSP (script-src 'self') refuses once the first check is false.
+    expect(page.locator("#live-kit")).to_be_attached()
     expect(page.locator(".tone-urgent")).to_have_count(0)
-    page.wait_for_function("document.body.dataset.live === '1'")  # the stream is open
+    expect(page.locator("body")).to_have_attribute("data-live", "1")  # the stream is open
     now = datetime.now(UTC)
     alert = seed.infection(seed.HOME_PATCH, now)
     seed.raise_alert(console_server.store, console_server.readings, alert, now)
