@@ -6,7 +6,7 @@ Prints reading-rule evaluations per second for both and their ratio. Single-thre
 
     .venv/bin/python -m bench.bench_rules [--series 100000] [--batches 20] [--depth 1] [--stagger]
                                           [--gateway-devices 500] [--gateway-batch 5000]
-                                          [--shuffled-tables]
+                                          [--shuffled-tables] [--heard-shuffled]
 
 ``--stagger`` first gives each series 0-31 earlier readings so that the ring heads of the series
 differ (as in a fleet whose devices report at different rates) instead of moving in lock step.
@@ -30,6 +30,7 @@ import numpy as np
 
 from bench.wire_v2 import payload_v2
 from contract import decode_batch
+from contract.batch_binary import canonical_devices
 from contract.batch_columns import ColumnarBatch
 from contract.catalog import METRICS
 from contract.reading import Reading
@@ -179,6 +180,8 @@ def run_engine(
     data[:0] = warm
     # Both paths get the readings in the order the gateways send them (grouped by gateway).
     data = [by_gateway(devices, d, uplink) for d in data]
+    if uplink.heard_shuffled:
+        data = [heard_in_new_order(devices, d, uplink, k) for k, d in enumerate(data)]
     rules = load_pack("dressings") + load_pack("equipment")
     engine = RuleEngine(rules, registry)
     table: DeviceTable = engine.devices
@@ -244,13 +247,15 @@ async def _interleaved(
 class Uplink:
     """How the stream reaches ingest: gateways of ``devices`` consecutive devices each (a ward
     gateway's patches, or a site's machines), each sending its readings of an engine batch in
-    batches of at most ``batch_max``, with the device table in first-appearance order (the
-    gateway encoder's) or, ``shuffled``, in a new order each batch (devices heard in another
-    order every time)."""
+    batches of at most ``batch_max``, with the device table in the gateway packer's canonical
+    order (``contract.batch_binary.canonical_devices``) or, ``shuffled``, in a new order each
+    batch (another encoder, listing devices in a random order). ``heard_shuffled``: each
+    gateway hears its devices in a new order every batch, so its readings' order changes."""
 
     devices: int = WARD_DEVICES
     batch_max: int = GATEWAY_BATCH
     shuffled: bool = False
+    heard_shuffled: bool = False
 
 
 def wire_batches(
@@ -287,6 +292,17 @@ def by_gateway(
     return tuple(column[order] for column in data)
 
 
+def heard_in_new_order(
+    devices: list[str], data: tuple[np.ndarray, ...], uplink: Uplink, seed: int
+) -> tuple[np.ndarray, ...]:
+    """Each gateway's readings with its devices in a random order (each device's own readings
+    in their order), as a gateway hearing its devices in another order this time sends them."""
+    number = device_numbers(devices)[data[0]]
+    rank = np.random.default_rng(1000 + seed).permutation(int(number.max()) + 1)
+    order = np.lexsort((np.arange(len(number)), rank[number], number // uplink.devices))
+    return tuple(column[order] for column in data)
+
+
 def device_numbers(devices: list[str]) -> np.ndarray:
     """Per series, its device's number (devices numbered in order of first appearance)."""
     table: dict[str, int] = {}
@@ -305,7 +321,12 @@ def gateway_payload(
 ) -> Callable[[tuple[np.ndarray, ...]], bytes]:
     """The v2 encoder of one gateway batch, given its (value, ts_us, seq) columns."""
     used, first, local = np.unique(dev, return_index=True, return_inverse=True)
-    rank = rng.permutation(len(used)) if uplink.shuffled else np.argsort(np.argsort(first))
+    if uplink.shuffled:
+        rank = rng.permutation(len(used))
+    else:
+        heard = [devices[int(series[f])] for f in first.tolist()]
+        position = {d: i for i, d in enumerate(canonical_devices(heard))}
+        rank = np.array([position[d] for d in heard], dtype=np.intp)
     table: list[str] = [""] * len(used)
     for r, f in zip(rank.tolist(), first.tolist(), strict=True):
         table[r] = devices[int(series[f])]
@@ -392,8 +413,15 @@ def main() -> None:
         action="store_true",
         help="each gateway batch lists its devices in a new order (no two tables alike)",
     )
+    parser.add_argument(
+        "--heard-shuffled",
+        action="store_true",
+        help="gateways hear their devices in a new order each batch (readings and tables)",
+    )
     args = parser.parse_args()
-    uplink = Uplink(args.gateway_devices, args.gateway_batch, args.shuffled_tables)
+    uplink = Uplink(
+        args.gateway_devices, args.gateway_batch, args.shuffled_tables, args.heard_shuffled
+    )
     direct, through, objects, memory = run_engine(
         args.series, args.batches, args.depth, args.stagger, args.learning, uplink
     )
@@ -419,7 +447,8 @@ def main() -> None:
         f"           runtime/engine per batch (each path's time for the same batch): "
         f"median {mid:.2f}, 10th-90th percentile {low:.2f}-{high:.2f}"
     )
-    order = "shuffled each batch" if uplink.shuffled else "in first-appearance order"
+    order = "shuffled each batch" if uplink.shuffled else "in the packer's canonical order"
+    order += ", devices heard in a new order each batch" if uplink.heard_shuffled else ""
     print(
         f"           on {through.batches / args.batches:.0f} decoded v2 gateway batches per "
         f"engine batch: {uplink.devices} devices per gateway, at most {uplink.batch_max:,} "

@@ -11,6 +11,10 @@ Layout (little-endian)::
     u32[count] device (index into devices), u32[count] series (index into series)
 
 Device ids and (metric, unit) pairs are sent once per batch; readings refer to them by index.
+The packer lists device ids sorted (``canonical_devices``), not in the order they were heard:
+a gateway whose batches hold the same devices then sends the same table every time, whatever
+order its radios heard them in, and receivers recognise the table instead of looking up each
+id again (``rules.columns.DeviceTable``). Decoders accept any order.
 Encoding needs only the standard library (gateways run without numpy); decoding is in
 ``contract.batch_decode``.
 
@@ -25,7 +29,7 @@ import json
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -69,7 +73,7 @@ class PackedColumns:
         # One transpose, then C-level passes (map, array): no Python code runs per reading.
         fields = zip(*readings, strict=True) if readings else ((),) * 6
         device_id, metric, value, unit, ts_us, seq = fields
-        devices = {d: i for i, d in enumerate(dict.fromkeys(device_id))}
+        devices = {d: i for i, d in enumerate(canonical_devices(set(device_id)))}
         series = {p: i for i, p in enumerate(dict.fromkeys(zip(metric, unit, strict=True)))}
         return cls(
             tuple(devices),
@@ -129,12 +133,15 @@ class PackedColumns:
     def concat(cls, parts: Sequence[PackedColumns]) -> PackedColumns:
         """The parts' readings in order, under one device table and one series table.
 
-        Parts that share their tables (a fleet appends the same devices tick after tick) are
-        joined as bytes; only a part whose tables differ has its indices remapped.
+        The device table is the parts' ids in canonical order. Parts that share their tables
+        (a fleet appends the same devices tick after tick) are joined as bytes; only a part
+        whose tables differ has its indices remapped.
         """
         if not parts:
             return cls.of(())
-        devices: dict[str, int] = {}
+        tables = {part.devices for part in parts}  # usually one
+        merged = canonical_devices(set().union(*tables))
+        devices = {d: i for i, d in enumerate(merged)}
         series: dict[tuple[str, str], int] = {}
         device_parts: list[bytes] = []
         pair_parts: list[bytes] = []
@@ -142,7 +149,7 @@ class PackedColumns:
             device_parts.append(_remap(part.device, part.devices, devices))
             pair_parts.append(_remap(part.pair, part.series, series))
         return cls(
-            tuple(devices),
+            merged,
             tuple(series),
             b"".join(p.value for p in parts),
             b"".join(p.ts_us for p in parts),
@@ -187,6 +194,11 @@ def encode_batch_v2(batch: Batch) -> bytes:
     if isinstance(batch, PackedBatch):
         return batch.columns.payload(batch.gateway_id, batch.batch_seq)
     return PackedColumns.of(batch.readings).payload(batch.gateway_id, batch.batch_seq)
+
+
+def canonical_devices(device_ids: Iterable[str]) -> tuple[str, ...]:
+    """The order in which a packed table lists ``device_ids`` (distinct): sorted by code point."""
+    return tuple(sorted(device_ids))
 
 
 def header_bounds(payload: bytes) -> tuple[int, int, int] | None:

@@ -54,6 +54,7 @@ from rules.policy import (
     accept_sorted,
     accept_unique,
     each_once,
+    once_order,
     run_starts,
     series_time_order,
     within_window,
@@ -208,7 +209,13 @@ class RuleEngine:
             if runs is not None:
                 return self._process_runs(runs, events)
         if len(starts) == 1 or each_once(series, ctx.n_series):
-            s, t, v, codes = accept_unique(ctx, series, cols.ts_us, value, cols.metric)
+            ts, metric = cols.ts_us, cols.metric
+            if len(starts) > 1:
+                # Devices heard in another order: the rows in series order, so that the state
+                # of a fleet's series is read and written as slices, not gathered.
+                order = once_order(series, ctx.n_series)
+                series, ts, value, metric = series[order], ts[order], value[order], metric[order]
+            s, t, v, codes = accept_unique(ctx, series, ts, value, metric)
             if len(s) == 0:
                 return self._finish(events)
             self._clear_series_silence(s, t, events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given
@@ -41,6 +42,19 @@ def test_merged_parts_hold_the_readings_in_order(case: tuple[list[Reading], list
     assert len(merged) == len(readings)
     assert merged.readings() == tuple(readings)
     assert PackedColumns.parse(merged.payload("gw-1", 3)).readings() == tuple(readings)
+    assert merged.devices == tuple(sorted({r.device_id for r in readings}))
+
+
+@given(st.lists(valid_readings(), max_size=40), st.randoms(use_true_random=False))
+def test_the_device_table_does_not_depend_on_the_order_devices_were_heard(
+    readings: list[Reading], rnd: random.Random
+) -> None:
+    """A gateway that hears the same devices in another order sends the same table, so the
+    receivers' table caches recognise it (rules.columns.DeviceTable)."""
+    heard = readings.copy()
+    rnd.shuffle(heard)
+    assert PackedColumns.of(heard).devices == PackedColumns.of(readings).devices
+    assert PackedColumns.of(heard).readings() == tuple(heard)
 
 
 @given(split_readings(), st.integers(0, 2**62))
@@ -62,10 +76,10 @@ def test_parts_with_other_tables_are_remapped() -> None:
 
     one = [reading("a", "battery", "%", 0), reading("b", "wound_temp", "degC", 1)]
     two = [reading("c", "wound_temp", "degC", 2), reading("a", "battery", "%", 3)]
-    merged = PackedColumns.concat([PackedColumns.of(one), PackedColumns.of(two)])
+    merged = PackedColumns.concat([PackedColumns.of(two), PackedColumns.of(one)])
     assert merged.devices == ("a", "b", "c")
-    assert merged.series == (("battery", "%"), ("wound_temp", "degC"))
-    assert merged.readings() == (*one, *two)
+    assert merged.series == (("wound_temp", "degC"), ("battery", "%"))  # as first heard
+    assert merged.readings() == (*two, *one)
 
 
 def test_slices_and_timestamps_address_rows() -> None:

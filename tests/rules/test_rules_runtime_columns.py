@@ -73,6 +73,22 @@ def test_columns_from_batches_intern_devices_as_readings_do() -> None:
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
 
 
+def test_new_devices_are_interned_in_the_order_readings_name_them_not_the_tables() -> None:
+    """The gateway lists devices sorted; the engine is fastest when series indices follow the
+    order readings arrive in, so new ids are interned in that order."""
+    heard = ["p9", "p10", "p2", "p1"]
+    readings = tuple(r(d, "exudate", 1, 50.0, i) for i, d in enumerate(heard))
+    batch = decode_batch(encode_batch(Batch("gw", 1, readings))).batch
+    assert isinstance(batch, ColumnarBatch)
+    assert batch.columns.device_ids == ("p1", "p10", "p2", "p9")  # the packer's order
+    table = DeviceTable(["p2"])  # known before: keeps its index
+    cols = columns_from_batches([batch], table)
+    assert table.ids == ["p2", "p9", "p10", "p1"]
+    assert [table.ids[i] for i in cols.device] == heard
+    again = columns_from_batches([batch], table)  # the same table again: from the cache
+    assert np.array_equal(again.device, cols.device) and table.table_hits >= 1
+
+
 def test_a_raise_and_a_clear_come_through_columns() -> None:
     groups = [
         [Batch("gw", m, (r("p1", "exudate", m, 90.0, m), r("p2", "wound_temp", m, 39.0, m)))]
