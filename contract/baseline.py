@@ -17,8 +17,8 @@ class WoundBaseline:
     """One device's baseline under one rule, and the value the rule compares with it now.
 
     ``current`` is None while the rule has no recent value (a gap longer than its window, or a
-    patch still inside its exclusion window after application). ``at_us`` is the rules' data
-    clock when this was written.
+    patch still inside its exclusion window after application). ``at_us`` is the time of the
+    newest reading behind it (the rules rewrite the row at least daily while the patch reports).
     """
 
     device_id: str

@@ -50,6 +50,7 @@ class RetentionPolicy:
     dead_letters_days: int = 90
     batch_claims_days: int = 400
     notifications_days: int = 90
+    baselines_days: int = 30
     interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
@@ -58,6 +59,7 @@ class RetentionPolicy:
             self.dead_letters_days,
             self.batch_claims_days,
             self.notifications_days,
+            self.baselines_days,
         )
         if min(days) < 1 or self.interval_s <= 0:
             raise ValueError(f"retention days must be >= 1 and the interval > 0: {self}")

@@ -6,6 +6,12 @@ it raises anything. People should see that too (the ward board's Δ column). ``l
 it out of the engine, vectorised over the rule's series; ``BaselineExport`` remembers what
 was written and hands over only what changed since: a baseline once learnt, then the recent
 value at each bucket close (every 15 minutes a patch), not every patch every time.
+
+Each row is stamped with the time of the newest reading behind it, and rewritten at least once
+a day of readings while its patch reports (``REFRESH_US``), so that the store can prune the
+rows of patches that stopped reporting (removed, superseded by a new dressing) by that stamp
+alone (``[retention] baselines_days``); a restart rewrites rows with the same stamps, so it
+does not make a silent patch's row look fresh.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from contract import WoundBaseline
-from rules.context import F64, EngineState, Idx
+from rules.context import F64, I64, EngineState, Idx
 from rules.evaluators import SignalEvaluator
 
 
@@ -40,6 +46,7 @@ class LearntBaselines:
     device: Idx
     baseline: F64
     current: F64
+    seen_us: I64  # the time of each one's newest reading
 
 
 def learnt(ctx: EngineState, evaluators: Iterable[SignalEvaluator]) -> list[LearntBaselines]:
@@ -47,6 +54,7 @@ def learnt(ctx: EngineState, evaluators: Iterable[SignalEvaluator]) -> list[Lear
     found: list[LearntBaselines] = []
     metric = ctx.series["metric"][: ctx.n_series]
     dev = ctx.series["dev"][: ctx.n_series]
+    last_ts = ctx.series["last_ts"]
     for ev in evaluators:
         s = np.flatnonzero(metric == ev.code)
         if ev.rule.id in ctx.filtered:
@@ -58,34 +66,46 @@ def learnt(ctx: EngineState, evaluators: Iterable[SignalEvaluator]) -> list[Lear
         known = ~np.isnan(baseline)
         found.append(
             LearntBaselines(
-                ev.rule.id, ev.rule.metric, dev[s[known]], baseline[known], current[known]
+                ev.rule.id,
+                ev.rule.metric,
+                dev[s[known]],
+                baseline[known],
+                current[known],
+                last_ts[s[known]],
             )
         )
     return found
+
+
+# A row is rewritten, even unchanged, once its patch has reported for this long since (an
+# engineering default: far inside any retention of days, one write a patch a day).
+REFRESH_US = 86_400 * 1_000_000
 
 
 @dataclass
 class BaselineExport:
     """What was last written per rule (by device index), to write only what changed."""
 
-    _written: dict[str, tuple[F64, F64]] = field(default_factory=dict)
+    # rule id -> (baseline, current, stamp) as written, by device index
+    _written: dict[str, tuple[F64, F64, I64]] = field(default_factory=dict)
 
-    def changed(
-        self, found: Iterable[LearntBaselines], ids: list[str], at_us: int
-    ) -> list[WoundBaseline]:
-        """The baselines differing from what was written (``ids``: device index → id)."""
+    def changed(self, found: Iterable[LearntBaselines], ids: list[str]) -> list[WoundBaseline]:
+        """The baselines differing from what was written, or written a day of readings ago
+        (``ids``: device index → id); each stamped with its series' newest reading."""
         out: list[WoundBaseline] = []
         for rule in found:
-            base, current = self._last(rule.rule_id, len(ids))
+            base, current, stamp = self._last(rule.rule_id, len(ids))
             d = rule.device
             moved = ~_same(base[d], rule.baseline) | ~_same(current[d], rule.current)
-            for i, b, c in zip(
+            moved |= rule.seen_us - stamp[d] >= REFRESH_US
+            for i, b, c, at in zip(
                 d[moved].tolist(),
                 rule.baseline[moved].tolist(),
                 rule.current[moved].tolist(),
+                rule.seen_us[moved].tolist(),
                 strict=True,
             ):
-                out.append(WoundBaseline(ids[i], rule.rule_id, rule.metric, b, _known(c), at_us))
+                out.append(WoundBaseline(ids[i], rule.rule_id, rule.metric, b, _known(c), at))
         return out
 
     def written(self, rows: Iterable[WoundBaseline], index: Callable[[str], int | None]) -> None:
@@ -94,18 +114,22 @@ class BaselineExport:
             at = index(row.device_id)
             if at is None:
                 continue
-            base, current = self._last(row.rule_id, at + 1)
+            base, current, stamp = self._last(row.rule_id, at + 1)
             base[at] = row.baseline
             current[at] = np.nan if row.current is None else row.current
+            stamp[at] = row.at_us
 
-    def _last(self, rule_id: str, size: int) -> tuple[F64, F64]:
-        base, current = self._written.get(rule_id, (np.empty(0), np.empty(0)))
+    def _last(self, rule_id: str, size: int) -> tuple[F64, F64, I64]:
+        empty = (np.empty(0), np.empty(0), np.empty(0, dtype=np.int64))
+        base, current, stamp = self._written.get(rule_id, empty)
         if len(base) < size:
-            grown = max(size, 2 * len(base))
-            base = np.concatenate([base, np.full(grown - len(base), np.nan)])
-            current = np.concatenate([current, np.full(grown - len(current), np.nan)])
-            self._written[rule_id] = (base, current)
-        return base, current
+            more = max(size, 2 * len(base)) - len(base)
+            base = np.concatenate([base, np.full(more, np.nan)])
+            current = np.concatenate([current, np.full(more, np.nan)])
+            # Never written: the NaN values differ from any learnt one, whatever the stamp.
+            stamp = np.concatenate([stamp, np.zeros(more, dtype=np.int64)])
+            self._written[rule_id] = (base, current, stamp)
+        return base, current, stamp
 
 
 def _same(a: F64, b: F64) -> np.ndarray:

@@ -319,11 +319,10 @@ class RuleRuntime:
         async with self._lock:  # read out in one piece; converted and written outside
             engine = self.engine
             found = engine.learnt_baselines()
-            clock = engine.clock_us
         export = self._baselines
 
         def write() -> int:  # in a thread: a fleet's first write is ~10^5 rows
-            rows = export.changed(found, engine.devices.ids, clock)
+            rows = export.changed(found, engine.devices.ids)
             if rows:
                 store.store_baselines(rows)
                 export.written(rows, engine.devices.get)

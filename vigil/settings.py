@@ -429,6 +429,8 @@ class RetentionConfig(Section):
     """Days a stored batch is known, so a resend is a duplicate; >= readings_days (unset: equal)."""
     notifications_days: int = Field(90, ge=1)
     """Days delivered or given-up notifications and their delivery attempts are kept."""
+    baselines_days: int = Field(30, ge=1)
+    """Days a wound baseline is kept after its patch's last reading (engineering default)."""
     interval_s: float = Field(3600.0, gt=0)
     """Seconds between prunes in `vigil ingest run`, `vigil service run` and the gateway."""
 
@@ -766,6 +768,7 @@ class VigilSettings(BaseSettings):
             dead_letters_days=r.dead_letters_days,
             batch_claims_days=r.batch_claims_days or r.readings_days,
             notifications_days=r.notifications_days,
+            baselines_days=r.baselines_days,
             interval_s=r.interval_s,
         )
 

@@ -225,6 +225,11 @@ class ReadingStore(Protocol):
         """Remove dead letters received before ``older_than_us`` (a dry run only counts them)."""
         ...
 
+    def prune_baselines(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove wound baselines whose newest reading is older than ``older_than_us``: the
+        rows of patches that stopped reporting (a reporting patch's row is rewritten daily)."""
+        ...
+
     def prune_batch_claims(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
         """Forget batches ingested before ``older_than_us`` (a dry run only counts them).
 

@@ -1,5 +1,6 @@
 """The ``baselines`` table of the readings store: the rules' learnt wound baselines (SQLite and
-PostgreSQL), one row per (device, rule), the latest write winning.
+PostgreSQL), one row per (device, rule), the latest write winning. ``at_us`` is the time of the
+newest reading behind a row (``rules.baselines``); retention prunes by it.
 
 A row is replaced only by one at least as new (``at_us``): an older writer (a standby that took
 over from an older checkpoint) cannot move a baseline back.
@@ -34,6 +35,8 @@ POSTGRES_TABLE = """
         PRIMARY KEY (device_id, rule_id)
     )
 """
+# The retention prune finds rows by their stamp (rows of patches that stopped reporting).
+AT_INDEX = "CREATE INDEX IF NOT EXISTS baselines_at_us ON baselines (at_us)"
 _UPSERT_SET = """
     ON CONFLICT (device_id, rule_id) DO UPDATE SET
         metric = excluded.metric, baseline = excluded.baseline, current = excluded.current,

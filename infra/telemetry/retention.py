@@ -1,4 +1,5 @@
-"""Pruning the telemetry store by its retention policy: readings, dead letters, batch claims."""
+"""Pruning the telemetry store by its retention policy: readings, dead letters, batch claims,
+and the wound baselines of patches that stopped reporting."""
 
 from __future__ import annotations
 
@@ -18,4 +19,5 @@ def prune_telemetry(
         store.prune_readings(cutoff_us(now_us, policy.readings_days), dry_run=dry_run),
         store.prune_batch_claims(cutoff_us(now_us, policy.batch_claims_days), dry_run=dry_run),
         store.prune_dead_letters(cutoff_us(now_us, policy.dead_letters_days), dry_run=dry_run),
+        store.prune_baselines(cutoff_us(now_us, policy.baselines_days), dry_run=dry_run),
     ]

@@ -155,6 +155,11 @@ PRUNES = {
         "DELETE FROM dead_letters WHERE id IN"
         " (SELECT id FROM dead_letters WHERE received_at_us < ? LIMIT ?)",
     ),
+    "baselines": (
+        "SELECT count(*) FROM baselines WHERE at_us < ?",
+        "DELETE FROM baselines WHERE (device_id, rule_id) IN"
+        " (SELECT device_id, rule_id FROM baselines WHERE at_us < ? LIMIT ?)",
+    ),
     "batch_claims": (
         "SELECT count(*) FROM ingested_batches WHERE ingested_at_us < ?",
         "DELETE FROM ingested_batches WHERE (gateway_id, batch_seq) IN"
@@ -183,6 +188,7 @@ class SQLiteStore(StoreContext):
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(baseline_sql.SQLITE_TABLE)
+            conn.execute(baseline_sql.AT_INDEX)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(alerts)")}
             if "published_at" not in columns:
                 conn.execute(_ADD_PUBLISHED_AT)
@@ -423,6 +429,10 @@ class SQLiteStore(StoreContext):
     def prune_batch_claims(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
         """Forget batches ingested before ``older_than_us``, in bounded transactions."""
         return self._prune("batch_claims", older_than_us, dry_run)
+
+    def prune_baselines(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove wound baselines whose newest reading is older than ``older_than_us``."""
+        return self._prune("baselines", older_than_us, dry_run)
 
     def _prune(self, kind: str, older_than_us: int, dry_run: bool) -> Pruned:
         """Count, or delete chunk by chunk, the rows of ``kind`` older than the cutoff."""

@@ -507,6 +507,19 @@ class TimescaleStore(StoreContext):
         """Forget batches ingested before ``older_than_us``."""
         return self._prune("batch_claims", older_than_us, dry_run)
 
+    def prune_baselines(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
+        """Remove wound baselines whose newest reading is older than ``older_than_us``."""
+        what = "FROM baselines WHERE at_us < %s"
+
+        def prune(conn: psycopg.Connection[TupleRow]) -> int:
+            if dry_run:
+                return _count(conn.execute("SELECT count(*) " + what, (older_than_us,)).fetchone())
+            with conn.transaction():
+                return conn.execute("DELETE " + what, (older_than_us,)).rowcount
+
+        # Safe to repeat after a lost connection: deleting what is already gone does nothing.
+        return Pruned("baselines", self._run(prune), older_than_us)
+
     def _prune(self, kind: str, older_than_us: int, dry_run: bool) -> Pruned:
         """Count, or delete, the rows of a plain table older than the cutoff."""
         table, column = _PRUNED_BY_DELETE[kind]

@@ -142,6 +142,7 @@ def migrate(conn: psycopg.Connection[TupleRow]) -> frozenset[str]:
         conn.execute(_ALERTS_AT_INDEX)
         conn.execute(_ALERTS_DEVICE_AT_INDEX)
         conn.execute(baseline_sql.POSTGRES_TABLE)
+        conn.execute(baseline_sql.AT_INDEX)
     license_row = conn.execute("SHOW timescaledb.license").fetchone()
     license_name = str(license_row[0]) if license_row else "apache"
     if license_name != "timescale":

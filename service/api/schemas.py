@@ -279,8 +279,8 @@ class LatestReading(Out):
 class BaselineBrief(Out):
     """A wound's learnt baseline under one rule and the value the rule compares with it now
     (``current`` null while unknown, e.g. inside the exclusion window after a dressing change;
-    ``delta`` = current - baseline). Written by the rules as they change (``at_us``: their data
-    clock then)."""
+    ``delta`` = current - baseline). Written by the rules as they change and at least daily
+    (``at_us``: the time of the newest reading behind it)."""
 
     rule_id: str
     metric: str

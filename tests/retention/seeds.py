@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from contract import Batch, Reading
+from contract import Batch, Reading, WoundBaseline
 from infra.retention import DAY_US
 from infra.telemetry import DeadLetter, ReadingStore
 from infra.time_us import datetime_from_us
@@ -14,12 +14,19 @@ from service.store import ServiceStore
 
 
 def seed_telemetry(store: ReadingStore, now: int) -> None:
-    """Readings 500 and 1 days old, dead letters 100 and 1 days old."""
+    """Readings 500 and 1 days old, dead letters 100 and 1 days old, wound baselines of
+    patches last heard 40 and 1 days ago."""
     for seq, days in enumerate((500, 1)):
         ts = now - days * DAY_US
         readings = tuple(Reading(f"p-{days}", "battery", 80.0, "%", ts + i, i) for i in range(3))
         store.store_batches([Batch("gw-1", seq, readings)])
         store.store_dead_letters([DeadLetter(ts, "t", f"{days} days", b"{")])
+    store.store_baselines(
+        [
+            WoundBaseline(f"p-{days}", "dressing.temp.rise", "wound_temp", 33.0, None, at)
+            for days, at in ((40, now - 40 * DAY_US), (1, now - DAY_US))
+        ]
+    )
 
 
 def seed_service(store: ServiceStore, now: int) -> None:

@@ -51,6 +51,7 @@ EXPECTED = {
     ("telemetry", "readings"): 3,
     ("telemetry", "batch_claims"): 0,  # claims are a few seconds old
     ("telemetry", "dead_letters"): 1,
+    ("telemetry", "baselines"): 1,  # the patch last heard 40 days ago
     ("service", "notifications"): 1,
     ("service", "deliveries"): 1,
     ("service", "dead_letters"): 1,
@@ -77,6 +78,7 @@ def test_a_dry_run_removes_nothing_and_a_run_removes_what_is_old(urls: tuple[str
     with open_store(urls[0]) as telemetry:
         assert {r.device_id for r in telemetry.fetch_readings()} == {"p-1"}
         assert [x.reason for x in telemetry.dead_letters()] == ["1 days"]
+        assert [b.device_id for b in telemetry.baselines(["p-40", "p-1"])] == ["p-1"]
     service = open_service_store(urls[1])
     assert [i.key for i in service.notifications()] == ["new"]
     assert [d.event_id for d in service.deliveries()] == ["new"]

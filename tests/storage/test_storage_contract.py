@@ -575,6 +575,23 @@ def test_baselines_keep_the_latest_of_each_device_and_rule(store: ReadingStore) 
     assert len(store.baselines(many)) == 3
 
 
+def test_baselines_of_patches_gone_silent_are_pruned_by_their_stamp(store: ReadingStore) -> None:
+    old = [_baseline(f"gone-{i}", "temp.rise", 33.0, None, T0_US - 31 * DAY_US) for i in range(3)]
+    kept = _baseline("patch-1", "temp.rise", 33.0, 33.2, T0_US - DAY_US)
+    store.store_baselines([*old, kept])
+    cutoff = T0_US - 30 * DAY_US
+    assert store.prune_baselines(cutoff, dry_run=True).rows == 3
+    assert len(store.baselines([b.device_id for b in old])) == 3  # a dry run removes nothing
+    pruned = store.prune_baselines(cutoff)
+    assert (pruned.kind, pruned.rows, pruned.older_than_us) == ("baselines", 3, cutoff)
+    assert store.baselines([*(b.device_id for b in old), "patch-1"]) == [kept]
+    assert store.prune_baselines(cutoff).rows == 0
+    # A patch reporting again is written again, and kept.
+    back = _baseline("gone-1", "temp.rise", 33.0, 33.1, T0_US)
+    store.store_baselines([back])
+    assert store.baselines(["gone-1"]) == [back]
+
+
 def test_a_baseline_must_be_a_number() -> None:
     with pytest.raises(ValueError, match="not finite"):
         WoundBaseline("patch-1", "temp.rise", "wound_temp", math.nan, None, T0_US)

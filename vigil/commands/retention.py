@@ -38,7 +38,10 @@ def retention_run(
         bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")
     ] = False,
     telemetry: Annotated[
-        bool, typer.Option(help="Prune the telemetry store (readings, batch claims, dead letters).")
+        bool,
+        typer.Option(
+            help="Prune the telemetry store (readings, batch claims, dead letters, baselines)."
+        ),
     ] = True,
     service: Annotated[
         bool, typer.Option(help="Prune the service store (notifications, dead letters).")
