@@ -89,15 +89,19 @@ class BaselineExport:
     # rule id -> (baseline, current, stamp) as written, by device index
     _written: dict[str, tuple[F64, F64, I64]] = field(default_factory=dict)
 
-    def changed(self, found: Iterable[LearntBaselines], ids: list[str]) -> list[WoundBaseline]:
-        """The baselines differing from what was written, or written a day of readings ago
-        (``ids``: device index → id); each stamped with its series' newest reading."""
+    def changed(
+        self, found: Iterable[LearntBaselines], ids: list[str], since_us: int
+    ) -> list[WoundBaseline]:
+        """The baselines differing from what was written, or written a day of readings ago,
+        of series heard from ``since_us`` on (``ids``: device index → id); each stamped with
+        its series' newest reading."""
         out: list[WoundBaseline] = []
         for rule in found:
             base, current, stamp = self._last(rule.rule_id, len(ids))
             d = rule.device
             moved = ~_same(base[d], rule.baseline) | ~_same(current[d], rule.current)
             moved |= rule.seen_us - stamp[d] >= REFRESH_US
+            moved &= rule.seen_us >= since_us
             for i, b, c, at in zip(
                 d[moved].tolist(),
                 rule.baseline[moved].tolist(),

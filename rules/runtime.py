@@ -92,6 +92,9 @@ class RuntimeSettings:
     catch_up_chunk: int = 20_000
     # Learnt wound baselines that changed are written to the store this often (the board's Δ).
     baselines_every_s: float = 60.0
+    # ... unless their patch's newest reading is older than this: retention prunes those rows
+    # ([retention] baselines_days), and a restart must not write them back.
+    baselines_keep_s: float = 30 * 86_400.0
     # Calls with at most this many readings are evaluated on the event loop; larger ones (a
     # takeover's catch-up) in a thread, leaving the loop free meanwhile. A thread costs two
     # wake-ups per call, and on a loaded host each waits for a CPU: bench_rules measured the
@@ -319,10 +322,11 @@ class RuleRuntime:
         async with self._lock:  # read out in one piece; converted and written outside
             engine = self.engine
             found = engine.learnt_baselines()
+            since = engine.clock_us - round(self.settings.baselines_keep_s * 1e6)
         export = self._baselines
 
         def write() -> int:  # in a thread: a fleet's first write is ~10^5 rows
-            rows = export.changed(found, engine.devices.ids)
+            rows = export.changed(found, engine.devices.ids, since)
             if rows:
                 store.store_baselines(rows)
                 export.written(rows, engine.devices.get)

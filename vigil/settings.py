@@ -620,6 +620,7 @@ class VigilSettings(BaseSettings):
             snapshot_every_s=r.snapshot_interval_s,
             tick_every_s=r.tick_interval_s,
             baselines_every_s=r.baselines_interval_s,
+            baselines_keep_s=self.retention.baselines_days * 86_400.0,
         )
 
     def rules_worker_settings(self, replica: int | None = None) -> RulesWorkerSettings:

@@ -72,19 +72,19 @@ def test_the_export_writes_what_changed_only() -> None:
     engine.process_readings(_hours("patch-1", 0, 27, 33.0))
     export = BaselineExport()
     ids = engine.devices.ids
-    first = export.changed(engine.learnt_baselines(), ids)
+    first = export.changed(engine.learnt_baselines(), ids, 0)
     assert [(b.device_id, b.rule_id, b.baseline, b.current) for b in first] == [
         ("patch-1", RULE, 33.0, 33.0)
     ]
     assert first[0].at_us == at(60 * 27 - 5)  # the newest reading behind it
     # Not marked written: offered again. Marked: not, until a value moves.
-    assert export.changed(engine.learnt_baselines(), ids) == first
+    assert export.changed(engine.learnt_baselines(), ids, 0) == first
     export.written(first, engine.devices.get)
-    assert export.changed(engine.learnt_baselines(), ids) == []
+    assert export.changed(engine.learnt_baselines(), ids, 0) == []
     engine.process_readings(_hours("patch-1", 27, 28, 34.0))
-    (moved,) = export.changed(engine.learnt_baselines(), ids)
+    (moved,) = export.changed(engine.learnt_baselines(), ids, 0)
     assert moved.baseline == 33.0 and moved.current is not None and moved.current > 33.0
-    assert len(BaselineExport().changed(engine.learnt_baselines(), ids)) == 1
+    assert len(BaselineExport().changed(engine.learnt_baselines(), ids, 0)) == 1
 
 
 def test_an_unchanged_row_is_rewritten_once_a_day_of_readings_and_a_silent_one_is_not() -> None:
@@ -94,17 +94,22 @@ def test_an_unchanged_row_is_rewritten_once_a_day_of_readings_and_a_silent_one_i
     engine.process_readings(_hours("patch-1", 0, 27, 33.0) + _hours("patch-2", 0, 27, 33.0))
     export = BaselineExport()
     ids = engine.devices.ids
-    export.written(export.changed(engine.learnt_baselines(), ids), engine.devices.get)
+    export.written(export.changed(engine.learnt_baselines(), ids, 0), engine.devices.get)
     # patch-1 steady for 23 h more: its values do not move, nothing to write yet
     engine.process_readings(_hours("patch-1", 27, 50, 33.0))
-    assert export.changed(engine.learnt_baselines(), ids) == []
+    assert export.changed(engine.learnt_baselines(), ids, 0) == []
     engine.process_readings(_hours("patch-1", 50, 51, 33.0))  # a day of readings since
-    (refreshed,) = export.changed(engine.learnt_baselines(), ids)
+    (refreshed,) = export.changed(engine.learnt_baselines(), ids, 0)
     assert (refreshed.device_id, refreshed.baseline, refreshed.current) == ("patch-1", 33.0, 33.0)
     assert refreshed.at_us == at(60 * 51 - 5)
     # A restart (a new export) writes patch-2's row again with the stamp it had: still old.
-    again = {b.device_id: b.at_us for b in BaselineExport().changed(engine.learnt_baselines(), ids)}
+    again = {
+        b.device_id: b.at_us for b in BaselineExport().changed(engine.learnt_baselines(), ids, 0)
+    }
     assert again == {"patch-1": at(60 * 51 - 5), "patch-2": at(60 * 27 - 5)}
+    # ... unless the patch has been silent longer than the rows are kept: not written back.
+    recent = BaselineExport().changed(engine.learnt_baselines(), ids, at(60 * 30))
+    assert [b.device_id for b in recent] == ["patch-1"]
 
 
 def test_the_runtime_writes_changed_baselines_to_the_readings_store(tmp_path: Path) -> None:
