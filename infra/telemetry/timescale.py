@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import LiteralString, TypeVar
 
 import psycopg
@@ -180,10 +180,12 @@ _HOURLY_EXISTS = """
     WHERE view_schema = current_schema() AND view_name = 'readings_hourly'
 """
 _DROP_HOURLY = "SELECT drop_chunks('readings_hourly', older_than => %(cutoff)s::timestamptz)"
-# kind → (table, time column) of the plain tables pruned by DELETE; both columns are indexed.
-_PRUNED_BY_DELETE = {
-    "dead_letters": ("dead_letters", "received_at"),
-    "batch_claims": ("ingested_batches", "ingested_at"),
+# kind → (table, indexed time column, the cutoff in that column's type) of the plain tables
+# pruned by DELETE.
+_PRUNED_BY_DELETE: dict[str, tuple[str, str, Callable[[int], object]]] = {
+    "dead_letters": ("dead_letters", "received_at", datetime_from_us),
+    "batch_claims": ("ingested_batches", "ingested_at", datetime_from_us),
+    "baselines": ("baselines", "at_us", int),  # microseconds of the newest reading
 }
 # Two writers whose batches share readings can still deadlock on the unique index; the loser's
 # transaction is rolled back whole, so retrying it is safe.
@@ -509,24 +511,15 @@ class TimescaleStore(StoreContext):
 
     def prune_baselines(self, older_than_us: int, *, dry_run: bool = False) -> Pruned:
         """Remove wound baselines whose newest reading is older than ``older_than_us``."""
-        what = "FROM baselines WHERE at_us < %s"
-
-        def prune(conn: psycopg.Connection[TupleRow]) -> int:
-            if dry_run:
-                return _count(conn.execute("SELECT count(*) " + what, (older_than_us,)).fetchone())
-            with conn.transaction():
-                return conn.execute("DELETE " + what, (older_than_us,)).rowcount
-
-        # Safe to repeat after a lost connection: deleting what is already gone does nothing.
-        return Pruned("baselines", self._run(prune), older_than_us)
+        return self._prune("baselines", older_than_us, dry_run)
 
     def _prune(self, kind: str, older_than_us: int, dry_run: bool) -> Pruned:
         """Count, or delete, the rows of a plain table older than the cutoff."""
-        table, column = _PRUNED_BY_DELETE[kind]
+        table, column, convert = _PRUNED_BY_DELETE[kind]
         what = sql.SQL("FROM {} WHERE {} < %s").format(
             sql.Identifier(table), sql.Identifier(column)
         )
-        cutoff = (datetime_from_us(older_than_us),)
+        cutoff = (convert(older_than_us),)
 
         def prune(conn: psycopg.Connection[TupleRow]) -> int:
             if dry_run:
