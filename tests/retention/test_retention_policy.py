@@ -29,8 +29,17 @@ def test_the_defaults() -> None:
         dead_letters_days=90,
         batch_claims_days=400,
         notifications_days=90,
+        baselines_days=30,
         interval_s=3600.0,
     )
+
+
+def test_the_rules_do_not_write_back_baselines_retention_would_prune(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert VigilSettings().runtime_settings().baselines_keep_s == 30 * 86_400.0
+    monkeypatch.setenv("VIGIL_RETENTION__BASELINES_DAYS", "7")
+    assert VigilSettings().runtime_settings().baselines_keep_s == 7 * 86_400.0
 
 
 def test_batch_claims_follow_the_readings_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +57,9 @@ def test_batch_claims_shorter_than_readings_are_refused(monkeypatch: pytest.Monk
         RetentionPolicy(readings_days=400, batch_claims_days=30)
 
 
-@pytest.mark.parametrize("key", ["READINGS_DAYS", "DEAD_LETTERS_DAYS", "NOTIFICATIONS_DAYS"])
+@pytest.mark.parametrize(
+    "key", ["READINGS_DAYS", "DEAD_LETTERS_DAYS", "NOTIFICATIONS_DAYS", "BASELINES_DAYS"]
+)
 def test_a_retention_under_a_day_is_refused(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     monkeypatch.setenv(f"VIGIL_RETENTION__{key}", "0")
     with pytest.raises(ValidationError, match=key.lower()):
