@@ -62,12 +62,20 @@ class DeviceTable:
         """The index of a known device, else None."""
         return self._index.get(device_id)
 
-    def intern_many(self, device_ids: Iterable[str]) -> NDArray[np.intp]:
-        """Indices for many ids at once: known ones in one C-level pass over the index."""
+    def intern_many(
+        self, device_ids: Iterable[str], rows: NDArray[np.integer] | None = None
+    ) -> NDArray[np.intp]:
+        """Indices for many ids at once: known ones in one C-level pass over the index.
+
+        New ids are interned in order, or, given ``rows`` (indices into ``device_ids``), in
+        the order the rows first name them.
+        """
         ids = device_ids if isinstance(device_ids, (list, tuple)) else list(device_ids)
         try:
             return np.fromiter(map(self._index.__getitem__, ids), dtype=np.intp, count=len(ids))
-        except KeyError:  # some are new: intern them in order
+        except KeyError:  # some are new
+            if rows is not None:
+                self._intern_as_named(ids, rows)
             return np.fromiter(map(self.intern, ids), dtype=np.intp, count=len(ids))
 
     def lookup_table(
@@ -115,14 +123,7 @@ class DeviceTable:
             self.table_hits += 1
             return found
         self.table_misses += 1
-        try:  # every id known: one C-level pass
-            lut = np.fromiter(
-                map(self._index.__getitem__, device_ids), dtype=np.intp, count=len(device_ids)
-            )
-        except KeyError:
-            if rows is not None:
-                self._intern_as_named(device_ids, rows)
-            lut = self.intern_many(device_ids)
+        lut = self.intern_many(device_ids, rows)
         n = len(device_ids)
         if n > self.cached_ids_max or key.count(_SEPARATOR) != n - 1:
             return lut  # too big to keep, or ambiguous (an id holds the separator)
